@@ -1,0 +1,3 @@
+module github.com/dtc-project/dtc
+
+go 1.26
