@@ -1,0 +1,108 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config bounds everything the engine holds. Every limit is checked by Validate; hitting
+// one at run time is an answer (an error value naming the limit), never a crash.
+type Config struct {
+	// InflightMax is how many transactions may be undecided or in phase 2 at once.
+	// Submit beyond it fails with ErrBusy (HTTP 429).
+	InflightMax int
+	// ParticipantsMax is the most participants one transaction may name.
+	ParticipantsMax int
+	// PayloadMaxBytes bounds one participant's prepare payload.
+	PayloadMaxBytes int
+	// URLMaxBytes bounds one participant URL.
+	URLMaxBytes int
+	// IDMaxBytes bounds a client-chosen transaction id.
+	IDMaxBytes int
+
+	// PrepareTimeout is the default prepare deadline; a request may ask for any value up
+	// to PrepareTimeoutMax.
+	PrepareTimeout    time.Duration
+	PrepareTimeoutMax time.Duration
+	// RecoveryTimeout bounds how long recovery waits for the status of a transaction
+	// that was begun but not decided before a restart; then it aborts it.
+	RecoveryTimeout time.Duration
+	// RequestTimeout is what phase-2 and status requests are given (Message.Timeout).
+	RequestTimeout time.Duration
+	// RetryBackoffMin and RetryBackoffMax bound the exponential backoff (with jitter)
+	// between phase-2 retries to one participant, and between log retries.
+	RetryBackoffMin time.Duration
+	RetryBackoffMax time.Duration
+
+	// DoneRetention is how long a finished transaction is remembered: its id stays
+	// reserved (a new transaction cannot reuse it) and Get still answers for it.
+	DoneRetention time.Duration
+	// DoneMax bounds how many finished transactions are remembered; the oldest is
+	// forgotten first when it is reached, even inside DoneRetention.
+	DoneMax int
+	// WaitersMax bounds how many callers may wait on one transaction (idempotent
+	// resubmissions of the same id).
+	WaitersMax int
+}
+
+// DefaultConfig returns limits that suit one shard of a daemon on a small machine.
+func DefaultConfig() Config {
+	return Config{
+		InflightMax:       4096,
+		ParticipantsMax:   32,
+		PayloadMaxBytes:   64 << 10,
+		URLMaxBytes:       2048,
+		IDMaxBytes:        128,
+		PrepareTimeout:    5 * time.Second,
+		PrepareTimeoutMax: 10 * time.Minute,
+		RecoveryTimeout:   10 * time.Second,
+		RequestTimeout:    5 * time.Second,
+		RetryBackoffMin:   50 * time.Millisecond,
+		RetryBackoffMax:   10 * time.Second,
+		DoneRetention:     10 * time.Minute,
+		DoneMax:           100_000,
+		WaitersMax:        16,
+	}
+}
+
+// Validate says which limit is out of range.
+func (c Config) Validate() error {
+	var errs []error
+	pos := func(name string, v int) {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %d", name, v))
+		}
+	}
+	posDur := func(name string, v time.Duration) {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %v", name, v))
+		}
+	}
+	pos("InflightMax", c.InflightMax)
+	pos("ParticipantsMax", c.ParticipantsMax)
+	pos("PayloadMaxBytes", c.PayloadMaxBytes)
+	pos("URLMaxBytes", c.URLMaxBytes)
+	pos("IDMaxBytes", c.IDMaxBytes)
+	pos("DoneMax", c.DoneMax)
+	pos("WaitersMax", c.WaitersMax)
+	posDur("PrepareTimeout", c.PrepareTimeout)
+	posDur("PrepareTimeoutMax", c.PrepareTimeoutMax)
+	posDur("RecoveryTimeout", c.RecoveryTimeout)
+	posDur("RequestTimeout", c.RequestTimeout)
+	posDur("RetryBackoffMin", c.RetryBackoffMin)
+	posDur("RetryBackoffMax", c.RetryBackoffMax)
+	if c.DoneRetention < 0 {
+		errs = append(errs, fmt.Errorf("DoneRetention must not be negative, got %v", c.DoneRetention))
+	}
+	if c.PrepareTimeout > c.PrepareTimeoutMax {
+		errs = append(errs, fmt.Errorf("PrepareTimeout %v exceeds PrepareTimeoutMax %v", c.PrepareTimeout, c.PrepareTimeoutMax))
+	}
+	if c.RetryBackoffMin > c.RetryBackoffMax {
+		errs = append(errs, fmt.Errorf("RetryBackoffMin %v exceeds RetryBackoffMax %v", c.RetryBackoffMin, c.RetryBackoffMax))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("coordinator: invalid config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,61 @@
+// Package coordinator is dtc's two-phase-commit engine: a single-threaded,
+// non-blocking state machine that is the same code in production and in the simulator.
+//
+// It never blocks, starts no goroutine, reads no wall clock and no global random
+// source, and touches neither files nor the network. It is written against interfaces it
+// defines itself (env.go), and whatever takes time comes back to it as an Event:
+//
+//	           Submit / Get / List / Checkpoint            (method calls, answered at once
+//	client ──────────────────────────────────┐              or through a done callback)
+//	                                         ▼
+//	                  ┌──────────────────────────────────────┐
+//	  Step(Reply) ───▶│                Engine                │── Transport.Send(Message)
+//	  Step(Timer) ───▶│  txns: id → phase, votes, acks, ...  │── Clock.SetTimer(d, Timer)
+//	  Step(Synced) ──▶│  waiting: decisions until durable    │── Log.Append(Record, sync)
+//	                  └──────────────────────────────────────┘── Observer.Observe(Note)
+//
+// # Lifecycle (presumed abort)
+//
+//	begin ─prepare all─▶ preparing ─all ACK──────────▶ [commit durable] ─▶ phase 2 ─all acked─▶ done
+//	                         │ any NACK / ERROR / deadline
+//	                         └────────────────────────▶ [abort durable]  ─▶ phase 2 ─all acked─▶ done
+//
+// Records: begin (lazy), decision (synced), hazard (lazy), end (lazy); checkpoint and
+// snapshot records let the log's owner delete old segments.
+//
+// # The rule
+//
+// An outcome is told to nobody — not the client, not a participant, not a status query —
+// before its decision record is durable. The engine appends the decision with sync, keeps
+// the transaction in the "committing"/"aborting" state (which no participant acts on), and
+// only when Step(LogSynced) covers the record's LSN does it call the waiting clients'
+// callbacks and send phase 2. A begin record is lazy: a transaction whose begin was lost
+// in a crash can never have been told anything, so it is presumed aborted.
+//
+// # Recovery
+//
+// After a restart the owner feeds every durable record to Replay, in log order, and calls
+// Start. Replay goes through the same apply function that the records went through when
+// they were first written; there is no second code path for "after a restart". Start
+// then resumes each transaction: a decided one resumes phase 2 (idempotent at the
+// participants); an undecided one asks every participant for its status and commits only
+// if all of them report prepared within Config.RecoveryTimeout, otherwise aborts. Until
+// those decisions are durable the engine is not Ready: Submit fails with ErrRecovering,
+// and so does Get for an id it does not know, because it may not have read its last word
+// on it yet. After that, Get answers ErrNotFound for an unknown id, which a participant in
+// doubt takes as aborted (presumed abort). This is safe because a transaction is
+// forgotten only after every participant acknowledged its outcome.
+//
+// # Bounds
+//
+// Config bounds in-flight transactions, participants and payload per transaction,
+// waiters per transaction and remembered finished transactions. Phase-2 retries are one
+// outstanding request per participant with capped exponential backoff and jitter.
+// Exceeding a bound is an error value naming it (ErrBusy, *RequestError), never a crash.
+//
+// # Invariants (asserted: breaking one is a programming error and panics)
+//
+//   - a transaction is decided at most once; a replayed log never decides it differently;
+//   - LogSynced never reports more records than were appended;
+//   - Replay happens only before Start, Step only after it.
+package coordinator

@@ -1,0 +1,579 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Env is what the engine runs against. Clock, Transport, Log and Rand are required;
+// Observer may be nil.
+type Env struct {
+	Clock     Clock
+	Transport Transport
+	Log       Log
+	Rand      Rand
+	Observer  Observer
+}
+
+// Engine is the two-phase-commit state machine. It is not safe for concurrent use: its
+// owner calls every method from one goroutine (production: one per shard; simulator: the
+// scheduler). No method blocks.
+//
+// Lifecycle: New, then Replay for every record found in the log (oldest first), then
+// Start, then any mix of Submit, Get, List, Checkpoint and Step.
+type Engine struct {
+	cfg Config
+	env Env
+
+	txns     map[string]*txn
+	inflight int      // transactions not yet done
+	doneIDs  []string // finished transactions, oldest first; doneHead is the first live entry
+	doneHead int
+
+	lsn     uint64    // LSN of the last record the log accepted
+	synced  uint64    // every record up to this LSN is durable
+	waiting []lsnWait // decisions waiting for their record to be durable, in LSN order
+
+	seq        uint64 // last Message.Seq used
+	started    bool
+	recovering int // transactions found undecided in the log whose decision is not yet durable
+}
+
+type lsnWait struct {
+	lsn uint64
+	txn *txn
+}
+
+// New returns an engine that has not started: feed it the log with Replay, then Start.
+func New(cfg Config, env Env) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if env.Clock == nil || env.Transport == nil || env.Log == nil || env.Rand == nil {
+		return nil, errors.New("coordinator: Env needs Clock, Transport, Log and Rand")
+	}
+	return &Engine{cfg: cfg, env: env, txns: make(map[string]*txn)}, nil
+}
+
+// Ready reports whether the engine answers requests: it has started and every
+// transaction it found undecided in the log has a durable decision.
+func (e *Engine) Ready() bool { return e.started && e.recovering == 0 }
+
+// Stats counts what the engine holds, for gauges.
+type Stats struct {
+	Inflight   int // begun, not yet acknowledged by every participant
+	Undecided  int // no durable decision yet (preparing, or recovering)
+	Recovering int // found undecided in the log, still being resolved
+	Remembered int // finished, still remembered for their id's reservation window
+}
+
+// Stats returns the current counts. It walks every transaction: call it for metrics
+// scrapes, not per request.
+func (e *Engine) Stats() Stats {
+	s := Stats{Inflight: e.inflight, Recovering: e.recovering, Remembered: len(e.doneIDs) - e.doneHead}
+	for _, t := range e.txns {
+		if t.phase < phPhase2 {
+			s.Undecided++
+		}
+	}
+	return s
+}
+
+// Replay applies one durable record read from the log. It must be called before Start,
+// for every record, in log order. Recovery has no code path of its own: the records are
+// applied exactly as they were when they were first written, and Start resumes from there.
+func (e *Engine) Replay(rec *Record) error {
+	if e.started {
+		panic("coordinator: Replay after Start")
+	}
+	if err := rec.check(); err != nil {
+		return err
+	}
+	return e.apply(rec)
+}
+
+// Start ends replay and resumes every transaction found in the log: a decided one
+// resumes phase 2; an undecided one asks every participant for its status and commits
+// only if all of them report prepared. Transactions are resumed in id order so that a
+// simulated run is the same every time.
+func (e *Engine) Start() {
+	if e.started {
+		panic("coordinator: Start called twice")
+	}
+	e.started = true
+	now := e.env.Clock.Now()
+	ids := make([]string, 0, len(e.txns))
+	for id, t := range e.txns {
+		if t.phase != phDone {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		t := e.txns[id]
+		t.recovered = true
+		switch t.phase {
+		case phPreparing:
+			e.recovering++
+			t.phase = phQuerying
+			for i := range t.parts {
+				t.parts[i].vote, t.parts[i].reason = VoteNone, ""
+			}
+			t.gen++
+			e.env.Clock.SetTimer(e.cfg.RecoveryTimeout, Timer{Kind: TimerDeadline, Txn: id, Gen: t.gen})
+			for i := range t.parts {
+				e.send(t, i, MsgStatus)
+			}
+		case phDeciding:
+			// Replayed decisions are durable by definition.
+			t.decided = now
+			e.startPhase2(t)
+		default:
+			panic(fmt.Sprintf("coordinator: txn %s replayed into phase %v", id, t.phase))
+		}
+	}
+	e.expire(now)
+}
+
+// Submit begins a transaction. On success done is called exactly once, with the
+// transaction's view, once its decision is durable — possibly before Submit returns, when
+// a client-chosen id names a transaction that is already decided. The returned view is
+// the transaction as it stands now. On error done is never called.
+func (e *Engine) Submit(req Request, done func(View)) (View, error) {
+	if !e.Ready() {
+		return View{}, ErrRecovering
+	}
+	now := e.env.Clock.Now()
+	e.expire(now)
+	if err := e.cfg.validate(&req); err != nil {
+		return View{}, err
+	}
+	sum := payloadSum(req.Participants)
+	if req.ID != "" {
+		if t := e.txns[req.ID]; t != nil {
+			return e.resubmit(t, &req, sum, done)
+		}
+	}
+	if e.inflight >= e.cfg.InflightMax {
+		return View{}, fmt.Errorf("coordinator: %w (InflightMax=%d)", ErrBusy, e.cfg.InflightMax)
+	}
+	id := req.ID
+	for id == "" || e.txns[id] != nil {
+		id = fmt.Sprintf("%016x%016x", e.env.Rand.Uint64(), e.env.Rand.Uint64())
+	}
+	urls := make([]string, len(req.Participants))
+	for i, p := range req.Participants {
+		urls[i] = p.URL
+	}
+	rec := &Record{
+		Type:             RecBegin,
+		Txn:              id,
+		TimeUnixMs:       now.UnixMilli(),
+		Participants:     urls,
+		PrepareTimeoutMs: req.PrepareTimeout.Milliseconds(),
+		PayloadSum:       sum,
+	}
+	// The begin record is lazy: if it is lost in a crash, no decision can have been made
+	// durable after it, so the transaction was never answered and is presumed aborted.
+	if err := e.append(rec, false); err != nil {
+		return View{}, fmt.Errorf("coordinator: %w: %v", ErrLogUnavailable, err)
+	}
+	e.mustApply(rec)
+	t := e.txns[id]
+	t.began = now
+	if done != nil {
+		t.waiters = append(t.waiters, done)
+	}
+	e.observe(Note{Kind: NoteBegun, Txn: id})
+	t.gen++
+	e.env.Clock.SetTimer(req.PrepareTimeout, Timer{Kind: TimerDeadline, Txn: id, Gen: t.gen})
+	for i, p := range req.Participants {
+		e.seq++
+		t.parts[i].seq = e.seq
+		e.env.Transport.Send(Message{
+			Kind: MsgPrepare, Txn: id, Participant: i, URL: p.URL,
+			Payload: p.Payload, Seq: e.seq, Timeout: req.PrepareTimeout,
+		})
+	}
+	return t.view(), nil
+}
+
+// resubmit answers a Submit whose client-chosen id is already known.
+func (e *Engine) resubmit(t *txn, req *Request, sum string, done func(View)) (View, error) {
+	if !t.sameRequest(req, sum) {
+		return View{}, fmt.Errorf("coordinator: %w: %q", ErrConflict, t.id)
+	}
+	if t.phase >= phPhase2 {
+		if done != nil {
+			done(t.view())
+		}
+		return t.view(), nil
+	}
+	if done != nil {
+		if len(t.waiters) >= e.cfg.WaitersMax {
+			return View{}, fmt.Errorf("coordinator: %w: %d callers already wait on %q (WaitersMax)",
+				ErrBusy, len(t.waiters), t.id)
+		}
+		t.waiters = append(t.waiters, done)
+	}
+	return t.view(), nil
+}
+
+// Get returns a transaction's view. ErrNotFound means the engine has no record of the id,
+// which a participant in doubt may take as aborted; while recovery runs, an id the engine
+// does not know gets ErrRecovering instead, because it may yet learn of it.
+func (e *Engine) Get(id string) (View, error) {
+	if e.started {
+		e.expire(e.env.Clock.Now())
+	}
+	t := e.txns[id]
+	if t == nil {
+		if !e.Ready() {
+			return View{}, ErrRecovering
+		}
+		return View{}, ErrNotFound
+	}
+	return t.view(), nil
+}
+
+// Step handles one event: a participant's reply, a timer, or the log's progress.
+func (e *Engine) Step(ev Event) {
+	if !e.started {
+		panic("coordinator: Step before Start")
+	}
+	switch ev := ev.(type) {
+	case Reply:
+		e.onReply(ev)
+	case TimerFired:
+		e.onTimer(ev.Timer)
+	case LogSynced:
+		e.onSynced(ev.Through)
+	default:
+		panic(fmt.Sprintf("coordinator: unknown event %T", ev))
+	}
+}
+
+func (e *Engine) onReply(r Reply) {
+	t := e.txns[r.Txn]
+	if t == nil || r.Participant < 0 || r.Participant >= len(t.parts) {
+		return
+	}
+	p := &t.parts[r.Participant]
+	if p.seq == 0 || p.seq != r.Seq {
+		return // a duplicate, or the answer to a request that no longer matters
+	}
+	p.seq = 0
+	if r.Err != nil {
+		e.observe(Note{Kind: NoteSendFailed, Txn: t.id, URL: p.url, Msg: r.Kind, Reason: r.Err.Error()})
+	}
+	switch r.Kind {
+	case MsgPrepare:
+		e.onVote(t, r)
+	case MsgStatus:
+		e.onStatus(t, r)
+	case MsgCommit, MsgRollback:
+		e.onPhase2(t, r)
+	}
+}
+
+func (e *Engine) onVote(t *txn, r Reply) {
+	if t.phase != phPreparing {
+		return
+	}
+	p := &t.parts[r.Participant]
+	switch {
+	case r.Err != nil:
+		p.vote, p.reason = VoteError, r.Err.Error()
+	case r.Vote == VoteACK:
+		p.vote = VoteACK
+		for i := range t.parts {
+			if t.parts[i].vote != VoteACK {
+				return
+			}
+		}
+		e.decide(t, Commit, "")
+		return
+	case r.Vote == VoteNACK:
+		p.vote, p.reason = VoteNACK, r.Reason
+	default:
+		p.vote, p.reason = VoteError, fmt.Sprintf("unrecognised vote %q", r.Vote)
+	}
+	e.decide(t, Abort, fmt.Sprintf("%s voted %s: %s", p.url, p.vote, p.reason))
+}
+
+func (e *Engine) onStatus(t *txn, r Reply) {
+	if t.phase != phQuerying {
+		return
+	}
+	p := &t.parts[r.Participant]
+	if r.Err != nil {
+		e.retryLater(t, r.Participant)
+		return
+	}
+	if r.State != PPrepared {
+		p.vote, p.reason = VoteNACK, fmt.Sprintf("reports %s after restart", r.State)
+		e.decide(t, Abort, fmt.Sprintf("recovery: %s reports %s", p.url, r.State))
+		return
+	}
+	p.vote = VoteACK
+	for i := range t.parts {
+		if t.parts[i].vote != VoteACK {
+			return
+		}
+	}
+	e.decide(t, Commit, "")
+}
+
+func (e *Engine) onPhase2(t *txn, r Reply) {
+	if t.phase != phPhase2 {
+		return
+	}
+	p := &t.parts[r.Participant]
+	want := PCommitted
+	if t.decision == Abort {
+		want = PAborted
+	}
+	switch {
+	case r.Err != nil:
+		e.retryLater(t, r.Participant)
+		return
+	case r.Conflict || r.State != want:
+		if r.State == "" || (!r.Conflict && r.State != PCommitted && r.State != PAborted) {
+			e.retryLater(t, r.Participant) // not an answer we understand: ask again
+			return
+		}
+		e.hazard(t, r.Participant, fmt.Sprintf("answered %s to %s", r.State, r.Kind))
+	default:
+		p.acked = true
+	}
+	e.maybeEnd(t)
+}
+
+func (e *Engine) onTimer(tm Timer) {
+	t := e.txns[tm.Txn]
+	if t == nil {
+		return
+	}
+	switch tm.Kind {
+	case TimerDeadline:
+		if tm.Gen != t.gen {
+			return
+		}
+		switch t.phase {
+		case phPreparing:
+			var late []string
+			for i := range t.parts {
+				p := &t.parts[i]
+				if p.vote == VoteNone {
+					p.vote, p.reason, p.seq = VoteTimeout, "no vote before the deadline", 0
+					late = append(late, p.url)
+				}
+			}
+			e.decide(t, Abort, fmt.Sprintf("prepare timed out after %v waiting for %v", t.prepareTimeout, late))
+		case phQuerying:
+			for i := range t.parts {
+				p := &t.parts[i]
+				if p.vote == VoteNone {
+					p.vote, p.reason, p.seq = VoteTimeout, "no status before the recovery deadline", 0
+					e.decide(t, Abort, fmt.Sprintf("recovery: no status from %s within %v", p.url, e.cfg.RecoveryTimeout))
+					return
+				}
+			}
+		}
+	case TimerRetry:
+		if tm.Participant < 0 || tm.Participant >= len(t.parts) {
+			return
+		}
+		p := &t.parts[tm.Participant]
+		if tm.Gen != p.gen || p.seq != 0 {
+			return
+		}
+		switch {
+		case t.phase == phQuerying && p.vote == VoteNone:
+			e.send(t, tm.Participant, MsgStatus)
+		case t.phase == phPhase2 && !p.finished():
+			e.send(t, tm.Participant, t.phase2Kind())
+		}
+	case TimerLogRetry:
+		if tm.Gen == t.gen && t.phase == phDeciding && t.decisionLSN == 0 {
+			e.appendDecision(t)
+		}
+	}
+}
+
+func (e *Engine) onSynced(through uint64) {
+	if through > e.lsn {
+		panic(fmt.Sprintf("coordinator: log reports LSN %d durable, but only %d were appended", through, e.lsn))
+	}
+	if through <= e.synced {
+		return
+	}
+	e.synced = through
+	n := 0
+	for n < len(e.waiting) && e.waiting[n].lsn <= through {
+		w := e.waiting[n]
+		e.waiting[n] = lsnWait{}
+		n++
+		if w.txn.phase == phDeciding && w.txn.decisionLSN == w.lsn && e.txns[w.txn.id] == w.txn {
+			e.decisionDurable(w.txn)
+		}
+	}
+	e.waiting = e.waiting[n:]
+}
+
+// decide fixes the outcome in memory and appends it; nothing is told until it is durable.
+func (e *Engine) decide(t *txn, d Decision, reason string) {
+	if t.phase != phPreparing && t.phase != phQuerying {
+		panic(fmt.Sprintf("coordinator: txn %s decided twice", t.id))
+	}
+	t.decision, t.reason = d, reason
+	t.phase = phDeciding
+	t.gen++ // the prepare or recovery deadline no longer matters
+	for i := range t.parts {
+		t.parts[i].seq = 0 // late votes and statuses are ignored from now on
+	}
+	e.appendDecision(t)
+}
+
+func (e *Engine) appendDecision(t *txn) {
+	votes := make([]Vote, len(t.parts))
+	for i := range t.parts {
+		votes[i] = t.parts[i].vote
+	}
+	rec := &Record{
+		Type: RecDecision, Txn: t.id, TimeUnixMs: e.env.Clock.Now().UnixMilli(),
+		Decision: t.decision, Votes: votes, Reason: t.reason,
+	}
+	if err := e.append(rec, true); err != nil {
+		// Disk full or similar: the decision is not durable, so nobody may hear it. Try
+		// again later; the participants stay prepared and ask, and are told to wait.
+		e.observe(Note{Kind: NoteLogRefused, Txn: t.id, Reason: err.Error()})
+		t.logRetries++
+		e.env.Clock.SetTimer(e.backoff(t.logRetries), Timer{Kind: TimerLogRetry, Txn: t.id, Gen: t.gen})
+		return
+	}
+	t.decisionLSN = e.lsn
+	e.waiting = append(e.waiting, lsnWait{lsn: e.lsn, txn: t})
+}
+
+// decisionDurable tells the outcome: to the waiting clients and, through phase 2, to
+// every participant.
+func (e *Engine) decisionDurable(t *txn) {
+	t.decided = e.env.Clock.Now()
+	if t.recovered {
+		e.recovering--
+	}
+	e.startPhase2(t)
+	v := t.view()
+	for _, w := range t.waiters {
+		w(v)
+	}
+	t.waiters = nil
+	e.observe(Note{Kind: NoteDecided, Txn: t.id, Commit: t.decision == Commit, Reason: t.reason,
+		Elapsed: t.decided.Sub(t.began), Recovered: t.recovered})
+}
+
+func (e *Engine) startPhase2(t *txn) {
+	t.phase = phPhase2
+	kind := t.phase2Kind()
+	for i := range t.parts {
+		if !t.parts[i].finished() {
+			e.send(t, i, kind)
+		}
+	}
+	e.maybeEnd(t)
+}
+
+func (e *Engine) hazard(t *txn, i int, what string) {
+	p := &t.parts[i]
+	p.hazard = what
+	e.observe(Note{Kind: NoteHazard, Txn: t.id, URL: p.url, Reason: what})
+	idx := i
+	rec := &Record{Type: RecHazard, Txn: t.id, TimeUnixMs: e.env.Clock.Now().UnixMilli(), Participant: &idx, Hazard: what}
+	if err := e.append(rec, false); err != nil {
+		e.observe(Note{Kind: NoteLogRefused, Txn: t.id, Reason: err.Error()})
+	}
+}
+
+func (e *Engine) maybeEnd(t *txn) {
+	for i := range t.parts {
+		if !t.parts[i].finished() {
+			return
+		}
+	}
+	now := e.env.Clock.Now()
+	rec := &Record{Type: RecEnd, Txn: t.id, TimeUnixMs: now.UnixMilli()}
+	// The end record is lazy and may be refused: if it is lost, a restart resumes phase
+	// 2 for this transaction, which is harmless because phase 2 is idempotent.
+	if err := e.append(rec, false); err != nil {
+		e.observe(Note{Kind: NoteLogRefused, Txn: t.id, Reason: err.Error()})
+	}
+	e.mustApply(rec)
+	e.observe(Note{Kind: NoteEnded, Txn: t.id, Elapsed: now.Sub(t.began), Recovered: t.recovered})
+}
+
+// retryLater schedules another phase-2 or status request to participant i.
+func (e *Engine) retryLater(t *txn, i int) {
+	p := &t.parts[i]
+	p.attempts++
+	p.gen++
+	e.env.Clock.SetTimer(e.backoff(p.attempts), Timer{Kind: TimerRetry, Txn: t.id, Participant: i, Gen: p.gen})
+}
+
+func (e *Engine) send(t *txn, i int, kind MsgKind) {
+	p := &t.parts[i]
+	e.seq++
+	p.seq = e.seq
+	e.env.Transport.Send(Message{Kind: kind, Txn: t.id, Participant: i, URL: p.url, Seq: e.seq, Timeout: e.cfg.RequestTimeout})
+}
+
+// backoff is capped exponential backoff with jitter: a random duration in [d/2, d], where
+// d doubles from RetryBackoffMin with each attempt up to RetryBackoffMax.
+func (e *Engine) backoff(attempt int) time.Duration {
+	d := e.cfg.RetryBackoffMin
+	for i := 1; i < attempt && d < e.cfg.RetryBackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, e.cfg.RetryBackoffMax)
+	half := d / 2
+	return half + time.Duration(e.env.Rand.Uint64()%uint64(half+1))
+}
+
+func (e *Engine) append(rec *Record, sync bool) error {
+	if err := e.env.Log.Append(rec, sync); err != nil {
+		return err
+	}
+	e.lsn++
+	return nil
+}
+
+// expire forgets finished transactions whose id reservation has passed, oldest first,
+// and any beyond DoneMax.
+func (e *Engine) expire(now time.Time) {
+	for e.doneHead < len(e.doneIDs) {
+		id := e.doneIDs[e.doneHead]
+		t := e.txns[id]
+		if t != nil && t.phase == phDone {
+			if len(e.doneIDs)-e.doneHead <= e.cfg.DoneMax && now.Sub(t.ended) < e.cfg.DoneRetention {
+				return
+			}
+			delete(e.txns, id)
+		}
+		e.doneIDs[e.doneHead] = ""
+		e.doneHead++
+	}
+	// Compact the queue once its dead head dominates, so memory stays proportional to
+	// what is remembered.
+	if e.doneHead > 1024 && e.doneHead*2 > len(e.doneIDs) {
+		e.doneIDs = append([]string(nil), e.doneIDs[e.doneHead:]...)
+		e.doneHead = 0
+	}
+}
+
+func (e *Engine) observe(n Note) {
+	if e.env.Observer != nil {
+		e.env.Observer.Observe(n)
+	}
+}

@@ -1,0 +1,137 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// RecordType names a log record.
+type RecordType string
+
+const (
+	// RecBegin opens a transaction: its id, participants and prepare timeout. Lazy: it
+	// rides along with the next sync, because a transaction whose begin was lost was
+	// never answered and is presumed aborted.
+	RecBegin RecordType = "begin"
+	// RecDecision is commit or abort, with the votes. Synced before anyone is told.
+	RecDecision RecordType = "decision"
+	// RecHazard records a participant that contradicted the decision. Lazy.
+	RecHazard RecordType = "hazard"
+	// RecEnd says every participant acknowledged the outcome: the transaction may be
+	// forgotten once its id's reservation window has passed. Lazy.
+	RecEnd RecordType = "end"
+	// RecSnapshot is a transaction's whole state, written by a checkpoint so that older
+	// segments can be deleted. Replaying it replaces what was known of the transaction.
+	RecSnapshot RecordType = "snapshot"
+	// RecCheckpoint brackets the snapshots of one checkpoint (Phase "begin" or "end").
+	RecCheckpoint RecordType = "checkpoint"
+)
+
+// Decision is the outcome of a transaction.
+type Decision string
+
+const (
+	Undecided Decision = ""
+	Commit    Decision = "commit"
+	Abort     Decision = "abort"
+)
+
+// Record is one entry of the coordinator's log. It is stored as JSON so that
+// `dtc log dump` and jq can read it; fields irrelevant to a Type are omitted.
+type Record struct {
+	Type RecordType `json:"type"`
+	Txn  string     `json:"txn,omitempty"`
+	// TimeUnixMs is when the record was written (the engine's clock).
+	TimeUnixMs int64 `json:"ts"`
+
+	// begin, snapshot
+	Participants     []string `json:"participants,omitempty"`
+	PrepareTimeoutMs int64    `json:"prepare_timeout_ms,omitempty"`
+	PayloadSum       string   `json:"payload_sum,omitempty"` // fingerprint of the payloads
+	BeganUnixMs      int64    `json:"began_ms,omitempty"`    // snapshot only
+
+	// decision, snapshot
+	Decision Decision `json:"decision,omitempty"`
+	Votes    []Vote   `json:"votes,omitempty"` // one per participant, in order
+	Reason   string   `json:"reason,omitempty"`
+
+	// hazard (one participant), snapshot (per participant, "" for none)
+	Participant *int     `json:"participant,omitempty"`
+	Hazard      string   `json:"hazard,omitempty"`
+	Hazards     []string `json:"hazards,omitempty"`
+
+	// snapshot: which participants acknowledged phase 2, and whether it has ended.
+	Acked         []bool `json:"acked,omitempty"`
+	EndedUnixMs   int64  `json:"ended_ms,omitempty"`
+	DecidedUnixMs int64  `json:"decided_ms,omitempty"`
+
+	// checkpoint
+	Phase string `json:"phase,omitempty"` // "begin" or "end"
+}
+
+// EncodeRecord returns the record's JSON form, as stored in the log.
+func EncodeRecord(rec *Record) ([]byte, error) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: encode %s record: %w", rec.Type, err)
+	}
+	return b, nil
+}
+
+// DecodeRecord parses a record read from the log and checks that it is one this version
+// knows and that its fields are consistent.
+func DecodeRecord(b []byte) (*Record, error) {
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("coordinator: decode record: %w", err)
+	}
+	if err := rec.check(); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+func (r *Record) check() error {
+	bad := func(why string) error {
+		return fmt.Errorf("coordinator: invalid %q record for txn %q: %s", r.Type, r.Txn, why)
+	}
+	switch r.Type {
+	case RecCheckpoint:
+		if r.Phase != "begin" && r.Phase != "end" {
+			return bad("phase must be begin or end")
+		}
+		return nil
+	case RecBegin, RecDecision, RecHazard, RecEnd, RecSnapshot:
+	default:
+		return bad("unknown record type")
+	}
+	if r.Txn == "" {
+		return bad("no transaction id")
+	}
+	switch r.Type {
+	case RecBegin, RecSnapshot:
+		if len(r.Participants) == 0 {
+			return bad("no participants")
+		}
+	}
+	switch r.Type {
+	case RecDecision:
+		if r.Decision != Commit && r.Decision != Abort {
+			return bad("decision must be commit or abort")
+		}
+	case RecSnapshot:
+		n := len(r.Participants)
+		if r.Decision != Undecided && r.Decision != Commit && r.Decision != Abort {
+			return bad("unknown decision")
+		}
+		if (r.Votes != nil && len(r.Votes) != n) || (r.Acked != nil && len(r.Acked) != n) ||
+			(r.Hazards != nil && len(r.Hazards) != n) {
+			return bad("per-participant lists do not match the participants")
+		}
+	case RecHazard:
+		if r.Participant == nil || *r.Participant < 0 {
+			return bad("no participant index")
+		}
+	}
+	return nil
+}

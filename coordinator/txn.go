@@ -1,0 +1,217 @@
+package coordinator
+
+import (
+	"fmt"
+	"time"
+)
+
+// phase is where a transaction is in its lifecycle. The order matters: later phases
+// compare greater.
+type phase uint8
+
+const (
+	phPreparing phase = iota + 1 // prepares sent, votes being collected
+	phQuerying                   // found undecided in the log: asking participants for their status
+	phDeciding                   // decision made in memory; its record is not durable yet
+	phPhase2                     // decision durable and told; commit or rollback being delivered
+	phDone                       // every participant acknowledged (or contradicted: a hazard)
+)
+
+type txn struct {
+	id             string
+	parts          []part
+	phase          phase
+	decision       Decision
+	reason         string // why it aborted
+	prepareTimeout time.Duration
+	payloadSum     string
+	recovered      bool // found in the log at Start
+
+	began, decided, ended time.Time
+
+	gen         uint64 // generation of the deadline and log-retry timers
+	decisionLSN uint64 // LSN of the decision record once the log accepted it
+	logRetries  int
+	waiters     []func(View)
+}
+
+type part struct {
+	url    string
+	vote   Vote
+	reason string
+	acked  bool   // acknowledged phase 2
+	hazard string // contradicted the decision: what it answered
+
+	seq      uint64 // Seq of the outstanding request; 0 when none
+	attempts int    // phase-2 or status requests that got no usable answer
+	gen      uint64 // generation of this participant's retry timer
+}
+
+// finished reports whether phase 2 needs nothing more from this participant.
+func (p *part) finished() bool { return p.acked || p.hazard != "" }
+
+func (t *txn) phase2Kind() MsgKind {
+	if t.decision == Commit {
+		return MsgCommit
+	}
+	return MsgRollback
+}
+
+func (t *txn) sameRequest(req *Request, sum string) bool {
+	if len(req.Participants) != len(t.parts) || sum != t.payloadSum {
+		return false
+	}
+	for i, p := range req.Participants {
+		if p.URL != t.parts[i].url {
+			return false
+		}
+	}
+	return true
+}
+
+// apply changes the engine's state as one record says. It is the only place records turn
+// into state, both when they are first written and when they are replayed.
+func (e *Engine) apply(rec *Record) error {
+	t := e.txns[rec.Txn]
+	switch rec.Type {
+	case RecCheckpoint:
+		return nil
+	case RecBegin, RecSnapshot:
+		if t != nil && t.phase != phDone && rec.Type == RecBegin {
+			return fmt.Errorf("coordinator: begin record for txn %q, which is still in progress", rec.Txn)
+		}
+		if t != nil && t.phase != phDone {
+			e.inflight--
+		}
+		t = &txn{
+			id:             rec.Txn,
+			parts:          make([]part, len(rec.Participants)),
+			phase:          phPreparing,
+			prepareTimeout: time.Duration(rec.PrepareTimeoutMs) * time.Millisecond,
+			payloadSum:     rec.PayloadSum,
+			began:          time.UnixMilli(rec.TimeUnixMs),
+		}
+		for i, u := range rec.Participants {
+			t.parts[i].url = u
+		}
+		e.txns[rec.Txn] = t
+		e.inflight++
+		if rec.Type == RecSnapshot {
+			return e.applySnapshot(t, rec)
+		}
+		return nil
+	}
+	if t == nil {
+		// Records of a transaction whose begin sat in a segment a checkpoint deleted, or
+		// that ended and was forgotten: nothing left to do for it.
+		return nil
+	}
+	switch rec.Type {
+	case RecDecision:
+		if t.phase >= phPhase2 && t.decision != rec.Decision {
+			return fmt.Errorf("coordinator: txn %q decided %s, then %s", t.id, t.decision, rec.Decision)
+		}
+		if t.phase >= phDeciding {
+			return nil
+		}
+		t.decision, t.reason, t.phase = rec.Decision, rec.Reason, phDeciding
+		for i := range t.parts {
+			if i < len(rec.Votes) {
+				t.parts[i].vote = rec.Votes[i]
+			}
+		}
+	case RecHazard:
+		if i := *rec.Participant; i < len(t.parts) {
+			t.parts[i].hazard = rec.Hazard
+		}
+	case RecEnd:
+		if t.phase == phDone {
+			return nil
+		}
+		if t.phase < phDeciding {
+			return fmt.Errorf("coordinator: end record for undecided txn %q", t.id)
+		}
+		t.phase = phDone
+		t.ended = time.UnixMilli(rec.TimeUnixMs)
+		e.inflight--
+		e.doneIDs = append(e.doneIDs, t.id)
+	}
+	return nil
+}
+
+func (e *Engine) applySnapshot(t *txn, rec *Record) error {
+	if rec.BeganUnixMs != 0 {
+		t.began = time.UnixMilli(rec.BeganUnixMs)
+	}
+	t.reason = rec.Reason
+	for i := range t.parts {
+		p := &t.parts[i]
+		if rec.Votes != nil {
+			p.vote = rec.Votes[i]
+		}
+		if rec.Acked != nil {
+			p.acked = rec.Acked[i]
+		}
+		if rec.Hazards != nil {
+			p.hazard = rec.Hazards[i]
+		}
+	}
+	if rec.Decision == Undecided {
+		return nil
+	}
+	t.decision, t.phase = rec.Decision, phDeciding
+	if rec.DecidedUnixMs != 0 {
+		t.decided = time.UnixMilli(rec.DecidedUnixMs)
+	}
+	if rec.EndedUnixMs != 0 {
+		return e.apply(&Record{Type: RecEnd, Txn: t.id, TimeUnixMs: rec.EndedUnixMs})
+	}
+	return nil
+}
+
+// mustApply applies a record the engine itself just wrote; failing is a programming error.
+func (e *Engine) mustApply(rec *Record) {
+	if err := e.apply(rec); err != nil {
+		panic(err)
+	}
+}
+
+// snapshot returns the record that replaces everything the log says about t. Votes are
+// kept only with a decision: an undecided transaction asks again after a restart.
+func (t *txn) snapshot(now time.Time) *Record {
+	n := len(t.parts)
+	rec := &Record{
+		Type: RecSnapshot, Txn: t.id, TimeUnixMs: now.UnixMilli(),
+		Participants: make([]string, n), PrepareTimeoutMs: t.prepareTimeout.Milliseconds(),
+		PayloadSum: t.payloadSum, BeganUnixMs: t.began.UnixMilli(),
+	}
+	var hazards bool
+	for i := range t.parts {
+		rec.Participants[i] = t.parts[i].url
+		hazards = hazards || t.parts[i].hazard != ""
+	}
+	// Only a decision the log accepted may be carried forward; one still waiting to be
+	// appended is not on disk and must not reach it by this back door.
+	if t.decisionLSN != 0 || t.phase >= phPhase2 {
+		rec.Decision, rec.Reason = t.decision, t.reason
+		if !t.decided.IsZero() {
+			rec.DecidedUnixMs = t.decided.UnixMilli()
+		}
+		rec.Acked = make([]bool, n)
+		rec.Votes = make([]Vote, n)
+		for i := range t.parts {
+			rec.Acked[i] = t.parts[i].acked
+			rec.Votes[i] = t.parts[i].vote
+		}
+	}
+	if hazards {
+		rec.Hazards = make([]string, n)
+		for i := range t.parts {
+			rec.Hazards[i] = t.parts[i].hazard
+		}
+	}
+	if t.phase == phDone {
+		rec.EndedUnixMs = t.ended.UnixMilli()
+	}
+	return rec
+}
