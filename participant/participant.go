@@ -1,0 +1,835 @@
+package participant
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dtc-project/dtc/wal"
+)
+
+// Participant is the IO-free core: the participant's side of two-phase commit over a
+// Store and a Service. Build it with New, feed it the log with Replay, then Start it; or
+// use OpenSync / OpenGroupCommit, which do the three steps over a wal.Log.
+//
+// It is safe for concurrent use. Replies are callbacks: they may run before the call
+// returns or later on another goroutine (the Store's), never while the core's lock is
+// held, and must not block.
+type Participant struct {
+	cfg   Config
+	svc   Service
+	clock Clock
+
+	mu      sync.Mutex
+	started bool
+	store   Store
+	failed  error // the log failed or the participant was closed: no more answers
+
+	txns     map[string]*txn
+	prepared int         // txns whose applied state is prepared
+	decided  decidedRing // durable decided txns, oldest first
+	inflight recordQueue // records appended and not yet durable, in log order
+	outbox   []*record   // records appended and not yet handed to the store
+	flushing bool        // some goroutine is handing the outbox to the store
+
+	sinceCheckpointBytes   int64
+	sinceCheckpointRecords int
+	checkpointing          bool     // a checkpoint record is in flight
+	compactTo              *wal.Pos // a durable checkpoint whose older segments may go
+
+	// Replay bookkeeping.
+	replayedRecords int
+	skippedRecords  int
+	sawCheckpoint   bool
+
+	stats Stats
+}
+
+// txn is one transaction the core knows.
+type txn struct {
+	id          string
+	state       State // applied: what the core has decided (prepared, committed, aborted)
+	durable     State // what the log holds for sure (unknown until the first record is durable)
+	fenced      bool  // aborted by a rollback that came before any prepare
+	payload     json.RawMessage
+	coordinator string
+	preparedAt  time.Time
+	waiting     *record // the latest record for this txn that is not durable yet
+}
+
+// record is one log record on its way to durability.
+type record struct {
+	data       []byte
+	txn        *txn  // the transaction it moves, or nil
+	sets       State // txn.durable once the record is durable
+	checkpoint bool
+	// waiters run under the core's lock once the record is durable (err nil) or never
+	// will be; each returns what to deliver after the lock is released.
+	waiters []func(err error) func()
+}
+
+// Stats are counters for monitoring and tests.
+type Stats struct {
+	Prepared           int // transactions prepared and undecided
+	Decided            int // decided transactions remembered
+	Inflight           int // records waiting to become durable
+	Checkpoints        int // checkpoints made durable (including the one of a fresh log)
+	CheckpointFailures int // checkpoints skipped: snapshot failed or record too large
+	CompactionFailures int // RemoveBefore failures (retried at the next checkpoint)
+	ReplayedRecords    int // records read from the log at startup
+	SkippedRecords     int // of which older than the first checkpoint (already in it)
+}
+
+// New returns a participant that has not read its log yet: call Replay for every
+// record, then Start.
+func New(cfg Config, svc Service, clock Clock) (*Participant, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if svc == nil || clock == nil {
+		return nil, errors.New("participant: New needs a Service and a Clock")
+	}
+	return &Participant{
+		cfg:   cfg,
+		svc:   svc,
+		clock: clock,
+		txns:  make(map[string]*txn),
+	}, nil
+}
+
+// OpenSync opens the log described by o, rebuilds the participant (and svc) from it and
+// starts it over a SyncStore. The simulator uses it over wal.MemFS.
+func OpenSync(cfg Config, svc Service, clock Clock, o wal.Options) (*Participant, error) {
+	return open(cfg, svc, clock, o, func(l *wal.Log) Store { return NewSyncStore(l, RecordMaxBytes(o)) })
+}
+
+// OpenGroupCommit opens the log described by o, rebuilds the participant (and svc) from
+// it and starts it over a CommitterStore: production.
+func OpenGroupCommit(cfg Config, svc Service, clock Clock, o wal.Options, co wal.CommitterOptions) (*Participant, error) {
+	return open(cfg, svc, clock, o, func(l *wal.Log) Store { return NewCommitterStore(l, RecordMaxBytes(o), co) })
+}
+
+func open(cfg Config, svc Service, clock Clock, o wal.Options, newStore func(*wal.Log) Store) (*Participant, error) {
+	p, err := New(cfg, svc, clock)
+	if err != nil {
+		return nil, err
+	}
+	l, err := wal.Open(o, p.Replay)
+	if err != nil {
+		return nil, fmt.Errorf("participant: opening log in %q: %w", o.Dir, err)
+	}
+	st := newStore(l)
+	if err := p.Start(st); err != nil {
+		return nil, errors.Join(err, st.Close())
+	}
+	return p, nil
+}
+
+// Replay applies one durable log record, in log order, before Start; its signature fits
+// wal.Open. Records older than the first checkpoint are skipped (the checkpoint holds
+// them); every later one must be consistent with the state so far, or the log is
+// corrupt (or the Service not deterministic) and Replay returns an error.
+func (p *Participant) Replay(pos wal.Pos, data []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started {
+		panic("participant: Replay after Start")
+	}
+	p.replayedRecords++
+	r, err := decodeRecord(data)
+	if err != nil {
+		return fmt.Errorf("participant: replay at %v: %w", pos, err)
+	}
+	if r.Type == recCheckpoint {
+		if err := p.restoreLocked(r.Checkpoint); err != nil {
+			return fmt.Errorf("participant: replay checkpoint at %v: %w", pos, err)
+		}
+		p.sawCheckpoint = true
+		p.sinceCheckpointBytes, p.sinceCheckpointRecords = 0, 0
+		return nil
+	}
+	if !p.sawCheckpoint {
+		p.skippedRecords++
+		return nil
+	}
+	p.sinceCheckpointBytes += int64(len(data))
+	p.sinceCheckpointRecords++
+	if err := p.replayLocked(r); err != nil {
+		return fmt.Errorf("participant: replay %s record at %v: %w", r.Type, pos, err)
+	}
+	return nil
+}
+
+func (p *Participant) replayLocked(r logRecord) error {
+	t := p.txns[r.TxnID]
+	switch r.Type {
+	case recPrepare:
+		if t != nil {
+			return fmt.Errorf("txn %q is already %s", r.TxnID, t.state)
+		}
+		if err := p.svc.Prepare(r.TxnID, r.Payload); err != nil {
+			return fmt.Errorf("service refused txn %q it had accepted: %w", r.TxnID, err)
+		}
+		var at time.Time
+		if r.PreparedAt != nil {
+			at = *r.PreparedAt
+		}
+		p.addPreparedLocked(r.TxnID, r.Payload, r.Coordinator, at)
+	case recCommit, recRollback:
+		if t == nil || t.state != StatePrepared {
+			return fmt.Errorf("txn %q is not prepared", r.TxnID)
+		}
+		if r.Type == recCommit {
+			p.svc.Commit(r.TxnID)
+			t.state = StateCommitted
+		} else {
+			p.svc.Rollback(r.TxnID)
+			t.state = StateAborted
+		}
+		t.durable = t.state
+		p.prepared--
+		p.rememberDecidedLocked(t)
+	case recFence:
+		if t != nil {
+			return fmt.Errorf("txn %q is already %s", r.TxnID, t.state)
+		}
+		t = &txn{id: r.TxnID, state: StateAborted, durable: StateAborted, fenced: true}
+		p.txns[t.id] = t
+		p.rememberDecidedLocked(t)
+	case recUpdate:
+		u, ok := p.svc.(Updater)
+		if !ok {
+			return ErrNoUpdater
+		}
+		if err := u.Update(r.Change); err != nil {
+			return fmt.Errorf("service refused a change it had accepted: %w", err)
+		}
+	default:
+		return fmt.Errorf("unknown record type %q", r.Type)
+	}
+	return nil
+}
+
+func (p *Participant) addPreparedLocked(id string, payload json.RawMessage, coordinator string, at time.Time) *txn {
+	t := &txn{
+		id:          id,
+		state:       StatePrepared,
+		durable:     StatePrepared,
+		payload:     payload,
+		coordinator: coordinator,
+		preparedAt:  at,
+	}
+	p.txns[id] = t
+	p.prepared++
+	return t
+}
+
+// restoreLocked replaces the whole state with a checkpoint's.
+func (p *Participant) restoreLocked(c *checkpoint) error {
+	if c == nil {
+		return errors.New("checkpoint record without checkpoint")
+	}
+	if err := p.svc.Restore(c.Service); err != nil {
+		return fmt.Errorf("service restore: %w", err)
+	}
+	p.txns = make(map[string]*txn, len(c.Prepared))
+	p.prepared = 0
+	p.decided = decidedRing{}
+	for _, e := range c.Prepared {
+		if p.txns[e.TxnID] != nil {
+			return fmt.Errorf("txn %q twice", e.TxnID)
+		}
+		p.addPreparedLocked(e.TxnID, e.Payload, e.Coordinator, e.PreparedAt)
+	}
+	for _, e := range c.Decided {
+		if p.txns[e.TxnID] != nil {
+			return fmt.Errorf("txn %q twice", e.TxnID)
+		}
+		if !e.State.decided() {
+			return fmt.Errorf("txn %q listed as decided in state %q", e.TxnID, e.State)
+		}
+		t := &txn{id: e.TxnID, state: e.State, durable: e.State, fenced: e.Fenced}
+		p.txns[t.id] = t
+		p.rememberDecidedLocked(t)
+	}
+	return nil
+}
+
+// Start attaches the store and opens the participant for business. A fresh log (no
+// records) gets a first checkpoint holding the service's initial state, durable before
+// Start returns: every log begins with a checkpoint, and initial state given to a
+// service is used only once.
+func (p *Participant) Start(st Store) error {
+	p.mu.Lock()
+	if p.started {
+		p.mu.Unlock()
+		panic("participant: Start called twice")
+	}
+	p.started = true
+	p.store = st
+	p.stats.ReplayedRecords = p.replayedRecords
+	p.stats.SkippedRecords = p.skippedRecords
+	if p.sawCheckpoint {
+		p.mu.Unlock()
+		return nil
+	}
+	if p.replayedRecords > 0 {
+		p.failed = ErrClosed
+		p.mu.Unlock()
+		return fmt.Errorf("participant: log has %d records but no checkpoint", p.replayedRecords)
+	}
+	done := make(chan error, 1)
+	r, err := p.checkpointLocked()
+	if err != nil {
+		p.failed = ErrClosed
+		p.mu.Unlock()
+		return fmt.Errorf("participant: initial checkpoint: %w", err)
+	}
+	r.waiters = append(r.waiters, func(err error) func() { return func() { done <- err } })
+	p.mu.Unlock()
+	p.flush()
+	if err := <-done; err != nil {
+		return fmt.Errorf("participant: initial checkpoint: %w", err)
+	}
+	return nil
+}
+
+// Close closes the store. Records already handed to it are finished by it; calls
+// waiting for records not handed over yet, and calls after Close, get ErrClosed.
+func (p *Participant) Close() error {
+	p.mu.Lock()
+	if p.failed == nil {
+		p.failed = ErrClosed
+	}
+	st := p.store
+	p.store = nil
+	// The outbox is the tail of the inflight queue: those records never reach the log.
+	var deliver []func()
+	for i := len(p.outbox) - 1; i >= 0; i-- {
+		r := p.inflight.dropLast()
+		if r != p.outbox[i] {
+			panic("participant: outbox is not the tail of the inflight queue")
+		}
+		for _, w := range r.waiters {
+			deliver = append(deliver, w(ErrClosed))
+		}
+	}
+	p.outbox = nil
+	p.mu.Unlock()
+	for _, d := range deliver {
+		d()
+	}
+	if st == nil {
+		return nil
+	}
+	return st.Close()
+}
+
+// Err returns why the participant stopped answering (the log failed, or it was
+// closed), or nil.
+func (p *Participant) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed
+}
+
+func (p *Participant) mustStartedLocked() {
+	if !p.started {
+		panic("participant: used before Start")
+	}
+}
+
+// Prepare votes on a transaction. ACK is given only once the prepare record (txn id,
+// payload, coordinator) is durable; NACK needs no record. A repeated prepare gets the
+// same vote; a prepare after a rollback is NACKed ("fenced" if the rollback came first).
+// payload must be JSON (or empty); the service sees it compacted. coordinator is the
+// base URL asked about the transaction if it is left in doubt ("" for the default).
+func (p *Participant) Prepare(txnID string, payload json.RawMessage, coordinator string, reply func(Vote)) {
+	p.mu.Lock()
+	p.mustStartedLocked()
+	v, wait := p.prepareLocked(txnID, payload, coordinator, reply)
+	p.mu.Unlock()
+	if !wait {
+		reply(v)
+	}
+	p.flush()
+}
+
+func (p *Participant) prepareLocked(id string, payload json.RawMessage, coordinator string, reply func(Vote)) (Vote, bool) {
+	if p.failed != nil {
+		return nackf("participant unavailable: %v", p.failed), false
+	}
+	if err := ValidateTxnID(id, p.cfg.TxnIDMaxBytes); err != nil {
+		return nack(err.Error()), false
+	}
+	payload, err := normalizeJSON(payload)
+	if err != nil {
+		return nackf("payload is not valid JSON: %v", err), false
+	}
+	if len(payload) > p.cfg.PayloadMaxBytes {
+		return nackf("payload too large: %d bytes, at most %d", len(payload), p.cfg.PayloadMaxBytes), false
+	}
+	if len(coordinator) > p.cfg.CoordinatorMaxBytes {
+		return nackf("coordinator URL too long: %d bytes, at most %d", len(coordinator), p.cfg.CoordinatorMaxBytes), false
+	}
+	if t := p.txns[id]; t != nil {
+		switch t.state {
+		case StateAborted:
+			if t.fenced {
+				return nack("fenced: rolled back before prepare"), false
+			}
+			return nack("already rolled back"), false
+		case StatePrepared, StateCommitted:
+			if !bytes.Equal(t.payload, payload) {
+				return nack("already prepared with a different payload"), false
+			}
+			if t.durable != StateUnknown {
+				return ack(), false
+			}
+			// The first prepare's record is still on its way: answer with it.
+			t.waiting.waiters = append(t.waiting.waiters, p.prepareWaiter(t, reply))
+			return Vote{}, true
+		default:
+			panic(fmt.Sprintf("participant: txn %q in state %q", id, t.state))
+		}
+	}
+	if p.prepared >= p.cfg.PreparedMax {
+		return nack("too many prepared transactions"), false
+	}
+	if p.inflight.len() >= p.cfg.InflightMax {
+		return nack("too busy: too many records waiting to be persisted"), false
+	}
+	at := p.clock.Now()
+	data := encodeRecord(logRecord{Type: recPrepare, TxnID: id, Payload: payload, Coordinator: coordinator, PreparedAt: &at})
+	if n := p.store.RecordMaxBytes(); len(data) > n {
+		return nackf("prepare record too large: %d bytes, the log takes at most %d", len(data), n), false
+	}
+	if err := p.svc.Prepare(id, payload); err != nil {
+		reason := err.Error()
+		if reason == "" {
+			reason = "refused by the service"
+		}
+		return nack(reason), false
+	}
+	t := p.addPreparedLocked(id, payload, coordinator, at)
+	t.durable = StateUnknown
+	r := p.appendLocked(data, t, StatePrepared)
+	r.waiters = append(r.waiters, p.prepareWaiter(t, reply))
+	return Vote{}, true
+}
+
+// prepareWaiter answers a prepare once t's prepare record is durable: ACK, unless a
+// rollback came in the meantime.
+func (p *Participant) prepareWaiter(t *txn, reply func(Vote)) func(error) func() {
+	return func(err error) func() {
+		var v Vote
+		switch {
+		case err != nil:
+			v = nackf("participant unavailable: %v", err)
+		case t.state == StateAborted:
+			v = nack("rolled back while the prepare record was being persisted")
+		default:
+			v = ack()
+		}
+		return func() { reply(v) }
+	}
+}
+
+// Commit applies a prepared transaction and answers once the commit record is durable.
+// A repeated commit answers the same. Commit of an aborted or unknown transaction is a
+// conflict (a heuristic hazard for the coordinator to record), answered once the state
+// it reports is durable.
+func (p *Participant) Commit(txnID string, reply func(Result)) {
+	p.phase2(txnID, StateCommitted, reply)
+}
+
+// Rollback releases a prepared transaction and answers once the rollback record is
+// durable. A rollback of an unknown transaction writes a fence, so that a later prepare
+// is NACKed. Rollback of a committed transaction is a conflict.
+func (p *Participant) Rollback(txnID string, reply func(Result)) {
+	p.phase2(txnID, StateAborted, reply)
+}
+
+func (p *Participant) phase2(id string, outcome State, reply func(Result)) {
+	p.mu.Lock()
+	p.mustStartedLocked()
+	res, wait := p.phase2Locked(id, outcome, reply)
+	p.mu.Unlock()
+	if !wait {
+		reply(res)
+	}
+	p.flush()
+}
+
+func (p *Participant) phase2Locked(id string, outcome State, reply func(Result)) (Result, bool) {
+	if p.failed != nil {
+		return Result{Err: p.failed}, false
+	}
+	if err := ValidateTxnID(id, p.cfg.TxnIDMaxBytes); err != nil {
+		return Result{Err: err}, false
+	}
+	t := p.txns[id]
+	if t == nil && outcome == StateCommitted {
+		return Result{State: StateUnknown, Conflict: true}, false
+	}
+	if t == nil || t.state == StatePrepared {
+		if p.inflight.len() >= p.cfg.InflightMax {
+			return Result{Err: ErrBusy}, false
+		}
+		var data []byte
+		switch {
+		case t == nil: // rollback before prepare: fence the id
+			t = &txn{id: id, state: StateAborted, durable: StateUnknown, fenced: true}
+			p.txns[id] = t
+			data = encodeRecord(logRecord{Type: recFence, TxnID: id})
+		case outcome == StateCommitted:
+			p.svc.Commit(id)
+			t.state = StateCommitted
+			p.prepared--
+			data = encodeRecord(logRecord{Type: recCommit, TxnID: id})
+		default:
+			p.svc.Rollback(id)
+			t.state = StateAborted
+			p.prepared--
+			data = encodeRecord(logRecord{Type: recRollback, TxnID: id})
+		}
+		p.appendLocked(data, t, t.state)
+	}
+	// t is decided now; answer once that is durable.
+	if t.waiting == nil {
+		return Result{State: t.durable, Conflict: t.durable != outcome}, false
+	}
+	t.waiting.waiters = append(t.waiting.waiters, func(err error) func() {
+		res := Result{State: t.state, Conflict: t.state != outcome, Err: err}
+		return func() { reply(res) }
+	})
+	return Result{}, true
+}
+
+// Status returns what the log holds for sure about a transaction: a state whose record
+// is still on its way to disk is not reported yet.
+func (p *Participant) Status(txnID string) State {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mustStartedLocked()
+	if t := p.txns[txnID]; t != nil {
+		return t.durable
+	}
+	return StateUnknown
+}
+
+// Update logs a change to the service's own state (see Updater) and answers once it is
+// durable. The change is applied at once, in log order with transactions.
+func (p *Participant) Update(change []byte, reply func(error)) {
+	p.mu.Lock()
+	p.mustStartedLocked()
+	err, wait := p.updateLocked(change, reply)
+	p.mu.Unlock()
+	if !wait {
+		reply(err)
+	}
+	p.flush()
+}
+
+func (p *Participant) updateLocked(change []byte, reply func(error)) (error, bool) {
+	u, ok := p.svc.(Updater)
+	switch {
+	case !ok:
+		return ErrNoUpdater, false
+	case p.failed != nil:
+		return p.failed, false
+	case p.inflight.len() >= p.cfg.InflightMax:
+		return ErrBusy, false
+	}
+	change = normalizeBlob(change)
+	data := encodeRecord(logRecord{Type: recUpdate, Change: change})
+	if n := p.store.RecordMaxBytes(); len(data) > n {
+		return fmt.Errorf("participant: update record too large: %d bytes, the log takes at most %d", len(data), n), false
+	}
+	if err := u.Update(change); err != nil {
+		return err, false
+	}
+	r := p.appendLocked(data, nil, "")
+	r.waiters = append(r.waiters, func(err error) func() { return func() { reply(err) } })
+	return nil, true
+}
+
+// InDoubtTxn is a transaction prepared for longer than Config.InDoubtAfter.
+type InDoubtTxn struct {
+	ID          string
+	Coordinator string // from its prepare; "" if none was given
+	PreparedAt  time.Time
+}
+
+// InDoubt lists the durably prepared transactions prepared at least InDoubtAfter before
+// now, oldest first (ties by id).
+func (p *Participant) InDoubt(now time.Time) []InDoubtTxn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []InDoubtTxn
+	for _, t := range p.txns {
+		if t.state == StatePrepared && t.durable == StatePrepared && now.Sub(t.preparedAt) >= p.cfg.InDoubtAfter {
+			out = append(out, InDoubtTxn{ID: t.id, Coordinator: t.coordinator, PreparedAt: t.preparedAt})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].PreparedAt.Equal(out[j].PreparedAt) {
+			return out[i].PreparedAt.Before(out[j].PreparedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Stats returns the current counters.
+func (p *Participant) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stats
+	s.Prepared = p.prepared
+	s.Decided = p.decided.len()
+	s.Inflight = p.inflight.len()
+	return s
+}
+
+// Checkpoint writes a checkpoint now (normally they are written when the log has grown
+// by Config.CheckpointAfterBytes or CheckpointAfterRecords) and calls done once it is
+// durable and older segments are removed, or with the error that stopped it.
+func (p *Participant) Checkpoint(done func(error)) {
+	p.mu.Lock()
+	p.mustStartedLocked()
+	var err error
+	var r *record
+	switch {
+	case p.failed != nil:
+		err = p.failed
+	case p.checkpointing:
+		err = errors.New("participant: a checkpoint is already in flight")
+	default:
+		r, err = p.checkpointLocked()
+	}
+	if r != nil {
+		r.waiters = append(r.waiters, func(err error) func() { return func() { done(err) } })
+	}
+	p.mu.Unlock()
+	if r == nil {
+		done(err)
+	}
+	p.flush()
+}
+
+// appendLocked queues a record for the store. t.durable becomes sets once it is durable.
+func (p *Participant) appendLocked(data []byte, t *txn, sets State) *record {
+	r := &record{data: data, txn: t, sets: sets}
+	p.outbox = append(p.outbox, r)
+	p.inflight.push(r)
+	if t != nil {
+		t.waiting = r
+	}
+	p.sinceCheckpointBytes += int64(len(data))
+	p.sinceCheckpointRecords++
+	if !p.checkpointing && (p.sinceCheckpointBytes >= p.cfg.CheckpointAfterBytes ||
+		p.sinceCheckpointRecords >= p.cfg.CheckpointAfterRecords) {
+		_, _ = p.checkpointLocked() // a failure is counted; retried after another interval
+	}
+	return r
+}
+
+// checkpointLocked queues a checkpoint of the state as it is now. Every record before it
+// in the log is covered by it, including those still on their way to disk: when it is
+// durable, so are they.
+func (p *Participant) checkpointLocked() (*record, error) {
+	p.sinceCheckpointBytes, p.sinceCheckpointRecords = 0, 0
+	snap, err := p.svc.Snapshot()
+	if err != nil {
+		p.stats.CheckpointFailures++
+		return nil, fmt.Errorf("participant: service snapshot: %w", err)
+	}
+	c := &checkpoint{Service: normalizeBlob(snap), Prepared: []preparedEntry{}, Decided: []decidedEntry{}}
+	for _, t := range p.txns {
+		if t.state == StatePrepared {
+			c.Prepared = append(c.Prepared, preparedEntry{TxnID: t.id, Payload: t.payload, Coordinator: t.coordinator, PreparedAt: t.preparedAt})
+		}
+	}
+	sort.Slice(c.Prepared, func(i, j int) bool { return c.Prepared[i].TxnID < c.Prepared[j].TxnID })
+	add := func(t *txn) {
+		c.Decided = append(c.Decided, decidedEntry{TxnID: t.id, State: t.state, Fenced: t.fenced})
+	}
+	p.decided.each(add)
+	// Decisions still on their way to disk join the window, in log order, when they get
+	// there; after a restart from this checkpoint they are in it already.
+	p.inflight.each(func(r *record) {
+		if r.txn != nil && r.sets.decided() {
+			add(r.txn)
+		}
+	})
+	data := encodeRecord(logRecord{Type: recCheckpoint, Checkpoint: c})
+	if n := p.store.RecordMaxBytes(); len(data) > n {
+		p.stats.CheckpointFailures++
+		return nil, fmt.Errorf("participant: checkpoint record too large: %d bytes, the log takes at most %d", len(data), n)
+	}
+	r := &record{data: data, checkpoint: true}
+	p.outbox = append(p.outbox, r)
+	p.inflight.push(r)
+	p.checkpointing = true
+	return r, nil
+}
+
+// flush hands queued records to the store, in order, without holding the lock (a
+// synchronous store calls done, which takes it). One goroutine flushes at a time; others
+// leave their records to it. It also removes segments made obsolete by a checkpoint.
+func (p *Participant) flush() {
+	p.mu.Lock()
+	if p.flushing {
+		p.mu.Unlock()
+		return
+	}
+	p.flushing = true
+	for {
+		if len(p.outbox) > 0 && p.store != nil {
+			batch := p.outbox
+			p.outbox = nil
+			st := p.store
+			p.mu.Unlock()
+			for _, r := range batch {
+				st.Append(r.data, func(pos wal.Pos, err error) { p.recordDone(r, pos, err) })
+			}
+			p.mu.Lock()
+			continue
+		}
+		if p.compactTo != nil && p.store != nil && p.failed == nil {
+			pos := *p.compactTo
+			p.compactTo = nil
+			st := p.store
+			p.mu.Unlock()
+			err := st.RemoveBefore(pos)
+			p.mu.Lock()
+			if err != nil {
+				p.stats.CompactionFailures++
+			}
+			continue
+		}
+		break
+	}
+	p.flushing = false
+	p.mu.Unlock()
+}
+
+// recordDone is the store telling that r is durable (err nil) or never will be.
+func (p *Participant) recordDone(r *record, pos wal.Pos, err error) {
+	p.mu.Lock()
+	if head := p.inflight.pop(); head != r {
+		p.mu.Unlock()
+		panic("participant: store reported records out of order")
+	}
+	if err != nil {
+		if p.failed == nil {
+			p.failed = fmt.Errorf("participant: log failed: %w", err)
+		}
+	} else {
+		if t := r.txn; t != nil {
+			t.durable = r.sets
+			if t.waiting == r {
+				t.waiting = nil
+				if t.state.decided() {
+					p.rememberDecidedLocked(t)
+				}
+			}
+		}
+		if r.checkpoint {
+			p.stats.Checkpoints++
+			p.compactTo = &pos
+		}
+	}
+	if r.checkpoint {
+		p.checkpointing = false
+	}
+	deliver := make([]func(), 0, len(r.waiters))
+	for _, w := range r.waiters {
+		deliver = append(deliver, w(err))
+	}
+	p.mu.Unlock()
+	for _, d := range deliver {
+		d()
+	}
+}
+
+// rememberDecidedLocked adds a durably decided txn to the window, forgetting the oldest
+// beyond DecidedMax.
+func (p *Participant) rememberDecidedLocked(t *txn) {
+	p.decided.push(t)
+	for p.decided.len() > p.cfg.DecidedMax {
+		old := p.decided.pop()
+		if p.txns[old.id] == old {
+			delete(p.txns, old.id)
+		}
+	}
+}
+
+// decidedRing is a FIFO of decided transactions.
+type decidedRing struct {
+	items []*txn
+	head  int
+}
+
+func (q *decidedRing) len() int { return len(q.items) - q.head }
+
+func (q *decidedRing) push(t *txn) { q.items = append(q.items, t) }
+
+func (q *decidedRing) pop() *txn {
+	t := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head > 64 && q.head*2 >= len(q.items) {
+		q.items = append([]*txn(nil), q.items[q.head:]...)
+		q.head = 0
+	}
+	return t
+}
+
+func (q *decidedRing) each(f func(*txn)) {
+	for _, t := range q.items[q.head:] {
+		f(t)
+	}
+}
+
+// recordQueue is a FIFO of records.
+type recordQueue struct {
+	items []*record
+	head  int
+}
+
+func (q *recordQueue) len() int { return len(q.items) - q.head }
+
+func (q *recordQueue) push(r *record) { q.items = append(q.items, r) }
+
+func (q *recordQueue) pop() *record {
+	if q.len() == 0 {
+		return nil
+	}
+	r := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head > 64 && q.head*2 >= len(q.items) {
+		q.items = append([]*record(nil), q.items[q.head:]...)
+		q.head = 0
+	}
+	return r
+}
+
+func (q *recordQueue) dropLast() *record {
+	n := len(q.items) - 1
+	r := q.items[n]
+	q.items = q.items[:n]
+	return r
+}
+
+func (q *recordQueue) each(f func(*record)) {
+	for _, r := range q.items[q.head:] {
+		f(r)
+	}
+}

@@ -1,0 +1,269 @@
+package participant
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ResolverOptions configure a Resolver.
+type ResolverOptions struct {
+	// Coordinator is the base URL asked about in-doubt transactions whose prepare named
+	// no coordinator, e.g. "http://127.0.0.1:7070". Optional.
+	Coordinator string
+	// Client makes the queries. Default: a client with no timeout of its own (each
+	// query has QueryTimeout).
+	Client *http.Client
+	// Clock says when a transaction is in doubt. Default SystemClock.
+	Clock Clock
+	// Interval is the time between two rounds of Run. Default 5s.
+	Interval time.Duration
+	// QueryTimeout bounds one query to the coordinator. Default 5s.
+	QueryTimeout time.Duration
+	// QueriesPerRoundMax bounds the queries of one round; the next round goes on
+	// where it stopped. Default 64.
+	QueriesPerRoundMax int
+	// ConcurrencyMax bounds the queries in flight at once. Default 4.
+	ConcurrencyMax int
+	// ResponseMaxBytes bounds a coordinator answer. Default 1 MiB.
+	ResponseMaxBytes int64
+	// Logger: default slog.Default().
+	Logger *slog.Logger
+}
+
+// Resolver finds transactions left in doubt (prepared longer than
+// Config.InDoubtAfter: the coordinator's phase 2 has not reached this participant) and
+// asks their coordinator, GET {coordinator}/v1/transactions/{id}:
+//
+//	200 "state":"committed"             → commit
+//	200 "state":"aborted"               → rollback
+//	404 with a JSON error body          → presumed abort: rollback
+//	anything else (503, a state still in
+//	progress, an error, a 404 that is not
+//	the coordinator's JSON)             → ask again in a later round
+//
+// A 404 must carry the coordinator's JSON error body: a bare 404 from a misconfigured
+// URL must not roll back a transaction the real coordinator may have committed.
+type Resolver struct {
+	p    *Participant
+	o    ResolverOptions
+	log  *slog.Logger
+
+	roundMu sync.Mutex // one round at a time
+	next    int        // where the next round starts in the in-doubt list
+}
+
+// Resolution is what one round did about one in-doubt transaction.
+type Resolution struct {
+	TxnID string
+	// Outcome: "committed", "rolled_back", "pending" (asked again later), "conflict"
+	// (the coordinator's outcome contradicts ours: a heuristic hazard) or "error".
+	Outcome string
+	Detail  string
+}
+
+// Resolution outcomes.
+const (
+	ResolvedCommitted  = "committed"
+	ResolvedRolledBack = "rolled_back"
+	ResolvedPending    = "pending"
+	ResolvedConflict   = "conflict"
+	ResolvedError      = "error"
+)
+
+// NewResolver returns a resolver for p.
+func NewResolver(p *Participant, o ResolverOptions) (*Resolver, error) {
+	if o.Coordinator != "" {
+		if err := checkCoordinatorURL(o.Coordinator, p.cfg.CoordinatorMaxBytes); err != nil {
+			return nil, fmt.Errorf("participant: resolver: %w", err)
+		}
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{}
+	}
+	if o.Clock == nil {
+		o.Clock = SystemClock{}
+	}
+	if o.Interval <= 0 {
+		o.Interval = 5 * time.Second
+	}
+	if o.QueryTimeout <= 0 {
+		o.QueryTimeout = 5 * time.Second
+	}
+	if o.QueriesPerRoundMax <= 0 {
+		o.QueriesPerRoundMax = 64
+	}
+	if o.ConcurrencyMax <= 0 {
+		o.ConcurrencyMax = 4
+	}
+	if o.ResponseMaxBytes <= 0 {
+		o.ResponseMaxBytes = 1 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Resolver{p: p, o: o, log: o.Logger}, nil
+}
+
+// Run resolves in-doubt transactions every Interval until ctx is done; it returns when
+// its last round has finished. Run it on a goroutine its owner waits for.
+func (r *Resolver) Run(ctx context.Context) {
+	t := time.NewTicker(r.o.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.ResolveOnce(ctx)
+	}
+}
+
+// ResolveOnce runs one round: it asks about up to QueriesPerRoundMax in-doubt
+// transactions and acts on the answers. The resolutions are in the order of the
+// in-doubt list (oldest first).
+func (r *Resolver) ResolveOnce(ctx context.Context) []Resolution {
+	r.roundMu.Lock()
+	defer r.roundMu.Unlock()
+	all := r.p.InDoubt(r.o.Clock.Now())
+	if len(all) == 0 {
+		r.next = 0
+		return nil
+	}
+	if r.next >= len(all) {
+		r.next = 0
+	}
+	n := min(len(all), r.o.QueriesPerRoundMax)
+	batch := make([]InDoubtTxn, 0, n)
+	for i := range n {
+		batch = append(batch, all[(r.next+i)%len(all)])
+	}
+	r.next = (r.next + n) % len(all)
+
+	out := make([]Resolution, len(batch))
+	sem := make(chan struct{}, r.o.ConcurrencyMax)
+	var wg sync.WaitGroup
+	for i, t := range batch {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out[i] = r.resolve(ctx, t)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (r *Resolver) resolve(ctx context.Context, t InDoubtTxn) Resolution {
+	res := Resolution{TxnID: t.ID}
+	base := t.Coordinator
+	if base == "" {
+		base = r.o.Coordinator
+	}
+	if base == "" {
+		res.Outcome, res.Detail = ResolvedPending, "no coordinator known for it"
+		r.log.Warn("participant: transaction in doubt and no coordinator to ask", "txn_id", t.ID)
+		return res
+	}
+	verdict, detail := r.ask(ctx, base, t.ID)
+	res.Detail = detail
+	switch verdict {
+	case StateCommitted, StateAborted:
+		ch := make(chan Result, 1)
+		if verdict == StateCommitted {
+			r.p.Commit(t.ID, func(x Result) { ch <- x })
+		} else {
+			r.p.Rollback(t.ID, func(x Result) { ch <- x })
+		}
+		var x Result
+		select {
+		case x = <-ch:
+		case <-ctx.Done():
+			res.Outcome, res.Detail = ResolvedError, ctx.Err().Error()
+			return res
+		}
+		switch {
+		case x.Err != nil:
+			res.Outcome, res.Detail = ResolvedError, x.Err.Error()
+		case x.Conflict:
+			res.Outcome = ResolvedConflict
+			res.Detail = fmt.Sprintf("coordinator says %s, participant has %s", verdict, x.State)
+			r.log.Error("participant: heuristic hazard while resolving", "txn_id", t.ID, "coordinator", verdict, "participant", x.State)
+		case verdict == StateCommitted:
+			res.Outcome = ResolvedCommitted
+			r.log.Info("participant: resolved in-doubt transaction", "txn_id", t.ID, "outcome", "committed", "why", detail)
+		default:
+			res.Outcome = ResolvedRolledBack
+			r.log.Info("participant: resolved in-doubt transaction", "txn_id", t.ID, "outcome", "rolled back", "why", detail)
+		}
+	default:
+		res.Outcome = ResolvedPending
+		r.log.Debug("participant: transaction still in doubt", "txn_id", t.ID, "why", detail)
+	}
+	return res
+}
+
+// coordinatorTxn is the part of the coordinator's transaction resource the resolver
+// reads.
+type coordinatorTxn struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+}
+
+// ask returns StateCommitted or StateAborted when the coordinator's answer settles the
+// transaction, StateUnknown otherwise; detail says why.
+func (r *Resolver) ask(ctx context.Context, base, id string) (State, string) {
+	u := strings.TrimSuffix(base, "/") + "/v1/transactions/" + url.PathEscape(id)
+	ctx, cancel := context.WithTimeout(ctx, r.o.QueryTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return StateUnknown, err.Error()
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := r.o.Client.Do(req)
+	if err != nil {
+		return StateUnknown, err.Error()
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, r.o.ResponseMaxBytes))
+	if err != nil {
+		return StateUnknown, fmt.Sprintf("reading answer: %v", err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		var ct coordinatorTxn
+		if err := json.Unmarshal(body, &ct); err != nil {
+			return StateUnknown, fmt.Sprintf("answer does not parse: %v", err)
+		}
+		if ct.ID != "" && ct.ID != id {
+			return StateUnknown, fmt.Sprintf("answer is about txn %q", ct.ID)
+		}
+		switch ct.State {
+		case string(StateCommitted):
+			return StateCommitted, "coordinator: committed"
+		case string(StateAborted):
+			return StateAborted, "coordinator: aborted"
+		default:
+			return StateUnknown, fmt.Sprintf("coordinator: %q", ct.State)
+		}
+	case http.StatusNotFound:
+		var e ErrorResponse
+		if err := json.Unmarshal(body, &e); err != nil || e.Error.Code == "" {
+			return StateUnknown, "404 without the coordinator's JSON error body: wrong coordinator URL?"
+		}
+		return StateAborted, "coordinator: unknown transaction (presumed abort)"
+	default:
+		return StateUnknown, fmt.Sprintf("coordinator answered %s", resp.Status)
+	}
+}
+

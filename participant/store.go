@@ -1,0 +1,159 @@
+package participant
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/dtc-project/dtc/wal"
+)
+
+// Store is the log the core writes to. The core hands it records in order, never holding
+// its own lock while doing so, and learns through done when each one is durable.
+type Store interface {
+	// Append adds record at the end of the log. done is called exactly once: with the
+	// record's position once it is durable, or with an error if it never will be. An
+	// error is fatal: the store is broken for good and every later record fails too.
+	// Records become durable in append order and done is called in that order. done may
+	// be called before Append returns (a synchronous store) or later from another
+	// goroutine; it does not block.
+	Append(record []byte, done func(wal.Pos, error))
+	// RemoveBefore deletes the whole log segments before the one holding pos. The core
+	// calls it only with the position of a durable checkpoint.
+	RemoveBefore(pos wal.Pos) error
+	// RecordMaxBytes is the largest record Append takes; the core checks records
+	// against it before it commits to them.
+	RecordMaxBytes() int
+	// Close releases the log.
+	Close() error
+}
+
+// DefaultRecordMaxBytes is the record limit assumed when wal.Options.RecordMaxBytes is
+// zero: the wal package then applies its own default (4 MiB, less if the segments are
+// small), which this stays below.
+const DefaultRecordMaxBytes = 1 << 20
+
+// segmentOverheadBytes is an upper bound of a segment's header plus one record's frame
+// header, so a record this much smaller than a segment fits in an empty one.
+const segmentOverheadBytes = 512
+
+// RecordMaxBytes returns the largest record a log opened with o surely takes.
+func RecordMaxBytes(o wal.Options) int {
+	if o.RecordMaxBytes > 0 {
+		return o.RecordMaxBytes
+	}
+	n := int64(DefaultRecordMaxBytes)
+	if o.SegmentSizeBytes > 0 && o.SegmentSizeBytes-segmentOverheadBytes < n {
+		n = o.SegmentSizeBytes - segmentOverheadBytes
+	}
+	return int(n)
+}
+
+// SyncStore writes each record and syncs it before Append returns: done is called from
+// within Append. It suits the simulator (one event at a time over wal.MemFS) and tests.
+type SyncStore struct {
+	log       *wal.Log
+	recordMax int
+
+	mu     sync.Mutex
+	broken error
+}
+
+var _ Store = (*SyncStore)(nil)
+
+// NewSyncStore returns a Store that appends to l and syncs after every record.
+// recordMaxBytes is l's record limit: RecordMaxBytes of its options.
+func NewSyncStore(l *wal.Log, recordMaxBytes int) *SyncStore {
+	if recordMaxBytes <= 0 {
+		panic("participant: record limit must be positive")
+	}
+	return &SyncStore{log: l, recordMax: recordMaxBytes}
+}
+
+// Append appends, syncs, then calls done. A failed sync breaks the store for good (an
+// fsync is never retried).
+func (s *SyncStore) Append(record []byte, done func(wal.Pos, error)) {
+	pos, err := s.append(record)
+	done(pos, err)
+}
+
+func (s *SyncStore) append(record []byte) (wal.Pos, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken != nil {
+		return wal.Pos{}, s.broken
+	}
+	pos, err := s.log.Append(record)
+	if err == nil {
+		err = s.log.Sync()
+	}
+	if err != nil {
+		s.broken = fmt.Errorf("participant: log: %w", err)
+		return wal.Pos{}, s.broken
+	}
+	return pos, nil
+}
+
+// RemoveBefore removes the segments before pos.Segment.
+func (s *SyncStore) RemoveBefore(pos wal.Pos) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken != nil {
+		return s.broken
+	}
+	return s.log.RemoveBefore(pos.Segment)
+}
+
+// RecordMaxBytes returns the log's record limit.
+func (s *SyncStore) RecordMaxBytes() int { return s.recordMax }
+
+// Close closes the log.
+func (s *SyncStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken == nil {
+		s.broken = ErrClosed
+	}
+	return s.log.Close()
+}
+
+// CommitterStore writes through a wal.Committer: concurrent records share one fsync
+// (group commit) and done is called from the committer's goroutine.
+type CommitterStore struct {
+	log       *wal.Log
+	committer *wal.Committer
+	recordMax int
+}
+
+var _ Store = (*CommitterStore)(nil)
+
+// NewCommitterStore starts a wal.Committer over l. recordMaxBytes is l's record
+// limit: RecordMaxBytes of its options. o.OnFatal is where the process learns that the log failed;
+// the core also fails every later call.
+func NewCommitterStore(l *wal.Log, recordMaxBytes int, o wal.CommitterOptions) *CommitterStore {
+	if recordMaxBytes <= 0 {
+		panic("participant: record limit must be positive")
+	}
+	return &CommitterStore{log: l, committer: wal.NewCommitter(l, o), recordMax: recordMaxBytes}
+}
+
+// Append hands record to the committer, asking for it to be synced.
+func (s *CommitterStore) Append(record []byte, done func(wal.Pos, error)) {
+	if _, err := s.committer.Append(record, true, done); err != nil {
+		done(wal.Pos{}, fmt.Errorf("participant: log: %w", err))
+	}
+}
+
+// RemoveBefore removes the segments before pos.Segment.
+func (s *CommitterStore) RemoveBefore(pos wal.Pos) error {
+	return s.log.RemoveBefore(pos.Segment)
+}
+
+// RecordMaxBytes returns the log's record limit.
+func (s *CommitterStore) RecordMaxBytes() int { return s.recordMax }
+
+// Close stops the committer (records already handed to it are finished first) and
+// closes the log.
+func (s *CommitterStore) Close() error {
+	return errors.Join(s.committer.Close(), s.log.Close())
+}

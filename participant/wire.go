@@ -1,0 +1,167 @@
+package participant
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// State is what a participant knows about one transaction, as the status endpoint and
+// the phase-2 answers report it.
+type State string
+
+// The states of a transaction at a participant.
+const (
+	// StateUnknown: never prepared here, or forgotten (see Config.DecidedMax), or its
+	// prepare record is not durable yet.
+	StateUnknown State = "unknown"
+	// StatePrepared: the prepare record is durable; the participant can still commit or
+	// roll back.
+	StatePrepared State = "prepared"
+	// StateCommitted: the commit record is durable.
+	StateCommitted State = "committed"
+	// StateAborted: the rollback (or fence) record is durable.
+	StateAborted State = "aborted"
+)
+
+// decided reports whether s is an outcome.
+func (s State) decided() bool { return s == StateCommitted || s == StateAborted }
+
+// Wire values of VoteResponse.Vote.
+const (
+	VoteACK  = "ACK"
+	VoteNACK = "NACK"
+)
+
+// Vote is the core's answer to a prepare.
+type Vote struct {
+	ACK    bool
+	Reason string // why the vote is NACK; empty for ACK
+}
+
+// Response is the vote as it goes on the wire.
+func (v Vote) Response() VoteResponse {
+	if v.ACK {
+		return VoteResponse{Vote: VoteACK}
+	}
+	return VoteResponse{Vote: VoteNACK, Reason: v.Reason}
+}
+
+func ack() Vote                     { return Vote{ACK: true} }
+func nack(reason string) Vote       { return Vote{Reason: reason} }
+func nackf(f string, a ...any) Vote { return nack(fmt.Sprintf(f, a...)) }
+
+// Result is the core's answer to a commit or a rollback.
+type Result struct {
+	// State is the transaction's durable state after the call.
+	State State
+	// Conflict is set when the call contradicts that state: commit of an aborted or
+	// unknown transaction, rollback of a committed one (a heuristic hazard; HTTP 409).
+	Conflict bool
+	// Err is set when no answer can be given now (the log failed, too many records in
+	// flight); the caller may retry later. State and Conflict are then meaningless.
+	Err error
+}
+
+// Sentinel errors carried by Result.Err and returned by the core.
+var (
+	// ErrBusy: Config.InflightMax records are already waiting to become durable.
+	ErrBusy = errors.New("participant: too many records waiting to be persisted")
+	// ErrClosed: the participant was closed.
+	ErrClosed = errors.New("participant: closed")
+	// ErrInvalidTxnID: the transaction id is empty, too long or not printable.
+	ErrInvalidTxnID = errors.New("participant: invalid transaction id")
+	// ErrNoUpdater: Update was called but the Service does not implement Updater.
+	ErrNoUpdater = errors.New("participant: service does not implement Updater")
+)
+
+// PrepareRequest is the body of POST …/prepare.
+type PrepareRequest struct {
+	TxnID   string          `json:"txn_id"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+	// Coordinator is the base URL of the coordinator that runs the transaction, asked
+	// about it if the participant is left in doubt. Optional.
+	Coordinator string `json:"coordinator,omitempty"`
+}
+
+// TxnRequest is the body of POST …/commit and POST …/rollback.
+type TxnRequest struct {
+	TxnID string `json:"txn_id"`
+}
+
+// VoteResponse is the answer to a prepare: Vote is VoteACK or VoteNACK.
+type VoteResponse struct {
+	Vote   string `json:"vote"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// StateResponse is the answer to commit, rollback and status.
+type StateResponse struct {
+	State State `json:"state"`
+}
+
+// ErrorResponse is the body of every 4xx and 5xx answer.
+type ErrorResponse struct {
+	Error ErrorBody `json:"error"`
+}
+
+// ErrorBody says what was wrong: Code is stable and machine-readable, Message is for
+// people.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Names of a participant's endpoints, the last path element of their URLs.
+const (
+	EndpointPrepare  = "prepare"
+	EndpointCommit   = "commit"
+	EndpointRollback = "rollback"
+	EndpointStatus   = "status"
+)
+
+// Endpoint derives one of a participant's endpoints from its prepare URL by replacing
+// the last path element (query and fragment are dropped):
+// Endpoint("http://h:9001/bank/prepare", EndpointCommit) is "http://h:9001/bank/commit".
+func Endpoint(prepareURL, name string) (string, error) {
+	u, err := url.Parse(prepareURL)
+	if err != nil {
+		return "", fmt.Errorf("participant: bad participant URL %q: %w", prepareURL, err)
+	}
+	if u.Scheme == "" || u.Host == "" {
+		return "", fmt.Errorf("participant: participant URL %q is not absolute", prepareURL)
+	}
+	p := u.Path
+	i := strings.LastIndexByte(p, '/')
+	u.Path = p[:i+1] + name
+	if i < 0 {
+		u.Path = "/" + name
+	}
+	u.RawPath = ""
+	u.RawQuery = ""
+	u.Fragment = ""
+	return u.String(), nil
+}
+
+// ValidateTxnID checks a transaction id as the participant accepts it: non-empty, at
+// most maxBytes bytes, valid UTF-8 without control characters.
+func ValidateTxnID(id string, maxBytes int) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty", ErrInvalidTxnID)
+	case len(id) > maxBytes:
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidTxnID, len(id), maxBytes)
+	case !utf8.ValidString(id):
+		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidTxnID)
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w: contains control character %U", ErrInvalidTxnID, r)
+		}
+	}
+	return nil
+}
