@@ -52,9 +52,9 @@ type ResolverOptions struct {
 // A 404 must carry the coordinator's JSON error body: a bare 404 from a misconfigured
 // URL must not roll back a transaction the real coordinator may have committed.
 type Resolver struct {
-	p    *Participant
-	o    ResolverOptions
-	log  *slog.Logger
+	p   *Participant
+	o   ResolverOptions
+	log *slog.Logger
 
 	roundMu sync.Mutex // one round at a time
 	next    int        // where the next round starts in the in-doubt list
@@ -266,4 +266,3 @@ func (r *Resolver) ask(ctx context.Context, base, id string) (State, string) {
 		return StateUnknown, fmt.Sprintf("coordinator answered %s", resp.Status)
 	}
 }
-
