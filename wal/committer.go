@@ -1,0 +1,244 @@
+package wal
+
+import (
+	"errors"
+	"sync"
+	"time"
+)
+
+const defaultLazyFlushInterval = 50 * time.Millisecond
+
+// CommitterOptions configure a Committer.
+type CommitterOptions struct {
+	// LazyFlushInterval bounds how long a lazy record (appended with
+	// sync=false) waits for a sync: at the latest this long after it was
+	// appended, the committer syncs. Lazy records never cause a sync sooner.
+	// Default 50ms.
+	LazyFlushInterval time.Duration
+	// OnFatal is called once, from the committer's goroutine, when a sync
+	// fails. The log is failed for good; the process should exit and let
+	// Open read what is really on disk. Required.
+	OnFatal func(error)
+}
+
+// Committer is group commit over a Log: many appenders share one fsync.
+// While one sync runs, new records accumulate; the next sync covers them all.
+// It owns one goroutine, which does every sync and calls every done callback;
+// Close stops it and waits for it.
+//
+// The Log stays the Committer's caller's: Close the Committer first, then the
+// Log. Appending to the Log directly while a Committer runs is allowed (those
+// records ride along with its syncs) but pointless.
+type Committer struct {
+	l         *Log
+	lazyFlush time.Duration
+	onFatal   func(error)
+	clock     clock
+
+	mu sync.Mutex
+	// queue holds the records appended since the last sync started, in
+	// append order. It is bounded by the appenders: each waits for its done
+	// (durable records) or is flushed within LazyFlushInterval (lazy ones).
+	queue          []waiter
+	recycled       []waiter // the previous batch's slice, for reuse
+	durableWaiting bool     // queue holds a record appended with sync=true
+	lazySet        bool     // lazyDeadline is set for the lazy records in queue
+	lazyDeadline   time.Time
+	lazyDue        bool // the lazy deadline passed
+	closing        bool
+	err            error // what stopped the committer: the log failed or was closed
+	fatalCalled    bool  // touched by the goroutine only
+
+	wake    chan struct{} // capacity 1: "look at the queue"
+	stopped chan struct{} // closed when the goroutine has returned
+}
+
+type waiter struct {
+	pos  Pos
+	done func(Pos, error)
+}
+
+// clock is the time source of a Committer; tests replace it.
+type clock interface {
+	Now() time.Time
+	NewTimer(d time.Duration) (c <-chan time.Time, stop func() bool)
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+func (realClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
+	t := time.NewTimer(d)
+	return t.C, t.Stop
+}
+
+// NewCommitter starts group commit over l. It panics if o.OnFatal is nil or
+// o.LazyFlushInterval is negative: both are programming errors.
+func NewCommitter(l *Log, o CommitterOptions) *Committer {
+	return newCommitter(l, o, realClock{})
+}
+
+func newCommitter(l *Log, o CommitterOptions, clk clock) *Committer {
+	if o.OnFatal == nil {
+		panic("wal: CommitterOptions.OnFatal is required")
+	}
+	if o.LazyFlushInterval < 0 {
+		panic("wal: CommitterOptions.LazyFlushInterval must not be negative")
+	}
+	if o.LazyFlushInterval == 0 {
+		o.LazyFlushInterval = defaultLazyFlushInterval
+	}
+	c := &Committer{
+		l:         l,
+		lazyFlush: o.LazyFlushInterval,
+		onFatal:   o.OnFatal,
+		clock:     clk,
+		wake:      make(chan struct{}, 1),
+		stopped:   make(chan struct{}),
+	}
+	go c.run()
+	return c
+}
+
+// Append writes payload to the log now and returns its position, or an error
+// at once if the log refuses it (ErrRecordTooLarge, ErrNoSpace, a failed or
+// closed log). Once the record is durable, done(pos, nil) is called; if the
+// log fails or closes first, done(pos, err). done may be nil; it is called
+// from the committer's goroutine, in append order, and must not block.
+//
+// With sync false the record is lazy: it rides along with the next sync and
+// never causes one, except that it is synced at the latest
+// LazyFlushInterval after it was appended.
+func (c *Committer) Append(payload []byte, sync bool, done func(Pos, error)) (Pos, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return Pos{}, &walError{msg: "wal: committer append: committer is closed", kind: ErrClosed}
+	}
+	if c.err != nil {
+		return Pos{}, c.err
+	}
+	// Appending under c.mu keeps the queue in log order.
+	pos, err := c.l.Append(payload)
+	if err != nil {
+		return Pos{}, err
+	}
+	c.queue = append(c.queue, waiter{pos: pos, done: done})
+	wake := false
+	switch {
+	case sync && !c.durableWaiting:
+		c.durableWaiting, wake = true, true
+	case !sync && !c.lazySet:
+		c.lazySet, wake = true, true
+		c.lazyDeadline = c.clock.Now().Add(c.lazyFlush)
+	}
+	if wake {
+		select {
+		case c.wake <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+	}
+	return pos, nil
+}
+
+// Close syncs what is pending (calling its done callbacks), stops the
+// goroutine and waits for it. It does not close the Log. It returns the error
+// that stopped the committer early, if any (a failed sync, or the Log closed
+// under it).
+func (c *Committer) Close() error {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	<-c.stopped
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// run is the committer's goroutine: it syncs whenever a durable record waits,
+// the lazy deadline passes, or Close asks, and then reports to the appenders.
+func (c *Committer) run() {
+	defer close(c.stopped)
+	var (
+		timerC    <-chan time.Time
+		stopTimer func() bool
+	)
+	disarm := func() {
+		if stopTimer != nil {
+			stopTimer()
+		}
+		timerC, stopTimer = nil, nil
+	}
+	defer disarm()
+	for {
+		c.mu.Lock()
+		due := c.durableWaiting || c.lazyDue || c.closing || c.err != nil
+		if len(c.queue) == 0 || !due {
+			if c.closing {
+				c.mu.Unlock()
+				return
+			}
+			if len(c.queue) > 0 && timerC == nil {
+				// Only lazy records wait: sync them at their deadline.
+				timerC, stopTimer = c.clock.NewTimer(max(0, c.lazyDeadline.Sub(c.clock.Now())))
+			}
+			c.mu.Unlock()
+			select {
+			case <-c.wake:
+			case <-timerC:
+				timerC, stopTimer = nil, nil
+				c.mu.Lock()
+				c.lazyDue = true
+				c.mu.Unlock()
+			}
+			continue
+		}
+		batch := c.queue
+		c.queue, c.recycled = c.recycled, nil
+		c.durableWaiting, c.lazySet, c.lazyDue = false, false, false
+		err := c.err
+		c.mu.Unlock()
+		disarm()
+
+		// Every record in batch was appended before this sync starts, so
+		// the sync covers it.
+		if err == nil {
+			if err = c.l.syncData(); err != nil {
+				c.stop(err)
+			}
+		}
+		for i := range batch {
+			if batch[i].done != nil {
+				batch[i].done(batch[i].pos, err)
+			}
+			batch[i] = waiter{}
+		}
+		c.mu.Lock()
+		c.recycled = batch[:0]
+		c.mu.Unlock()
+		if err == nil {
+			// Off the appenders' path: they have been told already.
+			if err := c.l.prepareSpare(); err != nil {
+				c.stop(err)
+			}
+		}
+	}
+}
+
+// stop records what stopped the committer and, for a failed sync, calls
+// OnFatal once. Called by the goroutine only.
+func (c *Committer) stop(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+	if errors.Is(err, ErrSyncFailed) && !c.fatalCalled {
+		c.fatalCalled = true
+		c.onFatal(err)
+	}
+}

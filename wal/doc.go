@@ -1,0 +1,132 @@
+// Package wal is dtc's write-ahead log: a segmented, append-only log of
+// CRC-checked records over an abstract file system, with group commit.
+//
+// The coordinator's adapters (production and the deterministic simulator)
+// and the participant library keep their durable state in it. It imports
+// only the standard library, and every file access goes through FS, so that
+// the simulator can run it over a MemFS that loses unsynced writes, tears
+// writes, flips bits, fails fsync and runs out of space.
+//
+//	   appenders                       Committer (production)
+//	       │ Append(payload, sync, done)   one goroutine: Sync, then done(pos, err)
+//	       ▼                               in append order, then prepare the spare
+//	  ┌─────────┐ Append: frame into memory    ┌──────────────────────────────┐
+//	  │   Log   │─────────────────────────────▶│ pending frames (per segment) │
+//	  │ (sync,  │ Sync: write, fdatasync ──────┴──────────────┬───────────────┘
+//	  │  no     │                                             ▼
+//	  │ gorou-  │      FS ── OSFS (files) | MemFS (memory, crashes, faults)
+//	  │ tines)  │      Dir/0000000000000007.wal  sealed, synced
+//	  └─────────┘      Dir/0000000000000008.wal  active
+//	                   Dir/0000000000000009.wal  spare, zero-filled, ready
+//
+// # Guarantees
+//
+//   - A record is durable once a Log.Sync that started after its Append
+//     returned has succeeded (with a Committer: once its done is called with
+//     a nil error). Records are replayed by Open in append order.
+//   - A crash loses at most records that were not durable, and only a suffix
+//     of them: Open never returns a record without all the records before it.
+//   - Corruption of durable data is never silently skipped or truncated:
+//     Open fails with a *CorruptError naming segment and offset.
+//   - A failed fsync (or a failed write of buffered records) fails the Log
+//     for good (ErrSyncFailed); an fsync is never retried.
+//   - A full disk when a new segment is needed refuses that Append
+//     (ErrNoSpace) without writing anything; the log stays usable.
+//
+// The Log itself starts no goroutine and is deterministic: the simulator
+// calls it directly. Only the Committer owns a goroutine.
+//
+// # On-disk format (version 1)
+//
+// All integers are little-endian. CRCs are CRC-32C (Castagnoli).
+//
+// Files. The log lives in one directory. Segment files are named
+// %016x.wal after their index, in lowercase hex ("0000000000000001.wal");
+// indices start at 1 and are consecutive: a missing index between the first
+// and the last segment is corruption. A segment being built is named
+// %016x.wal.tmp until it is complete; Open removes such leftovers. Other
+// files in the directory are ignored.
+//
+// Segment header, 24 bytes at offset 0:
+//
+//	offset size  field
+//	0      8     magic "DTCWAL01"
+//	8      4     format version, 1
+//	12     8     segment index (must match the file name)
+//	20     4     CRC of bytes 0..20
+//
+// Frames follow the header back to back, from offset 24. One frame is one
+// record:
+//
+//	offset size  field
+//	0      4     payload length n
+//	4      4     CRC of the 4 length bytes followed by the payload
+//	8      n     payload (for dtc: one JSON document)
+//
+// A frame header of 8 zero bytes marks the end of the records in a segment;
+// everything after it up to the end of the file must be zero. Because the
+// CRC covers the length bytes, an empty payload (length 0) has a non-zero
+// CRC and is a valid record, distinct from the end marker. A Pos is the
+// segment index and the offset of a frame.
+//
+// Preallocation. Every segment file is created at its full size
+// (Options.SegmentSizeBytes, 64 MiB by default), its header written and the
+// rest explicitly zero-filled (so the blocks are really allocated: a full
+// disk shows up here, not in the middle of a commit, and later fdatasyncs
+// write data only), as %016x.wal.tmp; the file is fsynced, renamed to its
+// final name, and the directory fsynced. The log keeps one such spare
+// segment ready ahead of the active one, prepared after a sync (by Log.Sync
+// or by the Committer after it has reported the sync), never while an
+// Append waits for it unless the spare could not be prepared before.
+//
+// Cutting a segment. Records are appended to the active segment. When the
+// next frame does not fit in what is left of it, the active segment is
+// sealed and the spare becomes active. The sync that writes the sealed
+// segment's last frames fsyncs it and closes it before it writes anything to
+// the new segment. So every segment but the last one holding records is
+// completely synced, and only the last can have a torn tail. Whatever is
+// left at the end of a sealed segment stays zero (a remainder shorter than a
+// frame header as well).
+//
+// # Reading: torn tail versus corruption
+//
+// Open reads the segments in order and each frame in turn. A frame is valid
+// if its length fits in the file and its CRC matches. The first frame that
+// is not valid and is not the end marker is a bad frame. A crash can only
+// leave a prefix of the bytes written since the last sync (the rest stays
+// zero, as preallocated), so a bad frame is a torn tail, repaired by Open,
+// if and only if all of this holds:
+//
+//   - no segment after its segment holds anything but a header and zeros
+//     (it is in the last segment that holds records);
+//   - its length fits in the segment, the last byte of the extent it claims
+//     is zero (a cut-short write never wrote it: a partly written length
+//     reads lower than the real one) and every byte after that extent is
+//     zero;
+//   - it is not a complete frame whose length has one flipped bit (the CRC
+//     matches for a length one bit away), and no valid frame starts inside
+//     its claimed extent (its length would then be damaged and synced
+//     records would follow).
+//
+// Anything else is corruption, and Open fails with a *CorruptError
+// (errors.Is ErrCorrupt) naming the segment file and offset: a bad header,
+// a bad frame not at the tail, an end marker followed by non-zero bytes, a
+// missing segment file. The rules err towards refusing to start: that needs
+// an operator, but never loses a record that was reported durable.
+//
+// Repair. A read-write Open overwrites a torn tail with zeros (the file
+// keeps its size: "truncating" here means zeroing, since segments are
+// preallocated), fsyncs it, and appends from there. It also removes empty
+// segments beyond the spare. A read-only Open (Options.ReadOnly, for
+// `dtc log dump`) changes nothing and reports the torn tail through
+// Log.TornTail.
+//
+// # Deleting old segments
+//
+// After a checkpoint (a record that makes everything before it unneeded),
+// the owner calls Log.RemoveBefore with the segment of the checkpoint.
+// Segments with a lower index are removed oldest first, the directory
+// fsynced after each removal, so a crash at any point leaves a log whose
+// segments are still consecutive. The active segment is never removed, and
+// segment numbering continues from the highest index ever used.
+package wal

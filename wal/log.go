@@ -1,0 +1,739 @@
+package wal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Pos is where a record starts: its segment and the byte offset of its frame
+// in the segment file. Positions are ordered by Less, in log order.
+type Pos struct {
+	Segment uint64
+	Offset  int64
+}
+
+// Less reports whether p comes before q in the log.
+func (p Pos) Less(q Pos) bool {
+	if p.Segment != q.Segment {
+		return p.Segment < q.Segment
+	}
+	return p.Offset < q.Offset
+}
+
+// Log is a segmented append-only log of records. Append buffers a record in
+// memory; Sync writes the buffered records and fsyncs them. Append, Sync,
+// RemoveBefore, Segments and Close are safe for concurrent use; the Log
+// starts no goroutine and, driven from one goroutine, does the same file
+// operations in the same order every time.
+type Log struct {
+	o Options // defaults applied
+
+	// syncMu serializes the calls that do file IO for the log as a whole:
+	// Sync (and the Committer's syncs), spare preparation, RemoveBefore and
+	// Close. It is never taken while holding mu.
+	syncMu sync.Mutex
+
+	mu       sync.Mutex
+	building sync.Cond // on mu; broadcast when a spare build ends
+	// active is the segment appends go to. Its file is open read-write.
+	active   *segment
+	writeOff int64  // where the next frame goes in active
+	first    uint64 // lowest segment index on disk
+	// pending holds what Append buffered and Sync has not taken yet, in log
+	// order: data to write, and seals of segments the log moved on from.
+	pending    []chunk
+	free       [][]byte // recycled chunk buffers, at most freeBufsMax
+	spareReady bool     // segment active+1 exists, empty and large enough
+	isBuilding bool     // prepareSpare is building segment active+1 outside mu
+	// spareFailed is the index of a spare whose background build failed
+	// without being fatal (e.g. disk full); it is not retried in the
+	// background: the Append that needs it retries and reports the error.
+	spareFailed uint64
+	failed      error // first fatal error; the log is unusable once set
+	closed      bool
+	torn        *tornTail
+}
+
+// segment is one segment file of a Log.
+type segment struct {
+	index    uint64
+	f        File  // open while active or until the final sync after a cut
+	capacity int64 // size of the file; frames must end by it
+}
+
+// chunk is either buffered frames to write at off in seg, or (seal) the
+// order to fsync and close seg because the log moved on to the next segment.
+type chunk struct {
+	seg  *segment
+	off  int64
+	buf  []byte
+	seal bool
+}
+
+type tornTail struct {
+	at     Pos
+	reason string
+}
+
+const (
+	freeBufsMax       = 4
+	freeBufMaxBytes   = 1 << 20
+	zeroFillChunkSize = 256 << 10
+)
+
+var zeroBlock [zeroFillChunkSize]byte
+
+// Open opens the log in o.Dir, creating the directory and a first segment if
+// there is none. It reads every record in log order, calling replay for each
+// (replay may keep payload; it may be nil), then repairs a torn tail (see the
+// package doc) and returns the log ready for appends. A Log opened with
+// o.ReadOnly changes nothing on disk.
+//
+// Corruption anywhere but a torn tail fails Open with a *CorruptError naming
+// the segment file and offset. An error from replay fails Open too, wrapped.
+// When Open fails, replay may already have seen some records: discard
+// whatever it built.
+func Open(o Options, replay func(Pos, []byte) error) (*Log, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	l := &Log{o: o.withDefaults()}
+	l.building.L = &l.mu
+	if err := l.open(replay); err != nil {
+		if l.active != nil && l.active.f != nil {
+			_ = l.active.f.Close() // the error that matters is err
+		}
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Log) open(replay func(Pos, []byte) error) error {
+	o := l.o
+	if !o.ReadOnly {
+		if err := o.FS.MkdirAll(o.Dir); err != nil {
+			return fmt.Errorf("wal: open: create directory: %w", err)
+		}
+	}
+	names, err := o.FS.ReadDir(o.Dir)
+	if err != nil {
+		return fmt.Errorf("wal: open: %w", err)
+	}
+	var idxs []uint64
+	for _, name := range names {
+		if idx, ok := parseSegmentName(name); ok {
+			idxs = append(idxs, idx)
+			continue
+		}
+		// A spare whose build a crash interrupted.
+		if base, ok := strings.CutSuffix(name, tmpExt); ok && !o.ReadOnly {
+			if _, ok := parseSegmentName(base); ok {
+				if err := o.FS.Remove(filepath.Join(o.Dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("wal: open: remove unfinished segment: %w", err)
+				}
+			}
+		}
+	}
+	slices.Sort(idxs)
+	for i := 1; i < len(idxs); i++ {
+		if idxs[i] != idxs[i-1]+1 {
+			return &CorruptError{Segment: idxs[i-1] + 1, Offset: 0,
+				Reason: fmt.Sprintf("segment file is missing (segments %d and %d exist)", idxs[i-1], idxs[i])}
+		}
+	}
+	if len(idxs) == 0 {
+		if o.ReadOnly {
+			return nil // an empty log: no segments, no records
+		}
+		if err := l.buildSegment(1); err != nil {
+			return l.buildError(err, 1, "open")
+		}
+		idxs = []uint64{1}
+	}
+
+	// Read every segment in order. Records are replayed up to the first bad
+	// frame; after it, the later segments only have to be empty for the bad
+	// frame to be a torn tail.
+	var (
+		buf     []byte
+		bad     *badFrame
+		badAt   int
+		lastRec int // index in idxs of the last segment with records
+		ends    = make([]int64, len(idxs))
+		sizes   = make([]int64, len(idxs))
+	)
+	for i, idx := range idxs {
+		content, err := l.readSegment(idx, &buf)
+		if err != nil {
+			return err
+		}
+		sizes[i] = int64(len(content))
+		if reason := checkHeader(content, idx); reason != "" {
+			if bad != nil {
+				return notTorn(idxs[badAt], bad, idx)
+			}
+			return &CorruptError{Segment: idx, Offset: 0, Reason: reason}
+		}
+		if bad != nil {
+			if firstNonZero(content[headerSize:]) >= 0 {
+				return notTorn(idxs[badAt], bad, idx)
+			}
+			continue
+		}
+		res, err := scanFrames(content, func(off int64, payload []byte) error {
+			if replay == nil {
+				return nil
+			}
+			if err := replay(Pos{idx, off}, bytes.Clone(payload)); err != nil {
+				return fmt.Errorf("wal: open: replay of record at segment %d offset %d: %w", idx, off, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if res.records > 0 {
+			lastRec = i
+		}
+		ends[i] = res.end
+		if res.bad != nil {
+			bad, badAt = res.bad, i
+		}
+	}
+	activeAt := lastRec
+	if bad != nil {
+		if !bad.torn {
+			return &CorruptError{Segment: idxs[badAt], Offset: bad.off, Reason: bad.reason}
+		}
+		l.torn = &tornTail{at: Pos{idxs[badAt], bad.off}, reason: bad.reason}
+		activeAt = badAt
+	}
+	l.first = idxs[0]
+	l.active = &segment{index: idxs[activeAt], capacity: sizes[activeAt]}
+	l.writeOff = ends[activeAt]
+	if o.ReadOnly {
+		return nil
+	}
+
+	// Keep segment active+1 as the spare if it can hold the largest record;
+	// remove every other empty segment after the active one, newest first so
+	// that the sequence stays without gaps whatever a crash keeps.
+	removed := false
+	for i := len(idxs) - 1; i > activeAt; i-- {
+		if i == activeAt+1 && sizes[i] >= headerSize+frameHeaderSize+int64(o.RecordMaxBytes) {
+			l.spareReady = true
+			break
+		}
+		if err := o.FS.Remove(l.path(idxs[i])); err != nil {
+			return fmt.Errorf("wal: open: remove empty segment %d: %w", idxs[i], err)
+		}
+		removed = true
+	}
+	if removed {
+		if err := o.FS.SyncDir(o.Dir); err != nil {
+			return fatalError(fmt.Sprintf("wal: open: sync directory %s", o.Dir), err)
+		}
+	}
+	f, err := o.FS.OpenFile(l.path(l.active.index), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("wal: open: segment %d: %w", l.active.index, err)
+	}
+	l.active.f = f
+	if bad != nil {
+		// Zero the torn frame, so that shorter frames written over it do not
+		// leave its bytes behind them.
+		if err := writeZeros(f, bad.off, bad.end); err != nil {
+			return fatalError(fmt.Sprintf("wal: open: zero torn tail of segment %d (%s) at offset %d",
+				l.active.index, segmentName(l.active.index), bad.off), err)
+		}
+		if err := f.Sync(); err != nil {
+			return fatalError(fmt.Sprintf("wal: open: sync segment %d (%s)",
+				l.active.index, segmentName(l.active.index)), err)
+		}
+	}
+	return l.prepareSpare()
+}
+
+// notTorn is the corruption error for a bad frame that would be a torn tail
+// if the later segment later were empty.
+func notTorn(seg uint64, bad *badFrame, later uint64) error {
+	return &CorruptError{Segment: seg, Offset: bad.off,
+		Reason: fmt.Sprintf("%s (not a torn tail: segment %d after it is not empty)", bad.reason, later)}
+}
+
+// readSegment reads the whole file of segment idx into *buf and returns it.
+func (l *Log) readSegment(idx uint64, buf *[]byte) ([]byte, error) {
+	f, err := l.o.FS.OpenFile(l.path(idx), os.O_RDONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("wal: open: segment %d: %w", idx, err)
+	}
+	defer f.Close() // read-only: nothing to lose
+	size, err := f.Size()
+	if err != nil {
+		return nil, fmt.Errorf("wal: open: segment %d: %w", idx, err)
+	}
+	if size > maxSegmentSizeBytes {
+		return nil, &CorruptError{Segment: idx, Offset: 0,
+			Reason: fmt.Sprintf("segment file is %d bytes, more than the largest segment (%d)", size, maxSegmentSizeBytes)}
+	}
+	if int64(cap(*buf)) < size {
+		*buf = make([]byte, size)
+	}
+	b := (*buf)[:size]
+	if n, err := f.ReadAt(b, 0); n < len(b) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("wal: open: read segment %d: %w", idx, err)
+	}
+	return b, nil
+}
+
+// Append adds a record to the log and returns where it starts. The record is
+// buffered in memory: it is durable only once a Sync that started after
+// Append returned has succeeded. Append refuses a payload longer than
+// RecordMaxBytes (ErrRecordTooLarge); when the record needs a new segment
+// and the disk is full it writes nothing and returns ErrNoSpace, and the log
+// stays usable.
+func (l *Log) Append(payload []byte) (Pos, error) {
+	if len(payload) > l.o.RecordMaxBytes {
+		return Pos{}, &walError{kind: ErrRecordTooLarge,
+			msg: fmt.Sprintf("wal: append: record of %d bytes exceeds RecordMaxBytes %d", len(payload), l.o.RecordMaxBytes)}
+	}
+	if l.o.ReadOnly {
+		return Pos{}, errReadOnly
+	}
+	crc := payloadCRC(payload)
+	frameLen := int64(frameHeaderSize + len(payload))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usableLocked("append"); err != nil {
+		return Pos{}, err
+	}
+	if l.writeOff+frameLen > l.active.capacity {
+		if err := l.cutLocked(); err != nil {
+			return Pos{}, err
+		}
+	}
+	pos := Pos{Segment: l.active.index, Offset: l.writeOff}
+	var c *chunk
+	if n := len(l.pending); n > 0 {
+		c = &l.pending[n-1]
+		if c.seal || c.seg != l.active || c.off+int64(len(c.buf)) != l.writeOff {
+			c = nil
+		}
+	}
+	if c == nil {
+		var buf []byte
+		if n := len(l.free); n > 0 {
+			buf, l.free = l.free[n-1], l.free[:n-1]
+		}
+		l.pending = append(l.pending, chunk{seg: l.active, off: l.writeOff, buf: buf})
+		c = &l.pending[len(l.pending)-1]
+	}
+	c.buf = appendFrame(c.buf, payload, crc)
+	l.writeOff += frameLen
+	return pos, nil
+}
+
+// usableLocked returns why the log cannot be used, or nil. mu must be held.
+func (l *Log) usableLocked(op string) error {
+	if l.failed != nil {
+		return l.failed
+	}
+	if l.closed {
+		return &walError{msg: "wal: " + op + ": log is closed", kind: ErrClosed}
+	}
+	return nil
+}
+
+// cutLocked moves appends to segment active+1: the spare if it is ready, else
+// one built now. The old segment is sealed: the next Sync writes what is
+// buffered for it, fsyncs and closes it before writing anything to the new
+// one, so only the last segment can ever have a torn tail. mu must be held.
+func (l *Log) cutLocked() error {
+	for l.isBuilding {
+		l.building.Wait()
+	}
+	if err := l.usableLocked("append"); err != nil {
+		return err
+	}
+	next := l.active.index + 1
+	if !l.spareReady {
+		// The spare is not ready (its background build failed, e.g. for lack
+		// of space): build it now, on the append path.
+		if err := l.buildSegment(next); err != nil {
+			l.spareFailed = next
+			return l.buildErrorLocked(err, next, "append")
+		}
+		l.spareReady = true
+	}
+	f, err := l.o.FS.OpenFile(l.path(next), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("wal: append: open segment %d (%s): %w", next, segmentName(next), err)
+	}
+	size, err := f.Size()
+	if err != nil {
+		_ = f.Close() // the Stat error is the one to report
+		return fmt.Errorf("wal: append: open segment %d (%s): %w", next, segmentName(next), err)
+	}
+	if size < headerSize+frameHeaderSize+int64(l.o.RecordMaxBytes) {
+		panic(fmt.Sprintf("wal: spare segment %d is %d bytes, too small for a record of RecordMaxBytes %d",
+			next, size, l.o.RecordMaxBytes))
+	}
+	l.pending = append(l.pending, chunk{seg: l.active, seal: true})
+	l.active = &segment{index: next, f: f, capacity: size}
+	l.writeOff = headerSize
+	l.spareReady = false
+	return nil
+}
+
+// Sync makes durable every record whose Append returned before Sync was
+// called: it writes the buffered frames and fsyncs each segment they went to.
+// Appends may run while it waits for the disk; they go to the next Sync.
+// After syncing, Sync prepares the spare segment if there is none.
+//
+// An error wraps ErrSyncFailed and is final: the log is failed and every
+// later Append and Sync returns an error. A Log opened ReadOnly has nothing to
+// sync.
+func (l *Log) Sync() error {
+	if l.o.ReadOnly {
+		return nil
+	}
+	if err := l.syncData(); err != nil {
+		return err
+	}
+	return l.prepareSpare()
+}
+
+// syncData is Sync without the spare preparation: the Committer prepares the
+// spare after it has told the appenders that their records are durable.
+func (l *Log) syncData() error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	return l.flushLocked(false)
+}
+
+// flushLocked writes and fsyncs what is pending. syncMu must be held.
+func (l *Log) flushLocked(closing bool) error {
+	l.mu.Lock()
+	if l.failed != nil || (l.closed && !closing) {
+		err := l.usableLocked("sync")
+		l.mu.Unlock()
+		return err
+	}
+	chunks := l.pending
+	l.pending = nil
+	l.mu.Unlock()
+
+	err := writeChunks(chunks)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.failLocked(err)
+		for _, c := range chunks {
+			if c.seal && c.seg.f != nil {
+				_ = c.seg.f.Close() // the log is failed; nothing more is written
+				c.seg.f = nil
+			}
+		}
+		return l.failed
+	}
+	for _, c := range chunks {
+		if c.buf != nil && cap(c.buf) <= freeBufMaxBytes && len(l.free) < freeBufsMax {
+			l.free = append(l.free, c.buf[:0])
+		}
+	}
+	return nil
+}
+
+// writeChunks writes chunks in order, fsyncing each segment before anything
+// is written to the next one, and closing sealed segments after their final
+// fsync. Called with syncMu held, without mu: Appends go on meanwhile.
+func writeChunks(chunks []chunk) error {
+	var cur *segment
+	dirty := false
+	syncCur := func() error {
+		if !dirty {
+			return nil
+		}
+		dirty = false
+		if err := cur.f.Sync(); err != nil {
+			return fatalError(fmt.Sprintf("wal: sync segment %d (%s)", cur.index, segmentName(cur.index)), err)
+		}
+		return nil
+	}
+	for _, c := range chunks {
+		if c.seg != cur {
+			if err := syncCur(); err != nil {
+				return err
+			}
+			cur = c.seg
+		}
+		if c.seal {
+			if err := syncCur(); err != nil {
+				return err
+			}
+			// Synced: an error closing the file cannot lose anything.
+			_ = cur.f.Close()
+			cur.f = nil
+			continue
+		}
+		if _, err := cur.f.WriteAt(c.buf, c.off); err != nil {
+			return fatalError(fmt.Sprintf("wal: write segment %d (%s) at offset %d",
+				cur.index, segmentName(cur.index), c.off), err)
+		}
+		dirty = true
+	}
+	return syncCur()
+}
+
+// fatalError is the error that fails a log: it wraps ErrSyncFailed and shows,
+// without wrapping, what went wrong.
+func fatalError(msg string, cause error) error {
+	return &walError{msg: msg, kind: ErrSyncFailed, cause: cause, opaque: true}
+}
+
+func (l *Log) failLocked(err error) {
+	if l.failed == nil {
+		l.failed = err
+	}
+}
+
+// prepareSpare builds segment active+1 if it is not there yet, off the append
+// path, so that cutting to a new segment costs an open and no IO. It only
+// returns fatal errors; any other failure is left for the Append that needs
+// the segment to retry and report.
+func (l *Log) prepareSpare() error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.Lock()
+	if l.failed != nil || l.closed || l.spareReady || l.isBuilding || l.spareFailed == l.active.index+1 {
+		err := l.failed
+		l.mu.Unlock()
+		return err
+	}
+	next := l.active.index + 1
+	l.isBuilding = true
+	l.mu.Unlock()
+
+	err := l.buildSegment(next)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.isBuilding = false
+	l.building.Broadcast()
+	if next != l.active.index+1 {
+		panic(fmt.Sprintf("wal: the active segment changed from %d to %d while its spare was built", next-1, l.active.index))
+	}
+	if err != nil {
+		l.spareFailed = next
+		if err := l.buildErrorLocked(err, next, "prepare spare"); errors.Is(err, ErrSyncFailed) {
+			return err
+		}
+		return nil
+	}
+	l.spareReady = true
+	return nil
+}
+
+// buildError describes a failed segment build; syncing says whether the
+// failure was an fsync (fatal) rather than a write or a rename.
+type buildError struct {
+	step    string
+	err     error
+	syncing bool
+}
+
+func (e *buildError) Error() string { return e.step + ": " + e.err.Error() }
+func (e *buildError) Unwrap() error { return e.err }
+
+// buildSegment creates segment idx durably: header and zeros up to
+// SegmentSizeBytes written to a .tmp file, the file fsynced, renamed, and the
+// directory fsynced. It touches no Log state. On failure other than an fsync
+// it removes what it wrote, best effort (Open removes .tmp files anyway).
+func (l *Log) buildSegment(idx uint64) error {
+	fsys, final := l.o.FS, l.path(idx)
+	tmp := final + tmpExt
+	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return &buildError{step: "create " + filepath.Base(tmp), err: err}
+	}
+	if _, err := f.WriteAt(encodeHeader(idx), 0); err != nil {
+		_ = f.Close()
+		_ = fsys.Remove(tmp)
+		return &buildError{step: "write header", err: err}
+	}
+	if err := writeZeros(f, headerSize, l.o.SegmentSizeBytes); err != nil {
+		_ = f.Close()
+		_ = fsys.Remove(tmp)
+		return &buildError{step: "preallocate", err: err}
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return &buildError{step: "sync " + filepath.Base(tmp), err: err, syncing: true}
+	}
+	if err := f.Close(); err != nil {
+		_ = fsys.Remove(tmp)
+		return &buildError{step: "close " + filepath.Base(tmp), err: err}
+	}
+	if err := fsys.Rename(tmp, final); err != nil {
+		_ = fsys.Remove(tmp)
+		return &buildError{step: "rename", err: err}
+	}
+	if err := fsys.SyncDir(l.o.Dir); err != nil {
+		return &buildError{step: "sync directory", err: err, syncing: true}
+	}
+	return nil
+}
+
+// writeZeros fills [from, to) of f with zeros.
+func writeZeros(f File, from, to int64) error {
+	for off := from; off < to; {
+		n := min(to-off, zeroFillChunkSize)
+		if _, err := f.WriteAt(zeroBlock[:n], off); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
+}
+
+// buildErrorLocked turns a buildSegment error into the error to return, and
+// fails the log if it was an fsync. mu must be held.
+func (l *Log) buildErrorLocked(err error, idx uint64, op string) error {
+	err = l.buildError(err, idx, op)
+	if errors.Is(err, ErrSyncFailed) {
+		l.failLocked(err)
+	}
+	return err
+}
+
+// buildError turns a buildSegment error into the error to return.
+func (l *Log) buildError(err error, idx uint64, op string) error {
+	msg := fmt.Sprintf("wal: %s: new segment %d (%s)", op, idx, segmentName(idx))
+	var be *buildError
+	if errors.As(err, &be) && be.syncing {
+		return fatalError(msg, err)
+	}
+	if isNoSpace(err) {
+		return &walError{msg: msg, kind: ErrNoSpace, cause: err}
+	}
+	return fmt.Errorf("%s: %w", msg, err)
+}
+
+// RemoveBefore deletes the segments with an index below seg, oldest first,
+// each removal made durable before the next: after a checkpoint, the records
+// in them are no longer needed. It never removes the active segment, nor a
+// segment whose final sync is still to come; those stay until a later call.
+// An error from syncing the directory is fatal, like any fsync error.
+func (l *Log) RemoveBefore(seg uint64) error {
+	if l.o.ReadOnly {
+		return errReadOnly
+	}
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.Lock()
+	if err := l.usableLocked("remove segments"); err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	limit := min(seg, l.active.index)
+	for _, c := range l.pending {
+		limit = min(limit, c.seg.index)
+	}
+	first := l.first
+	l.mu.Unlock()
+
+	for idx := first; idx < limit; idx++ {
+		if err := l.o.FS.Remove(l.path(idx)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("wal: remove segment %d (%s): %w", idx, segmentName(idx), err)
+		}
+		if err := l.o.FS.SyncDir(l.o.Dir); err != nil {
+			err = fatalError(fmt.Sprintf("wal: remove segment %d (%s): sync directory", idx, segmentName(idx)), err)
+			l.mu.Lock()
+			l.failLocked(err)
+			l.mu.Unlock()
+			return err
+		}
+		l.mu.Lock()
+		l.first = idx + 1
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+// Segments returns the indices of the log's segments, oldest first, up to
+// and including the active one. The spare segment prepared for later appends
+// is not listed. A read-only log of an empty directory has none.
+func (l *Log) Segments() []uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.active == nil {
+		return nil
+	}
+	segs := make([]uint64, 0, l.active.index-l.first+1)
+	for idx := l.first; idx <= l.active.index; idx++ {
+		segs = append(segs, idx)
+	}
+	return segs
+}
+
+// TornTail reports the torn tail Open found, if any: where the incomplete
+// record starts and why it is not a valid record. A log opened read-write
+// has already zeroed it; a read-only one left it on disk.
+func (l *Log) TornTail() (at Pos, reason string, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.torn == nil {
+		return Pos{}, "", false
+	}
+	return l.torn.at, l.torn.reason, true
+}
+
+// Close syncs what is buffered, closes the files and makes every later call
+// fail with ErrClosed. It returns the error that failed the log, if any:
+// then not everything appended is durable. Closing twice returns nil.
+func (l *Log) Close() error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	if l.o.ReadOnly || l.active == nil {
+		return nil
+	}
+	err := l.flushLocked(true)
+	// After a failure, sealed segments may still be open.
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.pending {
+		if c.seal && c.seg.f != nil {
+			_ = c.seg.f.Close()
+			c.seg.f = nil
+		}
+	}
+	l.pending = nil
+	if l.active.f != nil {
+		if cerr := l.active.f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("wal: close segment %d: %w", l.active.index, cerr)
+		}
+		l.active.f = nil
+	}
+	return err
+}
+
+func (l *Log) path(idx uint64) string { return filepath.Join(l.o.Dir, segmentName(idx)) }
