@@ -282,7 +282,7 @@ type memLog struct {
 
 func newMemLog(cfg Config) *memLog {
 	fs := wal.NewMemFS()
-	return &memLog{fs: fs, opts: wal.Options{FS: fs, Dir: "p"}, cfg: cfg, clock: newFakeClock()}
+	return &memLog{fs: fs, opts: wal.Options{FS: fs, Dir: "p", SegmentSizeBytes: 64 << 10}, cfg: cfg, clock: newFakeClock()}
 }
 
 func (m *memLog) open(t testing.TB) (*Participant, *testService) {

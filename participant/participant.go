@@ -724,11 +724,12 @@ func (p *Participant) recordDone(r *record, pos wal.Pos, err error) {
 	p.mu.Lock()
 	if head := p.inflight.pop(); head != r {
 		p.mu.Unlock()
-		panic("participant: store reported records out of order")
+		panic(fmt.Sprintf("participant: store reported records out of order: got %s, want %s", r.data, head.data))
 	}
 	if err != nil {
+		err = fmt.Errorf("participant: log failed: %w", err)
 		if p.failed == nil {
-			p.failed = fmt.Errorf("participant: log failed: %w", err)
+			p.failed = err
 		}
 	} else {
 		if t := r.txn; t != nil {

@@ -123,13 +123,18 @@ type CommitterStore struct {
 	log       *wal.Log
 	committer *wal.Committer
 	recordMax int
+
+	mu          sync.Mutex
+	broken      error    // the first error: every later record fails with it
+	outstanding int      // records handed to the committer, done not called yet
+	deferred    []func() // failures to report once the outstanding records are done
 }
 
 var _ Store = (*CommitterStore)(nil)
 
 // NewCommitterStore starts a wal.Committer over l. recordMaxBytes is l's record
-// limit: RecordMaxBytes of its options. o.OnFatal is where the process learns that the log failed;
-// the core also fails every later call.
+// limit: RecordMaxBytes of its options. o.OnFatal (required by wal) is where the
+// process learns that the log failed; the core also fails every later call.
 func NewCommitterStore(l *wal.Log, recordMaxBytes int, o wal.CommitterOptions) *CommitterStore {
 	if recordMaxBytes <= 0 {
 		panic("participant: record limit must be positive")
@@ -137,10 +142,52 @@ func NewCommitterStore(l *wal.Log, recordMaxBytes int, o wal.CommitterOptions) *
 	return &CommitterStore{log: l, committer: wal.NewCommitter(l, o), recordMax: recordMaxBytes}
 }
 
-// Append hands record to the committer, asking for it to be synced.
+// Append hands record to the committer, asking for it to be synced. A record the log
+// refuses at once (disk full, say) breaks the store: the core has already acted on the
+// record, so no later record may reach the log without it. Its failure is reported
+// after the records before it, keeping done calls in order.
 func (s *CommitterStore) Append(record []byte, done func(wal.Pos, error)) {
-	if _, err := s.committer.Append(record, true, done); err != nil {
-		done(wal.Pos{}, fmt.Errorf("participant: log: %w", err))
+	s.mu.Lock()
+	if s.broken == nil {
+		s.outstanding++
+		s.mu.Unlock()
+		_, err := s.committer.Append(record, true, func(pos wal.Pos, err error) {
+			done(pos, err)
+			s.finish(err)
+		})
+		if err == nil {
+			return
+		}
+		s.mu.Lock()
+		s.outstanding--
+		if s.broken == nil {
+			s.broken = fmt.Errorf("participant: log: %w", err)
+		}
+	}
+	err := s.broken
+	if s.outstanding > 0 {
+		s.deferred = append(s.deferred, func() { done(wal.Pos{}, err) })
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	done(wal.Pos{}, err)
+}
+
+// finish runs on the committer's goroutine after a record's done.
+func (s *CommitterStore) finish(err error) {
+	s.mu.Lock()
+	s.outstanding--
+	if err != nil && s.broken == nil {
+		s.broken = fmt.Errorf("participant: log: %w", err)
+	}
+	var run []func()
+	if s.outstanding == 0 {
+		run, s.deferred = s.deferred, nil
+	}
+	s.mu.Unlock()
+	for _, f := range run {
+		f()
 	}
 }
 
@@ -152,8 +199,13 @@ func (s *CommitterStore) RemoveBefore(pos wal.Pos) error {
 // RecordMaxBytes returns the log's record limit.
 func (s *CommitterStore) RecordMaxBytes() int { return s.recordMax }
 
-// Close stops the committer (records already handed to it are finished first) and
+// Close stops the committer (records already handed to it are synced first) and
 // closes the log.
 func (s *CommitterStore) Close() error {
+	s.mu.Lock()
+	if s.broken == nil {
+		s.broken = ErrClosed
+	}
+	s.mu.Unlock()
 	return errors.Join(s.committer.Close(), s.log.Close())
 }
