@@ -7,17 +7,17 @@
 // the simulator can run it over a MemFS that loses unsynced writes, tears
 // writes, flips bits, fails fsync and runs out of space.
 //
-//	   appenders                       Committer (production)
-//	       │ Append(payload, sync, done)   one goroutine: Sync, then done(pos, err)
-//	       ▼                               in append order, then prepare the spare
-//	  ┌─────────┐ Append: frame into memory    ┌──────────────────────────────┐
-//	  │   Log   │─────────────────────────────▶│ pending frames (per segment) │
-//	  │ (sync,  │ Sync: write, fdatasync ──────┴──────────────┬───────────────┘
-//	  │  no     │                                             ▼
-//	  │ gorou-  │      FS ── OSFS (files) | MemFS (memory, crashes, faults)
-//	  │ tines)  │      Dir/0000000000000007.wal  sealed, synced
-//	  └─────────┘      Dir/0000000000000008.wal  active
-//	                   Dir/0000000000000009.wal  spare, zero-filled, ready
+//	appenders ── Append(payload, sync, done) ──▶ Committer   one goroutine: Sync, then
+//	                                                │         done(pos, err) in append
+//	                                                │         order, then the spare
+//	simulator, participant ── Append, Sync ──▶     Log        no goroutine; frames wait
+//	                                                │         in memory until Sync
+//	                                                ▼
+//	                  FS: OSFS (files) | MemFS (memory, crashes, faults)
+//	                                                │
+//	        Dir/0000000000000007.wal   sealed: fully synced, never written again
+//	        Dir/0000000000000008.wal   active: appends go here
+//	        Dir/0000000000000009.wal   spare: preallocated, zero-filled, ready
 //
 // # Guarantees
 //
@@ -128,5 +128,5 @@
 // Segments with a lower index are removed oldest first, the directory
 // fsynced after each removal, so a crash at any point leaves a log whose
 // segments are still consecutive. The active segment is never removed, and
-// segment numbering continues from the highest index ever used.
+// new segments are numbered on from the active one.
 package wal

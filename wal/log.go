@@ -205,14 +205,14 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 		}
 		ends[i] = res.end
 		if res.bad != nil {
+			if !res.bad.torn {
+				return &CorruptError{Segment: idx, Offset: res.bad.off, Reason: res.bad.reason}
+			}
 			bad, badAt = res.bad, i
 		}
 	}
 	activeAt := lastRec
 	if bad != nil {
-		if !bad.torn {
-			return &CorruptError{Segment: idxs[badAt], Offset: bad.off, Reason: bad.reason}
-		}
 		l.torn = &tornTail{at: Pos{idxs[badAt], bad.off}, reason: bad.reason}
 		activeAt = badAt
 	}
