@@ -24,6 +24,10 @@ type Config struct {
 	InDoubtAfter time.Duration
 	// CheckpointAfterBytes and CheckpointAfterRecords: a checkpoint is written (and the
 	// log segments before it removed) once this much has been logged since the last one.
+	// A checkpoint is one log record: the service snapshot, every prepared payload and
+	// the decided ids. One that does not fit the log's record limit is skipped
+	// (Stats.CheckpointFailures) and retried after another interval, so the log grows
+	// until fewer transactions are prepared; size the limits so that it fits.
 	CheckpointAfterBytes   int64
 	CheckpointAfterRecords int
 	// TxnIDMaxBytes bounds a transaction id.

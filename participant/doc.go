@@ -1,0 +1,93 @@
+// Package participant is what a Go service needs to take part in dtc's two-phase
+// commit correctly: durable prepare, idempotent phase 2, fencing of late prepares, the
+// status endpoint, log compaction, and asking the coordinator about transactions left
+// in doubt (DESIGN §3).
+//
+// # How the parts connect
+//
+//	HTTP (NewHandler)        simulator            Resolver (in doubt → coordinator)
+//	       │                     │                         │
+//	       └──────────┬──────────┴─────────────────────────┘
+//	                  ▼
+//	     Participant (IO-free core, one mutex)
+//	       │ Service calls, under the lock, in log order
+//	       │ (also during replay: the service state is rebuilt from the log)
+//	       ▼
+//	     Service (the application: reserve / apply / release)
+//	       │
+//	     Store ── SyncStore (Append+Sync, done before return: simulator, tests)
+//	          └── CommitterStore (wal.Committer: group commit, production)
+//
+// The core starts no goroutine, reads no wall clock (a Clock is injected) and uses no
+// randomness. Calls answer through callbacks, which the core never runs while holding
+// its lock, so a Store that calls done synchronously cannot deadlock it.
+//
+// # States of one transaction
+//
+//	           prepare: Service.Prepare ok
+//	           (ACK once the prepare record is durable)
+//	unknown ──────────────────────────────────────────▶ prepared
+//	   │                                                 │    │
+//	   │ rollback: fence record                 rollback │    │ commit
+//	   ▼                                                 ▼    ▼
+//	aborted (fenced)                               aborted    committed
+//
+// What each call answers, by state (a prepare the Service refuses is NACKed and leaves
+// the transaction unknown; a different payload for a known id is NACKed):
+//
+//	state       prepare                commit              rollback            status
+//	unknown     Service.Prepare: ACK   409 unknown         fence: 200 aborted  unknown
+//	            (when durable) / NACK
+//	prepared    ACK                    200 committed       200 aborted         prepared
+//	committed   ACK                    200 committed       409 committed       committed
+//	aborted     NACK (fenced: …)       409 aborted         200 aborted         aborted
+//
+// Decided transactions (committed, aborted, fenced) are remembered in a window of
+// Config.DecidedMax, oldest forgotten first; a forgotten one is "unknown" again.
+//
+// # Durability rules
+//
+//   - ACK is sent only once the prepare record (txn id, payload, coordinator, time) is
+//     durable. NACK needs no record.
+//   - commit and rollback are answered once their record is durable; so is a rollback
+//     of an unknown transaction, which writes a fence.
+//   - A state is reported (status, phase-2 answers, 409s) only once durable: status of
+//     a transaction whose prepare record is still on its way says "unknown".
+//   - The core acts at once, in memory and in the Service, and appends the record in
+//     the same critical section, so log order is the order of Service calls. When a
+//     record is durable, every record before it is too.
+//   - A rollback that arrives while the prepare record is being persisted logs a
+//     rollback record after it; the prepare is then answered NACK, never ACK, and a
+//     commit is a conflict: the transaction cannot end committed here.
+//   - Any Store error is fatal: the core answers nothing from then on (prepare NACK,
+//     phase 2 unavailable) and the process should restart and replay. An fsync is
+//     never retried.
+//
+// # The log
+//
+// Records are JSON (one object with a "type": prepare, commit, rollback, fence,
+// update, checkpoint), readable with `dtc log dump` and jq. A checkpoint holds the
+// Service's Snapshot and the core's state (prepared transactions with their payloads,
+// the decided window); once it is durable, the segments before it are removed. Every
+// log starts with a checkpoint (Start writes one on a fresh log, with the Service's
+// initial state, which is therefore used only once). Replay skips records older than
+// the first checkpoint it meets and applies every later one strictly: a record that
+// does not fit the state so far is corruption, and Open fails.
+//
+// # Invariants
+//
+//   - A transaction ACKed here can commit after any crash: its prepare record is durable
+//     and replay re-reserves it in the Service.
+//   - Once a rollback is answered, the transaction never commits here; once a commit is
+//     answered, it never rolls back.
+//   - A prepare that arrives after the rollback of the same id is NACKed, for as long as
+//     the id is in the decided window.
+//   - Memory is bounded: PreparedMax prepared, DecidedMax decided, InflightMax records
+//     waiting for the disk; hitting a bound is an answer (NACK, ErrBusy/503), never
+//     growth.
+//   - The Service sees the same calls, with the same bytes, live and on replay.
+//
+// A transaction prepared longer than Config.InDoubtAfter is in doubt: the coordinator's
+// phase 2 has not come. The Resolver asks the coordinator (GET
+// {coordinator}/v1/transactions/{id}) and commits or rolls back; a 404 is presumed abort.
+package participant
