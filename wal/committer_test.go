@@ -22,7 +22,7 @@ func TestCommitterConcurrent(t *testing.T) {
 			const goroutines, perGoroutine = 16, 60
 			var (
 				mu       sync.Mutex
-				doneLog  []Pos            // positions in the order done was called
+				doneLog  []Pos              // positions in the order done was called
 				appended = map[Pos]string{} // position -> payload
 				wg       sync.WaitGroup
 			)
