@@ -87,7 +87,7 @@ func Check(h History, o Options) *Report {
 	for _, t := range txns {
 		rep.Violations = append(rep.Violations, t.check(o)...)
 	}
-	ops := Operations(h)
+	ops := checkedOperations(h)
 	rep.ModelOps = len(ops)
 	res, info := porcupine.CheckOperationsVerbose(Model(), ops, o.PorcupineTimeout)
 	rep.Porcupine = res

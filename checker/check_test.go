@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -392,5 +393,28 @@ func BenchmarkCheck(b *testing.B) {
 		if rep := Check(h, Options{CheckLiveness: true}); !rep.OK() {
 			b.Fatal(rep)
 		}
+	}
+}
+
+// A client that retries a transaction many times without an answer leaves many
+// open-ended ops; when the transaction is also broken, porcupine must search
+// exhaustively, and open ends would make that 2^retries. It must stay a quick Illegal.
+func TestManyOpenRetriesOfABrokenTxnStayFast(t *testing.T) {
+	r := NewRecorder()
+	for i := range 40 {
+		op := r.Submit(0, "t1", []string{p1, p2}, ms(int64(10*i)))
+		r.Return(op, Unknown, ms(int64(10*i+9)))
+	}
+	r.Submit(1, "t1", []string{p1, p2}, ms(450)) // never returns
+	r.Voted("t1", p1, true, ms(500))
+	r.Voted("t1", p2, true, ms(500))
+	r.Applied("t1", p1, Committed, ms(501))
+	r.Applied("t1", p2, Aborted, ms(502))
+	rep := Check(r.History(), Options{PorcupineTimeout: time.Minute})
+	if rep.Porcupine != porcupine.Illegal {
+		t.Fatalf("porcupine %s, want Illegal", rep.Porcupine)
+	}
+	if ops := Operations(r.History()); ops[0].Return != openEnd {
+		t.Errorf("Operations closed an open end: %+v", ops[0])
 	}
 }

@@ -64,6 +64,11 @@
 // every state. Constraining it in any way would reject correct histories; it is the other
 // observations (participants, status answers, the final states) that pin the outcome down.
 //
+// Such an operation fits anywhere in any interval, so its end never changes the verdict;
+// it only costs search. In a transaction whose outcomes conflict porcupine must search
+// exhaustively, and k open ends make that 2^k, so there (and only there) Check closes
+// them at the time the client gave up. Operations returns the open ends untouched.
+//
 // Bank. CheckBank checks the bank example's invariant on final balances: the total is
 // what it was at the start and no account is negative.
 //

@@ -21,7 +21,7 @@ func WriteHTML(path string, h History, rep *Report) error {
 		timeout = rep.PorcupineTimeout
 	}
 	model := Model()
-	_, info := porcupine.CheckOperationsVerbose(model, Operations(h), timeout)
+	_, info := porcupine.CheckOperationsVerbose(model, checkedOperations(h), timeout)
 	notes := make([]porcupine.Annotation, 0, len(h.Notes))
 	for _, n := range h.Notes {
 		notes = append(notes, porcupine.Annotation{Tag: "notes", Start: n.At, End: n.At, Description: n.What, Details: "t=" + fmtTime(n.At) + ": " + n.What})

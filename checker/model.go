@@ -29,6 +29,7 @@ type modelInput struct {
 	Who    string // participant or recipient
 	Client int    // opSubmit
 	OpID   int    // opSubmit: the op's handle
+	GaveUp int64  // opSubmit with an open end: when the client stopped waiting (its call if never)
 	Vote   string // opVoted
 }
 
@@ -187,12 +188,16 @@ func Operations(h History) []porcupine.Operation {
 	ops := make([]porcupine.Operation, 0, len(h.Ops)+len(h.Events)+len(h.FinalParticipants)+len(h.FinalCoordinator))
 	for _, op := range h.Ops {
 		ret, out := int64(openEnd), Unknown
+		in := modelInput{Kind: opSubmit, Txn: op.Txn, Client: op.Client, OpID: op.ID, GaveUp: op.Call}
+		if op.Outcome != "" {
+			in.GaveUp = max(op.Return, op.Call)
+		}
 		if !op.open() {
 			ret, out = max(op.Return, op.Call), op.Outcome
 		}
 		ops = append(ops, porcupine.Operation{
 			ClientId: clients[op.Client],
-			Input:    modelInput{Kind: opSubmit, Txn: op.Txn, Client: op.Client, OpID: op.ID},
+			Input:    in,
 			Call:     op.Call,
 			Output:   out,
 			Return:   ret,
@@ -227,6 +232,38 @@ func Operations(h History) []porcupine.Operation {
 		if o := Outcome(f.State); o.Final() {
 			in := modelInput{Kind: opFinalCoord, Txn: f.Txn, Who: "coordinator"}
 			ops = append(ops, porcupine.Operation{ClientId: coordLane, Input: in, Call: end, Output: o, Return: end})
+		}
+	}
+	return ops
+}
+
+// checkedOperations is Operations(h) as Check and WriteHTML give it to porcupine. In a
+// transaction whose final outputs conflict, porcupine must search exhaustively, and k
+// open-ended operations, each placeable anywhere after its call, make that search 2^k
+// (18 open ops: seconds; 20: past the timeout). There the open ends are closed at the
+// time the client gave up (its call, if it never returned). An operation whose output is
+// Unknown changes nothing and is allowed in every state, so it fits anywhere in any
+// interval: the verdict is the same, only the picture of those calls is shorter.
+func checkedOperations(h History) []porcupine.Operation {
+	ops := Operations(h)
+	seen := map[string]Outcome{}
+	conflict := map[string]bool{}
+	for _, op := range ops {
+		out, txn := op.Output.(Outcome), op.Input.(modelInput).Txn
+		if !out.Final() {
+			continue
+		}
+		if prev, ok := seen[txn]; ok && prev != out {
+			conflict[txn] = true
+		}
+		seen[txn] = out
+	}
+	if len(conflict) == 0 {
+		return ops
+	}
+	for i, op := range ops {
+		if in := op.Input.(modelInput); op.Return == openEnd && conflict[in.Txn] {
+			ops[i].Return = in.GaveUp
 		}
 	}
 	return ops
