@@ -1,0 +1,123 @@
+// Command bank is the example account service: a dtc participant over the bank package,
+// with its log in --data-dir.
+//
+//	bank --listen 127.0.0.1:9001 --data-dir data/bank1 --accounts alice=100000,bob=100000
+//
+// It serves the participant protocol (POST /prepare, /commit, /rollback, GET /status)
+// plus GET /accounts, POST /accounts/{name}/lock and /unlock, and GET /healthz. A prepare
+// payload's "hold_ms" makes it wait before voting, to show a prepare timeout. It stops
+// gracefully on SIGTERM or SIGINT, and exits non-zero if its log fails.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/dtc-project/dtc/examples/bank"
+	"github.com/dtc-project/dtc/wal"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "bank:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stderr io.Writer) error {
+	flags := pflag.NewFlagSet("bank", pflag.ContinueOnError)
+	flags.SetOutput(stderr)
+	listen := flags.String("listen", "127.0.0.1:9001", "address to serve on")
+	dataDir := flags.String("data-dir", "data/bank", "directory of the bank's log")
+	accounts := flags.String("accounts", "alice=100000,bob=100000", "initial balances in cents, name=balance,…; used only when --data-dir is fresh")
+	coordinator := flags.String("coordinator", "http://127.0.0.1:7070", "coordinator asked about in-doubt transactions whose prepare named none")
+	inDoubtAfter := flags.Duration("in-doubt-after", 30*time.Second, "a transaction prepared this long without phase 2 is asked about")
+	resolveEvery := flags.Duration("resolve-interval", 5*time.Second, "how often to look for in-doubt transactions")
+	logLevel := flags.String("log-level", "info", "debug, info, warn or error")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if flags.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", flags.Args())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	initial, err := bank.ParseAccounts(*accounts)
+	if err != nil {
+		return fmt.Errorf("--accounts: %w", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	fatal := make(chan error, 1)
+	a, err := newApp(config{
+		FS:              wal.OSFS(),
+		DataDir:         *dataDir,
+		Accounts:        initial,
+		Coordinator:     *coordinator,
+		InDoubtAfter:    *inDoubtAfter,
+		ResolveInterval: *resolveEvery,
+		Logger:          log,
+		OnFatal: func(err error) {
+			select {
+			case fatal <- err:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return errors.Join(err, a.Close())
+	}
+	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+
+	var wg sync.WaitGroup
+	resolverCtx, stopResolver := context.WithCancel(context.Background())
+	wg.Go(func() { a.resolver.Run(resolverCtx) })
+	served := make(chan error, 1)
+	wg.Go(func() { served <- srv.Serve(ln) })
+	log.Info("bank: listening", "addr", ln.Addr().String())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("bank: shutting down")
+	case runErr = <-fatal:
+	case runErr = <-served:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("bank: shutdown", "err", err)
+	}
+	stopResolver()
+	wg.Wait()
+	if err := a.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if errors.Is(runErr, http.ErrServerClosed) {
+		runErr = nil
+	}
+	return runErr
+}

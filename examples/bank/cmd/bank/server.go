@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/dtc-project/dtc/examples/bank"
+	"github.com/dtc-project/dtc/participant"
+	"github.com/dtc-project/dtc/wal"
+)
+
+// bodyMaxBytes bounds every request body.
+const bodyMaxBytes = 1 << 20
+
+// config is what the bank process is made of; main fills it from flags, tests directly.
+type config struct {
+	FS       wal.FS
+	DataDir  string
+	Accounts map[string]int64 // initial balances, for a fresh data dir only
+	// Coordinator is asked about in-doubt transactions whose prepare named none.
+	Coordinator     string
+	InDoubtAfter    time.Duration
+	ResolveInterval time.Duration
+	Clock           participant.Clock
+	Logger          *slog.Logger
+	// OnFatal is told when the log fails; the process should stop.
+	OnFatal func(error)
+	// Wait is how "hold_ms" waits; nil means a timer. Tests replace it.
+	Wait func(ctx context.Context, d time.Duration) error
+}
+
+// app is one bank: the account service under a participant, its HTTP API and its
+// resolver.
+type app struct {
+	bank     *bank.Bank
+	p        *participant.Participant
+	resolver *participant.Resolver
+	handler  http.Handler
+	wait     func(ctx context.Context, d time.Duration) error
+	log      *slog.Logger
+}
+
+func newApp(c config) (*app, error) {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = participant.SystemClock{}
+	}
+	if c.Wait == nil {
+		c.Wait = sleepCtx
+	}
+	if c.OnFatal == nil {
+		c.OnFatal = func(error) {}
+	}
+	b, err := bank.New(c.Accounts)
+	if err != nil {
+		return nil, err
+	}
+	cfg := participant.DefaultConfig()
+	if c.InDoubtAfter > 0 {
+		cfg.InDoubtAfter = c.InDoubtAfter
+	}
+	opts := wal.Options{FS: c.FS, Dir: c.DataDir, SegmentSizeBytes: 16 << 20}
+	log := c.Logger
+	p, err := participant.OpenGroupCommit(cfg, b, c.Clock, opts, wal.CommitterOptions{
+		LazyFlushInterval: 10 * time.Millisecond,
+		OnFatal: func(err error) {
+			log.Error("bank: log failed; stopping", "err", err)
+			c.OnFatal(err)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	r, err := participant.NewResolver(p, participant.ResolverOptions{
+		Coordinator: c.Coordinator,
+		Clock:       c.Clock,
+		Interval:    c.ResolveInterval,
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, errors.Join(err, p.Close())
+	}
+	a := &app{bank: b, p: p, resolver: r, wait: c.Wait, log: log}
+	ph := participant.NewHandler(p, participant.HandlerOptions{BodyMaxBytes: bodyMaxBytes, Logger: log})
+	mux := http.NewServeMux()
+	mux.Handle("/", ph)
+	mux.Handle("POST /prepare", a.holdPrepare(ph))
+	mux.HandleFunc("GET /accounts", a.accounts)
+	mux.HandleFunc("POST /accounts/{name}/lock", func(w http.ResponseWriter, r *http.Request) { a.lock(w, r, true) })
+	mux.HandleFunc("POST /accounts/{name}/unlock", func(w http.ResponseWriter, r *http.Request) { a.lock(w, r, false) })
+	mux.HandleFunc("GET /healthz", a.healthz)
+	a.handler = mux
+	st := p.Stats()
+	log.Info("bank: open", "data_dir", c.DataDir, "replayed_records", st.ReplayedRecords,
+		"prepared", st.Prepared, "accounts", len(b.Accounts()), "total", b.Total())
+	return a, nil
+}
+
+func (a *app) Close() error { return a.p.Close() }
+
+// holdPrepare honours the payload's "hold_ms" before the participant votes: a knob to
+// show a prepare timeout. It lives here, outside the deterministic Bank and core. A
+// caller that gives up while we hold gets no vote and nothing is reserved.
+func (a *app) holdPrepare(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, err := io.ReadAll(io.LimitReader(r.Body, bodyMaxBytes+1))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "malformed_body", err.Error())
+			return
+		}
+		// Too large a body goes on to the participant handler, which answers 413.
+		r.Body = io.NopCloser(bytes.NewReader(data))
+		var req struct {
+			TxnID   string `json:"txn_id"`
+			Payload struct {
+				HoldMS int64 `json:"hold_ms"`
+			} `json:"payload"`
+		}
+		if json.Unmarshal(data, &req) == nil && req.Payload.HoldMS > 0 && req.Payload.HoldMS <= bank.HoldMax.Milliseconds() {
+			d := time.Duration(req.Payload.HoldMS) * time.Millisecond
+			a.log.Info("bank: holding prepare before voting", "txn_id", req.TxnID, "hold", d)
+			if err := a.wait(r.Context(), d); err != nil {
+				writeError(w, http.StatusServiceUnavailable, "unavailable", "gave up holding the prepare: "+err.Error())
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// accountsResponse is the body of GET /accounts.
+type accountsResponse struct {
+	Accounts []bank.Account `json:"accounts"`
+	Total    int64          `json:"total"`
+}
+
+func (a *app) accounts(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, accountsResponse{Accounts: a.bank.Accounts(), Total: a.bank.Total()})
+}
+
+func (a *app) lock(w http.ResponseWriter, r *http.Request, locked bool) {
+	name := r.PathValue("name")
+	errc := make(chan error, 1)
+	a.p.Update(bank.LockChange(name, locked), func(err error) { errc <- err })
+	var err error
+	select {
+	case err = <-errc:
+	case <-r.Context().Done():
+		return
+	}
+	switch {
+	case errors.Is(err, bank.ErrUnknownAccount):
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no account %q", name))
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+	default:
+		acct, _ := a.bank.Account(name)
+		a.log.Info("bank: account lock changed", "account", name, "locked", locked)
+		writeJSON(w, http.StatusOK, acct)
+	}
+}
+
+func (a *app) healthz(w http.ResponseWriter, r *http.Request) {
+	if err := a.p.Err(); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("bank: encoding %T: %v", v, err))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(data, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, participant.ErrorResponse{Error: participant.ErrorBody{Code: code, Message: msg}})
+}
