@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/dtc-project/dtc/client"
+)
+
+const defaultCoordinator = "http://127.0.0.1:7070"
+
+const submitHelp = `Usage: dtc submit [flags] PREPARE_URL[=JSON_PAYLOAD]...
+
+Runs one transaction: every participant, named by its prepare URL, is asked to prepare;
+if all vote ACK the coordinator commits, otherwise it rolls back. It waits for the
+outcome (durable in the coordinator's log) and prints it, with each participant's vote.
+
+A participant's payload (passed to its prepare) is given after '=' or with --payload,
+matched to the URLs in order.
+
+Examples:
+  dtc submit http://127.0.0.1:9001/prepare http://127.0.0.1:9002/prepare
+  dtc submit --id order-7 \
+      'http://127.0.0.1:9001/prepare={"account":"alice","amount":-10}' \
+      'http://127.0.0.1:9002/prepare={"account":"bob","amount":10}'
+  dtc submit --payload '{"sku":"x1"}' --payload '{"sku":"x1"}' URL1 URL2
+
+Exit codes:
+  0  committed (with --async: accepted)
+  1  aborted (a participant voted NACK, timed out or failed)
+  2  error: bad arguments, coordinator unreachable, request refused
+`
+
+// clientFlags returns the flag set of a command that talks to the API, with the flags
+// they share.
+func clientFlags(name string) (coord *string, asJSON *bool, fs *pflag.FlagSet) {
+	f := newFlags(name)
+	coord = f.String("coordinator", defaultCoordinator, "base URL of the coordinator's API")
+	asJSON = f.Bool("json", false, "print the coordinator's JSON answer instead of a summary")
+	return coord, asJSON, f
+}
+
+func newClient(stderr io.Writer, cmd, base string) (*client.Client, int) {
+	c, err := client.New(base, client.Options{})
+	if err != nil {
+		return nil, usageError(stderr, cmd, "--coordinator: %v", err)
+	}
+	return c, exitOK
+}
+
+func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	coord, asJSON, fs := clientFlags("submit")
+	var (
+		id       = fs.String("id", "", "transaction id (letters, digits, . _ ~ : -); makes the call idempotent")
+		timeout  = fs.Duration("timeout", 0, "prepare deadline of this transaction (default: the coordinator's)")
+		payloads = fs.StringArray("payload", nil, "JSON payload of the next participant, in order (repeat per participant)")
+		async    = fs.Bool("async", false, "return as soon as the transaction has begun (exit 0), without waiting for the outcome")
+		wait     = fs.Duration("wait", 2*time.Minute, "give up waiting for the answer after this long (the transaction still completes)")
+	)
+	if ok, code := parse(fs, submitHelp, args, []string{"coordinator"}, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() == 0 {
+		return usageError(stderr, "submit", "name at least one participant by its prepare URL")
+	}
+	if len(*payloads) > fs.NArg() {
+		return usageError(stderr, "submit", "%d --payload flags for %d participants", len(*payloads), fs.NArg())
+	}
+	req := client.Request{ID: *id, PrepareTimeout: *timeout}
+	for i, arg := range fs.Args() {
+		u, payload, inline := strings.Cut(arg, "=")
+		p := client.Participant{URL: u}
+		if inline {
+			p.Payload = json.RawMessage(payload)
+		}
+		if i < len(*payloads) && (*payloads)[i] != "" {
+			if inline {
+				return usageError(stderr, "submit", "participant %d (%s) has a payload both after '=' and in --payload", i+1, u)
+			}
+			p.Payload = json.RawMessage((*payloads)[i])
+		}
+		if len(p.Payload) > 0 && !json.Valid(p.Payload) {
+			return usageError(stderr, "submit", "the payload of participant %d (%s) is not valid JSON: %s", i+1, u, p.Payload)
+		}
+		req.Participants = append(req.Participants, p)
+	}
+	c, code := newClient(stderr, "submit", *coord)
+	if c == nil {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(ctx, *wait)
+	defer cancel()
+	var (
+		v   client.View
+		err error
+	)
+	if *async {
+		v, err = c.SubmitAsync(ctx, req)
+	} else {
+		v, err = c.Submit(ctx, req)
+	}
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && req.ID != "" {
+			fmt.Fprintf(stderr, "dtc submit: no answer within %v; the transaction goes on: see 'dtc get %s'\n", *wait, req.ID)
+			return exitError
+		}
+		fmt.Fprintf(stderr, "dtc submit: %v\n", err)
+		return exitError
+	}
+	printView(stdout, v, *asJSON)
+	switch {
+	case *async:
+		return exitOK
+	case v.State == client.StateCommitted:
+		return exitOK
+	case v.State == client.StateAborted:
+		return exitNo
+	}
+	fmt.Fprintf(stderr, "dtc submit: unexpected state %q in the answer\n", v.State)
+	return exitError
+}
+
+const getHelp = `Usage: dtc get [flags] TXN_ID
+
+Shows one transaction: its state, the decision and why, each participant's vote and
+whether it acknowledged phase 2, and any heuristic hazard (a participant that
+contradicted the decision).
+
+Example:
+  dtc get order-7 --coordinator http://127.0.0.1:7070
+
+Exit codes:
+  0  found
+  1  not found: the coordinator has no record of it (never begun, or finished and
+     forgotten); a participant in doubt takes this as aborted
+  2  error
+`
+
+func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	coord, asJSON, fs := clientFlags("get")
+	if ok, code := parse(fs, getHelp, args, []string{"coordinator"}, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		return usageError(stderr, "get", "give exactly one transaction id")
+	}
+	c, code := newClient(stderr, "get", *coord)
+	if c == nil {
+		return code
+	}
+	v, err := c.Get(ctx, fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "dtc get: %v\n", err)
+		if client.IsNotFound(err) {
+			return exitNo
+		}
+		return exitError
+	}
+	printView(stdout, v, *asJSON)
+	return exitOK
+}
+
+const listHelp = `Usage: dtc list [flags]
+
+Lists the transactions the coordinator remembers, in id order, one per line.
+
+States: preparing, committing, aborting, committed, aborted; and the filters in-doubt
+(not yet acknowledged by every participant) and heuristic (a participant contradicted
+the decision).
+
+Examples:
+  dtc list --state in-doubt
+  dtc list --state heuristic --json | jq .
+
+Exit codes:
+  0  listed (possibly nothing)
+  2  error
+`
+
+func runList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	coord, asJSON, fs := clientFlags("list")
+	var (
+		state = fs.String("state", "", "only transactions in this state or matching this filter")
+		limit = fs.Int("limit", 0, "at most this many (default: all)")
+		after = fs.String("after", "", "start after this id (the cursor of a previous page)")
+	)
+	if ok, code := parse(fs, listHelp, args, []string{"coordinator"}, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, "list", "unexpected argument %q", fs.Arg(0))
+	}
+	if *limit < 0 {
+		return usageError(stderr, "list", "--limit must not be negative")
+	}
+	c, code := newClient(stderr, "list", *coord)
+	if c == nil {
+		return code
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	if !*asJSON {
+		fmt.Fprintln(tw, "ID\tSTATE\tPHASE2\tPARTICIPANTS\tBEGAN\tREASON")
+	}
+	cursor, n := *after, 0
+	for {
+		page := 1000
+		if *limit > 0 {
+			page = min(page, *limit-n)
+		}
+		p, err := c.List(ctx, client.ListOptions{State: *state, After: cursor, Limit: page})
+		if err != nil {
+			tw.Flush()
+			fmt.Fprintf(stderr, "dtc list: %v\n", err)
+			return exitError
+		}
+		for _, v := range p.Transactions {
+			if *asJSON {
+				b, _ := json.Marshal(v)
+				fmt.Fprintf(stdout, "%s\n", b)
+				continue
+			}
+			phase2 := "pending"
+			if v.PhaseTwoDone {
+				phase2 = "done"
+			}
+			if v.Hazard {
+				phase2 += ",HAZARD"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", v.ID, v.State, phase2, len(v.Participants),
+				v.BeganAt.Format(time.RFC3339), v.Reason)
+		}
+		n += len(p.Transactions)
+		cursor = p.Next
+		if cursor == "" || (*limit > 0 && n >= *limit) {
+			break
+		}
+	}
+	tw.Flush()
+	return exitOK
+}
+
+// printView prints a transaction as a short summary, or as the API's JSON.
+func printView(w io.Writer, v client.View, asJSON bool) {
+	if asJSON {
+		b, _ := json.MarshalIndent(v, "", "  ")
+		fmt.Fprintf(w, "%s\n", b)
+		return
+	}
+	fmt.Fprintf(w, "%s %s\n", v.State, v.ID)
+	if v.Reason != "" {
+		fmt.Fprintf(w, "  reason: %s\n", v.Reason)
+	}
+	if v.Final() {
+		if v.PhaseTwoDone {
+			fmt.Fprintf(w, "  phase 2: acknowledged by every participant\n")
+		} else {
+			fmt.Fprintf(w, "  phase 2: under way (retried until every participant acknowledges; see dtc get)\n")
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, p := range v.Participants {
+		vote := string(p.Vote)
+		if vote == "" {
+			vote = "-"
+		}
+		line := fmt.Sprintf("  %s\t%s", vote, p.URL)
+		if p.Acked {
+			line += "\tacked"
+		} else {
+			line += "\t"
+		}
+		if p.Reason != "" {
+			line += "\t" + p.Reason
+		}
+		if p.Hazard != "" {
+			line += "\tHAZARD: " + p.Hazard
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/httpnet"
+)
+
+const serveHelp = `Usage: dtc serve [flags]
+
+Runs the coordinator: the HTTP API (POST/GET /v1/transactions, /metrics, /healthz,
+/readyz), the durable log in --data-dir, and the engines that drive two-phase commit
+with the participants.
+
+At startup it replays the log: transactions that were decided resume phase 2 (commit or
+rollback is retried until every participant acknowledges it); transactions that were
+begun but not decided ask every participant for its status and commit only if all of
+them are prepared, else roll back. /readyz answers 503 until that is done.
+
+On SIGTERM or SIGINT it stops accepting connections, lets requests in flight finish for
+up to --shutdown-grace, makes what the log holds pending durable and exits 0.
+Transactions still in flight resume after the next start.
+
+Example:
+  dtc serve --listen 127.0.0.1:7070 --data-dir /var/lib/dtc --advertise-url http://10.0.0.5:7070
+
+Exit codes:
+  0  stopped cleanly after SIGTERM or SIGINT
+  1  could not start (bad log, port in use) or the log failed (an fsync error is fatal)
+  2  bad flags or environment variables
+`
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	def := coordinator.DefaultConfig()
+	fs := newFlags("serve")
+	var (
+		listen          = fs.String("listen", "127.0.0.1:7070", "address the API listens on (host:port; port 0 picks a free one)")
+		dataDir         = fs.String("data-dir", "./data", "directory of the coordinator's log")
+		advertise       = fs.String("advertise-url", "", "base URL participants reach this coordinator at, sent with every prepare (default http://<listen address>)")
+		shards          = fs.Int("shards", 4, "engines running in parallel; transactions are spread by id (may change between restarts)")
+		maxInflight     = fs.Int("max-inflight", 8192, "transactions begun and not finished, in all; more are answered 429")
+		prepareTimeout  = fs.Duration("prepare-timeout", def.PrepareTimeout, "default prepare deadline; a request may ask for another with prepare_timeout_ms")
+		prepareMax      = fs.Duration("prepare-timeout-max", def.PrepareTimeoutMax, "largest prepare deadline a request may ask for")
+		recoveryTimeout = fs.Duration("recovery-timeout", def.RecoveryTimeout, "after a restart, how long to wait for the status of an undecided transaction before rolling it back")
+		requestTimeout  = fs.Duration("request-timeout", def.RequestTimeout, "timeout of one commit, rollback or status request to a participant")
+		backoffMax      = fs.Duration("retry-backoff-max", def.RetryBackoffMax, "longest wait between two phase-2 retries to one participant")
+		retention       = fs.Duration("done-retention", def.DoneRetention, "how long a finished transaction is remembered (its id stays reserved)")
+		segmentSize     = byteSize(64 << 20)
+		lazyFlush       = fs.Duration("lazy-flush", 50*time.Millisecond, "longest wait of a begin or end record before it is synced")
+		grace           = fs.Duration("shutdown-grace", 10*time.Second, "how long requests in flight may take to finish at shutdown")
+		bodyMax         = byteSize(4 << 20)
+		logFormat       = fs.String("log-format", "text", "log format on stderr: text or json")
+		logLevel        = fs.String("log-level", "info", "log level: debug, info, warn or error")
+	)
+	fs.Var(&segmentSize, "segment-size", "size of a log segment file (e.g. 64MiB, 4MiB); at least 4KiB")
+	fs.Var(&bodyMax, "max-body", "largest request body the API accepts; larger is answered 413")
+	if ok, code := parse(fs, serveHelp, args, nil, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, "serve", "unexpected argument %q", fs.Arg(0))
+	}
+	lg, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return usageError(stderr, "serve", "%v", err)
+	}
+	if *shards < 1 || *maxInflight < 1 {
+		return usageError(stderr, "serve", "--shards and --max-inflight must be positive")
+	}
+	if *advertise != "" {
+		if u, err := url.Parse(*advertise); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			return usageError(stderr, "serve", "--advertise-url %q is not an absolute http(s) base URL", *advertise)
+		}
+	}
+	cfg := def
+	cfg.InflightMax = (*maxInflight + *shards - 1) / *shards
+	cfg.PrepareTimeout = *prepareTimeout
+	cfg.PrepareTimeoutMax = *prepareMax
+	cfg.RecoveryTimeout = *recoveryTimeout
+	cfg.RequestTimeout = *requestTimeout
+	cfg.RetryBackoffMax = *backoffMax
+	cfg.RetryBackoffMin = min(cfg.RetryBackoffMin, *backoffMax)
+	cfg.DoneRetention = *retention
+	if err := cfg.Validate(); err != nil {
+		return usageError(stderr, "serve", "%v", err)
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		lg.Error("cannot listen", "address", *listen, "error", err)
+		return exitNo
+	}
+	addr := ln.Addr().String()
+	if *advertise == "" {
+		*advertise = "http://" + advertiseHost(addr)
+		if host, _, _ := net.SplitHostPort(*listen); host == "" || net.ParseIP(host).IsUnspecified() {
+			lg.Warn("listening on all interfaces without --advertise-url: participants are told "+*advertise+
+				", which only works on this machine", "listen", addr)
+		}
+	}
+	rt, err := httpnet.Open(httpnet.Options{
+		DataDir:           *dataDir,
+		Shards:            *shards,
+		Engine:            cfg,
+		Transport:         httpnet.TransportOptions{AdvertiseURL: strings.TrimSuffix(*advertise, "/"), RequestTimeout: *requestTimeout},
+		SegmentSizeBytes:  int64(segmentSize),
+		LazyFlushInterval: *lazyFlush,
+		Logger:            lg,
+	})
+	if err != nil {
+		_ = ln.Close()
+		lg.Error("cannot start", "error", err)
+		return exitNo
+	}
+	api := httpnet.NewServer(rt, httpnet.ServerOptions{
+		InflightMax:  *maxInflight,
+		BodyMaxBytes: int64(bodyMax),
+		Logger:       lg,
+	})
+	lg.Info("serving", "listen", addr, "advertise", *advertise, "data_dir", *dataDir, "shards", *shards,
+		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout)
+	if err := httpnet.Serve(ctx, ln, rt, api, httpnet.ServeOptions{Grace: *grace, Logger: lg}); err != nil {
+		lg.Error("shutdown", "error", err)
+		return exitNo
+	}
+	return exitOK
+}
+
+// advertiseHost turns a listening address into one a participant on this machine can
+// reach: an unspecified host (0.0.0.0, ::) becomes loopback.
+func advertiseHost(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	o := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+// byteSize is a flag holding a size in bytes: 4096, 64KiB, 4MiB, 1GiB (also KB, MB, GB
+// as powers of 1000).
+type byteSize int64
+
+func (b *byteSize) String() string {
+	v := int64(*b)
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if v >= u.n && v%u.n == 0 {
+			return strconv.FormatInt(v/u.n, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	units := []struct {
+		suffix string
+		n      int64
+	}{
+		{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+		{"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"kB", 1e3}, {"B", 1},
+	}
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return fmt.Errorf("%q is not a positive size such as 4096, 512KiB or 64MiB", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+func (b *byteSize) Type() string { return "size" }

@@ -1,0 +1,66 @@
+// Package httpnet runs dtc's coordinator engines in the real world: OS files for the
+// log, the wall clock, HTTP to the participants, and the HTTP API for clients.
+//
+//	                HTTP API (Server)                                   participants
+//	client ──POST/GET──▶ handler goroutine ──do(call)──┐            ▲ prepare/commit/...
+//	                         ▲ done chan (1-buffered)   │            │
+//	                         │                          ▼            │ one goroutine per Send
+//	                 ┌───────┴──────── shard i (one goroutine) ──────┴──────┐ (Transport)
+//	  AfterFunc ───▶ │ inbox (bounded chan): Reply | TimerFired | API call  │──replies──┐
+//	  (timers)       │ synced (1-buffered signal) ─▶ Step(LogSynced)        │◀──────────┘
+//	                 │ coordinator.Engine: owned by this goroutine only     │
+//	                 └───────────┬────────────────────────▲─────────────────┘
+//	                   ShardLog.Append                    │ notify (never blocks)
+//	                             ▼                        │
+//	              wal.Committer (one goroutine, group commit for all shards) ─▶ wal.Log
+//
+// # Goroutines and who owns them
+//
+//   - Each shard's goroutine owns its engine from the moment it starts: every call into
+//     the engine (Start, Step, Submit, Get, List, Stats, Checkpoint) runs on it. API
+//     calls are closures posted to the inbox; their answers travel back on channels the
+//     caller made (buffered, so the shard never blocks on a caller that went away).
+//   - The Transport owns one goroutine per request to a participant, tracked by a
+//     WaitGroup; every request has a timeout (Message.Timeout or a default), so each
+//     ends with exactly one reply. Transport.Close cancels them and waits.
+//   - Timers are time.AfterFunc callbacks; they post TimerFired and are never cancelled
+//     (the engine ignores stale ones). After a shard stops they are dropped.
+//   - The wal.Committer owns one goroutine that syncs and calls the records' done
+//     callbacks; ShardLog turns those into a coalescing 1-buffered signal per shard, so
+//     the log never waits for a shard.
+//   - The runtime owns one compactor goroutine (a ticker): it removes log segments
+//     before the lowest checkpoint of all shards and asks the shards to checkpoint when
+//     the log has more than CompactSegments segments.
+//
+// # Bounds
+//
+// A shard's inbox holds at most Options.InboxCap items. Producers wait when it is full:
+// transport and timer goroutines until there is room or the shard stops, API callers
+// until there is room or their request's context ends. The number of producers is
+// itself bounded: by the engine's limits (InflightMax transactions per shard, one
+// outstanding request per participant) and by the Server's in-flight cap (429 beyond
+// it). Responses from participants are read up to TransportOptions.ResponseMaxBytes,
+// request bodies up to ServerOptions.BodyMaxBytes (413 beyond).
+//
+// # Startup, recovery and shutdown
+//
+// Open replays the log, routing every record to the shard its transaction id hashes to
+// (checkpoint markers carry no transaction and are skipped), so the number of shards
+// may change between restarts. Each shard then Starts its engine, which resumes phase 2
+// of decided transactions and asks the participants of undecided ones for their status,
+// and writes a checkpoint, so that every shard has a floor for compaction. /readyz
+// answers 200 only when every engine is Ready.
+//
+// Close (and Serve, on SIGTERM or SIGINT after a grace period for requests in flight)
+// stops the shards, cancels requests to participants, and closes the Committer, which
+// makes what is pending durable. Transactions in flight resume from the log at the next
+// start; nothing is lost by stopping at any point, gracefully or not.
+//
+// # What is fatal
+//
+// A failed fsync (or a failed directory sync while removing segments): the log can no
+// longer prove anything durable, and retrying an fsync proves nothing. Options.OnFatal
+// is called, by default logging the error and exiting with status 1; a restart reads
+// what is really on disk. A broken engine invariant panics. Everything else — a
+// participant down, a disk full, a malformed request — is an answer, not a crash.
+package httpnet

@@ -1,0 +1,223 @@
+package httpnet
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/dtc-project/dtc/coordinator"
+)
+
+// Metrics are the daemon's Prometheus metrics. Every counter is fed on the goroutine that
+// sees the event (a shard's Observer, a transport goroutine, the log's committer); the
+// gauges of what the engines hold are gathered from the shards when they are scraped.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	begun           prometheus.Counter
+	committed       prometheus.Counter
+	aborted         *prometheus.CounterVec // reason: nack, timeout, error, recovery
+	decisionLatency prometheus.Histogram
+	totalLatency    prometheus.Histogram
+	participantErrs *prometheus.CounterVec // kind, request
+	hazards         prometheus.Counter
+	logRefused      prometheus.Counter
+	logSyncLatency  prometheus.Histogram
+	httpRequests    *prometheus.CounterVec // route, code
+	rejected        *prometheus.CounterVec // code
+}
+
+// Reason classes of aborted transactions (label "reason" of dtc_transactions_aborted_total).
+const (
+	AbortNACK     = "nack"
+	AbortTimeout  = "timeout"
+	AbortError    = "error"
+	AbortRecovery = "recovery"
+)
+
+// newMetrics registers the metrics in a new registry, together with the Go runtime and
+// process collectors.
+func newMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	latency := prometheus.ExponentialBuckets(0.0005, 2, 18) // 0.5ms .. ~65s
+	m := &Metrics{
+		reg: reg,
+		begun: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dtc_transactions_begun_total",
+			Help: "Transactions begun (a begin record was accepted by the log).",
+		}),
+		committed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dtc_transactions_committed_total",
+			Help: "Transactions whose commit decision became durable.",
+		}),
+		aborted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dtc_transactions_aborted_total",
+			Help: "Transactions whose abort decision became durable, by reason class: nack (a participant voted NACK), timeout (no vote before the deadline), error (a participant gave no usable answer), recovery (decided after a restart).",
+		}, []string{"reason"}),
+		decisionLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "dtc_prepare_duration_seconds",
+			Help:    "From begin until the decision is durable (the prepare phase plus the decision's sync), for transactions begun by this process.",
+			Buckets: latency,
+		}),
+		totalLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "dtc_transaction_duration_seconds",
+			Help:    "From begin until every participant acknowledged phase 2, for transactions begun by this process.",
+			Buckets: latency,
+		}),
+		participantErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dtc_participant_errors_total",
+			Help: "Requests to participants that got no usable answer, by kind (timeout, connection, status_5xx, status_other, malformed) and request (prepare, commit, rollback, status).",
+		}, []string{"kind", "request"}),
+		hazards: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dtc_heuristic_hazards_total",
+			Help: "Participants that answered phase 2 contradicting the durable decision.",
+		}),
+		logRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dtc_log_refused_total",
+			Help: "Records the log refused (disk full, record too large).",
+		}),
+		logSyncLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "dtc_log_sync_duration_seconds",
+			Help:    "From appending a record that asks for a sync until it is durable (queueing plus the group commit's write and fsync).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 0.1ms .. ~3s
+		}),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dtc_http_requests_total",
+			Help: "API requests answered, by route and status code.",
+		}, []string{"route", "code"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dtc_api_errors_total",
+			Help: "API requests answered with an error, by error code.",
+		}, []string{"code"}),
+	}
+	for _, r := range []string{AbortNACK, AbortTimeout, AbortError, AbortRecovery} {
+		m.aborted.WithLabelValues(r)
+	}
+	reg.MustRegister(m.begun, m.committed, m.aborted, m.decisionLatency, m.totalLatency,
+		m.participantErrs, m.hazards, m.logRefused, m.logSyncLatency,
+		m.httpRequests, m.rejected,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry is where the metrics are registered; /metrics serves it.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// abortClass sorts an abort reason, as the engine words it, into a class.
+func abortClass(n coordinator.Note) string {
+	switch {
+	case n.Recovered || strings.HasPrefix(n.Reason, "recovery:"):
+		return AbortRecovery
+	case strings.Contains(n.Reason, " voted "+string(coordinator.VoteNACK)):
+		return AbortNACK
+	case strings.Contains(n.Reason, " voted "+string(coordinator.VoteTimeout)),
+		strings.HasPrefix(n.Reason, "prepare timed out"):
+		return AbortTimeout
+	default:
+		return AbortError
+	}
+}
+
+// observer is one shard's coordinator.Observer: it counts and logs what the engine
+// reports. It runs on the shard's goroutine and never calls back into the engine.
+type observer struct {
+	m     *Metrics
+	log   *slog.Logger
+	shard int
+}
+
+var _ coordinator.Observer = observer{}
+
+func (o observer) Observe(n coordinator.Note) {
+	switch n.Kind {
+	case coordinator.NoteBegun:
+		o.m.begun.Inc()
+		o.log.Debug("transaction begun", "txn", n.Txn, "shard", o.shard)
+	case coordinator.NoteDecided:
+		if n.Commit {
+			o.m.committed.Inc()
+		} else {
+			o.m.aborted.WithLabelValues(abortClass(n)).Inc()
+		}
+		if !n.Recovered {
+			o.m.decisionLatency.Observe(n.Elapsed.Seconds())
+		}
+		outcome := coordinator.StateAborted
+		if n.Commit {
+			outcome = coordinator.StateCommitted
+		}
+		o.log.Info("transaction decided", "txn", n.Txn, "outcome", outcome, "reason", n.Reason,
+			"elapsed", n.Elapsed, "recovered", n.Recovered, "shard", o.shard)
+	case coordinator.NoteEnded:
+		if !n.Recovered {
+			o.m.totalLatency.Observe(n.Elapsed.Seconds())
+		}
+		o.log.Debug("transaction ended", "txn", n.Txn, "elapsed", n.Elapsed, "shard", o.shard)
+	case coordinator.NoteHazard:
+		o.m.hazards.Inc()
+		o.log.Warn("heuristic hazard: a participant contradicted the decision", "txn", n.Txn,
+			"participant", n.URL, "answer", n.Reason, "shard", o.shard)
+	case coordinator.NoteSendFailed:
+		o.log.Debug("participant request failed", "txn", n.Txn, "participant", n.URL,
+			"request", n.Msg.String(), "error", n.Reason, "shard", o.shard)
+	case coordinator.NoteLogRefused:
+		o.m.logRefused.Inc()
+		o.log.Error("log refused a record", "txn", n.Txn, "error", n.Reason, "shard", o.shard)
+	}
+}
+
+// statsCollector reports the engines' Stats as gauges, asking every shard when scraped.
+type statsCollector struct {
+	rt                                       *Runtime
+	inflight, undecided, recovering, remembr *prometheus.Desc
+	ready, shards                            *prometheus.Desc
+}
+
+func newStatsCollector(rt *Runtime) *statsCollector {
+	return &statsCollector{
+		rt: rt,
+		inflight: prometheus.NewDesc("dtc_transactions_inflight",
+			"Transactions begun and not yet acknowledged by every participant (the API's in-doubt filter).", nil, nil),
+		undecided: prometheus.NewDesc("dtc_transactions_in_doubt",
+			"Transactions without a durable decision yet: their participants may be prepared and waiting.", nil, nil),
+		recovering: prometheus.NewDesc("dtc_transactions_recovering",
+			"Transactions found undecided in the log at startup and not yet resolved.", nil, nil),
+		remembr: prometheus.NewDesc("dtc_transactions_remembered",
+			"Finished transactions still remembered (their id stays reserved).", nil, nil),
+		ready: prometheus.NewDesc("dtc_ready",
+			"1 when every shard has finished recovery and answers requests.", nil, nil),
+		shards: prometheus.NewDesc("dtc_shards", "Engines (shards) this process runs.", nil, nil),
+	}
+}
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.inflight, c.undecided, c.recovering, c.remembr, c.ready, c.shards} {
+		ch <- d
+	}
+}
+
+// statsTimeout bounds how long a scrape waits for the shards.
+const statsTimeout = 2 * time.Second
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	defer cancel()
+	s, err := c.rt.Stats(ctx)
+	ready := 0.0
+	if c.rt.Ready() {
+		ready = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, ready)
+	ch <- prometheus.MustNewConstMetric(c.shards, prometheus.GaugeValue, float64(len(c.rt.shards)))
+	if err != nil {
+		return // a shard did not answer in time: leave the gauges out rather than lie
+	}
+	ch <- prometheus.MustNewConstMetric(c.inflight, prometheus.GaugeValue, float64(s.Inflight))
+	ch <- prometheus.MustNewConstMetric(c.undecided, prometheus.GaugeValue, float64(s.Undecided))
+	ch <- prometheus.MustNewConstMetric(c.recovering, prometheus.GaugeValue, float64(s.Recovering))
+	ch <- prometheus.MustNewConstMetric(c.remembr, prometheus.GaugeValue, float64(s.Remembered))
+}

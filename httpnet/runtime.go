@@ -1,0 +1,465 @@
+package httpnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/coordlog"
+	"github.com/dtc-project/dtc/wal"
+)
+
+// ErrStopped: the runtime is shutting down (or has stopped); the call was not served.
+// The API answers 503.
+var ErrStopped = errors.New("httpnet: coordinator is shutting down")
+
+// Options configure a Runtime. Zero values mean the defaults.
+type Options struct {
+	// DataDir holds the log's segment files. Required.
+	DataDir string
+	// FS is the file system of the log. Default wal.OSFS().
+	FS wal.FS
+	// Shards is how many engines run, each on its own goroutine. Transactions are routed
+	// to them by a hash of their id, at run time and when the log is replayed, so the
+	// number may change between restarts. Default 4.
+	Shards int
+	// Engine configures every shard. Its InflightMax is per shard. Zero: the
+	// coordinator's DefaultConfig.
+	Engine coordinator.Config
+	// Transport configures the HTTP client that talks to participants.
+	Transport TransportOptions
+	// SegmentSizeBytes is the size of new log segments. Default: the wal's (64 MiB).
+	SegmentSizeBytes int64
+	// LazyFlushInterval bounds how long a lazy record (begin, end) waits for a sync.
+	// Default: the wal's (50ms).
+	LazyFlushInterval time.Duration
+	// CompactInterval is how often the log's size is checked. Default 1s.
+	CompactInterval time.Duration
+	// CompactSegments: when the log has more segments than this, every shard is asked
+	// to checkpoint, and the segments before the lowest checkpoint are removed.
+	// Default 2.
+	CompactSegments int
+	// InboxCap bounds each shard's inbox (replies, timers, API calls). A full inbox
+	// makes its producers wait. Default 1024.
+	InboxCap int
+	// Logger gets the runtime's structured logs. Default slog.Default().
+	Logger *slog.Logger
+	// OnFatal is called when the log cannot make records durable (a failed fsync): the
+	// process must not go on. Default: log the error and os.Exit(1). Tests replace it.
+	OnFatal func(error)
+}
+
+func (o *Options) setDefaults() {
+	if o.FS == nil {
+		o.FS = wal.OSFS()
+	}
+	if o.Shards == 0 {
+		o.Shards = 4
+	}
+	if o.Engine == (coordinator.Config{}) {
+		o.Engine = coordinator.DefaultConfig()
+	}
+	if o.CompactInterval == 0 {
+		o.CompactInterval = time.Second
+	}
+	if o.CompactSegments == 0 {
+		o.CompactSegments = 2
+	}
+	if o.InboxCap == 0 {
+		o.InboxCap = 1024
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Validate says which option is out of range.
+func (o Options) Validate() error {
+	var errs []error
+	if o.DataDir == "" {
+		errs = append(errs, errors.New("DataDir is required"))
+	}
+	if o.Shards < 1 || o.Shards > 1024 {
+		errs = append(errs, fmt.Errorf("Shards must be between 1 and 1024, got %d", o.Shards))
+	}
+	if o.CompactInterval < 0 {
+		errs = append(errs, fmt.Errorf("CompactInterval must not be negative, got %v", o.CompactInterval))
+	}
+	if o.CompactSegments < 1 {
+		errs = append(errs, fmt.Errorf("CompactSegments must be positive, got %d", o.CompactSegments))
+	}
+	if o.InboxCap < 1 {
+		errs = append(errs, fmt.Errorf("InboxCap must be positive, got %d", o.InboxCap))
+	}
+	if o.LazyFlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("LazyFlushInterval must not be negative, got %v", o.LazyFlushInterval))
+	}
+	if err := o.Engine.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("httpnet: invalid options: %w", err)
+	}
+	return nil
+}
+
+// Runtime runs the coordinator engines ("shards") of one daemon over one shared log
+// with group commit, talks to participants over HTTP, and answers API calls. See the
+// package documentation for who owns which goroutine.
+type Runtime struct {
+	o         Options
+	lg        *slog.Logger
+	metrics   *Metrics
+	transport *Transport
+	wal       *wal.Log
+	committer *wal.Committer
+	sink      *meteredSink
+	shards    []*shard
+	logs      []*coordlog.ShardLog
+
+	replayed int // records read from the log at startup
+
+	stopping    chan struct{} // closed when Close begins: waiting callers give up
+	compactQuit chan struct{}
+	compactDone chan struct{}
+	lastCPSeg   uint64 // newest segment when checkpoints were last requested (compactor only)
+	fatalOnce   sync.Once
+	closeOnce   sync.Once
+	closeErr    error
+	closed      atomic.Bool
+}
+
+// Open replays the log in o.DataDir into o.Shards engines, starts them, and returns the
+// running runtime. Transactions found undecided in the log are resolved in the
+// background (Ready reports when that is done). An error names what is wrong: bad
+// options, or a log that cannot be read (corruption before its tail, with segment and
+// offset).
+func Open(o Options) (*Runtime, error) {
+	o.setDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	r := &Runtime{
+		o:           o,
+		lg:          o.Logger,
+		metrics:     newMetrics(),
+		stopping:    make(chan struct{}),
+		compactQuit: make(chan struct{}),
+		compactDone: make(chan struct{}),
+	}
+	r.transport = NewTransport(o.Transport)
+	r.transport.metrics = r.metrics
+	r.sink = &meteredSink{m: r.metrics}
+	r.metrics.reg.MustRegister(newStatsCollector(r))
+
+	for i := 0; i < o.Shards; i++ {
+		s := newShard(i, o.InboxCap, r.lg)
+		s.log = coordlog.NewShardLog(r.sink, s.notify)
+		eng, err := coordinator.New(o.Engine, coordinator.Env{
+			Clock:     clock{s},
+			Transport: r.transport.For(s.deliver),
+			Log:       s.log,
+			Rand:      newRand(),
+			Observer:  observer{m: r.metrics, log: r.lg, shard: i},
+		})
+		if err != nil {
+			r.transport.Close()
+			return nil, fmt.Errorf("httpnet: %w", err)
+		}
+		s.eng = eng
+		r.shards = append(r.shards, s)
+		r.logs = append(r.logs, s.log)
+	}
+
+	start := time.Now()
+	l, err := coordlog.Replay(r.walOptions(), func(pos wal.Pos, rec *coordinator.Record) error {
+		r.replayed++
+		if rec.Txn == "" {
+			return nil // checkpoint markers belong to no transaction and change nothing
+		}
+		if err := r.shardFor(rec.Txn).eng.Replay(rec); err != nil {
+			return fmt.Errorf("httpnet: replaying the %s record at segment %d offset %d: %w",
+				rec.Type, pos.Segment, pos.Offset, err)
+		}
+		return nil
+	})
+	if err != nil {
+		r.transport.Close()
+		return nil, fmt.Errorf("httpnet: opening the log in %s: %w", o.DataDir, err)
+	}
+	r.wal = l
+	if at, reason, torn := l.TornTail(); torn {
+		r.lg.Warn("the log ended in a torn record (a crash during a write); it was truncated",
+			"segment", at.Segment, "offset", at.Offset, "reason", reason)
+	}
+	r.committer = wal.NewCommitter(l, wal.CommitterOptions{
+		LazyFlushInterval: o.LazyFlushInterval,
+		OnFatal:           r.fatal,
+	})
+	r.sink.c = r.committer
+	r.lg.Info("log replayed", "dir", o.DataDir, "records", r.replayed,
+		"segments", len(l.Segments()), "shards", o.Shards, "elapsed", time.Since(start))
+
+	// From here on each engine belongs to its shard's goroutine.
+	for _, s := range r.shards {
+		go s.run()
+	}
+	go r.compactor()
+	return r, nil
+}
+
+func (r *Runtime) walOptions() wal.Options {
+	return wal.Options{FS: r.o.FS, Dir: r.o.DataDir, SegmentSizeBytes: r.o.SegmentSizeBytes}
+}
+
+// fatal is the committer's OnFatal: the log can no longer make anything durable.
+func (r *Runtime) fatal(err error) {
+	r.fatalOnce.Do(func() {
+		r.lg.Error("the log failed to make records durable; exiting (an fsync is never retried)", "error", err)
+		if r.o.OnFatal != nil {
+			r.o.OnFatal(err)
+			return
+		}
+		os.Exit(1)
+	})
+}
+
+func (r *Runtime) shardFor(id string) *shard { return r.shards[shardOf(id, len(r.shards))] }
+
+// Metrics returns the runtime's metrics (the API serves them on /metrics).
+func (r *Runtime) Metrics() *Metrics { return r.metrics }
+
+// Replayed returns how many records were read from the log at startup.
+func (r *Runtime) Replayed() int { return r.replayed }
+
+// Ready reports whether every shard has started and resolved what it found undecided in
+// the log.
+func (r *Runtime) Ready() bool {
+	for _, s := range r.shards {
+		if !s.ready.Load() {
+			return false
+		}
+	}
+	return !r.closed.Load()
+}
+
+// Submit begins a transaction (or, for a client-chosen id it already knows, answers that
+// transaction). Without an id the runtime draws a random one, so that the transaction
+// can be routed to its shard.
+//
+// With wait, Submit returns once the decision is durable, with the final view; if ctx
+// ends first it returns ctx's error, and the transaction still runs to its end. Without
+// wait it returns the view as it stands right after the begin.
+//
+// Errors: *coordinator.RequestError (invalid), coordinator.ErrBusy, ErrConflict,
+// ErrRecovering, ErrLogUnavailable, ErrStopped, or ctx's error.
+func (r *Runtime) Submit(ctx context.Context, req coordinator.Request, wait bool) (coordinator.View, error) {
+	if req.ID == "" {
+		req.ID = newTxnID()
+	}
+	if r.closed.Load() {
+		return coordinator.View{}, ErrStopped
+	}
+	decided := make(chan coordinator.View, 1) // done is called at most once
+	var done func(coordinator.View)
+	if wait {
+		done = func(v coordinator.View) { decided <- v }
+	}
+	var (
+		v      coordinator.View
+		subErr error
+	)
+	if err := r.shardFor(req.ID).do(ctx, func(e *coordinator.Engine) { v, subErr = e.Submit(req, done) }); err != nil {
+		return coordinator.View{}, err
+	}
+	if subErr != nil || !wait {
+		return v, subErr
+	}
+	select {
+	case fin := <-decided:
+		return fin, nil
+	case <-ctx.Done():
+		return v, ctx.Err()
+	case <-r.stopping:
+		return v, ErrStopped
+	}
+}
+
+// Get returns one transaction. coordinator.ErrNotFound: the coordinator has no record of
+// it (presumed aborted); coordinator.ErrRecovering: its shard may still learn of it.
+func (r *Runtime) Get(ctx context.Context, id string) (coordinator.View, error) {
+	var (
+		v      coordinator.View
+		getErr error
+	)
+	if err := r.shardFor(id).do(ctx, func(e *coordinator.Engine) { v, getErr = e.Get(id) }); err != nil {
+		return coordinator.View{}, err
+	}
+	return v, getErr
+}
+
+// List returns up to limit transactions matching filter (see coordinator.CheckFilter)
+// with ids greater than after, in id order across all shards, and the cursor for the
+// next page ("" when there is none).
+func (r *Runtime) List(ctx context.Context, filter, after string, limit int) ([]coordinator.View, string, error) {
+	if err := coordinator.CheckFilter(filter); err != nil {
+		return nil, "", err
+	}
+	if limit <= 0 {
+		return nil, "", fmt.Errorf("httpnet: list limit must be positive, got %d", limit)
+	}
+	pages := make([][]coordinator.View, len(r.shards))
+	more := false
+	for i, s := range r.shards {
+		var (
+			vs      []coordinator.View
+			next    string
+			listErr error
+		)
+		if err := s.do(ctx, func(e *coordinator.Engine) { vs, next, listErr = e.List(filter, after, limit) }); err != nil {
+			return nil, "", err
+		}
+		if listErr != nil {
+			return nil, "", listErr
+		}
+		pages[i] = vs
+		more = more || next != ""
+	}
+	all := slices.Concat(pages...)
+	slices.SortFunc(all, func(a, b coordinator.View) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	if len(all) > limit {
+		all, more = all[:limit], true
+	}
+	next := ""
+	if more && len(all) > 0 {
+		next = all[len(all)-1].ID
+	}
+	return all, next, nil
+}
+
+// Stats adds up the engines' Stats, asking every shard on its goroutine.
+func (r *Runtime) Stats(ctx context.Context) (coordinator.Stats, error) {
+	var sum coordinator.Stats
+	for _, s := range r.shards {
+		var st coordinator.Stats
+		if err := s.do(ctx, func(e *coordinator.Engine) { st = e.Stats() }); err != nil {
+			return coordinator.Stats{}, err
+		}
+		sum.Inflight += st.Inflight
+		sum.Undecided += st.Undecided
+		sum.Recovering += st.Recovering
+		sum.Remembered += st.Remembered
+	}
+	return sum, nil
+}
+
+// compactor is the runtime's goroutine that keeps the log short: on every tick it
+// removes the segments before the lowest checkpoint of all shards, and when more than
+// CompactSegments remain, asks every shard to checkpoint (the next tick removes what
+// that made obsolete).
+func (r *Runtime) compactor() {
+	defer close(r.compactDone)
+	t := time.NewTicker(r.o.CompactInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.compactQuit:
+			return
+		case <-t.C:
+			r.compact()
+		}
+	}
+}
+
+func (r *Runtime) compact() {
+	segs := r.wal.Segments()
+	if len(segs) == 0 {
+		return
+	}
+	if before, ok := coordlog.RemovableBefore(r.logs); ok && before > segs[0] {
+		if err := r.wal.RemoveBefore(before); err != nil {
+			if errors.Is(err, wal.ErrSyncFailed) {
+				r.fatal(err)
+				return
+			}
+			r.lg.Error("removing old log segments failed; retried at the next tick", "before", before, "error", err)
+		} else {
+			r.lg.Debug("removed old log segments", "before", before)
+		}
+		segs = r.wal.Segments()
+	}
+	newest := segs[len(segs)-1]
+	all := len(segs) > r.o.CompactSegments && newest != r.lastCPSeg
+	if all {
+		r.lastCPSeg = newest
+	}
+	for _, s := range r.shards {
+		if all || s.cpFailed.Load() {
+			s.post(item{call: func(*coordinator.Engine) { s.checkpoint() }})
+		}
+	}
+}
+
+// Close shuts the runtime down: callers still waiting for a decision get ErrStopped,
+// the shards stop (transactions in flight resume from the log at the next start),
+// requests to participants are cancelled, and what the log holds pending is made
+// durable before it is closed. It is safe to call more than once.
+func (r *Runtime) Close() error {
+	r.closeOnce.Do(func() {
+		r.closed.Store(true)
+		close(r.stopping)
+		close(r.compactQuit)
+		<-r.compactDone
+		for _, s := range r.shards {
+			close(s.quit)
+		}
+		for _, s := range r.shards {
+			<-s.done
+		}
+		r.transport.Close()
+		r.closeErr = errors.Join(r.committer.Close(), r.wal.Close())
+		if r.closeErr != nil {
+			r.closeErr = fmt.Errorf("httpnet: closing the log: %w", r.closeErr)
+		}
+	})
+	return r.closeErr
+}
+
+// meteredSink is the coordlog.Sink of every shard: the shared Committer, timed. The
+// committer is set once the log has been replayed, before any shard appends.
+type meteredSink struct {
+	c *wal.Committer
+	m *Metrics
+}
+
+var _ coordlog.Sink = (*meteredSink)(nil)
+
+func (s *meteredSink) Append(payload []byte, sync bool, done func(wal.Pos, error)) (wal.Pos, error) {
+	if !sync {
+		return s.c.Append(payload, false, done)
+	}
+	start := time.Now()
+	return s.c.Append(payload, true, func(pos wal.Pos, err error) {
+		if err == nil {
+			s.m.logSyncLatency.Observe(time.Since(start).Seconds())
+		}
+		if done != nil {
+			done(pos, err)
+		}
+	})
+}

@@ -1,0 +1,549 @@
+package httpnet
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dtc-project/dtc/coordinator"
+)
+
+// Error codes of the API: the "code" in {"error":{"code","message"}}. They are stable;
+// the client package mirrors them.
+const (
+	CodeMalformedJSON    = "malformed_json"     // 400: the body is not one JSON object
+	CodeUnknownField     = "unknown_field"      // 400: a field the API does not know
+	CodeInvalid          = "invalid_request"    // 400: a field has a bad value (the message names it)
+	CodeBodyTooLarge     = "body_too_large"     // 413
+	CodeNotFound         = "not_found"          // 404: no such transaction (presumed aborted)
+	CodeNoRoute          = "no_route"           // 404: no such endpoint (never means "aborted")
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeConflict         = "conflict"           // 409: the id is used by a different transaction
+	CodeBusy             = "busy"               // 429: too many transactions in flight; see Retry-After
+	CodeRecovering       = "recovering"         // 503: still resolving what the log held
+	CodeLogUnavailable   = "log_unavailable"    // 503: the log refused the write (disk full)
+	CodeShuttingDown     = "shutting_down"      // 503
+	CodeInternal         = "internal"           // 500
+)
+
+// ServerOptions configure the API handler. Zero values mean the defaults.
+type ServerOptions struct {
+	// InflightMax bounds the POST /v1/transactions requests being served at once; one
+	// more is answered 429. Default 8192.
+	InflightMax int
+	// BodyMaxBytes bounds a request body; a larger one is answered 413. Default 4 MiB.
+	BodyMaxBytes int64
+	// ListLimitMax bounds the page size of GET /v1/transactions. Default 1000.
+	ListLimitMax int
+	// RetryAfter is what 429 and 503 answers put in Retry-After. Default 1s.
+	RetryAfter time.Duration
+	// Logger gets one line per request that failed on the server's side. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *ServerOptions) setDefaults() {
+	if o.InflightMax <= 0 {
+		o.InflightMax = 8192
+	}
+	if o.BodyMaxBytes <= 0 {
+		o.BodyMaxBytes = 4 << 20
+	}
+	if o.ListLimitMax <= 0 {
+		o.ListLimitMax = 1000
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// listLimitDefault is the page size of GET /v1/transactions without ?limit.
+const listLimitDefault = 100
+
+// Server is the coordinator's HTTP API (DESIGN §4) over a Runtime.
+type Server struct {
+	rt      *Runtime
+	o       ServerOptions
+	slots   chan struct{} // one per POST /v1/transactions being served
+	metrics http.Handler
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// NewServer returns the API handler for rt.
+func NewServer(rt *Runtime, o ServerOptions) *Server {
+	o.setDefaults()
+	return &Server{
+		rt:    rt,
+		o:     o,
+		slots: make(chan struct{}, o.InflightMax),
+		metrics: promhttp.HandlerFor(rt.metrics.reg, promhttp.HandlerOpts{
+			ErrorHandling: promhttp.ContinueOnError,
+		}),
+	}
+}
+
+// ErrorBody is the body of every error answer: {"error":{"code","message"}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong: Code is stable and machine-readable (Code*
+// constants), Message is for people and names the field at fault.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ListResponse is the body of GET /v1/transactions. Next is the cursor for the next
+// page (pass it as ?after=); empty on the last page.
+type ListResponse struct {
+	Transactions []coordinator.View `json:"transactions"`
+	Next         string             `json:"next,omitempty"`
+}
+
+// statusRecorder remembers the status code, for the request counter.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusRecorder) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// ServeHTTP routes the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := &statusRecorder{ResponseWriter: w}
+	route := s.route(rec, r)
+	code := rec.code
+	if code == 0 {
+		code = 499 // the client went away before an answer was written
+	}
+	s.rt.metrics.httpRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+}
+
+func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
+	path := r.URL.Path
+	switch {
+	case path == "/v1/transactions":
+		switch r.Method {
+		case http.MethodPost:
+			s.submit(w, r)
+		case http.MethodGet, http.MethodHead:
+			s.list(w, r)
+		default:
+			s.methodNotAllowed(w, r, "GET, HEAD, POST")
+		}
+		return "/v1/transactions"
+	case strings.HasPrefix(path, "/v1/transactions/"):
+		id := strings.TrimPrefix(path, "/v1/transactions/")
+		if id == "" || strings.Contains(id, "/") {
+			s.fail(w, http.StatusNotFound, CodeNoRoute, fmt.Sprintf("no route %s: use /v1/transactions/{id}", path))
+			return "other"
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			s.methodNotAllowed(w, r, "GET, HEAD")
+		} else {
+			s.get(w, r, id)
+		}
+		return "/v1/transactions/{id}"
+	case path == "/metrics":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			s.methodNotAllowed(w, r, "GET, HEAD")
+		} else {
+			s.metrics.ServeHTTP(w, r)
+		}
+		return path
+	case path == "/healthz":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			s.methodNotAllowed(w, r, "GET, HEAD")
+		} else {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		}
+		return path
+	case path == "/readyz":
+		switch {
+		case r.Method != http.MethodGet && r.Method != http.MethodHead:
+			s.methodNotAllowed(w, r, "GET, HEAD")
+		case s.rt.closed.Load():
+			s.fail(w, http.StatusServiceUnavailable, CodeShuttingDown, "the coordinator is shutting down")
+		case !s.rt.Ready():
+			w.Header().Set("Retry-After", s.retryAfter())
+			s.fail(w, http.StatusServiceUnavailable, CodeRecovering,
+				"the coordinator is still resolving transactions found undecided in its log")
+		default:
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		}
+		return path
+	}
+	s.fail(w, http.StatusNotFound, CodeNoRoute, fmt.Sprintf("no route %s", path))
+	return "other"
+}
+
+// submitBody is the body of POST /v1/transactions. Participants are decoded one by one
+// (each is a URL string or an object) so that an error can name its index.
+type submitBody struct {
+	ID               string            `json:"id"`
+	Participants     []json.RawMessage `json:"participants"`
+	PrepareTimeoutMs *int64            `json:"prepare_timeout_ms"`
+}
+
+type participantObject struct {
+	URL     *string         `json:"url"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
+	wait := true
+	for k, vs := range r.URL.Query() {
+		switch k {
+		case "wait":
+			b, err := strconv.ParseBool(vs[len(vs)-1])
+			if err != nil {
+				s.fail(w, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("query parameter wait: %q is not true or false", vs[len(vs)-1]))
+				return
+			}
+			wait = b
+		default:
+			s.fail(w, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("unknown query parameter %q: POST /v1/transactions takes only wait", k))
+			return
+		}
+	}
+	// The global cap comes first: a request over it costs nothing more.
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		w.Header().Set("Retry-After", s.retryAfter())
+		s.fail(w, http.StatusTooManyRequests, CodeBusy,
+			fmt.Sprintf("%d requests are being served (the server's in-flight limit): retry later", s.o.InflightMax))
+		return
+	}
+	var body submitBody
+	if !s.decode(w, r, &body) {
+		return
+	}
+	req, status, code, msg := parseSubmit(&body)
+	if status != 0 {
+		s.fail(w, status, code, msg)
+		return
+	}
+	v, err := s.rt.Submit(r.Context(), req, wait)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the client went away; a submitted transaction still runs to its end
+		}
+		s.failErr(w, err)
+		return
+	}
+	if !wait {
+		w.Header().Set("Location", "/v1/transactions/"+url.PathEscape(v.ID))
+		writeJSON(w, http.StatusAccepted, v)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// parseSubmit turns the body into a Request. What it cannot judge (URLs, duplicates,
+// limits) the engine checks, before anything reaches the log.
+func parseSubmit(b *submitBody) (req coordinator.Request, status int, code, msg string) {
+	req.ID = b.ID
+	if b.Participants == nil {
+		return req, http.StatusBadRequest, CodeInvalid, "participants: missing: name at least one participant"
+	}
+	req.Participants = make([]coordinator.ParticipantSpec, len(b.Participants))
+	for i, raw := range b.Participants {
+		field := fmt.Sprintf("participants[%d]", i)
+		trimmed := bytes.TrimSpace(raw)
+		switch {
+		case len(trimmed) > 0 && trimmed[0] == '"':
+			if err := json.Unmarshal(trimmed, &req.Participants[i].URL); err != nil {
+				return req, http.StatusBadRequest, CodeMalformedJSON, fmt.Sprintf("%s: %v", field, err)
+			}
+		case len(trimmed) > 0 && trimmed[0] == '{':
+			var p participantObject
+			dec := json.NewDecoder(bytes.NewReader(trimmed))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&p); err != nil {
+				if f, ok := unknownField(err); ok {
+					return req, http.StatusBadRequest, CodeUnknownField,
+						fmt.Sprintf("%s: unknown field %s: a participant object has url and payload", field, f)
+				}
+				return req, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("%s: %s", field, describeJSONError(err))
+			}
+			if p.URL == nil {
+				return req, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("%s.url: missing", field)
+			}
+			req.Participants[i].URL = *p.URL
+			if len(p.Payload) > 0 && !bytes.Equal(bytes.TrimSpace(p.Payload), []byte("null")) {
+				req.Participants[i].Payload = p.Payload
+			}
+		default:
+			return req, http.StatusBadRequest, CodeInvalid,
+				fmt.Sprintf("%s: expected a prepare URL string or an object {\"url\",\"payload\"}, got %s", field, jsonKind(trimmed))
+		}
+	}
+	if b.PrepareTimeoutMs != nil {
+		ms := *b.PrepareTimeoutMs
+		if ms > math.MaxInt64/int64(time.Millisecond) {
+			return req, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("prepare_timeout_ms: %d is absurdly large", ms)
+		}
+		if ms == 0 {
+			return req, http.StatusBadRequest, CodeInvalid, "prepare_timeout_ms: must be positive (leave it out for the default)"
+		}
+		req.PrepareTimeout = time.Duration(ms) * time.Millisecond
+	}
+	return req, 0, "", ""
+}
+
+func jsonKind(b []byte) string {
+	if len(b) == 0 {
+		return "nothing"
+	}
+	switch b[0] {
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, id string) {
+	if len(r.URL.RawQuery) > 0 {
+		s.fail(w, http.StatusBadRequest, CodeInvalid, "GET /v1/transactions/{id} takes no query parameters")
+		return
+	}
+	if len(id) > 1024 {
+		s.fail(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no transaction with a %d-byte id", len(id)))
+		return
+	}
+	v, err := s.rt.Get(r.Context(), id)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return
+		}
+		if errors.Is(err, coordinator.ErrNotFound) {
+			s.fail(w, http.StatusNotFound, CodeNotFound,
+				fmt.Sprintf("transaction %q is not known: never begun, or finished and forgotten (a participant in doubt takes this as aborted)", id))
+			return
+		}
+		s.failErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	var (
+		filter, after string
+		limit         = listLimitDefault
+	)
+	for k, vs := range r.URL.Query() {
+		v := vs[len(vs)-1]
+		switch k {
+		case "state":
+			filter = v
+			if err := coordinator.CheckFilter(v); err != nil {
+				s.fail(w, http.StatusBadRequest, CodeInvalid, "query parameter state: "+err.Error())
+				return
+			}
+		case "after":
+			after = v
+		case "limit":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > s.o.ListLimitMax {
+				s.fail(w, http.StatusBadRequest, CodeInvalid,
+					fmt.Sprintf("query parameter limit: %q is not a number between 1 and %d", v, s.o.ListLimitMax))
+				return
+			}
+			limit = n
+		default:
+			s.fail(w, http.StatusBadRequest, CodeInvalid,
+				fmt.Sprintf("unknown query parameter %q: GET /v1/transactions takes state, after and limit", k))
+			return
+		}
+	}
+	vs, next, err := s.rt.List(r.Context(), filter, after, limit)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return
+		}
+		s.failErr(w, err)
+		return
+	}
+	if vs == nil {
+		vs = []coordinator.View{}
+	}
+	writeJSON(w, http.StatusOK, ListResponse{Transactions: vs, Next: next})
+}
+
+// decode reads one JSON object into dst: unknown fields, trailing data and bodies over
+// the limit are refused. When it returns false it has answered the request.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
+	body := http.MaxBytesReader(w, r.Body, s.o.BodyMaxBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errTrailing
+			var tooLarge *http.MaxBytesError
+			if errors.As(terr, &tooLarge) {
+				err = terr
+			}
+		}
+	}
+	if err == nil {
+		return true
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		s.fail(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
+			fmt.Sprintf("request body larger than %d bytes", s.o.BodyMaxBytes))
+	case errors.Is(err, errTrailing):
+		s.fail(w, http.StatusBadRequest, CodeMalformedJSON, "unexpected data after the JSON object")
+	default:
+		if f, ok := unknownField(err); ok {
+			s.fail(w, http.StatusBadRequest, CodeUnknownField,
+				fmt.Sprintf("unknown field %s: the body has id, participants and prepare_timeout_ms", f))
+			return false
+		}
+		code := CodeMalformedJSON
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &typ) {
+			code = CodeInvalid
+		}
+		s.fail(w, http.StatusBadRequest, code, describeJSONError(err))
+	}
+	return false
+}
+
+var errTrailing = errors.New("trailing data")
+
+// unknownField extracts the name from encoding/json's unknown-field error.
+func unknownField(err error) (string, bool) {
+	return strings.CutPrefix(err.Error(), "json: unknown field ")
+}
+
+// describeJSONError words a decoding error for the client, naming the field if it can.
+func describeJSONError(err error) string {
+	var (
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return "empty body: expected a JSON object"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the body ends in the middle of the JSON object"
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("invalid JSON at byte %d: %v", syntax.Offset, syntax)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("%s: expected %s, got JSON %s", typ.Field, typeName(typ.Type.String()), typ.Value)
+		}
+		return fmt.Sprintf("expected a JSON object, got JSON %s", typ.Value)
+	}
+	return err.Error()
+}
+
+func typeName(goType string) string {
+	switch goType {
+	case "string":
+		return "a string"
+	case "int64":
+		return "an integer"
+	case "[]json.RawMessage":
+		return "an array"
+	}
+	return goType
+}
+
+func (s *Server) retryAfter() string {
+	return strconv.Itoa(int(max(1, (s.o.RetryAfter+time.Second-1)/time.Second)))
+}
+
+// failErr answers an error from the runtime with its status.
+func (s *Server) failErr(w http.ResponseWriter, err error) {
+	var reqErr *coordinator.RequestError
+	switch {
+	case errors.As(err, &reqErr):
+		s.fail(w, http.StatusBadRequest, CodeInvalid, reqErr.Field+": "+reqErr.Reason)
+	case errors.Is(err, coordinator.ErrInvalidRequest):
+		s.fail(w, http.StatusBadRequest, CodeInvalid, err.Error())
+	case errors.Is(err, coordinator.ErrConflict):
+		s.fail(w, http.StatusConflict, CodeConflict, trimPkg(err))
+	case errors.Is(err, coordinator.ErrBusy):
+		w.Header().Set("Retry-After", s.retryAfter())
+		s.fail(w, http.StatusTooManyRequests, CodeBusy, trimPkg(err))
+	case errors.Is(err, coordinator.ErrRecovering):
+		w.Header().Set("Retry-After", s.retryAfter())
+		s.fail(w, http.StatusServiceUnavailable, CodeRecovering,
+			"the coordinator is still resolving transactions found undecided in its log: retry later")
+	case errors.Is(err, coordinator.ErrLogUnavailable):
+		w.Header().Set("Retry-After", s.retryAfter())
+		s.fail(w, http.StatusServiceUnavailable, CodeLogUnavailable, trimPkg(err))
+	case errors.Is(err, ErrStopped):
+		s.fail(w, http.StatusServiceUnavailable, CodeShuttingDown,
+			"the coordinator is shutting down; a transaction already begun resumes after the restart")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		w.Header().Set("Retry-After", s.retryAfter())
+		s.fail(w, http.StatusServiceUnavailable, CodeBusy, "the coordinator did not get to the request in time")
+	default:
+		s.o.Logger.Error("api: unexpected error", "error", err)
+		s.fail(w, http.StatusInternalServerError, CodeInternal, err.Error())
+	}
+}
+
+func trimPkg(err error) string { return strings.TrimPrefix(err.Error(), "coordinator: ") }
+
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
+	w.Header().Set("Allow", allow)
+	s.fail(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, fmt.Sprintf("%s does not take %s: use %s", r.URL.Path, r.Method, allow))
+}
+
+func (s *Server) fail(w http.ResponseWriter, status int, code, msg string) {
+	s.rt.metrics.rejected.WithLabelValues(code).Inc()
+	writeJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("httpnet: encoding %T: %v", v, err))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(data, '\n'))
+}

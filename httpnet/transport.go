@@ -1,0 +1,341 @@
+package httpnet
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/participant"
+)
+
+// TransportOptions configure a Transport. Zero values mean the defaults.
+type TransportOptions struct {
+	// AdvertiseURL is the coordinator's base URL as participants reach it
+	// (http://host:port). It goes with every prepare, so that a participant left in
+	// doubt knows whom to ask. Empty: participants are not told.
+	AdvertiseURL string
+	// RequestTimeout bounds a request whose Message carries no timeout. Default 5s.
+	RequestTimeout time.Duration
+	// ResponseMaxBytes bounds the body read from a participant. Default 64 KiB.
+	ResponseMaxBytes int64
+	// MaxIdleConnsPerHost is how many keep-alive connections to one participant are
+	// kept. Default 256.
+	MaxIdleConnsPerHost int
+	// DialTimeout bounds connecting to a participant. Default 5s.
+	DialTimeout time.Duration
+	// Client replaces the pooled HTTP client (tests). Its own timeouts still apply.
+	Client *http.Client
+}
+
+func (o *TransportOptions) setDefaults() {
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 5 * time.Second
+	}
+	if o.ResponseMaxBytes <= 0 {
+		o.ResponseMaxBytes = 64 << 10
+	}
+	if o.MaxIdleConnsPerHost <= 0 {
+		o.MaxIdleConnsPerHost = 256
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+}
+
+// Transport delivers the engines' messages to participants over HTTP (DESIGN §3). One
+// Transport (one connection pool) serves every shard; For returns the
+// coordinator.Transport of one shard, which hands replies to that shard.
+//
+// Each Send runs on a goroutine of its own, owned by the Transport: Close cancels the
+// requests still running and waits for every one of those goroutines. A request is
+// always bounded by a timeout, so every Send produces exactly one reply unless the
+// Transport is closed first.
+type Transport struct {
+	o       TransportOptions
+	client  *http.Client
+	metrics *Metrics // nil: not counted
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewTransport returns a Transport with a pooled keep-alive HTTP client.
+func NewTransport(o TransportOptions) *Transport {
+	o.setDefaults()
+	client := o.Client
+	if client == nil {
+		dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+		client = &http.Client{
+			Transport: &http.Transport{
+				Proxy:                 nil, // participants are addressed directly
+				DialContext:           dialer.DialContext,
+				MaxIdleConns:          4 * o.MaxIdleConnsPerHost,
+				MaxIdleConnsPerHost:   o.MaxIdleConnsPerHost,
+				IdleConnTimeout:       90 * time.Second,
+				TLSHandshakeTimeout:   o.DialTimeout,
+				ExpectContinueTimeout: time.Second,
+				ForceAttemptHTTP2:     false,
+			},
+			// A participant endpoint never redirects; following one would send a
+			// commit somewhere nobody named.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Transport{o: o, client: client, ctx: ctx, cancel: cancel}
+}
+
+// For returns the coordinator.Transport of one engine: each reply is passed to deliver,
+// on the request's goroutine. deliver may block (a shard's bounded inbox) and must
+// return once its shard stops.
+func (t *Transport) For(deliver func(coordinator.Reply)) coordinator.Transport {
+	return endpoint{t: t, deliver: deliver}
+}
+
+// Close cancels every request still running and waits until their goroutines have
+// returned. Sends after Close are dropped.
+func (t *Transport) Close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.cancel()
+	t.wg.Wait()
+	t.client.CloseIdleConnections()
+}
+
+type endpoint struct {
+	t       *Transport
+	deliver func(coordinator.Reply)
+}
+
+var _ coordinator.Transport = endpoint{}
+
+// Send implements coordinator.Transport: it returns at once; the reply comes through
+// deliver.
+func (e endpoint) Send(m coordinator.Message) {
+	t := e.t
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go func() {
+		defer t.wg.Done()
+		r := t.do(m)
+		if r.Err != nil && t.ctx.Err() != nil {
+			return // shutting down: the engine is gone, nobody waits for this reply
+		}
+		e.deliver(r)
+	}()
+}
+
+// A sendError is a request to a participant that got no usable answer. Kind is one of
+// the labels of dtc_participant_errors_total.
+type sendError struct {
+	kind string
+	msg  string
+}
+
+func (e *sendError) Error() string { return e.msg }
+
+const (
+	errKindTimeout    = "timeout"
+	errKindConnection = "connection"
+	errKind5xx        = "status_5xx"
+	errKindStatus     = "status_other"
+	errKindMalformed  = "malformed"
+)
+
+// do performs one request and turns the answer into a Reply.
+func (t *Transport) do(m coordinator.Message) coordinator.Reply {
+	r := coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind}
+	err := t.exchange(m, &r)
+	if err != nil {
+		var se *sendError
+		if !errors.As(err, &se) {
+			se = &sendError{kind: errKindConnection, msg: err.Error()}
+		}
+		if t.metrics != nil {
+			t.metrics.participantErrs.WithLabelValues(se.kind, m.Kind.String()).Inc()
+		}
+		r.Err = se
+		r.Vote, r.Reason, r.State, r.Conflict = "", "", "", false
+	}
+	return r
+}
+
+func (t *Transport) exchange(m coordinator.Message, r *coordinator.Reply) error {
+	timeout := m.Timeout
+	if timeout <= 0 {
+		timeout = t.o.RequestTimeout
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, timeout)
+	defer cancel()
+
+	req, err := t.request(ctx, m)
+	if err != nil {
+		return &sendError{kind: errKindMalformed, msg: err.Error()}
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return classify(m, req.URL.String(), timeout, err)
+	}
+	defer func() {
+		// Read a little of what is left so the connection can be reused, then close.
+		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		_ = resp.Body.Close()
+	}()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, t.o.ResponseMaxBytes+1))
+	if err != nil {
+		return classify(m, req.URL.String(), timeout, err)
+	}
+	if int64(len(body)) > t.o.ResponseMaxBytes {
+		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: answer larger than %d bytes",
+			m.Kind, req.URL, t.o.ResponseMaxBytes)}
+	}
+	malformed := func(what string) error {
+		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: HTTP %d: %s: %s",
+			m.Kind, req.URL, resp.StatusCode, what, snippet(body))}
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode == http.StatusConflict && (m.Kind == coordinator.MsgCommit || m.Kind == coordinator.MsgRollback):
+		var sr participant.StateResponse
+		if json.Unmarshal(body, &sr) != nil || !knownState(sr.State) {
+			return malformed("409 without a state")
+		}
+		r.State, r.Conflict = coordinator.PState(sr.State), true
+		return nil
+	case resp.StatusCode >= 500:
+		return &sendError{kind: errKind5xx, msg: fmt.Sprintf("%s %s: HTTP %d: %s", m.Kind, req.URL, resp.StatusCode, snippet(body))}
+	default:
+		return &sendError{kind: errKindStatus, msg: fmt.Sprintf("%s %s: HTTP %d: %s", m.Kind, req.URL, resp.StatusCode, snippet(body))}
+	}
+	switch m.Kind {
+	case coordinator.MsgPrepare:
+		var vr participant.VoteResponse
+		if err := json.Unmarshal(body, &vr); err != nil {
+			return malformed("vote does not parse")
+		}
+		switch vr.Vote {
+		case participant.VoteACK:
+			r.Vote = coordinator.VoteACK
+		case participant.VoteNACK:
+			r.Vote, r.Reason = coordinator.VoteNACK, vr.Reason
+			if r.Reason == "" {
+				r.Reason = "no reason given"
+			}
+		default:
+			return malformed(fmt.Sprintf("unknown vote %q", vr.Vote))
+		}
+	default:
+		var sr participant.StateResponse
+		if err := json.Unmarshal(body, &sr); err != nil || !knownState(sr.State) {
+			return malformed("no known state")
+		}
+		r.State = coordinator.PState(sr.State)
+	}
+	return nil
+}
+
+func knownState(s participant.State) bool {
+	switch s {
+	case participant.StateUnknown, participant.StatePrepared, participant.StateCommitted, participant.StateAborted:
+		return true
+	}
+	return false
+}
+
+// request builds the HTTP request for m: its endpoint is derived from the prepare URL by
+// replacing the last path element.
+func (t *Transport) request(ctx context.Context, m coordinator.Message) (*http.Request, error) {
+	var (
+		name   string
+		method = http.MethodPost
+		body   any
+	)
+	switch m.Kind {
+	case coordinator.MsgPrepare:
+		name = participant.EndpointPrepare
+		body = participant.PrepareRequest{TxnID: m.Txn, Payload: m.Payload, Coordinator: t.o.AdvertiseURL}
+	case coordinator.MsgCommit:
+		name = participant.EndpointCommit
+		body = participant.TxnRequest{TxnID: m.Txn}
+	case coordinator.MsgRollback:
+		name = participant.EndpointRollback
+		body = participant.TxnRequest{TxnID: m.Txn}
+	case coordinator.MsgStatus:
+		name, method = participant.EndpointStatus, http.MethodGet
+	default:
+		return nil, fmt.Errorf("httpnet: message of unknown kind %d", m.Kind)
+	}
+	u, err := participant.Endpoint(m.URL, name)
+	if err != nil {
+		return nil, err
+	}
+	if m.Kind == coordinator.MsgStatus {
+		u += "?txn_id=" + url.QueryEscape(m.Txn)
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("httpnet: encoding %s request: %w", m.Kind, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, fmt.Errorf("httpnet: %s request to %s: %w", m.Kind, u, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "dtc-coordinator")
+	return req, nil
+}
+
+// classify turns a failed round trip into a sendError with a clear message.
+func classify(m coordinator.Message, u string, timeout time.Duration, err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		return &sendError{kind: errKindTimeout, msg: fmt.Sprintf("%s %s: no answer within %v", m.Kind, u, timeout)}
+	case errors.Is(err, context.Canceled):
+		return &sendError{kind: errKindConnection, msg: fmt.Sprintf("%s %s: cancelled (coordinator shutting down)", m.Kind, u)}
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // the URL is already in the message
+	}
+	return &sendError{kind: errKindConnection, msg: fmt.Sprintf("%s %s: %v", m.Kind, u, err)}
+}
+
+// snippet is the start of a body, for error messages.
+func snippet(b []byte) string {
+	const max = 200
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return "(empty body)"
+	}
+	if len(b) > max {
+		return fmt.Sprintf("%q…", b[:max])
+	}
+	return fmt.Sprintf("%q", b)
+}
