@@ -1,0 +1,199 @@
+package simnet
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+
+	"github.com/dtc-project/dtc/wal"
+)
+
+// disk is one node's simulated disk: a wal.MemFS that outlives the node's crashes, with
+// the fault hooks the fault phase uses.
+type disk struct {
+	s    *sim
+	node int
+	fs   *wal.MemFS
+	dir  string
+
+	full      int  // > 0: the disk has no room for new segments
+	failSyncs int  // the next failSyncs fsyncs fail
+	powerCut  bool // the next fsync fails and the node crashes, tearing what it wrote
+
+	// tornAt is set by a sync that failed: the node crashes at the event boundary with
+	// its unsynced writes torn (powerCut) or lost.
+	syncFailed bool
+	tear       bool
+	// frames are the positions of the records handed to the sync that is running, so
+	// that a bit flip in a torn tail can hit the last frame.
+	frames []wal.Pos
+}
+
+var (
+	errInjectedSync = errors.New("injected fsync error (EIO)")
+	errPowerCut     = errors.New("power cut during fsync")
+)
+
+func newDisk(s *sim, node int, dir string) *disk {
+	d := &disk{s: s, node: node, fs: wal.NewMemFS(), dir: dir}
+	d.fs.SetFaults(wal.MemFSFaults{SyncErr: d.syncErr, WriteErr: d.writeErr})
+	return d
+}
+
+// syncErr is the MemFS hook deciding whether an fsync fails.
+func (d *disk) syncErr(name string) error {
+	s := d.s
+	if !s.faultPhase {
+		return nil
+	}
+	var err error
+	switch {
+	case d.powerCut:
+		d.powerCut = false
+		d.tear = true
+		err = errPowerCut
+	case d.failSyncs > 0:
+		d.failSyncs--
+		err = errInjectedSync
+	case s.knobs.SyncErrRate > 0 && s.diskRng.Float64() < s.knobs.SyncErrRate:
+		err = errInjectedSync
+	default:
+		return nil
+	}
+	d.syncFailed = true
+	s.stats.SyncErrors++
+	s.tracef(d.node, "disk: fsync of %s fails: %v", shortName(name), err)
+	return err
+}
+
+// writeErr is the MemFS hook deciding whether a write fails. Segments are preallocated,
+// so a full disk refuses only the building of a new segment (its .tmp file).
+func (d *disk) writeErr(name string, off int64, n int) error {
+	if d.full > 0 && d.s.faultPhase && strings.HasSuffix(name, ".tmp") {
+		d.s.stats.DiskFullErrors++
+		return syscall.ENOSPC
+	}
+	return nil
+}
+
+func (d *disk) heal() {
+	d.full, d.failSyncs, d.powerCut = 0, 0, false
+}
+
+// crash drops what the disk has not made durable. After a power cut during an fsync
+// (d.tear), a prefix of what was written survives, as a torn write; with probability
+// BitFlipRate a bit of the last frame in it flips too.
+func (d *disk) crash() {
+	s := d.s
+	if !d.tear {
+		d.fs.Crash()
+		d.syncFailed = false
+		return
+	}
+	d.tear, d.syncFailed = false, false
+	type flip struct {
+		name   string
+		lo, hi int64 // the bytes the flip may hit
+	}
+	var flips []flip
+	d.fs.CrashTorn(func(name string, unsynced []byte) int {
+		k := s.diskRng.IntN(len(unsynced) + 1)
+		s.tracef(d.node, "disk: torn write keeps %d of %d unsynced bytes of %s", k, len(unsynced), shortName(name))
+		if k > 0 && s.knobs.BitFlipRate > 0 && s.diskRng.Float64() < s.knobs.BitFlipRate {
+			if lo, hi, ok := d.tornPayload(name, int64(k), int64(len(unsynced))); ok {
+				flips = append(flips, flip{name, lo, hi})
+			}
+		}
+		return k
+	})
+	for _, f := range flips {
+		off := f.lo + s.diskRng.Int64N(f.hi-f.lo)
+		bit := uint(s.diskRng.IntN(8))
+		s.stats.BitFlips++
+		s.tracef(d.node, "disk: bit %d of byte %d of %s flips in the torn frame", bit, off, shortName(f.name))
+		d.fs.FlipBit(f.name, off, bit)
+	}
+	d.frames = nil
+}
+
+// tornPayload finds, in segment file name whose unsynced writes were cut after k of n
+// bytes, the written part of the payload of the frame the cut went through: garbage
+// there is still a torn write (the frame's end was never written). It reports false if
+// the cut fell between frames or inside a frame header: the wal's torn-tail rule (a
+// prefix of a frame, then zeros) has no room for garbage in a length field, and such a
+// log is refused as corrupt by design.
+func (d *disk) tornPayload(name string, k, n int64) (lo, hi int64, ok bool) {
+	seg, isSeg := segmentIndex(name)
+	if !isSeg {
+		return 0, 0, false
+	}
+	var starts []int64
+	for _, p := range d.frames {
+		if p.Segment == seg {
+			starts = append(starts, p.Offset)
+		}
+	}
+	if len(starts) == 0 {
+		return 0, 0, false
+	}
+	base := starts[0] // the hull of unsynced writes begins with this sync's first frame
+	cut := base + k
+	for i, start := range starts {
+		end := base + n
+		if i+1 < len(starts) {
+			end = starts[i+1]
+		}
+		if start+8 < cut && cut < end {
+			return start + 8, cut, true
+		}
+	}
+	return 0, 0, false
+}
+
+// segmentIndex parses a segment file name as wal/doc.go specifies it: the index in 16
+// lower-case hex digits, then ".wal".
+func segmentIndex(name string) (uint64, bool) {
+	base := name[strings.LastIndexByte(name, '/')+1:]
+	hex, ok := strings.CutSuffix(base, ".wal")
+	if !ok || len(hex) != 16 {
+		return 0, false
+	}
+	var idx uint64
+	if _, err := fmt.Sscanf(hex, "%016x", &idx); err != nil {
+		return 0, false
+	}
+	return idx, true
+}
+
+func segmentPath(dir string, idx uint64) string { return fmt.Sprintf("%s/%016x.wal", dir, idx) }
+
+func shortName(name string) string { return name[strings.LastIndexByte(name, '/')+1:] }
+
+// flipFirstRecord flips a bit in the payload of the first record of the oldest segment:
+// rot in the middle of the log, which the wal must refuse to open.
+func (d *disk) flipFirstRecord() error {
+	names, err := d.fs.ReadDir(d.dir)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if _, ok := segmentIndex(n); !ok {
+			continue
+		}
+		path := d.dir + "/" + n
+		b, err := d.fs.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		const header, frameHeader = 24, 8
+		if len(b) < header+frameHeader+1 || b[header] == 0 && b[header+1] == 0 && b[header+2] == 0 && b[header+3] == 0 {
+			return fmt.Errorf("%s holds no record", n)
+		}
+		off := int64(header + frameHeader)
+		d.fs.FlipBit(path, off, 3)
+		d.s.tracef(d.node, "disk: bit 3 of byte %d of %s flips (rot in the first record)", off, n)
+		return nil
+	}
+	return fmt.Errorf("no segment in %s", d.dir)
+}

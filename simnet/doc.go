@@ -1,0 +1,41 @@
+// Package simnet is dtc's deterministic simulator. One seed drives a whole run: the
+// real coordinator engine, the real participant core with the example bank as its
+// service, and clients, connected by a simulated network and each writing its log to a
+// simulated disk, all driven by one scheduler in virtual time on one goroutine.
+//
+//	  clients c1..cK                        participants p1..pN
+//	  (transfers, own timeouts)             (participant core + bank, in-doubt queries)
+//	        │  submit ▲ view                      ▲ prepare/commit/      │ query
+//	        ▼         │                           │ rollback/status      ▼
+//	  ┌──────────── simulated network: latency, drop, duplicate, reorder, partitions ──┐
+//	  └────────────────────────────────┬───────────────────────────────────────────────┘
+//	                                   ▼
+//	            coordinator.Engine ── coordlog.ShardLog ── coordlog.SyncSink ── wal.Log
+//	                                                                              │
+//	            disks: wal.MemFS per node — unsynced writes lost in a crash, torn  ▼
+//	            final writes, bit flips, fsync errors (fatal), a full disk
+//
+// The scheduler is a heap of events ordered by virtual time and insertion order. Every
+// random choice is drawn from a PCG stream seeded by the run's seed (one stream per
+// concern: network, faults, disk, engine, workload), no goroutine is started, no map
+// order reaches the trace, and the wall clock is never read: the same seed gives the
+// same trace, byte for byte, and its SHA-256 proves it.
+//
+// # A run
+//
+//  1. Fault phase: clients submit their transfers while the faults of the Knobs (drawn
+//     from the seed in a swarm run) and of the Schedule are injected. A crash takes
+//     effect at the boundary of the current event; the process's callbacks die with it
+//     (each has an incarnation number), and its disk forgets what it had not synced.
+//  2. Heal phase: once the workload is done (or FaultPhaseMax has passed), every fault
+//     stops, every partition heals and every crashed node restarts. Within HealMax the
+//     coordinator must have decided and finished every transaction and no participant
+//     may hold one prepared (liveness).
+//  3. Check: the history recorded with checker.Recorder (client calls, outcomes told,
+//     votes, what participants applied, final states) goes through checker.Check, the
+//     final balances through checker.CheckBank, and the simulator adds what it checks
+//     online (a participant must never ACK a prepare after acknowledging the rollback).
+//
+// Deliberate bugs (Options.Break) are decorators around the real components, to show
+// that the checker catches what they break.
+package simnet

@@ -1,0 +1,424 @@
+package simnet
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dtc-project/dtc/checker"
+	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/examples/bank"
+	"github.com/dtc-project/dtc/faults"
+	"github.com/dtc-project/dtc/participant"
+	"github.com/dtc-project/dtc/wal"
+)
+
+// partNode is one participant process: the real participant core with the example bank
+// as its service, over a store that syncs when the simulated disk says so.
+type partNode struct {
+	s    *sim
+	id   int
+	name string
+	url  string
+	disk *disk
+
+	// One incarnation:
+	inc      int
+	core     *participant.Participant
+	bank     *bank.Bank
+	store    *partStore
+	querying map[string]bool // in-doubt transactions asked about, answer pending
+	restarts int
+	failed   bool // its log failed: it is about to crash
+}
+
+func newPartNode(s *sim, id int) *partNode {
+	name := s.names[id]
+	p := &partNode{s: s, id: id, name: name, url: "http://" + name + ".sim/prepare"}
+	p.disk = newDisk(s, id, "/"+name)
+	return p
+}
+
+func (p *partNode) alive(inc int) bool { return p.s.up[p.id] && p.s.inc[p.id] == inc }
+
+// initialAccounts is every participant's opening balances.
+func (s *sim) initialAccounts() map[string]int64 {
+	m := make(map[string]int64, s.o.Accounts)
+	for i := 0; i < s.o.Accounts; i++ {
+		m[accountName(i)] = s.o.InitialBalance
+	}
+	return m
+}
+
+func accountName(i int) string { return fmt.Sprintf("a%d", i) }
+
+// start opens the participant's log and rebuilds it, as its process does at boot.
+func (p *partNode) start() error {
+	s := p.s
+	p.inc = s.inc[p.id]
+	p.querying = map[string]bool{}
+	p.failed = false
+	b, err := bank.New(s.initialAccounts())
+	if err != nil {
+		return err
+	}
+	core, err := participant.New(s.partCfg, b, partClock{s})
+	if err != nil {
+		return err
+	}
+	st := &partStore{p: p, inc: p.inc, immediate: true}
+	o := wal.Options{FS: p.disk.fs, Dir: p.disk.dir, SegmentSizeBytes: s.o.SegmentSizeBytes}
+	l, err := wal.Open(o, core.Replay)
+	if err != nil {
+		return err
+	}
+	st.log = l
+	st.recordMax = participant.DefaultRecordMaxBytes
+	if max := int(s.o.SegmentSizeBytes) - 32; st.recordMax > max {
+		st.recordMax = max
+	}
+	s.up[p.id] = true
+	if err := core.Start(st); err != nil {
+		s.up[p.id] = false
+		return err
+	}
+	st.immediate = false
+	p.core, p.bank, p.store = core, b, st
+	if at, reason, torn := l.TornTail(); torn {
+		s.tracef(p.id, "log: torn tail at segment %d offset %d repaired (%s)", at.Segment, at.Offset, reason)
+	}
+	stats := core.Stats()
+	s.tracef(p.id, "starts: %d records replayed, %d prepared", stats.ReplayedRecords, stats.Prepared)
+	p.scheduleResolve(p.inc)
+	return nil
+}
+
+func (p *partNode) restart() {
+	s := p.s
+	if s.up[p.id] {
+		return
+	}
+	p.restarts++
+	s.stats.Restarts++
+	if err := p.start(); err != nil {
+		s.stats.RestartsFailed++
+		s.up[p.id] = false
+		p.core = nil
+		s.note(p.id, "does not start: %v", err)
+		if errors.Is(err, wal.ErrNoSpace) || errors.Is(err, wal.ErrSyncFailed) {
+			s.after(200*time.Millisecond, p.restart)
+		} else if !errors.Is(err, wal.ErrCorrupt) {
+			s.violation("restart", "", "%s cannot restart: %v", p.name, err)
+		}
+		return
+	}
+	s.note(p.id, "restarted (restart %d)", p.restarts)
+}
+
+// checkFailed crashes the process once its log has failed (an fsync error, a full disk
+// under the store): the participant answers nothing useful any more, and its
+// supervisor restarts it.
+func (p *partNode) checkFailed(inc int) {
+	if !p.alive(inc) || p.failed {
+		return
+	}
+	if err := p.core.Err(); err != nil {
+		p.failed = true
+		p.s.fatal(p.id, fmt.Sprintf("its log failed: %v", err))
+	}
+}
+
+func (p *partNode) point(ev faults.Event, txn string) { p.s.point(p.id, ev, txn) }
+
+// handle serves one request of the coordinator, answering through answer once the
+// participant core has answered (after its record is durable).
+func (p *partNode) handle(m coordinator.Message, answer func(any, error)) {
+	s := p.s
+	inc := p.inc
+	defer p.checkFailed(inc)
+	switch m.Kind {
+	case coordinator.MsgPrepare:
+		p.point(faults.RecvPrepare, m.Txn)
+		if !p.alive(inc) {
+			return
+		}
+		p.core.Prepare(m.Txn, m.Payload, coordURL, func(v participant.Vote) {
+			if !p.alive(inc) {
+				return
+			}
+			s.rec.Voted(m.Txn, p.name, v.ACK, s.now)
+			p.checkFence(m.Txn, v)
+			if v.ACK {
+				s.tracef(p.id, "votes ACK on %s #%d", m.Txn, m.Seq)
+				p.point(faults.Ack, m.Txn)
+				answer(coordinator.Reply{Vote: coordinator.VoteACK}, nil)
+			} else {
+				s.tracef(p.id, "votes NACK on %s #%d: %s", m.Txn, m.Seq, v.Reason)
+				p.point(faults.Nack, m.Txn)
+				answer(coordinator.Reply{Vote: coordinator.VoteNACK, Reason: v.Reason}, nil)
+			}
+		})
+	case coordinator.MsgCommit, coordinator.MsgRollback:
+		want, ev, recv := participant.StateCommitted, faults.Committed, faults.RecvCommit
+		if m.Kind == coordinator.MsgRollback {
+			want, ev, recv = participant.StateAborted, faults.RolledBack, faults.RecvRollback
+		}
+		p.point(recv, m.Txn)
+		if !p.alive(inc) {
+			return
+		}
+		if m.Kind == coordinator.MsgRollback && p.unfencedRollback(m, answer) {
+			return
+		}
+		p.phase2(m.Txn, want, fmt.Sprintf("%s %s #%d", m.Kind, m.Txn, m.Seq), func(res participant.Result) {
+			if res.Err != nil {
+				answer(nil, fmt.Errorf("503: %w", res.Err))
+				return
+			}
+			p.point(ev, m.Txn)
+			answer(coordinator.Reply{State: coordinator.PState(res.State), Conflict: res.Conflict}, nil)
+		})
+	case coordinator.MsgStatus:
+		st := p.core.Status(m.Txn)
+		s.tracef(p.id, "status of %s: %s", m.Txn, st)
+		if st == participant.StatePrepared {
+			// Reporting prepared is a durable yes: recovery counts it as a vote.
+			s.rec.Voted(m.Txn, p.name, true, s.now)
+		}
+		answer(coordinator.Reply{State: coordinator.PState(st)}, nil)
+	}
+}
+
+// phase2 commits or rolls back txn in the core and records what it applied.
+func (p *partNode) phase2(txn string, want participant.State, what string, done func(participant.Result)) {
+	s := p.s
+	inc := p.inc
+	cb := func(res participant.Result) {
+		if !p.alive(inc) {
+			return
+		}
+		switch {
+		case res.Err != nil:
+			s.tracef(p.id, "%s: unavailable: %v", what, res.Err)
+		case res.Conflict:
+			s.tracef(p.id, "%s: CONFLICT, holds %s", what, res.State)
+		default:
+			s.tracef(p.id, "%s: %s", what, res.State)
+			s.rec.Applied(txn, p.name, outcomeOf(string(res.State)), s.now)
+			if res.State == participant.StateAborted {
+				s.rolledBack[p.name+" "+txn] = true
+			}
+		}
+		done(res)
+	}
+	if want == participant.StateCommitted {
+		p.core.Commit(txn, cb)
+	} else {
+		p.core.Rollback(txn, cb)
+	}
+}
+
+// checkFence checks the participant's promise that a late prepare, after it answered
+// the transaction's rollback, is refused (DESIGN §3: the rollback fences it).
+func (p *partNode) checkFence(txn string, v participant.Vote) {
+	if v.ACK && p.s.rolledBack[p.name+" "+txn] {
+		p.s.violation("fencing", txn, "txn %s: %s voted ACK on a prepare after it had acknowledged the rollback of that transaction: the rollback did not fence it", txn, p.name)
+	}
+}
+
+// --- resolving transactions in doubt ---
+
+// resolveInterval is how often a participant looks for transactions in doubt.
+const resolveInterval = 500 * time.Millisecond
+
+// queryTimeout bounds one in-doubt query to the coordinator.
+const queryTimeout = time.Second
+
+// queriesPerRoundMax bounds the in-doubt queries of one round.
+const queriesPerRoundMax = 16
+
+func (p *partNode) scheduleResolve(inc int) {
+	p.s.after(resolveInterval, func() {
+		if p.alive(inc) {
+			p.resolve(inc)
+			p.scheduleResolve(inc)
+		}
+	})
+}
+
+// resolve asks the coordinator about the transactions prepared for too long, as
+// participant.Resolver does over HTTP: committed → commit, aborted or not found
+// (presumed abort) → rollback, anything else → ask again later.
+func (p *partNode) resolve(inc int) {
+	s := p.s
+	n := 0
+	for _, t := range p.core.InDoubt(s.time()) {
+		if n >= queriesPerRoundMax {
+			break
+		}
+		if p.querying[t.ID] {
+			continue
+		}
+		n++
+		id := t.ID
+		p.querying[id] = true
+		s.tracef(p.id, "in doubt about %s: asks the coordinator", id)
+		s.call(p.id, coordID, queryTimeout, "query "+id,
+			func(answer func(any, error)) { s.coord.get(id, p.name, answer) },
+			func(resp any, err error) {
+				if !p.alive(inc) {
+					return
+				}
+				delete(p.querying, id)
+				var want participant.State
+				switch {
+				case errors.Is(err, coordinator.ErrNotFound):
+					want = participant.StateAborted
+				case err != nil:
+					s.tracef(p.id, "query %s: %v: still in doubt", id, err)
+					return
+				default:
+					v := resp.(coordinator.View)
+					switch v.State {
+					case coordinator.StateCommitted:
+						want = participant.StateCommitted
+					case coordinator.StateAborted:
+						want = participant.StateAborted
+					default:
+						s.tracef(p.id, "query %s: %s: still in doubt", id, v.State)
+						return
+					}
+				}
+				p.phase2(id, want, "resolve "+id, func(participant.Result) {})
+				p.checkFailed(inc)
+			})
+	}
+}
+
+// --- store ---
+
+// partStore is the participant's Store over the wal: Append buffers the record, and a
+// sync the simulated disk schedules makes it durable and calls done, in order (group
+// commit). During Start it syncs at once, since Start waits for its first checkpoint.
+type partStore struct {
+	p         *partNode
+	inc       int
+	log       *wal.Log
+	recordMax int
+	immediate bool
+	broken    error
+	pending   []pendingRecord
+	syncAt    int64
+}
+
+type pendingRecord struct {
+	pos  wal.Pos
+	done func(wal.Pos, error)
+}
+
+var _ participant.Store = (*partStore)(nil)
+
+var prepareRecord = []byte(`{"type":"prepare"`)
+
+func (st *partStore) Append(record []byte, done func(wal.Pos, error)) {
+	p := st.p
+	s := p.s
+	if st.inc != s.inc[p.id] {
+		done(wal.Pos{}, errCrashed)
+		return
+	}
+	if st.broken != nil {
+		done(wal.Pos{}, st.broken)
+		return
+	}
+	if !st.immediate && bytes.HasPrefix(record, prepareRecord) {
+		p.point(faults.AppendPrepare, "")
+		if st.inc != s.inc[p.id] {
+			done(wal.Pos{}, errCrashed)
+			return
+		}
+	}
+	pos, err := st.log.Append(record)
+	if err != nil {
+		st.broken = fmt.Errorf("simnet: %s log: %w", p.name, err)
+		done(pos, st.broken)
+		return
+	}
+	if st.immediate {
+		if err := st.log.Sync(); err != nil {
+			st.broken = err
+			done(pos, err)
+			return
+		}
+		done(pos, nil)
+		return
+	}
+	if s.o.Break&BreakParticipantSkipsFsync != 0 {
+		done(pos, nil) // deliberately broken: "durable" without a sync
+		return
+	}
+	st.pending = append(st.pending, pendingRecord{pos, done})
+	p.disk.frames = append(p.disk.frames, pos)
+	if st.syncAt == 0 {
+		d := uniform(s.diskRng, s.knobs.SyncLatencyMin, s.knobs.SyncLatencyMax)
+		st.syncAt = s.now + int64(d)
+		s.at(st.syncAt, st.sync)
+	}
+}
+
+// sync makes the pending records durable and tells the core. A failed sync is fatal:
+// the process crashes and its records were never durable.
+func (st *partStore) sync() {
+	p := st.p
+	s := p.s
+	st.syncAt = 0
+	if !p.alive(st.inc) || len(st.pending) == 0 {
+		return
+	}
+	if err := st.log.Sync(); err != nil {
+		st.broken = err
+		s.fatal(p.id, fmt.Sprintf("fsync failed: %v", err))
+		return
+	}
+	p.disk.frames = p.disk.frames[:0]
+	pend := st.pending
+	st.pending = nil
+	for _, r := range pend {
+		r.done(r.pos, nil)
+	}
+	p.checkFailed(st.inc)
+}
+
+func (st *partStore) RemoveBefore(pos wal.Pos) error {
+	err := st.log.RemoveBefore(pos.Segment)
+	if err != nil && errors.Is(err, wal.ErrSyncFailed) {
+		st.broken = err
+	}
+	return err
+}
+
+func (st *partStore) RecordMaxBytes() int { return st.recordMax }
+
+// Close abandons the log: a crashed process closes nothing.
+func (st *partStore) Close() error { return nil }
+
+type partClock struct{ s *sim }
+
+func (c partClock) Now() time.Time { return c.s.time() }
+
+// balances reads every account of every participant, keyed "p1/a0".
+func (s *sim) balances() (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, p := range s.parts {
+		if !s.up[p.id] || p.bank == nil {
+			return nil, fmt.Errorf("%s is down", p.name)
+		}
+		for _, a := range p.bank.Accounts() {
+			out[p.name+"/"+a.Name] = a.Balance
+		}
+	}
+	return out, nil
+}
+
+var _ = checker.Committed

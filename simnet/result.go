@@ -1,0 +1,230 @@
+package simnet
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/dtc-project/dtc/checker"
+	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/faults"
+)
+
+// Result is what one run did and what the checker found.
+type Result struct {
+	Seed         uint64
+	Knobs        faults.Knobs
+	Break        Breakage
+	Participants int
+	Clients      int
+	Transfers    int // transfers in the workload
+
+	TraceSHA256 string
+	TraceLines  int
+	Events      int
+	VirtualTime time.Duration // virtual time when the run ended
+	HealAt      time.Duration // virtual time when the fault phase ended
+	Quiet       bool          // everything resolved before the heal phase ran out
+
+	// Committed, Aborted and Unknown count the transfers by what their client last
+	// learned; Unsubmitted were never submitted (the fault phase ran out first).
+	Committed, Aborted, Unknown, Unsubmitted int
+	Stats                                    Stats
+
+	History    checker.History
+	Report     *checker.Report
+	Violations []checker.Violation // the report's, the bank's, and the simulator's own
+	Balances   map[string]int64    // "p1/a0" → balance at the end
+	// Outcomes is, for each submitted transaction, what everyone holds at the end.
+	Outcomes map[string]TxnOutcome
+	// Tail is the last lines of the trace.
+	Tail []string
+}
+
+// TxnOutcome is one transaction at the end of a run.
+type TxnOutcome struct {
+	Client       checker.Outcome   // what its client last learned
+	Coordinator  string            // the engine's view state, "not-found", or "down"
+	Participants map[string]string // participant → "committed", "aborted", "prepared", "unknown", "down"
+}
+
+// OK reports whether the run broke no rule.
+func (r *Result) OK() bool { return len(r.Violations) == 0 }
+
+// Summary is one line: the seed, what happened and the verdict.
+func (r *Result) Summary() string {
+	verdict := "ok"
+	if !r.OK() {
+		verdict = fmt.Sprintf("%d violation(s)", len(r.Violations))
+	}
+	return fmt.Sprintf("seed %d: %d transfers: %d committed, %d aborted, %d unknown to their client; %d crashes, %d partitions, %d msgs (%d lost); virtual %v; %s",
+		r.Seed, r.Transfers, r.Committed, r.Aborted, r.Unknown, r.Stats.Crashes, r.Stats.Partitions,
+		r.Stats.Messages, r.Stats.Dropped, r.VirtualTime.Round(time.Millisecond), verdict)
+}
+
+// ReplayCommand is the command that replays this run's seed.
+func (r *Result) ReplayCommand() string {
+	cmd := fmt.Sprintf("go run ./cmd/chaos sim --seed %d --participants %d --txns %d --trace", r.Seed, r.Participants, r.Transfers)
+	if r.Break != 0 {
+		cmd += " --break " + r.Break.String()
+	}
+	return cmd
+}
+
+// Failure is the report of a failed run: the violations, the knobs, how to replay it
+// and the end of the trace.
+func (r *Result) Failure() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\nknobs: %v\n", r.Summary(), r.Knobs)
+	for _, v := range r.Violations {
+		fmt.Fprintf(&b, "  %s\n", v)
+	}
+	fmt.Fprintf(&b, "replay: %s\n", r.ReplayCommand())
+	fmt.Fprintf(&b, "last %d trace lines:\n", len(r.Tail))
+	for _, l := range r.Tail {
+		fmt.Fprintf(&b, "  %s\n", l)
+	}
+	return b.String()
+}
+
+// WriteHTML writes porcupine's visualization of the history, with the report.
+func (r *Result) WriteHTML(path string) error {
+	return checker.WriteHTML(path, r.History, r.Report)
+}
+
+// finish records what every node holds at the end, and checks the history.
+func (s *sim) finish() *Result {
+	r := &Result{
+		Seed: s.o.Seed, Knobs: s.knobs, Break: s.o.Break,
+		Participants: s.o.Participants, Clients: s.o.Clients,
+		HealAt: time.Duration(s.healAt), Quiet: s.stopped && s.quiet(),
+		Outcomes: map[string]TxnOutcome{},
+	}
+	if s.faultPhase {
+		r.HealAt = time.Duration(s.now)
+	}
+	var runs []*txnRun
+	for _, c := range s.clients {
+		runs = append(runs, c.queue...)
+	}
+	r.Transfers = len(runs)
+	for _, run := range runs {
+		id := run.t.ID
+		if run.attempts == 0 {
+			r.Unsubmitted++
+			continue
+		}
+		switch run.outcome {
+		case checker.Committed:
+			r.Committed++
+		case checker.Aborted:
+			r.Aborted++
+		default:
+			r.Unknown++
+		}
+		if _, dup := r.Outcomes[id]; dup {
+			continue
+		}
+		o := TxnOutcome{Client: run.outcome, Coordinator: s.coordState(id), Participants: map[string]string{}}
+		s.rec.FinalCoordinator(id, o.Coordinator)
+		for _, name := range run.parts {
+			st := "down"
+			if p := s.parts[s.node(name)-1]; s.up[p.id] && p.core != nil {
+				st = string(p.core.Status(id))
+			}
+			o.Participants[name] = st
+			s.rec.FinalParticipant(id, name, st)
+		}
+		r.Outcomes[id] = o
+	}
+	s.tracef(coordID, "end: %d events; checking the history", s.events)
+
+	r.History = s.rec.History()
+	r.Report = checker.Check(r.History, checker.Options{CheckLiveness: true})
+	r.Violations = append(r.Violations, r.Report.Violations...)
+	if r.Report.Violations == nil && !r.Report.OK() {
+		r.Violations = append(r.Violations, checker.Violation{Kind: checker.KindLinearizability, Detail: r.Report.String()})
+	}
+	if bal, err := s.balances(); err != nil {
+		r.Violations = append(r.Violations, checker.Violation{Kind: checker.KindBank, Detail: "balances cannot be read at the end: " + err.Error()})
+	} else {
+		r.Balances = bal
+		total := int64(s.o.Participants) * int64(s.o.Accounts) * s.o.InitialBalance
+		r.Violations = append(r.Violations, checker.CheckBank(total, bal)...)
+	}
+	if !r.Quiet {
+		r.Violations = append(r.Violations, checker.Violation{Kind: checker.KindLiveness,
+			Detail: fmt.Sprintf("not resolved %v after the heal began: %s", s.o.HealMax, s.unresolved())})
+	}
+	r.Violations = append(r.Violations, s.simViolations...)
+	for _, v := range r.Violations {
+		s.tracef(coordID, "VIOLATION %s", v)
+	}
+	r.Stats = s.stats
+	r.Stats.Events = s.events
+	r.Events = s.events
+	r.VirtualTime = time.Duration(s.now)
+	r.TraceSHA256 = s.tr.sum()
+	r.TraceLines = s.tr.lines
+	r.Tail = s.tr.tail()
+	return r
+}
+
+// coordState is what the coordinator says of txn at the end.
+func (s *sim) coordState(id string) string {
+	if !s.up[coordID] || s.coord.eng == nil {
+		return "down"
+	}
+	v, err := s.coord.eng.Get(id)
+	switch {
+	case errors.Is(err, coordinator.ErrNotFound):
+		return checker.StateNotFound
+	case err != nil:
+		return "error: " + err.Error()
+	}
+	return v.State
+}
+
+// unresolved says what is still pending, for a liveness failure.
+func (s *sim) unresolved() string {
+	var what []string
+	if !s.clientsDone() {
+		what = append(what, "clients still busy")
+	}
+	switch {
+	case !s.up[coordID]:
+		what = append(what, "the coordinator is down")
+	case !s.coord.eng.Ready():
+		what = append(what, "the coordinator is still recovering")
+	default:
+		if st := s.coord.eng.Stats(); st.Inflight > 0 {
+			views, _, _ := s.coord.eng.List(coordinator.FilterInDoubt, "", 5)
+			var ids []string
+			for _, v := range views {
+				ids = append(ids, v.ID+"="+v.State)
+			}
+			what = append(what, fmt.Sprintf("the coordinator holds %d transactions in flight (%s)", st.Inflight, strings.Join(ids, ", ")))
+		}
+	}
+	for _, p := range s.parts {
+		if !s.up[p.id] {
+			what = append(what, p.name+" is down")
+			continue
+		}
+		if st := p.core.Stats(); st.Prepared > 0 {
+			ids := p.bank.Prepared()
+			what = append(what, fmt.Sprintf("%s holds %d prepared (%s)", p.name, st.Prepared, strings.Join(ids[:min(len(ids), 5)], ", ")))
+		}
+	}
+	return strings.Join(what, "; ")
+}
+
+// panicked turns a panic inside the run (a component's assertion) into a violation.
+func panicked(o Options, v any) *Result {
+	return &Result{
+		Seed: o.Seed, Break: o.Break, Participants: o.Participants, Clients: o.Clients,
+		Violations: []checker.Violation{{Kind: "panic", Detail: fmt.Sprintf("the run panicked: %v\n%s", v, debug.Stack())}},
+	}
+}
