@@ -2,6 +2,7 @@ package wal
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -226,6 +227,10 @@ func (c *Committer) run() {
 				c.stop(err)
 			}
 		}
+		// Let the appenders just told run and append their next records
+		// before the next sync starts, so that they share it instead of
+		// waiting for the one after.
+		runtime.Gosched()
 	}
 }
 

@@ -78,11 +78,16 @@ func appendFrame(buf []byte, payload []byte, crc uint32) []byte {
 	return append(buf, payload...)
 }
 
-// payloadCRC computes the frame checksum of payload without building the frame.
+// payloadCRC computes the frame checksum of payload without building the
+// frame. The 4 length bytes are folded in by hand: handing crc32 a slice of
+// a local array would move the array to the heap, one allocation per Append.
 func payloadCRC(payload []byte) uint32 {
-	var l [4]byte
-	binary.LittleEndian.PutUint32(l[:], uint32(len(payload)))
-	return frameCRC(l[:], payload)
+	n := uint32(len(payload))
+	crc := ^uint32(0)
+	for i := range 4 {
+		crc = castagnoli[byte(crc)^byte(n>>(8*i))] ^ crc>>8
+	}
+	return crc32.Update(^crc, castagnoli, payload)
 }
 
 // badFrame describes the first frame of a segment that is not a valid record.

@@ -49,11 +49,11 @@ func replayAll(t testing.TB, o Options) []rec {
 // payload returns a deterministic record of size bytes (at least 2) that
 // ends with a non-zero byte, like the JSON the coordinator writes.
 func payload(i, size int) string {
-	s := fmt.Sprintf("{%d:", i)
-	for len(s) < size-1 {
-		s += string(rune('a' + (len(s)+i)%26))
+	b := fmt.Appendf(nil, "{%d:", i)
+	for len(b) < size-1 {
+		b = append(b, byte('a'+(len(b)+i)%26))
 	}
-	return (s + "}")[:max(size, 0)]
+	return string(append(b, '}')[:max(size, 0)])
 }
 
 func appendAll(t testing.TB, l *Log, payloads ...string) []rec {
