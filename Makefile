@@ -11,8 +11,9 @@ RACE_PKGS := ./wal/... ./httpnet/... ./participant/... ./client/...
 
 all: build
 
+# Every command: bin/dtc, bin/bank and bin/demo (and whatever else lives in cmd/).
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/ ./cmd/... ./examples/...
 
 lint: fmt-check vet
 
@@ -35,8 +36,10 @@ race:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./wal
 
+# The demo: dtc and three banks on 127.0.0.1, a scripted workload, then serving until
+# Ctrl-C. Flags go in ARGS, e.g. make run ARGS=--exit (bin/demo --help lists them).
 run: build
-	@echo "make run: not wired yet"
+	$(BIN)/demo $(ARGS)
 
 clean:
 	rm -rf $(BIN) data .run
