@@ -52,6 +52,15 @@ type Knobs struct {
 	// them) and try the same transaction id again up to ClientRetries times.
 	ClientTimeout time.Duration
 	ClientRetries int
+
+	// Timing of the system under test, drawn per seed too (they are configuration, not
+	// faults, but which interleavings happen depends on them): the coordinator's default
+	// prepare deadline, how long it remembers a finished transaction (its id stays
+	// reserved that long), and how long a participant waits before it asks the
+	// coordinator about a transaction it prepared.
+	PrepareTimeout time.Duration
+	DoneRetention  time.Duration
+	InDoubtAfter   time.Duration
 }
 
 // Calm returns knobs with no faults at all: fixed, small latencies and fast disks.
@@ -66,6 +75,9 @@ func Calm() Knobs {
 		SyncLatencyMax: 500 * time.Microsecond,
 		ClientTimeout:  5 * time.Second,
 		ClientRetries:  0,
+		PrepareTimeout: time.Second,
+		DoneRetention:  10 * time.Minute,
+		InDoubtAfter:   3 * time.Second,
 	}
 }
 
@@ -124,6 +136,11 @@ func Draw(seed uint64) Knobs {
 	}
 	k.ClientTimeout = between(200*time.Millisecond, 5*time.Second)
 	k.ClientRetries = r.IntN(3)
+	k.PrepareTimeout = between(100*time.Millisecond, 3*time.Second)
+	if on() {
+		k.DoneRetention = between(500*time.Millisecond, 30*time.Second)
+	}
+	k.InDoubtAfter = between(200*time.Millisecond, 5*time.Second)
 	return k
 }
 
@@ -166,6 +183,7 @@ func (k Knobs) String() string {
 		f("disk-full=every~%v,for~%v", k.DiskFullEvery, k.DiskFullFor)
 	}
 	f("client-timeout=%v,retries=%d", k.ClientTimeout, k.ClientRetries)
+	f("prepare-timeout=%v done-retention=%v in-doubt-after=%v", k.PrepareTimeout, k.DoneRetention, k.InDoubtAfter)
 	return b.String()
 }
 
@@ -199,6 +217,9 @@ func (k Knobs) Validate() error {
 	}
 	if k.ClientTimeout <= 0 {
 		return fmt.Errorf("faults: ClientTimeout must be positive, got %v", k.ClientTimeout)
+	}
+	if k.PrepareTimeout <= 0 || k.DoneRetention <= 0 || k.InDoubtAfter <= 0 {
+		return fmt.Errorf("faults: PrepareTimeout, DoneRetention and InDoubtAfter must be positive")
 	}
 	if k.ClientRetries < 0 {
 		return fmt.Errorf("faults: ClientRetries must not be negative, got %d", k.ClientRetries)

@@ -29,6 +29,7 @@ type txnRun struct {
 	req      coordinator.Request
 	parts    []string
 	attempts int
+	firstAt  int64           // when it was first submitted
 	outcome  checker.Outcome // what the client finally learned
 }
 
@@ -144,6 +145,9 @@ func (c *clientNode) submit(run *txnRun) {
 		return
 	}
 	run.attempts++
+	if run.attempts == 1 {
+		run.firstAt = s.now
+	}
 	op := s.rec.Submit(c.idx, run.t.ID, run.parts, s.now)
 	s.point(c.id, faults.Submit, run.t.ID)
 	s.tracef(c.id, "submits %s %v (attempt %d)", run.t.ID, run.parts, run.attempts)
@@ -166,13 +170,23 @@ func (c *clientNode) submit(run *txnRun) {
 			}
 			run.outcome = outcome
 			if outcome == checker.Unknown && run.attempts <= s.knobs.ClientRetries && retryable(err) {
-				c.s.after(uniform(s.workRng, 10*time.Millisecond, 200*time.Millisecond), func() { c.submit(run) })
-				return
+				// The same id means the same transaction only while the coordinator keeps
+				// it reserved (DoneRetention after it ends): a client retries within that
+				// window of its first try, with a margin for the request's flight.
+				d := uniform(s.workRng, 10*time.Millisecond, 2*time.Second)
+				if s.now+int64(d)+int64(retryMargin) < run.firstAt+int64(s.coordCfg.DoneRetention) {
+					c.s.after(d, func() { c.submit(run) })
+					return
+				}
+				s.tracef(c.id, "%s: does not retry: the id's reservation window may be over", run.t.ID)
 			}
 			c.next++
 			c.schedule(uniform(s.workRng, 0, 5*time.Millisecond))
 		})
 }
+
+// retryMargin is how much of the id's reservation window a client leaves unused.
+const retryMargin = time.Second
 
 // retryable: every failure but a malformed request or a conflicting id may succeed
 // another time.

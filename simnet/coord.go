@@ -31,9 +31,9 @@ type coordNode struct {
 
 	syncAt   int64 // when the next scheduled sync runs; maxTime if none
 	lsn      uint64
-	decision []lsnTxn          // decision records not yet durable, in LSN order
-	requests []*clientRequest  // client calls waiting for a decision
-	walDied  error             // the wal failed: the process must crash
+	decision []lsnTxn         // decision records not yet durable, in LSN order
+	requests []*clientRequest // client calls waiting for a decision
+	walDied  error            // the wal failed: the process must crash
 	restarts int
 	attempts map[string]int // BreakPhase2GivesUp: phase-2 sends per "txn participant"
 }
@@ -434,6 +434,7 @@ func (t coordTransport) Send(m coordinator.Message) {
 				return
 			}
 			r := resp.(coordinator.Reply)
+			r.Txn, r.Kind = m.Txn, m.Kind
 			c.rewriteStatus(&r)
 			reply(r)
 		})

@@ -3,17 +3,17 @@
 // service, and clients, connected by a simulated network and each writing its log to a
 // simulated disk, all driven by one scheduler in virtual time on one goroutine.
 //
-//	  clients c1..cK                        participants p1..pN
-//	  (transfers, own timeouts)             (participant core + bank, in-doubt queries)
-//	        │  submit ▲ view                      ▲ prepare/commit/      │ query
-//	        ▼         │                           │ rollback/status      ▼
-//	  ┌──────────── simulated network: latency, drop, duplicate, reorder, partitions ──┐
-//	  └────────────────────────────────┬───────────────────────────────────────────────┘
-//	                                   ▼
-//	            coordinator.Engine ── coordlog.ShardLog ── coordlog.SyncSink ── wal.Log
-//	                                                                              │
-//	            disks: wal.MemFS per node — unsynced writes lost in a crash, torn  ▼
-//	            final writes, bit flips, fsync errors (fatal), a full disk
+//	clients c1..cK                        participants p1..pN
+//	(transfers, own timeouts)             (participant core + bank, in-doubt queries)
+//	      │  submit ▲ view                      ▲ prepare/commit/      │ query
+//	      ▼         │                           │ rollback/status      ▼
+//	┌──────────── simulated network: latency, drop, duplicate, reorder, partitions ──┐
+//	└────────────────────────────────┬───────────────────────────────────────────────┘
+//	                                 ▼
+//	          coordinator.Engine ── coordlog.ShardLog ── coordlog.SyncSink ── wal.Log
+//	                                                                            │
+//	          disks: wal.MemFS per node — unsynced writes lost in a crash, torn  ▼
+//	          final writes, bit flips, fsync errors (fatal), a full disk
 //
 // The scheduler is a heap of events ordered by virtual time and insertion order. Every
 // random choice is drawn from a PCG stream seeded by the run's seed (one stream per

@@ -66,7 +66,7 @@ type sim struct {
 	partCfg  participant.Config
 
 	// online checks: what each participant answered, for the fencing promise.
-	rolledBack map[string]bool // "p1 txn" → the participant answered a rollback with aborted
+	rolledBack    map[string]bool // "p1 txn" → the participant answered a rollback with aborted
 	simViolations []checker.Violation
 
 	stats Stats
@@ -130,7 +130,8 @@ func newSim(o Options) *sim {
 	s.rolledBack = map[string]bool{}
 
 	s.coordCfg = coordinator.DefaultConfig()
-	s.coordCfg.PrepareTimeout = time.Second
+	s.coordCfg.PrepareTimeout = s.knobs.PrepareTimeout
+	s.coordCfg.DoneRetention = s.knobs.DoneRetention
 	s.coordCfg.RecoveryTimeout = 2 * time.Second
 	s.coordCfg.RequestTimeout = time.Second
 	s.coordCfg.RetryBackoffMin = 20 * time.Millisecond
@@ -140,7 +141,7 @@ func newSim(o Options) *sim {
 		o.Coordinator(&s.coordCfg)
 	}
 	s.partCfg = participant.DefaultConfig()
-	s.partCfg.InDoubtAfter = 3 * time.Second
+	s.partCfg.InDoubtAfter = s.knobs.InDoubtAfter
 	s.partCfg.CheckpointAfterRecords = 64
 	s.partCfg.CheckpointAfterBytes = 8 << 10
 	if o.Participant != nil {
