@@ -39,13 +39,21 @@ func (d *demo) printHints(w *workload) {
 	fmt.Fprintf(&b, "  # bank2 holds its vote 3s but the deadline is 1s: aborted, bank2 TIMEOUT; ?wait=false answers 202 at once\n")
 	fmt.Fprintf(&b, "  curl -si -XPOST '%s/v1/transactions?wait=false' -d '{\"prepare_timeout_ms\":1000,\"participants\":[\n      %s,\n      %s]}'\n",
 		api, obj(1, `{"ops":[{"account":"dave","amount":-10}],"hold_ms":3000}`), obj(2, ops("frank", 10)))
-	fmt.Fprintf(&b, "  curl -s %s/v1/transactions/ID        # poll it: the ID from the answer above\n\n", api)
-	fmt.Fprintf(&b, "  %s get%s %s                # one transaction: votes, reasons, phase 2\n", dtcBin, coordFlag, nackID)
-	fmt.Fprintf(&b, "  %s list%s                      # every transaction the coordinator remembers\n", dtcBin, coordFlag)
-	fmt.Fprintf(&b, "  curl -s %s/accounts          # bank1's balances (bank2: %s, bank3: %s)\n",
-		d.bankURL(0), d.bankURL(1), d.bankURL(2))
-	fmt.Fprintf(&b, "  %s log dump --data-dir %s | jq -c .record   # the coordinator's log\n\n",
-		dtcBin, path(filepath.Join(cfg.runDir, "dtc")))
+	fmt.Fprintf(&b, "  curl -s %s/v1/transactions/ID  # poll it, with the id of the answer above\n\n", api)
+	short := [][2]string{
+		{fmt.Sprintf("%s get%s %s", dtcBin, coordFlag, nackID), "one transaction: votes, reasons, phase 2"},
+		{fmt.Sprintf("%s list%s", dtcBin, coordFlag), "every transaction the coordinator remembers"},
+		{fmt.Sprintf("curl -s %s/accounts", d.bankURL(0)), "bank1's balances; bank2 and bank3 likewise"},
+		{fmt.Sprintf("%s log dump --data-dir %s | jq -c .record", dtcBin, path(filepath.Join(cfg.runDir, "dtc"))), "the coordinator's log"},
+	}
+	width := 0
+	for _, l := range short {
+		width = max(width, len(l[0]))
+	}
+	for _, l := range short {
+		fmt.Fprintf(&b, "  %-*s  # %s\n", width, l[0], l[1])
+	}
+	fmt.Fprintln(&b)
 	fmt.Fprintf(&b, "Logs: %s. Press Ctrl-C to stop dtc and the banks.\n", logs)
 	fmt.Fprint(d.stdout, b.String())
 }
