@@ -34,6 +34,7 @@ type Point struct {
 	Node  string
 	Event Event
 	Txn   string // only this transaction; "" for any
+	To    string // send points: only messages to this node; "" for any
 	Nth   int    // the Nth time (from 1); 0 means the first
 }
 
@@ -57,6 +58,9 @@ const (
 	SendStatus   Event = "send status"
 	// The coordinator restarts and has replayed its log.
 	Recovered Event = "recovered"
+	// The coordinator answers a participant's query about a transaction in doubt; the
+	// point belongs to the participant that asked. Drop and Delay act on the answer.
+	QueryAnswered Event = "query answered"
 	// A participant receives a request (before handling it).
 	RecvPrepare  Event = "recv prepare"
 	RecvCommit   Event = "recv commit"
@@ -83,7 +87,8 @@ const (
 	ActFailSync                        // the next Count fsyncs of Node fail
 	ActDiskFull                        // Node's disk refuses writes
 	ActFlipBit                         // flip a bit in the last durable record of Node's log
-	ActDrop                            // drop the message at the point (only with On at a Send point)
+	ActDrop                            // drop the message at the point (a send point or QueryAnswered)
+	ActDelay                           // delay the message at the point by Until
 )
 
 // Action is what a Fault does to whom.
@@ -109,6 +114,15 @@ func (f Fault) Txn(id string) Fault {
 	f.mustPoint("Txn")
 	p := *f.On
 	p.Txn = id
+	f.On = &p
+	return f
+}
+
+// To narrows a When fault at a send point to the messages sent to node.
+func (f Fault) To(node string) Fault {
+	f.mustPoint("To")
+	p := *f.On
+	p.To = node
 	f.On = &p
 	return f
 }
@@ -178,6 +192,14 @@ func (f Fault) Drop() Fault {
 	return f
 }
 
+// Delay holds the message being sent at the fault's point for d more than its latency.
+func (f Fault) Delay(d time.Duration) Fault {
+	f.mustPoint("Delay")
+	f.Do = Action{Kind: ActDelay, Node: f.On.Node}
+	f.Until = d
+	return f
+}
+
 // For undoes the fault after d.
 func (f Fault) For(d time.Duration) Fault { f.Until = d; return f }
 
@@ -185,9 +207,12 @@ func (f Fault) For(d time.Duration) Fault { f.Until = d; return f }
 func (f Fault) Validate() error {
 	switch f.Do.Kind {
 	case ActCrash, ActPartition, ActFailSync, ActDiskFull, ActFlipBit:
-	case ActDrop:
-		if f.On == nil || !strings.HasPrefix(string(f.On.Event), "send ") {
-			return fmt.Errorf("faults: %v: Drop needs a When at a send point", f)
+	case ActDrop, ActDelay:
+		if f.On == nil || !(strings.HasPrefix(string(f.On.Event), "send ") || f.On.Event == QueryAnswered) {
+			return fmt.Errorf("faults: %v: Drop and Delay need a When at a send point or QueryAnswered", f)
+		}
+		if f.Do.Kind == ActDelay && f.Until <= 0 {
+			return fmt.Errorf("faults: %v: Delay needs a positive duration", f)
 		}
 	default:
 		return fmt.Errorf("faults: %v: no action", f)
@@ -208,6 +233,9 @@ func (f Fault) String() string {
 		fmt.Fprintf(&b, "when %s reaches %q", f.On.Node, f.On.Event)
 		if f.On.Txn != "" {
 			fmt.Fprintf(&b, " for %s", f.On.Txn)
+		}
+		if f.On.To != "" {
+			fmt.Fprintf(&b, " to %s", f.On.To)
 		}
 		if f.On.Nth > 1 {
 			fmt.Fprintf(&b, " (time %d)", f.On.Nth)
@@ -244,6 +272,9 @@ func (f Fault) String() string {
 		fmt.Fprintf(&b, "flip a bit in the log of %s", a.Node)
 	case ActDrop:
 		b.WriteString("drop the message")
+	case ActDelay:
+		fmt.Fprintf(&b, "delay the message by %v", f.Until)
+		return b.String()
 	default:
 		b.WriteString("do nothing")
 	}
@@ -268,7 +299,7 @@ func (s Schedule) Validate() error {
 func (s Schedule) End() time.Duration {
 	var end time.Duration
 	for _, f := range s {
-		if f.On == nil {
+		if f.On == nil && f.Do.Kind != ActDelay {
 			end = max(end, f.At+f.Until)
 		}
 	}

@@ -42,15 +42,25 @@ func (s *sim) setupFaults() {
 	}
 }
 
+// msgFault is what the schedule does to the message sent at a point.
+type msgFault struct {
+	drop  bool
+	delay time.Duration
+}
+
 // point reports that node reached a protocol point; a scheduled fault waiting for it
-// fires now. It returns true if the fault says to drop the message being sent.
-func (s *sim) point(node int, ev faults.Event, txn string) (drop bool) {
+// fires now. to is the destination of the message being sent at a send point (-1 for
+// none); what the faults do to that message is returned.
+func (s *sim) point(node int, ev faults.Event, txn string, to int) (m msgFault) {
 	if len(s.sched) == 0 || !s.faultPhase {
-		return false
+		return m
 	}
 	for _, pf := range s.sched {
 		p := pf.f.On
 		if pf.fired || pf.node != node || p.Event != ev || (p.Txn != "" && p.Txn != txn) || s.now < int64(pf.f.At) {
+			continue
+		}
+		if p.To != "" && (to < 0 || s.names[to] != p.To) {
 			continue
 		}
 		pf.seen++
@@ -59,13 +69,16 @@ func (s *sim) point(node int, ev faults.Event, txn string) (drop bool) {
 		}
 		pf.fired = true
 		s.tracef(node, "schedule: %v", pf.f)
-		if pf.f.Do.Kind == faults.ActDrop {
-			drop = true
-			continue
+		switch pf.f.Do.Kind {
+		case faults.ActDrop:
+			m.drop = true
+		case faults.ActDelay:
+			m.delay += pf.f.Until
+		default:
+			s.apply(pf.f)
 		}
-		s.apply(pf.f)
 	}
-	return drop
+	return m
 }
 
 // apply carries out one explicit fault, and schedules its undoing.

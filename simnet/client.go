@@ -149,7 +149,7 @@ func (c *clientNode) submit(run *txnRun) {
 		run.firstAt = s.now
 	}
 	op := s.rec.Submit(c.idx, run.t.ID, run.parts, s.now)
-	s.point(c.id, faults.Submit, run.t.ID)
+	s.point(c.id, faults.Submit, run.t.ID, coordID)
 	s.tracef(c.id, "submits %s %v (attempt %d)", run.t.ID, run.parts, run.attempts)
 	s.call(c.id, coordID, s.knobs.ClientTimeout, "submit "+run.t.ID,
 		func(answer func(any, error)) { s.coord.submit(run.req, answer) },

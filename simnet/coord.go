@@ -88,6 +88,7 @@ func (c *coordNode) start() error {
 	c.eng = eng
 	s.up[coordID] = true
 	if at, reason, torn := wlog.TornTail(); torn {
+		s.stats.TornRepaired++
 		s.tracef(coordID, "log: torn tail at segment %d offset %d repaired (%s)", at.Segment, at.Offset, reason)
 	}
 	s.tracef(coordID, "starts: %d records replayed", replayed)
@@ -201,8 +202,8 @@ func (c *coordNode) step(ev coordinator.Event) {
 }
 
 // point reports a protocol point to the fault schedule.
-func (c *coordNode) point(ev faults.Event, txn string) (drop bool) {
-	return c.s.point(coordID, ev, txn)
+func (c *coordNode) point(ev faults.Event, txn string) {
+	c.s.point(coordID, ev, txn, -1)
 }
 
 // submit serves a client's call: the engine answers at once (an error) or once the
@@ -239,19 +240,28 @@ func (c *coordNode) submit(req coordinator.Request, reply func(resp any, err err
 }
 
 // get serves a participant's query about a transaction in doubt.
-func (c *coordNode) get(id, asker string, reply func(resp any, err error)) {
+func (c *coordNode) get(id string, asker *partNode, reply func(resp any, err error)) {
 	s := c.s
 	v, err := c.eng.Get(id)
+	if mf := s.point(asker.id, faults.QueryAnswered, id, asker.id); mf.drop {
+		s.tracef(coordID, "  → %s answer about %s dropped by the schedule", asker.name, id)
+		return
+	} else if mf.delay > 0 {
+		s.tracef(coordID, "  → %s answer about %s delayed %v by the schedule", asker.name, id, mf.delay)
+		answer := reply
+		reply = func(resp any, err error) { s.after(mf.delay, func() { answer(resp, err) }) }
+	}
+	defer c.kick()
 	switch {
 	case errors.Is(err, coordinator.ErrNotFound):
-		s.tracef(coordID, "%s asks about %s: not found (presumed abort)", asker, id)
-		s.rec.Told(id, checker.Aborted, asker+" (not found)", s.now)
+		s.tracef(coordID, "%s asks about %s: not found (presumed abort)", asker.name, id)
+		s.rec.Told(id, checker.Aborted, asker.name+" (not found)", s.now)
 	case err != nil:
-		s.tracef(coordID, "%s asks about %s: %v", asker, id, err)
+		s.tracef(coordID, "%s asks about %s: %v", asker.name, id, err)
 	default:
-		s.tracef(coordID, "%s asks about %s: %s", asker, id, v.State)
+		s.tracef(coordID, "%s asks about %s: %s", asker.name, id, v.State)
 		if v.Final() {
-			s.rec.Told(id, outcomeOf(v.State), asker+" (status query)", s.now)
+			s.rec.Told(id, outcomeOf(v.State), asker.name+" (status query)", s.now)
 		}
 	}
 	reply(v, err)
@@ -403,7 +413,7 @@ func (t coordTransport) Send(m coordinator.Message) {
 			c.step(r)
 		}
 	}
-	drop := c.point(sendPoints[m.Kind], m.Txn)
+	mf := s.point(coordID, sendPoints[m.Kind], m.Txn, p.id)
 	if !c.alive(t.inc) {
 		return // crashed at this point: the message never leaves
 	}
@@ -418,7 +428,7 @@ func (t coordTransport) Send(m coordinator.Message) {
 	}
 	what := fmt.Sprintf("%s %s #%d", m.Kind, m.Txn, m.Seq)
 	s.tracef(coordID, "→ %s %s", p.name, what)
-	if drop {
+	if mf.drop {
 		s.tracef(coordID, "  → %s dropped by the schedule", p.name)
 		s.after(timeout, func() {
 			s.tracef(coordID, "%s → %s timed out after %v", what, p.name, timeout)
@@ -426,7 +436,10 @@ func (t coordTransport) Send(m coordinator.Message) {
 		})
 		return
 	}
-	s.call(coordID, p.id, timeout, what,
+	if mf.delay > 0 {
+		s.tracef(coordID, "  → %s delayed %v by the schedule", p.name, mf.delay)
+	}
+	s.callDelayed(coordID, p.id, mf.delay, timeout, what,
 		func(answer func(any, error)) { p.handle(m, answer) },
 		func(resp any, err error) {
 			if err != nil {

@@ -86,6 +86,7 @@ func (p *partNode) start() error {
 	st.immediate = false
 	p.core, p.bank, p.store = core, b, st
 	if at, reason, torn := l.TornTail(); torn {
+		s.stats.TornRepaired++
 		s.tracef(p.id, "log: torn tail at segment %d offset %d repaired (%s)", at.Segment, at.Offset, reason)
 	}
 	stats := core.Stats()
@@ -129,7 +130,7 @@ func (p *partNode) checkFailed(inc int) {
 	}
 }
 
-func (p *partNode) point(ev faults.Event, txn string) { p.s.point(p.id, ev, txn) }
+func (p *partNode) point(ev faults.Event, txn string) { p.s.point(p.id, ev, txn, -1) }
 
 // handle serves one request of the coordinator, answering through answer once the
 // participant core has answered (after its record is durable).
@@ -265,7 +266,7 @@ func (p *partNode) resolve(inc int) {
 		p.querying[id] = true
 		s.tracef(p.id, "in doubt about %s: asks the coordinator", id)
 		s.call(p.id, coordID, queryTimeout, "query "+id,
-			func(answer func(any, error)) { s.coord.get(id, p.name, answer) },
+			func(answer func(any, error)) { s.coord.get(id, p, answer) },
 			func(resp any, err error) {
 				if !p.alive(inc) {
 					return

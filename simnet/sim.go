@@ -88,6 +88,7 @@ type Stats struct {
 	Restarts       int
 	RestartsFailed int
 	Timeouts       int
+	TornRepaired   int // restarts whose log had a torn tail, repaired
 }
 
 var (
@@ -325,6 +326,12 @@ func (s *sim) send(from, to int, deliver func()) {
 // call is a request and its answer, as an HTTP client makes it: exactly one of the
 // answer, a refusal (the server is down) or a timeout reaches done.
 func (s *sim) call(from, to int, timeout time.Duration, what string, serve func(reply func(resp any, err error)), done func(resp any, err error)) {
+	s.callDelayed(from, to, 0, timeout, what, serve, done)
+}
+
+// callDelayed is call with the request held delay before it leaves (the timeout runs
+// from now).
+func (s *sim) callDelayed(from, to int, delay, timeout time.Duration, what string, serve func(reply func(resp any, err error)), done func(resp any, err error)) {
 	finished := false
 	finish := func(resp any, err error) {
 		if !finished {
@@ -332,20 +339,27 @@ func (s *sim) call(from, to int, timeout time.Duration, what string, serve func(
 			done(resp, err)
 		}
 	}
-	s.send(from, to, func() {
-		if !s.up[to] {
-			s.tracef(to, "← %s %s: refused, down", s.names[from], what)
-			s.send(to, from, func() { finish(nil, errRefused) })
-			return
-		}
-		inc := s.inc[to]
-		serve(func(resp any, err error) {
-			if s.inc[to] != inc || !s.up[to] {
-				return // the server crashed before it answered
+	request := func() {
+		s.send(from, to, func() {
+			if !s.up[to] {
+				s.tracef(to, "← %s %s: refused, down", s.names[from], what)
+				s.send(to, from, func() { finish(nil, errRefused) })
+				return
 			}
-			s.send(to, from, func() { finish(resp, err) })
+			inc := s.inc[to]
+			serve(func(resp any, err error) {
+				if s.inc[to] != inc || !s.up[to] {
+					return // the server crashed before it answered
+				}
+				s.send(to, from, func() { finish(resp, err) })
+			})
 		})
-	})
+	}
+	if delay > 0 {
+		s.after(delay, request)
+	} else {
+		request()
+	}
 	s.after(timeout, func() {
 		if !finished {
 			s.stats.Timeouts++
