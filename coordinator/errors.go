@@ -11,8 +11,9 @@ var (
 	ErrInvalidRequest = errors.New("invalid request")
 	// ErrBusy: InflightMax transactions are in flight (HTTP 429).
 	ErrBusy = errors.New("too many transactions in flight")
-	// ErrConflict: a client-chosen id is already used by a different transaction.
-	ErrConflict = errors.New("transaction id already used with different participants")
+	// ErrConflict: a client-chosen id is already used by a transaction with other
+	// participants or payloads.
+	ErrConflict = errors.New("transaction id already used by a different request (other participants or payloads)")
 	// ErrNotFound: no record of this id. For a participant in doubt it means aborted.
 	ErrNotFound = errors.New("transaction not found")
 	// ErrRecovering: the engine is still resolving transactions found in its log.
