@@ -152,8 +152,8 @@ func TestScenarioATornLogTailIsRepairedAtRestart(t *testing.T) {
 
 func TestScenarioAnFsyncErrorCrashesTheNodeWhichRestarts(t *testing.T) {
 	w := simulate(t, simnet.Options{Txns: 40, Schedule: faults.Schedule{
-		faults.At(10 * time.Millisecond).FailSyncs("coord", 1),
-		faults.At(50 * time.Millisecond).FailSyncs("p2", 1),
+		faults.At(10*time.Millisecond).FailSyncs("coord", 1),
+		faults.At(50*time.Millisecond).FailSyncs("p2", 1),
 	}}).noViolations().noted("fsync failed")
 	w.happened("fsync errors", w.res.Stats.SyncErrors).happened("restarts", w.res.Stats.Restarts)
 }

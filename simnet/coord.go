@@ -211,6 +211,7 @@ func (c *coordNode) point(ev faults.Event, txn string) {
 func (c *coordNode) submit(req coordinator.Request, reply func(resp any, err error)) {
 	s := c.s
 	r := &clientRequest{txn: req.ID, reply: reply}
+	_, known := c.eng.Get(req.ID)
 	v, err := c.eng.Submit(req, func(v coordinator.View) {
 		if !r.answered {
 			r.answered = true
@@ -224,6 +225,9 @@ func (c *coordNode) submit(req coordinator.Request, reply func(resp any, err err
 		reply(nil, err)
 	case !r.answered:
 		s.tracef(coordID, "begins %s (%s)", v.ID, v.State)
+		if at, ok := s.presumedAborted[v.ID]; ok && errors.Is(known, coordinator.ErrNotFound) {
+			s.violation("id-reuse", v.ID, "txn %s: the coordinator begins it anew, though it answered \"not found\" (presumed abort) for it at t=%v: a participant may have rolled back what it now commits (DESIGN §7)", v.ID, time.Duration(at))
+		}
 		if len(c.requests) >= 64 {
 			live := c.requests[:0]
 			for _, x := range c.requests {
@@ -255,6 +259,9 @@ func (c *coordNode) get(id string, asker *partNode, reply func(resp any, err err
 	switch {
 	case errors.Is(err, coordinator.ErrNotFound):
 		s.tracef(coordID, "%s asks about %s: not found (presumed abort)", asker.name, id)
+		if _, ok := s.presumedAborted[id]; !ok {
+			s.presumedAborted[id] = s.now
+		}
 		s.rec.Told(id, checker.Aborted, asker.name+" (not found)", s.now)
 	case err != nil:
 		s.tracef(coordID, "%s asks about %s: %v", asker.name, id, err)

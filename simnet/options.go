@@ -137,6 +137,11 @@ func (b Breakage) String() string {
 	return s
 }
 
+const (
+	defaultInitialBalance   = 100
+	defaultSegmentSizeBytes = 32 << 10
+)
+
 // withDefaults fills in the zero fields.
 func (o Options) withDefaults() Options {
 	if o.Participants == 0 {
@@ -152,7 +157,7 @@ func (o Options) withDefaults() Options {
 		o.Accounts = 4
 	}
 	if o.InitialBalance == 0 {
-		o.InitialBalance = 100
+		o.InitialBalance = defaultInitialBalance
 	}
 	if o.FaultPhaseMax == 0 {
 		o.FaultPhaseMax = 2 * time.Minute
@@ -164,7 +169,7 @@ func (o Options) withDefaults() Options {
 		o.TraceTail = 60
 	}
 	if o.SegmentSizeBytes == 0 {
-		o.SegmentSizeBytes = 32 << 10
+		o.SegmentSizeBytes = defaultSegmentSizeBytes
 	}
 	return o
 }

@@ -19,7 +19,11 @@ type Result struct {
 	Break        Breakage
 	Participants int
 	Clients      int
+	Accounts     int
 	Transfers    int // transfers in the workload
+	// Swarm is set when everything about the run came from its seed and the sizes (no
+	// explicit knobs, schedule, workload or configuration): chaos sim can replay it.
+	Swarm bool
 
 	TraceSHA256 string
 	TraceLines  int
@@ -64,9 +68,14 @@ func (r *Result) Summary() string {
 		r.Stats.Messages, r.Stats.Dropped, r.VirtualTime.Round(time.Millisecond), verdict)
 }
 
-// ReplayCommand is the command that replays this run's seed.
+// ReplayCommand is the command that replays this run's seed, or "" if the run is not a
+// swarm run (its knobs, schedule or workload came from the caller: rerun the caller).
 func (r *Result) ReplayCommand() string {
-	cmd := fmt.Sprintf("go run ./cmd/chaos sim --seed %d --participants %d --txns %d --trace", r.Seed, r.Participants, r.Transfers)
+	if !r.Swarm {
+		return ""
+	}
+	cmd := fmt.Sprintf("go run ./cmd/chaos sim --seed %d --participants %d --clients %d --accounts %d --txns %d",
+		r.Seed, r.Participants, r.Clients, r.Accounts, r.Transfers)
 	if r.Break != 0 {
 		cmd += " --break " + r.Break.String()
 	}
@@ -81,7 +90,11 @@ func (r *Result) Failure() string {
 	for _, v := range r.Violations {
 		fmt.Fprintf(&b, "  %s\n", v)
 	}
-	fmt.Fprintf(&b, "replay: %s\n", r.ReplayCommand())
+	if cmd := r.ReplayCommand(); cmd != "" {
+		fmt.Fprintf(&b, "replay: %s\n", cmd)
+	} else {
+		fmt.Fprintf(&b, "replay: rerun the test that made this run with seed %d (its knobs, schedule or workload are its own)\n", r.Seed)
+	}
 	fmt.Fprintf(&b, "last %d trace lines:\n", len(r.Tail))
 	for _, l := range r.Tail {
 		fmt.Fprintf(&b, "  %s\n", l)
@@ -98,7 +111,9 @@ func (r *Result) WriteHTML(path string) error {
 func (s *sim) finish() *Result {
 	r := &Result{
 		Seed: s.o.Seed, Knobs: s.knobs, Break: s.o.Break,
-		Participants: s.o.Participants, Clients: s.o.Clients,
+		Participants: s.o.Participants, Clients: s.o.Clients, Accounts: s.o.Accounts,
+		Swarm: s.o.Knobs == nil && s.o.Schedule == nil && s.o.Workload == nil && s.o.Coordinator == nil &&
+			s.o.Participant == nil && s.o.SegmentSizeBytes == defaultSegmentSizeBytes && s.o.InitialBalance == defaultInitialBalance,
 		HealAt: time.Duration(s.healAt), Quiet: s.stopped && s.quiet(),
 		Outcomes: map[string]TxnOutcome{},
 	}

@@ -66,8 +66,10 @@ type sim struct {
 	partCfg  participant.Config
 
 	// online checks: what each participant answered, for the fencing promise.
-	rolledBack    map[string]bool // "p1 txn" → the participant answered a rollback with aborted
-	simViolations []checker.Violation
+	rolledBack map[string]bool // "p1 txn" → the participant answered a rollback with aborted
+	// presumedAborted: ids the coordinator answered "not found" for, and when.
+	presumedAborted map[string]int64
+	simViolations   []checker.Violation
 
 	stats Stats
 }
@@ -129,6 +131,7 @@ func newSim(o Options) *sim {
 	s.tr = newTracer(o.Trace, o.TraceTail, 5)
 	s.rec = checker.NewRecorder()
 	s.rolledBack = map[string]bool{}
+	s.presumedAborted = map[string]int64{}
 
 	s.coordCfg = coordinator.DefaultConfig()
 	s.coordCfg.PrepareTimeout = s.knobs.PrepareTimeout
