@@ -71,6 +71,15 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	if !fs.Changed("trace") {
 		f.trace = single
 	}
+	for _, c := range []struct {
+		name string
+		v    int
+	}{{"txns", f.txns}, {"participants", f.participants}, {"clients", f.clients}, {"accounts", f.accounts}} {
+		if c.v < 1 {
+			fmt.Fprintf(stderr, "chaos sim: --%s must be at least 1, got %d\n", c.name, c.v)
+			return 2
+		}
+	}
 	brk, err := parseBreaks(f.breaks)
 	if err != nil {
 		fmt.Fprintf(stderr, "chaos sim: %v\n", err)
