@@ -30,9 +30,13 @@ func (p Pos) Less(q Pos) bool {
 
 // Log is a segmented append-only log of records. Append buffers a record in
 // memory; Sync writes the buffered records and fsyncs them. Append, Sync,
-// RemoveBefore, Segments and Close are safe for concurrent use; the Log
-// starts no goroutine and, driven from one goroutine, does the same file
+// RemoveBefore, Segments, TornTail and Close are safe for concurrent use; the
+// Log starts no goroutine and, driven from one goroutine, does the same file
 // operations in the same order every time.
+//
+// What is buffered between two Syncs is bounded only by the caller: sync
+// regularly (a Committer syncs continuously, and lazy records at least every
+// LazyFlushInterval).
 type Log struct {
 	o Options // defaults applied
 
@@ -41,8 +45,8 @@ type Log struct {
 	// Close. It is never taken while holding mu.
 	syncMu sync.Mutex
 
-	mu       sync.Mutex
-	building sync.Cond // on mu; broadcast when a spare build ends
+	mu         sync.Mutex
+	spareBuilt sync.Cond // on mu; broadcast when a spare build ends
 	// active is the segment appends go to. Its file is open read-write.
 	active   *segment
 	writeOff int64  // where the next frame goes in active
@@ -97,8 +101,9 @@ var zeroBlock [zeroFillChunkSize]byte
 // package doc) and returns the log ready for appends. A Log opened with
 // o.ReadOnly changes nothing on disk.
 //
-// Corruption anywhere but a torn tail fails Open with a *CorruptError naming
-// the segment file and offset. An error from replay fails Open too, wrapped.
+// A torn tail (the last record cut short by a crash) is zeroed; TornTail
+// reports where it was. Corruption anywhere else fails Open with a
+// *CorruptError naming the segment file and offset. An error from replay fails Open too, wrapped.
 // When Open fails, replay may already have seen some records: discard
 // whatever it built.
 func Open(o Options, replay func(Pos, []byte) error) (*Log, error) {
@@ -106,7 +111,7 @@ func Open(o Options, replay func(Pos, []byte) error) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{o: o.withDefaults()}
-	l.building.L = &l.mu
+	l.spareBuilt.L = &l.mu
 	if err := l.open(replay); err != nil {
 		if l.active != nil && l.active.f != nil {
 			_ = l.active.f.Close() // the error that matters is err
@@ -361,7 +366,7 @@ func (l *Log) usableLocked(op string) error {
 // one, so only the last segment can ever have a torn tail. mu must be held.
 func (l *Log) cutLocked() error {
 	for l.isBuilding {
-		l.building.Wait()
+		l.spareBuilt.Wait()
 	}
 	if err := l.usableLocked("append"); err != nil {
 		return err
@@ -531,7 +536,7 @@ func (l *Log) prepareSpare() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.isBuilding = false
-	l.building.Broadcast()
+	l.spareBuilt.Broadcast()
 	if next != l.active.index+1 {
 		panic(fmt.Sprintf("wal: the active segment changed from %d to %d while its spare was built", next-1, l.active.index))
 	}

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"sync"
 	"testing"
 )
 
@@ -46,4 +47,40 @@ func TestRoundTrip(t *testing.T) {
 			sameRecords(t, replayAll(t, o), want)
 		})
 	}
+}
+
+// TestAppendDuringSync: Appends are not held up while Sync waits for the
+// disk; they go to the next Sync.
+func TestAppendDuringSync(t *testing.T) {
+	m, o := memOptions()
+	l, _ := openLog(t, o)
+	want := appendAll(t, l, "before")
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	m.SetFaults(MemFSFaults{SyncErr: func(name string) error {
+		if name == segPath(o, 1) {
+			once.Do(func() {
+				close(entered)
+				<-release // the fsync is "in progress" until the test says so
+			})
+		}
+		return nil
+	}})
+	errc := make(chan error, 1)
+	go func() { errc <- l.Sync() }()
+	<-entered
+	// Would hang here if Append waited for the fsync.
+	appendAll(t, l, "during 1", "during 2")
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	m.Crash() // the records appended during the Sync were not covered by it
+	sameRecords(t, replayAll(t, o), want)
+
+	l, _ = openLog(t, o)
+	during := appendAll(t, l, "during 1", "during 2")
+	mustSync(t, l)
+	m.Crash()
+	sameRecords(t, replayAll(t, o), append(want, during...))
 }

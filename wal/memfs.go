@@ -39,7 +39,9 @@ type MemFS struct {
 }
 
 // MemFSFaults are hooks through which a simulator injects faults into a MemFS.
-// A nil hook injects nothing.
+// A nil hook injects nothing. Hooks are called with the MemFS locked: they
+// must not call the MemFS. A hook may block (a test can hold an fsync in
+// progress that way); every other MemFS call waits meanwhile.
 type MemFSFaults struct {
 	// SyncErr, if it returns an error, makes File.Sync (name is the file) or
 	// SyncDir (name is the directory) fail with it without syncing anything.
