@@ -103,14 +103,13 @@ func unexplained(res *simnet.Result) []checker.Violation {
 }
 
 // TestScenarioBugIDReusedAfterThePresumedAbortSwarmSeed541 is a swarm seed that hits it
-// (3 participants × 200 transfers): the coordinator answers "not found" for t143 during
-// a storm of power cuts, the client's retry begins t143 again, and it commits.
+// (3 participants × 200 transfers): during a storm of power cuts the coordinator answers
+// "not found" for a transaction whose begin it lost, and a client's retry begins it
+// again. (Which transaction depends on the exact code: any change to what the simulator
+// or the components do reshuffles a seed's run.)
 func TestScenarioBugIDReusedAfterThePresumedAbortSwarmSeed541(t *testing.T) {
 	w := simulate(t, simnet.Options{Seed: 541, Knobs: swarmKnobs(541)})
-	v := w.violation(knownBugKind)
-	if v.Txn != "t143" {
-		t.Fatalf("expected the id reuse on t143, got %s", v)
-	}
+	w.violation(knownBugKind)
 	if rest := unexplained(w.res); len(rest) > 0 {
 		t.Fatalf("violations beyond the known bug: %v", rest)
 	}

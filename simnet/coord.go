@@ -95,7 +95,43 @@ func (c *coordNode) start() error {
 	eng.Start()
 	c.point(faults.Recovered, "")
 	c.kick()
+	c.scheduleCheckpoint(c.inc)
 	return nil
+}
+
+// checkpointInterval is how often the coordinator checkpoints, as the daemon does, so
+// that its log's old segments can go.
+const checkpointInterval = 700 * time.Millisecond
+
+// scheduleCheckpoint writes a checkpoint every checkpointInterval and deletes the
+// segments that the last completed one made obsolete.
+func (c *coordNode) scheduleCheckpoint(inc int) {
+	s := c.s
+	s.after(checkpointInterval, func() {
+		if !c.alive(inc) {
+			return
+		}
+		if seg, ok := coordlog.RemovableBefore([]*coordlog.ShardLog{c.slog}); ok {
+			if err := c.wlog.RemoveBefore(seg); err != nil {
+				s.tracef(coordID, "log: removing segments before %d: %v", seg, err)
+				if errors.Is(err, wal.ErrSyncFailed) {
+					s.fatal(coordID, fmt.Sprintf("its log failed: %v", err))
+					return
+				}
+			}
+		}
+		if c.eng.Ready() {
+			if err := c.eng.Checkpoint(); err != nil {
+				s.tracef(coordID, "checkpoint: %v", err)
+			} else {
+				s.tracef(coordID, "checkpoint written")
+			}
+			c.kick()
+		}
+		if c.alive(inc) {
+			c.scheduleCheckpoint(inc)
+		}
+	})
 }
 
 // restart brings the coordinator back after a crash. If its log does not open, it stays

@@ -89,6 +89,7 @@ func (d *disk) crash() {
 	if !d.tear {
 		d.fs.Crash()
 		d.syncFailed = false
+		d.frames = nil
 		return
 	}
 	d.tear, d.syncFailed = false, false

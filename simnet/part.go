@@ -326,30 +326,30 @@ func (st *partStore) Append(record []byte, done func(wal.Pos, error)) {
 	p := st.p
 	s := p.s
 	if st.inc != s.inc[p.id] {
-		done(wal.Pos{}, errCrashed)
+		st.fail(errCrashed, done)
 		return
 	}
 	if st.broken != nil {
-		done(wal.Pos{}, st.broken)
+		st.fail(st.broken, done)
 		return
 	}
 	if !st.immediate && bytes.HasPrefix(record, prepareRecord) {
 		p.point(faults.AppendPrepare, "")
 		if st.inc != s.inc[p.id] {
-			done(wal.Pos{}, errCrashed)
+			st.fail(errCrashed, done)
 			return
 		}
 	}
 	pos, err := st.log.Append(record)
 	if err != nil {
 		st.broken = fmt.Errorf("simnet: %s log: %w", p.name, err)
-		done(pos, st.broken)
+		st.fail(st.broken, done)
 		return
 	}
 	if st.immediate {
 		if err := st.log.Sync(); err != nil {
 			st.broken = err
-			done(pos, err)
+			st.fail(err, done)
 			return
 		}
 		done(pos, nil)
@@ -366,6 +366,17 @@ func (st *partStore) Append(record []byte, done func(wal.Pos, error)) {
 		st.syncAt = s.now + int64(d)
 		s.at(st.syncAt, st.sync)
 	}
+}
+
+// fail reports err for every record still waiting and then for the one being appended:
+// a store that fails, fails every later record, and reports them in append order.
+func (st *partStore) fail(err error, done func(wal.Pos, error)) {
+	pend := st.pending
+	st.pending = nil
+	for _, r := range pend {
+		r.done(wal.Pos{}, err)
+	}
+	done(wal.Pos{}, err)
 }
 
 // sync makes the pending records durable and tells the core. A failed sync is fatal:

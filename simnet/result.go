@@ -240,6 +240,6 @@ func (s *sim) unresolved() string {
 func panicked(o Options, v any) *Result {
 	return &Result{
 		Seed: o.Seed, Break: o.Break, Participants: o.Participants, Clients: o.Clients,
-		Violations: []checker.Violation{{Kind: "panic", Detail: fmt.Sprintf("the run panicked: %v\n%s", v, debug.Stack())}},
+		Violations: []checker.Violation{{Kind: "panic", Detail: fmt.Sprintf("the run panicked: %.600s\n%s", fmt.Sprint(v), debug.Stack())}},
 	}
 }
