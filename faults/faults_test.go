@@ -83,7 +83,7 @@ func TestFaultsReadAsSentences(t *testing.T) {
 func TestASchedulesEndIsItsLastTimedFault(t *testing.T) {
 	s := Schedule{
 		At(time.Second).Crash("p1"),
-		At(2 * time.Second).Partition("p1", "coord").For(3 * time.Second),
+		At(2*time.Second).Partition("p1", "coord").For(3 * time.Second),
 		When("coord", SendCommit).Crash("coord").For(time.Hour),
 	}
 	if got := s.End(); got != 5*time.Second {
