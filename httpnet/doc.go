@@ -49,7 +49,10 @@
 // may change between restarts. Each shard then Starts its engine, which resumes phase 2
 // of decided transactions and asks the participants of undecided ones for their status,
 // and writes a checkpoint, so that every shard has a floor for compaction. /readyz
-// answers 200 only when every engine is Ready.
+// answers 200 only when every engine is Ready. Readiness is also judged per request: a
+// request routed to a shard that is still recovering is answered 503 (a Get of an id it
+// does not know yet, a Submit), while the other shards serve; an id always routes to
+// the shard that replayed all of its records, so their 404s are safe.
 //
 // Close (and Serve, on SIGTERM or SIGINT after a grace period for requests in flight)
 // stops the shards, cancels requests to participants, and closes the Committer, which

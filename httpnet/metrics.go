@@ -115,7 +115,8 @@ func abortClass(n coordinator.Note) string {
 	case strings.Contains(n.Reason, " voted "+string(coordinator.VoteNACK)):
 		return AbortNACK
 	case strings.Contains(n.Reason, " voted "+string(coordinator.VoteTimeout)),
-		strings.HasPrefix(n.Reason, "prepare timed out"):
+		strings.HasPrefix(n.Reason, "prepare timed out"),
+		strings.Contains(n.Reason, noAnswerWithin): // the transport's timeout, worded by us
 		return AbortTimeout
 	default:
 		return AbortError

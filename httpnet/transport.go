@@ -153,6 +153,9 @@ type sendError struct {
 
 func (e *sendError) Error() string { return e.msg }
 
+// noAnswerWithin words a request's timeout; abortClass recognises it.
+const noAnswerWithin = "no answer within"
+
 const (
 	errKindTimeout    = "timeout"
 	errKindConnection = "connection"
@@ -184,7 +187,14 @@ func (t *Transport) exchange(m coordinator.Message, r *coordinator.Reply) error 
 	if timeout <= 0 {
 		timeout = t.o.RequestTimeout
 	}
-	ctx, cancel := context.WithTimeout(t.ctx, timeout)
+	limit := timeout
+	if m.Kind == coordinator.MsgPrepare {
+		// The engine's own deadline ends the prepare phase (vote TIMEOUT); give the
+		// request a little longer so that its expiry does not race that deadline and
+		// turn a timeout into an error. The engine ignores the late reply.
+		limit += prepareSlack(timeout)
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, limit)
 	defer cancel()
 
 	req, err := t.request(ctx, m)
@@ -311,12 +321,17 @@ func (t *Transport) request(ctx context.Context, m coordinator.Message) (*http.R
 	return req, nil
 }
 
+// prepareSlack is how much longer than the engine's deadline a prepare request may run.
+func prepareSlack(timeout time.Duration) time.Duration {
+	return max(time.Second, timeout/4)
+}
+
 // classify turns a failed round trip into a sendError with a clear message.
 func classify(m coordinator.Message, u string, timeout time.Duration, err error) error {
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
-		return &sendError{kind: errKindTimeout, msg: fmt.Sprintf("%s %s: no answer within %v", m.Kind, u, timeout)}
+		return &sendError{kind: errKindTimeout, msg: fmt.Sprintf("%s %s: %s %v", m.Kind, u, noAnswerWithin, timeout)}
 	case errors.Is(err, context.Canceled):
 		return &sendError{kind: errKindConnection, msg: fmt.Sprintf("%s %s: cancelled (coordinator shutting down)", m.Kind, u)}
 	}

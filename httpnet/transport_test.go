@@ -1,0 +1,168 @@
+package httpnet_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/httpnet"
+)
+
+// TestTransportMapsAnswers checks how every kind of answer of a participant becomes a
+// Reply: votes and states when the answer is one, Conflict for a 409 with a state, and
+// an error naming the problem for everything else.
+func TestTransportMapsAnswers(t *testing.T) {
+	type seen struct {
+		method, path, query string
+		body                map[string]any
+	}
+	var (
+		mu   sync.Mutex
+		last seen
+	)
+	answer := func(status int, body string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			s := seen{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery}
+			if b, _ := io.ReadAll(r.Body); len(b) > 0 {
+				_ = json.Unmarshal(b, &s.body)
+			}
+			mu.Lock()
+			last = s
+			mu.Unlock()
+			w.WriteHeader(status)
+			fmt.Fprint(w, body)
+		}
+	}
+	release := make(chan struct{})
+	defer close(release)
+	hang := func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body) // the server notices a client that left only after the body is read
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}
+
+	tr := httpnet.NewTransport(httpnet.TransportOptions{
+		AdvertiseURL: "http://coordinator.test:7070", RequestTimeout: 200 * time.Millisecond, ResponseMaxBytes: 1024,
+	})
+	defer tr.Close()
+	replies := make(chan coordinator.Reply, 1)
+	send := tr.For(func(r coordinator.Reply) { replies <- r })
+
+	cases := []struct {
+		name     string
+		kind     coordinator.MsgKind
+		handler  http.HandlerFunc
+		timeout  time.Duration
+		want     coordinator.Reply // Txn/Participant/Seq/Kind are checked separately
+		errHas   string            // "" means no error expected
+		wantPath string
+	}{
+		{"prepare ACK", coordinator.MsgPrepare, answer(200, `{"vote":"ACK"}`), 0, coordinator.Reply{Vote: coordinator.VoteACK}, "", "/p/prepare"},
+		{"prepare NACK", coordinator.MsgPrepare, answer(200, `{"vote":"NACK","reason":"no funds"}`), 0, coordinator.Reply{Vote: coordinator.VoteNACK, Reason: "no funds"}, "", "/p/prepare"},
+		{"prepare unknown vote", coordinator.MsgPrepare, answer(200, `{"vote":"MAYBE"}`), 0, coordinator.Reply{}, `unknown vote "MAYBE"`, "/p/prepare"},
+		{"prepare garbage", coordinator.MsgPrepare, answer(200, `<html>`), 0, coordinator.Reply{}, "vote does not parse", "/p/prepare"},
+		{"prepare 500", coordinator.MsgPrepare, answer(500, `{"error":{"code":"x","message":"boom"}}`), 0, coordinator.Reply{}, "HTTP 500", "/p/prepare"},
+		{"prepare 400", coordinator.MsgPrepare, answer(400, `bad`), 0, coordinator.Reply{}, "HTTP 400", "/p/prepare"},
+		{"prepare oversized", coordinator.MsgPrepare, answer(200, `{"vote":"ACK","reason":"`+strings.Repeat("x", 2000)+`"}`), 0, coordinator.Reply{}, "larger than 1024 bytes", "/p/prepare"},
+		{"prepare timeout", coordinator.MsgPrepare, hang, 50 * time.Millisecond, coordinator.Reply{}, "no answer within", "/p/prepare"},
+		{"commit", coordinator.MsgCommit, answer(200, `{"state":"committed"}`), 0, coordinator.Reply{State: coordinator.PCommitted}, "", "/p/commit"},
+		{"commit conflict", coordinator.MsgCommit, answer(409, `{"state":"aborted"}`), 0, coordinator.Reply{State: coordinator.PAborted, Conflict: true}, "", "/p/commit"},
+		{"commit 409 without state", coordinator.MsgCommit, answer(409, `{}`), 0, coordinator.Reply{}, "409 without a state", "/p/commit"},
+		{"commit 503", coordinator.MsgCommit, answer(503, ``), 0, coordinator.Reply{}, "HTTP 503", "/p/commit"},
+		{"commit timeout", coordinator.MsgCommit, hang, 0, coordinator.Reply{}, "no answer within 200ms", "/p/commit"},
+		{"rollback", coordinator.MsgRollback, answer(200, `{"state":"aborted"}`), 0, coordinator.Reply{State: coordinator.PAborted}, "", "/p/rollback"},
+		{"status prepared", coordinator.MsgStatus, answer(200, `{"state":"prepared"}`), 0, coordinator.Reply{State: coordinator.PPrepared}, "", "/p/status"},
+		{"status unknown state", coordinator.MsgStatus, answer(200, `{"state":"sleepy"}`), 0, coordinator.Reply{}, "no known state", "/p/status"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			m := coordinator.Message{Kind: tc.kind, Txn: "tx/1", Participant: 2, URL: srv.URL + "/p/prepare",
+				Payload: json.RawMessage(`{"a":1}`), Seq: uint64(100 + i), Timeout: tc.timeout}
+			send.Send(m)
+			var r coordinator.Reply
+			select {
+			case r = <-replies:
+			case <-time.After(waitDeadline):
+				t.Fatal("no reply")
+			}
+			if r.Txn != m.Txn || r.Participant != 2 || r.Seq != m.Seq || r.Kind != m.Kind {
+				t.Errorf("reply not matched to its message: %+v", r)
+			}
+			if tc.errHas == "" {
+				if r.Err != nil {
+					t.Fatalf("unexpected error %v", r.Err)
+				}
+			} else if r.Err == nil || !strings.Contains(r.Err.Error(), tc.errHas) {
+				t.Fatalf("error %v, want one mentioning %q", r.Err, tc.errHas)
+			}
+			if r.Vote != tc.want.Vote || r.Reason != tc.want.Reason || r.State != tc.want.State || r.Conflict != tc.want.Conflict {
+				t.Errorf("got %+v, want %+v", r, tc.want)
+			}
+			if !strings.HasPrefix(tc.errHas, "no answer") { // a hanging handler records nothing
+				mu.Lock()
+				s := last
+				mu.Unlock()
+				if s.path != tc.wantPath {
+					t.Errorf("request went to %s, want %s", s.path, tc.wantPath)
+				}
+				switch tc.kind {
+				case coordinator.MsgPrepare:
+					if s.method != "POST" || s.body["txn_id"] != "tx/1" || s.body["coordinator"] != "http://coordinator.test:7070" {
+						t.Errorf("prepare request %+v", s)
+					}
+					if p, _ := s.body["payload"].(map[string]any); p["a"] != 1.0 {
+						t.Errorf("payload not passed: %+v", s.body)
+					}
+				case coordinator.MsgStatus:
+					if s.method != "GET" || s.query != "txn_id=tx%2F1" {
+						t.Errorf("status request %+v", s)
+					}
+				default:
+					if s.method != "POST" || s.body["txn_id"] != "tx/1" || len(s.body) != 1 {
+						t.Errorf("%s request %+v", tc.kind, s)
+					}
+				}
+			}
+		})
+	}
+
+	// Nobody listening: connection refused.
+	m := coordinator.Message{Kind: coordinator.MsgCommit, Txn: "t", URL: "http://" + freeAddr(t) + "/prepare", Seq: 1}
+	send.Send(m)
+	if r := <-replies; r.Err == nil || !strings.Contains(r.Err.Error(), "refused") {
+		t.Errorf("connection refused: %+v", r)
+	}
+}
+
+// After Close, requests in flight are cancelled and no reply is delivered; later sends
+// are dropped.
+func TestTransportCloseCancelsRequests(t *testing.T) {
+	started := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		started <- struct{}{}
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	tr := httpnet.NewTransport(httpnet.TransportOptions{RequestTimeout: time.Hour})
+	count := 0
+	send := tr.For(func(coordinator.Reply) { count++ })
+	send.Send(coordinator.Message{Kind: coordinator.MsgCommit, Txn: "t", URL: srv.URL + "/prepare", Seq: 1})
+	<-started
+	tr.Close() // returns once the request's goroutine has
+	send.Send(coordinator.Message{Kind: coordinator.MsgCommit, Txn: "t", URL: srv.URL + "/prepare", Seq: 2})
+	if count != 0 {
+		t.Errorf("%d replies delivered after Close, want 0", count)
+	}
+}
