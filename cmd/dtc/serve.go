@@ -73,6 +73,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return usageError(stderr, "serve", "%v", err)
 	}
+	if segmentSize < 4<<10 || segmentSize > 1<<30 {
+		return usageError(stderr, "serve", "--segment-size %v: must be between 4KiB and 1GiB", &segmentSize)
+	}
 	if *shards < 1 || *maxInflight < 1 {
 		return usageError(stderr, "serve", "--shards and --max-inflight must be positive")
 	}

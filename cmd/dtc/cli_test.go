@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+// runCLI runs dtc in-process with args and returns its exit code, stdout and stderr.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpAndUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		code     int
+		stdout   []string
+		stderr   []string
+		noStdout bool
+	}{
+		{args: []string{"--help"}, code: 0, stdout: []string{"Usage:", "serve", "submit", "log", "DTC_DATA_DIR"}},
+		{args: []string{"help", "submit"}, code: 0, stdout: []string{"Usage: dtc submit", "Exit codes", "1  aborted", "--coordinator", "[env DTC_COORDINATOR]"}},
+		{args: []string{"serve", "--help"}, code: 0, stdout: []string{"Usage: dtc serve", "Example", "Exit codes", "--data-dir", "[env DTC_DATA_DIR]", "--prepare-timeout"}},
+		{args: []string{"get", "-h"}, code: 0, stdout: []string{"Usage: dtc get", "not found"}},
+		{args: []string{"list", "--help"}, code: 0, stdout: []string{"in-doubt", "heuristic"}},
+		{args: []string{"log", "--help"}, code: 0, stdout: []string{"read-only", "torn"}},
+		{args: []string{"log", "dump", "--help"}, code: 0, stdout: []string{"Usage: dtc log dump", "--data-dir"}},
+		{args: []string{"version"}, code: 0, stdout: []string{"dtc ", "go1."}},
+		{args: nil, code: 2, stderr: []string{"Usage:"}, noStdout: true},
+		{args: []string{"frobnicate"}, code: 2, stderr: []string{`unknown command "frobnicate"`, "Usage:"}, noStdout: true},
+		{args: []string{"serve", "--bogus"}, code: 2, stderr: []string{"unknown flag: --bogus", "Usage: dtc serve"}, noStdout: true},
+		{args: []string{"serve", "extra"}, code: 2, stderr: []string{`unexpected argument "extra"`}},
+		{args: []string{"serve", "--shards", "many"}, code: 2, stderr: []string{"--shards"}},
+		{args: []string{"serve", "--log-format", "xml"}, code: 2, stderr: []string{"--log-format"}},
+		{args: []string{"serve", "--segment-size", "lots"}, code: 2, stderr: []string{"segment-size"}},
+		{args: []string{"serve", "--segment-size", "1KiB"}, code: 2, stderr: []string{"--segment-size"}},
+		{args: []string{"serve", "--prepare-timeout", "0s"}, code: 2, stderr: []string{"PrepareTimeout"}},
+		{args: []string{"submit"}, code: 2, stderr: []string{"at least one participant"}},
+		{args: []string{"submit", "--payload", "{}", "--payload", "{}", "http://a/prepare"}, code: 2, stderr: []string{"2 --payload flags for 1 participants"}},
+		{args: []string{"submit", "http://a/prepare={nope"}, code: 2, stderr: []string{"not valid JSON"}},
+		{args: []string{"submit", "--payload", "{}", "http://a/prepare={}"}, code: 2, stderr: []string{"both after '=' and in --payload"}},
+		{args: []string{"submit", "--coordinator", "nowhere", "http://a/prepare"}, code: 2, stderr: []string{"--coordinator"}},
+		{args: []string{"get"}, code: 2, stderr: []string{"exactly one transaction id"}},
+		{args: []string{"log"}, code: 2, stderr: []string{"Usage: dtc log dump"}},
+		{args: []string{"log", "rotate"}, code: 2, stderr: []string{`unknown subcommand "rotate"`}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, out, errs := runCLI(t, tc.args...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, out, errs)
+			}
+			for _, s := range tc.stdout {
+				if !strings.Contains(out, s) {
+					t.Errorf("stdout lacks %q:\n%s", s, out)
+				}
+			}
+			for _, s := range tc.stderr {
+				if !strings.Contains(errs, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, errs)
+				}
+			}
+			if tc.noStdout && out != "" {
+				t.Errorf("stdout should be empty, got %q", out)
+			}
+		})
+	}
+}
+
+func TestEnvironmentVariables(t *testing.T) {
+	t.Run("a bad value names its variable", func(t *testing.T) {
+		t.Setenv("DTC_SHARDS", "several")
+		code, _, errs := runCLI(t, "serve")
+		if code != 2 || !strings.Contains(errs, "DTC_SHARDS") || !strings.Contains(errs, "several") {
+			t.Errorf("exit %d, stderr %q: want 2 naming DTC_SHARDS", code, errs)
+		}
+	})
+	t.Run("a bad duration names its variable", func(t *testing.T) {
+		t.Setenv("DTC_PREPARE_TIMEOUT", "soon")
+		code, _, errs := runCLI(t, "serve")
+		if code != 2 || !strings.Contains(errs, "DTC_PREPARE_TIMEOUT") {
+			t.Errorf("exit %d, stderr %q", code, errs)
+		}
+	})
+	t.Run("the flag wins over the environment", func(t *testing.T) {
+		t.Setenv("DTC_SHARDS", "several")
+		// --shards on the command line: the bad DTC_SHARDS is not read. The bad
+		// --log-format from the environment still is, and stops serve before it listens.
+		t.Setenv("DTC_LOG_FORMAT", "xml")
+		code, _, errs := runCLI(t, "serve", "--shards", "2")
+		if code != 2 || strings.Contains(errs, "DTC_SHARDS") || !strings.Contains(errs, "--log-format \"xml\"") {
+			t.Errorf("exit %d, stderr %q", code, errs)
+		}
+	})
+	t.Run("the environment fills a flag", func(t *testing.T) {
+		t.Setenv("DTC_COORDINATOR", "not a url")
+		code, _, errs := runCLI(t, "get", "x")
+		if code != 2 || !strings.Contains(errs, "not a url") {
+			t.Errorf("exit %d, stderr %q", code, errs)
+		}
+	})
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"4096": 4096, "4KiB": 4096, "64MiB": 64 << 20, "1GiB": 1 << 30, "2MB": 2e6, "10 KB": 10e3} {
+		var b byteSize
+		if err := b.Set(in); err != nil || int64(b) != want {
+			t.Errorf("Set(%q) = %d, %v; want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "0", "1.5MiB", "MiB", "9999999999GiB"} {
+		var b byteSize
+		if err := b.Set(in); err == nil {
+			t.Errorf("Set(%q) accepted", in)
+		}
+	}
+	b := byteSize(64 << 20)
+	if b.String() != "64MiB" {
+		t.Errorf("String() = %q", b.String())
+	}
+}
