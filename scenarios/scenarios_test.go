@@ -192,3 +192,12 @@ func TestScenarioABitFlippedInTheCoordinatorsLogStopsItFromStarting(t *testing.T
 		}
 	}
 }
+
+func TestScenarioTheCoordinatorsCheckpointsLetItDropOldSegmentsAndRestartFromThem(t *testing.T) {
+	w := simulate(t, simnet.Options{
+		Txns: 300, SegmentSizeBytes: 8 << 10,
+		Schedule: faults.Schedule{faults.At(3 * time.Second).Crash("coord")},
+	}).noViolations()
+	w.happened("checkpoints", w.res.Stats.Checkpoints).happened("segments removed", w.res.Stats.Compactions)
+	w.noted("restarted")
+}

@@ -119,6 +119,7 @@ func (c *coordNode) scheduleCheckpoint(inc int) {
 					return
 				}
 			} else {
+				s.stats.Compactions++
 				s.tracef(coordID, "log: segments before %d removed", seg)
 			}
 		}
@@ -126,6 +127,7 @@ func (c *coordNode) scheduleCheckpoint(inc int) {
 			if err := c.eng.Checkpoint(); err != nil {
 				s.tracef(coordID, "checkpoint: %v", err)
 			} else {
+				s.stats.Checkpoints++
 				s.tracef(coordID, "checkpoint written")
 			}
 			c.kick()

@@ -36,6 +36,11 @@
 //     final balances through checker.CheckBank, and the simulator adds what it checks
 //     online (a participant must never ACK a prepare after acknowledging the rollback).
 //
+// The coordinator checkpoints every 700 ms of virtual time and removes the segments its
+// last completed checkpoint made obsolete, as the daemon does; participants checkpoint
+// as their core decides. Participants resolve transactions in doubt by asking the
+// coordinator (participant.Resolver's rules, over the simulated network).
+//
 // Deliberate bugs (Options.Break) are decorators around the real components, to show
 // that the checker catches what they break.
 package simnet

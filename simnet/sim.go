@@ -91,6 +91,8 @@ type Stats struct {
 	RestartsFailed int
 	Timeouts       int
 	TornRepaired   int // restarts whose log had a torn tail, repaired
+	Checkpoints    int // coordinator checkpoints written
+	Compactions    int // times the coordinator removed segments a checkpoint made obsolete
 }
 
 var (
