@@ -1,0 +1,129 @@
+package bench
+
+import (
+	"encoding/binary"
+	"io/fs"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dtc-project/dtc/wal"
+)
+
+// countFS is a wal.FS that counts what the log asks of the disk: the fsyncs of its
+// segment files (each one a group commit) and the records written to them, and times
+// those fsyncs. It wraps another FS (the OS's) and changes nothing, unless noSync is
+// set: then the segment fsyncs return at once (LogNoSync, not durable).
+//
+// httpnet's /metrics has no count of fsyncs (dtc_log_sync_duration_seconds is observed
+// once per record that asked for a sync, not once per fsync), so the bench counts them
+// here, below the log, where it is exact.
+type countFS struct {
+	wal.FS
+	noSync bool
+
+	syncs   atomic.Int64 // fsyncs of segment files (group commits)
+	records atomic.Int64 // frames written to segment files
+	bytes   atomic.Int64 // bytes written to segment files
+	other   atomic.Int64 // other fsyncs: new segments being preallocated, directories
+	syncNs  atomic.Int64 // time spent in segment fsyncs
+
+	mu       sync.Mutex
+	syncHist *hist // latency of segment fsyncs; swapped at the start of a phase
+}
+
+// segmentSuffix is the wal's segment file extension; files being built end in .tmp.
+const segmentSuffix = ".wal"
+
+func newCountFS(base wal.FS, noSync bool) *countFS {
+	return &countFS{FS: base, noSync: noSync, syncHist: new(hist)}
+}
+
+// fsCounts is a snapshot of a countFS's counters.
+type fsCounts struct{ syncs, records, bytes, other, syncNs int64 }
+
+func (c *countFS) counts() fsCounts {
+	return fsCounts{c.syncs.Load(), c.records.Load(), c.bytes.Load(), c.other.Load(), c.syncNs.Load()}
+}
+
+func (a fsCounts) sub(b fsCounts) fsCounts {
+	return fsCounts{a.syncs - b.syncs, a.records - b.records, a.bytes - b.bytes, a.other - b.other, a.syncNs - b.syncNs}
+}
+
+func (a fsCounts) add(b fsCounts) fsCounts {
+	return fsCounts{a.syncs + b.syncs, a.records + b.records, a.bytes + b.bytes, a.other + b.other, a.syncNs + b.syncNs}
+}
+
+// setSyncHist makes h the histogram of the fsyncs from now on.
+func (c *countFS) setSyncHist(h *hist) {
+	c.mu.Lock()
+	c.syncHist = h
+	c.mu.Unlock()
+}
+
+func (c *countFS) OpenFile(name string, flag int, perm fs.FileMode) (wal.File, error) {
+	f, err := c.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &countFile{File: f, fs: c, segment: strings.HasSuffix(name, segmentSuffix)}, nil
+}
+
+func (c *countFS) SyncDir(dir string) error {
+	c.other.Add(1)
+	return c.FS.SyncDir(dir)
+}
+
+type countFile struct {
+	wal.File
+	fs      *countFS
+	segment bool // a segment in use, not one being built
+}
+
+// WriteAt counts the frames in p: the log writes whole frames (length 4 | crc 4 |
+// payload), back to back, from a frame boundary.
+func (f *countFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := f.File.WriteAt(p, off)
+	if f.segment && err == nil {
+		f.fs.records.Add(countFrames(p))
+		f.fs.bytes.Add(int64(n))
+	}
+	return n, err
+}
+
+// frameHeaderBytes is the wal's frame header: payload length 4 | crc 4 (wal/doc.go).
+const frameHeaderBytes = 8
+
+func countFrames(p []byte) int64 {
+	var n int64
+	for len(p) >= frameHeaderBytes {
+		size := int64(binary.LittleEndian.Uint32(p))
+		if size == 0 || size > int64(len(p)-frameHeaderBytes) {
+			break // not a frame: a header or zeros
+		}
+		n++
+		p = p[frameHeaderBytes+size:]
+	}
+	return n
+}
+
+func (f *countFile) Sync() error {
+	if !f.segment {
+		f.fs.other.Add(1)
+		return f.File.Sync()
+	}
+	f.fs.syncs.Add(1)
+	if f.fs.noSync {
+		return nil
+	}
+	start := time.Now()
+	err := f.File.Sync()
+	d := time.Since(start)
+	f.fs.syncNs.Add(int64(d))
+	f.fs.mu.Lock()
+	h := f.fs.syncHist
+	f.fs.mu.Unlock()
+	h.Record(d)
+	return err
+}
