@@ -47,7 +47,7 @@ type fakeParticipant struct {
 	holdPrepare  chan struct{}
 }
 
-func newFakeParticipant(t *testing.T) *fakeParticipant {
+func newFakeParticipant(t testing.TB) *fakeParticipant {
 	f := &fakeParticipant{}
 	f.srv = httptest.NewServer(f)
 	t.Cleanup(func() {
@@ -515,4 +515,27 @@ func TestGracefulShutdownLetsRequestsFinish(t *testing.T) {
 	if countRecords(recs, coordinator.RecDecision) != 1 {
 		t.Errorf("log: %d decisions, want 1", countRecords(recs, coordinator.RecDecision))
 	}
+}
+
+// A client that gives up waiting does not stop its transaction: it runs to its end.
+func TestClientThatLeavesDoesNotStopTheTransaction(t *testing.T) {
+	f := newFakeParticipant(t)
+	f.holdPrepare = make(chan struct{})
+	c := startCoord(t, "", nil)
+	c.waitReady()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.cli.Submit(ctx, client.Request{ID: "leaver", Participants: []client.Participant{{URL: f.url()}}})
+		errc <- err
+	}()
+	eventually(t, "the prepare arrives", func() bool { return f.prepareCount() == 1 })
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("the cancelled submit succeeded")
+	}
+	close(f.holdPrepare)
+	c.waitView("leaver", "committed and ended", func(v client.View) bool {
+		return v.State == client.StateCommitted && v.PhaseTwoDone
+	})
 }

@@ -32,7 +32,7 @@ const (
 )
 
 // eventually polls cond until it holds, failing the test after waitDeadline.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitDeadline)
 	for !cond() {
@@ -44,7 +44,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
+	if testing.Verbose() && t != nil {
 		return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))

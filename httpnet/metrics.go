@@ -151,8 +151,12 @@ func (o observer) Observe(n coordinator.Note) {
 		if n.Commit {
 			outcome = coordinator.StateCommitted
 		}
-		o.log.Info("transaction decided", "txn", n.Txn, "outcome", outcome, "reason", n.Reason,
-			"elapsed", n.Elapsed, "recovered", n.Recovered, "shard", o.shard)
+		level := slog.LevelDebug // commits are the common case; aborts and recoveries are news
+		if !n.Commit || n.Recovered {
+			level = slog.LevelInfo
+		}
+		o.log.Log(context.Background(), level, "transaction decided", "txn", n.Txn, "outcome", outcome,
+			"reason", n.Reason, "elapsed", n.Elapsed, "recovered", n.Recovered, "shard", o.shard)
 	case coordinator.NoteEnded:
 		if !n.Recovered {
 			o.m.totalLatency.Observe(n.Elapsed.Seconds())
