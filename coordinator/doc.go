@@ -46,6 +46,14 @@
 // doubt takes as aborted (presumed abort). This is safe because a transaction is
 // forgotten only after every participant acknowledged its outcome.
 //
+// # Incarnations
+//
+// Participants know a transaction by View.TxnID: the client's id, '@', and a nonce drawn
+// when the transaction began. A client-chosen id may be submitted again after the engine
+// lost its begin in a crash and answered "not found" for it; the new begin is a new
+// incarnation, so a participant acting late on that "not found" aborts only the old one
+// (SplitTxnID tells the story in full).
+//
 // # Bounds
 //
 // Config bounds in-flight transactions, participants and payload per transaction,

@@ -170,6 +170,7 @@ func (e *Engine) Submit(req Request, done func(View)) (View, error) {
 	rec := &Record{
 		Type:             RecBegin,
 		Txn:              id,
+		TxnID:            fmt.Sprintf("%s%c%016x", id, incarnationSep, e.env.Rand.Uint64()),
 		TimeUnixMs:       now.UnixMilli(),
 		Participants:     urls,
 		PrepareTimeoutMs: req.PrepareTimeout.Milliseconds(),
@@ -193,7 +194,7 @@ func (e *Engine) Submit(req Request, done func(View)) (View, error) {
 		e.seq++
 		t.parts[i].seq = e.seq
 		e.env.Transport.Send(Message{
-			Kind: MsgPrepare, Txn: id, Participant: i, URL: p.URL,
+			Kind: MsgPrepare, Txn: t.wire, Participant: i, URL: p.URL,
 			Payload: p.Payload, Seq: e.seq, Timeout: req.PrepareTimeout,
 		})
 	}
@@ -221,12 +222,21 @@ func (e *Engine) resubmit(t *txn, req *Request, sum string, done func(View)) (Vi
 	return t.view(), nil
 }
 
-// Get returns a transaction's view. ErrNotFound means the engine has no record of the id,
-// which a participant in doubt may take as aborted; while recovery runs, an id the engine
-// does not know gets ErrRecovering instead, because it may yet learn of it.
+// Get returns a transaction's view, by the client's id or by the id the participants see
+// (View.TxnID). ErrNotFound means the engine has no record of it, which a participant in
+// doubt may take as aborted: for a participant's id that names an incarnation other than
+// the one the engine knows, that is the truth, since only one incarnation of a client id
+// can ever have had a durable begin since it was last forgotten. While recovery runs, an
+// id the engine does not know gets ErrRecovering instead, because it may yet learn of it.
 func (e *Engine) Get(id string) (View, error) {
 	if e.started {
 		e.expire(e.env.Clock.Now())
+	}
+	if client, _, ok := SplitTxnID(id); ok {
+		if t := e.txns[client]; t != nil && t.wire != id {
+			return View{}, ErrNotFound
+		}
+		id = client
 	}
 	t := e.txns[id]
 	if t == nil {
@@ -256,7 +266,7 @@ func (e *Engine) Step(ev Event) {
 }
 
 func (e *Engine) onReply(r Reply) {
-	t := e.txns[r.Txn]
+	t := e.byTxnID(r.Txn)
 	if t == nil || r.Participant < 0 || r.Participant >= len(t.parts) {
 		return
 	}
@@ -526,7 +536,7 @@ func (e *Engine) send(t *txn, i int, kind MsgKind) {
 	p := &t.parts[i]
 	e.seq++
 	p.seq = e.seq
-	e.env.Transport.Send(Message{Kind: kind, Txn: t.id, Participant: i, URL: p.url, Seq: e.seq, Timeout: e.cfg.RequestTimeout})
+	e.env.Transport.Send(Message{Kind: kind, Txn: t.wire, Participant: i, URL: p.url, Seq: e.seq, Timeout: e.cfg.RequestTimeout})
 }
 
 // backoff is capped exponential backoff with jitter: a random duration in [d/2, d], where
@@ -570,6 +580,15 @@ func (e *Engine) expire(now time.Time) {
 		e.doneIDs = append([]string(nil), e.doneIDs[e.doneHead:]...)
 		e.doneHead = 0
 	}
+}
+
+// byTxnID finds a transaction by the id its participants see.
+func (e *Engine) byTxnID(txnID string) *txn {
+	client, _, _ := SplitTxnID(txnID)
+	if t := e.txns[client]; t != nil && t.wire == txnID {
+		return t
+	}
+	return nil
 }
 
 func (e *Engine) observe(n Note) {

@@ -47,7 +47,7 @@ func TestCommitWaitsForDurableDecision(t *testing.T) {
 		t.Fatalf("told before the decision was durable: net=%v told=%v", w.net, w.told)
 	}
 	w.sync()
-	if w.told[id] != StateCommitted || len(w.net) != 2 || w.net[0].Kind != MsgCommit {
+	if w.told[w.wire(id)] != StateCommitted || len(w.net) != 2 || w.net[0].Kind != MsgCommit {
 		t.Fatalf("after sync: told=%v net=%+v", w.told, w.net)
 	}
 	wantState(t, w, id, StateCommitted)
@@ -75,7 +75,7 @@ func TestNackAbortsEverywhere(t *testing.T) {
 		t.Fatalf("abort reason should name the NACK: %+v", v)
 	}
 	for _, u := range []string{pA, pB, pC} {
-		if st := w.part(u).state[id]; st != PAborted {
+		if st := w.part(u).state[w.wire(id)]; st != PAborted {
 			t.Fatalf("%s: %s, want aborted", u, st)
 		}
 	}
@@ -199,7 +199,7 @@ func TestHeuristicHazardIsRecorded(t *testing.T) {
 	w := newWorld(t, 1)
 	id := w.mustSubmit("t1", pA, pB)
 	w.deliverAll()
-	w.part(pB).state[id] = PAborted // B lost its prepared state and rolled back on its own
+	w.part(pB).state[w.wire(id)] = PAborted // B lost its prepared state and rolled back on its own
 	w.sync()
 	w.deliverAll()
 	v := wantState(t, w, id, StateCommitted)

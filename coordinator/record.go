@@ -48,7 +48,10 @@ type Record struct {
 	Participants     []string `json:"participants,omitempty"`
 	PrepareTimeoutMs int64    `json:"prepare_timeout_ms,omitempty"`
 	PayloadSum       string   `json:"payload_sum,omitempty"` // fingerprint of the payloads
-	BeganUnixMs      int64    `json:"began_ms,omitempty"`    // snapshot only
+	// TxnID is the transaction id the participants see (begin, snapshot): the client's id
+	// plus this incarnation's nonce. See ParticipantTxnID.
+	TxnID       string `json:"txn_id,omitempty"`
+	BeganUnixMs int64  `json:"began_ms,omitempty"` // snapshot only
 
 	// decision, snapshot
 	Decision Decision `json:"decision,omitempty"`

@@ -25,7 +25,7 @@ func TestRecoveryResumesDecidedCommit(t *testing.T) {
 	}
 	w.settle()
 	w.checkAtomic(id)
-	if w.part(pA).state[id] != PCommitted || w.part(pB).state[id] != PCommitted {
+	if w.part(pA).state[w.wire(id)] != PCommitted || w.part(pB).state[w.wire(id)] != PCommitted {
 		t.Fatal("phase 2 not resumed")
 	}
 }
@@ -116,7 +116,7 @@ func TestLostBeginIsPresumedAborted(t *testing.T) {
 	}
 	w.settle()
 	w.checkAtomic(id)
-	if w.part(pA).state[id] != PAborted {
+	if w.part(pA).state[w.wire(id)] != PAborted {
 		t.Fatal("participant in doubt should have rolled back")
 	}
 }
@@ -128,7 +128,7 @@ func TestToldAbortSurvivesRestart(t *testing.T) {
 	id := w.mustSubmit("t1", pA, pB)
 	w.deliverAll()
 	w.sync()
-	if w.told[id] != StateAborted {
+	if w.told[w.wire(id)] != StateAborted {
 		t.Fatal("abort not told")
 	}
 	w.crash(false)
@@ -245,4 +245,44 @@ func crashWorkload(t *testing.T, seed uint64, crashAt int, late bool) int {
 		}
 	}
 	return step
+}
+
+// DESIGN §7, "reusing a client-chosen id after the coordinator presumed it aborted"
+// (found by the simulator, swarm seed 302): the coordinator loses t1's begin in a crash
+// and answers "not found" to a participant in doubt; before that answer arrives, a client
+// submits t1 again. The new transaction is a new incarnation with its own participant
+// id, so the late "not found" aborts only the old one and cannot split the new one.
+func TestIDReusedAfterPresumedAbortIsANewIncarnation(t *testing.T) {
+	w := newWorld(t, 1)
+	w.mustSubmit("t1", pA, pB)
+	old := w.wire("t1")
+	w.deliverAll() // both prepared
+	w.log.durable = 0
+	w.crash(false) // the begin is lost
+	if _, err := w.e.Get(old); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("in-doubt query for the lost incarnation: want ErrNotFound, got %v", err)
+	}
+	// The answer is slow to reach the participants; meanwhile the client retries.
+	w.mustSubmit("t1", pA, pB)
+	fresh := w.wire("t1")
+	if fresh == old {
+		t.Fatalf("the resubmission reuses the participants' id %s", old)
+	}
+	w.settle()
+	if _, err := w.e.Get(old); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the old incarnation must stay unknown while the new one lives: %v", err)
+	}
+	// Now the old "not found" arrives and is acted upon.
+	for _, u := range []string{pA, pB} {
+		if w.part(u).state[old] == PPrepared {
+			w.part(u).state[old] = PAborted
+		}
+	}
+	wantState(t, w, "t1", StateCommitted)
+	for _, u := range []string{pA, pB} {
+		if w.part(u).state[fresh] != PCommitted || w.part(u).state[old] != PAborted {
+			t.Fatalf("%s: new %s, old %s", u, w.part(u).state[fresh], w.part(u).state[old])
+		}
+	}
+	w.checkAtomic("t1")
 }

@@ -124,3 +124,25 @@ func payloadSum(ps []ParticipantSpec) string {
 	}
 	return fmt.Sprintf("%016x", h.Sum64())
 }
+
+// incarnationSep separates a transaction's client id from its incarnation nonce in the id
+// its participants see. Client ids cannot contain it (idByte).
+const incarnationSep = '@'
+
+// SplitTxnID splits the id a participant knows a transaction by into the client's id
+// and the incarnation nonce. ok is false for an id without the separator.
+//
+// Why incarnations: a client-chosen id may be submitted again after the coordinator lost
+// a transaction's begin record in a crash and answered "not found" (presumed abort) to a
+// participant in doubt. Were the new transaction to reuse the bare id, that participant
+// could act on the old answer after ACKing the new prepare, and abort what the others
+// commit. With a fresh nonce per begin, the participants see a new transaction, and the
+// old one stays aborted everywhere.
+func SplitTxnID(txnID string) (client, nonce string, ok bool) {
+	for i := len(txnID) - 1; i >= 0; i-- {
+		if txnID[i] == incarnationSep {
+			return txnID[:i], txnID[i+1:], true
+		}
+	}
+	return txnID, "", false
+}

@@ -19,6 +19,7 @@ const (
 
 type txn struct {
 	id             string
+	wire           string // the id participants see: id, the incarnation separator and a nonce
 	parts          []part
 	phase          phase
 	decision       Decision
@@ -85,11 +86,15 @@ func (e *Engine) apply(rec *Record) error {
 		}
 		t = &txn{
 			id:             rec.Txn,
+			wire:           rec.TxnID,
 			parts:          make([]part, len(rec.Participants)),
 			phase:          phPreparing,
 			prepareTimeout: time.Duration(rec.PrepareTimeoutMs) * time.Millisecond,
 			payloadSum:     rec.PayloadSum,
 			began:          time.UnixMilli(rec.TimeUnixMs),
+		}
+		if t.wire == "" {
+			t.wire = rec.Txn
 		}
 		for i, u := range rec.Participants {
 			t.parts[i].url = u
@@ -181,7 +186,7 @@ func (e *Engine) mustApply(rec *Record) {
 func (t *txn) snapshot(now time.Time) *Record {
 	n := len(t.parts)
 	rec := &Record{
-		Type: RecSnapshot, Txn: t.id, TimeUnixMs: now.UnixMilli(),
+		Type: RecSnapshot, Txn: t.id, TxnID: t.wire, TimeUnixMs: now.UnixMilli(),
 		Participants: make([]string, n), PrepareTimeoutMs: t.prepareTimeout.Milliseconds(),
 		PayloadSum: t.payloadSum, BeganUnixMs: t.began.UnixMilli(),
 	}

@@ -17,7 +17,10 @@ import (
 //
 // Only committed and aborted are outcomes: they never change once shown.
 type View struct {
-	ID           string            `json:"id"`
+	ID string `json:"id"`
+	// TxnID is the id the participants know this transaction by: ID, the incarnation
+	// separator '@' and a nonce drawn when it began. A participant in doubt asks about it.
+	TxnID        string            `json:"txn_id"`
 	State        string            `json:"state"`
 	Reason       string            `json:"reason,omitempty"`
 	Participants []ParticipantView `json:"participants"`
@@ -68,6 +71,7 @@ func (t *txn) state() string {
 func (t *txn) view() View {
 	v := View{
 		ID:           t.id,
+		TxnID:        t.wire,
 		State:        t.state(),
 		Participants: make([]ParticipantView, len(t.parts)),
 		PhaseTwoDone: t.phase == phDone,

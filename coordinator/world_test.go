@@ -28,9 +28,11 @@ type world struct {
 	parts  map[string]*modelPart
 	notes  []Note
 
-	// told is every outcome reported to anyone (a client callback, a Get answering a
-	// final state, a phase-2 message): outcomes must never change once told.
+	// told is every outcome reported to anyone (a client callback, a phase-2 message),
+	// by the id participants see: outcomes must never change once told.
 	told map[string]string
+	// wires maps a client's id to the id participants saw for it (its latest incarnation).
+	wires map[string]string
 	// clientViews is the last view each client callback got, by transaction.
 	clientViews map[string]View
 }
@@ -75,6 +77,7 @@ func newWorld(t testing.TB, seed uint64) *world {
 		rnd:         rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		parts:       map[string]*modelPart{},
 		told:        map[string]string{},
+		wires:       map[string]string{},
 		clientViews: map[string]View{},
 	}
 	w.start()
@@ -162,9 +165,17 @@ func (w *world) submit(id string, urls ...string) (View, error) {
 		if !v.Final() {
 			w.t.Fatalf("client told non-final state %s for %s", v.State, v.ID)
 		}
-		w.tell(v.ID, v.State)
+		w.tell(v.TxnID, v.State)
 		w.clientViews[v.ID] = v
 	})
+}
+
+// wire returns the id the participants know client id id by.
+func (w *world) wire(id string) string {
+	if x, ok := w.wires[id]; ok {
+		return x
+	}
+	return id
 }
 
 func (w *world) mustSubmit(id string, urls ...string) string {
@@ -173,6 +184,7 @@ func (w *world) mustSubmit(id string, urls ...string) string {
 	if err != nil {
 		w.t.Fatalf("submit %s: %v", id, err)
 	}
+	w.wires[v.ID] = v.TxnID
 	return v.ID
 }
 
@@ -273,10 +285,25 @@ func (w *world) partURLs() []string {
 }
 
 // checkAtomic asserts that every transaction is committed at all of its participants or
-// at none, that a commit had every participant's ACK, and that it matches what was told.
+// at none, that a commit had every participant's ACK, and that it matches what was told:
+// for the given client ids, and for every transaction id any participant has seen.
 func (w *world) checkAtomic(ids ...string) {
 	w.t.Helper()
+	all := map[string]bool{}
 	for _, id := range ids {
+		all[w.wire(id)] = true
+	}
+	for _, p := range w.parts {
+		for id := range p.state {
+			all[id] = true
+		}
+	}
+	wires := make([]string, 0, len(all))
+	for id := range all {
+		wires = append(wires, id)
+	}
+	slices.Sort(wires)
+	for _, id := range wires {
 		var committed, other []string
 		for _, url := range w.partURLs() {
 			p := w.parts[url]
