@@ -161,6 +161,20 @@ func (r *Recorder) Return(op int, outcome Outcome, at int64) {
 	r.ops[op].Outcome = outcome
 }
 
+// Rebind moves client op op to transaction txn: the id under which the participants
+// know the transaction the call ended up in. A coordinator may give a client's id a new
+// incarnation (a new participant-visible id) when it begins it again; the client learns
+// which one from the answer, or the harness finds out at the end of the run. Rebinding an
+// op whose outcome is unknown is always sound: its open end allows every outcome.
+func (r *Recorder) Rebind(op int, txn string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if op < 0 || op >= len(r.ops) {
+		panic(fmt.Sprintf("checker: Rebind of op %d, but only %d ops were submitted", op, len(r.ops)))
+	}
+	r.ops[op].Txn = txn
+}
+
 // Told records that outcome (final) of txn was reported at time at to someone other than
 // the submitting client: a status query's answer, or a phase-2 message to a participant.
 // to names the recipient.

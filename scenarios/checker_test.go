@@ -42,7 +42,7 @@ func catches(t *testing.T, brk simnet.Breakage, knobs func(uint64) *faults.Knobs
 	var first *simnet.Result
 	var firstV checker.Violation
 	for _, res := range results {
-		for _, v := range unexplained(res) {
+		for _, v := range res.Violations {
 			if contains(kinds, v.Kind) {
 				if first == nil {
 					first, firstV = res, v

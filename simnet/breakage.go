@@ -34,7 +34,7 @@ func (c *coordNode) appendedDecision(rec *coordinator.Record, lsn uint64) {
 			if !r.answered && r.txn == rec.Txn {
 				r.answered = true
 				s.tracef(coordID, "BROKEN: tells client %s %s before the decision is durable", rec.Txn, state)
-				r.reply(coordinator.View{ID: rec.Txn, State: state}, nil)
+				r.reply(coordinator.View{ID: rec.Txn, TxnID: c.incarnation[rec.Txn], State: state}, nil)
 			}
 		}
 	}

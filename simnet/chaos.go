@@ -57,7 +57,7 @@ func (s *sim) point(node int, ev faults.Event, txn string, to int) (m msgFault) 
 	}
 	for _, pf := range s.sched {
 		p := pf.f.On
-		if pf.fired || pf.node != node || p.Event != ev || (p.Txn != "" && p.Txn != txn) || s.now < int64(pf.f.At) {
+		if pf.fired || pf.node != node || p.Event != ev || (p.Txn != "" && p.Txn != clientID(txn)) || s.now < int64(pf.f.At) {
 			continue
 		}
 		if p.To != "" && (to < 0 || s.names[to] != p.To) {

@@ -31,6 +31,7 @@ type txnRun struct {
 	attempts int
 	firstAt  int64           // when it was first submitted
 	outcome  checker.Outcome // what the client finally learned
+	openOps  []int           // checker ops that ended without an outcome
 }
 
 func (s *sim) setupClients() {
@@ -160,7 +161,13 @@ func (c *clientNode) submit(run *txnRun) {
 				outcome = outcomeOf(v.State)
 				if outcome == checker.Unknown {
 					err = fmt.Errorf("%w: %s", errNotFinal, v.State)
+				} else if v.TxnID != "" {
+					// The answer names the incarnation the call ended up in.
+					s.rec.Rebind(op, v.TxnID)
 				}
+			}
+			if outcome == checker.Unknown {
+				run.openOps = append(run.openOps, op)
 			}
 			s.rec.Return(op, outcome, s.now)
 			if err != nil {

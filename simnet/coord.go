@@ -33,9 +33,12 @@ type coordNode struct {
 	lsn      uint64
 	decision []lsnTxn         // decision records not yet durable, in LSN order
 	requests []*clientRequest // client calls waiting for a decision
-	walDied  error            // the wal failed: the process must crash
-	restarts int
-	attempts map[string]int // BreakPhase2GivesUp: phase-2 sends per "txn participant"
+	// incarnation: the participants' id of each begun transaction, by client id; kept
+	// only under BreakClientToldBeforeLog, whose early answer must name it.
+	incarnation map[string]string
+	walDied     error // the wal failed: the process must crash
+	restarts    int
+	attempts    map[string]int // BreakPhase2GivesUp: phase-2 sends per "txn participant"
 }
 
 type lsnTxn struct {
@@ -50,7 +53,7 @@ type clientRequest struct {
 }
 
 func newCoordNode(s *sim) *coordNode {
-	return &coordNode{s: s, disk: newDisk(s, coordID, "/coord"), syncAt: maxTime}
+	return &coordNode{s: s, disk: newDisk(s, coordID, "/coord"), syncAt: maxTime, incarnation: map[string]string{}}
 }
 
 func (c *coordNode) walOptions() wal.Options {
@@ -265,8 +268,8 @@ func (c *coordNode) submit(req coordinator.Request, reply func(resp any, err err
 		reply(nil, err)
 	case !r.answered:
 		s.tracef(coordID, "begins %s (%s)", v.ID, v.State)
-		if at, ok := s.presumedAborted[v.ID]; ok && errors.Is(known, coordinator.ErrNotFound) {
-			s.violation("id-reuse", v.ID, "txn %s: the coordinator begins it anew, though it answered \"not found\" (presumed abort) for it at t=%v: a participant may have rolled back what it now commits (DESIGN §7)", v.ID, time.Duration(at))
+		if at, ok := s.presumedAborted[v.TxnID]; ok && errors.Is(known, coordinator.ErrNotFound) {
+			s.violation("id-reuse", v.TxnID, "txn %s: the coordinator begins it anew, though it answered \"not found\" (presumed abort) for it at t=%v: a participant may have rolled back what it now commits (DESIGN §7)", v.TxnID, time.Duration(at))
 		}
 		if len(c.requests) >= 64 {
 			live := c.requests[:0]
@@ -407,6 +410,9 @@ func (l *coordLog) Append(rec *coordinator.Record, sync bool) error {
 		return err
 	}
 	c.lsn++
+	if rec.Type == coordinator.RecBegin && c.s.o.Break&BreakClientToldBeforeLog != 0 {
+		c.incarnation[rec.Txn] = rec.TxnID // for the broken early answer, which must name it
+	}
 	if rec.Type == coordinator.RecDecision {
 		c.decision = append(c.decision, lsnTxn{c.lsn, rec.Txn})
 		c.appendedDecision(rec, c.lsn)

@@ -138,6 +138,7 @@ func (p *partNode) handle(m coordinator.Message, answer func(any, error)) {
 	s := p.s
 	inc := p.inc
 	defer p.checkFailed(inc)
+	s.incarnations[m.Txn] = true
 	switch m.Kind {
 	case coordinator.MsgPrepare:
 		p.point(faults.RecvPrepare, m.Txn)

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/dtc-project/dtc/checker"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/faults"
+	"github.com/dtc-project/dtc/participant"
 )
 
 // Result is what one run did and what the checker found.
@@ -125,11 +127,30 @@ func (s *sim) finish() *Result {
 		runs = append(runs, c.queue...)
 	}
 	r.Transfers = len(runs)
+	partsOf := map[string][]string{} // by client id
 	for _, run := range runs {
 		id := run.t.ID
 		if run.attempts == 0 {
 			r.Unsubmitted++
 			continue
+		}
+		partsOf[id] = run.parts
+		// A call that never learned its outcome is judged with the incarnation the
+		// coordinator holds for its id now, if any (its open end allows every outcome);
+		// otherwise under the client's id, where nothing was recorded and the presumed
+		// outcome is abort.
+		wire := id
+		if v, err := s.coordGet(id); err == nil {
+			wire = v.TxnID
+		}
+		for _, op := range run.openOps {
+			s.rec.Rebind(op, wire)
+		}
+		if wire == id {
+			s.rec.FinalCoordinator(id, s.coordState(id))
+			for _, name := range run.parts {
+				s.rec.FinalParticipant(id, name, string(participant.StateUnknown))
+			}
 		}
 		switch run.outcome {
 		case checker.Committed:
@@ -143,16 +164,22 @@ func (s *sim) finish() *Result {
 			continue
 		}
 		o := TxnOutcome{Client: run.outcome, Coordinator: s.coordState(id), Participants: map[string]string{}}
-		s.rec.FinalCoordinator(id, o.Coordinator)
 		for _, name := range run.parts {
-			st := "down"
-			if p := s.parts[s.node(name)-1]; s.up[p.id] && p.core != nil {
-				st = string(p.core.Status(id))
-			}
-			o.Participants[name] = st
-			s.rec.FinalParticipant(id, name, st)
+			o.Participants[name] = s.partState(name, wire)
 		}
 		r.Outcomes[id] = o
+	}
+	// What every incarnation any participant heard of ended as, everywhere.
+	wires := make([]string, 0, len(s.incarnations))
+	for w := range s.incarnations {
+		wires = append(wires, w)
+	}
+	slices.Sort(wires)
+	for _, w := range wires {
+		s.rec.FinalCoordinator(w, s.coordState(w))
+		for _, name := range partsOf[clientID(w)] {
+			s.rec.FinalParticipant(w, name, s.partState(name, w))
+		}
 	}
 	s.tracef(coordID, "end: %d events; checking the history", s.events)
 
@@ -188,6 +215,22 @@ func (s *sim) finish() *Result {
 }
 
 // coordState is what the coordinator says of txn at the end.
+// partState is what participant name holds for txnID now ("down" if it is not running).
+func (s *sim) partState(name, txnID string) string {
+	if p := s.parts[s.node(name)-1]; s.up[p.id] && p.core != nil {
+		return string(p.core.Status(txnID))
+	}
+	return "down"
+}
+
+// coordGet asks the running coordinator about id.
+func (s *sim) coordGet(id string) (coordinator.View, error) {
+	if !s.up[coordID] || s.coord.eng == nil {
+		return coordinator.View{}, errors.New("coordinator down")
+	}
+	return s.coord.eng.Get(id)
+}
+
 func (s *sim) coordState(id string) string {
 	if !s.up[coordID] || s.coord.eng == nil {
 		return "down"

@@ -69,7 +69,9 @@ type sim struct {
 	rolledBack map[string]bool // "p1 txn" → the participant answered a rollback with aborted
 	// presumedAborted: ids the coordinator answered "not found" for, and when.
 	presumedAborted map[string]int64
-	simViolations   []checker.Violation
+	// incarnations: every transaction id (client id and nonce) a participant was sent.
+	incarnations  map[string]bool
+	simViolations []checker.Violation
 
 	stats Stats
 }
@@ -134,6 +136,7 @@ func newSim(o Options) *sim {
 	s.rec = checker.NewRecorder()
 	s.rolledBack = map[string]bool{}
 	s.presumedAborted = map[string]int64{}
+	s.incarnations = map[string]bool{}
 
 	s.coordCfg = coordinator.DefaultConfig()
 	s.coordCfg.PrepareTimeout = s.knobs.PrepareTimeout
@@ -475,3 +478,9 @@ func (s *sim) violation(kind, txn, format string, args ...any) {
 
 // maxTime is a virtual time no run reaches.
 const maxTime = math.MaxInt64
+
+// clientID is the client's id of a transaction, given the id its participants see.
+func clientID(txnID string) string {
+	id, _, _ := coordinator.SplitTxnID(txnID)
+	return id
+}
