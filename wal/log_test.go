@@ -45,6 +45,21 @@ func TestRoundTrip(t *testing.T) {
 			mustSync(t, l)
 			mustClose(t, l)
 			sameRecords(t, replayAll(t, o), want)
+
+			// Old segments removed, the rest still replays.
+			l, _ = openLog(t, o)
+			last := want[len(want)-1].pos.Segment
+			if err := l.RemoveBefore(last); err != nil {
+				t.Fatal(err)
+			}
+			mustClose(t, l)
+			var tail []rec
+			for _, r := range want {
+				if r.pos.Segment == last {
+					tail = append(tail, r)
+				}
+			}
+			sameRecords(t, replayAll(t, o), tail)
 		})
 	}
 }

@@ -415,3 +415,59 @@ func TestPosLess(t *testing.T) {
 		}
 	}
 }
+
+// TestFatalDirectoryAndSpareSyncs: an fsync of a new segment or of the
+// directory failing is as fatal as one of a data segment.
+func TestFatalDirectoryAndSpareSyncs(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		failOn func(o Options) string                       // the name whose sync fails
+		act    func(t *testing.T, l *Log, arm func()) error // arm turns the fault on
+	}{
+		{"spare prepared after a sync", func(o Options) string { return segPath(o, 3) + tmpExt },
+			func(t *testing.T, l *Log, arm func()) error {
+				arm()
+				appendAll(t, l, payload(1, 3000), payload(2, 3000)) // moves to segment 2
+				return l.Sync()                                     // then prepares 3
+			}},
+		{"segment built by the append that needs it", func(o Options) string { return o.Dir },
+			func(t *testing.T, l *Log, arm func()) error {
+				arm()
+				l.mu.Lock()
+				l.spareReady = false // as if its preparation had failed
+				l.mu.Unlock()
+				_, err := l.Append([]byte(payload(1, 4000)))
+				_, err2 := l.Append([]byte(payload(2, 4000)))
+				if err != nil {
+					return err
+				}
+				return err2
+			}},
+		{"directory after removing a segment", func(o Options) string { return o.Dir },
+			func(t *testing.T, l *Log, arm func()) error {
+				appendAll(t, l, payload(1, 3000), payload(2, 3000))
+				mustSync(t, l)
+				arm()
+				return l.RemoveBefore(2)
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, o := memOptions()
+			l, _ := openLog(t, o)
+			name := tc.failOn(o)
+			arm := func() {
+				m.SetFaults(MemFSFaults{SyncErr: func(n string) error {
+					if n == name {
+						return syscall.EIO
+					}
+					return nil
+				}})
+			}
+			wantErr(t, tc.name, tc.act(t, l, arm), ErrSyncFailed)
+			m.SetFaults(MemFSFaults{})
+			_, err := l.Append([]byte("after"))
+			wantErr(t, "Append after the failure", err, ErrSyncFailed)
+			wantErr(t, "Sync after the failure", l.Sync(), ErrSyncFailed)
+		})
+	}
+}
