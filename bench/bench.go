@@ -93,7 +93,12 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	res.FloorTxns, res.FloorErrors, res.FloorErrorKinds = fl.done, fl.errs.n.Load(), fl.errs.snapshot()
 	res.FloorTPS = perSec(fl.committed(), fl.elapsed)
 	res.FloorP50Ms, res.FloorP99Ms, res.FloorP999Ms = ms(fl.hist.Quantile(0.5)), ms(fl.hist.Quantile(0.99)), ms(fl.hist.Quantile(0.999))
-	res.FloorCPUUsPerTxn = usPer(fl.cpu, fl.done)
+	res.FloorCPUUsPerTxn = usPer(fl.use.cpu, fl.done)
+	res.FloorCPUCores, res.FloorOtherCores = ratio(fl.use.cpu.Seconds(), fl.elapsed.Seconds()), fl.otherCores()
+	res.FloorReadsPerTxn, res.FloorWritesPerTxn = perTxn(fl.use.syscr, fl), perTxn(fl.use.syscw, fl)
+	res.FloorCtxSwitchesPerTxn = perTxn(fl.use.vcsw+fl.use.ivcsw, fl)
+	res.FloorAllocsPerTxn, res.FloorAllocBytesPerTxn = perTxn(fl.use.mallocs, fl), perTxn(fl.use.allocBytes, fl)
+	res.FloorGCsPerSec = perSec(fl.use.gcs, fl.elapsed)
 	res.Shards = s.shards
 	m.fill(res)
 	res.Ratio = ratio(res.TPS, res.FloorTPS)
@@ -188,10 +193,11 @@ func openSession(o Options, dir string) (*session, error) {
 	}, nil
 }
 
+// close closes the load's idle connections first: a server's Shutdown waits up to 5s
+// for a connection that was opened and never sent a request.
 func (s *session) close() error {
-	err := s.c.close()
 	s.poster.client.CloseIdleConnections()
-	return err
+	return s.c.close()
 }
 
 // warm runs l against dtc and forgets what it measured.
@@ -296,8 +302,13 @@ func (m *measurement) fill(r *Result) {
 	h := ph.hist
 	r.MeanMs, r.P50Ms, r.P90Ms = ms(h.Mean()), ms(h.Quantile(0.5)), ms(h.Quantile(0.9))
 	r.P99Ms, r.P999Ms, r.MaxMs = ms(h.Quantile(0.99)), ms(h.Quantile(0.999)), ms(h.Max())
-	r.CPUUsPerTxn = usPer(ph.cpu, ph.done)
-	r.CPUCores = ratio(ph.cpu.Seconds(), ph.elapsed.Seconds())
+	r.CPUUsPerTxn = usPer(ph.use.cpu, ph.done)
+	r.CPUCores = ratio(ph.use.cpu.Seconds(), ph.elapsed.Seconds())
+	r.OtherCPUCores = ph.otherCores()
+	r.ReadsPerTxn, r.WritesPerTxn = perTxn(ph.use.syscr, ph), perTxn(ph.use.syscw, ph)
+	r.CtxSwitchesPerTxn = perTxn(ph.use.vcsw+ph.use.ivcsw, ph)
+	r.AllocsPerTxn, r.AllocBytesPerTxn = perTxn(ph.use.mallocs, ph), perTxn(ph.use.allocBytes, ph)
+	r.GCsPerSec = perSec(ph.use.gcs, ph.elapsed)
 
 	r.SyncsPerSec = perSec(m.coordFS.syncs, ph.elapsed)
 	r.RecordsPerSync = ratio(float64(m.coordFS.records), float64(m.coordFS.syncs))

@@ -153,15 +153,18 @@ func newTransportClient() *http.Client {
 	}
 }
 
+// close stops the outer server, then the inner ones. Idle client connections go
+// first: a server's Shutdown waits up to 5s for a connection that was opened and never
+// sent a request.
 func (f *floorServers) close() {
 	if f.outer != nil {
 		f.outer.close()
 	}
 	f.wg.Wait()
+	f.client.CloseIdleConnections()
 	for _, s := range f.inner {
 		s.close()
 	}
-	f.client.CloseIdleConnections()
 }
 
 // protocolNoop answers the participant protocol at once, with no log and no state: the

@@ -137,7 +137,16 @@ type phase struct {
 	errs    *errCounts
 	done    int64 // transactions finished, with or without error
 	elapsed time.Duration
-	cpu     time.Duration
+	use     procUsage     // what this process used meanwhile
+	machine time.Duration // CPU time of every process on the machine meanwhile
+}
+
+// otherCores is how many cores other processes kept busy on average during ph.
+func (ph *phase) otherCores() float64 {
+	if ph.machine <= 0 {
+		return 0
+	}
+	return max(0, ratio((ph.machine-ph.use.cpu).Seconds(), ph.elapsed.Seconds()))
 }
 
 func newPhase() *phase { return &phase{hist: new(hist), errs: new(errCounts)} }
@@ -161,7 +170,7 @@ func (l load) run(ctx context.Context, do func(context.Context) string, ph *phas
 		}
 		ph.hist.Record(lat)
 	}
-	cpu0 := cpuTime()
+	use0, machine0 := snapshot(), machineBusy()
 	start := time.Now()
 	end := start.Add(l.duration)
 	var wg sync.WaitGroup
@@ -224,7 +233,8 @@ func (l load) run(ctx context.Context, do func(context.Context) string, ph *phas
 	}
 	wg.Wait()
 	ph.elapsed += time.Since(start)
-	ph.cpu += cpuTime() - cpu0
+	ph.use = ph.use.add(snapshot().sub(use0))
+	ph.machine += machineBusy() - machine0
 	ph.done += done.Load()
 }
 

@@ -37,6 +37,21 @@ type Result struct {
 	// CPU time over the elapsed time: how many cores were busy on average.
 	CPUUsPerTxn float64 `json:"cpu_us_per_txn"`
 	CPUCores    float64 `json:"cpu_cores"`
+	// OtherCPUCores is how many cores the machine's other processes kept busy on
+	// average meanwhile (/proc/stat): a figure measured on a busy machine is a figure
+	// about that machine.
+	OtherCPUCores float64 `json:"other_cpu_cores"`
+	// Per transaction, the whole process: read-like and write-like syscalls
+	// (/proc/self/io: socket reads and writes, the logs' pwrites) and context switches
+	// (getrusage: a thread that blocked, voluntary, or was preempted).
+	ReadsPerTxn       float64 `json:"reads_per_txn"`
+	WritesPerTxn      float64 `json:"writes_per_txn"`
+	CtxSwitchesPerTxn float64 `json:"ctx_switches_per_txn"`
+	// Go heap allocations per transaction (objects and bytes) and GC cycles per
+	// second, the whole process.
+	AllocsPerTxn     float64 `json:"allocs_per_txn"`
+	AllocBytesPerTxn float64 `json:"alloc_bytes_per_txn"`
+	GCsPerSec        float64 `json:"gcs_per_sec"`
 
 	// The coordinator's log during the measured phase: fsyncs (group commits) per
 	// second, records written per fsync, bytes per transaction and how long each fsync
@@ -64,14 +79,22 @@ type Result struct {
 	Hazards           int64 `json:"hazards"`
 
 	// The raw-HTTP floor (see floor.go), measured in the same run with the same load.
-	FloorTxns        int64            `json:"floor_txns"`
-	FloorErrors      int64            `json:"floor_errors"`
-	FloorErrorKinds  map[string]int64 `json:"floor_error_kinds,omitempty"`
-	FloorTPS         float64          `json:"floor_tps"`
-	FloorP50Ms       float64          `json:"floor_p50_ms"`
-	FloorP99Ms       float64          `json:"floor_p99_ms"`
-	FloorP999Ms      float64          `json:"floor_p999_ms"`
-	FloorCPUUsPerTxn float64          `json:"floor_cpu_us_per_txn"`
+	FloorTxns              int64            `json:"floor_txns"`
+	FloorErrors            int64            `json:"floor_errors"`
+	FloorErrorKinds        map[string]int64 `json:"floor_error_kinds,omitempty"`
+	FloorTPS               float64          `json:"floor_tps"`
+	FloorP50Ms             float64          `json:"floor_p50_ms"`
+	FloorP99Ms             float64          `json:"floor_p99_ms"`
+	FloorP999Ms            float64          `json:"floor_p999_ms"`
+	FloorCPUUsPerTxn       float64          `json:"floor_cpu_us_per_txn"`
+	FloorCPUCores          float64          `json:"floor_cpu_cores"`
+	FloorOtherCores        float64          `json:"floor_other_cpu_cores"`
+	FloorReadsPerTxn       float64          `json:"floor_reads_per_txn"`
+	FloorWritesPerTxn      float64          `json:"floor_writes_per_txn"`
+	FloorCtxSwitchesPerTxn float64          `json:"floor_ctx_switches_per_txn"`
+	FloorAllocsPerTxn      float64          `json:"floor_allocs_per_txn"`
+	FloorAllocBytesPerTxn  float64          `json:"floor_alloc_bytes_per_txn"`
+	FloorGCsPerSec         float64          `json:"floor_gcs_per_sec"`
 	// The fsync floor: one small write + fdatasync on an idle disk, in the data
 	// directory's file system.
 	FsyncP50Ms   float64 `json:"fsync_p50_ms"`
@@ -105,6 +128,9 @@ func newResult(o Options) *Result {
 		GoVersion:  runtime.Version(),
 	}
 }
+
+// perTxn is n per transaction of ph.
+func perTxn(n int64, ph *phase) float64 { return ratio(float64(n), float64(ph.done)) }
 
 func ratio(a, b float64) float64 {
 	if b == 0 {
@@ -143,9 +169,17 @@ func (r *Result) WriteText(w io.Writer) error {
 	ew.printf("%-22s %12.3f %12.3f %8.2f\n", "latency p99 (ms)", r.P99Ms, r.FloorP99Ms, r.P99Ratio)
 	ew.printf("%-22s %12.3f %12.3f\n", "latency p99.9 (ms)", r.P999Ms, r.FloorP999Ms)
 	ew.printf("%-22s %12.1f %12.1f %8.2f\n", "CPU per txn (µs)", r.CPUUsPerTxn, r.FloorCPUUsPerTxn, r.CPURatio)
+	ew.printf("%-22s %12.2f %12.2f\n", "cores busy (this)", r.CPUCores, r.FloorCPUCores)
+	ew.printf("%-22s %12.2f %12.2f\n", "cores busy (others)", r.OtherCPUCores, r.FloorOtherCores)
+	ew.printf("%-22s %12.1f %12.1f\n", "read syscalls/txn", r.ReadsPerTxn, r.FloorReadsPerTxn)
+	ew.printf("%-22s %12.1f %12.1f\n", "write syscalls/txn", r.WritesPerTxn, r.FloorWritesPerTxn)
+	ew.printf("%-22s %12.1f %12.1f\n", "ctx switches/txn", r.CtxSwitchesPerTxn, r.FloorCtxSwitchesPerTxn)
+	ew.printf("%-22s %12.0f %12.0f %8.2f\n", "allocations/txn", r.AllocsPerTxn, r.FloorAllocsPerTxn, ratio(r.AllocsPerTxn, r.FloorAllocsPerTxn))
+	ew.printf("%-22s %12.0f %12.0f %8.2f\n", "allocated bytes/txn", r.AllocBytesPerTxn, r.FloorAllocBytesPerTxn, ratio(r.AllocBytesPerTxn, r.FloorAllocBytesPerTxn))
+	ew.printf("%-22s %12.1f %12.1f\n", "GC cycles/s", r.GCsPerSec, r.FloorGCsPerSec)
 	ew.printf("%-22s %12d %12d\n", "transactions", r.Txns, r.FloorTxns)
 	ew.printf("%-22s %12d %12d\n", "errors", r.Errors, r.FloorErrors)
-	ew.printf("\ndtc latency: mean %.3f ms, p90 %.3f ms, max %.3f ms; %.2f cores busy\n", r.MeanMs, r.P90Ms, r.MaxMs, r.CPUCores)
+	ew.printf("\ndtc latency: mean %.3f ms, p90 %.3f ms, max %.3f ms\n", r.MeanMs, r.P90Ms, r.MaxMs)
 	ew.printf("floor: %d raw HTTP exchanges per transaction (1 outer, %d+%d inner), no parsing, no fsync\n",
 		2*o.Participants+1, o.Participants, o.Participants)
 	ew.printf("fsync floor: write+fdatasync p50 %.3f ms, p99 %.3f ms, max %.3f ms (%d samples)\n",

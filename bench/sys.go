@@ -68,3 +68,87 @@ func rssBytes() int64 {
 	}
 	return 0
 }
+
+// machineBusy is the CPU time all processes have used so far, from /proc/stat (user,
+// nice, system, irq, softirq; not idle, iowait or steal); 0 where unknown. Linux
+// reports it in USER_HZ ticks, 100 per second on every architecture Go supports.
+func machineBusy() time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	fields := bytes.Fields(line)
+	if len(fields) < 8 || string(fields[0]) != "cpu" {
+		return 0
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7} { // user nice system irq softirq
+		n, err := strconv.ParseInt(string(fields[i]), 10, 64)
+		if err != nil {
+			return 0
+		}
+		ticks += n
+	}
+	const userHz = 100
+	return time.Duration(ticks) * time.Second / userHz
+}
+
+// procUsage is a snapshot of what the process has used; see usage and readProcIO.
+type procUsage struct {
+	cpu         time.Duration
+	vcsw, ivcsw int64 // context switches
+	syscr       int64 // read-like syscalls (read, recvfrom, pread, …)
+	syscw       int64 // write-like syscalls (write, sendto, pwrite, …)
+	mallocs     int64 // Go heap objects allocated
+	allocBytes  int64 // Go heap bytes allocated
+	gcs         int64 // GC cycles
+}
+
+// snapshot takes the process's usage now, with its IO syscall counts and Go
+// allocations. (ReadMemStats stops the world for a moment: call it at phase
+// boundaries only.)
+func snapshot() procUsage {
+	u := usage()
+	u.syscr, u.syscw = readProcIO()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	u.mallocs, u.allocBytes, u.gcs = int64(ms.Mallocs), int64(ms.TotalAlloc), int64(ms.NumGC)
+	return u
+}
+
+func (a procUsage) sub(b procUsage) procUsage {
+	return procUsage{a.cpu - b.cpu, a.vcsw - b.vcsw, a.ivcsw - b.ivcsw, a.syscr - b.syscr, a.syscw - b.syscw,
+		a.mallocs - b.mallocs, a.allocBytes - b.allocBytes, a.gcs - b.gcs}
+}
+
+func (a procUsage) add(b procUsage) procUsage {
+	return procUsage{a.cpu + b.cpu, a.vcsw + b.vcsw, a.ivcsw + b.ivcsw, a.syscr + b.syscr, a.syscw + b.syscw,
+		a.mallocs + b.mallocs, a.allocBytes + b.allocBytes, a.gcs + b.gcs}
+}
+
+// readProcIO reads the read and write syscall counts of /proc/self/io; zeros where
+// unknown.
+func readProcIO() (syscr, syscw int64) {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		name, val, ok := bytes.Cut(line, []byte(": "))
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(val)), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch string(name) {
+		case "syscr":
+			syscr = n
+		case "syscw":
+			syscw = n
+		}
+	}
+	return syscr, syscw
+}
