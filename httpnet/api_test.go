@@ -7,6 +7,7 @@ package httpnet_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -538,4 +540,104 @@ func TestClientThatLeavesDoesNotStopTheTransaction(t *testing.T) {
 	c.waitView("leaver", "committed and ended", func(v client.View) bool {
 		return v.State == client.StateCommitted && v.PhaseTwoDone
 	})
+}
+
+// A full disk refuses begin records: the API answers 503 log_unavailable, and works
+// again once there is room. A failed fsync is fatal: OnFatal is told.
+func TestDiskFullAnswers503AndFailedSyncIsFatal(t *testing.T) {
+	f := newFakeParticipant(t)
+	fs := wal.NewMemFS()
+	var (
+		mu                 sync.Mutex
+		diskFull, syncFail bool
+		fatal              []error
+	)
+	fs.SetFaults(wal.MemFSFaults{
+		WriteErr: func(name string, off int64, n int) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if diskFull && strings.HasSuffix(name, ".tmp") { // building a new segment
+				return syscall.ENOSPC
+			}
+			return nil
+		},
+		SyncErr: func(name string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if syncFail {
+				return syscall.EIO
+			}
+			return nil
+		},
+	})
+	c := startCoord(t, "/data", func(o *httpnet.Options) {
+		o.FS = fs
+		o.SegmentSizeBytes = 4 << 10
+		o.Shards = 1
+		o.OnFatal = func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			fatal = append(fatal, err)
+		}
+	})
+	c.waitReady()
+	body := `{"participants":["` + f.url() + `"]}`
+	mu.Lock()
+	diskFull = true
+	mu.Unlock()
+	var st int
+	var resp string
+	var hdr http.Header
+	// Fill the active segment and the spare. Do not wait for decisions: one whose record
+	// does not fit waits (its participants stay prepared) until there is room.
+	var begun []string
+	for i := 0; i < 200; i++ {
+		if st, resp, hdr = c.post("?wait=false", body); st != http.StatusAccepted {
+			break
+		}
+		var v client.View
+		_ = json.Unmarshal([]byte(resp), &v)
+		begun = append(begun, v.ID)
+	}
+	if st != http.StatusServiceUnavailable || !strings.Contains(resp, httpnet.CodeLogUnavailable) || hdr.Get("Retry-After") == "" {
+		t.Fatalf("disk full: %d %s, want 503 log_unavailable with Retry-After", st, resp)
+	}
+	mu.Lock()
+	diskFull = false
+	mu.Unlock()
+	if st, resp, _ = c.post("", body); st != 200 {
+		t.Fatalf("after space was freed: %d %s", st, resp)
+	}
+	for _, id := range begun {
+		c.waitView(id, "committed once there is room", func(v client.View) bool { return v.State == client.StateCommitted })
+	}
+
+	mu.Lock()
+	syncFail = true
+	mu.Unlock()
+	// Its decision can never be made durable: the waiting request is answered 503.
+	if st, resp, _ = c.post("", body); st != http.StatusServiceUnavailable || !strings.Contains(resp, httpnet.CodeLogUnavailable) {
+		t.Errorf("when the sync fails: %d %s, want 503 log_unavailable", st, resp)
+	}
+	if c.rt.Ready() {
+		t.Error("ready after the log failed")
+	}
+	eventually(t, "OnFatal is called", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(fatal) > 0
+	})
+	mu.Lock()
+	if len(fatal) != 1 || !errors.Is(fatal[0], wal.ErrSyncFailed) {
+		t.Errorf("OnFatal got %v, want one ErrSyncFailed", fatal)
+	}
+	mu.Unlock()
+	if st, resp, _ = c.post("", body); st != http.StatusServiceUnavailable || !strings.Contains(resp, httpnet.CodeLogUnavailable) {
+		t.Errorf("after the log failed: %d %s, want 503 log_unavailable", st, resp)
+	}
+	if err := c.rt.Close(); !errors.Is(err, wal.ErrSyncFailed) {
+		t.Errorf("Close after the failure: %v, want the sync failure", err)
+	}
+	c.srv.Close()
+	c.rt, c.srv = nil, nil // closed: nothing left for the cleanup
 }

@@ -127,6 +127,7 @@ type Runtime struct {
 	replayed int // records read from the log at startup
 
 	stopping    chan struct{} // closed when Close begins: waiting callers give up
+	failed      chan struct{} // closed when the log failed: nothing becomes durable any more
 	compactQuit chan struct{}
 	compactDone chan struct{}
 	lastCPSeg   uint64 // newest segment when checkpoints were last requested (compactor only)
@@ -151,6 +152,7 @@ func Open(o Options) (*Runtime, error) {
 		lg:          o.Logger,
 		metrics:     newMetrics(),
 		stopping:    make(chan struct{}),
+		failed:      make(chan struct{}),
 		compactQuit: make(chan struct{}),
 		compactDone: make(chan struct{}),
 	}
@@ -222,6 +224,7 @@ func (r *Runtime) walOptions() wal.Options {
 // fatal is the committer's OnFatal: the log can no longer make anything durable.
 func (r *Runtime) fatal(err error) {
 	r.fatalOnce.Do(func() {
+		close(r.failed) // callers waiting for a decision give up: it will never be durable
 		r.lg.Error("the log failed to make records durable; exiting (an fsync is never retried)", "error", err)
 		if r.o.OnFatal != nil {
 			r.o.OnFatal(err)
@@ -246,6 +249,11 @@ func (r *Runtime) Ready() bool {
 		if !s.ready.Load() {
 			return false
 		}
+	}
+	select {
+	case <-r.failed:
+		return false
+	default:
 	}
 	return !r.closed.Load()
 }
@@ -289,6 +297,8 @@ func (r *Runtime) Submit(ctx context.Context, req coordinator.Request, wait bool
 		return v, ctx.Err()
 	case <-r.stopping:
 		return v, ErrStopped
+	case <-r.failed:
+		return v, fmt.Errorf("httpnet: %w: the log failed; the decision of %s is not durable", coordinator.ErrLogUnavailable, v.ID)
 	}
 }
 
