@@ -409,8 +409,9 @@ func TestShardCountMayChangeBetweenRestarts(t *testing.T) {
 		}
 	}
 	b.gate.set("commit", down)
-	if v, err := c.cli.Submit(ctx, client.Request{ID: "rs-open", Participants: transfer(a, b, 1)}); err != nil || v.State != client.StateCommitted {
-		t.Fatalf("%+v %v", v, err)
+	open, err := c.cli.Submit(ctx, client.Request{ID: "rs-open", Participants: transfer(a, b, 1)})
+	if err != nil || open.State != client.StateCommitted {
+		t.Fatalf("%+v %v", open, err)
 	}
 	for _, shards := range []int{5, 1} {
 		c.restart(func(o *httpnet.Options) { o.Shards = shards })
@@ -426,7 +427,7 @@ func TestShardCountMayChangeBetweenRestarts(t *testing.T) {
 	}
 	b.gate.release("commit")
 	c.waitView("rs-open", "phase 2 acknowledged", func(v client.View) bool { return v.PhaseTwoDone })
-	b.waitStatus("rs-open", "committed")
+	b.waitStatus(open.TxnID, "committed")
 }
 
 // With small segments the log is compacted as it goes, and what it still needs (a
@@ -442,8 +443,9 @@ func TestLogIsCompacted(t *testing.T) {
 	c.waitReady()
 	ctx := context.Background()
 	b.gate.set("commit", down)
-	if v, err := c.cli.Submit(ctx, client.Request{ID: "cp-open", Participants: transfer(a, b, 1)}); err != nil || v.State != client.StateCommitted {
-		t.Fatalf("%+v %v", v, err)
+	open, err := c.cli.Submit(ctx, client.Request{ID: "cp-open", Participants: transfer(a, b, 1)})
+	if err != nil || open.State != client.StateCommitted {
+		t.Fatalf("%+v %v", open, err)
 	}
 	segments := func() []uint64 {
 		l, err := wal.Open(wal.Options{FS: wal.OSFS(), Dir: c.dir, ReadOnly: true}, nil)
@@ -468,7 +470,7 @@ func TestLogIsCompacted(t *testing.T) {
 		t.Fatalf("after compaction and restart: %+v %v: want committed, phase 2 pending", v, err)
 	}
 	b.gate.release("commit")
-	b.waitStatus("cp-open", "committed")
+	b.waitStatus(open.TxnID, "committed")
 }
 
 // Serve shuts down gracefully: a request in flight gets its answer, then the runtime

@@ -234,7 +234,13 @@ func (r *Runtime) fatal(err error) {
 	})
 }
 
-func (r *Runtime) shardFor(id string) *shard { return r.shards[shardOf(id, len(r.shards))] }
+// shardFor routes a transaction to its shard by its client id. A participant asks about
+// a transaction by the id it was told (client id, '@', incarnation nonce); that routes by
+// its client part, like the log's records, which carry the client id.
+func (r *Runtime) shardFor(id string) *shard {
+	client, _, _ := coordinator.SplitTxnID(id)
+	return r.shards[shardOf(client, len(r.shards))]
+}
 
 // Metrics returns the runtime's metrics (the API serves them on /metrics).
 func (r *Runtime) Metrics() *Metrics { return r.metrics }
@@ -302,8 +308,9 @@ func (r *Runtime) Submit(ctx context.Context, req coordinator.Request, wait bool
 	}
 }
 
-// Get returns one transaction. coordinator.ErrNotFound: the coordinator has no record of
-// it (presumed aborted); coordinator.ErrRecovering: its shard may still learn of it.
+// Get returns one transaction, by its client id or by the id its participants know
+// (View.TxnID). coordinator.ErrNotFound: the coordinator has no record of it (presumed
+// aborted); coordinator.ErrRecovering: its shard may still learn of it.
 func (r *Runtime) Get(ctx context.Context, id string) (coordinator.View, error) {
 	var (
 		v      coordinator.View

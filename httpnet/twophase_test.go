@@ -6,6 +6,7 @@ package httpnet_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -37,16 +38,17 @@ func TestCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.State != client.StateCommitted || v.ID != "t-commit" {
-		t.Fatalf("got %s %q, want committed t-commit: %+v", v.State, v.ID, v)
+	if v.State != client.StateCommitted || v.ID != "t-commit" || !strings.HasPrefix(v.TxnID, "t-commit@") {
+		t.Fatalf("got %s %q (%q), want committed t-commit: %+v", v.State, v.ID, v.TxnID, v)
 	}
+	w := v.TxnID // the id the participants know it by
 	for i, p := range v.Participants {
 		if p.Vote != coordinator.VoteACK {
 			t.Errorf("participant %d voted %q, want ACK", i, p.Vote)
 		}
 	}
-	a.waitStatus("t-commit", participant.StateCommitted)
-	b.waitStatus("t-commit", participant.StateCommitted)
+	a.waitStatus(w, participant.StateCommitted)
+	b.waitStatus(w, participant.StateCommitted)
 	if got := a.balance("alice"); got != 70 {
 		t.Errorf("alice has %d, want 70", got)
 	}
@@ -54,6 +56,23 @@ func TestCommit(t *testing.T) {
 		t.Errorf("bob has %d, want 130", got)
 	}
 	c.waitView("t-commit", "phase 2 acknowledged", func(v client.View) bool { return v.PhaseTwoDone })
+
+	// A participant in doubt asks by the id it knows, which routes to the same shard; an
+	// incarnation the coordinator does not know is presumed aborted.
+	f := newFakeParticipant(t)
+	for i := range 10 {
+		id := fmt.Sprintf("t-route-%d", i)
+		v, err := c.cli.Submit(ctx, client.Request{ID: id, Participants: []client.Participant{{URL: f.url()}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.cli.Get(ctx, v.TxnID); err != nil || got.ID != id || got.State != client.StateCommitted {
+			t.Errorf("get by participant id %s: %+v %v", v.TxnID, got, err)
+		}
+		if _, err := c.cli.Get(ctx, id+"@0000000000000000"); !client.IsNotFound(err) {
+			t.Errorf("get of another incarnation of %s: %v, want not found", id, err)
+		}
+	}
 
 	// The same id and participants answer the same transaction; nothing runs twice.
 	v2, err := c.cli.Submit(ctx, client.Request{ID: "t-commit", Participants: transfer(a, b, 30)})
@@ -64,8 +83,8 @@ func TestCommit(t *testing.T) {
 		t.Errorf("after resubmission alice has %d, want 70", got)
 	}
 	recs := logRecords(t, c.dir)
-	if n := countRecords(recs, coordinator.RecBegin); n != 1 {
-		t.Errorf("%d begin records, want 1", n)
+	if n := countRecords(recs, coordinator.RecBegin); n != 1+10 {
+		t.Errorf("%d begin records, want 11 (t-commit once, and the ten t-route)", n)
 	}
 }
 
@@ -81,14 +100,15 @@ func TestNACKRollsBackEverywhere(t *testing.T) {
 	if v.State != client.StateAborted {
 		t.Fatalf("state %s, want aborted", v.State)
 	}
+	w := v.TxnID
 	if v.Participants[0].Vote != coordinator.VoteNACK || !strings.Contains(v.Participants[0].Reason, "insufficient funds") {
 		t.Errorf("alice's bank: vote %q reason %q, want NACK for insufficient funds", v.Participants[0].Vote, v.Participants[0].Reason)
 	}
 	if !strings.Contains(v.Reason, "NACK") {
 		t.Errorf("reason %q does not mention the NACK", v.Reason)
 	}
-	a.waitStatus("t-nack", participant.StateAborted)
-	b.waitStatus("t-nack", participant.StateAborted)
+	a.waitStatus(w, participant.StateAborted)
+	b.waitStatus(w, participant.StateAborted)
 	c.waitView("t-nack", "phase 2 acknowledged", func(v client.View) bool { return v.PhaseTwoDone })
 	if a.balance("alice") != 100 || b.balance("bob") != 100 || len(a.holds())+len(b.holds()) != 0 {
 		t.Errorf("balances %d/%d, holds %v %v: want 100/100 and none", a.balance("alice"), b.balance("bob"), a.holds(), b.holds())
@@ -112,14 +132,14 @@ func TestPrepareTimeoutRollsBackAndFencesTheLatePrepare(t *testing.T) {
 	// The engine's deadline (TIMEOUT) and the request's own timeout (ERROR, "no answer
 	// within") are two clocks measuring the same thing; the transport gives the request
 	// slack so the deadline normally wins, but a test must not depend on which.
-	bobs := v.Participants[1]
+	w, bobs := v.TxnID, v.Participants[1]
 	timedOut := bobs.Vote == coordinator.VoteTimeout ||
 		(bobs.Vote == coordinator.VoteError && strings.Contains(bobs.Reason, "no answer within"))
 	if v.State != client.StateAborted || !timedOut {
 		t.Fatalf("got %s with bob's vote %q, want aborted with TIMEOUT: %+v", v.State, bobs.Vote, v)
 	}
-	a.waitStatus("t-timeout", participant.StateAborted)
-	b.waitStatus("t-timeout", participant.StateAborted) // fenced by the rollback
+	a.waitStatus(w, participant.StateAborted)
+	b.waitStatus(w, participant.StateAborted) // fenced by the rollback
 	if b.gate.heldCount("prepare") != 1 {
 		t.Fatalf("%d prepares held, want 1", b.gate.heldCount("prepare"))
 	}
@@ -129,8 +149,8 @@ func TestPrepareTimeoutRollsBackAndFencesTheLatePrepare(t *testing.T) {
 	if ans := b.gate.forwardedAnswers("prepare")[0]; !strings.Contains(ans, `"NACK"`) {
 		t.Errorf("late prepare answered %s, want a NACK", ans)
 	}
-	if b.status("t-timeout") != participant.StateAborted || len(b.holds()) != 0 || b.balance("bob") != 100 {
-		t.Errorf("after the late prepare: status %s, holds %v, bob %d", b.status("t-timeout"), b.holds(), b.balance("bob"))
+	if b.status(w) != participant.StateAborted || len(b.holds()) != 0 || b.balance("bob") != 100 {
+		t.Errorf("after the late prepare: status %s, holds %v, bob %d", b.status(w), b.holds(), b.balance("bob"))
 	}
 	c.waitView("t-timeout", "phase 2 acknowledged", func(v client.View) bool { return v.PhaseTwoDone })
 }
@@ -147,16 +167,17 @@ func TestPhase2RetriedWhileParticipantDown(t *testing.T) {
 	if err != nil || v.State != client.StateCommitted {
 		t.Fatalf("%+v, %v: want committed", v, err)
 	}
+	w := v.TxnID
 	eventually(t, "commit retried 3 times", func() bool { return b.gate.callCount("commit") >= 3 })
 	v, err = c.cli.Get(context.Background(), "t-down")
 	if err != nil || v.PhaseTwoDone || v.Participants[1].Acked {
 		t.Fatalf("while bob's bank is down: %+v, %v: want phase 2 pending", v, err)
 	}
-	if b.status("t-down") != participant.StatePrepared {
-		t.Fatalf("bob's bank reports %s, want prepared", b.status("t-down"))
+	if b.status(w) != participant.StatePrepared {
+		t.Fatalf("bob's bank reports %s, want prepared", b.status(w))
 	}
 	b.gate.release("commit")
-	b.waitStatus("t-down", participant.StateCommitted)
+	b.waitStatus(w, participant.StateCommitted)
 	c.waitView("t-down", "phase 2 acknowledged", func(v client.View) bool { return v.PhaseTwoDone })
 	if b.balance("bob") != 105 || a.balance("alice") != 95 {
 		t.Errorf("balances %d/%d, want 95/105", a.balance("alice"), b.balance("bob"))
@@ -175,11 +196,12 @@ func TestParticipantRestartsAfterACKAndCommits(t *testing.T) {
 	if err != nil || v.State != client.StateCommitted {
 		t.Fatalf("%+v, %v: want committed", v, err)
 	}
+	w := v.TxnID
 	eventually(t, "bob's commit held", func() bool { return b.gate.heldCount("commit") >= 1 })
 	b.stop() // the held commit never reaches it
 	b.gate.release("commit")
 	b.start()
-	b.waitStatus("t-prestart", participant.StateCommitted)
+	b.waitStatus(w, participant.StateCommitted)
 	c.waitView("t-prestart", "phase 2 acknowledged", func(v client.View) bool { return v.PhaseTwoDone })
 	if b.balance("bob") != 107 {
 		t.Errorf("bob has %d, want 107", b.balance("bob"))
@@ -200,6 +222,7 @@ func TestRestartAfterCommitDecisionFinishesPhase2(t *testing.T) {
 	if err != nil || v.State != client.StateCommitted {
 		t.Fatalf("%+v, %v: want committed", v, err)
 	}
+	w := v.TxnID
 	eventually(t, "both commits held", func() bool {
 		return a.gate.heldCount("commit") >= 1 && b.gate.heldCount("commit") >= 1
 	})
@@ -207,8 +230,8 @@ func TestRestartAfterCommitDecisionFinishesPhase2(t *testing.T) {
 	// The first run's commits arrive late, after the restart; phase 2 is idempotent.
 	a.gate.release("commit")
 	b.gate.release("commit")
-	a.waitStatus("t-crash2", participant.StateCommitted)
-	b.waitStatus("t-crash2", participant.StateCommitted)
+	a.waitStatus(w, participant.StateCommitted)
+	b.waitStatus(w, participant.StateCommitted)
 	v = c.waitView("t-crash2", "phase 2 acknowledged", func(v client.View) bool { return v.PhaseTwoDone })
 	if v.State != client.StateCommitted || !v.Recovered {
 		t.Errorf("after restart: %+v, want committed and recovered", v)
@@ -235,7 +258,8 @@ func TestRestartDuringPrepareRollsBack(t *testing.T) {
 	if err != nil || v.State != client.StatePreparing {
 		t.Fatalf("%+v, %v: want preparing", v, err)
 	}
-	a.waitStatus("t-crash1", participant.StatePrepared)
+	w := v.TxnID
+	a.waitStatus(w, participant.StatePrepared)
 	eventually(t, "bob's prepare held", func() bool { return b.gate.heldCount("prepare") >= 1 })
 
 	b.gate.set("status", hold) // recovery cannot finish until we let it
@@ -268,8 +292,8 @@ func TestRestartDuringPrepareRollsBack(t *testing.T) {
 	if v.State != client.StateAborted || !v.Recovered || !strings.HasPrefix(v.Reason, "recovery:") {
 		t.Errorf("after restart: %+v, want aborted by recovery", v)
 	}
-	a.waitStatus("t-crash1", participant.StateAborted)
-	b.waitStatus("t-crash1", participant.StateAborted)
+	a.waitStatus(w, participant.StateAborted)
+	b.waitStatus(w, participant.StateAborted)
 	b.gate.release("prepare") // the first run's prepare, very late: fenced
 	eventually(t, "the late prepare is answered", func() bool { return len(b.gate.forwardedAnswers("prepare")) == 1 })
 	if ans := b.gate.forwardedAnswers("prepare")[0]; !strings.Contains(ans, `"NACK"`) {
@@ -288,19 +312,21 @@ func TestRestartAfterAllPreparedCommits(t *testing.T) {
 	c.waitReady()
 	b.gate.set("prepare", holdReply) // bob's bank prepares; its ACK is held
 
-	if _, err := c.cli.SubmitAsync(context.Background(), client.Request{ID: "t-crash3", Participants: transfer(a, b, 25)}); err != nil {
+	v, err := c.cli.SubmitAsync(context.Background(), client.Request{ID: "t-crash3", Participants: transfer(a, b, 25)})
+	if err != nil {
 		t.Fatal(err)
 	}
-	a.waitStatus("t-crash3", participant.StatePrepared)
-	b.waitStatus("t-crash3", participant.StatePrepared)
+	w := v.TxnID
+	a.waitStatus(w, participant.StatePrepared)
+	b.waitStatus(w, participant.StatePrepared)
 	c.restart(nil)
 	b.gate.release("prepare") // the ACK goes to a connection that is gone
-	v := c.waitView("t-crash3", "decided", func(v client.View) bool { return v.Final() })
+	v = c.waitView("t-crash3", "decided", func(v client.View) bool { return v.Final() })
 	if v.State != client.StateCommitted || !v.Recovered {
 		t.Fatalf("after restart: %+v, want committed and recovered", v)
 	}
-	a.waitStatus("t-crash3", participant.StateCommitted)
-	b.waitStatus("t-crash3", participant.StateCommitted)
+	a.waitStatus(w, participant.StateCommitted)
+	b.waitStatus(w, participant.StateCommitted)
 	if a.balance("alice") != 75 || b.balance("bob") != 125 {
 		t.Errorf("balances %d/%d, want 75/125", a.balance("alice"), b.balance("bob"))
 	}

@@ -255,6 +255,9 @@ func printView(w io.Writer, v client.View, asJSON bool) {
 		return
 	}
 	fmt.Fprintf(w, "%s %s\n", v.State, v.ID)
+	if v.TxnID != "" && v.TxnID != v.ID {
+		fmt.Fprintf(w, "  participants know it as: %s\n", v.TxnID)
+	}
 	if v.Reason != "" {
 		fmt.Fprintf(w, "  reason: %s\n", v.Reason)
 	}

@@ -392,16 +392,17 @@ func TestKillCoordinatorAfterCommitDecision(t *testing.T) {
 	if err != nil || v.State != client.StateCommitted {
 		t.Fatalf("%+v %v: want committed", v, err)
 	}
+	w := v.TxnID // the id the banks know it by
 	eventually(t, "bob's commit held", func() bool { return pb.heldCount("commit") >= 1 })
-	if s := b.status("k-commit"); s != "prepared" {
+	if s := b.status(w); s != "prepared" {
 		t.Fatalf("bob's bank reports %s, want prepared", s)
 	}
 	d.kill()
 	d.start()
 	d.waitReady()
 	pb.release("commit")
-	a.waitStatus("k-commit", "committed")
-	b.waitStatus("k-commit", "committed")
+	a.waitStatus(w, "committed")
+	b.waitStatus(w, "committed")
 	eventually(t, "dtc reports phase 2 done", func() bool {
 		v, err := d.view("k-commit")
 		return err == nil && v.State == client.StateCommitted && v.PhaseTwoDone
@@ -418,10 +419,12 @@ func TestKillCoordinatorAfterCommitDecision(t *testing.T) {
 func TestKillCoordinatorDuringPrepare(t *testing.T) {
 	d, a, b, pa, pb := setup(t)
 	pb.hold("prepare")
-	if _, err := d.cli.SubmitAsync(context.Background(), client.Request{ID: "k-prep", Participants: transferVia(pa, pb, 30)}); err != nil {
+	began, err := d.cli.SubmitAsync(context.Background(), client.Request{ID: "k-prep", Participants: transferVia(pa, pb, 30)})
+	if err != nil {
 		t.Fatal(err)
 	}
-	a.waitStatus("k-prep", "prepared")
+	w := began.TxnID
+	a.waitStatus(w, "prepared")
 	eventually(t, "the begin record is in the log", func() bool {
 		return strings.Contains(dumpText(t, d.dir), `"type":"begin","txn":"k-prep"`)
 	})
@@ -435,8 +438,8 @@ func TestKillCoordinatorDuringPrepare(t *testing.T) {
 	if v.State != client.StateAborted || !v.Recovered {
 		t.Errorf("after restart: %+v, want aborted by recovery", v)
 	}
-	a.waitStatus("k-prep", "aborted")
-	b.waitStatus("k-prep", "aborted")
+	a.waitStatus(w, "aborted")
+	b.waitStatus(w, "aborted")
 	pb.release("prepare")
 	eventually(t, "the late prepare is answered", func() bool { return len(pb.forwardedAnswers("prepare")) == 1 })
 	if ans := pb.forwardedAnswers("prepare")[0]; !strings.Contains(ans, "NACK") {
@@ -455,14 +458,16 @@ func TestKillCoordinatorDuringPrepare(t *testing.T) {
 func TestKillCoordinatorBeforeBeginIsDurable(t *testing.T) {
 	d, a, b, pa, pb := setup(t, "--lazy-flush", "1m")
 	pb.hold("prepare")
-	if _, err := d.cli.SubmitAsync(context.Background(), client.Request{ID: "k-lost", Participants: transferVia(pa, pb, 30)}); err != nil {
+	began, err := d.cli.SubmitAsync(context.Background(), client.Request{ID: "k-lost", Participants: transferVia(pa, pb, 30)})
+	if err != nil {
 		t.Fatal(err)
 	}
-	a.waitStatus("k-lost", "prepared")
+	w := began.TxnID
+	a.waitStatus(w, "prepared")
 	d.kill()
 	d.start()
 	d.waitReady()
-	a.waitStatus("k-lost", "aborted") // the bank's resolver asked dtc: 404, presumed abort
+	a.waitStatus(w, "aborted") // the bank's resolver asked dtc: 404, presumed abort
 	if _, err := d.view("k-lost"); client.IsNotFound(err) {
 		t.Log("the begin record was lost with the process: presumed abort")
 	}
@@ -477,7 +482,7 @@ func TestKillCoordinatorBeforeBeginIsDurable(t *testing.T) {
 	eventually(t, "the late prepare is answered", func() bool { return len(pb.forwardedAnswers("prepare")) == 1 })
 	// Bob's bank may accept the late prepare (nobody fenced it): then it is in doubt,
 	// and its resolver gets the same answer and rolls back.
-	b.waitStatus("k-lost", "aborted")
+	b.waitStatus(w, "aborted")
 	if a.balance("alice") != 100 || b.balance("bob") != 100 {
 		t.Errorf("balances %d/%d, want 100/100", a.balance("alice"), b.balance("bob"))
 	}
@@ -492,6 +497,7 @@ func TestKillParticipantAfterACK(t *testing.T) {
 	if err != nil || v.State != client.StateCommitted {
 		t.Fatalf("%+v %v", v, err)
 	}
+	w := v.TxnID
 	eventually(t, "bob's commit held", func() bool { return pb.heldCount("commit") >= 1 })
 	b.kill()
 	pb.release("commit") // forwarded to a dead bank: 502, and dtc retries
@@ -501,8 +507,8 @@ func TestKillParticipantAfterACK(t *testing.T) {
 	})
 	b.start()
 	b.waitUp()
-	b.waitStatus("k-part", "committed")
-	a.waitStatus("k-part", "committed")
+	b.waitStatus(w, "committed")
+	a.waitStatus(w, "committed")
 	eventually(t, "phase 2 done", func() bool {
 		v, err := d.view("k-part")
 		return err == nil && v.PhaseTwoDone
