@@ -49,6 +49,14 @@ func BenchmarkSubmit(b *testing.B) {
 			})
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "txn/s")
+			if mfs, err := rt.Metrics().Registry().Gather(); err == nil {
+				for _, mf := range mfs {
+					if mf.GetName() == "dtc_log_records_per_sync" {
+						h := mf.GetMetric()[0].GetHistogram()
+						b.ReportMetric(h.GetSampleSum()/float64(max(1, h.GetSampleCount())), "records/sync")
+					}
+				}
+			}
 			if n := aborted.Load(); n > 0 {
 				b.Errorf("%d transactions aborted", n)
 			}

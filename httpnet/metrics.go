@@ -18,17 +18,19 @@ import (
 type Metrics struct {
 	reg *prometheus.Registry
 
-	begun           prometheus.Counter
-	committed       prometheus.Counter
-	aborted         *prometheus.CounterVec // reason: nack, timeout, error, recovery
-	decisionLatency prometheus.Histogram
-	totalLatency    prometheus.Histogram
-	participantErrs *prometheus.CounterVec // kind, request
-	hazards         prometheus.Counter
-	logRefused      prometheus.Counter
-	logSyncLatency  prometheus.Histogram
-	httpRequests    *prometheus.CounterVec // route, code
-	rejected        *prometheus.CounterVec // code
+	begun             prometheus.Counter
+	committed         prometheus.Counter
+	aborted           *prometheus.CounterVec // reason: nack, timeout, error, recovery
+	decisionLatency   prometheus.Histogram
+	totalLatency      prometheus.Histogram
+	participantErrs   *prometheus.CounterVec // kind, request
+	hazards           prometheus.Counter
+	logRefused        prometheus.Counter
+	logSyncLatency    prometheus.Histogram
+	logRecordsPerSync prometheus.Histogram
+	fsyncLatency      prometheus.Histogram
+	httpRequests      *prometheus.CounterVec // route, code
+	rejected          *prometheus.CounterVec // code
 }
 
 // Reason classes of aborted transactions (label "reason" of dtc_transactions_aborted_total).
@@ -85,6 +87,16 @@ func newMetrics() *Metrics {
 			Help:    "From appending a record that asks for a sync until it is durable (queueing plus the group commit's write and fsync).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 0.1ms .. ~3s
 		}),
+		logRecordsPerSync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "dtc_log_records_per_sync",
+			Help:    "Records made durable together by one group commit (all shards share the log).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12), // 1 .. 2048
+		}),
+		fsyncLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "dtc_log_fsync_duration_seconds",
+			Help:    "Duration of one fsync (fdatasync) of a log file.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16), // 50µs .. ~1.6s
+		}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dtc_http_requests_total",
 			Help: "API requests answered, by route and status code.",
@@ -98,7 +110,7 @@ func newMetrics() *Metrics {
 		m.aborted.WithLabelValues(r)
 	}
 	reg.MustRegister(m.begun, m.committed, m.aborted, m.decisionLatency, m.totalLatency,
-		m.participantErrs, m.hazards, m.logRefused, m.logSyncLatency,
+		m.participantErrs, m.hazards, m.logRefused, m.logSyncLatency, m.logRecordsPerSync, m.fsyncLatency,
 		m.httpRequests, m.rejected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -121,6 +121,7 @@ type Runtime struct {
 	wal       *wal.Log
 	committer *wal.Committer
 	sink      *meteredSink
+	fs        *countingFS // o.FS, with its fsyncs counted and timed
 	shards    []*shard
 	logs      []*coordlog.ShardLog
 
@@ -158,7 +159,8 @@ func Open(o Options) (*Runtime, error) {
 	}
 	r.transport = NewTransport(o.Transport)
 	r.transport.metrics = r.metrics
-	r.sink = &meteredSink{m: r.metrics}
+	r.fs = &countingFS{FS: o.FS, m: r.metrics}
+	r.sink = &meteredSink{m: r.metrics, fs: r.fs}
 	r.metrics.reg.MustRegister(newStatsCollector(r))
 
 	for i := 0; i < o.Shards; i++ {
@@ -218,7 +220,7 @@ func Open(o Options) (*Runtime, error) {
 }
 
 func (r *Runtime) walOptions() wal.Options {
-	return wal.Options{FS: r.o.FS, Dir: r.o.DataDir, SegmentSizeBytes: r.o.SegmentSizeBytes}
+	return wal.Options{FS: r.fs, Dir: r.o.DataDir, SegmentSizeBytes: r.o.SegmentSizeBytes}
 }
 
 // fatal is the committer's OnFatal: the log can no longer make anything durable.
@@ -455,28 +457,4 @@ func (r *Runtime) Close() error {
 		}
 	})
 	return r.closeErr
-}
-
-// meteredSink is the coordlog.Sink of every shard: the shared Committer, timed. The
-// committer is set once the log has been replayed, before any shard appends.
-type meteredSink struct {
-	c *wal.Committer
-	m *Metrics
-}
-
-var _ coordlog.Sink = (*meteredSink)(nil)
-
-func (s *meteredSink) Append(payload []byte, sync bool, done func(wal.Pos, error)) (wal.Pos, error) {
-	if !sync {
-		return s.c.Append(payload, false, done)
-	}
-	start := time.Now()
-	return s.c.Append(payload, true, func(pos wal.Pos, err error) {
-		if err == nil {
-			s.m.logSyncLatency.Observe(time.Since(start).Seconds())
-		}
-		if done != nil {
-			done(pos, err)
-		}
-	})
 }

@@ -1,0 +1,90 @@
+package httpnet
+
+import (
+	"io/fs"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dtc-project/dtc/coordlog"
+	"github.com/dtc-project/dtc/wal"
+)
+
+// meteredSink is the coordlog.Sink of every shard: the shared Committer, measured. The
+// committer is set once the log has been replayed, before any shard appends.
+//
+// The Committer keeps no statistics, so two are derived here:
+//   - sync latency: from appending a record that asks for a sync until its done callback;
+//   - records per group commit: the Committer calls the done callbacks of one batch one
+//     after the other on its goroutine, right after the fsync that made them durable and
+//     before the next one, so callbacks that see the same count of file fsyncs (kept by
+//     countingFS) belong to the same batch.
+type meteredSink struct {
+	c  *wal.Committer
+	m  *Metrics
+	fs *countingFS
+
+	mu       sync.Mutex // the committer's goroutine is the only caller; kept for safety
+	batchGen uint64
+	batchLen int
+}
+
+var _ coordlog.Sink = (*meteredSink)(nil)
+
+func (s *meteredSink) Append(payload []byte, sync bool, done func(wal.Pos, error)) (wal.Pos, error) {
+	start := time.Now()
+	return s.c.Append(payload, sync, func(pos wal.Pos, err error) {
+		if err == nil {
+			if sync {
+				s.m.logSyncLatency.Observe(time.Since(start).Seconds())
+			}
+			s.countInBatch()
+		}
+		if done != nil {
+			done(pos, err)
+		}
+	})
+}
+
+// countInBatch counts one durable record in the current batch; the previous batch is
+// observed when the first record of the next one arrives.
+func (s *meteredSink) countInBatch() {
+	gen := s.fs.syncs.Load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gen != s.batchGen {
+		if s.batchLen > 0 {
+			s.m.logRecordsPerSync.Observe(float64(s.batchLen))
+		}
+		s.batchGen, s.batchLen = gen, 0
+	}
+	s.batchLen++
+}
+
+// countingFS is a wal.FS whose files count and time their fsyncs.
+type countingFS struct {
+	wal.FS
+	m     *Metrics
+	syncs atomic.Uint64
+}
+
+func (c *countingFS) OpenFile(name string, flag int, perm fs.FileMode) (wal.File, error) {
+	f, err := c.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return countingFile{File: f, fs: c}, nil
+}
+
+type countingFile struct {
+	wal.File
+	fs *countingFS
+}
+
+func (f countingFile) Sync() error {
+	start := time.Now()
+	err := f.File.Sync()
+	f.fs.syncs.Add(1)
+	f.fs.m.fsyncLatency.Observe(time.Since(start).Seconds())
+	return err
+}
