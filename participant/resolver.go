@@ -1,6 +1,7 @@
 package participant
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -44,13 +45,13 @@ type ResolverOptions struct {
 //
 //	200 "state":"committed"             → commit
 //	200 "state":"aborted"               → rollback
-//	404 with a JSON error body          → presumed abort: rollback
+//	404 with code "not_found"           → presumed abort: rollback
 //	anything else (503, a state still in
-//	progress, an error, a 404 that is not
-//	the coordinator's JSON)             → ask again in a later round
+//	progress, an error, any other 404)  → ask again in a later round
 //
-// A 404 must carry the coordinator's JSON error body: a bare 404 from a misconfigured
-// URL must not roll back a transaction the real coordinator may have committed.
+// A 404 must carry the coordinator's JSON error with code "not_found": a bare 404 from a
+// misconfigured URL, or the coordinator's "no_route" for a wrong path, must not roll back
+// a transaction the real coordinator may have committed.
 type Resolver struct {
 	p   *Participant
 	o   ResolverOptions
@@ -215,7 +216,8 @@ func (r *Resolver) resolve(ctx context.Context, t InDoubtTxn) Resolution {
 // coordinatorTxn is the part of the coordinator's transaction resource the resolver
 // reads.
 type coordinatorTxn struct {
-	ID    string `json:"id"`
+	ID    string `json:"id"`     // the client's id
+	TxnID string `json:"txn_id"` // the id participants see (the client's id and an incarnation nonce)
 	State string `json:"state"`
 }
 
@@ -245,8 +247,8 @@ func (r *Resolver) ask(ctx context.Context, base, id string) (State, string) {
 		if err := json.Unmarshal(body, &ct); err != nil {
 			return StateUnknown, fmt.Sprintf("answer does not parse: %v", err)
 		}
-		if ct.ID != "" && ct.ID != id {
-			return StateUnknown, fmt.Sprintf("answer is about txn %q", ct.ID)
+		if about := ct.TxnID; about != id && (about != "" || ct.ID != id) {
+			return StateUnknown, fmt.Sprintf("answer is about txn %q", cmp.Or(about, ct.ID))
 		}
 		switch ct.State {
 		case string(StateCommitted):
@@ -258,8 +260,8 @@ func (r *Resolver) ask(ctx context.Context, base, id string) (State, string) {
 		}
 	case http.StatusNotFound:
 		var e ErrorResponse
-		if err := json.Unmarshal(body, &e); err != nil || e.Error.Code == "" {
-			return StateUnknown, "404 without the coordinator's JSON error body: wrong coordinator URL?"
+		if err := json.Unmarshal(body, &e); err != nil || e.Error.Code != CodeTxnNotFound {
+			return StateUnknown, fmt.Sprintf("404 without the coordinator's %q error: wrong coordinator URL?", CodeTxnNotFound)
 		}
 		return StateAborted, "coordinator: unknown transaction (presumed abort)"
 	default:

@@ -54,6 +54,9 @@ func TestResolver(t *testing.T) {
 		"c-recover":   status(503, `{"error":{"code":"recovering","message":"try later"}}`),
 		"c-running":   state("committing"),
 		"c-bare404":   status(404, "404 page not found"),
+		"c-noroute":   status(404, `{"error":{"code":"no_route","message":"no such endpoint"}}`),
+		"c@n1":        status(200, `{"id":"c","txn_id":"c@n1","state":"committed"}`),
+		"c@old":       status(200, `{"id":"c","txn_id":"c@n1","state":"committed"}`), // another incarnation
 		"d-default":   state("committed"),
 		"c/slash":     state("aborted"),
 	}}
@@ -74,7 +77,7 @@ func TestResolver(t *testing.T) {
 	p, svc := m.open(t)
 	defer p.Close()
 	a := &answer{}
-	for _, id := range []string{"c-committed", "c-aborted", "c-unknown", "c-recover", "c-running", "c-bare404", "c/slash"} {
+	for _, id := range []string{"c-committed", "c-aborted", "c-unknown", "c-recover", "c-running", "c-bare404", "c-noroute", "c@n1", "c@old", "c/slash"} {
 		p.Prepare(id, nil, srv.URL, func(v Vote) { a.add(voteString(v)) })
 	}
 	p.Prepare("d-default", nil, "", func(v Vote) { a.add(voteString(v)) })
@@ -105,6 +108,9 @@ func TestResolver(t *testing.T) {
 		"c-recover":   ResolvedPending,
 		"c-running":   ResolvedPending,
 		"c-bare404":   ResolvedPending, // not the coordinator talking
+		"c-noroute":   ResolvedPending, // the coordinator, but not about a transaction
+		"c@n1":        ResolvedCommitted,
+		"c@old":       ResolvedPending, // an answer about another incarnation settles nothing
 		"d-default":   ResolvedCommitted,
 		"c/slash":     ResolvedRolledBack,
 	}
@@ -114,6 +120,7 @@ func TestResolver(t *testing.T) {
 	for id, s := range map[string]State{
 		"c-committed": StateCommitted, "c-aborted": StateAborted, "c-unknown": StateAborted,
 		"c-recover": StatePrepared, "c-running": StatePrepared, "c-bare404": StatePrepared,
+		"c-noroute": StatePrepared, "c@n1": StateCommitted, "c@old": StatePrepared,
 		"d-default": StateCommitted, "young": StatePrepared, "c/slash": StateAborted,
 	} {
 		expectStatus(t, p, id, s)

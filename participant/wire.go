@@ -116,6 +116,10 @@ type ErrorBody struct {
 	Message string `json:"message"`
 }
 
+// CodeTxnNotFound is the error code of the coordinator's 404 for a transaction it has no
+// record of: the only 404 that means "presumed aborted" to a participant in doubt.
+const CodeTxnNotFound = "not_found"
+
 // Names of a participant's endpoints, the last path element of their URLs.
 const (
 	EndpointPrepare  = "prepare"
