@@ -303,14 +303,18 @@ func (e *Engine) onVote(t *txn, r Reply) {
 				return
 			}
 		}
-		e.decide(t, Commit, "")
+		e.decide(t, Commit, CauseNone, "")
 		return
 	case r.Vote == VoteNACK:
 		p.vote, p.reason = VoteNACK, r.Reason
 	default:
 		p.vote, p.reason = VoteError, fmt.Sprintf("unrecognised vote %q", r.Vote)
 	}
-	e.decide(t, Abort, fmt.Sprintf("%s voted %s: %s", p.url, p.vote, p.reason))
+	cause := CauseError
+	if p.vote == VoteNACK {
+		cause = CauseNACK
+	}
+	e.decide(t, Abort, cause, fmt.Sprintf("%s voted %s: %s", p.url, p.vote, p.reason))
 }
 
 func (e *Engine) onStatus(t *txn, r Reply) {
@@ -324,7 +328,7 @@ func (e *Engine) onStatus(t *txn, r Reply) {
 	}
 	if r.State != PPrepared {
 		p.vote, p.reason = VoteNACK, fmt.Sprintf("reports %s after restart", r.State)
-		e.decide(t, Abort, fmt.Sprintf("recovery: %s reports %s", p.url, r.State))
+		e.decide(t, Abort, CauseRecovery, fmt.Sprintf("recovery: %s reports %s", p.url, r.State))
 		return
 	}
 	p.vote = VoteACK
@@ -333,7 +337,7 @@ func (e *Engine) onStatus(t *txn, r Reply) {
 			return
 		}
 	}
-	e.decide(t, Commit, "")
+	e.decide(t, Commit, CauseNone, "")
 }
 
 func (e *Engine) onPhase2(t *txn, r Reply) {
@@ -381,13 +385,13 @@ func (e *Engine) onTimer(tm Timer) {
 					late = append(late, p.url)
 				}
 			}
-			e.decide(t, Abort, fmt.Sprintf("prepare timed out after %v waiting for %v", t.prepareTimeout, late))
+			e.decide(t, Abort, CauseTimeout, fmt.Sprintf("prepare timed out after %v waiting for %v", t.prepareTimeout, late))
 		case phQuerying:
 			for i := range t.parts {
 				p := &t.parts[i]
 				if p.vote == VoteNone {
 					p.vote, p.reason, p.seq = VoteTimeout, "no status before the recovery deadline", 0
-					e.decide(t, Abort, fmt.Sprintf("recovery: no status from %s within %v", p.url, e.cfg.RecoveryTimeout))
+					e.decide(t, Abort, CauseRecovery, fmt.Sprintf("recovery: no status from %s within %v", p.url, e.cfg.RecoveryTimeout))
 					return
 				}
 			}
@@ -434,11 +438,11 @@ func (e *Engine) onSynced(through uint64) {
 }
 
 // decide fixes the outcome in memory and appends it; nothing is told until it is durable.
-func (e *Engine) decide(t *txn, d Decision, reason string) {
+func (e *Engine) decide(t *txn, d Decision, cause AbortCause, reason string) {
 	if t.phase != phPreparing && t.phase != phQuerying {
 		panic(fmt.Sprintf("coordinator: txn %s decided twice", t.id))
 	}
-	t.decision, t.reason = d, reason
+	t.decision, t.cause, t.reason = d, cause, reason
 	t.phase = phDeciding
 	t.gen++ // the prepare or recovery deadline no longer matters
 	for i := range t.parts {
@@ -481,7 +485,7 @@ func (e *Engine) decisionDurable(t *txn) {
 		w(v)
 	}
 	t.waiters = nil
-	e.observe(Note{Kind: NoteDecided, Txn: t.id, Commit: t.decision == Commit, Reason: t.reason,
+	e.observe(Note{Kind: NoteDecided, Txn: t.id, Commit: t.decision == Commit, Cause: t.cause, Reason: t.reason,
 		Elapsed: t.decided.Sub(t.began), Recovered: t.recovered})
 }
 

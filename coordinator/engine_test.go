@@ -74,6 +74,9 @@ func TestNackAbortsEverywhere(t *testing.T) {
 	if !strings.Contains(v.Reason, "insufficient funds") || v.Participants[1].Vote != VoteNACK {
 		t.Fatalf("abort reason should name the NACK: %+v", v)
 	}
+	if c := decidedCause(w, id); c != CauseNACK {
+		t.Fatalf("abort cause %q, want nack", c)
+	}
 	for _, u := range []string{pA, pB, pC} {
 		if st := w.part(u).state[w.wire(id)]; st != PAborted {
 			t.Fatalf("%s: %s, want aborted", u, st)
@@ -106,6 +109,9 @@ func TestPrepareTimeoutAbortsAndIgnoresLateVote(t *testing.T) {
 	v := wantState(t, w, id, StateAborted)
 	if v.Participants[1].Vote != VoteTimeout || !strings.Contains(v.Reason, "timed out") {
 		t.Fatalf("want TIMEOUT: %+v", v)
+	}
+	if c := decidedCause(w, id); c != CauseTimeout {
+		t.Fatalf("abort cause %q, want timeout", c)
 	}
 	// The late prepare arrives after the rollback: the participant fences it.
 	w.deliverAll()
@@ -223,6 +229,15 @@ func TestHeuristicHazardIsRecorded(t *testing.T) {
 	if !hasNote(w, NoteHazard, id) {
 		t.Fatal("no hazard note")
 	}
+}
+
+func decidedCause(w *world, id string) AbortCause {
+	for _, n := range w.notes {
+		if n.Kind == NoteDecided && n.Txn == id {
+			return n.Cause
+		}
+	}
+	return "no NoteDecided"
 }
 
 func hasNote(w *world, k NoteKind, id string) bool {

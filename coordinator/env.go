@@ -124,13 +124,25 @@ const (
 	NoteLogRefused
 )
 
+// AbortCause classifies why a transaction aborted, for metrics.
+type AbortCause string
+
+const (
+	CauseNone     AbortCause = ""
+	CauseNACK     AbortCause = "nack"     // a participant voted NACK
+	CauseTimeout  AbortCause = "timeout"  // no vote before the prepare deadline
+	CauseError    AbortCause = "error"    // a participant gave no usable answer
+	CauseRecovery AbortCause = "recovery" // decided by recovery after a restart
+)
+
 // Note is one observation passed to the Observer.
 type Note struct {
 	Kind    NoteKind
 	Txn     string
-	Commit  bool   // NoteDecided: the outcome
-	Reason  string // NoteDecided (abort reason), NoteHazard, NoteSendFailed, NoteLogRefused
-	URL     string // NoteHazard, NoteSendFailed
+	Commit  bool       // NoteDecided: the outcome
+	Cause   AbortCause // NoteDecided: why it aborted
+	Reason  string     // NoteDecided (abort reason), NoteHazard, NoteSendFailed, NoteLogRefused
+	URL     string     // NoteHazard, NoteSendFailed
 	Msg     MsgKind
 	Elapsed time.Duration // NoteDecided, NoteEnded: since the transaction began
 	// Recovered is set for transactions this engine found in the log at start.

@@ -23,7 +23,8 @@ type txn struct {
 	parts          []part
 	phase          phase
 	decision       Decision
-	reason         string // why it aborted
+	reason         string     // why it aborted, in words
+	cause          AbortCause // why it aborted, as a class (not logged: a replayed decision has none)
 	prepareTimeout time.Duration
 	payloadSum     string
 	recovered      bool // found in the log at Start

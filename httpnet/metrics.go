@@ -3,7 +3,6 @@ package httpnet
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,10 +34,10 @@ type Metrics struct {
 
 // Reason classes of aborted transactions (label "reason" of dtc_transactions_aborted_total).
 const (
-	AbortNACK     = "nack"
-	AbortTimeout  = "timeout"
-	AbortError    = "error"
-	AbortRecovery = "recovery"
+	AbortNACK     = string(coordinator.CauseNACK)
+	AbortTimeout  = string(coordinator.CauseTimeout)
+	AbortError    = string(coordinator.CauseError)
+	AbortRecovery = string(coordinator.CauseRecovery)
 )
 
 // newMetrics registers the metrics in a new registry, together with the Go runtime and
@@ -119,20 +118,13 @@ func newMetrics() *Metrics {
 // Registry is where the metrics are registered; /metrics serves it.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// abortClass sorts an abort reason, as the engine words it, into a class.
+// abortClass is the class of an abort: the engine's cause, and recovery for every
+// transaction found undecided in the log.
 func abortClass(n coordinator.Note) string {
-	switch {
-	case n.Recovered || strings.HasPrefix(n.Reason, "recovery:"):
+	if n.Recovered || n.Cause == coordinator.CauseNone {
 		return AbortRecovery
-	case strings.Contains(n.Reason, " voted "+string(coordinator.VoteNACK)):
-		return AbortNACK
-	case strings.Contains(n.Reason, " voted "+string(coordinator.VoteTimeout)),
-		strings.HasPrefix(n.Reason, "prepare timed out"),
-		strings.Contains(n.Reason, noAnswerWithin): // the transport's timeout, worded by us
-		return AbortTimeout
-	default:
-		return AbortError
 	}
+	return string(n.Cause)
 }
 
 // observer is one shard's coordinator.Observer: it counts and logs what the engine
