@@ -13,6 +13,7 @@ import (
 
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/internal/dirlock"
 )
 
 const serveHelp = `Usage: dtc serve [flags]
@@ -110,6 +111,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				", which only works on this machine", "listen", addr)
 		}
 	}
+	unlock, err := dirlock.Lock(*dataDir)
+	if err != nil {
+		ln.Close()
+		lg.Error("cannot lock the data directory", "error", err)
+		return exitNo
+	}
+	defer unlock()
 	rt, err := httpnet.Open(httpnet.Options{
 		DataDir:           *dataDir,
 		Shards:            *shards,

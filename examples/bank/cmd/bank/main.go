@@ -26,6 +26,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dtc-project/dtc/examples/bank"
+	"github.com/dtc-project/dtc/internal/dirlock"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -67,6 +68,11 @@ func run(args []string, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	unlock, err := dirlock.Lock(*dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	fatal := make(chan error, 1)
 	a, err := newApp(config{
 		FS:              wal.OSFS(),
