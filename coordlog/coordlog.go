@@ -19,7 +19,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/pingcap/failpoint"
+
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/internal/fp"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -66,6 +69,15 @@ func (l *ShardLog) Append(rec *coordinator.Record, sync bool) error {
 	lsn := l.lsn + 1
 	closing := rec.Type == coordinator.RecCheckpoint && rec.Phase == "end"
 	start := l.cpStart
+	decision := rec.Type == coordinator.RecDecision // for the failpoint markers (faults.Failpoints)
+	if decision {
+		failpoint.Inject("beforeDecisionSync", func(v failpoint.Value) {
+			if err := fp.Act("coordlog/beforeDecisionSync", v); err != nil {
+				failpoint.Return(fmt.Errorf("coordlog: %w", err))
+			}
+		})
+		failpoint.Inject("decisionNotSynced", func() { sync = false }) // a deliberately broken build
+	}
 	pos, err := l.sink.Append(b, sync, func(_ wal.Pos, err error) {
 		if err != nil {
 			return // the log failed: the process is going down, nothing more is durable
@@ -75,6 +87,9 @@ func (l *ShardLog) Append(rec *coordinator.Record, sync bool) error {
 			l.floor, l.hasFloor = start, true
 			l.mu.Unlock()
 		}
+		if decision {
+			failpoint.Inject("afterDecisionSync", func(v failpoint.Value) { _ = fp.Act("coordlog/afterDecisionSync", v) })
+		}
 		l.synced.Store(lsn)
 		l.notify()
 	})
@@ -82,6 +97,10 @@ func (l *ShardLog) Append(rec *coordinator.Record, sync bool) error {
 		return fmt.Errorf("coordlog: %w", err)
 	}
 	l.lsn = lsn
+	if decision {
+		// A deliberately broken build: the decision is reported durable before its sync.
+		failpoint.Inject("decisionNotSynced", func() { l.synced.Store(lsn); l.notify() })
+	}
 	if rec.Type == coordinator.RecCheckpoint && rec.Phase == "begin" {
 		l.cpStart = pos
 	}

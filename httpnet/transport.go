@@ -13,7 +13,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pingcap/failpoint"
+
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/internal/fp"
 	"github.com/dtc-project/dtc/participant"
 )
 
@@ -136,6 +139,14 @@ func (e endpoint) Send(m coordinator.Message) {
 	t.mu.Unlock()
 	go func() {
 		defer t.wg.Done()
+		if m.Kind == coordinator.MsgCommit { // a failpoint marker (faults.Failpoints)
+			failpoint.Inject("beforeCommitSend", func(v failpoint.Value) {
+				if err := fp.Act("httpnet/beforeCommitSend", v); err != nil {
+					e.deliver(coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind, Err: err})
+					failpoint.Return()
+				}
+			})
+		}
 		r := t.do(m)
 		if r.Err != nil && t.ctx.Err() != nil {
 			return // shutting down: the engine is gone, nobody waits for this reply

@@ -1,10 +1,14 @@
 package participant
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sync"
 
+	"github.com/pingcap/failpoint"
+
+	"github.com/dtc-project/dtc/internal/fp"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -147,11 +151,18 @@ func NewCommitterStore(l *wal.Log, recordMaxBytes int, o wal.CommitterOptions) *
 // record, so no later record may reach the log without it. Its failure is reported
 // after the records before it, keeping done calls in order.
 func (s *CommitterStore) Append(record []byte, done func(wal.Pos, error)) {
+	prepare := bytes.HasPrefix(record, []byte(`{"type":"prepare"`)) // for the failpoint markers (faults.Failpoints)
+	if prepare {
+		failpoint.Inject("beforePrepareSync", func(v failpoint.Value) { _ = fp.Act("participant/beforePrepareSync", v) })
+	}
 	s.mu.Lock()
 	if s.broken == nil {
 		s.outstanding++
 		s.mu.Unlock()
 		_, err := s.committer.Append(record, true, func(pos wal.Pos, err error) {
+			if prepare && err == nil {
+				failpoint.Inject("afterPrepareSync", func(v failpoint.Value) { err = fp.Act("participant/afterPrepareSync", v) })
+			}
 			done(pos, err)
 			s.finish(err)
 		})
