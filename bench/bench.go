@@ -349,7 +349,11 @@ func (m *measurement) fill(r *Result) {
 func startSampler(origin time.Time, d time.Duration, gc bool, out *[]Sample) (stop func()) {
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
+	first := len(*out) // samples of earlier slices do not count as previous ones
 	add := func(s Sample) {
+		if n := len(*out); n > first {
+			s.since((*out)[n-1])
+		}
 		if len(*out) < samplesMax {
 			*out = append(*out, s)
 		}

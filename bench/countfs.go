@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/binary"
 	"io/fs"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,11 +31,27 @@ type countFS struct {
 	syncNs  atomic.Int64 // time spent in segment fsyncs
 
 	mu       sync.Mutex
-	syncHist *hist // latency of segment fsyncs; swapped at the start of a phase
+	syncHist *hist     // latency of segment fsyncs; swapped at the start of a phase
+	syncTL   *timeline // if set, the worst segment fsync per slot of time
+	builds   []fsEvent // segment files built (preallocated), at most fsEventsMax
+	building map[string]int
 }
 
-// segmentSuffix is the wal's segment file extension; files being built end in .tmp.
-const segmentSuffix = ".wal"
+// fsEvent is a segment file built: when it began and how long it took (from creating
+// the .tmp file until it was renamed into place).
+type fsEvent struct {
+	At       time.Time
+	Duration time.Duration
+}
+
+const fsEventsMax = 1000
+
+// segmentSuffix is the wal's segment file extension; files being built end in
+// tmpSuffix (wal/doc.go).
+const (
+	segmentSuffix = ".wal"
+	tmpSuffix     = ".tmp"
+)
 
 func newCountFS(base wal.FS, noSync bool) *countFS {
 	return &countFS{FS: base, noSync: noSync, syncHist: new(hist)}
@@ -55,6 +72,13 @@ func (a fsCounts) add(b fsCounts) fsCounts {
 	return fsCounts{a.syncs + b.syncs, a.records + b.records, a.bytes + b.bytes, a.other + b.other, a.syncNs + b.syncNs}
 }
 
+// setSyncTimeline makes tl the timeline of the fsyncs from now on (nil: none).
+func (c *countFS) setSyncTimeline(tl *timeline) {
+	c.mu.Lock()
+	c.syncTL = tl
+	c.mu.Unlock()
+}
+
 // setSyncHist makes h the histogram of the fsyncs from now on.
 func (c *countFS) setSyncHist(h *hist) {
 	c.mu.Lock()
@@ -63,11 +87,50 @@ func (c *countFS) setSyncHist(h *hist) {
 }
 
 func (c *countFS) OpenFile(name string, flag int, perm fs.FileMode) (wal.File, error) {
+	start := time.Now()
 	f, err := c.FS.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err
 	}
+	if strings.HasSuffix(name, tmpSuffix) && flag&os.O_CREATE != 0 {
+		c.mu.Lock()
+		if len(c.builds) < fsEventsMax {
+			if c.building == nil {
+				c.building = make(map[string]int)
+			}
+			c.building[name] = len(c.builds)
+			c.builds = append(c.builds, fsEvent{At: start})
+		}
+		c.mu.Unlock()
+	}
 	return &countFile{File: f, fs: c, segment: strings.HasSuffix(name, segmentSuffix)}, nil
+}
+
+// Rename of a .tmp file ends the build that created it.
+func (c *countFS) Rename(oldname, newname string) error {
+	err := c.FS.Rename(oldname, newname)
+	if strings.HasSuffix(oldname, tmpSuffix) {
+		c.mu.Lock()
+		if i, ok := c.building[oldname]; ok {
+			c.builds[i].Duration = time.Since(c.builds[i].At)
+			delete(c.building, oldname)
+		}
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// buildsSince returns the segment builds that began at or after t.
+func (c *countFS) buildsSince(t time.Time) []fsEvent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []fsEvent
+	for _, b := range c.builds {
+		if !b.At.Before(t) {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 func (c *countFS) SyncDir(dir string) error {
@@ -122,8 +185,11 @@ func (f *countFile) Sync() error {
 	d := time.Since(start)
 	f.fs.syncNs.Add(int64(d))
 	f.fs.mu.Lock()
-	h := f.fs.syncHist
+	h, tl := f.fs.syncHist, f.fs.syncTL
 	f.fs.mu.Unlock()
 	h.Record(d)
+	if tl != nil {
+		tl.record(d, err != nil)
+	}
 	return err
 }

@@ -33,7 +33,6 @@
 //
 // Everything Run and Soak start, they stop and wait for before returning; their data
 // directory is removed. Every load is bounded in time, and in count when Transactions
-// is set. The logger of dtc and the participants defaults to nothing below warnings:
-// `dtc serve` logs one line per decided transaction at info, which would be measured
-// as well (set Options.Logger to measure it).
+// is set. The logs of dtc and the participants go nowhere unless Options.Logger says
+// otherwise (set it to measure what logging costs).
 package bench

@@ -139,6 +139,60 @@ type phase struct {
 	elapsed time.Duration
 	use     procUsage     // what this process used meanwhile
 	machine time.Duration // CPU time of every process on the machine meanwhile
+	tl      *timeline     // if set, completions and worst latency second by second
+}
+
+// timeline counts completions and keeps the worst latency per slot of wall time (width
+// each) from its start, so that a stall can be placed in time. Bounded: at most
+// timelineSlotsMax slots; what comes after the last goes in it.
+type timeline struct {
+	start time.Time
+	width time.Duration
+	secs  []tlSecond
+}
+
+const timelineSlotsMax = 10_000
+
+type tlSecond struct {
+	n, errs atomic.Int64
+	worst   atomic.Int64 // nanoseconds
+}
+
+// newTimeline covers d from start in slots of width, or wider ones if that would take
+// more than timelineSlotsMax.
+func newTimeline(start time.Time, d, width time.Duration) *timeline {
+	width = max(width, d/(timelineSlotsMax-2), time.Millisecond)
+	return &timeline{start: start, width: width, secs: make([]tlSecond, int(d/width)+2)}
+}
+
+func (t *timeline) record(lat time.Duration, failed bool) {
+	i := min(int(time.Since(t.start)/t.width), len(t.secs)-1)
+	s := &t.secs[i]
+	s.n.Add(1)
+	if failed {
+		s.errs.Add(1)
+	}
+	for {
+		w := s.worst.Load()
+		if int64(lat) <= w || s.worst.CompareAndSwap(w, int64(lat)) {
+			return
+		}
+	}
+}
+
+// between sums the completions and takes the worst latency of the slots that end in
+// (from, to], times since start.
+func (t *timeline) between(from, to time.Duration) (n, errs int64, worst time.Duration) {
+	for i := range t.secs {
+		end := time.Duration(i+1) * t.width
+		if end <= from || end > to {
+			continue
+		}
+		n += t.secs[i].n.Load()
+		errs += t.secs[i].errs.Load()
+		worst = max(worst, time.Duration(t.secs[i].worst.Load()))
+	}
+	return n, errs, worst
 }
 
 // otherCores is how many cores other processes kept busy on average during ph.
@@ -164,6 +218,9 @@ func (l load) run(ctx context.Context, do func(context.Context) string, ph *phas
 			return
 		}
 		done.Add(1)
+		if ph.tl != nil {
+			ph.tl.record(lat, kind != "")
+		}
 		if kind != "" {
 			ph.errs.add(kind)
 			return

@@ -96,9 +96,7 @@ type Options struct {
 	// Zero: participant.DefaultConfig's.
 	DecidedMax int
 
-	// Logger gets the logs of the coordinator and the participants. Default: warnings
-	// and errors to nowhere (the daemon's one line per decided transaction would be
-	// measured too; see the package documentation).
+	// Logger gets the logs of the coordinator and the participants. Default: nowhere.
 	Logger *slog.Logger
 	// CPUProfile, if set, receives a pprof CPU profile of dtc's measured phase only.
 	CPUProfile io.Writer

@@ -34,18 +34,31 @@ type SoakResult struct {
 	MaxMs      float64          `json:"max_ms"`
 
 	// Samples were taken every sampleEvery, each right after a GC, so HeapBytes is the
-	// live heap. The judgement compares the medians of the first and the last quarter
-	// of the samples (the first and last half-minute of a two-minute soak).
-	Samples              []Sample `json:"samples"`
-	HeapFirstBytes       uint64   `json:"heap_first_bytes"`
-	HeapLastBytes        uint64   `json:"heap_last_bytes"`
-	HeapToleranceBytes   uint64   `json:"heap_tolerance_bytes"`
-	GoroutinesFirst      int      `json:"goroutines_first"`
-	GoroutinesLast       int      `json:"goroutines_last"`
-	GoroutinesTolerance  int      `json:"goroutines_tolerance"`
-	RSSFirstBytes        int64    `json:"rss_first_bytes"`
-	RSSLastBytes         int64    `json:"rss_last_bytes"`
-	HeldRateFraction     float64  `json:"held_rate_fraction"` // TPS / Rate
+	// live heap; their times count from the start of the soak's session. The judgement
+	// compares the medians of the first and the last quarter of the samples (the first
+	// and last half-minute of a two-minute soak).
+	Samples []Sample `json:"-"` // in JSON as part of Intervals
+	// Intervals are the samples with what happened since the previous one: the
+	// transactions finished per second, the worst latency, the errors, and the log
+	// segments built (preallocated) meanwhile.
+	Intervals []SoakInterval `json:"intervals"`
+	// Builds are the log segments preallocated during the soak, coordinator's and
+	// participants'.
+	Builds              []SegmentBuild `json:"segment_builds,omitempty"`
+	HeapFirstBytes      uint64         `json:"heap_first_bytes"`
+	HeapLastBytes       uint64         `json:"heap_last_bytes"`
+	HeapToleranceBytes  uint64         `json:"heap_tolerance_bytes"`
+	GoroutinesFirst     int            `json:"goroutines_first"`
+	GoroutinesLast      int            `json:"goroutines_last"`
+	GoroutinesTolerance int            `json:"goroutines_tolerance"`
+	RSSFirstBytes       int64          `json:"rss_first_bytes"`
+	RSSLastBytes        int64          `json:"rss_last_bytes"`
+	HeldRateFraction    float64        `json:"held_rate_fraction"` // TPS / Rate
+	// OtherCoresMean and OtherCoresMax: the cores the machine's other processes kept
+	// busy during the soak, on average and in the busiest interval. A soak on a busy
+	// machine says as much about the machine as about dtc.
+	OtherCoresMean       float64  `json:"other_cores_mean"`
+	OtherCoresMax        float64  `json:"other_cores_max"`
 	OK                   bool     `json:"ok"`
 	Problems             []string `json:"problems,omitempty"`
 	ProbeErrors          int64    `json:"probe_errors"`
@@ -54,11 +67,31 @@ type SoakResult struct {
 	ProbeDurationSeconds float64  `json:"probe_duration_s"`
 }
 
+// SoakInterval is one row of the soak's table.
+type SoakInterval struct {
+	Sample
+	TPS     float64 `json:"tps"`
+	WorstMs float64 `json:"worst_ms"`
+	Errors  int64   `json:"errors"`
+	Builds  int     `json:"segment_builds"`
+	// The slowest fsync of dtc's log, and of the participants' logs, in the interval.
+	WorstFsyncMs            float64 `json:"worst_fsync_ms"`
+	WorstParticipantFsyncMs float64 `json:"worst_participant_fsync_ms"`
+}
+
+// SegmentBuild is a log segment preallocated during a soak.
+type SegmentBuild struct {
+	Log        string  `json:"log"` // "dtc" or "participants"
+	AtSeconds  float64 `json:"at_s"`
+	DurationMs float64 `json:"duration_ms"`
+}
+
 // Defaults of a soak, which differ from Run's: see Soak.
 const (
 	soakDoneRetention = 10 * time.Second
 	soakDecidedMax    = 10_000
 	soakHeldMin       = 0.95 // the soak must achieve this fraction of its rate
+	busyMachineCores  = 0.25 // other processes above this, in any interval, earn a warning
 )
 
 // Soak measures the maximum throughput briefly (a closed loop at o.Concurrency for
@@ -164,8 +197,44 @@ func (s *session) soak(ctx context.Context, res *SoakResult, fraction float64, s
 	}
 	m := s.newMeasurement()
 	m.sampleEvery, m.gcSamples, m.profile = sampleEvery, true, nil
-	if err := s.measure(ctx, load{concurrency: o.Concurrency, rate: res.Rate, duration: o.Duration}, m); err != nil {
+	soakStart := time.Now()
+	m.ph.tl = newTimeline(soakStart, o.Duration+time.Minute, sampleEvery) // a slow tail fits too
+	coordTL := newTimeline(soakStart, o.Duration+time.Minute, sampleEvery)
+	partTL := newTimeline(soakStart, o.Duration+time.Minute, sampleEvery)
+	s.c.coordFS.setSyncTimeline(coordTL)
+	s.c.partFS.setSyncTimeline(partTL)
+	err := s.measure(ctx, load{concurrency: o.Concurrency, rate: res.Rate, duration: o.Duration}, m)
+	s.c.coordFS.setSyncTimeline(nil)
+	s.c.partFS.setSyncTimeline(nil)
+	if err != nil {
 		return err
+	}
+	origin := soakStart.Sub(s.start) // samples are timed from the session's start
+	for _, b := range s.c.coordFS.buildsSince(soakStart) {
+		res.Builds = append(res.Builds, SegmentBuild{"dtc", b.At.Sub(soakStart).Seconds(), ms(b.Duration)})
+	}
+	for _, b := range s.c.partFS.buildsSince(soakStart) {
+		res.Builds = append(res.Builds, SegmentBuild{"participants", b.At.Sub(soakStart).Seconds(), ms(b.Duration)})
+	}
+	prev := time.Duration(0)
+	for _, smp := range m.samples {
+		at := smp.At - origin
+		n, errs, worst := m.ph.tl.between(prev, at)
+		_, _, coordWorst := coordTL.between(prev, at)
+		_, _, partWorst := partTL.between(prev, at)
+		iv := SoakInterval{Sample: smp, Errors: errs, WorstMs: ms(worst),
+			WorstFsyncMs: ms(coordWorst), WorstParticipantFsyncMs: ms(partWorst)}
+		iv.AtSeconds = at.Seconds()
+		if at > prev {
+			iv.TPS = float64(n) / (at - prev).Seconds()
+		}
+		for _, b := range res.Builds {
+			if b.AtSeconds > prev.Seconds() && b.AtSeconds <= at.Seconds() {
+				iv.Builds++
+			}
+		}
+		res.Intervals = append(res.Intervals, iv)
+		prev = at
 	}
 	var r Result
 	m.fill(&r)
@@ -178,6 +247,16 @@ func (s *session) soak(ctx context.Context, res *SoakResult, fraction float64, s
 // judge compares the first and last quarter of the samples and fills the verdict.
 func (r *SoakResult) judge() {
 	r.HeldRateFraction = ratio(r.TPS, r.Rate)
+	var others float64
+	for i, smp := range r.Samples {
+		if i > 0 {
+			others += smp.OtherCores
+			r.OtherCoresMax = max(r.OtherCoresMax, smp.OtherCores)
+		}
+	}
+	if len(r.Samples) > 1 {
+		r.OtherCoresMean = others / float64(len(r.Samples)-1)
+	}
 	n := len(r.Samples)
 	q := max(1, n/4)
 	first, last := r.Samples[:min(q, n)], r.Samples[max(0, n-q):]
@@ -229,15 +308,28 @@ func (r *SoakResult) write(ew *errWriter) {
 		o.Participants, o.Mode, o.Log, r.MaxTPS, r.ProbeConcurrency)
 	ew.printf("held %.0f txn/s (%.0f%% of the maximum) for %v after settling %v; done retention %v, participants' decided max %d\n\n",
 		r.Rate, 100*r.Fraction, o.Duration, r.Settle, o.DoneRetention, o.DecidedMax)
-	ew.printf("%8s %10s %10s %11s\n", "t (s)", "RSS MiB", "heap MiB", "goroutines")
-	for _, s := range r.Samples {
-		ew.printf("%8.1f %10.1f %10.1f %11d\n", s.AtSeconds, float64(s.RSSBytes)/(1<<20), float64(s.HeapBytes)/(1<<20), s.Goroutines)
+	ew.printf("%7s %8s %8s %6s %7s %9s %6s %6s %9s %9s %6s %6s\n", "t (s)", "RSS MiB", "heap MiB", "gorout",
+		"txn/s", "worst ms", "errors", "builds", "dtc fsync", "prt fsync", "cores", "others")
+	for _, iv := range r.Intervals {
+		ew.printf("%7.1f %8.1f %8.1f %6d %7.0f %9.1f %6d %6d %9.1f %9.1f %6.2f %6.2f\n", iv.AtSeconds, float64(iv.RSSBytes)/(1<<20),
+			float64(iv.HeapBytes)/(1<<20), iv.Goroutines, iv.TPS, iv.WorstMs, iv.Errors, iv.Builds,
+			iv.WorstFsyncMs, iv.WorstParticipantFsyncMs, iv.CPUCores, iv.OtherCores)
+	}
+	ew.printf("(a row: the sample, taken after a GC; then, since the row before, transactions finished per second, the worst\n" +
+		" latency, errors, log segments built, the slowest fsync of dtc's log and of the participants' in ms, and the cores\n" +
+		" kept busy by this process and by the machine's other processes)\n")
+	for _, b := range r.Builds {
+		ew.printf("segment built (%s log): at %.1fs, took %.1f ms\n", b.Log, b.AtSeconds, b.DurationMs)
 	}
 	ew.printf("\n%d transactions, %.0f txn/s (%.1f%% of the rate), p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms, %d errors\n",
 		r.Txns, r.TPS, 100*r.HeldRateFraction, r.P50Ms, r.P99Ms, r.P999Ms, r.MaxMs, r.Errors)
 	ew.printf("first vs last quarter (medians): live heap %s → %s (tolerance %s), goroutines %d → %d (tolerance %d), RSS %s → %s\n",
 		mib(int64(r.HeapFirstBytes)), mib(int64(r.HeapLastBytes)), mib(int64(r.HeapToleranceBytes)),
 		r.GoroutinesFirst, r.GoroutinesLast, r.GoroutinesTolerance, mib(r.RSSFirstBytes), mib(r.RSSLastBytes))
+	ew.printf("other processes kept %.2f cores busy on average, %.2f in the busiest interval\n", r.OtherCoresMean, r.OtherCoresMax)
+	if r.OtherCoresMax > busyMachineCores {
+		ew.printf("warning: the machine was busy with other work during the soak; what it shows is partly that work\n")
+	}
 	if r.OK {
 		ew.printf("soak: PASS\n")
 		return

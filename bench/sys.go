@@ -22,6 +22,12 @@ type Sample struct {
 	HeapBytes uint64 `json:"heap_bytes"`
 	// Goroutines is runtime.NumGoroutine.
 	Goroutines int `json:"goroutines"`
+	// CPUCores and OtherCores: the cores this process, and all the others, kept busy
+	// on average since the previous sample (0 for the first).
+	CPUCores   float64 `json:"cpu_cores"`
+	OtherCores float64 `json:"other_cores"`
+
+	cpu, machine time.Duration // totals so far, for the next sample's averages
 }
 
 // takeSample reads the memory figures now; with gc it first runs a collection, so that
@@ -39,6 +45,21 @@ func takeSample(start time.Time, gc bool) Sample {
 		RSSBytes:   rssBytes(),
 		HeapBytes:  ms.HeapAlloc,
 		Goroutines: runtime.NumGoroutine(),
+		cpu:        usage().cpu,
+		machine:    machineBusy(),
+	}
+}
+
+// since fills s's CPU averages over the time since prev.
+func (s *Sample) since(prev Sample) {
+	d := (s.At - prev.At).Seconds()
+	if d <= 0 {
+		return
+	}
+	cpu := (s.cpu - prev.cpu).Seconds()
+	s.CPUCores = cpu / d
+	if s.machine > 0 {
+		s.OtherCores = max(0, ((s.machine-prev.machine).Seconds()-cpu)/d)
 	}
 }
 
