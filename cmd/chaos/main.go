@@ -23,6 +23,7 @@ const usage = `usage: chaos <command> [flags]
 
 commands:
   sim    run the deterministic simulator: one seed (--seed) or a swarm (--seeds)
+  real   a fault campaign against real dtc and bank processes on 127.0.0.1
 
 Run "chaos <command> --help" for the flags of a command.
 `
@@ -36,6 +37,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "sim":
 		return runSim(args[1:], stdout, stderr)
+	case "real":
+		return runReal(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

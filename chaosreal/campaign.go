@@ -1,0 +1,820 @@
+package chaosreal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dtc-project/dtc/checker"
+	"github.com/dtc-project/dtc/client"
+	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/faults"
+)
+
+// Fault kinds, as counted in Result.Faults and drawn on the timeline.
+const (
+	FaultKillCoord       = "kill -9 coord"
+	FaultKillParticipant = "kill -9 participant"
+	FaultFailpointDeath  = "failpoint panic"
+	FaultFailpointError  = "failpoint error"
+	FaultDied            = "died on its own"
+	FaultUnhealthy       = "unhealthy: restarted"
+	FaultArmed           = "failpoint armed"
+	FaultProxyDelay      = "proxy delay"
+	FaultProxyDrop       = "proxy drop"
+	FaultProxyBlackhole  = "proxy blackhole"
+	FaultHealRestart     = "heal: restart without failpoints"
+)
+
+// FaultEvent is one fault on the timeline.
+type FaultEvent struct {
+	At     int64         `json:"at"` // Unix ns
+	For    time.Duration `json:"for,omitempty"`
+	Target string        `json:"target"` // coord, p1, …
+	Kind   string        `json:"kind"`
+	Detail string        `json:"detail,omitempty"`
+}
+
+// Sample is one client call, for the plots.
+type Sample struct {
+	At      int64           `json:"at"` // when it was submitted
+	Latency time.Duration   `json:"latency"`
+	Outcome checker.Outcome `json:"outcome"`
+}
+
+// Result is what a campaign did and what the checker found.
+type Result struct {
+	Seed          uint64
+	Options       Options // with the defaults filled in
+	Start, HealAt int64   // Unix ns: the start, the end of the fault phase
+	End           int64
+	HealTook      time.Duration
+	Quiet         bool   // everything was resolved within HealMax
+	Unresolved    string // what was not, otherwise
+
+	// Txns counts client transaction ids; Calls the calls made for them (retries
+	// included). Committed, Aborted and Unknown count ids by what their client last
+	// learned.
+	Txns, Calls                 int
+	Committed, Aborted, Unknown int
+	// Faults counts what was injected, by kind (the Fault* constants).
+	Faults   map[string]int
+	Timeline []FaultEvent
+	Samples  []Sample
+
+	History    checker.History
+	Report     *checker.Report
+	Violations []checker.Violation
+	Balances   map[string]int64 // "p1/a0" → cents at the end
+	WantTotal  int64
+
+	WorkDir    string // kept if the campaign failed or KeepWork
+	ReportPath string // the HTML report, if written
+}
+
+// OK reports whether the campaign found no violation.
+func (r *Result) OK() bool { return len(r.Violations) == 0 }
+
+// Kills is how many kill -9s the fault phase dealt.
+func (r *Result) Kills() int { return r.Faults[FaultKillCoord] + r.Faults[FaultKillParticipant] }
+
+// txnInfo is one client transaction id across its calls.
+type txnInfo struct {
+	parts   []string
+	ops     []int // recorder handles of calls that ended without an outcome
+	outcome checker.Outcome
+	wires   []string // incarnations named in the coordinator's answers
+}
+
+// campaign is one run.
+type campaign struct {
+	o   Options
+	rec *checker.Recorder
+
+	mu       sync.Mutex
+	rng      *rand.Rand
+	faults   map[string]int
+	timeline []FaultEvent
+	samples  []Sample
+	txns     map[string]*txnInfo
+	order    []string // client ids in submission order
+	calls    int
+	wires    map[string]bool            // every incarnation a participant was asked to prepare
+	acked    map[string]map[string]bool // wire → participants that ACKed and were not seen applying
+	healing  bool
+
+	coord    *proc
+	banks    []*proc
+	proxies  []*Proxy
+	coordURL string
+	bankURLs []string // direct, for the harness's own reads
+	partURLs []string // through the proxies: what dtc is given
+	restart  map[*proc]time.Duration
+
+	stopping chan struct{}
+	sup      sync.WaitGroup
+}
+
+// Run runs one campaign: it builds (unless given) and starts dtc and the banks, drives
+// the workload while injecting faults, heals, checks the history and the banks'
+// balances, writes the report, and stops every process it started, also when ctx ends
+// early (the result then says so in Unresolved, and err is ctx's).
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	o = o.withDefaults()
+	c := &campaign{
+		o: o, rec: checker.NewRecorder(),
+		rng:    rand.New(rand.NewPCG(o.Seed, 0x7265616c)), // "real"
+		faults: map[string]int{}, txns: map[string]*txnInfo{}, wires: map[string]bool{},
+		acked: map[string]map[string]bool{}, restart: map[*proc]time.Duration{},
+		stopping: make(chan struct{}),
+	}
+	res := &Result{Seed: o.Seed, Options: o}
+	work := o.WorkDir
+	if work == "" {
+		d, err := os.MkdirTemp("", "dtc-chaos-real-")
+		if err != nil {
+			return nil, fmt.Errorf("chaosreal: %w", err)
+		}
+		work = d
+	} else if err := os.MkdirAll(work, 0o755); err != nil {
+		return nil, fmt.Errorf("chaosreal: %w", err)
+	}
+	res.WorkDir = work
+	bins := o.Binaries
+	if bins.DTC == "" {
+		dir := o.ModuleDir
+		if dir == "" {
+			wd, _ := os.Getwd()
+			m, err := ModuleDir(ctx, wd)
+			if err != nil {
+				return nil, err
+			}
+			dir = m
+		}
+		c.logf("building dtc and bank with failpoints live (GOCACHE %s)", CacheDir())
+		b, err := Build(ctx, dir, filepath.Join(work, "bin"))
+		if err != nil {
+			return nil, err
+		}
+		bins = b
+	}
+	defer c.shutdown()
+	if err := c.setup(ctx, bins, work); err != nil {
+		return nil, err
+	}
+	res.Start = now()
+	c.rec.Note(res.Start, "campaign starts: seed "+strconv.FormatUint(o.Seed, 10))
+
+	faultCtx, stopFaults := context.WithTimeout(ctx, o.Duration)
+	defer stopFaults()
+	var wg sync.WaitGroup
+	for i := range o.Clients {
+		wg.Go(func() { c.client(faultCtx, i) })
+	}
+	var nem sync.WaitGroup
+	nem.Go(func() { c.killer(faultCtx) })
+	for i := range c.proxies {
+		nem.Go(func() { c.proxyFaults(faultCtx, i) })
+	}
+	nem.Go(func() { c.healthWatch(faultCtx) })
+	progressDone := make(chan struct{})
+	go c.progress(faultCtx, res.Start, progressDone)
+	<-faultCtx.Done()
+	nem.Wait()
+	<-progressDone
+	res.HealAt = now()
+
+	c.heal()
+	wg.Wait() // clients finish their calls in flight (each bounded by ClientTimeout)
+	var runErr error
+	if ctx.Err() != nil {
+		runErr = ctx.Err()
+		res.Unresolved = "interrupted"
+	} else {
+		res.Quiet, res.Unresolved = c.waitQuiet(ctx)
+	}
+	res.HealTook = time.Duration(now() - res.HealAt)
+	c.logf("heal phase: %v, quiet=%v %s", res.HealTook.Round(time.Millisecond), res.Quiet, res.Unresolved)
+	if ctx.Err() == nil {
+		c.collect(ctx, res)
+	}
+	res.End = now()
+	c.mu.Lock()
+	res.Faults = c.faults
+	res.Timeline = slices.Clone(c.timeline)
+	res.Samples = slices.Clone(c.samples)
+	res.Calls = c.calls
+	res.Txns = len(c.txns)
+	for _, t := range c.txns {
+		switch t.outcome {
+		case checker.Committed:
+			res.Committed++
+		case checker.Aborted:
+			res.Aborted++
+		default:
+			res.Unknown++
+		}
+	}
+	c.mu.Unlock()
+	if ctx.Err() == nil {
+		res.History = c.rec.History()
+		res.Report = checker.Check(res.History, checker.Options{CheckLiveness: true})
+		res.Violations = append(res.Violations, res.Report.Violations...)
+		if res.Report.Violations == nil && !res.Report.OK() {
+			res.Violations = append(res.Violations, checker.Violation{Kind: checker.KindLinearizability, Detail: res.Report.String()})
+		}
+		res.WantTotal = int64(o.Participants) * int64(o.Accounts) * o.InitialBalance
+		if res.Balances != nil {
+			res.Violations = append(res.Violations, checker.CheckBank(res.WantTotal, res.Balances)...)
+		}
+		if !res.Quiet {
+			res.Violations = append(res.Violations, checker.Violation{Kind: checker.KindLiveness,
+				Detail: fmt.Sprintf("not resolved %v after the heal began: %s", o.HealMax, res.Unresolved)})
+		}
+	}
+	c.shutdown()
+	if o.ReportDir != "" && ctx.Err() == nil {
+		p, err := WriteReport(o.ReportDir, res)
+		if err != nil {
+			c.logf("report: %v", err)
+		}
+		res.ReportPath = p
+	}
+	if res.OK() && runErr == nil && !o.KeepWork && o.WorkDir == "" {
+		_ = os.RemoveAll(work)
+		res.WorkDir = ""
+	}
+	return res, runErr
+}
+
+func (c *campaign) logf(format string, args ...any) {
+	if c.o.Log != nil {
+		fmt.Fprintf(c.o.Log, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+	}
+}
+
+// fault records a fault on the timeline, in the history's notes and in the log.
+func (c *campaign) fault(target, kind, detail string, d time.Duration) {
+	at := now()
+	c.mu.Lock()
+	c.faults[kind]++
+	c.timeline = append(c.timeline, FaultEvent{At: at, For: d, Target: target, Kind: kind, Detail: detail})
+	c.mu.Unlock()
+	what := target + ": " + kind
+	if detail != "" {
+		what += " (" + detail + ")"
+	}
+	c.rec.Note(at, what)
+	c.logf("%s", what)
+}
+
+// freePort reserves a loopback port for a process that restarts on it again and again.
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func (c *campaign) setup(ctx context.Context, bins Binaries, work string) error {
+	o := c.o
+	coordAddr, err := freePort()
+	if err != nil {
+		return fmt.Errorf("chaosreal: %w", err)
+	}
+	c.coordURL = "http://" + coordAddr
+	accounts := make([]string, o.Accounts)
+	for i := range accounts {
+		accounts[i] = fmt.Sprintf("a%d=%d", i, o.InitialBalance)
+	}
+	for i := range o.Participants {
+		name := fmt.Sprintf("p%d", i+1)
+		addr, err := freePort()
+		if err != nil {
+			return fmt.Errorf("chaosreal: %w", err)
+		}
+		p := newProc(name, bins.Bank, []string{
+			"--listen", addr, "--data-dir", filepath.Join(work, name),
+			"--accounts", strings.Join(accounts, ","), "--coordinator", c.coordURL,
+			"--in-doubt-after", "1s", "--resolve-interval", "250ms", "--log-level", "warn",
+		}, filepath.Join(work, name+".log"))
+		c.banks = append(c.banks, p)
+		c.bankURLs = append(c.bankURLs, "http://"+addr)
+		px, err := NewProxy(name, addr, func() *tapConn { return newTapConn(name, c.tapped) })
+		if err != nil {
+			return err
+		}
+		c.proxies = append(c.proxies, px)
+		c.partURLs = append(c.partURLs, "http://"+px.Addr()+"/prepare")
+	}
+	args := []string{
+		"serve", "--listen", coordAddr, "--data-dir", filepath.Join(work, "coord"),
+		"--prepare-timeout", o.PrepareTimeout.String(), "--recovery-timeout", o.RecoveryTimeout.String(),
+		"--request-timeout", "1s", "--retry-backoff-max", "300ms", "--shards", "2",
+		"--segment-size", "256KiB", "--shutdown-grace", "1s", "--log-level", "warn",
+	}
+	c.coord = newProc("coord", bins.DTC, append(args, o.CoordArgs...), filepath.Join(work, "coord.log"))
+	for _, p := range append(slices.Clone(c.banks), c.coord) {
+		if err := p.start(c.drawFailpoints(p, false)); err != nil {
+			return err
+		}
+	}
+	for i, p := range c.banks {
+		if err := waitOK(ctx, c.bankURLs[i]+"/healthz", 15*time.Second); err != nil {
+			return fmt.Errorf("chaosreal: %s does not start: %w; %v", p.name, err, p.lastExit().lastLines)
+		}
+	}
+	if err := waitOK(ctx, c.coordURL+"/healthz", 15*time.Second); err != nil {
+		return fmt.Errorf("chaosreal: dtc does not start: %w; %v", err, c.coord.lastExit().lastLines)
+	}
+	for _, p := range append(slices.Clone(c.banks), c.coord) {
+		c.sup.Go(func() { c.supervise(p) })
+	}
+	return nil
+}
+
+// waitOK polls url until it answers 200, within d.
+func waitOK(ctx context.Context, u string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	for {
+		if err := getOK(ctx, u); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: no 200 within %v", u, d)
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+var harnessHTTP = &http.Client{Timeout: 2 * time.Second}
+
+func getOK(ctx context.Context, u string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := harnessHTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: HTTP %d", u, resp.StatusCode)
+	}
+	return nil
+}
+
+func getJSON(ctx context.Context, u string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := harnessHTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: HTTP %d: %.200s", u, resp.StatusCode, body)
+	}
+	return json.Unmarshal(body, out)
+}
+
+// drawFailpoints picks the GO_FAILPOINTS of a new incarnation of p: maybe one failpoint
+// of its kind, armed with one of the allowed actions; the coordinator's always carry
+// Break and CoordFailpoints. While healing: none of the drawn ones.
+func (c *campaign) drawFailpoints(p *proc, healing bool) string {
+	var terms []string
+	isCoord := p == c.coord
+	if isCoord {
+		if c.o.Break {
+			f, _ := faults.FailpointNamed("coordlog/decisionNotSynced")
+			terms = append(terms, f.Path()+"=return(true)")
+		}
+		if c.o.CoordFailpoints != "" {
+			terms = append(terms, c.o.CoordFailpoints)
+		}
+	}
+	if healing {
+		return strings.Join(terms, ";")
+	}
+	kind := "participant"
+	if isCoord {
+		kind = "coord"
+	}
+	c.mu.Lock()
+	var cands []faults.Failpoint
+	for _, name := range c.o.Failpoints {
+		if f, ok := faults.FailpointNamed(name); ok && f.Process == kind {
+			cands = append(cands, f)
+		}
+	}
+	var term, desc string
+	if len(cands) > 0 && c.rng.Float64() < c.o.FailpointRate {
+		f := cands[c.rng.IntN(len(cands))]
+		var acts []string
+		for _, a := range f.Actions {
+			if slices.Contains(c.o.FailpointActions, a) {
+				acts = append(acts, a)
+			}
+		}
+		if len(acts) > 0 {
+			a := acts[c.rng.IntN(len(acts))]
+			percent, sleep := 1+c.rng.IntN(5), 0 // panic, error: about one in 20..100 evaluations
+			if a == faults.ActionSleep {
+				percent, sleep = 10+c.rng.IntN(91), 20+c.rng.IntN(281)
+			}
+			t, err := f.Term(a, percent, sleep)
+			if err == nil {
+				term, desc = t, strings.TrimPrefix(t, faults.Module+"/")
+			}
+		}
+	}
+	c.mu.Unlock()
+	if term != "" {
+		terms = append(terms, term)
+		c.fault(p.name, FaultArmed, desc, 0)
+	}
+	return strings.Join(terms, ";")
+}
+
+// supervise restarts p whenever an incarnation exits, until the campaign stops: after
+// the delay its killer chose, or at once while healing, or after a short pause if it
+// died on its own (a failpoint, a failed log), as a service manager would.
+func (c *campaign) supervise(p *proc) {
+	for {
+		select {
+		case <-p.exited():
+		case <-c.stopping:
+			return
+		}
+		select {
+		case <-c.stopping:
+			return
+		default:
+		}
+		e := p.lastExit()
+		c.mu.Lock()
+		delay, healing := c.restart[p], c.healing
+		delete(c.restart, p)
+		c.mu.Unlock()
+		if !e.killed {
+			kind, detail := FaultDied, e.status
+			for _, l := range e.failpoints {
+				switch {
+				case strings.Contains(l, ": panic"):
+					kind, detail = FaultFailpointDeath, l
+				case strings.Contains(l, "injected error") && kind != FaultFailpointDeath:
+					kind, detail = FaultFailpointError, l
+				}
+			}
+			if kind == FaultDied {
+				detail += "; last lines: " + strings.Join(e.lastLines, " | ")
+			}
+			c.fault(p.name, kind, detail, 0)
+			delay = 100 * time.Millisecond
+		}
+		if healing {
+			delay = 0
+		}
+		select {
+		case <-time.After(delay):
+		case <-c.stopping:
+			return
+		}
+		for attempt := 0; ; attempt++ {
+			c.mu.Lock()
+			healing = c.healing
+			c.mu.Unlock()
+			err := p.start(c.drawFailpoints(p, healing))
+			if err == nil {
+				break
+			}
+			c.logf("%s: restart failed: %v", p.name, err)
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-c.stopping:
+				return
+			}
+		}
+	}
+}
+
+// killer deals the fault phase's kill -9s at moments drawn uniformly over it.
+func (c *campaign) killer(ctx context.Context) {
+	o := c.o
+	if o.Kills == 0 {
+		return
+	}
+	start := time.Now()
+	c.mu.Lock()
+	at := make([]time.Duration, o.Kills)
+	span := o.Duration - 500*time.Millisecond
+	for i := range at {
+		at[i] = 250*time.Millisecond + time.Duration(c.rng.Int64N(int64(span)))
+	}
+	c.mu.Unlock()
+	slices.Sort(at)
+	for _, t := range at {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(start.Add(t))):
+		}
+		c.mu.Lock()
+		var target *proc
+		if c.rng.Float64() < o.CoordKillShare {
+			target = c.coord
+		} else {
+			target = c.banks[c.rng.IntN(len(c.banks))]
+		}
+		if !target.running() { // down already: take another that is up
+			var up []*proc
+			for _, p := range append(slices.Clone(c.banks), c.coord) {
+				if p.running() {
+					up = append(up, p)
+				}
+			}
+			target = nil
+			if len(up) > 0 {
+				target = up[c.rng.IntN(len(up))]
+			}
+		}
+		d := o.RestartMin + time.Duration(c.rng.Int64N(int64(o.RestartMax-o.RestartMin)+1))
+		if target != nil {
+			c.restart[target] = d
+		}
+		c.mu.Unlock()
+		if target == nil {
+			continue
+		}
+		if pid := target.kill(); pid != 0 {
+			kind := FaultKillParticipant
+			if target == c.coord {
+				kind = FaultKillCoord
+			}
+			c.fault(target.name, kind, fmt.Sprintf("pid %d, restart after %v", pid, d.Round(time.Millisecond)), d)
+		}
+	}
+}
+
+// proxyFaults makes proxy i misbehave now and then during the fault phase.
+func (c *campaign) proxyFaults(ctx context.Context, i int) {
+	o := c.o
+	if len(o.ProxyFaults) == 0 {
+		return
+	}
+	px := c.proxies[i]
+	n := len(c.proxies)
+	for {
+		c.mu.Lock()
+		wait := time.Duration(c.rng.ExpFloat64() * float64(o.ProxyEvery) * float64(n))
+		mode := o.ProxyFaults[c.rng.IntN(len(o.ProxyFaults))]
+		d := 100*time.Millisecond + time.Duration(c.rng.Int64N(int64(o.ProxyForMax-100*time.Millisecond)+1))
+		delay := 10*time.Millisecond + time.Duration(c.rng.Int64N(int64(290*time.Millisecond)))
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		kind, detail := FaultProxyBlackhole, "dtc → "+px.name+" partitioned"
+		switch mode {
+		case Delay:
+			kind, detail = FaultProxyDelay, fmt.Sprintf("every chunk held %v", delay.Round(time.Millisecond))
+		case Drop:
+			kind, detail = FaultProxyDrop, "connections reset, new ones refused"
+		}
+		px.Set(mode, delay)
+		c.fault(px.name, kind, detail+fmt.Sprintf(" for %v", d.Round(time.Millisecond)), d)
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+		px.Set(Pass, 0)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// healthWatch restarts a bank whose participant stopped answering (its log failed but
+// the process lives on), as a liveness probe would: two failed /healthz in a row.
+func (c *campaign) healthWatch(ctx context.Context) {
+	bad := make([]int, len(c.banks))
+	t := time.NewTicker(300 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for i, p := range c.banks {
+			if !p.running() {
+				bad[i] = 0
+				continue
+			}
+			if err := getOK(ctx, c.bankURLs[i]+"/healthz"); err != nil && strings.Contains(err.Error(), "HTTP 503") {
+				bad[i]++
+			} else {
+				bad[i] = 0
+			}
+			if bad[i] >= 2 {
+				bad[i] = 0
+				c.mu.Lock()
+				c.restart[p] = 0
+				c.mu.Unlock()
+				if pid := p.kill(); pid != 0 {
+					c.fault(p.name, FaultUnhealthy, fmt.Sprintf("/healthz 503: kill -9 pid %d and restart", pid), 0)
+				}
+			}
+		}
+	}
+}
+
+// progress prints a line every few seconds of the fault phase.
+func (c *campaign) progress(ctx context.Context, start int64, done chan<- struct{}) {
+	defer close(done)
+	if c.o.Progress == nil {
+		return
+	}
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		var com, ab, unk int
+		for _, s := range c.samples {
+			switch s.Outcome {
+			case checker.Committed:
+				com++
+			case checker.Aborted:
+				ab++
+			default:
+				unk++
+			}
+		}
+		kills := c.faults[FaultKillCoord] + c.faults[FaultKillParticipant]
+		proxy := c.faults[FaultProxyDelay] + c.faults[FaultProxyDrop] + c.faults[FaultProxyBlackhole]
+		fp := c.faults[FaultFailpointDeath] + c.faults[FaultFailpointError]
+		c.mu.Unlock()
+		el := time.Duration(now() - start).Round(time.Second)
+		fmt.Fprintf(c.o.Progress, "[%5v/%v] calls: %d committed, %d aborted, %d unknown | kill -9: %d | proxy faults: %d | failpoints fired: %d\n",
+			el, c.o.Duration, com, ab, unk, kills, proxy, fp)
+	}
+}
+
+// heal ends the fault phase: the proxies pass everything, and every process runs
+// without failpoints (a process started with one armed is killed and restarted clean).
+func (c *campaign) heal() {
+	c.mu.Lock()
+	c.healing = true
+	c.mu.Unlock()
+	for _, px := range c.proxies {
+		px.Set(Pass, 0)
+	}
+	c.rec.Note(now(), "heal: faults stop, proxies pass, processes run without failpoints")
+	for _, p := range append(slices.Clone(c.banks), c.coord) {
+		p.mu.Lock()
+		armed := p.failpoint != c.drawFailpoints(p, true)
+		p.mu.Unlock()
+		if armed && p.running() {
+			c.mu.Lock()
+			c.restart[p] = 0
+			c.mu.Unlock()
+			if pid := p.kill(); pid != 0 {
+				c.fault(p.name, FaultHealRestart, fmt.Sprintf("pid %d", pid), 0)
+			}
+		}
+	}
+}
+
+// waitQuiet waits until everything is resolved: every process up, dtc ready with no
+// transaction unfinished, no bank holding a prepared transaction.
+func (c *campaign) waitQuiet(ctx context.Context) (bool, string) {
+	deadline := time.Now().Add(c.o.HealMax)
+	cl, _ := client.New(c.coordURL, client.Options{MaxRetries: -1, HTTPClient: harnessHTTP})
+	why := ""
+	for {
+		why = c.unresolved(ctx, cl)
+		if why == "" {
+			return true, ""
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false, why
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (c *campaign) unresolved(ctx context.Context, cl *client.Client) string {
+	var what []string
+	for _, p := range append(slices.Clone(c.banks), c.coord) {
+		if !p.running() {
+			what = append(what, p.name+" is down")
+		}
+	}
+	if err := cl.Ready(ctx); err != nil {
+		return strings.Join(append(what, "dtc is not ready: "+err.Error()), "; ")
+	}
+	for _, st := range []string{"preparing", "committing", "aborting", "in-doubt"} {
+		page, err := cl.List(ctx, client.ListOptions{State: st, Limit: 5})
+		if err != nil {
+			what = append(what, "dtc list: "+err.Error())
+			break
+		}
+		if len(page.Transactions) > 0 {
+			var ids []string
+			for _, v := range page.Transactions {
+				ids = append(ids, v.ID)
+			}
+			what = append(what, fmt.Sprintf("dtc holds %s transactions (%s)", st, strings.Join(ids, ", ")))
+		}
+	}
+	for i, u := range c.bankURLs {
+		var acc struct {
+			Accounts []struct {
+				Name               string
+				Reserved, Incoming int64
+			} `json:"accounts"`
+		}
+		if err := getJSON(ctx, u+"/accounts", &acc); err != nil {
+			what = append(what, c.banks[i].name+": "+err.Error())
+			continue
+		}
+		for _, a := range acc.Accounts {
+			if a.Reserved != 0 || a.Incoming != 0 {
+				what = append(what, fmt.Sprintf("%s holds prepared transactions (account %s: %d reserved, %d incoming)", c.banks[i].name, a.Name, a.Reserved, a.Incoming))
+				break
+			}
+		}
+	}
+	return strings.Join(what, "; ")
+}
+
+// shutdown stops every process and proxy; it may be called more than once.
+func (c *campaign) shutdown() {
+	select {
+	case <-c.stopping:
+		return
+	default:
+	}
+	close(c.stopping)
+	c.sup.Wait()
+	var wg sync.WaitGroup
+	for _, p := range append(slices.Clone(c.banks), c.coord) {
+		if p != nil {
+			wg.Go(func() { p.stop(2 * time.Second) })
+		}
+	}
+	wg.Wait()
+	for _, px := range c.proxies {
+		px.Close()
+	}
+}
+
+// clientIDOf is the client's id of a participant-visible transaction id.
+func clientIDOf(wire string) string {
+	id, _, _ := coordinator.SplitTxnID(wire)
+	return id
+}
+
+var errHarness = errors.New("chaosreal: harness")
+
+func statusURL(bank, wire string) string {
+	return bank + "/status?txn_id=" + url.QueryEscape(wire)
+}

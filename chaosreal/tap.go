@@ -1,0 +1,197 @@
+package chaosreal
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path"
+	"slices"
+	"sync"
+)
+
+// The tap reads the HTTP exchanges a Proxy forwards between dtc and a participant:
+// which transactions the participant was asked to prepare, commit or roll back, and
+// what it answered. It is the real-process harness's witness of the protocol: the
+// checker gets votes, phase-2 messages and acknowledgements with the time they passed
+// the proxy, as the simulator records them from inside.
+
+// TapEvent is one request, or one answer, seen by a tap.
+type TapEvent struct {
+	Participant string
+	Call        string // "prepare", "commit", "rollback", "status", or another path element
+	TxnID       string
+	Answer      bool   // false: the request; true: its answer
+	Status      int    // answers: the HTTP status
+	Vote        string // prepare answers: ACK or NACK
+	State       string // commit, rollback and status answers: the participant's state
+	At          int64  // when the bytes that began it passed the proxy (wall-clock ns)
+}
+
+// chunk is bytes forwarded by a proxy, with the time they were read.
+type chunk struct {
+	data []byte
+	at   int64
+}
+
+// tapChunksMax bounds the chunks waiting for a parser: past it, the proxy waits.
+const tapChunksMax = 256
+
+// tapConn parses one proxied connection: requests one way, answers the other, matched
+// in order (Go's HTTP client does not pipeline).
+type tapConn struct {
+	participant string
+	sink        func(TapEvent)
+	reqs, resps chan chunk
+	pending     chan TapEvent
+	closeOnce   sync.Once
+	wg          sync.WaitGroup
+}
+
+func newTapConn(participant string, sink func(TapEvent)) *tapConn {
+	t := &tapConn{
+		participant: participant,
+		sink:        sink,
+		reqs:        make(chan chunk, tapChunksMax),
+		resps:       make(chan chunk, tapChunksMax),
+		pending:     make(chan TapEvent, 64),
+	}
+	t.wg.Add(2)
+	go t.readRequests()
+	go t.readAnswers()
+	return t
+}
+
+// feed hands a copy of forwarded bytes to the parser of their direction.
+func (t *tapConn) feed(toServer bool, data []byte, at int64) {
+	c := chunk{data: slices.Clone(data), at: at}
+	if toServer {
+		t.reqs <- c
+	} else {
+		t.resps <- c
+	}
+}
+
+// close ends both streams and waits for the parsers.
+func (t *tapConn) close() {
+	t.closeOnce.Do(func() {
+		close(t.reqs)
+		close(t.resps)
+	})
+	t.wg.Wait()
+}
+
+// bodyMaxBytes bounds the body a tap reads of one message.
+const tapBodyMaxBytes = 1 << 20
+
+func (t *tapConn) readRequests() {
+	defer t.wg.Done()
+	defer close(t.pending)
+	cr := &chunkReader{ch: t.reqs}
+	defer cr.drain()
+	br := bufio.NewReader(cr)
+	for {
+		cr.markStart(br)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(req.Body, tapBodyMaxBytes))
+		if err != nil {
+			return
+		}
+		ev := TapEvent{Participant: t.participant, Call: path.Base(req.URL.Path), At: cr.start}
+		if req.Method == http.MethodGet {
+			ev.TxnID = req.URL.Query().Get("txn_id")
+		} else {
+			var b struct {
+				TxnID string `json:"txn_id"`
+			}
+			_ = json.Unmarshal(body, &b)
+			ev.TxnID = b.TxnID
+		}
+		t.sink(ev)
+		t.pending <- ev
+	}
+}
+
+func (t *tapConn) readAnswers() {
+	defer t.wg.Done()
+	cr := &chunkReader{ch: t.resps}
+	defer cr.drain()
+	defer func() {
+		for range t.pending { // let the request parser finish
+		}
+	}()
+	br := bufio.NewReader(cr)
+	for {
+		cr.markStart(br)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, tapBodyMaxBytes))
+		if err != nil {
+			return
+		}
+		req, ok := <-t.pending
+		if !ok {
+			return
+		}
+		var b struct {
+			Vote  string `json:"vote"`
+			State string `json:"state"`
+		}
+		_ = json.Unmarshal(body, &b)
+		req.Answer, req.Status, req.Vote, req.State, req.At = true, resp.StatusCode, b.Vote, b.State, cr.start
+		t.sink(req)
+	}
+}
+
+// chunkReader reads the chunks of one direction, and tells when the message about to be
+// read began: the read time of the chunk holding its first byte.
+type chunkReader struct {
+	ch     <-chan chunk
+	cur    []byte
+	curAt  int64
+	lastAt int64 // the chunk the last Read took bytes from
+	mark   bool  // the next message begins with the next chunk
+	start  int64
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.cur) == 0 {
+		c, ok := <-r.ch
+		if !ok {
+			return 0, io.EOF
+		}
+		r.cur, r.curAt = c.data, c.at
+		if r.mark {
+			r.start, r.mark = c.at, false
+		}
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	r.lastAt = r.curAt
+	return n, nil
+}
+
+// markStart notes where the next message begins: in bytes already read (br holds some),
+// or in the next chunk.
+func (r *chunkReader) markStart(br *bufio.Reader) {
+	switch {
+	case br.Buffered() > 0:
+		r.start, r.mark = r.lastAt, false
+	case len(r.cur) > 0:
+		r.start, r.mark = r.curAt, false
+	default:
+		r.mark = true
+	}
+}
+
+// drain consumes the rest of the stream, so that the proxy never waits for a parser
+// that gave up (on bytes that are not HTTP, say, after a reset).
+func (r *chunkReader) drain() {
+	for range r.ch {
+	}
+}

@@ -1,0 +1,276 @@
+package chaosreal
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dtc-project/dtc/checker"
+	"github.com/dtc-project/dtc/client"
+)
+
+// leg is one account's part in a transfer.
+type leg struct {
+	Account string `json:"account"`
+	Amount  int64  `json:"amount"`
+}
+
+// transfer draws a transfer: an amount from an account of one bank to accounts of one
+// or two others. Some fail for want of funds: those abort, as they should.
+func (c *campaign) transfer(r *rand.Rand) (parts []int, legs map[int][]leg) {
+	n := c.o.Participants
+	amount := 1 + r.Int64N(c.o.InitialBalance/3+1)
+	acct := func() string { return fmt.Sprintf("a%d", r.IntN(c.o.Accounts)) }
+	from := r.IntN(n)
+	to := (from + 1 + r.IntN(n-1)) % n
+	legs = map[int][]leg{from: {{acct(), -amount}}}
+	parts = []int{from, to}
+	if n >= 3 && r.IntN(4) == 0 {
+		third := (to + 1 + r.IntN(n-2)) % n
+		for third == from || third == to {
+			third = (third + 1) % n
+		}
+		half := amount / 2
+		legs[to] = []leg{{acct(), amount - half}}
+		legs[third] = []leg{{acct(), half}}
+		parts = append(parts, third)
+	} else {
+		legs[to] = []leg{{acct(), amount}}
+	}
+	return parts, legs
+}
+
+// client submits transfers one at a time until ctx ends. A call that ends without an
+// answer leaves its outcome unknown; the same id is tried again (the coordinator answers
+// it with the same transaction) up to ClientRetries times.
+func (c *campaign) client(ctx context.Context, idx int) {
+	r := rand.New(rand.NewPCG(c.o.Seed, uint64(1000+idx)))
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, Proxy: nil}}
+	defer hc.CloseIdleConnections()
+	cl, err := client.New(c.coordURL, client.Options{HTTPClient: hc, MaxRetries: 3, RetryWaitMax: 300 * time.Millisecond, UserAgent: "dtc-chaos"})
+	if err != nil {
+		panic(err) // the URL is ours
+	}
+	for n := 1; ctx.Err() == nil; n++ {
+		partIdx, legs := c.transfer(r)
+		id := fmt.Sprintf("c%d-%d", idx+1, n)
+		req := client.Request{ID: id}
+		var names []string
+		for _, i := range partIdx {
+			payload, _ := json.Marshal(struct {
+				Ops []leg `json:"ops"`
+			}{legs[i]})
+			req.Participants = append(req.Participants, client.Participant{URL: c.partURLs[i], Payload: payload})
+			names = append(names, c.banks[i].name)
+		}
+		t := &txnInfo{parts: names, outcome: checker.Unknown}
+		c.mu.Lock()
+		c.txns[id] = t
+		c.order = append(c.order, id)
+		c.mu.Unlock()
+		for attempt := 0; ; attempt++ {
+			start := now()
+			op := c.rec.Submit(idx, id, names, start)
+			callCtx, cancel := context.WithTimeout(context.Background(), c.o.ClientTimeout)
+			v, err := cl.Submit(callCtx, req)
+			cancel()
+			end := now()
+			outcome := checker.Unknown
+			if err == nil && v.Final() {
+				outcome = checker.Outcome(v.State)
+				if v.TxnID != "" {
+					c.rec.Rebind(op, v.TxnID)
+				}
+			}
+			c.rec.Return(op, outcome, end)
+			c.mu.Lock()
+			c.calls++
+			c.samples = append(c.samples, Sample{At: start, Latency: time.Duration(end - start), Outcome: outcome})
+			if outcome.Final() {
+				t.outcome = outcome
+				if !slices.Contains(t.wires, v.TxnID) {
+					t.wires = append(t.wires, v.TxnID)
+				}
+			} else {
+				t.ops = append(t.ops, op)
+			}
+			c.mu.Unlock()
+			if outcome.Final() || attempt >= c.o.ClientRetries || ctx.Err() != nil || client.IsInvalid(err) || client.IsConflict(err) {
+				break
+			}
+			if !sleepCtx(ctx, time.Duration(50+r.IntN(250))*time.Millisecond) {
+				break
+			}
+		}
+		sleepCtx(ctx, time.Duration(5+r.IntN(25))*time.Millisecond) // think time: a load the report can show
+
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// tapped records what a proxy saw pass: prepares (the incarnations participants know),
+// votes, phase-2 requests and their acknowledgements.
+func (c *campaign) tapped(ev TapEvent) {
+	if ev.TxnID == "" {
+		return
+	}
+	p := ev.Participant
+	switch {
+	case !ev.Answer && ev.Call == "prepare":
+		c.mu.Lock()
+		c.wires[ev.TxnID] = true
+		c.mu.Unlock()
+	case !ev.Answer && ev.Call == "commit":
+		c.rec.Told(ev.TxnID, checker.Committed, p, ev.At)
+	case !ev.Answer && ev.Call == "rollback":
+		c.rec.Told(ev.TxnID, checker.Aborted, p, ev.At)
+	case ev.Answer && ev.Call == "prepare" && ev.Status == http.StatusOK && (ev.Vote == "ACK" || ev.Vote == "NACK"):
+		c.rec.Voted(ev.TxnID, p, ev.Vote == "ACK", ev.At)
+		if ev.Vote == "ACK" {
+			c.mu.Lock()
+			if c.acked[ev.TxnID] == nil {
+				c.acked[ev.TxnID] = map[string]bool{}
+			}
+			c.acked[ev.TxnID][p] = true
+			c.mu.Unlock()
+		}
+	case ev.Answer && ev.Call == "status" && ev.Status == http.StatusOK && ev.State == "prepared":
+		// Reporting prepared is a durable yes: recovery counts it as a vote.
+		c.rec.Voted(ev.TxnID, p, true, ev.At)
+	case ev.Answer && (ev.Call == "commit" || ev.Call == "rollback") && (ev.Status == http.StatusOK || ev.Status == http.StatusConflict):
+		// 200: the outcome asked for is durable there; 409: the participant holds the
+		// other one (a heuristic hazard), durably too. Either way it applied ev.State.
+		if o := checker.Outcome(ev.State); o.Final() {
+			c.rec.Applied(ev.TxnID, p, o, ev.At)
+		}
+	}
+}
+
+// collect records the final states after the heal: what the coordinator holds for every
+// client id and every incarnation, what every participant holds for every incarnation
+// it may know, and the balances.
+func (c *campaign) collect(ctx context.Context, res *Result) {
+	cl, _ := client.New(c.coordURL, client.Options{MaxRetries: 5, RetryWaitMax: 200 * time.Millisecond, HTTPClient: harnessHTTP})
+	c.mu.Lock()
+	ids := slices.Clone(c.order)
+	wires := map[string]bool{}
+	for w := range c.wires {
+		wires[w] = true
+	}
+	for _, id := range ids {
+		for _, w := range c.txns[id].wires {
+			wires[w] = true
+		}
+	}
+	c.mu.Unlock()
+	bankOf := map[string]string{}
+	for i, p := range c.banks {
+		bankOf[p.name] = c.bankURLs[i]
+	}
+	coordState := func(id string) (string, string) {
+		v, err := cl.Get(ctx, id)
+		switch {
+		case client.IsNotFound(err):
+			return checker.StateNotFound, ""
+		case err != nil:
+			return "error: " + err.Error(), ""
+		}
+		return v.State, v.TxnID
+	}
+	partState := func(p, wire string) string {
+		var st struct {
+			State string `json:"state"`
+		}
+		if err := getJSON(ctx, statusURL(bankOf[p], wire), &st); err != nil {
+			return "error: " + err.Error()
+		}
+		return st.State
+	}
+	// Client ids: the calls that never learned their outcome are judged under the
+	// incarnation the coordinator holds for the id now (their open end allows every
+	// outcome); with none, under the bare id, where nothing can have committed.
+	for _, id := range ids {
+		c.mu.Lock()
+		t := c.txns[id]
+		ops, parts := slices.Clone(t.ops), t.parts
+		c.mu.Unlock()
+		if len(ops) == 0 {
+			continue
+		}
+		state, wire := coordState(id)
+		if wire != "" {
+			for _, op := range ops {
+				c.rec.Rebind(op, wire)
+			}
+			wires[wire] = true
+			continue
+		}
+		c.rec.FinalCoordinator(id, state)
+		for _, p := range parts {
+			c.rec.FinalParticipant(id, p, "unknown")
+		}
+	}
+	list := make([]string, 0, len(wires))
+	for w := range wires {
+		list = append(list, w)
+	}
+	slices.Sort(list)
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for w := range work {
+				state, _ := coordState(w)
+				c.rec.FinalCoordinator(w, state)
+				c.mu.Lock()
+				t := c.txns[clientIDOf(w)]
+				c.mu.Unlock()
+				if t == nil {
+					continue
+				}
+				for _, p := range t.parts {
+					c.rec.FinalParticipant(w, p, partState(p, w))
+				}
+			}
+		})
+	}
+	for _, w := range list {
+		work <- w
+	}
+	close(work)
+	wg.Wait()
+
+	bal := map[string]int64{}
+	for i, u := range c.bankURLs {
+		var acc struct {
+			Accounts []struct {
+				Name    string `json:"name"`
+				Balance int64  `json:"balance"`
+			} `json:"accounts"`
+		}
+		if err := getJSON(ctx, u+"/accounts", &acc); err != nil {
+			res.Violations = append(res.Violations, checker.Violation{Kind: checker.KindBank,
+				Detail: fmt.Sprintf("%s: balances cannot be read at the end: %v", c.banks[i].name, err)})
+			return
+		}
+		for _, a := range acc.Accounts {
+			bal[c.banks[i].name+"/"+a.Name] = a.Balance
+		}
+	}
+	res.Balances = bal
+}

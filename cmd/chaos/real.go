@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/dtc-project/dtc/chaosreal"
+	"github.com/dtc-project/dtc/faults"
+)
+
+const realUsage = `usage: chaos real [flags]
+
+Builds dtc and the bank with their failpoints live, starts dtc and --participants banks on
+127.0.0.1 (each with its own data directory), each bank behind a fault-injecting TCP proxy,
+and drives a transfer workload for --duration while injecting faults:
+
+  kill -9 of the coordinator and of participants at random moments (--kills), each
+  restarted on the same data directory;
+  proxy faults between dtc and a participant: delay, dropped connections, blackhole
+  (--proxy);
+  failpoints at the durability points, armed in some process incarnations (--failpoints,
+  --failpoint-actions, --failpoint-rate): panic (the process dies there), sleep, error.
+
+Then it heals (proxies pass, every process up without failpoints), waits until every
+transaction is resolved, checks the history with the same checker as the simulator plus
+the bank invariant on the banks' own balances, writes the HTML report, and stops every
+process it started (also on Ctrl-C). The seed drives every choice; the processes' timing
+is real, so a seed replays the same plan, not the same run.
+
+Exit codes: 0 no violation, 1 violations, 2 bad flags or the campaign could not run.
+
+flags:
+`
+
+type realFlags struct {
+	duration                          time.Duration
+	seed                              uint64
+	participants, clients, accounts   int
+	kills                             int
+	coordShare                        float64
+	proxy                             []string
+	failpoints, actions               []string
+	failpointRate                     float64
+	breakIt                           bool
+	report, work, bin                 string
+	keep, verbose                     bool
+	healMax, clientTimeout            time.Duration
+	prepareTimeout, recoveryTimeout   time.Duration
+	restartMin, restartMax, proxyEvry time.Duration
+}
+
+func runReal(args []string, stdout, stderr io.Writer) int {
+	var f realFlags
+	fs := pflag.NewFlagSet("chaos real", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.DurationVar(&f.duration, "duration", time.Minute, "length of the fault phase (the heal phase follows)")
+	fs.Uint64Var(&f.seed, "seed", 0, "seed of every choice the campaign makes (default: drawn from the clock, and printed)")
+	fs.IntVar(&f.participants, "participants", 3, "bank processes")
+	fs.IntVar(&f.clients, "clients", 4, "concurrent clients")
+	fs.IntVar(&f.accounts, "accounts", 4, "accounts per bank")
+	fs.IntVar(&f.kills, "kills", 0, "kill -9s in the fault phase (default one per 1.5s; 0 with --kills=0 given: none)")
+	fs.Float64Var(&f.coordShare, "coord-kill-share", 0.4, "share of the kills aimed at the coordinator")
+	fs.DurationVar(&f.restartMin, "restart-min", 50*time.Millisecond, "shortest wait before a killed process restarts")
+	fs.DurationVar(&f.restartMax, "restart-max", 600*time.Millisecond, "longest wait before a killed process restarts")
+	fs.StringSliceVar(&f.proxy, "proxy", []string{"delay", "drop", "blackhole"}, "proxy faults between dtc and the participants: delay, drop, blackhole, or none")
+	fs.DurationVar(&f.proxyEvry, "proxy-every", 2*time.Second, "mean gap between two proxy faults")
+	fs.StringSliceVar(&f.failpoints, "failpoints", []string{"all"}, "failpoints to arm: all, none, or names: "+failpointNames())
+	fs.StringSliceVar(&f.actions, "failpoint-actions", []string{"panic", "sleep", "error"}, "what an armed failpoint does: panic, sleep, error")
+	fs.Float64Var(&f.failpointRate, "failpoint-rate", 0.3, "share of process incarnations that start with a failpoint armed")
+	fs.BoolVar(&f.breakIt, "break", false, "arm the deliberate bug coordlog/decisionNotSynced in the coordinator: the campaign must fail")
+	fs.DurationVar(&f.healMax, "heal-max", 45*time.Second, "longest wait for everything to resolve after the faults stop")
+	fs.DurationVar(&f.clientTimeout, "client-timeout", 3*time.Second, "client call timeout")
+	fs.DurationVar(&f.prepareTimeout, "prepare-timeout", time.Second, "dtc serve --prepare-timeout")
+	fs.DurationVar(&f.recoveryTimeout, "recovery-timeout", time.Second, "dtc serve --recovery-timeout")
+	fs.StringVar(&f.report, "report", filepath.Join(os.TempDir(), "dtc-chaos"), "directory of the HTML report (a subdirectory per campaign)")
+	fs.StringVar(&f.work, "work-dir", "", "directory for data and process logs (default: a temporary one, removed after a clean campaign)")
+	fs.BoolVar(&f.keep, "keep", false, "keep the work directory after a clean campaign")
+	fs.StringVar(&f.bin, "bin", "", "directory with prebuilt failpoint binaries dtc and bank (default: build them)")
+	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print every fault as it happens")
+	fs.Usage = func() { fmt.Fprintf(stderr, "%s%s", realUsage, fs.FlagUsages()) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "chaos real: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if !fs.Changed("seed") {
+		f.seed = uint64(time.Now().UnixNano()) % 1_000_000
+	}
+	o := chaosreal.Options{
+		Seed: f.seed, Duration: f.duration, Participants: f.participants, Clients: f.clients, Accounts: f.accounts,
+		Kills: f.kills, NoKills: fs.Changed("kills") && f.kills == 0, CoordKillShare: f.coordShare,
+		RestartMin: f.restartMin, RestartMax: f.restartMax, ProxyEvery: f.proxyEvry,
+		FailpointRate: f.failpointRate, FailpointActions: f.actions, Break: f.breakIt,
+		HealMax: f.healMax, ClientTimeout: f.clientTimeout, PrepareTimeout: f.prepareTimeout, RecoveryTimeout: f.recoveryTimeout,
+		WorkDir: f.work, KeepWork: f.keep,
+	}
+	if o.CoordKillShare == 0 {
+		o.CoordKillShare = 1e-9 // "0" means the default; a tiny share means none
+	}
+	modes, err := chaosreal.ParseProxyFaults(f.proxy)
+	if err != nil {
+		fmt.Fprintf(stderr, "chaos real: --proxy: %v\n", err)
+		return 2
+	}
+	o.ProxyFaults, o.NoProxyFaults = modes, len(modes) == 0
+	switch {
+	case len(f.failpoints) == 1 && f.failpoints[0] == "all":
+	case len(f.failpoints) == 0 || (len(f.failpoints) == 1 && f.failpoints[0] == "none"):
+		o.NoFailpoints = true
+	default:
+		o.Failpoints = f.failpoints
+	}
+	if f.bin != "" {
+		o.Binaries = chaosreal.Binaries{DTC: filepath.Join(f.bin, "dtc"), Bank: filepath.Join(f.bin, "bank")}
+		live, err := chaosreal.HasFailpoints(o.Binaries.DTC)
+		if err != nil {
+			fmt.Fprintf(stderr, "chaos real: --bin: %v\n", err)
+			return 2
+		}
+		if !live {
+			fmt.Fprintf(stderr, "chaos real: warning: %s was built without failpoints: armed failpoints will do nothing\n", o.Binaries.DTC)
+		}
+		o.Binaries.Failpoints = live
+	}
+	if err := o.Validate(); err != nil {
+		fmt.Fprintf(stderr, "chaos real: %v\n", err)
+		return 2
+	}
+	if f.report != "" {
+		o.ReportDir = filepath.Join(f.report, fmt.Sprintf("real-seed-%d-%s", f.seed, time.Now().Format("20060102-150405")))
+	}
+	o.Progress = stdout
+	if f.verbose {
+		o.Log = stdout
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fmt.Fprintf(stdout, "chaos real: seed %d, %v of faults, %d banks, %d clients\n", f.seed, f.duration, f.participants, f.clients)
+	start := time.Now()
+	res, err := chaosreal.Run(ctx, o)
+	if res != nil {
+		printRealSummary(stdout, res, time.Since(start))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "chaos real: %v\n", err)
+		return 2
+	}
+	if !res.OK() {
+		return 1
+	}
+	return 0
+}
+
+func failpointNames() string {
+	var names []string
+	for _, f := range faults.Failpoints {
+		if !f.Broken {
+			names = append(names, f.Name)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// printRealSummary prints the campaign's summary table and verdict.
+func printRealSummary(w io.Writer, r *chaosreal.Result, wall time.Duration) {
+	o := r.Options
+	fmt.Fprintf(w, "\nsummary (seed %d): fault phase %v, heal %v, wall %v\n", r.Seed, o.Duration, r.HealTook.Round(time.Millisecond), wall.Round(time.Second))
+	fmt.Fprintf(w, "  %-34s %d (%d calls): %d committed, %d aborted, %d unknown to their client\n", "transactions", r.Txns, r.Calls, r.Committed, r.Aborted, r.Unknown)
+	fmt.Fprintf(w, "  %-34s %d\n", "kill -9", r.Kills())
+	for _, k := range []string{chaosreal.FaultKillCoord, chaosreal.FaultKillParticipant, chaosreal.FaultFailpointDeath, chaosreal.FaultFailpointError,
+		chaosreal.FaultDied, chaosreal.FaultUnhealthy, chaosreal.FaultArmed, chaosreal.FaultProxyDelay, chaosreal.FaultProxyDrop,
+		chaosreal.FaultProxyBlackhole, chaosreal.FaultHealRestart} {
+		if n := r.Faults[k]; n > 0 {
+			fmt.Fprintf(w, "    %-32s %d\n", k, n)
+		}
+	}
+	if r.Report != nil {
+		fmt.Fprintf(w, "  %-34s %d txns, %d client ops, %d model ops, porcupine %s\n", "history", r.Report.Txns, r.Report.Ops, r.Report.ModelOps, r.Report.Porcupine)
+	}
+	if r.Balances != nil {
+		var total int64
+		for _, b := range r.Balances {
+			total += b
+		}
+		fmt.Fprintf(w, "  %-34s %d cents across %d accounts (want %d)\n", "bank total", total, len(r.Balances), r.WantTotal)
+	}
+	fmt.Fprintf(w, "  %-34s %d\n", "violations", len(r.Violations))
+	for _, v := range r.Violations {
+		fmt.Fprintf(w, "    %s\n", v)
+	}
+	if r.ReportPath != "" {
+		fmt.Fprintf(w, "html report: %s\n", r.ReportPath)
+	}
+	if r.WorkDir != "" {
+		fmt.Fprintf(w, "data and process logs: %s\n", r.WorkDir)
+	}
+	if !r.OK() {
+		fmt.Fprintf(w, "replay the plan: go run ./cmd/chaos real --seed %d --duration %v%s\n", r.Seed, o.Duration, map[bool]string{true: " --break", false: ""}[o.Break])
+	}
+	verdict := "OK: no violation"
+	if !r.OK() {
+		verdict = fmt.Sprintf("FAIL: %d violation(s)", len(r.Violations))
+	}
+	fmt.Fprintln(w, verdict)
+}
