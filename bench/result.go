@@ -179,6 +179,10 @@ func (r *Result) WriteText(w io.Writer) error {
 	ew.printf("%-22s %12.1f %12.1f\n", "GC cycles/s", r.GCsPerSec, r.FloorGCsPerSec)
 	ew.printf("%-22s %12d %12d\n", "transactions", r.Txns, r.FloorTxns)
 	ew.printf("%-22s %12d %12d\n", "errors", r.Errors, r.FloorErrors)
+	if max(r.OtherCPUCores, r.FloorOtherCores) > busyMachineCores {
+		ew.printf("\nwarning: other processes kept %.2f cores busy during dtc's phase and %.2f during the floor's:\n"+
+			"these figures are partly about them\n", r.OtherCPUCores, r.FloorOtherCores)
+	}
 	ew.printf("\ndtc latency: mean %.3f ms, p90 %.3f ms, max %.3f ms\n", r.MeanMs, r.P90Ms, r.MaxMs)
 	ew.printf("floor: %d raw HTTP exchanges per transaction (1 outer, %d+%d inner), no parsing, no fsync\n",
 		2*o.Participants+1, o.Participants, o.Participants)
