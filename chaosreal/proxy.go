@@ -59,6 +59,7 @@ type Proxy struct {
 	conns   map[*proxyConn]struct{}
 	closed  bool
 	resets  int // connections reset by Drop or after a Blackhole
+	lost    int // bytes swallowed by Drop or Blackhole
 	wg      sync.WaitGroup
 	dialErr int // connections whose participant could not be reached
 }
@@ -110,6 +111,13 @@ func (p *Proxy) Resets() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.resets
+}
+
+// Lost returns how many bytes the proxy swallowed.
+func (p *Proxy) Lost() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lost
 }
 
 // Close stops accepting, closes every connection and waits for the proxy's goroutines.
@@ -216,6 +224,9 @@ func (p *Proxy) pump(c *proxyConn, src, dst net.Conn, toServer bool) {
 			mode, d := p.mode, p.delay
 			if mode == Blackhole {
 				c.tainted = true
+			}
+			if mode == Blackhole || mode == Drop {
+				p.lost += n
 			}
 			p.mu.Unlock()
 			// The tap sees what the participant said, whether or not it gets through (a
