@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dtc-project/dtc/checker"
 	"github.com/dtc-project/dtc/chaosreal/htmlreport"
+	"github.com/dtc-project/dtc/checker"
 )
 
 // outcomeSeries orders outcomes in the plots.
