@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dtc-project/dtc/checker"
+	"github.com/dtc-project/dtc/faults"
 )
 
 func sim(t *testing.T, args ...string) (string, int) {
@@ -44,17 +48,103 @@ func TestSimReplaysASeedWithItsTraceAndEndsWithItsHash(t *testing.T) {
 }
 
 func TestSimRunsACampaignOfSeeds(t *testing.T) {
-	out, code := sim(t, "--seeds", "4", "--from", "10", "--txns", "20", "--parallel", "2")
+	out, code := sim(t, "--seeds", "4", "--from", "10", "--txns", "20", "--parallel", "2", "-v", "--html", t.TempDir())
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
-	for _, want := range []string{"seed 10:", "seed 11:", "seed 12:", "seed 13:", "4 seeds (10..13), 0 failed"} {
+	for _, want := range []string{"seed 10:", "seed 11:", "seed 12:", "seed 13:", "summary:", "crashes", "partitions",
+		"messages lost", "violations               0", "4 seeds (10..13), 0 failed", "campaign report: "} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("missing %q in:\n%s", want, out)
 		}
 	}
 	if strings.Index(out, "seed 10:") > strings.Index(out, "seed 13:") {
 		t.Fatalf("seeds out of order:\n%s", out)
+	}
+}
+
+// TestASimulatedCampaignHoldsUp is the simulated campaign of make test: a few hundred
+// swarm seeds, every one of them free of violations.
+func TestASimulatedCampaignHoldsUp(t *testing.T) {
+	out, code := sim(t, "--seeds", "300", "--from", "1", "--html", "")
+	t.Log("\n" + out[strings.Index(out, "summary:"):])
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if !strings.Contains(out, "300 seeds (1..300), 0 failed") {
+		t.Fatalf("unexpected summary:\n%s", out)
+	}
+}
+
+func TestSimRunsForADurationAndUnderAProfile(t *testing.T) {
+	out, code := sim(t, "--duration", "200ms", "--from", "5", "--txns", "20", "--html", "")
+	if code != 0 || !strings.Contains(out, "seeds (5..") || !strings.Contains(out, "0 failed") {
+		t.Fatalf("--duration: exit %d:\n%s", code, out)
+	}
+	out, code = sim(t, "--seeds", "3", "--txns", "30", "--profile", "crashes", "-v", "--html", "")
+	if code != 0 || strings.Count(out, "crash=every") != 3 || strings.Contains(out, "partition=every") {
+		t.Fatalf("--profile crashes: exit %d, want every seed to crash and none to partition:\n%s", code, out)
+	}
+	out, code = sim(t, "--seed", "3", "--txns", "30", "--profile", "calm", "--trace=false")
+	if code != 0 || !strings.Contains(out, "0 crashes, 0 partitions") {
+		t.Fatalf("--profile calm: exit %d:\n%s", code, out)
+	}
+}
+
+// TestAFailingSeedIsShrunkAndItsShrunkCaseReplays: a campaign against a deliberate bug
+// reports each failing seed with its replay command, a shrunk case with fewer transfers,
+// and a report; the shrunk case, replayed from its file, still fails.
+func TestAFailingSeedIsShrunkAndItsShrunkCaseReplays(t *testing.T) {
+	dir := t.TempDir()
+	out, code := sim(t, "--seeds", "3", "--from", "1", "--break", "commit-before-durable", "--html", dir)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, out)
+	}
+	for _, want := range []string{"seed 2 failed:", "replay: go run ./cmd/chaos sim --seed 2", "--break commit-before-durable",
+		"shrunk in ", "replay the shrunk case: go run ./cmd/chaos sim --replay ", "html report: ", "campaign report: ", "FAIL: 2 of 3 seeds"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("missing %q in:\n%s", want, out)
+		}
+	}
+	i := strings.Index(out, "--replay ") + len("--replay ")
+	file := out[i : i+strings.IndexByte(out[i:], '\n')]
+	c, err := loadShrunk(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Txns >= 200 {
+		t.Errorf("the shrunk case still has %d transfers", c.Txns)
+	}
+	again, code := sim(t, "--replay", file, "--html", dir)
+	if code != 1 || !strings.HasPrefix(lastLine(again), "trace-sha256: ") {
+		t.Fatalf("replaying the shrunk case: exit %d, want 1 (it fails):\n%s", code, lastLine(again))
+	}
+}
+
+func TestScheduleFromNotesReadsTheSwarmsFaults(t *testing.T) {
+	ms := func(n int) int64 { return int64(n) * int64(time.Millisecond) }
+	notes := []checker.Note{
+		{At: ms(100), What: "p1: crashes: random"},
+		{At: ms(300), What: "p1: restarted (restart 1)"},
+		{At: ms(400), What: "c2: partition from coord, one way, for 1.5s"},
+		{At: ms(500), What: "coord: partition from everyone, both ways, for 20ms"},
+		{At: ms(600), What: "p2: disk full for 300ms"},
+		{At: ms(700), What: "coord: crashes: fsync failed: power cut during fsync"},
+		{At: ms(800), What: "p2: crashes: its log failed: whatever"},
+	}
+	var got []string
+	for _, f := range scheduleFromNotes(notes, faults.Calm()) {
+		got = append(got, f.String())
+	}
+	want := []string{
+		"at 100ms, crash p1 for 200ms",
+		"at 400ms, cut c2 → coord for 1.5s",
+		"at 500ms, isolate coord for 20ms",
+		"at 600ms, fill the disk of p2 for 300ms",
+		"at 699.999ms, crash coord tearing its log tail",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
@@ -77,6 +167,9 @@ func TestSimRefusesBadFlags(t *testing.T) {
 		{"--seed", "1", "--break", "nonsense"},
 		{"--seed", "1", "--participants", "0"},
 		{"--seed", "1", "extra"},
+		{"--seed", "1", "--profile", "nonsense"},
+		{"--seeds", "2", "--replay", "x.json"},
+		{"--replay", "/nonexistent.shrunk.json"},
 	} {
 		if out, code := sim(t, args...); code != 2 {
 			t.Errorf("sim %v: exit %d, want 2:\n%s", args, code, out)
@@ -85,5 +178,17 @@ func TestSimRefusesBadFlags(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"nope"}, &out, &errb); code != 2 {
 		t.Errorf("unknown command: exit %d", code)
+	}
+	for _, args := range [][]string{
+		{"real", "--proxy", "nonsense"},
+		{"real", "--failpoints", "coordlog/nope"},
+		{"real", "--failpoints", "coordlog/decisionNotSynced"},
+		{"real", "--failpoint-actions", "explode"},
+		{"real", "--participants", "1"},
+		{"real", "extra"},
+	} {
+		if code := run(args, &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
 	}
 }
