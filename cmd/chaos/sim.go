@@ -396,13 +396,13 @@ type failure struct {
 
 // simSummary adds up a campaign.
 type simSummary struct {
-	profile                                            string
-	seeds, failed, errors                              int
+	profile                                             string
+	seeds, failed, errors                               int
 	transfers, committed, aborted, unknown, unsubmitted int
-	stats                                              simnet.Stats
-	virtual                                            time.Duration
-	kinds                                              map[string]int
-	perSeed                                            []seedLine
+	stats                                               simnet.Stats
+	virtual                                             time.Duration
+	kinds                                               map[string]int
+	perSeed                                             []seedLine
 }
 
 type seedLine struct {
