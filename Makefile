@@ -50,8 +50,18 @@ chaos:
 	@if git status --porcelain 2>/dev/null | grep -E '__failpoint_(stash|binding)__|failpoint_toolexec_extra'; then \
 		echo "chaos: failpoint rewrites were left in the source tree"; exit 1; fi
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2000x ./wal
+# Performance, as ratios against this machine's floor measured in the same run (dtc
+# bench), plus the log's group commit and the simulator's speed. Takes about 2 minutes.
+bench: build
+	$(GO) test -run '^$$' -bench Committer -benchtime 3000x ./wal
+	$(GO) test -run '^$$' -bench Swarm -benchtime 200x ./scenarios
+	$(BIN)/dtc bench --participants 2 --concurrency 64 --duration 10s
+	$(BIN)/dtc bench --participants 5 --concurrency 64 --duration 10s
+	$(BIN)/dtc bench --participants 2 --concurrency 1 --duration 10s
+
+# Two minutes at 80% of the maximum throughput, sampling memory: nothing may grow.
+soak: build
+	$(BIN)/dtc bench --soak 0.8 --duration 2m
 
 # The demo: dtc and three banks on 127.0.0.1, a scripted workload, then serving until
 # Ctrl-C. Flags go in ARGS, e.g. make run ARGS=--exit (bin/demo --help lists them).
