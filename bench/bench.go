@@ -9,6 +9,8 @@ import (
 	"runtime/pprof"
 	"sync"
 	"time"
+
+	"github.com/dtc-project/dtc/internal/maxprocs"
 )
 
 // Run measures dtc and its floor, all in this process on 127.0.0.1:
@@ -30,6 +32,10 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, err
 	}
 	o = o.withDefaults()
+	// dtc serve and the bank binary run with GOMAXPROCS = cores+1, because an fdatasync
+	// holds its P for its whole length (see package maxprocs); this mirrors that, for
+	// the floor too, and restores the old value when Run returns.
+	defer maxprocs.Raise()()
 	dir, err := mkdirTemp(o.DataDir)
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
 	"github.com/dtc-project/dtc/internal/dirlock"
+	"github.com/dtc-project/dtc/internal/maxprocs"
 )
 
 const serveHelp = `Usage: dtc serve [flags]
@@ -118,6 +119,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitNo
 	}
 	defer unlock()
+	// One P more than there are cores: an fdatasync holds its P for its whole length
+	// (see package maxprocs). Left alone when GOMAXPROCS is set in the environment.
+	defer maxprocs.Raise()()
 	rt, err := httpnet.Open(httpnet.Options{
 		DataDir:           *dataDir,
 		Shards:            *shards,

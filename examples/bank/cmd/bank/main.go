@@ -27,10 +27,15 @@ import (
 
 	"github.com/dtc-project/dtc/examples/bank"
 	"github.com/dtc-project/dtc/internal/dirlock"
+	"github.com/dtc-project/dtc/internal/maxprocs"
 	"github.com/dtc-project/dtc/wal"
 )
 
 func main() {
+	// One P more than there are cores: an fdatasync of the bank's log holds its P for
+	// its whole length (see package maxprocs). Left alone when GOMAXPROCS is set in the
+	// environment.
+	maxprocs.Raise()
 	if err := run(os.Args[1:], os.Stderr); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return
