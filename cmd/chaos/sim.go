@@ -492,7 +492,7 @@ func (s *simSummary) rows(from uint64, wall time.Duration) [][2]string {
 func (s *simSummary) print(w io.Writer, from uint64, wall time.Duration) {
 	fmt.Fprintln(w, "summary:")
 	for _, r := range s.rows(from, wall) {
-		fmt.Fprintf(w, "  %-24s %s\n", r[0], r[1])
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %-24s %s", r[0], r[1]), " "))
 	}
 	verdict := "OK: no violation"
 	if s.failed > 0 {
