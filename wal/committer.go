@@ -229,7 +229,10 @@ func (c *Committer) run() {
 		}
 		// Let the appenders just told run and append their next records
 		// before the next sync starts, so that they share it instead of
-		// waiting for the one after.
+		// waiting for the one after. Measured (bench TestMeasure, K=2 C=64,
+		// GOMAXPROCS 3): without this yield the participants' logs synced
+		// 2.5 records per sync instead of 7, 2.5x as many syncs, and dtc
+		// spent ~10% more CPU per transaction with no lower latency.
 		runtime.Gosched()
 	}
 }
