@@ -1,6 +1,7 @@
 package participant
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // HandlerOptions configure NewHandler.
@@ -113,14 +115,18 @@ func (h *handler) prepare(w http.ResponseWriter, r *http.Request) {
 	h.p.Prepare(req.TxnID, req.Payload, req.Coordinator, func(v Vote) { ch <- v })
 	select {
 	case v := <-ch:
-		writeJSON(w, http.StatusOK, v.Response())
+		if v.ACK {
+			writeRaw(w, http.StatusOK, voteACKJSON)
+		} else {
+			writeJSON(w, http.StatusOK, v.Response())
+		}
 	case <-r.Context().Done():
 	}
 }
 
 func (h *handler) phase2(w http.ResponseWriter, r *http.Request, call func(string, func(Result))) {
 	var req TxnRequest
-	if !h.decode(w, r, &req) || !h.checkTxnID(w, r, req.TxnID) {
+	if !h.decodeTxnRequest(w, r, &req) || !h.checkTxnID(w, r, req.TxnID) {
 		return
 	}
 	ch := make(chan Result, 1)
@@ -136,9 +142,9 @@ func (h *handler) phase2(w http.ResponseWriter, r *http.Request, call func(strin
 		w.Header().Set("Retry-After", "1")
 		h.fail(w, r, http.StatusServiceUnavailable, CodeUnavailable, res.Err.Error())
 	case res.Conflict:
-		writeJSON(w, http.StatusConflict, StateResponse{State: res.State})
+		writeState(w, http.StatusConflict, res.State)
 	default:
-		writeJSON(w, http.StatusOK, StateResponse{State: res.State})
+		writeState(w, http.StatusOK, res.State)
 	}
 }
 
@@ -147,7 +153,7 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	if !h.checkTxnID(w, r, id) {
 		return
 	}
-	writeJSON(w, http.StatusOK, StateResponse{State: h.p.Status(id)})
+	writeState(w, http.StatusOK, h.p.Status(id))
 }
 
 func (h *handler) checkTxnID(w http.ResponseWriter, r *http.Request, id string) bool {
@@ -162,10 +168,58 @@ func (h *handler) checkTxnID(w http.ResponseWriter, r *http.Request, id string) 
 	return true
 }
 
+// txnRequestPrefixMaxBytes is how much of a commit or rollback body decodeTxnRequest
+// reads before it decides between its fast path and the strict decoder.
+const txnRequestPrefixMaxBytes = 512
+
+// decodeTxnRequest is decode for a TxnRequest, with a fast path for the body every
+// coordinator sends: exactly {"txn_id":"…"} (optionally followed by a newline) with an
+// id that needs no unescaping and is valid UTF-8. Any other body — other fields,
+// whitespace, escapes, a body that does not end within txnRequestPrefixMaxBytes — goes
+// to decode unchanged (the bytes read are replayed first), so what is accepted and the
+// errors given are decode's.
+func (h *handler) decodeTxnRequest(w http.ResponseWriter, r *http.Request, dst *TxnRequest) bool {
+	body := http.MaxBytesReader(w, r.Body, h.bodyMax)
+	var buf [txnRequestPrefixMaxBytes]byte
+	n, err := io.ReadFull(body, buf[:])
+	if err == io.EOF || err == io.ErrUnexpectedEOF { // the whole body is in buf[:n]
+		if id, ok := parseTxnRequest(buf[:n]); ok {
+			dst.TxnID = id
+			return true
+		}
+	}
+	return h.decodeFrom(w, r, io.MultiReader(bytes.NewReader(buf[:n]), body), dst)
+}
+
+// parseTxnRequest reads b if it is exactly {"txn_id":"…"} or that and a newline, with
+// no backslash, control character or invalid UTF-8 inside the quotes — bodies the
+// strict decoder would read to the same id; ok is false for anything else.
+func parseTxnRequest(b []byte) (id string, ok bool) {
+	const prefix, suffix = `{"txn_id":"`, `"}`
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	if len(b) < len(prefix)+len(suffix) || string(b[:len(prefix)]) != prefix || string(b[len(b)-len(suffix):]) != suffix {
+		return "", false
+	}
+	v := b[len(prefix) : len(b)-len(suffix)]
+	for _, c := range v {
+		if c == '"' || c == '\\' || c < 0x20 {
+			return "", false
+		}
+	}
+	if !utf8.Valid(v) {
+		return "", false
+	}
+	return string(v), true
+}
+
 // decode reads one JSON object into dst, rejecting unknown fields, trailing data and
 // bodies over the limit; it answers the request itself when it returns false.
 func (h *handler) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
-	body := http.MaxBytesReader(w, r.Body, h.bodyMax)
+	return h.decodeFrom(w, r, http.MaxBytesReader(w, r.Body, h.bodyMax), dst)
+}
+
+// decodeFrom is decode reading body, r's body already bounded by h.bodyMax.
+func (h *handler) decodeFrom(w http.ResponseWriter, r *http.Request, body io.Reader, dst any) bool {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(dst)
@@ -238,6 +292,40 @@ func checkCoordinatorURL(s string, maxBytes int) error {
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	h.log.Debug("participant: request refused", "method", r.Method, "path", r.URL.Path, "status", status, "code", code, "message", msg)
 	writeJSON(w, status, ErrorResponse{Error: ErrorBody{Code: code, Message: msg}})
+}
+
+// The most frequent answers, as writeJSON would encode them.
+var (
+	voteACKJSON        = mustJSON(VoteResponse{Vote: VoteACK})
+	stateCommittedJSON = mustJSON(StateResponse{State: StateCommitted})
+	stateAbortedJSON   = mustJSON(StateResponse{State: StateAborted})
+)
+
+func mustJSON(v any) []byte {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("participant: encoding %T: %v", v, err))
+	}
+	return append(data, '\n')
+}
+
+// writeState writes StateResponse{State: s}, precomputed for the outcomes.
+func writeState(w http.ResponseWriter, status int, s State) {
+	switch s {
+	case StateCommitted:
+		writeRaw(w, status, stateCommittedJSON)
+	case StateAborted:
+		writeRaw(w, status, stateAbortedJSON)
+	default:
+		writeJSON(w, status, StateResponse{State: s})
+	}
+}
+
+// writeRaw writes data, a JSON document ending in a newline, as writeJSON does.
+func writeRaw(w http.ResponseWriter, status int, data []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(data)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
