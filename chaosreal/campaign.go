@@ -3,7 +3,6 @@ package chaosreal
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -812,8 +811,6 @@ func clientIDOf(wire string) string {
 	id, _, _ := coordinator.SplitTxnID(wire)
 	return id
 }
-
-var errHarness = errors.New("chaosreal: harness")
 
 func statusURL(bank, wire string) string {
 	return bank + "/status?txn_id=" + url.QueryEscape(wire)

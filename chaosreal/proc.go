@@ -1,7 +1,6 @@
 package chaosreal
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -180,5 +179,3 @@ func (p *proc) lastExit() exit {
 	e.lastLines = lines[max(0, len(lines)-5):]
 	return e
 }
-
-var errNotReady = errors.New("not ready")

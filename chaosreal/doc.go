@@ -1,0 +1,37 @@
+// Package chaosreal runs fault campaigns against real dtc and bank processes: what the
+// simulator cannot cover, the real HTTP stack, real files and a real kill -9.
+//
+//	clients c1..cK ──POST /v1/transactions──▶ dtc serve ──▶ proxy p1 ──▶ bank p1
+//	  (checker.Recorder:                          │    └───▶ proxy p2 ──▶ bank p2
+//	   Submit, Return, Rebind)                    │           …   │ tap: votes, commits,
+//	                                              │               │ rollbacks, acks
+//	  killer: kill -9 + restart ──────────────────┴───────────────┴──▶ Recorder
+//	  proxy faults: delay, drop, blackhole   failpoints: GO_FAILPOINTS per incarnation
+//
+// Run builds both programs with their failpoint markers live (Build: go build -toolexec
+// failpoint-toolexec, in a build cache and a temporary directory of its own, so the
+// source tree is never rewritten), starts dtc and the banks on loopback, each with its own
+// data directory, and puts a Proxy in front of every bank: dtc is given the proxies'
+// URLs. Clients submit transfers with client-chosen ids (a call that ends without an
+// answer is retried with the same id). During the fault phase the campaign kills
+// processes at moments drawn from the seed and restarts them on the same data directory,
+// makes proxies delay, drop or swallow traffic, and starts some incarnations with a
+// failpoint armed (faults.Failpoints). A process that dies on its own is restarted; a bank
+// whose participant stopped answering is killed and restarted.
+//
+// Then it heals: proxies pass, every process runs without failpoints; it waits (bounded
+// by HealMax) until dtc holds no unfinished transaction and no bank a reservation, reads
+// the final states (dtc for every client id and every id@nonce a bank was asked to
+// prepare, each bank's status of those), checks the history with checker.Check and the
+// balances with checker.CheckBank, writes the report (WriteReport) and stops every process
+// it started, also when its context ends.
+//
+// The history's times are wall-clock nanoseconds. The taps record a vote when the
+// participant's answer passes the proxy (whether or not it gets through: the vote was
+// cast), a phase-2 request once it was forwarded, and an acknowledgement when it passes;
+// a participant's "prepared" status answer counts as a vote, as in the simulator.
+//
+// The seed drives every choice; the processes' timing is real, so a seed replays the
+// campaign's plan, not its run. Nothing in a campaign decides correctness by time: only
+// the checker does, on what was observed.
+package chaosreal
