@@ -87,6 +87,18 @@ type Result struct {
 // OK reports whether the campaign found no violation.
 func (r *Result) OK() bool { return len(r.Violations) == 0 }
 
+// ReplayCommand is the command that runs this campaign's plan again.
+func (r *Result) ReplayCommand() string {
+	if r.Options.Command != "" {
+		return r.Options.Command
+	}
+	cmd := fmt.Sprintf("go run ./cmd/chaos real --seed %d --duration %v", r.Seed, r.Options.Duration)
+	if r.Options.Break {
+		cmd += " --break"
+	}
+	return cmd
+}
+
 // Kills is how many kill -9s the fault phase dealt.
 func (r *Result) Kills() int { return r.Faults[FaultKillCoord] + r.Faults[FaultKillParticipant] }
 

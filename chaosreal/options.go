@@ -80,6 +80,9 @@ type Options struct {
 	KeepWork bool
 	// ReportDir is where the HTML report goes ("" for none).
 	ReportDir string
+	// Command is the command line that replays this campaign's plan, for the report
+	// (default: one made of the seed and the duration).
+	Command string
 	// Progress receives a line every few seconds, and Log one per fault (nil: none).
 	Progress io.Writer
 	Log      io.Writer

@@ -36,7 +36,7 @@ func WriteReport(dir string, r *Result) (string, error) {
 	d.H2("Summary")
 	rows := [][]any{
 		{"seed", fmt.Sprint(r.Seed)},
-		{"replay the plan", fmt.Sprintf("go run ./cmd/chaos real --seed %d --duration %v%s", r.Seed, o.Duration, map[bool]string{true: " --break", false: ""}[o.Break])},
+		{"replay the plan", r.ReplayCommand()},
 		{"processes", fmt.Sprintf("dtc and %d banks on 127.0.0.1, each bank behind a fault-injecting proxy; %d clients", o.Participants, o.Clients)},
 		{"fault phase", o.Duration.String()},
 		{"heal phase", fmt.Sprintf("%v (quiet: %v)", r.HealTook.Round(time.Millisecond), r.Quiet)},

@@ -141,6 +141,17 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "chaos real: %v\n", err)
 		return 2
 	}
+	cmd := []string{"go run ./cmd/chaos real"}
+	for _, a := range args {
+		if strings.ContainsAny(a, " '\"$;&|") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		cmd = append(cmd, a)
+	}
+	if !fs.Changed("seed") {
+		cmd = append(cmd, "--seed", fmt.Sprint(f.seed))
+	}
+	o.Command = strings.Join(cmd, " ")
 	if f.report != "" {
 		o.ReportDir = filepath.Join(f.report, fmt.Sprintf("real-seed-%d-%s", f.seed, time.Now().Format("20060102-150405")))
 	}
@@ -199,7 +210,9 @@ func printRealSummary(w io.Writer, r *chaosreal.Result, wall time.Duration) {
 		}
 		fmt.Fprintf(w, "  %-34s %d cents across %d accounts (want %d)\n", "bank total", total, len(r.Balances), r.WantTotal)
 	}
-	fmt.Fprintf(w, "  %-34s %d\n", "violations", len(r.Violations))
+	if r.Report != nil {
+		fmt.Fprintf(w, "  %-34s %d\n", "violations", len(r.Violations))
+	}
 	for _, v := range r.Violations {
 		fmt.Fprintf(w, "    %s\n", v)
 	}
@@ -210,10 +223,12 @@ func printRealSummary(w io.Writer, r *chaosreal.Result, wall time.Duration) {
 		fmt.Fprintf(w, "data and process logs: %s\n", r.WorkDir)
 	}
 	if !r.OK() {
-		fmt.Fprintf(w, "replay the plan: go run ./cmd/chaos real --seed %d --duration %v%s\n", r.Seed, o.Duration, map[bool]string{true: " --break", false: ""}[o.Break])
+		fmt.Fprintf(w, "replay the plan: %s\n", r.ReplayCommand())
 	}
 	verdict := "OK: no violation"
-	if !r.OK() {
+	if r.Report == nil {
+		verdict = "INTERRUPTED: the history was not checked"
+	} else if !r.OK() {
 		verdict = fmt.Sprintf("FAIL: %d violation(s)", len(r.Violations))
 	}
 	fmt.Fprintln(w, verdict)
