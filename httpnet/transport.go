@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,6 +74,19 @@ type Transport struct {
 	mu     sync.Mutex
 	closed bool
 	wg     sync.WaitGroup
+
+	endpointsMu sync.Mutex
+	endpoints   map[string]*endpointURLs // by prepare URL; at most endpointCacheMax
+}
+
+// endpointCacheMax bounds Transport.endpoints: when it is full, it is emptied and
+// refilled, so that a stream of distinct participant URLs costs parsing, not memory.
+const endpointCacheMax = 1024
+
+// endpointURLs are the parsed endpoints of one participant, derived from its prepare
+// URL by participant.Endpoint. They are never modified: a request gets a copy.
+type endpointURLs struct {
+	prepare, commit, rollback, status url.URL
 }
 
 // NewTransport returns a Transport with a pooled keep-alive HTTP client.
@@ -98,7 +112,7 @@ func NewTransport(o TransportOptions) *Transport {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Transport{o: o, client: client, ctx: ctx, cancel: cancel}
+	return &Transport{o: o, client: client, ctx: ctx, cancel: cancel, endpoints: make(map[string]*endpointURLs)}
 }
 
 // For returns the coordinator.Transport of one engine: each reply is passed to deliver,
@@ -236,11 +250,11 @@ func (t *Transport) exchange(m coordinator.Message, r *coordinator.Reply) error 
 	switch {
 	case resp.StatusCode == http.StatusOK:
 	case resp.StatusCode == http.StatusConflict && (m.Kind == coordinator.MsgCommit || m.Kind == coordinator.MsgRollback):
-		var sr participant.StateResponse
-		if json.Unmarshal(body, &sr) != nil || !knownState(sr.State) {
+		st, ok := parseState(body)
+		if !ok {
 			return malformed("409 without a state")
 		}
-		r.State, r.Conflict = coordinator.PState(sr.State), true
+		r.State, r.Conflict = coordinator.PState(st), true
 		return nil
 	case resp.StatusCode >= 500:
 		return &sendError{kind: errKind5xx, msg: fmt.Sprintf("%s %s: HTTP %d: %s", m.Kind, req.URL, resp.StatusCode, snippet(body))}
@@ -249,6 +263,10 @@ func (t *Transport) exchange(m coordinator.Message, r *coordinator.Reply) error 
 	}
 	switch m.Kind {
 	case coordinator.MsgPrepare:
+		if isVoteACK(body) {
+			r.Vote = coordinator.VoteACK
+			return nil
+		}
 		var vr participant.VoteResponse
 		if err := json.Unmarshal(body, &vr); err != nil {
 			return malformed("vote does not parse")
@@ -265,13 +283,45 @@ func (t *Transport) exchange(m coordinator.Message, r *coordinator.Reply) error 
 			return malformed(fmt.Sprintf("unknown vote %q", vr.Vote))
 		}
 	default:
-		var sr participant.StateResponse
-		if err := json.Unmarshal(body, &sr); err != nil || !knownState(sr.State) {
+		st, ok := parseState(body)
+		if !ok {
 			return malformed("no known state")
 		}
-		r.State = coordinator.PState(sr.State)
+		r.State = coordinator.PState(st)
 	}
 	return nil
+}
+
+// The answers participants give most, as package participant writes them (the
+// trailing newline is optional).
+var (
+	voteACKAnswer = []byte(`{"vote":"ACK"}`)
+	stateAnswers  = func() map[string]participant.State {
+		m := make(map[string]participant.State)
+		for _, s := range []participant.State{participant.StateUnknown, participant.StatePrepared, participant.StateCommitted, participant.StateAborted} {
+			m[`{"state":"`+string(s)+`"}`] = s
+		}
+		return m
+	}()
+)
+
+// isVoteACK reports whether body is exactly the ACK vote; other bodies, ACKs written
+// differently included, are for json.Unmarshal.
+func isVoteACK(body []byte) bool {
+	return bytes.Equal(bytes.TrimSuffix(body, []byte("\n")), voteACKAnswer)
+}
+
+// parseState reads a StateResponse with a known state from body: the usual answers by
+// comparison, anything else with json.Unmarshal.
+func parseState(body []byte) (participant.State, bool) {
+	if st, ok := stateAnswers[string(bytes.TrimSuffix(body, []byte("\n")))]; ok {
+		return st, true
+	}
+	var sr participant.StateResponse
+	if json.Unmarshal(body, &sr) != nil || !knownState(sr.State) {
+		return "", false
+	}
+	return sr.State, true
 }
 
 func knownState(s participant.State) bool {
@@ -285,51 +335,140 @@ func knownState(s participant.State) bool {
 // request builds the HTTP request for m: its endpoint is derived from the prepare URL by
 // replacing the last path element.
 func (t *Transport) request(ctx context.Context, m coordinator.Message) (*http.Request, error) {
-	var (
-		name   string
-		method = http.MethodPost
-		body   any
-	)
 	switch m.Kind {
-	case coordinator.MsgPrepare:
-		name = participant.EndpointPrepare
-		body = participant.PrepareRequest{TxnID: m.Txn, Payload: m.Payload, Coordinator: t.o.AdvertiseURL}
-	case coordinator.MsgCommit:
-		name = participant.EndpointCommit
-		body = participant.TxnRequest{TxnID: m.Txn}
-	case coordinator.MsgRollback:
-		name = participant.EndpointRollback
-		body = participant.TxnRequest{TxnID: m.Txn}
-	case coordinator.MsgStatus:
-		name, method = participant.EndpointStatus, http.MethodGet
+	case coordinator.MsgPrepare, coordinator.MsgCommit, coordinator.MsgRollback, coordinator.MsgStatus:
 	default:
 		return nil, fmt.Errorf("httpnet: message of unknown kind %d", m.Kind)
 	}
-	u, err := participant.Endpoint(m.URL, name)
+	eps, err := t.endpointsOf(m.URL)
 	if err != nil {
 		return nil, err
 	}
-	if m.Kind == coordinator.MsgStatus {
-		u += "?txn_id=" + url.QueryEscape(m.Txn)
+	var (
+		u      url.URL
+		method = http.MethodPost
+		body   []byte
+	)
+	switch m.Kind {
+	case coordinator.MsgPrepare:
+		u = eps.prepare
+		if body, err = t.prepareBody(m); err != nil {
+			return nil, fmt.Errorf("httpnet: encoding %s request: %w", m.Kind, err)
+		}
+	case coordinator.MsgCommit:
+		u, body = eps.commit, txnBody(m.Txn)
+	case coordinator.MsgRollback:
+		u, body = eps.rollback, txnBody(m.Txn)
+	case coordinator.MsgStatus:
+		u, method = eps.status, http.MethodGet
+		u.RawQuery = "txn_id=" + url.QueryEscape(m.Txn)
 	}
 	var rd io.Reader
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("httpnet: encoding %s request: %w", m.Kind, err)
-		}
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	// The URL is set after: NewRequestWithContext would parse it from a string again.
+	req, err := http.NewRequestWithContext(ctx, method, "", rd)
 	if err != nil {
-		return nil, fmt.Errorf("httpnet: %s request to %s: %w", m.Kind, u, err)
+		return nil, fmt.Errorf("httpnet: %s request to %s: %w", m.Kind, u.String(), err)
 	}
+	req.URL, req.Host = &u, u.Host
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "dtc-coordinator")
 	return req, nil
+}
+
+// endpointsOf returns the endpoints of the participant whose prepare URL is prepareURL,
+// from the cache or parsed (participant.Endpoint, then url.Parse as http.NewRequest
+// does) and cached.
+func (t *Transport) endpointsOf(prepareURL string) (*endpointURLs, error) {
+	t.endpointsMu.Lock()
+	eps := t.endpoints[prepareURL]
+	t.endpointsMu.Unlock()
+	if eps != nil {
+		return eps, nil
+	}
+	eps = new(endpointURLs)
+	for _, e := range []struct {
+		name string
+		dst  *url.URL
+	}{
+		{participant.EndpointPrepare, &eps.prepare},
+		{participant.EndpointCommit, &eps.commit},
+		{participant.EndpointRollback, &eps.rollback},
+		{participant.EndpointStatus, &eps.status},
+	} {
+		s, err := participant.Endpoint(prepareURL, e.name)
+		if err != nil {
+			return nil, err
+		}
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("httpnet: request to %s: %w", s, err)
+		}
+		if strings.HasSuffix(u.Host, ":") { // as http.NewRequest does
+			u.Host = strings.TrimSuffix(u.Host, ":")
+		}
+		*e.dst = *u
+	}
+	t.endpointsMu.Lock()
+	if len(t.endpoints) >= endpointCacheMax {
+		clear(t.endpoints)
+	}
+	t.endpoints[prepareURL] = eps
+	t.endpointsMu.Unlock()
+	return eps, nil
+}
+
+// txnBody is the JSON of participant.TxnRequest{TxnID: id}, as json.Marshal writes it.
+func txnBody(id string) []byte {
+	b := make([]byte, 0, len(`{"txn_id":""}`)+len(id)+8)
+	b = append(b, `{"txn_id":`...)
+	b = appendJSONString(b, id)
+	return append(b, '}')
+}
+
+// prepareBody is the JSON of the participant.PrepareRequest of m, as json.Marshal
+// writes it: the payload compacted and HTML-escaped, empty fields left out. A payload
+// that is not valid JSON is json.Marshal's to refuse, with its error.
+func (t *Transport) prepareBody(m coordinator.Message) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, 64+len(m.Txn)+len(m.Payload)+len(t.o.AdvertiseURL)))
+	buf.WriteString(`{"txn_id":`)
+	buf.Write(appendJSONString(buf.AvailableBuffer(), m.Txn))
+	if len(m.Payload) > 0 {
+		buf.WriteString(`,"payload":`)
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, m.Payload); err != nil {
+			return json.Marshal(participant.PrepareRequest{TxnID: m.Txn, Payload: m.Payload, Coordinator: t.o.AdvertiseURL})
+		}
+		json.HTMLEscape(buf, compact.Bytes())
+	}
+	if t.o.AdvertiseURL != "" {
+		buf.WriteString(`,"coordinator":`)
+		buf.Write(appendJSONString(buf.AvailableBuffer(), t.o.AdvertiseURL))
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// appendJSONString appends s as json.Marshal writes a string: quoted as is when it is
+// printable ASCII needing no escape, else by json.Marshal itself.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, err := json.Marshal(s)
+			if err != nil {
+				panic(fmt.Sprintf("httpnet: encoding a string: %v", err)) // json.Marshal encodes every string
+			}
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // prepareSlack is how much longer than the engine's deadline a prepare request may run.
