@@ -110,11 +110,32 @@ func run(args []string, stderr io.Writer) error {
 	wg.Go(func() { served <- srv.Serve(ln) })
 	log.Info("bank: listening", "addr", ln.Addr().String())
 
+	// A participant whose log refused a record stops answering (503) for good: its
+	// memory may be ahead of its log, and only a restart, which rebuilds the state from
+	// the log, is safe. Exit so that the service manager restarts it.
+	logFailed := make(chan error, 1)
+	wg.Go(func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-resolverCtx.Done():
+				return
+			case <-tick.C:
+				if err := a.p.Err(); err != nil {
+					logFailed <- fmt.Errorf("bank: participant stopped: %w", err)
+					return
+				}
+			}
+		}
+	})
+
 	var runErr error
 	select {
 	case <-ctx.Done():
 		log.Info("bank: shutting down")
 	case runErr = <-fatal:
+	case runErr = <-logFailed:
 	case runErr = <-served:
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
