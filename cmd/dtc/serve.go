@@ -49,7 +49,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		dataDir         = fs.String("data-dir", "./data", "directory of the coordinator's log")
 		advertise       = fs.String("advertise-url", "", "base URL participants reach this coordinator at, sent with every prepare (default http://<listen address>)")
 		shards          = fs.Int("shards", 4, "engines running in parallel; transactions are spread by id (may change between restarts)")
-		maxInflight     = fs.Int("max-inflight", 8192, "transactions begun and not finished, in all; more are answered 429")
+		maxInflight     = fs.Int("max-inflight", 8192, "transactions begun and not finished, split evenly across the shards (a shard answers 429 beyond its share, rounded up); also the most transaction requests served at once")
 		prepareTimeout  = fs.Duration("prepare-timeout", def.PrepareTimeout, "default prepare deadline; a request may ask for another with prepare_timeout_ms")
 		prepareMax      = fs.Duration("prepare-timeout-max", def.PrepareTimeoutMax, "largest prepare deadline a request may ask for")
 		recoveryTimeout = fs.Duration("recovery-timeout", def.RecoveryTimeout, "after a restart, how long to wait for the status of an undecided transaction before rolling it back")
