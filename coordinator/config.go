@@ -38,8 +38,10 @@ type Config struct {
 	// DoneRetention is how long a finished transaction is remembered: its id stays
 	// reserved (a new transaction cannot reuse it) and Get still answers for it.
 	DoneRetention time.Duration
-	// DoneMax bounds how many finished transactions are remembered; the oldest is
-	// forgotten first when it is reached, even inside DoneRetention.
+	// DoneMax bounds how many finished transactions are remembered (about 1 KiB each
+	// with two participants); the oldest is forgotten first when it is reached, even
+	// inside DoneRetention, so under sustained load the reservation window of an id is
+	// DoneMax divided by the rate at which transactions finish.
 	DoneMax int
 	// WaitersMax bounds how many callers may wait on one transaction (idempotent
 	// resubmissions of the same id).
@@ -61,7 +63,7 @@ func DefaultConfig() Config {
 		RetryBackoffMin:   50 * time.Millisecond,
 		RetryBackoffMax:   10 * time.Second,
 		DoneRetention:     10 * time.Minute,
-		DoneMax:           100_000,
+		DoneMax:           25_000,
 		WaitersMax:        16,
 	}
 }

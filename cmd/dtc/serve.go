@@ -56,6 +56,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		requestTimeout  = fs.Duration("request-timeout", def.RequestTimeout, "timeout of one commit, rollback or status request to a participant")
 		backoffMax      = fs.Duration("retry-backoff-max", def.RetryBackoffMax, "longest wait between two phase-2 retries to one participant")
 		retention       = fs.Duration("done-retention", def.DoneRetention, "how long a finished transaction is remembered (its id stays reserved)")
+		doneMax         = fs.Int("done-max", 100_000, "most finished transactions remembered, split evenly across the shards (about 1 KiB each); beyond it the oldest is forgotten before --done-retention")
 		segmentSize     = byteSize(64 << 20)
 		lazyFlush       = fs.Duration("lazy-flush", 50*time.Millisecond, "longest wait of a begin or end record before it is synced")
 		grace           = fs.Duration("shutdown-grace", 10*time.Second, "how long requests in flight may take to finish at shutdown")
@@ -78,8 +79,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if segmentSize < 4<<10 || segmentSize > 1<<30 {
 		return usageError(stderr, "serve", "--segment-size %v: must be between 4KiB and 1GiB", &segmentSize)
 	}
-	if *shards < 1 || *maxInflight < 1 {
-		return usageError(stderr, "serve", "--shards and --max-inflight must be positive")
+	if *shards < 1 || *maxInflight < 1 || *doneMax < 1 {
+		return usageError(stderr, "serve", "--shards, --max-inflight and --done-max must be positive")
 	}
 	if *advertise != "" {
 		if u, err := url.Parse(*advertise); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
@@ -95,6 +96,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cfg.RetryBackoffMax = *backoffMax
 	cfg.RetryBackoffMin = min(cfg.RetryBackoffMin, *backoffMax)
 	cfg.DoneRetention = *retention
+	cfg.DoneMax = (*doneMax + *shards - 1) / *shards
 	if err := cfg.Validate(); err != nil {
 		return usageError(stderr, "serve", "%v", err)
 	}
