@@ -178,7 +178,7 @@ type sendError struct {
 
 func (e *sendError) Error() string { return e.msg }
 
-// noAnswerWithin words a request's timeout; abortClass recognises it.
+// noAnswerWithin words a request's timeout in the error a Reply carries.
 const noAnswerWithin = "no answer within"
 
 const (
