@@ -377,24 +377,11 @@ func (e *Engine) onTimer(tm Timer) {
 		}
 		switch t.phase {
 		case phPreparing:
-			var late []string
-			for i := range t.parts {
-				p := &t.parts[i]
-				if p.vote == VoteNone {
-					p.vote, p.reason, p.seq = VoteTimeout, "no vote before the deadline", 0
-					late = append(late, p.url)
-				}
-			}
+			late := t.timeOut("no vote before the deadline")
 			e.decide(t, Abort, CauseTimeout, fmt.Sprintf("prepare timed out after %v waiting for %v", t.prepareTimeout, late))
 		case phQuerying:
-			for i := range t.parts {
-				p := &t.parts[i]
-				if p.vote == VoteNone {
-					p.vote, p.reason, p.seq = VoteTimeout, "no status before the recovery deadline", 0
-					e.decide(t, Abort, CauseRecovery, fmt.Sprintf("recovery: no status from %s within %v", p.url, e.cfg.RecoveryTimeout))
-					return
-				}
-			}
+			late := t.timeOut("no status before the recovery deadline")
+			e.decide(t, Abort, CauseRecovery, fmt.Sprintf("recovery: no status from %v within %v", late, e.cfg.RecoveryTimeout))
 		}
 	case TimerRetry:
 		if tm.Participant < 0 || tm.Participant >= len(t.parts) {

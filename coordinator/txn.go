@@ -52,6 +52,24 @@ type part struct {
 // finished reports whether phase 2 needs nothing more from this participant.
 func (p *part) finished() bool { return p.acked || p.hazard != "" }
 
+// timeOut marks every participant that has not answered (prepare or, in recovery,
+// status) as TIMEOUT and returns their URLs. At least one has not: the engine decides as
+// soon as the last answer is in, so a live deadline always finds someone missing.
+func (t *txn) timeOut(why string) []string {
+	var late []string
+	for i := range t.parts {
+		p := &t.parts[i]
+		if p.vote == VoteNone {
+			p.vote, p.reason, p.seq = VoteTimeout, why, 0
+			late = append(late, p.url)
+		}
+	}
+	if len(late) == 0 {
+		panic(fmt.Sprintf("coordinator: txn %s: deadline with every answer in, but undecided", t.id))
+	}
+	return late
+}
+
 func (t *txn) phase2Kind() MsgKind {
 	if t.decision == Commit {
 		return MsgCommit
