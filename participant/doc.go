@@ -89,5 +89,7 @@
 //
 // A transaction prepared longer than Config.InDoubtAfter is in doubt: the coordinator's
 // phase 2 has not come. The Resolver asks the coordinator (GET
-// {coordinator}/v1/transactions/{id}) and commits or rolls back; a 404 is presumed abort.
+// {coordinator}/v1/transactions/{id}, with the id it was prepared under) and commits or
+// rolls back; only a 404 whose error code is "not_found" (CodeTxnNotFound) is presumed
+// abort, never a bare 404 or the coordinator's "no_route".
 package participant
