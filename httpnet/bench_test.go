@@ -3,12 +3,17 @@ package httpnet_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"path"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dtc-project/dtc/client"
+	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
 )
 
@@ -62,4 +67,129 @@ func BenchmarkSubmit(b *testing.B) {
 			}
 		})
 	}
+}
+
+// noopParticipant answers the participant protocol at once, with no log and no state,
+// as package participant words its answers.
+func noopParticipant(tb testing.TB) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		var body string
+		switch path.Base(r.URL.Path) {
+		case "prepare":
+			body = `{"vote":"ACK"}` + "\n"
+		case "commit":
+			body = `{"state":"committed"}` + "\n"
+		case "rollback":
+			body = `{"state":"aborted"}` + "\n"
+		case "status":
+			body = `{"state":"unknown"}` + "\n"
+		default:
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, body)
+	}))
+	srv.Config.ReadHeaderTimeout = 10 * time.Second
+	tb.Cleanup(srv.Close)
+	return srv.URL + "/prepare"
+}
+
+// benchEngineConfig has a short prepare deadline, so that the deadline timer of most
+// transactions fires (late, and ignored) while the benchmark runs, as it does in a
+// long run.
+func benchEngineConfig() coordinator.Config {
+	cfg := testEngineConfig()
+	cfg.PrepareTimeout = time.Second
+	return cfg
+}
+
+// BenchmarkTransportExchange measures one exchange with a participant that answers at
+// once: Send, the HTTP round trip on loopback, and the reply's delivery. 64 senders.
+//
+//	go test -run '^$' -bench TransportExchange -benchmem ./httpnet
+func BenchmarkTransportExchange(b *testing.B) {
+	u := noopParticipant(b)
+	tr := httpnet.NewTransport(httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"})
+	defer tr.Close()
+	var seq atomic.Uint64
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		replies := make(chan coordinator.Reply, 1)
+		send := tr.For(func(r coordinator.Reply) { replies <- r })
+		for i := 0; pb.Next(); i++ {
+			m := coordinator.Message{Kind: coordinator.MsgPrepare, Txn: "0123456789abcdef0123456789abcdef@0123456789abcdef",
+				URL: u, Seq: seq.Add(1), Timeout: 5 * time.Second}
+			if i%2 == 1 {
+				m.Kind = coordinator.MsgCommit
+			}
+			send.Send(m)
+			if r := <-replies; r.Err != nil {
+				b.Error(r.Err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkRuntimeSubmit measures committed transactions through a Runtime (no API) with
+// two participants that answer at once, 64 callers waiting for the decision.
+//
+//	go test -run '^$' -bench RuntimeSubmit -benchmem ./httpnet
+func BenchmarkRuntimeSubmit(b *testing.B) {
+	p1, p2 := noopParticipant(b), noopParticipant(b)
+	rt, err := httpnet.Open(httpnet.Options{DataDir: b.TempDir(), Shards: 2, Engine: benchEngineConfig(), Logger: testLogger(nil),
+		Transport: httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	eventually(b, "ready", rt.Ready)
+	req := coordinator.Request{Participants: []coordinator.ParticipantSpec{{URL: p1}, {URL: p2}}}
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			v, err := rt.Submit(context.Background(), req, true)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if v.State != coordinator.StateCommitted {
+				b.Errorf("transaction %s: %s", v.ID, v.State)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkServerSubmit is BenchmarkRuntimeSubmit through the API handler (called
+// directly, without an HTTP client): decoding the request, encoding the view.
+//
+//	go test -run '^$' -bench ServerSubmit -benchmem ./httpnet
+func BenchmarkServerSubmit(b *testing.B) {
+	p1, p2 := noopParticipant(b), noopParticipant(b)
+	rt, err := httpnet.Open(httpnet.Options{DataDir: b.TempDir(), Shards: 2, Engine: benchEngineConfig(), Logger: testLogger(nil),
+		Transport: httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	eventually(b, "ready", rt.Ready)
+	api := httpnet.NewServer(rt, httpnet.ServerOptions{Logger: testLogger(nil)})
+	body := `{"participants":["` + p1 + `",{"url":"` + p2 + `","payload":{"amount":5}}]}`
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			w := httptest.NewRecorder()
+			api.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/transactions", strings.NewReader(body)))
+			if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"state":"committed"`) {
+				b.Errorf("%d %s", w.Code, w.Body)
+				return
+			}
+		}
+	})
 }
