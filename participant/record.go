@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Log record types. Every record is one JSON object with a "type".
@@ -112,13 +113,148 @@ func normalizeBlob(b []byte) []byte {
 	return b
 }
 
+// encodeRecord returns r as json.Marshal writes it. The records of the hot path
+// (prepare, commit, rollback, fence: no change, no checkpoint) are written by
+// appendRecord; the others by json.Marshal. r.Payload must be compact JSON, as
+// normalizeJSON returns it.
 func encodeRecord(r logRecord) []byte {
+	if len(r.Change) == 0 && r.Checkpoint == nil {
+		if data, ok := appendRecord(make([]byte, 0, recordSizeBytes(&r)), &r); ok {
+			return data
+		}
+	}
+	return marshalRecord(r)
+}
+
+func marshalRecord(r logRecord) []byte {
 	data, err := json.Marshal(r)
 	if err != nil {
 		// Every field is plain data or already valid JSON.
 		panic(fmt.Sprintf("participant: encoding %s record: %v", r.Type, err))
 	}
 	return data
+}
+
+// recordSizeBytes is the length of r's encoding when no character needs an escape.
+func recordSizeBytes(r *logRecord) int {
+	n := len(`{"type":""}`) + len(r.Type)
+	if r.TxnID != "" {
+		n += len(`,"txn_id":""`) + len(r.TxnID)
+	}
+	if len(r.Payload) > 0 {
+		n += len(`,"payload":`) + len(r.Payload)
+	}
+	if r.Coordinator != "" {
+		n += len(`,"coordinator":""`) + len(r.Coordinator)
+	}
+	if r.PreparedAt != nil {
+		n += len(`,"prepared_at":""`) + len(time.RFC3339Nano)
+	}
+	return n
+}
+
+// appendRecord appends r, which has neither Change nor Checkpoint, as json.Marshal
+// writes it: the fields in declaration order, empty ones left out, strings escaped
+// with HTML escaping, the payload HTML-escaped (it is compact JSON already, so
+// compacting it again changes nothing) and prepared_at as time.Time.MarshalJSON writes
+// it. ok is false when json.Marshal would fail (a time it cannot write).
+func appendRecord(b []byte, r *logRecord) (_ []byte, ok bool) {
+	b = append(b, `{"type":`...)
+	b = appendJSONString(b, r.Type)
+	if r.TxnID != "" {
+		b = append(b, `,"txn_id":`...)
+		b = appendJSONString(b, r.TxnID)
+	}
+	if len(r.Payload) > 0 {
+		b = append(b, `,"payload":`...)
+		b = appendHTMLEscape(b, r.Payload)
+	}
+	if r.Coordinator != "" {
+		b = append(b, `,"coordinator":`...)
+		b = appendJSONString(b, r.Coordinator)
+	}
+	if r.PreparedAt != nil {
+		b = append(b, `,"prepared_at":"`...)
+		var err error
+		if b, err = r.PreparedAt.AppendText(b); err != nil {
+			return nil, false
+		}
+		b = append(b, '"')
+	}
+	return append(b, '}'), true
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s quoted as json.Marshal writes a string: invalid UTF-8 as
+// \ufffd; <, >, &, U+2028 and U+2029 escaped as \u003c … \u2029; control characters
+// as \b, \f, \n, \r, \t or \u00XX. (encoding/json's appendString.)
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		c, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case c == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case c == '\u2028' || c == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[c&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendHTMLEscape appends the JSON src with <, >, &, U+2028 and U+2029 escaped, as
+// json.HTMLEscape writes it.
+func appendHTMLEscape(b, src []byte) []byte {
+	start := 0
+	for i, c := range src {
+		if c == '<' || c == '>' || c == '&' {
+			b = append(b, src[start:i]...)
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			start = i + 1
+		}
+		if c == 0xE2 && i+2 < len(src) && src[i+1] == 0x80 && src[i+2]&^1 == 0xA8 {
+			b = append(b, src[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[src[i+2]&0xF])
+			start = i + len("\u2029")
+		}
+	}
+	return append(b, src[start:]...)
 }
 
 func decodeRecord(data []byte) (logRecord, error) {
