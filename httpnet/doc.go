@@ -6,8 +6,9 @@
 //	                         ▲ done chan (1-buffered)   │            │
 //	                         │                          ▼            │ one goroutine per Send
 //	                 ┌───────┴──────── shard i (one goroutine) ──────┴──────┐ (Transport)
-//	  AfterFunc ───▶ │ inbox (bounded chan): Reply | TimerFired | API call  │──replies──┐
-//	  (timers)       │ synced (1-buffered signal) ─▶ Step(LogSynced)        │◀──────────┘
+//	                 │ inbox (bounded chan): Reply | API call               │──replies──┐
+//	                 │ timer queue (heap + one time.Timer) ─▶ TimerFired    │◀──────────┘
+//	                 │ synced (1-buffered signal) ─▶ Step(LogSynced)        │
 //	                 │ coordinator.Engine: owned by this goroutine only     │
 //	                 └───────────┬────────────────────────▲─────────────────┘
 //	                   ShardLog.Append                    │ notify (never blocks)
@@ -23,8 +24,10 @@
 //   - The Transport owns one goroutine per request to a participant, tracked by a
 //     WaitGroup; every request has a timeout (Message.Timeout or a default), so each
 //     ends with exactly one reply. Transport.Close cancels them and waits.
-//   - Timers are time.AfterFunc callbacks; they post TimerFired and are never cancelled
-//     (the engine ignores stale ones). After a shard stops they are dropped.
+//   - Timers cost no goroutine: each shard keeps the engine's timers in a heap owned by
+//     its goroutine, with one time.Timer armed for the earliest, and steps TimerFired
+//     for every timer whose deadline has passed. They are never cancelled (the engine
+//     ignores stale ones). When a shard stops, its pending timers never fire.
 //   - The wal.Committer owns one goroutine that syncs and calls the records' done
 //     callbacks; ShardLog turns those into a coalescing 1-buffered signal per shard, so
 //     the log never waits for a shard.
@@ -35,12 +38,14 @@
 // # Bounds
 //
 // A shard's inbox holds at most Options.InboxCap items. Producers wait when it is full:
-// transport and timer goroutines until there is room or the shard stops, API callers
-// until there is room or their request's context ends. The number of producers is
-// itself bounded: by the engine's limits (InflightMax transactions per shard, one
-// outstanding request per participant) and by the Server's in-flight cap (429 beyond
-// it). Responses from participants are read up to TransportOptions.ResponseMaxBytes,
-// request bodies up to ServerOptions.BodyMaxBytes (413 beyond).
+// transport goroutines until there is room or the shard stops, API callers until there
+// is room or their request's context ends. The number of producers is itself bounded:
+// by the engine's limits (InflightMax transactions per shard, one outstanding request
+// per participant) and by the Server's in-flight cap (429 beyond it). A shard's timer
+// queue holds the timers its engine set and that are not yet due: the engine's rate of
+// timers times its longest timeout. Responses from participants are read up to
+// TransportOptions.ResponseMaxBytes, request bodies up to ServerOptions.BodyMaxBytes
+// (413 beyond).
 //
 // # Startup, recovery and shutdown
 //

@@ -46,7 +46,7 @@ type Options struct {
 	// to checkpoint, and the segments before the lowest checkpoint are removed.
 	// Default 2.
 	CompactSegments int
-	// InboxCap bounds each shard's inbox (replies, timers, API calls). A full inbox
+	// InboxCap bounds each shard's inbox (replies, API calls). A full inbox
 	// makes its producers wait. Default 1024.
 	InboxCap int
 	// Logger gets the runtime's structured logs. Default slog.Default().
