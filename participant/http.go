@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -101,8 +102,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) prepare(w http.ResponseWriter, r *http.Request) {
-	var req PrepareRequest
-	if !h.decode(w, r, &req) || !h.checkTxnID(w, r, req.TxnID) {
+	req, ok := h.decodePrepareRequest(w, r)
+	if !ok || !h.checkTxnID(w, r, req.TxnID) {
 		return
 	}
 	if req.Coordinator != "" {
@@ -125,12 +126,12 @@ func (h *handler) prepare(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) phase2(w http.ResponseWriter, r *http.Request, call func(string, func(Result))) {
-	var req TxnRequest
-	if !h.decodeTxnRequest(w, r, &req) || !h.checkTxnID(w, r, req.TxnID) {
+	id, ok := h.decodeTxnRequest(w, r)
+	if !ok || !h.checkTxnID(w, r, id) {
 		return
 	}
 	ch := make(chan Result, 1)
-	call(req.TxnID, func(res Result) { ch <- res })
+	call(id, func(res Result) { ch <- res })
 	var res Result
 	select {
 	case res = <-ch:
@@ -172,23 +173,72 @@ func (h *handler) checkTxnID(w http.ResponseWriter, r *http.Request, id string) 
 // reads before it decides between its fast path and the strict decoder.
 const txnRequestPrefixMaxBytes = 512
 
+// prepareRequestPrefixMaxBytes is how much of a prepare body decodePrepareRequest reads
+// before it decides between its fast path and the strict decoder; it is also the size
+// of the buffers in bodyPool.
+const prepareRequestPrefixMaxBytes = 4096
+
+// bodyPool holds the buffers the fast paths read bodies into.
+var bodyPool = sync.Pool{New: func() any { return new([prepareRequestPrefixMaxBytes]byte) }}
+
+// bodyPrefix is the start of a request body, read into a buffer from bodyPool.
+type bodyPrefix struct {
+	buf *[prepareRequestPrefixMaxBytes]byte
+	n   int   // bytes read into buf
+	err error // io.ReadFull's
+}
+
+// readBodyPrefix reads r's body into a buffer from bodyPool: at most maxBytes and never
+// more than h.bodyMax, so that the limit is left for decode to meet. Call release once
+// done with the buffer.
+func (h *handler) readBodyPrefix(r *http.Request, maxBytes int) bodyPrefix {
+	b := bodyPrefix{buf: bodyPool.Get().(*[prepareRequestPrefixMaxBytes]byte)}
+	b.n, b.err = io.ReadFull(r.Body, b.buf[:min(int64(maxBytes), h.bodyMax)])
+	return b
+}
+
+// whole returns the body if it ended within what was read.
+func (b *bodyPrefix) whole() ([]byte, bool) {
+	return b.buf[:b.n], b.err == io.EOF || b.err == io.ErrUnexpectedEOF
+}
+
+// replay returns the body as decode would read it: the bytes read, then the rest of
+// the body within h.bodyMax, or the error that stopped the read.
+func (b *bodyPrefix) replay(h *handler, w http.ResponseWriter, r *http.Request) io.Reader {
+	var rest io.Reader
+	switch b.err {
+	case nil, io.EOF, io.ErrUnexpectedEOF:
+		rest = http.MaxBytesReader(w, r.Body, h.bodyMax-int64(b.n))
+	default:
+		rest = errReader{b.err}
+	}
+	return io.MultiReader(bytes.NewReader(b.buf[:b.n]), rest)
+}
+
+func (b *bodyPrefix) release() { bodyPool.Put(b.buf) }
+
+// errReader fails every read with err.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
 // decodeTxnRequest is decode for a TxnRequest, with a fast path for the body every
 // coordinator sends: exactly {"txn_id":"…"} (optionally followed by a newline) with an
 // id that needs no unescaping and is valid UTF-8. Any other body — other fields,
 // whitespace, escapes, a body that does not end within txnRequestPrefixMaxBytes — goes
 // to decode unchanged (the bytes read are replayed first), so what is accepted and the
 // errors given are decode's.
-func (h *handler) decodeTxnRequest(w http.ResponseWriter, r *http.Request, dst *TxnRequest) bool {
-	body := http.MaxBytesReader(w, r.Body, h.bodyMax)
-	var buf [txnRequestPrefixMaxBytes]byte
-	n, err := io.ReadFull(body, buf[:])
-	if err == io.EOF || err == io.ErrUnexpectedEOF { // the whole body is in buf[:n]
-		if id, ok := parseTxnRequest(buf[:n]); ok {
-			dst.TxnID = id
-			return true
+func (h *handler) decodeTxnRequest(w http.ResponseWriter, r *http.Request) (id string, ok bool) {
+	body := h.readBodyPrefix(r, txnRequestPrefixMaxBytes)
+	defer body.release()
+	if b, whole := body.whole(); whole {
+		if id, ok := parseTxnRequest(b); ok {
+			return id, true
 		}
 	}
-	return h.decodeFrom(w, r, io.MultiReader(bytes.NewReader(buf[:n]), body), dst)
+	req := new(TxnRequest)
+	ok = h.decodeFrom(w, r, body.replay(h, w, r), req)
+	return req.TxnID, ok
 }
 
 // parseTxnRequest reads b if it is exactly {"txn_id":"…"} or that and a newline, with
@@ -201,19 +251,137 @@ func parseTxnRequest(b []byte) (id string, ok bool) {
 		return "", false
 	}
 	v := b[len(prefix) : len(b)-len(suffix)]
-	for _, c := range v {
-		if c == '"' || c == '\\' || c < 0x20 {
-			return "", false
-		}
-	}
-	if !utf8.Valid(v) {
+	if !isPlainString(v) {
 		return "", false
 	}
 	return string(v), true
 }
 
+// decodePrepareRequest is decode for a PrepareRequest, with a fast path for the bodies
+// the coordinator sends (parsePrepareRequest). Any other body, or one that does not end
+// within prepareRequestPrefixMaxBytes, goes to decode unchanged (the bytes read are
+// replayed first), so what is accepted and the errors given are decode's.
+func (h *handler) decodePrepareRequest(w http.ResponseWriter, r *http.Request) (PrepareRequest, bool) {
+	body := h.readBodyPrefix(r, prepareRequestPrefixMaxBytes)
+	defer body.release()
+	if b, whole := body.whole(); whole {
+		if id, payload, coordinator, ok := parsePrepareRequest(b); ok {
+			req := PrepareRequest{TxnID: string(id)}
+			if payload != nil {
+				req.Payload = append(json.RawMessage(nil), payload...)
+			}
+			if coordinator != nil {
+				req.Coordinator = string(coordinator)
+			}
+			return req, true
+		}
+	}
+	req := new(PrepareRequest)
+	if !h.decodeFrom(w, r, body.replay(h, w, r), req) {
+		return PrepareRequest{}, false
+	}
+	return *req, true
+}
+
+// parsePrepareRequest reads b if it is a prepare body as the coordinator writes it
+// (httpnet's prepareBody): {"txn_id":"…"}, with ,"payload":P and then
+// ,"coordinator":"…" before the closing brace if they are there, and optionally a
+// newline after it; no backslash, control character or invalid UTF-8 inside the
+// quoted strings; P valid JSON (json.Valid) with no space before or after it. The
+// strict decoder reads each such body to the same request (the payload raw, as here);
+// ok is false for anything else. The results are parts of b.
+func parsePrepareRequest(b []byte) (id, payload, coordinator []byte, ok bool) {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	if b, ok = bytes.CutPrefix(b, []byte(`{"txn_id":"`)); !ok {
+		return nil, nil, nil, false
+	}
+	if id, b, ok = cutPlainString(b); !ok {
+		return nil, nil, nil, false
+	}
+	if rest, found := bytes.CutPrefix(b, []byte(`,"payload":`)); found {
+		n := jsonValueLen(rest)
+		if n == 0 || isJSONSpace(rest[0]) || isJSONSpace(rest[n-1]) || !json.Valid(rest[:n]) {
+			return nil, nil, nil, false
+		}
+		payload, b = rest[:n], rest[n:]
+	}
+	if rest, found := bytes.CutPrefix(b, []byte(`,"coordinator":"`)); found {
+		if coordinator, b, ok = cutPlainString(rest); !ok {
+			return nil, nil, nil, false
+		}
+	}
+	if string(b) != "}" {
+		return nil, nil, nil, false
+	}
+	return id, payload, coordinator, true
+}
+
+// cutPlainString cuts b at the first '"': v is what comes before it, rest what comes
+// after. ok is false if there is none or v is not isPlainString.
+func cutPlainString(b []byte) (v, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, '"')
+	if i < 0 || !isPlainString(b[:i]) {
+		return nil, nil, false
+	}
+	return b[:i], b[i+1:], true
+}
+
+// isPlainString reports whether v, between quotes, is a JSON string that reads as
+// itself: valid UTF-8 with no quote, backslash or control character.
+func isPlainString(v []byte) bool {
+	for _, c := range v {
+		if c == '"' || c == '\\' || c < 0x20 {
+			return false
+		}
+	}
+	return utf8.Valid(v)
+}
+
+// jsonValueLen returns the length of the JSON value at the start of b as its quotes and
+// brackets alone tell (json.Valid must still judge it), or 0 if b ends first. A value
+// that is not an object, array or string ends before the first ',', '}' or ']' of
+// its level.
+func jsonValueLen(b []byte) int {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(b) {
+				return 0
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return 0
+}
+
+// isJSONSpace reports whether c is white space to JSON.
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
 // decode reads one JSON object into dst, rejecting unknown fields, trailing data and
-// bodies over the limit; it answers the request itself when it returns false.
+// bodies over the limit; it answers the request itself when it returns false. It is
+// the strict path that the fast ones (decodeTxnRequest, decodePrepareRequest) must
+// agree with.
 func (h *handler) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
 	return h.decodeFrom(w, r, http.MaxBytesReader(w, r.Body, h.bodyMax), dst)
 }
