@@ -3,7 +3,7 @@
 //
 //	                HTTP API (Server)                                   participants
 //	client ──POST/GET──▶ handler goroutine ──do(call)──┐            ▲ prepare/commit/...
-//	                         ▲ done chan (1-buffered)   │            │
+//	                         ▲ answer (buffered chan)   │            │
 //	                         │                          ▼            │ one goroutine per Send
 //	                 ┌───────┴──────── shard i (one goroutine) ──────┴──────┐ (Transport)
 //	                 │ inbox (bounded chan): Reply | API call               │──replies──┐
@@ -20,7 +20,9 @@
 //   - Each shard's goroutine owns its engine from the moment it starts: every call into
 //     the engine (Start, Step, Submit, Get, List, Stats, Checkpoint) runs on it. API
 //     calls are closures posted to the inbox; their answers travel back on channels the
-//     caller made (buffered, so the shard never blocks on a caller that went away).
+//     caller made (buffered, so the shard never blocks on a caller that went away). A
+//     Submit that waits for the decision gets one answer: the call's error, or the
+//     decision.
 //   - The Transport owns one goroutine per request to a participant, tracked by a
 //     WaitGroup; every request has a timeout (Message.Timeout or a default), so each
 //     ends with exactly one reply. Transport.Close cancels them and waits.

@@ -283,31 +283,118 @@ func (r *Runtime) Submit(ctx context.Context, req coordinator.Request, wait bool
 	if r.closed.Load() {
 		return coordinator.View{}, ErrStopped
 	}
-	decided := make(chan coordinator.View, 1) // done is called at most once
-	var done func(coordinator.View)
-	if wait {
-		done = func(v coordinator.View) { decided <- v }
-	}
-	var (
-		v      coordinator.View
-		subErr error
-	)
-	if err := r.shardFor(req.ID).do(ctx, func(e *coordinator.Engine) { v, subErr = e.Submit(req, done) }); err != nil {
-		return coordinator.View{}, err
-	}
-	if subErr != nil || !wait {
-		return v, subErr
-	}
+	sb := &submission{r: r, req: req, wait: wait, res: make(chan submitResult, 2)}
+	s := r.shardFor(req.ID)
 	select {
-	case fin := <-decided:
-		return fin, nil
+	case s.inbox <- item{call: sb.run}:
 	case <-ctx.Done():
-		return v, ctx.Err()
-	case <-r.stopping:
-		return v, ErrStopped
-	case <-r.failed:
-		return v, fmt.Errorf("httpnet: %w: the log failed; the decision of %s is not durable", coordinator.ErrLogUnavailable, v.ID)
+		return coordinator.View{}, ctx.Err()
+	case <-s.quit:
+		return coordinator.View{}, ErrStopped
 	}
+	// One wake: the call answers on res at once (an error, or no wait), or leaves the
+	// answer to the decision. Stopping and a failed log end the wait only for a call
+	// that has run, as a caller waits for its call first.
+	stopping, failed := r.stopping, r.failed
+	for {
+		select {
+		case res := <-sb.res:
+			return res.v, res.err
+		case <-ctx.Done():
+			v, _ := sb.waiting()
+			return v, ctx.Err()
+		case <-s.done:
+			if res, ok := sb.answered(); ok {
+				return res.v, res.err // it ran just before the loop returned
+			}
+			v, _ := sb.waiting()
+			return v, ErrStopped
+		case <-stopping:
+			if res, ok := sb.answered(); ok {
+				return res.v, res.err
+			}
+			if v, ok := sb.waiting(); ok {
+				return v, ErrStopped
+			}
+			stopping = nil // not run yet: it runs, or the shard stops (Close stops it next)
+		case <-failed:
+			if res, ok := sb.answered(); ok {
+				return res.v, res.err
+			}
+			if v, ok := sb.waiting(); ok {
+				return v, errNotDurable(v.ID)
+			}
+			failed = nil // not run yet: when it runs it sees the failure and answers
+		}
+	}
+}
+
+// A submission is one Submit call on its way through the shard's goroutine.
+type submission struct {
+	r    *Runtime
+	req  coordinator.Request
+	wait bool
+	// res gets the answer: the call's (an error, or the view when the caller does not
+	// wait), or the decision's. A call that finds the log failed answers too, and the
+	// decision may come after that: hence 2, so that the shard never blocks.
+	res chan submitResult
+
+	mu    sync.Mutex
+	began bool             // the call ran, and the caller waits for the decision
+	v     coordinator.View // the view the call returned, when began
+}
+
+type submitResult struct {
+	v   coordinator.View
+	err error
+}
+
+// run is the call, on the shard's goroutine. If the caller gave up before it runs, it
+// writes to res and to the fields under mu only, which nobody reads any more.
+func (sb *submission) run(e *coordinator.Engine) {
+	var done func(coordinator.View)
+	if sb.wait {
+		done = sb.decided
+	}
+	v, err := e.Submit(sb.req, done)
+	if err != nil || !sb.wait {
+		sb.res <- submitResult{v: v, err: err}
+		return
+	}
+	sb.mu.Lock()
+	sb.began, sb.v = true, v
+	sb.mu.Unlock()
+	// A caller that saw the log fail before began was set waits for this answer.
+	select {
+	case <-sb.r.failed:
+		sb.res <- submitResult{v: v, err: errNotDurable(v.ID)}
+	default:
+	}
+}
+
+// decided is the engine's done callback: called at most once.
+func (sb *submission) decided(v coordinator.View) { sb.res <- submitResult{v: v} }
+
+// answered returns the answer if one is there already.
+func (sb *submission) answered() (submitResult, bool) {
+	select {
+	case res := <-sb.res:
+		return res, true
+	default:
+		return submitResult{}, false
+	}
+}
+
+// waiting returns the view the call returned, if it ran and the caller waits for the
+// decision.
+func (sb *submission) waiting() (coordinator.View, bool) {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	return sb.v, sb.began
+}
+
+func errNotDurable(id string) error {
+	return fmt.Errorf("httpnet: %w: the log failed; the decision of %s is not durable", coordinator.ErrLogUnavailable, id)
 }
 
 // Get returns one transaction, by its client id or by the id its participants know
