@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -42,6 +43,11 @@ type handler struct {
 	base    string
 	bodyMax int64
 	log     *slog.Logger
+
+	// coordinator is the last coordinator URL that passed checkCoordinatorURL. The
+	// coordinator sends the same one with every prepare: it is checked once, and its
+	// transactions share one copy of it.
+	coordinator atomic.Pointer[string]
 }
 
 // NewHandler serves the participant protocol (DESIGN §3) for p: POST prepare, commit and
@@ -106,16 +112,19 @@ func (h *handler) prepare(w http.ResponseWriter, r *http.Request) {
 	if !ok || !h.checkTxnID(w, r, req.TxnID) {
 		return
 	}
-	if req.Coordinator != "" {
+	if c := h.coordinator.Load(); req.Coordinator != "" && (c == nil || *c != req.Coordinator) {
 		if err := checkCoordinatorURL(req.Coordinator, h.p.cfg.CoordinatorMaxBytes); err != nil {
 			h.fail(w, r, http.StatusBadRequest, CodeInvalidField, err.Error())
 			return
 		}
+		c := req.Coordinator
+		h.coordinator.Store(&c)
 	}
-	ch := make(chan Vote, 1)
-	h.p.Prepare(req.TxnID, req.Payload, req.Coordinator, func(v Vote) { ch <- v })
+	rw := votePool.Get().(*replyWaiter[Vote])
+	h.p.Prepare(req.TxnID, req.Payload, req.Coordinator, rw.reply)
 	select {
-	case v := <-ch:
+	case v := <-rw.ch:
+		votePool.Put(rw)
 		if v.ACK {
 			writeRaw(w, http.StatusOK, voteACKJSON)
 		} else {
@@ -130,11 +139,12 @@ func (h *handler) phase2(w http.ResponseWriter, r *http.Request, call func(strin
 	if !ok || !h.checkTxnID(w, r, id) {
 		return
 	}
-	ch := make(chan Result, 1)
-	call(id, func(res Result) { ch <- res })
+	rw := resultPool.Get().(*replyWaiter[Result])
+	call(id, rw.reply)
 	var res Result
 	select {
-	case res = <-ch:
+	case res = <-rw.ch:
+		resultPool.Put(rw)
 	case <-r.Context().Done():
 		return
 	}
@@ -148,6 +158,28 @@ func (h *handler) phase2(w http.ResponseWriter, r *http.Request, call func(strin
 		writeState(w, http.StatusOK, res.State)
 	}
 }
+
+// replyWaiter carries the core's answer to one call to the handler goroutine waiting
+// for it. The core calls reply exactly once, so a waiter whose answer has been received
+// is free for another call (votePool, resultPool); one whose request went away before
+// its answer is left to the garbage collector, as the answer may still come.
+type replyWaiter[T any] struct {
+	ch    chan T
+	reply func(T)
+}
+
+func newReplyPool[T any]() *sync.Pool {
+	return &sync.Pool{New: func() any {
+		rw := &replyWaiter[T]{ch: make(chan T, 1)}
+		rw.reply = func(v T) { rw.ch <- v }
+		return rw
+	}}
+}
+
+var (
+	votePool   = newReplyPool[Vote]()
+	resultPool = newReplyPool[Result]()
+)
 
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("txn_id")
@@ -270,7 +302,9 @@ func (h *handler) decodePrepareRequest(w http.ResponseWriter, r *http.Request) (
 			if payload != nil {
 				req.Payload = append(json.RawMessage(nil), payload...)
 			}
-			if coordinator != nil {
+			if c := h.coordinator.Load(); c != nil && *c == string(coordinator) {
+				req.Coordinator = *c
+			} else if coordinator != nil {
 				req.Coordinator = string(coordinator)
 			}
 			return req, true

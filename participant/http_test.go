@@ -1,12 +1,16 @@
 package participant
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -119,6 +123,80 @@ func TestEndpoint(t *testing.T) {
 		}
 		if got != tt.want {
 			t.Errorf("Endpoint(%q, %q) = %q, want %q", tt.in, tt.name, got, tt.want)
+		}
+	}
+}
+
+// The handler checks a coordinator URL once and shares its string; every prepare must
+// still get its own coordinator, and a bad one its 400.
+func TestHandlerCoordinators(t *testing.T) {
+	m := newMemLog(testConfig())
+	p, _ := m.open(t)
+	defer p.Close()
+	h := NewHandler(p, HandlerOptions{Logger: discardLogger()})
+	const a, b = "http://127.0.0.1:7070", "https://coord.example:7071/base"
+	for _, tt := range []struct {
+		id, coordinator string
+		wantCode        int
+	}{
+		{"t1", a, 200}, {"t2", b, 200}, {"t3", "http://127.0.0.1:7070?x=1", 400}, {"t4", a, 200},
+		{"t5", "", 200}, {"t6", "ftp://" + a[len("http://"):], 400}, {"t7", b, 200}, {"t8", a + "#f", 400},
+	} {
+		body := `{"txn_id":"` + tt.id + `"}`
+		if tt.coordinator != "" {
+			body = `{"txn_id":"` + tt.id + `","coordinator":"` + tt.coordinator + `"}`
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/prepare", strings.NewReader(body)))
+		if w.Code != tt.wantCode {
+			t.Fatalf("%s: %d %s, want %d", body, w.Code, w.Body, tt.wantCode)
+		}
+	}
+	m.clock.Advance(time.Hour)
+	var got []string
+	for _, d := range p.InDoubt(m.clock.Now()) {
+		got = append(got, d.ID+" "+d.Coordinator)
+	}
+	want := []string{"t1 " + a, "t2 " + b, "t4 " + a, "t5 ", "t7 " + b}
+	if !slices.Equal(got, want) {
+		t.Fatalf("in doubt:\n got %q\nwant %q", got, want)
+	}
+}
+
+// A request that goes away before its answer leaves its waiter behind: the late answer
+// must not reach a later request.
+func TestHandlerAbandonedWait(t *testing.T) {
+	p, st, _ := newManual(t, testConfig())
+	h := NewHandler(p, HandlerOptions{Logger: discardLogger()})
+	serve := func(ctx context.Context, path, body string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, path, strings.NewReader(body)).WithContext(ctx))
+		return w
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 3 {
+		serve(gone, "/prepare", `{"txn_id":"t1"}`) // waits for the prepare record
+		serve(gone, "/commit", `{"txn_id":"t0"}`)  // a conflict, answered at once
+	}
+	st.persist(t, 1) // the prepare's ACK goes to the abandoned waiters
+	for _, tt := range []struct{ path, body, want string }{
+		{"/prepare", `{"txn_id":"t2","payload":{"nack":"no"}}`, `{"vote":"NACK","reason":"no"}`},
+		{"/prepare", `{"txn_id":"t1"}`, `{"vote":"ACK"}`},
+		{"/commit", `{"txn_id":"t3"}`, `{"state":"unknown"}`},
+		{"/rollback", `{"txn_id":"t2"}`, `{"state":"aborted"}`}, // waits for its fence
+	} {
+		if tt.path == "/rollback" {
+			go func() {
+				for st.npending() == 0 {
+					runtime.Gosched()
+				}
+				st.persist(t, 1)
+			}()
+		}
+		w := serve(context.Background(), tt.path, tt.body)
+		if got := strings.TrimSuffix(w.Body.String(), "\n"); got != tt.want {
+			t.Fatalf("%s %s: %d %s, want %s", tt.path, tt.body, w.Code, got, tt.want)
 		}
 	}
 }
