@@ -121,7 +121,7 @@ func (h *handler) prepare(w http.ResponseWriter, r *http.Request) {
 		h.coordinator.Store(&c)
 	}
 	rw := votePool.Get().(*replyWaiter[Vote])
-	h.p.Prepare(req.TxnID, req.Payload, req.Coordinator, rw.reply)
+	h.p.prepare(req.TxnID, req.Payload, true, req.Coordinator, rw.reply) // the decoder made req.Payload
 	select {
 	case v := <-rw.ch:
 		votePool.Put(rw)

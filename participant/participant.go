@@ -349,9 +349,15 @@ func (p *Participant) mustStartedLocked() {
 // payload must be JSON (or empty); the service sees it compacted. coordinator is the
 // base URL asked about the transaction if it is left in doubt ("" for the default).
 func (p *Participant) Prepare(txnID string, payload json.RawMessage, coordinator string, reply func(Vote)) {
+	p.prepare(txnID, payload, false, coordinator, reply)
+}
+
+// prepare is Prepare; payloadOwned says that the caller gives payload away (it does not
+// keep or change it), so the core may keep it rather than a copy.
+func (p *Participant) prepare(txnID string, payload json.RawMessage, payloadOwned bool, coordinator string, reply func(Vote)) {
 	p.mu.Lock()
 	p.mustStartedLocked()
-	v, wait := p.prepareLocked(txnID, payload, coordinator, reply)
+	v, wait := p.prepareLocked(txnID, payload, payloadOwned, coordinator, reply)
 	p.mu.Unlock()
 	if !wait {
 		reply(v)
@@ -359,14 +365,14 @@ func (p *Participant) Prepare(txnID string, payload json.RawMessage, coordinator
 	p.flush()
 }
 
-func (p *Participant) prepareLocked(id string, payload json.RawMessage, coordinator string, reply func(Vote)) (Vote, bool) {
+func (p *Participant) prepareLocked(id string, payload json.RawMessage, payloadOwned bool, coordinator string, reply func(Vote)) (Vote, bool) {
 	if p.failed != nil {
 		return nackf("participant unavailable: %v", p.failed), false
 	}
 	if err := ValidateTxnID(id, p.cfg.TxnIDMaxBytes); err != nil {
 		return nack(err.Error()), false
 	}
-	payload, err := normalizeJSON(payload)
+	payload, err := normalizeJSON(payload, payloadOwned)
 	if err != nil {
 		return nackf("payload is not valid JSON: %v", err), false
 	}

@@ -89,17 +89,40 @@ func isBase64Object(data []byte) bool {
 }
 
 // normalizeJSON returns the compacted form of data, nil for absent or null, so that the
-// service sees the same bytes live and on replay.
-func normalizeJSON(data []byte) ([]byte, error) {
+// service sees the same bytes live and on replay. The result is a copy, unless owned
+// says that the caller gives data away: then data that is compact already is returned
+// as it is.
+func normalizeJSON(data []byte, owned bool) ([]byte, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || string(data) == "null" {
 		return nil, nil
+	}
+	// json.Compact removes exactly the white space outside strings of valid JSON.
+	if owned && json.Valid(data) && !hasSpaceOutsideStrings(data) {
+		return data, nil
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, data); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// hasSpaceOutsideStrings reports whether the valid JSON data has white space outside
+// its strings.
+func hasSpaceOutsideStrings(data []byte) bool {
+	inString := false
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; {
+		case inString && c == '\\':
+			i++ // the escaped character
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return true
+		}
+	}
+	return false
 }
 
 // normalizeBlob compacts b if it is JSON and leaves other bytes alone.

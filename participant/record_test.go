@@ -3,6 +3,7 @@ package participant
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -120,4 +121,42 @@ func BenchmarkEncodeRecord(b *testing.B) {
 			}
 		})
 	}
+}
+
+// normalizeJSON must give the same bytes, or the same error, whether or not it may
+// keep the caller's slice.
+func checkNormalizeJSON(t *testing.T, data []byte) {
+	t.Helper()
+	copied, errCopied := normalizeJSON(bytes.Clone(data), false)
+	owned, errOwned := normalizeJSON(bytes.Clone(data), true)
+	if fmt.Sprint(errCopied) != fmt.Sprint(errOwned) || !bytes.Equal(copied, owned) || (copied == nil) != (owned == nil) {
+		t.Fatalf("%q: copied %q %v, owned %q %v", data, copied, errCopied, owned, errOwned)
+	}
+}
+
+var normalizeJSONInputs = []string{
+	``, ` `, `null`, ` null `, `{}`, `{"a":1}`, ` {"a":1} `, `{"a": 1}`, "{\"a\":\t1}", "{\"a\":1}\n",
+	`{"s":"a b"}`, `{"s":"a\" b"}`, `{"s":"a\\"," b":1}`, `["a","b" ]`, `[1, 2]`, `"x y"`, `12`, `-1.5e+3`,
+	`true`, `{"a":[{"b":"\u2028 <>&"}]}`, `{"a":1`, `{"a" 1}`, `x`, `"unterminated`, `"bad \x01"`, `1 2`,
+	"\"bad \xff utf8\"", "\u00a0{}\u00a0", "\v{}\f", `{"a":"\\\" "}`,
+}
+
+func TestNormalizeJSONOwned(t *testing.T) {
+	for _, in := range normalizeJSONInputs {
+		checkNormalizeJSON(t, []byte(in))
+	}
+	data := []byte(`{"a":[1,"b c"]}`)
+	if got, _ := normalizeJSON(data, true); &got[0] != &data[0] {
+		t.Errorf("%s: copied, though compact and owned", data)
+	}
+	if got, _ := normalizeJSON(data, false); &got[0] == &data[0] {
+		t.Errorf("%s: not copied, though not owned", data)
+	}
+}
+
+func FuzzNormalizeJSON(f *testing.F) {
+	for _, in := range normalizeJSONInputs {
+		f.Add([]byte(in))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { checkNormalizeJSON(t, data) })
 }
