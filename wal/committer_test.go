@@ -2,7 +2,10 @@ package wal
 
 import (
 	"fmt"
+	"io/fs"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -270,4 +273,73 @@ func TestNewCommitterNeedsOnFatal(t *testing.T) {
 	_, o := memOptions()
 	l, _ := openLog(t, o)
 	NewCommitter(l, CommitterOptions{})
+}
+
+// gatedFS holds the creation of a spare segment (its .tmp file) while gate is
+// set, until release is closed; everything else goes straight to the MemFS.
+type gatedFS struct {
+	*MemFS
+	gate    atomic.Bool
+	entered chan struct{} // a build reached the gate
+	release chan struct{}
+}
+
+func (g *gatedFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	if strings.HasSuffix(name, tmpExt) && g.gate.Load() {
+		g.entered <- struct{}{}
+		<-g.release
+	}
+	return g.MemFS.OpenFile(name, flag, perm)
+}
+
+// TestCommitterSyncsWhileSpareBuilds: preparing the next segment (writing and
+// syncing a whole segment of zeros) does not hold up the syncs of appenders,
+// and Close waits for it.
+func TestCommitterSyncsWhileSpareBuilds(t *testing.T) {
+	m, o := memOptions()
+	g := &gatedFS{MemFS: m, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	o.FS = g
+	l, _ := openLog(t, o) // builds the first spare, ungated
+	g.gate.Store(true)
+	c := NewCommitter(l, CommitterOptions{OnFatal: func(err error) { t.Errorf("OnFatal: %v", err) }})
+	rec := newDoneRecorder()
+	// Fill the first segment so that an Append cuts to the spare; the sync after
+	// it starts the build of the next one, which the gate holds.
+	payload := make([]byte, 1024)
+	first := l.Segments()[0]
+	for i := 0; l.Segments()[len(l.Segments())-1] == first; i++ {
+		if _, err := c.Append(payload, true, rec.done(fmt.Sprint(i))); err != nil {
+			t.Fatalf("Append %d: %v", i, err)
+		}
+		<-rec.ch
+	}
+	if _, err := c.Append(payload, true, rec.done("cut")); err != nil {
+		t.Fatal(err)
+	}
+	<-rec.ch
+	<-g.entered // the build is running, held at the gate
+	if _, err := c.Append([]byte("while building"), true, rec.done("while building")); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-rec.ch; got != "while building:<nil>" {
+		t.Fatalf("done: %s", got)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while the spare was being built", err)
+	default:
+	}
+	close(g.release)
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Log.Close: %v", err)
+	}
+	last := l.Segments()[len(l.Segments())-1]
+	if _, err := m.ReadFile(l.path(last + 1)); err != nil {
+		t.Fatalf("the spare after segment %d was not built: %v", last, err)
+	}
 }

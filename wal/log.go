@@ -41,8 +41,9 @@ type Log struct {
 	o Options // defaults applied
 
 	// syncMu serializes the calls that do file IO for the log as a whole:
-	// Sync (and the Committer's syncs), spare preparation, RemoveBefore and
-	// Close. It is never taken while holding mu.
+	// Sync (and the Committer's syncs), RemoveBefore and Close. (A spare's
+	// build runs beside them: see prepareSpare.) It is never taken while
+	// holding mu.
 	syncMu sync.Mutex
 
 	mu         sync.Mutex
@@ -518,11 +519,13 @@ func (l *Log) failLocked(err error) {
 // path, so that cutting to a new segment costs an open and no IO. It only
 // returns fatal errors; any other failure is left for the Append that needs
 // the segment to retry and report.
+//
+// It holds neither lock while it builds (the build touches no Log state), so
+// syncs and appends go on meanwhile; a cut waits for the build to end, and so
+// does Close.
 func (l *Log) prepareSpare() error {
-	l.syncMu.Lock()
-	defer l.syncMu.Unlock()
 	l.mu.Lock()
-	if l.failed != nil || l.closed || l.spareReady || l.isBuilding || l.spareFailed == l.active.index+1 {
+	if !l.spareWantedLocked() {
 		err := l.failed
 		l.mu.Unlock()
 		return err
@@ -549,6 +552,19 @@ func (l *Log) prepareSpare() error {
 	}
 	l.spareReady = true
 	return nil
+}
+
+// spareWanted reports whether prepareSpare has a segment to build: the log is
+// usable, has no spare, is not building one, and the last background build of
+// this one did not fail.
+func (l *Log) spareWanted() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.spareWantedLocked()
+}
+
+func (l *Log) spareWantedLocked() bool {
+	return l.failed == nil && !l.closed && !l.spareReady && !l.isBuilding && l.spareFailed != l.active.index+1
 }
 
 // buildError describes a failed segment build; syncing says whether the
@@ -717,6 +733,9 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
+	for l.isBuilding { // nothing touches the directory once Close returns
+		l.spareBuilt.Wait()
+	}
 	l.mu.Unlock()
 	if l.o.ReadOnly || l.active == nil {
 		return nil
