@@ -34,6 +34,7 @@ type Participant struct {
 	decided  decidedRing // durable decided txns, oldest first
 	inflight recordQueue // records appended and not yet durable, in log order
 	outbox   []*record   // records appended and not yet handed to the store
+	spare    []*record   // an emptied outbox, whose array the next one reuses
 	flushing bool        // some goroutine is handing the outbox to the store
 
 	sinceCheckpointBytes   int64
@@ -67,9 +68,68 @@ type record struct {
 	txn        *txn  // the transaction it moves, or nil
 	sets       State // txn.durable once the record is durable
 	checkpoint bool
-	// waiters run under the core's lock once the record is durable (err nil) or never
-	// will be; each returns what to deliver after the lock is released.
-	waiters []func(err error) func()
+	// waiters are answered once the record is durable (err nil) or never will be: the
+	// answers are made under the core's lock and delivered after it is released.
+	waiters []waiter
+	waiter0 [1]waiter // waiters' first backing array: most records have one
+}
+
+// newRecord returns a record with no waiters yet.
+func newRecord(data []byte, t *txn, sets State, checkpoint bool) *record {
+	r := &record{data: data, txn: t, sets: sets, checkpoint: checkpoint}
+	r.waiters = r.waiter0[:0]
+	return r
+}
+
+// waiter is a call waiting for a record. One of vote, result and done is set.
+type waiter struct {
+	// vote answers a prepare of txn: ACK, unless txn was rolled back in the meantime.
+	vote func(Vote)
+	// result answers a commit or rollback of txn that asked for outcome, with txn's
+	// state.
+	result  func(Result)
+	txn     *txn
+	outcome State
+	// done answers any other call with the record's error.
+	done func(error)
+}
+
+// answer makes w's answer, under the core's lock.
+func (w *waiter) answer(err error) delivery {
+	d := delivery{w: *w, err: err}
+	switch {
+	case w.vote != nil:
+		switch {
+		case err != nil:
+			d.vote = nackf("participant unavailable: %v", err)
+		case w.txn.state == StateAborted:
+			d.vote = nack("rolled back while the prepare record was being persisted")
+		default:
+			d.vote = ack()
+		}
+	case w.result != nil:
+		d.result = Result{State: w.txn.state, Conflict: w.txn.state != w.outcome, Err: err}
+	}
+	return d
+}
+
+// delivery is a waiter's answer, delivered without the core's lock.
+type delivery struct {
+	w      waiter
+	vote   Vote
+	result Result
+	err    error
+}
+
+func (d *delivery) deliver() {
+	switch {
+	case d.w.vote != nil:
+		d.w.vote(d.vote)
+	case d.w.result != nil:
+		d.w.result(d.result)
+	default:
+		d.w.done(d.err)
+	}
 }
 
 // Stats are counters for monitoring and tests.
@@ -178,7 +238,7 @@ func (p *Participant) replayLocked(r logRecord) error {
 		if r.PreparedAt != nil {
 			at = *r.PreparedAt
 		}
-		p.addPreparedLocked(r.TxnID, r.Payload, r.Coordinator, at)
+		p.addPreparedLocked(preparedTxn(r.TxnID, r.Payload, r.Coordinator, at))
 	case recCommit, recRollback:
 		if t == nil || t.state != StatePrepared {
 			return fmt.Errorf("txn %q is not prepared", r.TxnID)
@@ -214,8 +274,9 @@ func (p *Participant) replayLocked(r logRecord) error {
 	return nil
 }
 
-func (p *Participant) addPreparedLocked(id string, payload json.RawMessage, coordinator string, at time.Time) *txn {
-	t := &txn{
+// preparedTxn returns a transaction that is prepared, durably.
+func preparedTxn(id string, payload json.RawMessage, coordinator string, at time.Time) *txn {
+	return &txn{
 		id:          id,
 		state:       StatePrepared,
 		durable:     StatePrepared,
@@ -223,9 +284,12 @@ func (p *Participant) addPreparedLocked(id string, payload json.RawMessage, coor
 		coordinator: coordinator,
 		preparedAt:  at,
 	}
-	p.txns[id] = t
+}
+
+// addPreparedLocked adds t, a prepared transaction.
+func (p *Participant) addPreparedLocked(t *txn) {
+	p.txns[t.id] = t
 	p.prepared++
-	return t
 }
 
 // restoreLocked replaces the whole state with a checkpoint's.
@@ -243,7 +307,7 @@ func (p *Participant) restoreLocked(c *checkpoint) error {
 		if p.txns[e.TxnID] != nil {
 			return fmt.Errorf("txn %q twice", e.TxnID)
 		}
-		p.addPreparedLocked(e.TxnID, e.Payload, e.Coordinator, e.PreparedAt)
+		p.addPreparedLocked(preparedTxn(e.TxnID, e.Payload, e.Coordinator, e.PreparedAt))
 	}
 	for _, e := range c.Decided {
 		if p.txns[e.TxnID] != nil {
@@ -289,7 +353,7 @@ func (p *Participant) Start(st Store) error {
 		p.mu.Unlock()
 		return fmt.Errorf("participant: initial checkpoint: %w", err)
 	}
-	r.waiters = append(r.waiters, func(err error) func() { return func() { done <- err } })
+	r.waiters = append(r.waiters, waiter{done: func(err error) { done <- err }})
 	p.mu.Unlock()
 	p.flush()
 	if err := <-done; err != nil {
@@ -308,20 +372,20 @@ func (p *Participant) Close() error {
 	st := p.store
 	p.store = nil
 	// The outbox is the tail of the inflight queue: those records never reach the log.
-	var deliver []func()
+	var deliver []delivery
 	for i := len(p.outbox) - 1; i >= 0; i-- {
 		r := p.inflight.dropLast()
 		if r != p.outbox[i] {
 			panic("participant: outbox is not the tail of the inflight queue")
 		}
-		for _, w := range r.waiters {
-			deliver = append(deliver, w(ErrClosed))
+		for j := range r.waiters {
+			deliver = append(deliver, r.waiters[j].answer(ErrClosed))
 		}
 	}
 	p.outbox = nil
 	p.mu.Unlock()
-	for _, d := range deliver {
-		d()
+	for i := range deliver {
+		deliver[i].deliver()
 	}
 	if st == nil {
 		return nil
@@ -397,7 +461,7 @@ func (p *Participant) prepareLocked(id string, payload json.RawMessage, payloadO
 				return ack(), false
 			}
 			// The first prepare's record is still on its way: answer with it.
-			t.waiting.waiters = append(t.waiting.waiters, p.prepareWaiter(t, reply))
+			t.waiting.waiters = append(t.waiting.waiters, waiter{vote: reply, txn: t})
 			return Vote{}, true
 		default:
 			panic(fmt.Sprintf("participant: txn %q in state %q", id, t.state))
@@ -409,8 +473,10 @@ func (p *Participant) prepareLocked(id string, payload json.RawMessage, payloadO
 	if p.inflight.len() >= p.cfg.InflightMax {
 		return nack("too busy: too many records waiting to be persisted"), false
 	}
-	at := p.clock.Now()
-	data := encodeRecord(logRecord{Type: recPrepare, TxnID: id, Payload: payload, Coordinator: coordinator, PreparedAt: &at})
+	t := preparedTxn(id, payload, coordinator, p.clock.Now())
+	t.durable = StateUnknown
+	// The record takes t's time: a time of its own would escape to the heap.
+	data := encodeRecord(logRecord{Type: recPrepare, TxnID: id, Payload: payload, Coordinator: coordinator, PreparedAt: &t.preparedAt})
 	if n := p.store.RecordMaxBytes(); len(data) > n {
 		return nackf("prepare record too large: %d bytes, the log takes at most %d", len(data), n), false
 	}
@@ -421,28 +487,10 @@ func (p *Participant) prepareLocked(id string, payload json.RawMessage, payloadO
 		}
 		return nack(reason), false
 	}
-	t := p.addPreparedLocked(id, payload, coordinator, at)
-	t.durable = StateUnknown
+	p.addPreparedLocked(t)
 	r := p.appendLocked(data, t, StatePrepared)
-	r.waiters = append(r.waiters, p.prepareWaiter(t, reply))
+	r.waiters = append(r.waiters, waiter{vote: reply, txn: t})
 	return Vote{}, true
-}
-
-// prepareWaiter answers a prepare once t's prepare record is durable: ACK, unless a
-// rollback came in the meantime.
-func (p *Participant) prepareWaiter(t *txn, reply func(Vote)) func(error) func() {
-	return func(err error) func() {
-		var v Vote
-		switch {
-		case err != nil:
-			v = nackf("participant unavailable: %v", err)
-		case t.state == StateAborted:
-			v = nack("rolled back while the prepare record was being persisted")
-		default:
-			v = ack()
-		}
-		return func() { reply(v) }
-	}
 }
 
 // Commit applies a prepared transaction and answers once the commit record is durable.
@@ -509,10 +557,7 @@ func (p *Participant) phase2Locked(id string, outcome State, reply func(Result))
 	if t.waiting == nil {
 		return Result{State: t.durable, Conflict: t.durable != outcome}, false
 	}
-	t.waiting.waiters = append(t.waiting.waiters, func(err error) func() {
-		res := Result{State: t.state, Conflict: t.state != outcome, Err: err}
-		return func() { reply(res) }
-	})
+	t.waiting.waiters = append(t.waiting.waiters, waiter{result: reply, txn: t, outcome: outcome})
 	return Result{}, true
 }
 
@@ -560,7 +605,7 @@ func (p *Participant) updateLocked(change []byte, reply func(error)) (error, boo
 		return err, false
 	}
 	r := p.appendLocked(data, nil, "")
-	r.waiters = append(r.waiters, func(err error) func() { return func() { reply(err) } })
+	r.waiters = append(r.waiters, waiter{done: reply})
 	return nil, true
 }
 
@@ -619,7 +664,7 @@ func (p *Participant) Checkpoint(done func(error)) {
 		r, err = p.checkpointLocked()
 	}
 	if r != nil {
-		r.waiters = append(r.waiters, func(err error) func() { return func() { done(err) } })
+		r.waiters = append(r.waiters, waiter{done: done})
 	}
 	p.mu.Unlock()
 	if r == nil {
@@ -630,7 +675,7 @@ func (p *Participant) Checkpoint(done func(error)) {
 
 // appendLocked queues a record for the store. t.durable becomes sets once it is durable.
 func (p *Participant) appendLocked(data []byte, t *txn, sets State) *record {
-	r := &record{data: data, txn: t, sets: sets}
+	r := newRecord(data, t, sets, false)
 	p.outbox = append(p.outbox, r)
 	p.inflight.push(r)
 	if t != nil {
@@ -678,7 +723,7 @@ func (p *Participant) checkpointLocked() (*record, error) {
 		p.stats.CheckpointFailures++
 		return nil, fmt.Errorf("participant: checkpoint record too large: %d bytes, the log takes at most %d", len(data), n)
 	}
-	r := &record{data: data, checkpoint: true}
+	r := newRecord(data, nil, "", true)
 	p.outbox = append(p.outbox, r)
 	p.inflight.push(r)
 	p.checkpointing = true
@@ -698,13 +743,15 @@ func (p *Participant) flush() {
 	for {
 		if len(p.outbox) > 0 && p.store != nil {
 			batch := p.outbox
-			p.outbox = nil
+			p.outbox, p.spare = p.spare, nil
 			st := p.store
 			p.mu.Unlock()
 			for _, r := range batch {
 				st.Append(r.data, func(pos wal.Pos, err error) { p.recordDone(r, pos, err) })
 			}
 			p.mu.Lock()
+			clear(batch)
+			p.spare = batch[:0]
 			continue
 		}
 		if p.compactTo != nil && p.store != nil && p.failed == nil {
@@ -749,19 +796,21 @@ func (p *Participant) recordDone(r *record, pos wal.Pos, err error) {
 		}
 		if r.checkpoint {
 			p.stats.Checkpoints++
-			p.compactTo = &pos
+			cp := pos // a copy: &pos would move every call's pos to the heap
+			p.compactTo = &cp
 		}
 	}
 	if r.checkpoint {
 		p.checkpointing = false
 	}
-	deliver := make([]func(), 0, len(r.waiters))
-	for _, w := range r.waiters {
-		deliver = append(deliver, w(err))
+	var buf [2]delivery // on the stack for the usual one or two waiters
+	deliver := buf[:0]
+	for i := range r.waiters {
+		deliver = append(deliver, r.waiters[i].answer(err))
 	}
 	p.mu.Unlock()
-	for _, d := range deliver {
-		d()
+	for i := range deliver {
+		deliver[i].deliver()
 	}
 }
 
