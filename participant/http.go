@@ -217,7 +217,7 @@ var bodyPool = sync.Pool{New: func() any { return new([prepareRequestPrefixMaxBy
 type bodyPrefix struct {
 	buf *[prepareRequestPrefixMaxBytes]byte
 	n   int   // bytes read into buf
-	err error // io.ReadFull's
+	err error // what stopped the read: nil when buf[:n] is full, io.EOF at the end
 }
 
 // readBodyPrefix reads r's body into a buffer from bodyPool: at most maxBytes and never
@@ -225,24 +225,26 @@ type bodyPrefix struct {
 // done with the buffer.
 func (h *handler) readBodyPrefix(r *http.Request, maxBytes int) bodyPrefix {
 	b := bodyPrefix{buf: bodyPool.Get().(*[prepareRequestPrefixMaxBytes]byte)}
-	b.n, b.err = io.ReadFull(r.Body, b.buf[:min(int64(maxBytes), h.bodyMax)])
+	// Not io.ReadFull: its io.ErrUnexpectedEOF would hide the body's own (a client
+	// that went away in the middle of it).
+	buf := b.buf[:min(int64(maxBytes), h.bodyMax)]
+	for b.n < len(buf) && b.err == nil {
+		var n int
+		n, b.err = r.Body.Read(buf[b.n:])
+		b.n += n
+	}
 	return b
 }
 
 // whole returns the body if it ended within what was read.
-func (b *bodyPrefix) whole() ([]byte, bool) {
-	return b.buf[:b.n], b.err == io.EOF || b.err == io.ErrUnexpectedEOF
-}
+func (b *bodyPrefix) whole() ([]byte, bool) { return b.buf[:b.n], b.err == io.EOF }
 
 // replay returns the body as decode would read it: the bytes read, then the rest of
-// the body within h.bodyMax, or the error that stopped the read.
+// the body within h.bodyMax, or what stopped the read.
 func (b *bodyPrefix) replay(h *handler, w http.ResponseWriter, r *http.Request) io.Reader {
-	var rest io.Reader
-	switch b.err {
-	case nil, io.EOF, io.ErrUnexpectedEOF:
+	var rest io.Reader = errReader{b.err}
+	if b.err == nil {
 		rest = http.MaxBytesReader(w, r.Body, h.bodyMax-int64(b.n))
-	default:
-		rest = errReader{b.err}
 	}
 	return io.MultiReader(bytes.NewReader(b.buf[:b.n]), rest)
 }

@@ -285,17 +285,18 @@ var bodyLimits = []int64{1, 16, 64, 400, txnRequestPrefixMaxBytes, prepareReques
 func TestDecodeFastPathsAgreeWithDecode(t *testing.T) {
 	txnBodies := []string{`{"txn_id":"t-1"}`, `{"txn_id":"t-1"}` + "\n", `{"txn_id":"a\"b"}`, `{"txn_id":"x","y":1}`,
 		`{"txn_id":"x"} `, `{"txn_id":"x"}{}`, `{"txn_id":`, `{"txn_id":"` + strings.Repeat("x", 600) + `"}`}
-	readErr := errors.New("connection reset")
+	// A body cut short: a client that went away in the middle of it.
+	readErrs := []error{nil, errors.New("connection reset"), io.ErrUnexpectedEOF}
 	for _, bodyMax := range bodyLimits {
-		for _, body := range prepareBodies {
-			strictAndFast(t, []byte(body), bodyMax, nil, decodePrepareFast)
-			strictAndFast(t, []byte(body), bodyMax, readErr, decodePrepareFast)
-			strictAndFast(t, []byte(body), bodyMax, nil, decodeTxnFast)
-		}
-		for _, body := range txnBodies {
-			strictAndFast(t, []byte(body), bodyMax, nil, decodeTxnFast)
-			strictAndFast(t, []byte(body), bodyMax, readErr, decodeTxnFast)
-			strictAndFast(t, []byte(body), bodyMax, nil, decodePrepareFast)
+		for _, readErr := range readErrs {
+			for _, body := range prepareBodies {
+				strictAndFast(t, []byte(body), bodyMax, readErr, decodePrepareFast)
+				strictAndFast(t, []byte(body), bodyMax, readErr, decodeTxnFast)
+			}
+			for _, body := range txnBodies {
+				strictAndFast(t, []byte(body), bodyMax, readErr, decodeTxnFast)
+				strictAndFast(t, []byte(body), bodyMax, readErr, decodePrepareFast)
+			}
 		}
 	}
 }
@@ -310,5 +311,6 @@ func FuzzDecodePrepareRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte, bodyMax uint16) {
 		checkParsePrepareRequest(t, body)
 		strictAndFast(t, body, int64(bodyMax)+1, nil, decodePrepareFast)
+		strictAndFast(t, body, int64(bodyMax)+1, io.ErrUnexpectedEOF, decodePrepareFast)
 	})
 }
