@@ -4,7 +4,7 @@
 //	                HTTP API (Server)                                   participants
 //	client ──POST/GET──▶ handler goroutine ──do(call)──┐            ▲ prepare/commit/...
 //	                         ▲ answer (buffered chan)   │            │
-//	                         │                          ▼            │ one goroutine per Send
+//	                         │                          ▼            │ sender goroutines
 //	                 ┌───────┴──────── shard i (one goroutine) ──────┴──────┐ (Transport)
 //	                 │ inbox (bounded chan): Reply | API call               │──replies──┐
 //	                 │ timer queue (heap + one time.Timer) ─▶ TimerFired    │◀──────────┘
@@ -23,9 +23,11 @@
 //     caller made (buffered, so the shard never blocks on a caller that went away). A
 //     Submit that waits for the decision gets one answer: the call's error, or the
 //     decision.
-//   - The Transport owns one goroutine per request to a participant, tracked by a
-//     WaitGroup; every request has a timeout (Message.Timeout or a default), so each
-//     ends with exactly one reply. Transport.Close cancels them and waits.
+//   - The Transport owns the sender goroutines that make the requests to participants,
+//     tracked by a WaitGroup: a Send goes to an idle sender, or starts one; senders stay
+//     for the next request and exit when idle for a while. Every request has a timeout
+//     (Message.Timeout or a default), so each ends with exactly one reply.
+//     Transport.Close cancels them and waits.
 //   - Timers cost no goroutine: each shard keeps the engine's timers in a heap owned by
 //     its goroutine, with one time.Timer armed for the earliest, and steps TimerFired
 //     for every timer whose deadline has passed. They are never cancelled (the engine
@@ -40,14 +42,14 @@
 // # Bounds
 //
 // A shard's inbox holds at most Options.InboxCap items. Producers wait when it is full:
-// transport goroutines until there is room or the shard stops, API callers until there
-// is room or their request's context ends. The number of producers is itself bounded:
-// by the engine's limits (InflightMax transactions per shard, one outstanding request
-// per participant) and by the Server's in-flight cap (429 beyond it). A shard's timer
-// queue holds the timers its engine set and that are not yet due: the engine's rate of
-// timers times its longest timeout. Responses from participants are read up to
-// TransportOptions.ResponseMaxBytes, request bodies up to ServerOptions.BodyMaxBytes
-// (413 beyond).
+// senders until there is room or the shard stops, API callers until there is room or
+// their request's context ends. The number of producers is itself bounded: by the
+// engine's limits (InflightMax transactions per shard, one outstanding request per
+// participant) and by the Server's in-flight cap (429 beyond it). Idle senders are
+// bounded by sendersMax. A shard's timer queue holds the timers its engine set and
+// that are not yet due: the engine's rate of timers times its longest timeout.
+// Responses from participants are read up to TransportOptions.ResponseMaxBytes,
+// request bodies up to ServerOptions.BodyMaxBytes (413 beyond).
 //
 // # Startup, recovery and shutdown
 //

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pingcap/failpoint"
@@ -59,10 +60,13 @@ func (o *TransportOptions) setDefaults() {
 // Transport (one connection pool) serves every shard; For returns the
 // coordinator.Transport of one shard, which hands replies to that shard.
 //
-// Each Send runs on a goroutine of its own, owned by the Transport: Close cancels the
-// requests still running and waits for every one of those goroutines. A request is
-// always bounded by a timeout, so every Send produces exactly one reply unless the
-// Transport is closed first.
+// Send never blocks: it hands its message to an idle sender goroutine, or starts one.
+// Senders are owned by the Transport and stay after their request to take the next
+// one, so that a request pays neither for a new goroutine nor for growing its stack.
+// A sender exits once it has been idle for senderIdleTimeout; one started while
+// sendersMax others run exits after its request. Close cancels the requests still
+// running and waits for every sender. A request is always bounded by a timeout, so
+// every Send produces exactly one reply unless the Transport is closed first.
 type Transport struct {
 	o       TransportOptions
 	client  *http.Client
@@ -71,12 +75,31 @@ type Transport struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
+	jobs chan sendJob // unbuffered: a send succeeds only when an idle sender takes it
+
+	closed  atomic.Bool // set under mu, read without it by Send's fast path
+	mu      sync.Mutex
+	senders int            // long-lived senders running, at most sendersMax
+	wg      sync.WaitGroup // every sender goroutine
 
 	endpointsMu sync.Mutex
 	endpoints   map[string]*endpointURLs // by prepare URL; at most endpointCacheMax
+}
+
+// sendersMax bounds the senders that stay after their request to take the next one;
+// beyond it a Send runs on a goroutine that exits after its request. It bounds the
+// goroutines kept idle: busy ones are bounded by the requests in flight (the engines'
+// limits), with or without it.
+const sendersMax = 1024
+
+// senderIdleTimeout is how long a sender waits for a request before it exits (between
+// one and two of it).
+const senderIdleTimeout = 10 * time.Second
+
+// sendJob is one Send: the message, and where its reply goes.
+type sendJob struct {
+	m       coordinator.Message
+	deliver func(coordinator.Reply)
 }
 
 // endpointCacheMax bounds Transport.endpoints: when it is full, it is emptied and
@@ -112,21 +135,22 @@ func NewTransport(o TransportOptions) *Transport {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Transport{o: o, client: client, ctx: ctx, cancel: cancel, endpoints: make(map[string]*endpointURLs)}
+	return &Transport{o: o, client: client, ctx: ctx, cancel: cancel, jobs: make(chan sendJob),
+		endpoints: make(map[string]*endpointURLs)}
 }
 
 // For returns the coordinator.Transport of one engine: each reply is passed to deliver,
-// on the request's goroutine. deliver may block (a shard's bounded inbox) and must
-// return once its shard stops.
+// on the sender goroutine of its request. deliver may block (a shard's bounded inbox)
+// and must return once its shard stops.
 func (t *Transport) For(deliver func(coordinator.Reply)) coordinator.Transport {
 	return endpoint{t: t, deliver: deliver}
 }
 
-// Close cancels every request still running and waits until their goroutines have
-// returned. Sends after Close are dropped.
+// Close cancels every request still running and waits until every sender goroutine
+// has returned. Sends after Close are dropped.
 func (t *Transport) Close() {
 	t.mu.Lock()
-	t.closed = true
+	t.closed.Store(true)
 	t.mu.Unlock()
 	t.cancel()
 	t.wg.Wait()
@@ -144,29 +168,83 @@ var _ coordinator.Transport = endpoint{}
 // deliver.
 func (e endpoint) Send(m coordinator.Message) {
 	t := e.t
+	if t.closed.Load() {
+		return
+	}
+	j := sendJob{m: m, deliver: e.deliver}
+	select {
+	case t.jobs <- j: // an idle sender took it (if Close has begun, it is cancelled)
+		return
+	default:
+	}
 	t.mu.Lock()
-	if t.closed {
+	if t.closed.Load() {
 		t.mu.Unlock()
 		return
 	}
+	stay := t.senders < sendersMax
+	if stay {
+		t.senders++
+	}
 	t.wg.Add(1)
 	t.mu.Unlock()
-	go func() {
-		defer t.wg.Done()
-		if m.Kind == coordinator.MsgCommit { // a failpoint marker (faults.Failpoints)
-			failpoint.Inject("beforeCommitSend", func(v failpoint.Value) {
-				if err := fp.Act("httpnet/beforeCommitSend", v); err != nil {
-					e.deliver(coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind, Err: err})
-					failpoint.Return()
-				}
-			})
-		}
-		r := t.do(m)
-		if r.Err != nil && t.ctx.Err() != nil {
-			return // shutting down: the engine is gone, nobody waits for this reply
-		}
-		e.deliver(r)
+	go t.sender(j, stay)
+}
+
+// sender is a goroutine that performs j, and then, if it may stay, the requests it is
+// handed until it has been idle for a while or the Transport closes.
+func (t *Transport) sender(j sendJob, stay bool) {
+	defer t.wg.Done()
+	if !stay {
+		t.send(t.ctx, j)
+		return
+	}
+	// A context of its own under the Transport's: its requests' contexts register
+	// with it, not all with the one the other senders share.
+	ctx, cancel := context.WithCancel(t.ctx)
+	idle := time.NewTimer(senderIdleTimeout)
+	defer func() {
+		idle.Stop()
+		cancel()
+		t.mu.Lock()
+		t.senders--
+		t.mu.Unlock()
 	}()
+	t.send(ctx, j)
+	worked := true // since idle last fired
+	for {
+		select {
+		case j = <-t.jobs:
+			t.send(ctx, j)
+			worked = true
+		case <-idle.C:
+			if !worked {
+				return // nothing to do for a whole period
+			}
+			worked = false
+			idle.Reset(senderIdleTimeout)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// send performs one request and delivers its reply, unless the Transport was closed.
+func (t *Transport) send(ctx context.Context, j sendJob) {
+	m := j.m
+	if m.Kind == coordinator.MsgCommit { // a failpoint marker (faults.Failpoints)
+		failpoint.Inject("beforeCommitSend", func(v failpoint.Value) {
+			if err := fp.Act("httpnet/beforeCommitSend", v); err != nil {
+				j.deliver(coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind, Err: err})
+				failpoint.Return()
+			}
+		})
+	}
+	r := t.do(ctx, m)
+	if r.Err != nil && t.ctx.Err() != nil {
+		return // shutting down: the engine is gone, nobody waits for this reply
+	}
+	j.deliver(r)
 }
 
 // A sendError is a request to a participant that got no usable answer. Kind is one of
@@ -190,9 +268,9 @@ const (
 )
 
 // do performs one request and turns the answer into a Reply.
-func (t *Transport) do(m coordinator.Message) coordinator.Reply {
+func (t *Transport) do(ctx context.Context, m coordinator.Message) coordinator.Reply {
 	r := coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind}
-	err := t.exchange(m, &r)
+	err := t.exchange(ctx, m, &r)
 	if err != nil {
 		var se *sendError
 		if !errors.As(err, &se) {
@@ -207,7 +285,7 @@ func (t *Transport) do(m coordinator.Message) coordinator.Reply {
 	return r
 }
 
-func (t *Transport) exchange(m coordinator.Message, r *coordinator.Reply) error {
+func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coordinator.Reply) error {
 	timeout := m.Timeout
 	if timeout <= 0 {
 		timeout = t.o.RequestTimeout
@@ -219,7 +297,7 @@ func (t *Transport) exchange(m coordinator.Message, r *coordinator.Reply) error 
 		// turn a timeout into an error. The engine ignores the late reply.
 		limit += prepareSlack(timeout)
 	}
-	ctx, cancel := context.WithTimeout(t.ctx, limit)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 
 	req, err := t.request(ctx, m)

@@ -166,3 +166,56 @@ func TestTransportCloseCancelsRequests(t *testing.T) {
 		t.Errorf("%d replies delivered after Close, want 0", count)
 	}
 }
+
+// Many Sends at once, from several goroutines, each get exactly one reply, whether a
+// sender was idle for them or one was started; Close then waits for the senders.
+func TestTransportRepliesOncePerSend(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		fmt.Fprint(w, `{"vote":"ACK"}`)
+	}))
+	defer srv.Close()
+	tr := httpnet.NewTransport(httpnet.TransportOptions{})
+	const (
+		shards = 4
+		rounds = 50
+		burst  = 20
+	)
+	var (
+		mu   sync.Mutex
+		seen = map[uint64]int{}
+		wg   sync.WaitGroup
+	)
+	for sh := range shards {
+		replies := make(chan coordinator.Reply, burst)
+		send := tr.For(func(r coordinator.Reply) {
+			mu.Lock()
+			seen[r.Seq]++
+			mu.Unlock()
+			replies <- r
+		})
+		wg.Go(func() {
+			for round := range rounds {
+				for i := range burst {
+					send.Send(coordinator.Message{Kind: coordinator.MsgPrepare, Txn: "t", URL: srv.URL + "/prepare",
+						Seq: uint64(sh*rounds*burst + round*burst + i + 1)})
+				}
+				for range burst {
+					if r := <-replies; r.Err != nil || r.Vote != coordinator.VoteACK {
+						t.Errorf("reply %+v", r)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	tr.Close()
+	if len(seen) != shards*rounds*burst {
+		t.Errorf("%d messages got a reply, want %d", len(seen), shards*rounds*burst)
+	}
+	for seq, n := range seen {
+		if n != 1 {
+			t.Errorf("message %d got %d replies", seq, n)
+		}
+	}
+}
