@@ -141,9 +141,12 @@ func normalizeBlob(b []byte) []byte {
 // appendRecord; the others by json.Marshal. r.Payload must be compact JSON, as
 // normalizeJSON returns it.
 func encodeRecord(r logRecord) []byte {
-	if len(r.Change) == 0 && r.Checkpoint == nil {
-		if data, ok := appendRecord(make([]byte, 0, recordSizeBytes(&r)), &r); ok {
-			return data
+	switch r.Type {
+	case recPrepare, recCommit, recRollback, recFence:
+		if len(r.Change) == 0 && r.Checkpoint == nil {
+			if data, ok := appendRecord(make([]byte, 0, recordSizeBytes(&r)), &r); ok {
+				return data
+			}
 		}
 	}
 	return marshalRecord(r)
