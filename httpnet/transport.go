@@ -70,7 +70,8 @@ func (o *TransportOptions) setDefaults() {
 type Transport struct {
 	o       TransportOptions
 	client  *http.Client
-	metrics *Metrics // nil: not counted
+	direct  *http.Transport // client's, when NewTransport made it: requests skip the Client
+	metrics *Metrics        // nil: not counted
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -107,7 +108,9 @@ type sendJob struct {
 const endpointCacheMax = 1024
 
 // endpointURLs are the parsed endpoints of one participant, derived from its prepare
-// URL by participant.Endpoint. They are never modified: a request gets a copy.
+// URL by participant.Endpoint. They are never modified: requests share them (neither
+// a RoundTripper nor the Client modifies a request's URL), a status query gets a copy
+// with its query.
 type endpointURLs struct {
 	prepare, commit, rollback, status url.URL
 }
@@ -116,26 +119,28 @@ type endpointURLs struct {
 func NewTransport(o TransportOptions) *Transport {
 	o.setDefaults()
 	client := o.Client
+	var direct *http.Transport
 	if client == nil {
 		dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+		direct = &http.Transport{
+			Proxy:                 nil, // participants are addressed directly
+			DialContext:           dialer.DialContext,
+			MaxIdleConns:          4 * o.MaxIdleConnsPerHost,
+			MaxIdleConnsPerHost:   o.MaxIdleConnsPerHost,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   o.DialTimeout,
+			ExpectContinueTimeout: time.Second,
+			ForceAttemptHTTP2:     false,
+		}
 		client = &http.Client{
-			Transport: &http.Transport{
-				Proxy:                 nil, // participants are addressed directly
-				DialContext:           dialer.DialContext,
-				MaxIdleConns:          4 * o.MaxIdleConnsPerHost,
-				MaxIdleConnsPerHost:   o.MaxIdleConnsPerHost,
-				IdleConnTimeout:       90 * time.Second,
-				TLSHandshakeTimeout:   o.DialTimeout,
-				ExpectContinueTimeout: time.Second,
-				ForceAttemptHTTP2:     false,
-			},
+			Transport: direct,
 			// A participant endpoint never redirects; following one would send a
 			// commit somewhere nobody named.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Transport{o: o, client: client, ctx: ctx, cancel: cancel, jobs: make(chan sendJob),
+	return &Transport{o: o, client: client, direct: direct, ctx: ctx, cancel: cancel, jobs: make(chan sendJob),
 		endpoints: make(map[string]*endpointURLs)}
 }
 
@@ -195,8 +200,9 @@ func (e endpoint) Send(m coordinator.Message) {
 // handed until it has been idle for a while or the Transport closes.
 func (t *Transport) sender(j sendJob, stay bool) {
 	defer t.wg.Done()
+	var buf []byte // answers are read into it, one request at a time
 	if !stay {
-		t.send(t.ctx, j)
+		t.send(t.ctx, j, &buf)
 		return
 	}
 	// A context of its own under the Transport's: its requests' contexts register
@@ -210,12 +216,12 @@ func (t *Transport) sender(j sendJob, stay bool) {
 		t.senders--
 		t.mu.Unlock()
 	}()
-	t.send(ctx, j)
+	t.send(ctx, j, &buf)
 	worked := true // since idle last fired
 	for {
 		select {
 		case j = <-t.jobs:
-			t.send(ctx, j)
+			t.send(ctx, j, &buf)
 			worked = true
 		case <-idle.C:
 			if !worked {
@@ -230,7 +236,8 @@ func (t *Transport) sender(j sendJob, stay bool) {
 }
 
 // send performs one request and delivers its reply, unless the Transport was closed.
-func (t *Transport) send(ctx context.Context, j sendJob) {
+// buf is the sender's buffer for answers.
+func (t *Transport) send(ctx context.Context, j sendJob, buf *[]byte) {
 	m := j.m
 	if m.Kind == coordinator.MsgCommit { // a failpoint marker (faults.Failpoints)
 		failpoint.Inject("beforeCommitSend", func(v failpoint.Value) {
@@ -240,7 +247,7 @@ func (t *Transport) send(ctx context.Context, j sendJob) {
 			}
 		})
 	}
-	r := t.do(ctx, m)
+	r := t.do(ctx, m, buf)
 	if r.Err != nil && t.ctx.Err() != nil {
 		return // shutting down: the engine is gone, nobody waits for this reply
 	}
@@ -268,9 +275,9 @@ const (
 )
 
 // do performs one request and turns the answer into a Reply.
-func (t *Transport) do(ctx context.Context, m coordinator.Message) coordinator.Reply {
+func (t *Transport) do(ctx context.Context, m coordinator.Message, buf *[]byte) coordinator.Reply {
 	r := coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind}
-	err := t.exchange(ctx, m, &r)
+	err := t.exchange(ctx, m, &r, buf)
 	if err != nil {
 		var se *sendError
 		if !errors.As(err, &se) {
@@ -285,7 +292,9 @@ func (t *Transport) do(ctx context.Context, m coordinator.Message) coordinator.R
 	return r
 }
 
-func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coordinator.Reply) error {
+// exchange performs the request of m and reads the answer into r. The answer's body is
+// read into *buf, which is grown as needed and kept for the next exchange when small.
+func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coordinator.Reply, buf *[]byte) error {
 	timeout := m.Timeout
 	if timeout <= 0 {
 		timeout = t.o.RequestTimeout
@@ -304,16 +313,21 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 	if err != nil {
 		return &sendError{kind: errKindMalformed, msg: err.Error()}
 	}
-	resp, err := t.client.Do(req)
+	resp, err := t.roundTrip(req)
 	if err != nil {
 		return classify(m, req.URL.String(), timeout, err)
 	}
+	body, eof, err := readAnswer(resp.Body, *buf, t.o.ResponseMaxBytes+1)
+	if cap(body) <= answerBufKeepBytes {
+		*buf = body[:0]
+	}
 	defer func() {
-		// Read a little of what is left so the connection can be reused, then close.
-		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		if !eof {
+			// Read a little of what is left so the connection can be reused.
+			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		}
 		_ = resp.Body.Close()
 	}()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, t.o.ResponseMaxBytes+1))
 	if err != nil {
 		return classify(m, req.URL.String(), timeout, err)
 	}
@@ -370,6 +384,65 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 	return nil
 }
 
+// roundTrip sends req and returns the answer, as the Client would: through the
+// Client's Transport itself when NewTransport made the Client, so that requests skip
+// what the Client adds for redirects (a copy of the headers); the Client's only other
+// doings for a participant's request are user information in the URL (basic
+// authentication: such a request goes through the Client) and refusing a redirect
+// whose Location does not parse, which this does as the Client does.
+func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
+	if t.direct == nil || req.URL.User != nil {
+		return t.client.Do(req)
+	}
+	resp, err := t.direct.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	switch resp.StatusCode {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		if loc := resp.Header.Get("Location"); loc != "" {
+			if _, err := req.URL.Parse(loc); err != nil {
+				_ = resp.Body.Close()
+				return nil, fmt.Errorf("failed to parse Location header %q: %v", loc, err)
+			}
+		}
+	}
+	return resp, nil
+}
+
+// answerBufKeepBytes bounds the answer buffer a sender keeps between requests: a
+// larger one (a long answer) is dropped after its request.
+const answerBufKeepBytes = 4 << 10
+
+// readAnswer reads body into buf[:0] (grown as needed) until it ends or limit bytes
+// are read, as io.ReadAll(io.LimitReader(body, limit)) would; eof reports whether the
+// body ended within limit.
+func readAnswer(body io.Reader, buf []byte, limit int64) (data []byte, eof bool, err error) {
+	if buf == nil {
+		buf = make([]byte, 0, 512)
+	}
+	buf = buf[:0]
+	for int64(len(buf)) < limit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // room for more
+		}
+		end := cap(buf)
+		if int64(end) > limit {
+			end = int(limit)
+		}
+		n, err := body.Read(buf[len(buf):end])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, true, nil
+		}
+		if err != nil {
+			return buf, false, err
+		}
+	}
+	return buf, false, nil
+}
+
 // The answers participants give most, as package participant writes them (the
 // trailing newline is optional).
 var (
@@ -423,41 +496,63 @@ func (t *Transport) request(ctx context.Context, m coordinator.Message) (*http.R
 		return nil, err
 	}
 	var (
-		u      url.URL
+		u      *url.URL // shared by the requests to the endpoint but a status query's
 		method = http.MethodPost
 		body   []byte
 	)
 	switch m.Kind {
 	case coordinator.MsgPrepare:
-		u = eps.prepare
+		u = &eps.prepare
 		if body, err = t.prepareBody(m); err != nil {
 			return nil, fmt.Errorf("httpnet: encoding %s request: %w", m.Kind, err)
 		}
 	case coordinator.MsgCommit:
-		u, body = eps.commit, txnBody(m.Txn)
+		u, body = &eps.commit, txnBody(m.Txn)
 	case coordinator.MsgRollback:
-		u, body = eps.rollback, txnBody(m.Txn)
+		u, body = &eps.rollback, txnBody(m.Txn)
 	case coordinator.MsgStatus:
-		u, method = eps.status, http.MethodGet
-		u.RawQuery = "txn_id=" + url.QueryEscape(m.Txn)
+		status := eps.status
+		status.RawQuery = "txn_id=" + url.QueryEscape(m.Txn)
+		u, method = &status, http.MethodGet
 	}
-	var rd io.Reader
+	// As http.NewRequestWithContext makes it, without parsing a URL again, and with the
+	// headers set once: requests share them, as neither a RoundTripper (it must not
+	// modify its request) nor the Client of NewTransport (it copies the headers before
+	// it adds basic authentication) modifies them. A Client from the options may have a
+	// cookie jar, which adds to the request's headers: it gets a copy.
+	req := (&http.Request{
+		Method:     method,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     getHeader,
+		Host:       u.Host,
+	}).WithContext(ctx)
 	if body != nil {
-		rd = bytes.NewReader(body)
+		req.Header = postHeader
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
-	// The URL is set after: NewRequestWithContext would parse it from a string again.
-	req, err := http.NewRequestWithContext(ctx, method, "", rd)
-	if err != nil {
-		return nil, fmt.Errorf("httpnet: %s request to %s: %w", m.Kind, u.String(), err)
+	if t.direct == nil {
+		req.Header = req.Header.Clone()
 	}
-	req.URL, req.Host = &u, u.Host
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "dtc-coordinator")
 	return req, nil
 }
+
+// The headers of every request to a participant; shared, never modified.
+var (
+	getHeader = http.Header{
+		"Accept":     {"application/json"},
+		"User-Agent": {"dtc-coordinator"},
+	}
+	postHeader = http.Header{
+		"Content-Type": {"application/json"},
+		"Accept":       {"application/json"},
+		"User-Agent":   {"dtc-coordinator"},
+	}
+)
 
 // endpointsOf returns the endpoints of the participant whose prepare URL is prepareURL,
 // from the cache or parsed (participant.Endpoint, then url.Parse as http.NewRequest

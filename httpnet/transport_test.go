@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"strings"
 	"sync"
 	"testing"
@@ -216,6 +217,102 @@ func TestTransportRepliesOncePerSend(t *testing.T) {
 	for seq, n := range seen {
 		if n != 1 {
 			t.Errorf("message %d got %d replies", seq, n)
+		}
+	}
+}
+
+// What goes on the wire does not depend on whether requests go through an
+// http.Client (one from the options) or straight to NewTransport's own pool: method,
+// path, query, headers and body; user information in a participant's URL becomes
+// basic authentication; a redirect is not followed, and one whose Location does not
+// parse is an error, as the Client has it.
+func TestTransportRequestsOnTheWire(t *testing.T) {
+	type seen struct {
+		method, path, query, body string
+		header                    http.Header
+	}
+	var (
+		mu   sync.Mutex
+		last seen
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		h := r.Header.Clone()
+		h.Del("Accept-Encoding") // the transport's own
+		mu.Lock()
+		last = seen{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, body: string(b), header: h}
+		mu.Unlock()
+		switch r.URL.Query().Get("txn_id") + path.Base(r.URL.Path) {
+		case "moved" + "status":
+			w.Header().Set("Location", "http://[::1%zz]/x")
+			w.WriteHeader(http.StatusFound)
+		case "elsewhere" + "status":
+			w.Header().Set("Location", "/somewhere")
+			w.WriteHeader(http.StatusFound)
+		case "prepare":
+			fmt.Fprint(w, `{"vote":"ACK"}`)
+		default:
+			fmt.Fprint(w, `{"state":"committed"}`)
+		}
+	}))
+	defer srv.Close()
+	withUser := strings.Replace(srv.URL, "http://", "http://alice:secret@", 1)
+
+	exchange := func(tr *httpnet.Transport, m coordinator.Message) (coordinator.Reply, seen) {
+		replies := make(chan coordinator.Reply, 1)
+		tr.For(func(r coordinator.Reply) { replies <- r }).Send(m)
+		r := <-replies
+		mu.Lock()
+		defer mu.Unlock()
+		s := last
+		last = seen{}
+		return r, s
+	}
+	direct := httpnet.NewTransport(httpnet.TransportOptions{AdvertiseURL: "http://coordinator.test:7070"})
+	defer direct.Close()
+	viaClient := httpnet.NewTransport(httpnet.TransportOptions{AdvertiseURL: "http://coordinator.test:7070",
+		Client: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}})
+	defer viaClient.Close()
+
+	for _, m := range []coordinator.Message{
+		{Kind: coordinator.MsgPrepare, Txn: "tx/1", URL: srv.URL + "/p/prepare", Payload: json.RawMessage(`{"a": 1}`)},
+		{Kind: coordinator.MsgCommit, Txn: "tx/1", URL: srv.URL + "/p/prepare"},
+		{Kind: coordinator.MsgRollback, Txn: "tx/1", URL: srv.URL + "/p/prepare"},
+		{Kind: coordinator.MsgStatus, Txn: "tx/1", URL: srv.URL + "/p/prepare"},
+		{Kind: coordinator.MsgCommit, Txn: "tx/2", URL: withUser + "/p/prepare"},
+		{Kind: coordinator.MsgStatus, Txn: "moved", URL: srv.URL + "/p/prepare"},
+		{Kind: coordinator.MsgStatus, Txn: "elsewhere", URL: srv.URL + "/p/prepare"},
+	} {
+		r1, s1 := exchange(direct, m)
+		r2, s2 := exchange(viaClient, m)
+		if fmt.Sprint(s1) != fmt.Sprint(s2) || fmt.Sprint(r1) != fmt.Sprint(r2) {
+			t.Errorf("%s %s %s:\nstraight:     %+v\n              %+v\nthrough a Client: %+v\n              %+v",
+				m.Kind, m.Txn, m.URL, s1, r1, s2, r2)
+		}
+		switch {
+		case m.Txn == "moved":
+			if r1.Err == nil || !strings.Contains(r1.Err.Error(), "failed to parse Location header") {
+				t.Errorf("a redirect to a Location that does not parse: %v", r1.Err)
+			}
+		case m.Txn == "elsewhere":
+			if r1.Err == nil || !strings.Contains(r1.Err.Error(), "HTTP 302") {
+				t.Errorf("a redirect: %v, want it not followed", r1.Err)
+			}
+		case strings.Contains(m.URL, "alice"):
+			if u, p, ok := (&http.Request{Header: s1.header}).BasicAuth(); !ok || u != "alice" || p != "secret" {
+				t.Errorf("user information in the URL: headers %v, want basic authentication", s1.header)
+			}
+		case m.Kind == coordinator.MsgStatus:
+			if s1.method != "GET" || s1.query != "txn_id=tx%2F1" || s1.body != "" || s1.header.Get("Content-Type") != "" ||
+				s1.header.Get("Accept") != "application/json" || s1.header.Get("User-Agent") != "dtc-coordinator" {
+				t.Errorf("status request %+v", s1)
+			}
+		default:
+			if s1.method != "POST" || s1.header.Get("Content-Type") != "application/json" ||
+				s1.header.Get("Accept") != "application/json" || s1.header.Get("User-Agent") != "dtc-coordinator" ||
+				s1.header.Get("Content-Length") != fmt.Sprint(len(s1.body)) {
+				t.Errorf("%s request %+v", m.Kind, s1)
+			}
 		}
 	}
 }
