@@ -17,7 +17,7 @@ type steppedStore struct {
 	waiting []func(error)
 }
 
-func (s *steppedStore) Append(rec []byte, done func(wal.Pos, error)) {
+func (s *steppedStore) Append(rec []byte, _ bool, done func(wal.Pos, error)) {
 	pos, err := s.log.Append(rec)
 	if err != nil {
 		done(pos, err)

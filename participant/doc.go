@@ -50,7 +50,10 @@
 //   - ACK is sent only once the prepare record (txn id, payload, coordinator, time) is
 //     durable. NACK needs no record.
 //   - commit and rollback are answered once their record is durable; so is a rollback
-//     of an unknown transaction, which writes a fence.
+//     of an unknown transaction, which writes a fence. These records are not urgent
+//     (see Store): a CommitterStore lets them share the next prepare's sync, or syncs
+//     them after its LazyFlushInterval, since the coordinator has told the outcome
+//     already and waits for these answers only to finish phase 2.
 //   - A state is reported (status, phase-2 answers, 409s) only once durable: status of
 //     a transaction whose prepare record is still on its way says "unknown".
 //   - The core acts at once, in memory and in the Service, and appends the record in

@@ -136,13 +136,14 @@ type manualStore struct {
 }
 
 type manualRecord struct {
-	data []byte
-	done func(wal.Pos, error)
+	data   []byte
+	urgent bool
+	done   func(wal.Pos, error)
 }
 
 func newManualStore() *manualStore { return &manualStore{max: 1 << 20} }
 
-func (s *manualStore) Append(rec []byte, done func(wal.Pos, error)) {
+func (s *manualStore) Append(rec []byte, urgent bool, done func(wal.Pos, error)) {
 	s.mu.Lock()
 	if s.broken != nil {
 		err := s.broken
@@ -150,7 +151,7 @@ func (s *manualStore) Append(rec []byte, done func(wal.Pos, error)) {
 		done(wal.Pos{}, err)
 		return
 	}
-	s.pending = append(s.pending, manualRecord{append([]byte(nil), rec...), done})
+	s.pending = append(s.pending, manualRecord{append([]byte(nil), rec...), urgent, done})
 	s.mu.Unlock()
 }
 
@@ -184,6 +185,22 @@ func (s *manualStore) fail(err error) {
 	for _, r := range batch {
 		r.done(wal.Pos{}, err)
 	}
+}
+
+// urgency returns the pending records as "type:urgent" or "type:lazy", oldest first.
+func (s *manualStore) urgency() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, r := range s.pending {
+		rec, _ := decodeRecord(r.data)
+		u := "lazy"
+		if r.urgent {
+			u = "urgent"
+		}
+		out = append(out, rec.Type+":"+u)
+	}
+	return out
 }
 
 func (s *manualStore) npending() int {

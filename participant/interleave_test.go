@@ -284,3 +284,28 @@ func TestUpdate(t *testing.T) {
 		t.Fatalf("after restart %v, before %v", svc2, svc)
 	}
 }
+
+// Only the records an answer on the critical path waits for are urgent: a prepare's
+// (its vote) and an Update's. Phase-2 records, fences and checkpoints may wait to share
+// a sync with the next urgent one.
+func TestRecordUrgency(t *testing.T) {
+	p, st, _ := newManual(t, testConfig())
+	a := &answer{}
+	prepare(p, a, "t1", `{}`)
+	prepare(p, a, "t2", `{}`)
+	if got := st.urgency(); !slices.Equal(got, []string{"prepare:urgent", "prepare:urgent"}) {
+		t.Fatalf("pending records: %v", got)
+	}
+	st.persist(t, 2)
+	commit(p, a, "t1")
+	rollback(p, a, "t2")
+	rollback(p, a, "t3") // never prepared: a fence
+	p.Update([]byte(`"freeze alice"`), func(error) {})
+	p.Checkpoint(func(error) {})
+	want := []string{"commit:lazy", "rollback:lazy", "fence:lazy", "update:urgent", "checkpoint:lazy"}
+	if got := st.urgency(); !slices.Equal(got, want) {
+		t.Fatalf("pending records:\n got %v\nwant %v", got, want)
+	}
+	st.persist(t, len(want))
+	expectAnswers(t, a, "prepare t1: ACK", "prepare t2: ACK", "commit t1: 200 committed", "rollback t2: 200 aborted", "rollback t3: 200 aborted")
+}

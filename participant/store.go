@@ -18,10 +18,16 @@ type Store interface {
 	// Append adds record at the end of the log. done is called exactly once: with the
 	// record's position once it is durable, or with an error if it never will be. An
 	// error is fatal: the store is broken for good and every later record fails too.
+	//
+	// urgent says that an answer on the protocol's critical path waits for the record
+	// (a prepare's vote): the store makes it durable as soon as it can. Any other record
+	// (commit, rollback, fence, checkpoint) may wait a bounded time to share a sync with
+	// a later one, since the coordinator is not waiting on its answer to tell anyone the
+	// outcome; done still comes only once it is durable.
 	// Records become durable in append order and done is called in that order. done may
 	// be called before Append returns (a synchronous store) or later from another
 	// goroutine; it does not block.
-	Append(record []byte, done func(wal.Pos, error))
+	Append(record []byte, urgent bool, done func(wal.Pos, error))
 	// RemoveBefore deletes the whole log segments before the one holding pos. The core
 	// calls it only with the position of a durable checkpoint.
 	RemoveBefore(pos wal.Pos) error
@@ -74,9 +80,9 @@ func NewSyncStore(l *wal.Log, recordMaxBytes int) *SyncStore {
 	return &SyncStore{log: l, recordMax: recordMaxBytes}
 }
 
-// Append appends, syncs, then calls done. A failed sync breaks the store for good (an
-// fsync is never retried).
-func (s *SyncStore) Append(record []byte, done func(wal.Pos, error)) {
+// Append appends, syncs, then calls done, urgent or not. A failed sync breaks the store
+// for good (an fsync is never retried).
+func (s *SyncStore) Append(record []byte, _ bool, done func(wal.Pos, error)) {
 	pos, err := s.append(record)
 	done(pos, err)
 }
@@ -139,6 +145,9 @@ var _ Store = (*CommitterStore)(nil)
 // NewCommitterStore starts a wal.Committer over l. recordMaxBytes is l's record
 // limit: RecordMaxBytes of its options. o.OnFatal (required by wal) is where the
 // process learns that the log failed; the core also fails every later call.
+// o.LazyFlushInterval bounds how long a record that is not urgent (a commit's, say)
+// waits for a sync: what a phase-2 answer may be delayed by when nothing else is
+// being synced.
 func NewCommitterStore(l *wal.Log, recordMaxBytes int, o wal.CommitterOptions) *CommitterStore {
 	if recordMaxBytes <= 0 {
 		panic("participant: record limit must be positive")
@@ -146,11 +155,13 @@ func NewCommitterStore(l *wal.Log, recordMaxBytes int, o wal.CommitterOptions) *
 	return &CommitterStore{log: l, committer: wal.NewCommitter(l, o), recordMax: recordMaxBytes}
 }
 
-// Append hands record to the committer, asking for it to be synced. A record the log
+// Append hands record to the committer: an urgent record is synced at once (with
+// whatever else is waiting), any other one rides along with the next sync and waits for
+// one of its own no longer than the committer's LazyFlushInterval. A record the log
 // refuses at once (disk full, say) breaks the store: the core has already acted on the
 // record, so no later record may reach the log without it. Its failure is reported
 // after the records before it, keeping done calls in order.
-func (s *CommitterStore) Append(record []byte, done func(wal.Pos, error)) {
+func (s *CommitterStore) Append(record []byte, urgent bool, done func(wal.Pos, error)) {
 	prepare := bytes.HasPrefix(record, []byte(`{"type":"prepare"`)) // for the failpoint markers (faults.Failpoints)
 	if prepare {
 		failpoint.Inject("beforePrepareSync", func(v failpoint.Value) { _ = fp.Act("participant/beforePrepareSync", v) })
@@ -159,7 +170,7 @@ func (s *CommitterStore) Append(record []byte, done func(wal.Pos, error)) {
 	if s.broken == nil {
 		s.outstanding++
 		s.mu.Unlock()
-		_, err := s.committer.Append(record, true, func(pos wal.Pos, err error) {
+		_, err := s.committer.Append(record, urgent, func(pos wal.Pos, err error) {
 			if prepare && err == nil {
 				failpoint.Inject("afterPrepareSync", func(v failpoint.Value) { err = fp.Act("participant/afterPrepareSync", v) })
 			}

@@ -323,7 +323,7 @@ var _ participant.Store = (*partStore)(nil)
 
 var prepareRecord = []byte(`{"type":"prepare"`)
 
-func (st *partStore) Append(record []byte, done func(wal.Pos, error)) {
+func (st *partStore) Append(record []byte, _ bool, done func(wal.Pos, error)) {
 	p := st.p
 	s := p.s
 	if st.inc != s.inc[p.id] {
