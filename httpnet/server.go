@@ -145,7 +145,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if code == 0 {
 		code = 499 // the client went away before an answer was written
 	}
-	s.rt.metrics.httpRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	s.rt.metrics.httpRequests.WithLabelValues(route, codeLabel(code)).Inc()
+}
+
+// codeLabels are the status codes 100..599 as labels, made once.
+var codeLabels = func() (l [600]string) {
+	for code := 100; code < len(l); code++ {
+		l[code] = strconv.Itoa(code)
+	}
+	return l
+}()
+
+// codeLabel is strconv.Itoa(code), without making a string for a usual status code.
+func codeLabel(code int) string {
+	if code >= 100 && code < len(codeLabels) {
+		return codeLabels[code]
+	}
+	return strconv.Itoa(code)
 }
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
@@ -221,7 +237,11 @@ type participantObject struct {
 
 func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	wait := true
-	for k, vs := range r.URL.Query() {
+	var query url.Values // parsed only when there is one
+	if r.URL.RawQuery != "" {
+		query = r.URL.Query()
+	}
+	for k, vs := range query {
 		switch k {
 		case "wait":
 			b, err := strconv.ParseBool(vs[len(vs)-1])
@@ -264,10 +284,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	if !wait {
 		w.Header().Set("Location", "/v1/transactions/"+url.PathEscape(v.ID))
-		writeJSON(w, http.StatusAccepted, v)
+		writeView(w, http.StatusAccepted, &v)
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	writeView(w, http.StatusOK, &v)
 }
 
 // parseSubmit turns the body into a Request. What it cannot judge (URLs, duplicates,
@@ -279,12 +299,14 @@ func parseSubmit(b *submitBody) (req coordinator.Request, status int, code, msg 
 	}
 	req.Participants = make([]coordinator.ParticipantSpec, len(b.Participants))
 	for i, raw := range b.Participants {
-		field := fmt.Sprintf("participants[%d]", i)
+		field := func() string { return fmt.Sprintf("participants[%d]", i) } // for errors only
 		trimmed := bytes.TrimSpace(raw)
 		switch {
 		case len(trimmed) > 0 && trimmed[0] == '"':
-			if err := json.Unmarshal(trimmed, &req.Participants[i].URL); err != nil {
-				return req, http.StatusBadRequest, CodeMalformedJSON, fmt.Sprintf("%s: %v", field, err)
+			if u, ok := plainJSONString(trimmed); ok {
+				req.Participants[i].URL = u
+			} else if err := json.Unmarshal(trimmed, &req.Participants[i].URL); err != nil {
+				return req, http.StatusBadRequest, CodeMalformedJSON, fmt.Sprintf("%s: %v", field(), err)
 			}
 		case len(trimmed) > 0 && trimmed[0] == '{':
 			var p participantObject
@@ -293,12 +315,12 @@ func parseSubmit(b *submitBody) (req coordinator.Request, status int, code, msg 
 			if err := dec.Decode(&p); err != nil {
 				if f, ok := unknownField(err); ok {
 					return req, http.StatusBadRequest, CodeUnknownField,
-						fmt.Sprintf("%s: unknown field %s: a participant object has url and payload", field, f)
+						fmt.Sprintf("%s: unknown field %s: a participant object has url and payload", field(), f)
 				}
-				return req, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("%s: %s", field, describeJSONError(err))
+				return req, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("%s: %s", field(), describeJSONError(err))
 			}
 			if p.URL == nil {
-				return req, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("%s.url: missing", field)
+				return req, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("%s.url: missing", field())
 			}
 			req.Participants[i].URL = *p.URL
 			if len(p.Payload) > 0 && !bytes.Equal(bytes.TrimSpace(p.Payload), []byte("null")) {
@@ -306,7 +328,7 @@ func parseSubmit(b *submitBody) (req coordinator.Request, status int, code, msg 
 			}
 		default:
 			return req, http.StatusBadRequest, CodeInvalid,
-				fmt.Sprintf("%s: expected a prepare URL string or an object {\"url\",\"payload\"}, got %s", field, jsonKind(trimmed))
+				fmt.Sprintf("%s: expected a prepare URL string or an object {\"url\",\"payload\"}, got %s", field(), jsonKind(trimmed))
 		}
 	}
 	if b.PrepareTimeoutMs != nil {
@@ -320,6 +342,22 @@ func parseSubmit(b *submitBody) (req coordinator.Request, status int, code, msg 
 		req.PrepareTimeout = time.Duration(ms) * time.Millisecond
 	}
 	return req, 0, "", ""
+}
+
+// plainJSONString returns what json.Unmarshal makes of b when b is a JSON string of
+// printable ASCII without escapes: its bytes between the quotes. ok is false for any
+// other b, which is json.Unmarshal's.
+func plainJSONString(b []byte) (s string, ok bool) {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return "", false
+	}
+	inner := b[1 : len(b)-1]
+	for _, c := range inner {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	return string(inner), true
 }
 
 func jsonKind(b []byte) string {
@@ -359,7 +397,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, id string) {
 		s.failErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	writeView(w, http.StatusOK, &v)
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
@@ -542,8 +580,117 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if err != nil {
 		panic(fmt.Sprintf("httpnet: encoding %T: %v", v, err))
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	writeBody(w, status, append(data, '\n'))
+}
+
+// writeView is writeJSON for a transaction's view, with its JSON appended by
+// appendView rather than made by json.Marshal's reflection.
+func writeView(w http.ResponseWriter, status int, v *coordinator.View) {
+	b, ok := appendView(make([]byte, 0, 512), v)
+	if !ok {
+		writeJSON(w, status, *v)
+		return
+	}
+	writeBody(w, status, append(b, '\n'))
+}
+
+// writeBody answers with a JSON body.
+func writeBody(w http.ResponseWriter, status int, body []byte) {
+	// As Header.Set would, the keys being canonical already, with one array for both
+	// values.
+	vals := [...]string{"application/json", "no-store"}
+	h := w.Header()
+	h["Content-Type"], h["Cache-Control"] = vals[0:1:1], vals[1:2:2]
 	w.WriteHeader(status)
-	_, _ = w.Write(append(data, '\n'))
+	_, _ = w.Write(body)
+}
+
+// appendView appends v as json.Marshal writes it (TestAppendViewIsMarshal holds it
+// to that, field by field). ok is false for what only json.Marshal may judge: a time
+// that RFC 3339 cannot represent, which it refuses.
+func appendView(b []byte, v *coordinator.View) (_ []byte, ok bool) {
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, v.ID)
+	b = append(b, `,"txn_id":`...)
+	b = appendJSONString(b, v.TxnID)
+	b = append(b, `,"state":`...)
+	b = appendJSONString(b, v.State)
+	if v.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendJSONString(b, v.Reason)
+	}
+	b = append(b, `,"participants":`...)
+	if v.Participants == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i := range v.Participants {
+			p := &v.Participants[i]
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"url":`...)
+			b = appendJSONString(b, p.URL)
+			if p.Vote != "" {
+				b = append(b, `,"vote":`...)
+				b = appendJSONString(b, string(p.Vote))
+			}
+			if p.Reason != "" {
+				b = append(b, `,"reason":`...)
+				b = appendJSONString(b, p.Reason)
+			}
+			b = append(b, `,"acked":`...)
+			b = strconv.AppendBool(b, p.Acked)
+			if p.Hazard != "" {
+				b = append(b, `,"hazard":`...)
+				b = appendJSONString(b, p.Hazard)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"phase2_done":`...)
+	b = strconv.AppendBool(b, v.PhaseTwoDone)
+	if v.Hazard {
+		b = append(b, `,"heuristic_hazard":true`...)
+	}
+	if v.Recovered {
+		b = append(b, `,"recovered":true`...)
+	}
+	b = append(b, `,"began_at":`...)
+	if b, ok = appendJSONTime(b, v.BeganAt); !ok {
+		return b, false
+	}
+	if v.DecidedAt != nil {
+		b = append(b, `,"decided_at":`...)
+		if b, ok = appendJSONTime(b, *v.DecidedAt); !ok {
+			return b, false
+		}
+	}
+	if v.EndedAt != nil {
+		b = append(b, `,"ended_at":`...)
+		if b, ok = appendJSONTime(b, *v.EndedAt); !ok {
+			return b, false
+		}
+	}
+	return append(b, '}'), true
+}
+
+// appendJSONTime appends t as its MarshalJSON writes it, RFC 3339 with nanoseconds,
+// quoted. ok is false where MarshalJSON fails: a year beyond 4 digits, an offset of 24
+// hours or more.
+func appendJSONTime(b []byte, t time.Time) (_ []byte, ok bool) {
+	b = append(b, '"')
+	n0 := len(b)
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	if b[n0+len("9999")] != '-' {
+		return b, false
+	}
+	if b[len(b)-1] != 'Z' {
+		c := b[len(b)-len("Z07:00")]
+		if ('0' <= c && c <= '9') || 10*(b[len(b)-5]-'0')+(b[len(b)-4]-'0') >= 24 {
+			return b, false
+		}
+	}
+	return append(b, '"'), true
 }
