@@ -137,11 +137,17 @@ type observer struct {
 
 var _ coordinator.Observer = observer{}
 
+// Observe counts n, and logs it if its level is enabled: the check comes first, as
+// the arguments of a disabled log call would still be made (a few allocations on
+// every transaction).
 func (o observer) Observe(n coordinator.Note) {
+	ctx := context.Background()
 	switch n.Kind {
 	case coordinator.NoteBegun:
 		o.m.begun.Inc()
-		o.log.Debug("transaction begun", "txn", n.Txn, "shard", o.shard)
+		if o.log.Enabled(ctx, slog.LevelDebug) {
+			o.log.Debug("transaction begun", "txn", n.Txn, "shard", o.shard)
+		}
 	case coordinator.NoteDecided:
 		if n.Commit {
 			o.m.committed.Inc()
@@ -159,20 +165,26 @@ func (o observer) Observe(n coordinator.Note) {
 		if !n.Commit || n.Recovered {
 			level = slog.LevelInfo
 		}
-		o.log.Log(context.Background(), level, "transaction decided", "txn", n.Txn, "outcome", outcome,
-			"reason", n.Reason, "elapsed", n.Elapsed, "recovered", n.Recovered, "shard", o.shard)
+		if o.log.Enabled(ctx, level) {
+			o.log.Log(ctx, level, "transaction decided", "txn", n.Txn, "outcome", outcome,
+				"reason", n.Reason, "elapsed", n.Elapsed, "recovered", n.Recovered, "shard", o.shard)
+		}
 	case coordinator.NoteEnded:
 		if !n.Recovered {
 			o.m.totalLatency.Observe(n.Elapsed.Seconds())
 		}
-		o.log.Debug("transaction ended", "txn", n.Txn, "elapsed", n.Elapsed, "shard", o.shard)
+		if o.log.Enabled(ctx, slog.LevelDebug) {
+			o.log.Debug("transaction ended", "txn", n.Txn, "elapsed", n.Elapsed, "shard", o.shard)
+		}
 	case coordinator.NoteHazard:
 		o.m.hazards.Inc()
 		o.log.Warn("heuristic hazard: a participant contradicted the decision", "txn", n.Txn,
 			"participant", n.URL, "answer", n.Reason, "shard", o.shard)
 	case coordinator.NoteSendFailed:
-		o.log.Debug("participant request failed", "txn", n.Txn, "participant", n.URL,
-			"request", n.Msg.String(), "error", n.Reason, "shard", o.shard)
+		if o.log.Enabled(ctx, slog.LevelDebug) {
+			o.log.Debug("participant request failed", "txn", n.Txn, "participant", n.URL,
+				"request", n.Msg.String(), "error", n.Reason, "shard", o.shard)
+		}
 	case coordinator.NoteLogRefused:
 		o.m.logRefused.Inc()
 		o.log.Error("log refused a record", "txn", n.Txn, "error", n.Reason, "shard", o.shard)
