@@ -15,6 +15,7 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/wal"
 )
 
 // BenchmarkSubmit measures committed transactions through the whole stack on loopback:
@@ -148,13 +149,14 @@ func BenchmarkTransportExchange(b *testing.B) {
 }
 
 // BenchmarkRuntimeSubmit measures committed transactions through a Runtime (no API) with
-// two participants that answer at once, 64 callers waiting for the decision.
+// two participants that answer at once, 64 callers waiting for the decision. The log is
+// in memory: what is measured is the adapter and the engines, not the disk.
 //
 //	go test -run '^$' -bench RuntimeSubmit -benchmem ./httpnet
 func BenchmarkRuntimeSubmit(b *testing.B) {
 	p1, p2 := noopParticipant(b), noopParticipant(b)
-	rt, err := httpnet.Open(httpnet.Options{DataDir: b.TempDir(), Shards: 2, Engine: benchEngineConfig(), Logger: testLogger(nil),
-		Transport: httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"}})
+	rt, err := httpnet.Open(httpnet.Options{DataDir: "/data", FS: wal.NewMemFS(), Shards: 2, Engine: benchEngineConfig(),
+		Logger: testLogger(nil), Transport: httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -184,8 +186,8 @@ func BenchmarkRuntimeSubmit(b *testing.B) {
 //	go test -run '^$' -bench ServerSubmit -benchmem ./httpnet
 func BenchmarkServerSubmit(b *testing.B) {
 	p1, p2 := noopParticipant(b), noopParticipant(b)
-	rt, err := httpnet.Open(httpnet.Options{DataDir: b.TempDir(), Shards: 2, Engine: benchEngineConfig(), Logger: testLogger(nil),
-		Transport: httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"}})
+	rt, err := httpnet.Open(httpnet.Options{DataDir: "/data", FS: wal.NewMemFS(), Shards: 2, Engine: benchEngineConfig(),
+		Logger: testLogger(nil), Transport: httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"}})
 	if err != nil {
 		b.Fatal(err)
 	}
