@@ -558,7 +558,7 @@ func (e *Engine) expire(now time.Time) {
 		t := e.txns[id]
 		if t != nil && t.phase == phDone {
 			if len(e.doneIDs)-e.doneHead <= e.cfg.DoneMax && now.Sub(t.ended) < e.cfg.DoneRetention {
-				return
+				break // the oldest is still remembered, so are the others
 			}
 			delete(e.txns, id)
 		}
