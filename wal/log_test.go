@@ -99,3 +99,36 @@ func TestAppendDuringSync(t *testing.T) {
 	m.Crash()
 	sameRecords(t, replayAll(t, o), append(want, during...))
 }
+
+// TestRecycledBuffersStaySmall: a batch that piled up (behind a slow fsync, say) does
+// not leave its big buffer in the free list, where it would stay for good; ordinary
+// batches' buffers are reused.
+func TestRecycledBuffersStaySmall(t *testing.T) {
+	_, o := memOptions()
+	o.SegmentSizeBytes = 8 << 20
+	l, _ := openLog(t, o)
+	defer l.Close()
+	big := make([]byte, 4<<10)
+	for range 64 { // 256 KiB in one batch
+		if _, err := l.Append(big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range l.free {
+		if cap(b) >= 64*len(big) {
+			t.Fatalf("kept the big batch's buffer (%d bytes) for reuse", cap(b))
+		}
+	}
+	if _, err := l.Append([]byte("small")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if len(l.free) == 0 {
+		t.Fatal("an ordinary batch's buffer was not kept for reuse")
+	}
+}
