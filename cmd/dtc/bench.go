@@ -27,8 +27,10 @@ throughput, p50/p99/p99.9 latency, log syncs per second, records per sync and CP
 per transaction next to the floor's, and the ratios. Other processes busy on the machine
 skew both; the report says how busy they were.
 
-With --soak F it instead holds F × the maximum throughput for --duration in an open
-loop and samples RSS, heap and goroutines, then says whether any of them grew.
+With --soak F it instead measures the maximum throughput once dtc is warm (a closed
+loop long enough to fill what dtc remembers of finished transactions, then a probe),
+holds F × that for --duration in an open loop, and samples RSS, the live heap and
+goroutines, then says whether any of them grew.
 
 Examples:
   dtc bench                                   # 2 participants, concurrency 64, 10s
