@@ -3,7 +3,8 @@ package coordinator
 import (
 	"math/bits"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/dtc-project/dtc/internal/jsonstr"
 )
 
 // The log stores a record as json.Marshal writes it, and json.Marshal stays the reference:
@@ -14,7 +15,7 @@ import (
 //   - fields in declaration order, each under its json tag;
 //   - omitempty as encoding/json applies it: "" strings, 0 integers, nil pointers and
 //     nil or empty slices are left out (a pointer to 0 is written);
-//   - strings escaped as encoding/json escapes them (appendJSONString).
+//   - strings escaped as encoding/json escapes them (jsonstr.Append).
 //
 // Record and the types of its fields have no MarshalJSON or MarshalText, so none is to be
 // honoured. record_encode_test.go holds the guards: the list of fields appendRecord knows,
@@ -51,10 +52,10 @@ func appendRecord(dst []byte, r *Record) []byte {
 		return append(dst, "null"...)
 	}
 	dst = append(dst, keyType...)
-	dst = appendJSONString(dst, string(r.Type))
+	dst = jsonstr.Append(dst, string(r.Type))
 	if r.Txn != "" {
 		dst = append(dst, keyTxn...)
-		dst = appendJSONString(dst, r.Txn)
+		dst = jsonstr.Append(dst, r.Txn)
 	}
 	dst = append(dst, keyTs...)
 	dst = strconv.AppendInt(dst, r.TimeUnixMs, 10)
@@ -68,11 +69,11 @@ func appendRecord(dst []byte, r *Record) []byte {
 	}
 	if r.PayloadSum != "" {
 		dst = append(dst, keyPayloadSum...)
-		dst = appendJSONString(dst, r.PayloadSum)
+		dst = jsonstr.Append(dst, r.PayloadSum)
 	}
 	if r.TxnID != "" {
 		dst = append(dst, keyTxnID...)
-		dst = appendJSONString(dst, r.TxnID)
+		dst = jsonstr.Append(dst, r.TxnID)
 	}
 	if r.BeganUnixMs != 0 {
 		dst = append(dst, keyBeganMs...)
@@ -80,7 +81,7 @@ func appendRecord(dst []byte, r *Record) []byte {
 	}
 	if r.Decision != "" {
 		dst = append(dst, keyDecision...)
-		dst = appendJSONString(dst, string(r.Decision))
+		dst = jsonstr.Append(dst, string(r.Decision))
 	}
 	if len(r.Votes) != 0 {
 		dst = append(dst, keyVotes...)
@@ -88,7 +89,7 @@ func appendRecord(dst []byte, r *Record) []byte {
 	}
 	if r.Reason != "" {
 		dst = append(dst, keyReason...)
-		dst = appendJSONString(dst, r.Reason)
+		dst = jsonstr.Append(dst, r.Reason)
 	}
 	if r.Participant != nil {
 		dst = append(dst, keyParticipant...)
@@ -96,7 +97,7 @@ func appendRecord(dst []byte, r *Record) []byte {
 	}
 	if r.Hazard != "" {
 		dst = append(dst, keyHazard...)
-		dst = appendJSONString(dst, r.Hazard)
+		dst = jsonstr.Append(dst, r.Hazard)
 	}
 	if len(r.Hazards) != 0 {
 		dst = append(dst, keyHazards...)
@@ -123,7 +124,7 @@ func appendRecord(dst []byte, r *Record) []byte {
 	}
 	if r.Phase != "" {
 		dst = append(dst, keyPhase...)
-		dst = appendJSONString(dst, r.Phase)
+		dst = jsonstr.Append(dst, r.Phase)
 	}
 	return append(dst, '}')
 }
@@ -228,75 +229,7 @@ func appendJSONStrings[S ~string](dst []byte, ss []S) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, string(s))
+		dst = jsonstr.Append(dst, string(s))
 	}
 	return append(dst, ']')
-}
-
-// jsonSafe says which bytes encoding/json writes as they are when it escapes HTML (as
-// json.Marshal does): ASCII, printable, but not the quote, the backslash, <, > or &. A
-// byte of a multi-byte sequence is not safe: its rune is looked at.
-var jsonSafe = func() (safe [256]bool) {
-	for b := ' '; b < utf8.RuneSelf; b++ {
-		safe[b] = true
-	}
-	for _, b := range `"\<>&` {
-		safe[b] = false
-	}
-	return safe
-}()
-
-const lowerHex = "0123456789abcdef"
-
-// appendJSONString appends s as a quoted JSON string, escaped exactly as json.Marshal
-// escapes it: \" \\ \b \f \n \r \t, other control bytes and < > & as \u00XX in lower-case
-// hex, U+2028 and U+2029 as \u2028 and \u2029, and each byte of invalid UTF-8 as \ufffd.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0 // s[start:i] is safe and not yet appended
-	for i := 0; i < len(s); {
-		b := s[i]
-		if jsonSafe[b] {
-			i++
-			continue
-		}
-		if b < utf8.RuneSelf {
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', lowerHex[b>>4], lowerHex[b&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case c == utf8.RuneError && size == 1:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-		case c == '\u2028' || c == '\u2029':
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', lowerHex[c&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/internal/jsonstr"
 )
 
 // Error codes of the API: the "code" in {"error":{"code","message"}}. They are stable;
@@ -610,14 +611,14 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 // that RFC 3339 cannot represent, which it refuses.
 func appendView(b []byte, v *coordinator.View) (_ []byte, ok bool) {
 	b = append(b, `{"id":`...)
-	b = appendJSONString(b, v.ID)
+	b = jsonstr.Append(b, v.ID)
 	b = append(b, `,"txn_id":`...)
-	b = appendJSONString(b, v.TxnID)
+	b = jsonstr.Append(b, v.TxnID)
 	b = append(b, `,"state":`...)
-	b = appendJSONString(b, v.State)
+	b = jsonstr.Append(b, v.State)
 	if v.Reason != "" {
 		b = append(b, `,"reason":`...)
-		b = appendJSONString(b, v.Reason)
+		b = jsonstr.Append(b, v.Reason)
 	}
 	b = append(b, `,"participants":`...)
 	if v.Participants == nil {
@@ -630,20 +631,20 @@ func appendView(b []byte, v *coordinator.View) (_ []byte, ok bool) {
 				b = append(b, ',')
 			}
 			b = append(b, `{"url":`...)
-			b = appendJSONString(b, p.URL)
+			b = jsonstr.Append(b, p.URL)
 			if p.Vote != "" {
 				b = append(b, `,"vote":`...)
-				b = appendJSONString(b, string(p.Vote))
+				b = jsonstr.Append(b, string(p.Vote))
 			}
 			if p.Reason != "" {
 				b = append(b, `,"reason":`...)
-				b = appendJSONString(b, p.Reason)
+				b = jsonstr.Append(b, p.Reason)
 			}
 			b = append(b, `,"acked":`...)
 			b = strconv.AppendBool(b, p.Acked)
 			if p.Hazard != "" {
 				b = append(b, `,"hazard":`...)
-				b = appendJSONString(b, p.Hazard)
+				b = jsonstr.Append(b, p.Hazard)
 			}
 			b = append(b, '}')
 		}

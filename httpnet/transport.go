@@ -19,6 +19,7 @@ import (
 
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/internal/fp"
+	"github.com/dtc-project/dtc/internal/jsonstr"
 	"github.com/dtc-project/dtc/participant"
 )
 
@@ -600,7 +601,7 @@ func (t *Transport) endpointsOf(prepareURL string) (*endpointURLs, error) {
 func txnBody(id string) []byte {
 	b := make([]byte, 0, len(`{"txn_id":""}`)+len(id)+8)
 	b = append(b, `{"txn_id":`...)
-	b = appendJSONString(b, id)
+	b = jsonstr.Append(b, id)
 	return append(b, '}')
 }
 
@@ -610,7 +611,7 @@ func txnBody(id string) []byte {
 func (t *Transport) prepareBody(m coordinator.Message) ([]byte, error) {
 	buf := bytes.NewBuffer(make([]byte, 0, 64+len(m.Txn)+len(m.Payload)+len(t.o.AdvertiseURL)))
 	buf.WriteString(`{"txn_id":`)
-	buf.Write(appendJSONString(buf.AvailableBuffer(), m.Txn))
+	buf.Write(jsonstr.Append(buf.AvailableBuffer(), m.Txn))
 	if len(m.Payload) > 0 {
 		buf.WriteString(`,"payload":`)
 		var compact bytes.Buffer
@@ -621,27 +622,10 @@ func (t *Transport) prepareBody(m coordinator.Message) ([]byte, error) {
 	}
 	if t.o.AdvertiseURL != "" {
 		buf.WriteString(`,"coordinator":`)
-		buf.Write(appendJSONString(buf.AvailableBuffer(), t.o.AdvertiseURL))
+		buf.Write(jsonstr.Append(buf.AvailableBuffer(), t.o.AdvertiseURL))
 	}
 	buf.WriteByte('}')
 	return buf.Bytes(), nil
-}
-
-// appendJSONString appends s as json.Marshal writes a string: quoted as is when it is
-// printable ASCII needing no escape, else by json.Marshal itself.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, err := json.Marshal(s)
-			if err != nil {
-				panic(fmt.Sprintf("httpnet: encoding a string: %v", err)) // json.Marshal encodes every string
-			}
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // prepareSlack is how much longer than the engine's deadline a prepare request may run.

@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-	"unicode/utf8"
+
+	"github.com/dtc-project/dtc/internal/jsonstr"
 )
 
 // Log record types. Every record is one JSON object with a "type".
@@ -186,10 +187,10 @@ func recordSizeBytes(r *logRecord) int {
 // it. ok is false when json.Marshal would fail (a time it cannot write).
 func appendRecord(b []byte, r *logRecord) (_ []byte, ok bool) {
 	b = append(b, `{"type":`...)
-	b = appendJSONString(b, r.Type)
+	b = jsonstr.Append(b, r.Type)
 	if r.TxnID != "" {
 		b = append(b, `,"txn_id":`...)
-		b = appendJSONString(b, r.TxnID)
+		b = jsonstr.Append(b, r.TxnID)
 	}
 	if len(r.Payload) > 0 {
 		b = append(b, `,"payload":`...)
@@ -197,7 +198,7 @@ func appendRecord(b []byte, r *logRecord) (_ []byte, ok bool) {
 	}
 	if r.Coordinator != "" {
 		b = append(b, `,"coordinator":`...)
-		b = appendJSONString(b, r.Coordinator)
+		b = jsonstr.Append(b, r.Coordinator)
 	}
 	if r.PreparedAt != nil {
 		b = append(b, `,"prepared_at":"`...)
@@ -211,58 +212,6 @@ func appendRecord(b []byte, r *logRecord) (_ []byte, ok bool) {
 }
 
 const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s quoted as json.Marshal writes a string: invalid UTF-8 as
-// \ufffd; <, >, &, U+2028 and U+2029 escaped as \u003c … \u2029; control characters
-// as \b, \f, \n, \r, \t or \u00XX. (encoding/json's appendString.)
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case c == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case c == '\u2028' || c == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[c&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
 
 // appendHTMLEscape appends the JSON src with <, >, &, U+2028 and U+2029 escaped, as
 // json.HTMLEscape writes it.
