@@ -36,8 +36,8 @@
 //     callbacks; ShardLog turns those into a coalescing 1-buffered signal per shard, so
 //     the log never waits for a shard.
 //   - The runtime owns one compactor goroutine (a ticker): it removes log segments
-//     before the lowest checkpoint of all shards and asks the shards to checkpoint when
-//     the log has more than CompactSegments segments.
+//     before the lowest checkpoint of all shards and asks the shards to checkpoint, one
+//     after the other, when the log has more than CompactSegments segments.
 //
 // # Bounds
 //

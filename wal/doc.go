@@ -9,7 +9,8 @@
 //
 //	appenders ── Append(payload, sync, done) ──▶ Committer   one goroutine: Sync, then
 //	                                                │         done(pos, err) in append
-//	                                                │         order, then the spare
+//	                                                │         order; a second builds
+//	                                                │         the spare meanwhile
 //	simulator, participant ── Append, Sync ──▶     Log        no goroutine; frames wait
 //	                                                │         in memory until Sync
 //	                                                ▼
@@ -34,7 +35,8 @@
 //     (ErrNoSpace) without writing anything; the log stays usable.
 //
 // The Log itself starts no goroutine and is deterministic: the simulator
-// calls it directly. Only the Committer owns a goroutine.
+// calls it directly. Only the Committer owns goroutines: the one that syncs,
+// and, while the spare segment is being built, the one that builds it.
 //
 // # On-disk format (version 1)
 //
@@ -75,9 +77,10 @@
 // disk shows up here, not in the middle of a commit, and later fdatasyncs
 // write data only), as %016x.wal.tmp; the file is fsynced, renamed to its
 // final name, and the directory fsynced. The log keeps one such spare
-// segment ready ahead of the active one, prepared after a sync (by Log.Sync
-// or by the Committer after it has reported the sync), never while an
-// Append waits for it unless the spare could not be prepared before.
+// segment ready ahead of the active one, prepared after a sync (by Log.Sync,
+// or by the Committer on a goroutine of its own, so that its syncs go on
+// meanwhile), never while an Append waits for it unless the spare could not
+// be prepared before (an Append that must cut waits for a build under way).
 //
 // Cutting a segment. Records are appended to the active segment. When the
 // next frame does not fit in what is left of it, the active segment is
