@@ -13,7 +13,7 @@
 //	                 └───────────┬────────────────────────▲─────────────────┘
 //	                   ShardLog.Append                    │ notify (never blocks)
 //	                             ▼                        │
-//	              wal.Committer (one goroutine, group commit for all shards) ─▶ wal.Log
+//	              wal.Committer (group commit for all shards) ─▶ wal.Log
 //
 // # Goroutines and who owns them
 //
@@ -32,9 +32,10 @@
 //     its goroutine, with one time.Timer armed for the earliest, and steps TimerFired
 //     for every timer whose deadline has passed. They are never cancelled (the engine
 //     ignores stale ones). When a shard stops, its pending timers never fire.
-//   - The wal.Committer owns one goroutine that syncs and calls the records' done
-//     callbacks; ShardLog turns those into a coalescing 1-buffered signal per shard, so
-//     the log never waits for a shard.
+//   - The wal.Committer owns the goroutine that syncs and calls the records' done
+//     callbacks (and, while it builds the next segment, one more); ShardLog turns the
+//     callbacks into a coalescing 1-buffered signal per shard, so the log never waits
+//     for a shard.
 //   - The runtime owns one compactor goroutine (a ticker): it removes log segments
 //     before the lowest checkpoint of all shards and asks the shards to checkpoint, one
 //     after the other, when the log has more than CompactSegments segments.
