@@ -132,3 +132,60 @@ func TestRecycledBuffersStaySmall(t *testing.T) {
 		t.Fatal("an ordinary batch's buffer was not kept for reuse")
 	}
 }
+
+// removeGatedFS holds every Remove until release is closed.
+type removeGatedFS struct {
+	*MemFS
+	entered chan string
+	release chan struct{}
+}
+
+func (g *removeGatedFS) Remove(name string) error {
+	g.entered <- name
+	<-g.release
+	return g.MemFS.Remove(name)
+}
+
+// TestSyncsWhileSegmentsAreRemoved: RemoveBefore unlinks old segments without
+// holding up the syncs of new records, and Close waits for it.
+func TestSyncsWhileSegmentsAreRemoved(t *testing.T) {
+	m, o := memOptions()
+	g := &removeGatedFS{MemFS: m, entered: make(chan string, 1), release: make(chan struct{})}
+	o.FS = g
+	l, _ := openLog(t, o)
+	big := make([]byte, 1024)
+	for len(l.Segments()) < 3 {
+		if _, err := l.Append(big); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segs := l.Segments()
+	removed := make(chan error, 1)
+	go func() { removed <- l.RemoveBefore(segs[len(segs)-1]) }()
+	<-g.entered // a removal is under way, held
+	if _, err := l.Append([]byte("meanwhile")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(); err != nil { // with the old locking this waited for the removal
+		t.Fatalf("Sync during a removal: %v", err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- l.Close() }()
+	close(g.release)
+	for range len(segs) - 2 { // the rest of the removals
+		<-g.entered
+	}
+	if err := <-removed; err != nil {
+		t.Fatalf("RemoveBefore: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	o.FS = m
+	if got := replayAll(t, o); len(got) == 0 || got[len(got)-1].payload != "meanwhile" {
+		t.Fatalf("after reopening, the last record is not the one synced during the removal: %v", got[max(0, len(got)-1):])
+	}
+}
