@@ -127,15 +127,18 @@ type Runtime struct {
 
 	replayed int // records read from the log at startup
 
-	stopping    chan struct{} // closed when Close begins: waiting callers give up
-	failed      chan struct{} // closed when the log failed: nothing becomes durable any more
-	compactQuit chan struct{}
-	compactDone chan struct{}
-	lastCPSeg   uint64 // newest segment when checkpoints were last requested (compactor only)
-	fatalOnce   sync.Once
-	closeOnce   sync.Once
-	closeErr    error
-	closed      atomic.Bool
+	stopping chan struct{} // closed when Close begins: waiting callers give up
+	failed   chan struct{} // closed when the log failed: nothing becomes durable any more
+	// The compactor goroutine: Close cancels compactCtx (which also ends its wait for a
+	// shard's checkpoint) and waits for compactDone.
+	compactCtx    context.Context
+	compactCancel context.CancelFunc
+	compactDone   chan struct{}
+	lastCPSeg     uint64 // newest segment when checkpoints were last requested (compactor only)
+	fatalOnce     sync.Once
+	closeOnce     sync.Once
+	closeErr      error
+	closed        atomic.Bool
 }
 
 // Open replays the log in o.DataDir into o.Shards engines, starts them, and returns the
@@ -154,7 +157,6 @@ func Open(o Options) (*Runtime, error) {
 		metrics:     newMetrics(),
 		stopping:    make(chan struct{}),
 		failed:      make(chan struct{}),
-		compactQuit: make(chan struct{}),
 		compactDone: make(chan struct{}),
 	}
 	r.transport = NewTransport(o.Transport)
@@ -215,6 +217,7 @@ func Open(o Options) (*Runtime, error) {
 	for _, s := range r.shards {
 		go s.run()
 	}
+	r.compactCtx, r.compactCancel = context.WithCancel(context.Background())
 	go r.compactor()
 	return r, nil
 }
@@ -480,23 +483,14 @@ func (r *Runtime) Stats(ctx context.Context) (coordinator.Stats, error) {
 // next tick removes what that made obsolete).
 func (r *Runtime) compactor() {
 	defer close(r.compactDone)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { // Close ends the wait for a checkpoint in progress
-		select {
-		case <-r.compactQuit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	t := time.NewTicker(r.o.CompactInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-r.compactQuit:
+		case <-r.compactCtx.Done():
 			return
 		case <-t.C:
-			r.compact(ctx)
+			r.compact(r.compactCtx)
 		}
 	}
 }
@@ -544,7 +538,7 @@ func (r *Runtime) Close() error {
 	r.closeOnce.Do(func() {
 		r.closed.Store(true)
 		close(r.stopping)
-		close(r.compactQuit)
+		r.compactCancel()
 		<-r.compactDone
 		for _, s := range r.shards {
 			close(s.quit)
