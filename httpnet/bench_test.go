@@ -148,20 +148,27 @@ func BenchmarkTransportExchange(b *testing.B) {
 	})
 }
 
+// openBenchRuntime opens a ready Runtime with its log in memory and starts two
+// participants that answer at once; the Runtime is closed when b ends.
+func openBenchRuntime(b *testing.B) (rt *httpnet.Runtime, p1, p2 string) {
+	p1, p2 = noopParticipant(b), noopParticipant(b)
+	rt, err := httpnet.Open(httpnet.Options{DataDir: "/data", FS: wal.NewMemFS(), Shards: 2, Engine: benchEngineConfig(),
+		Logger: testLogger(nil), Transport: httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = rt.Close() })
+	eventually(b, "ready", rt.Ready)
+	return rt, p1, p2
+}
+
 // BenchmarkRuntimeSubmit measures committed transactions through a Runtime (no API) with
 // two participants that answer at once, 64 callers waiting for the decision. The log is
 // in memory: what is measured is the adapter and the engines, not the disk.
 //
 //	go test -run '^$' -bench RuntimeSubmit -benchmem ./httpnet
 func BenchmarkRuntimeSubmit(b *testing.B) {
-	p1, p2 := noopParticipant(b), noopParticipant(b)
-	rt, err := httpnet.Open(httpnet.Options{DataDir: "/data", FS: wal.NewMemFS(), Shards: 2, Engine: benchEngineConfig(),
-		Logger: testLogger(nil), Transport: httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rt.Close()
-	eventually(b, "ready", rt.Ready)
+	rt, p1, p2 := openBenchRuntime(b)
 	req := coordinator.Request{Participants: []coordinator.ParticipantSpec{{URL: p1}, {URL: p2}}}
 	b.SetParallelism(32)
 	defer cpuPerOp(b)()
@@ -185,14 +192,7 @@ func BenchmarkRuntimeSubmit(b *testing.B) {
 //
 //	go test -run '^$' -bench ServerSubmit -benchmem ./httpnet
 func BenchmarkServerSubmit(b *testing.B) {
-	p1, p2 := noopParticipant(b), noopParticipant(b)
-	rt, err := httpnet.Open(httpnet.Options{DataDir: "/data", FS: wal.NewMemFS(), Shards: 2, Engine: benchEngineConfig(),
-		Logger: testLogger(nil), Transport: httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rt.Close()
-	eventually(b, "ready", rt.Ready)
+	rt, p1, p2 := openBenchRuntime(b)
 	api := httpnet.NewServer(rt, httpnet.ServerOptions{Logger: testLogger(nil)})
 	body := `{"participants":["` + p1 + `",{"url":"` + p2 + `","payload":{"amount":5}}]}`
 	b.SetParallelism(32)
