@@ -118,6 +118,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		res.SyncsOnPath++ // the decision
 	}
 	res.DurableFloorP50Ms = res.FloorP50Ms + float64(res.SyncsOnPath)*res.FsyncP50Ms
+	res.FloorFsyncP50Ms = res.FloorP50Ms + res.FsyncP50Ms
 	o.progress("done: %.0f txn/s, floor %.0f txn/s, ratio %.2f", res.TPS, res.FloorTPS, res.Ratio)
 	return res, nil
 }
