@@ -219,6 +219,7 @@ func (s *session) warm(ctx context.Context, l load) error {
 type measurement struct {
 	ph              *phase
 	coordFS, partFS fsCounts
+	partRequests    int64 // HTTP requests the participants received
 	coordHist       *hist
 	partHist        *hist
 	metrics         dtcMetrics
@@ -246,7 +247,7 @@ func (s *session) measure(ctx context.Context, l load, m *measurement) error {
 	if err != nil {
 		return fmt.Errorf("bench: reading dtc's metrics: %w", err)
 	}
-	c0, p0 := s.c.coordFS.counts(), s.c.partFS.counts()
+	c0, p0, r0 := s.c.coordFS.counts(), s.c.partFS.counts(), s.c.partRequests.Load()
 	s.c.coordFS.setSyncHist(m.coordHist)
 	s.c.partFS.setSyncHist(m.partHist)
 	stopSampling := startSampler(s.start, m.sampleEvery, m.gcSamples, &m.samples)
@@ -264,6 +265,7 @@ func (s *session) measure(ctx context.Context, l load, m *measurement) error {
 	// What finishes after the slice (phase 2 of its last transactions) is not its.
 	m.coordFS = m.coordFS.add(s.c.coordFS.counts().sub(c0))
 	m.partFS = m.partFS.add(s.c.partFS.counts().sub(p0))
+	m.partRequests += s.c.partRequests.Load() - r0
 	s.c.coordFS.setSyncHist(new(hist))
 	s.c.partFS.setSyncHist(new(hist))
 	m1, err := gatherMetrics(s.c.rt.Metrics().Registry())
@@ -327,6 +329,7 @@ func (m *measurement) fill(r *Result) {
 	r.ParticipantSyncsPerSec = perSec(m.partFS.syncs, ph.elapsed)
 	r.ParticipantRecordsPerSync = ratio(float64(m.partFS.records), float64(m.partFS.syncs))
 	r.ParticipantFsyncP50Ms = ms(m.partHist.Quantile(0.5))
+	r.ParticipantRequestsPerTxn = perTxn(m.partRequests, ph)
 
 	r.Committed, r.Aborted = int64(m.metrics.committed), int64(m.metrics.aborted)
 	r.ParticipantErrors, r.Hazards = int64(m.metrics.participantErrors), int64(m.metrics.hazards)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtc-project/dtc/coordinator"
@@ -29,6 +30,9 @@ type cluster struct {
 	cores   []*participant.Participant // nil entries in ModeNoop
 	coordFS *countFS
 	partFS  *countFS // shared by every participant's log
+	// partRequests counts the HTTP requests the participants received, of every kind:
+	// with phase-2 batching, fewer than the floor's 2K per transaction.
+	partRequests atomic.Int64
 
 	fatalOnce sync.Once
 	failed    chan struct{} // closed when a log failed; fatal says why
@@ -44,6 +48,14 @@ func (ackService) Commit(string)                         {}
 func (ackService) Rollback(string)                       {}
 func (ackService) Snapshot() ([]byte, error)             { return []byte("{}"), nil }
 func (ackService) Restore([]byte) error                  { return nil }
+
+// counted counts h's requests in c.partRequests.
+func (c *cluster) counted(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.partRequests.Add(1)
+		h.ServeHTTP(w, r)
+	})
+}
 
 // participantSegmentBytes is the participants' segment size, as the bank binary's.
 const participantSegmentBytes = 16 << 20
@@ -85,7 +97,7 @@ func startCluster(o Options, dir string) (c *cluster, err error) {
 			c.cores = append(c.cores, p)
 			h = participant.NewHandler(p, participant.HandlerOptions{Logger: o.Logger})
 		}
-		s, err := startHTTP(h)
+		s, err := startHTTP(c.counted(h))
 		if err != nil {
 			return nil, err
 		}

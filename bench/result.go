@@ -66,7 +66,10 @@ type Result struct {
 	LogFsyncBusy   float64 `json:"log_fsync_busy"`
 	SyncWaitMeanMs float64 `json:"sync_wait_mean_ms"`
 	// The same for the participants' logs, all K together (zero in ModeNoop).
-	ParticipantSyncsPerSec    float64 `json:"participant_syncs_per_sec"`
+	ParticipantSyncsPerSec float64 `json:"participant_syncs_per_sec"`
+	// ParticipantRequestsPerTxn is how many HTTP requests the participants received
+	// per transaction, of every kind (the floor sends 2K).
+	ParticipantRequestsPerTxn float64 `json:"participant_requests_per_txn"`
 	ParticipantRecordsPerSync float64 `json:"participant_records_per_sync"`
 	ParticipantFsyncP50Ms     float64 `json:"participant_fsync_p50_ms"`
 	// ParticipantFsyncBusy is the time the K participants' logs spent in fsync, over
@@ -191,8 +194,10 @@ func (r *Result) WriteText(w io.Writer) error {
 		2*o.Participants+1, o.Participants, o.Participants)
 	ew.printf("fsync floor: write+fdatasync p50 %.3f ms, p99 %.3f ms, max %.3f ms (%d samples)\n",
 		r.FsyncP50Ms, r.FsyncP99Ms, r.FsyncMaxMs, r.FsyncSamples)
-	ew.printf("floor p50 + one fsync: %.3f ms (issue 6's floor for concurrency 1); dtc p50 is %.2f× it\n",
-		r.FloorFsyncP50Ms, ratio(r.P50Ms, r.FloorFsyncP50Ms))
+	if o.Concurrency == 1 {
+		ew.printf("floor p50 + one fsync: %.3f ms (issue 6's floor for concurrency 1); dtc p50 is %.2f× it\n",
+			r.FloorFsyncP50Ms, ratio(r.P50Ms, r.FloorFsyncP50Ms))
+	}
 	if r.SyncsOnPath > 0 {
 		ew.printf("durable floor p50: %.3f ms (the floor's p50 + %d fsyncs in a row before the answer); dtc p50 is %.2f× it\n",
 			r.DurableFloorP50Ms, r.SyncsOnPath, ratio(r.P50Ms, r.DurableFloorP50Ms))
@@ -207,6 +212,8 @@ func (r *Result) WriteText(w io.Writer) error {
 		ew.printf("participant logs (all %d): %.0f syncs/s, %.1f records/sync; fsync under load p50 %.3f ms, busy %.0f%% of the time (summed)\n",
 			o.Participants, r.ParticipantSyncsPerSec, r.ParticipantRecordsPerSync, r.ParticipantFsyncP50Ms, 100*r.ParticipantFsyncBusy)
 	}
+	ew.printf("participant HTTP requests: %.2f per transaction (the floor's: %d)\n",
+		r.ParticipantRequestsPerTxn, 2*o.Participants)
 	ew.printf("dtc metrics: %d committed, %d aborted, %d participant errors, %d heuristic hazards\n",
 		r.Committed, r.Aborted, r.ParticipantErrors, r.Hazards)
 	if len(r.ErrorKinds) > 0 {
