@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,11 +18,19 @@ import (
 
 // HandlerOptions configure NewHandler.
 type HandlerOptions struct {
-	// BasePath is where the four endpoints are mounted: "/" (the default) serves
-	// /prepare, /commit, /rollback and /status; "/bank/" serves /bank/prepare, ….
+	// BasePath is where the endpoints are mounted: "/" (the default) serves /prepare,
+	// /commit, /rollback, /status and /batch; "/bank/" serves /bank/prepare, ….
 	BasePath string
-	// BodyMaxBytes bounds a request body; a larger one is answered 413. Default 1 MiB.
+	// BodyMaxBytes bounds a request body, except a batch's; a larger one is answered
+	// 413. Default 1 MiB.
 	BodyMaxBytes int64
+	// BatchMaxOps bounds the ops of one POST …/batch (BatchRequest): a request with more
+	// is answered 400. Every answer of the handler advertises it in the HeaderBatchMax
+	// header. A batch body may be 64 bytes long plus, per op, 48 bytes and 6 per byte
+	// of Config.TxnIDMaxBytes (room for an id written all in \u escapes): about 1.6 MB
+	// with the defaults; a larger one is answered 413. BodyMaxBytes does not apply to
+	// it. Default 1024.
+	BatchMaxOps int
 	// Logger gets one line per failed request. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -44,6 +53,9 @@ type handler struct {
 	bodyMax int64
 	log     *slog.Logger
 
+	batchMax    int      // HandlerOptions.BatchMaxOps
+	batchHeader []string // the value of HeaderBatchMax, shared by every answer
+
 	// coordinator is the last coordinator URL that passed checkCoordinatorURL. The
 	// coordinator sends the same one with every prepare: it is checked once, and its
 	// transactions share one copy of it.
@@ -51,9 +63,11 @@ type handler struct {
 }
 
 // NewHandler serves the participant protocol (DESIGN §3) for p: POST prepare, commit and
-// rollback, GET status, under opts.BasePath. It is a thin adapter: it decodes, asks the
-// core, and writes the core's answer once the core gives it (after the record is
-// durable). A client that goes away stops the wait, not the record.
+// rollback, GET status, and POST batch (many commits and rollbacks in one request,
+// BatchRequest), under opts.BasePath. Every answer carries the HeaderBatchMax header. It
+// is a thin adapter: it decodes, asks the core, and writes the core's answer once the
+// core gives it (after the record is durable). A client that goes away stops the wait,
+// not the record.
 func NewHandler(p *Participant, opts HandlerOptions) http.Handler {
 	base := opts.BasePath
 	if base == "" {
@@ -71,10 +85,21 @@ func NewHandler(p *Participant, opts HandlerOptions) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &handler{p: p, base: base, bodyMax: opts.BodyMaxBytes, log: opts.Logger}
+	if opts.BatchMaxOps <= 0 {
+		opts.BatchMaxOps = 1024
+	}
+	return &handler{
+		p: p, base: base, bodyMax: opts.BodyMaxBytes, log: opts.Logger,
+		batchMax:    opts.BatchMaxOps,
+		batchHeader: []string{strconv.Itoa(opts.BatchMaxOps)},
+	}
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Every answer offers the batch endpoint, the fast paths' too, which write their
+	// headers by hand. The slice is shared: net/http only reads it. HeaderBatchMax is in
+	// canonical form, so the map is indexed directly, without Set's canonicalizing.
+	w.Header()[HeaderBatchMax] = h.batchHeader
 	name, ok := strings.CutPrefix(r.URL.Path, h.base)
 	if !ok || strings.Contains(name, "/") {
 		h.fail(w, r, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no endpoint %s", r.URL.Path))
@@ -85,7 +110,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		method = http.MethodGet
 	}
 	switch name {
-	case EndpointPrepare, EndpointCommit, EndpointRollback, EndpointStatus:
+	case EndpointPrepare, EndpointCommit, EndpointRollback, EndpointStatus, EndpointBatch:
 	default:
 		h.fail(w, r, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no endpoint %s", r.URL.Path))
 		return
@@ -104,6 +129,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.phase2(w, r, h.p.Rollback)
 	case EndpointStatus:
 		h.status(w, r)
+	case EndpointBatch:
+		h.batch(w, r)
 	}
 }
 
@@ -190,15 +217,23 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) checkTxnID(w http.ResponseWriter, r *http.Request, id string) bool {
-	if id == "" {
-		h.fail(w, r, http.StatusBadRequest, CodeMissingField, "txn_id is required")
-		return false
-	}
-	if err := ValidateTxnID(id, h.p.cfg.TxnIDMaxBytes); err != nil {
-		h.fail(w, r, http.StatusBadRequest, CodeInvalidField, "txn_id: "+strings.TrimPrefix(err.Error(), "participant: "))
+	if code, msg := h.txnIDProblem(id); code != "" {
+		h.fail(w, r, http.StatusBadRequest, code, msg)
 		return false
 	}
 	return true
+}
+
+// txnIDProblem returns the error code and message of the 400 a txn id gets, or "" if
+// the id is good.
+func (h *handler) txnIDProblem(id string) (code, msg string) {
+	if id == "" {
+		return CodeMissingField, "txn_id is required"
+	}
+	if err := ValidateTxnID(id, h.p.cfg.TxnIDMaxBytes); err != nil {
+		return CodeInvalidField, "txn_id: " + strings.TrimPrefix(err.Error(), "participant: ")
+	}
+	return "", ""
 }
 
 // txnRequestPrefixMaxBytes is how much of a commit or rollback body decodeTxnRequest
@@ -424,6 +459,11 @@ func (h *handler) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
 
 // decodeFrom is decode reading body, r's body already bounded by h.bodyMax.
 func (h *handler) decodeFrom(w http.ResponseWriter, r *http.Request, body io.Reader, dst any) bool {
+	return h.decodeLimited(w, r, body, h.bodyMax, dst)
+}
+
+// decodeLimited is decode reading body, r's body already bounded by limit.
+func (h *handler) decodeLimited(w http.ResponseWriter, r *http.Request, body io.Reader, limit int64, dst any) bool {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(dst)
@@ -447,7 +487,7 @@ func (h *handler) decodeFrom(w http.ResponseWriter, r *http.Request, body io.Rea
 	switch {
 	case errors.As(err, &tooLarge):
 		status, code = http.StatusRequestEntityTooLarge, CodeBodyTooLarge
-		msg = fmt.Sprintf("request body larger than %d bytes", h.bodyMax)
+		msg = fmt.Sprintf("request body larger than %d bytes", limit)
 	case errors.Is(err, io.EOF):
 		msg = "empty body: expected a JSON object"
 	case errors.Is(err, io.ErrUnexpectedEOF):

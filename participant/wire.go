@@ -126,7 +126,49 @@ const (
 	EndpointCommit   = "commit"
 	EndpointRollback = "rollback"
 	EndpointStatus   = "status"
+	// EndpointBatch takes many transactions' commits and rollbacks in one request
+	// (BatchRequest); see HeaderBatchMax.
+	EndpointBatch = "batch"
 )
+
+// HeaderBatchMax is the response header by which a participant offers the batch
+// endpoint: every answer of NewHandler's handler carries it, with the most ops one
+// BatchRequest may hold (HandlerOptions.BatchMaxOps) in decimal. A coordinator that has
+// seen it may send that participant's commits and rollbacks as POST …/batch; one that
+// has not must use …/commit and …/rollback.
+const HeaderBatchMax = "Dtc-Batch-Max"
+
+// Values of BatchOp.Op.
+const (
+	BatchOpCommit   = "commit"
+	BatchOpRollback = "rollback"
+)
+
+// BatchRequest is the body of POST …/batch: phase-2 calls for many transactions. Each
+// op does what POST …/commit or …/rollback with its txn_id does, in the order given.
+type BatchRequest struct {
+	Ops []BatchOp `json:"ops"`
+}
+
+// BatchOp is one call of a BatchRequest: Op is BatchOpCommit or BatchOpRollback.
+type BatchOp struct {
+	Op    string `json:"op"`
+	TxnID string `json:"txn_id"`
+}
+
+// BatchResponse is the 200 answer to POST …/batch: Results[i] answers Ops[i].
+type BatchResponse struct {
+	Results []BatchResult `json:"results"`
+}
+
+// BatchResult is the answer to one op, in one of three forms: {"state":S} what a 200 of
+// the single endpoint would carry, {"state":S,"conflict":true} what its 409 would
+// carry, {"error":{…}} what its 4xx or 5xx would carry (same codes).
+type BatchResult struct {
+	State    State      `json:"state,omitempty"`
+	Conflict bool       `json:"conflict,omitempty"`
+	Error    *ErrorBody `json:"error,omitempty"`
+}
 
 // Endpoint derives one of a participant's endpoints from its prepare URL by replacing
 // the last path element (query and fragment are dropped):

@@ -1,0 +1,236 @@
+package participant
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/dtc-project/dtc/internal/jsonstr"
+)
+
+// batchBodyMaxBytes is the bound of a batch body for at most maxOps ops with txn ids of
+// at most txnIDMaxBytes: 64 bytes for {"ops":[ ]}, and per op 48 for
+// {"op":"rollback","txn_id":""}, (31 bytes) with some white space, and 6 per byte of
+// the id, which the longest escapes (\u00XX for one byte) need.
+func batchBodyMaxBytes(maxOps, txnIDMaxBytes int) int64 {
+	return 64 + int64(maxOps)*(48+6*int64(txnIDMaxBytes))
+}
+
+// batchBodyMax is the bound of a batch body at h.
+func (h *handler) batchBodyMax() int64 {
+	return batchBodyMaxBytes(h.batchMax, h.p.cfg.TxnIDMaxBytes)
+}
+
+// batchCall is the state of one batch request, reused (batchPool) by later ones.
+type batchCall struct {
+	body    bytes.Buffer
+	ops     []BatchOp
+	waiters []*replyWaiter[Result] // waiters[i] answers ops[i]; nil if the op had an error
+	results []BatchResult
+	out     []byte
+}
+
+// batchCallKeepOps bounds the ops of a batchCall that goes back to batchPool, so that one
+// large batch does not pin its memory for every later small one.
+const batchCallKeepOps = 256
+
+var batchPool = sync.Pool{New: func() any { return new(batchCall) }}
+
+func (c *batchCall) release() {
+	if len(c.ops) > batchCallKeepOps || c.body.Cap() > batchCallKeepOps*128 {
+		return
+	}
+	clear(c.ops)
+	clear(c.waiters)
+	clear(c.results)
+	c.ops, c.waiters, c.results = c.ops[:0], c.waiters[:0], c.results[:0]
+	c.body.Reset()
+	c.out = c.out[:0]
+	batchPool.Put(c)
+}
+
+// batch serves POST …/batch: the whole request is read and checked first (a bad one is
+// answered 400 or 413 with nothing applied), then every op is started, as …/commit or
+// …/rollback would start it, then every answer is awaited (each comes once its record
+// is durable), then all are written in one response.
+func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
+	c := batchPool.Get().(*batchCall)
+	if !h.decodeBatchRequest(w, r, c) || !h.checkBatchOps(w, r, c.ops) {
+		c.release()
+		return
+	}
+	n := len(c.ops)
+	c.waiters = append(c.waiters[:0], make([]*replyWaiter[Result], n)...)
+	c.results = append(c.results[:0], make([]BatchResult, n)...)
+	for i, op := range c.ops {
+		if code, msg := h.txnIDProblem(op.TxnID); code != "" {
+			c.results[i].Error = &ErrorBody{Code: code, Message: msg}
+			continue
+		}
+		rw := resultPool.Get().(*replyWaiter[Result])
+		c.waiters[i] = rw
+		if op.Op == BatchOpCommit {
+			h.p.Commit(op.TxnID, rw.reply)
+		} else {
+			h.p.Rollback(op.TxnID, rw.reply)
+		}
+	}
+	for i, rw := range c.waiters {
+		if rw == nil {
+			continue
+		}
+		var res Result
+		select {
+		case res = <-rw.ch:
+			resultPool.Put(rw)
+		case <-r.Context().Done():
+			// The waiters not yet answered are left to the garbage collector (see
+			// replyWaiter); c holds them, so it is not reused either.
+			return
+		}
+		switch {
+		case res.Err != nil:
+			c.results[i].Error = &ErrorBody{Code: CodeUnavailable, Message: res.Err.Error()}
+		default:
+			c.results[i].State, c.results[i].Conflict = res.State, res.Conflict
+		}
+	}
+	c.out = appendBatchResponse(c.out[:0], c.results)
+	writeRaw(w, http.StatusOK, c.out)
+	c.release()
+}
+
+// decodeBatchRequest reads the body into c.body (at most h.batchBodyMax() bytes, 413
+// beyond) and its ops into c.ops: the bodies a coordinator writes by parseBatchRequest,
+// any other by the strict decoder, so that what is accepted and the errors given are
+// decode's. It answers the request itself when it returns false.
+func (h *handler) decodeBatchRequest(w http.ResponseWriter, r *http.Request, c *batchCall) bool {
+	bodyMax := h.batchBodyMax()
+	_, err := c.body.ReadFrom(http.MaxBytesReader(w, r.Body, bodyMax))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.fail(w, r, http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
+				fmt.Sprintf("request body larger than %d bytes (%d ops at most)", bodyMax, h.batchMax))
+			return false
+		}
+		h.fail(w, r, http.StatusBadRequest, CodeMalformedJSON, fmt.Sprintf("reading the body: %v", err))
+		return false
+	}
+	if ops, ok := parseBatchRequest(c.body.Bytes(), c.ops[:0], h.batchMax); ok {
+		c.ops = ops
+		return true
+	}
+	var req BatchRequest // not into c.ops: an absent "ops" must stay nil
+	if !h.decodeLimited(w, r, bytes.NewReader(c.body.Bytes()), bodyMax, &req) {
+		return false
+	}
+	if req.Ops == nil {
+		h.fail(w, r, http.StatusBadRequest, CodeMissingField, "ops is required")
+		return false
+	}
+	c.ops = req.Ops
+	return true
+}
+
+// checkBatchOps refuses a batch that is empty, longer than h.batchMax or has an op
+// that is neither commit nor rollback, answering 400.
+func (h *handler) checkBatchOps(w http.ResponseWriter, r *http.Request, ops []BatchOp) bool {
+	if len(ops) == 0 {
+		h.fail(w, r, http.StatusBadRequest, CodeInvalidField, "ops is empty: a batch needs at least one op")
+		return false
+	}
+	if len(ops) > h.batchMax {
+		h.fail(w, r, http.StatusBadRequest, CodeInvalidField, fmt.Sprintf("ops: %d ops, at most %d (%s)", len(ops), h.batchMax, HeaderBatchMax))
+		return false
+	}
+	for i, op := range ops {
+		switch op.Op {
+		case BatchOpCommit, BatchOpRollback:
+		case "":
+			h.fail(w, r, http.StatusBadRequest, CodeMissingField, fmt.Sprintf("ops[%d].op is required", i))
+			return false
+		default:
+			h.fail(w, r, http.StatusBadRequest, CodeInvalidField,
+				fmt.Sprintf("ops[%d].op: unknown op %q, want %q or %q", i, op.Op, BatchOpCommit, BatchOpRollback))
+			return false
+		}
+	}
+	return true
+}
+
+// parseBatchRequest reads b if it is exactly {"ops":[O,O,…]} (optionally followed by a
+// newline), each O {"op":"commit","txn_id":"…"} or {"op":"rollback","txn_id":"…"}, with
+// no backslash, control character or invalid UTF-8 inside the id's quotes, and at most
+// maxOps ops: bodies the strict decoder reads to the same ops. It appends them to ops;
+// ok is false for anything else (ops is then garbage).
+func parseBatchRequest(b []byte, ops []BatchOp, maxOps int) (_ []BatchOp, ok bool) {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	if b, ok = bytes.CutPrefix(b, []byte(`{"ops":[`)); !ok {
+		return ops, false
+	}
+	for {
+		if len(ops) == maxOps {
+			return ops, false // the strict path gives the error
+		}
+		var op string
+		if rest, found := bytes.CutPrefix(b, []byte(`{"op":"commit","txn_id":"`)); found {
+			op, b = BatchOpCommit, rest
+		} else if rest, found := bytes.CutPrefix(b, []byte(`{"op":"rollback","txn_id":"`)); found {
+			op, b = BatchOpRollback, rest
+		} else {
+			return ops, false
+		}
+		var id []byte
+		if id, b, ok = cutPlainString(b); !ok || len(b) == 0 || b[0] != '}' {
+			return ops, false
+		}
+		ops = append(ops, BatchOp{Op: op, TxnID: string(id)})
+		b = b[1:]
+		if len(b) > 0 && b[0] == ',' {
+			b = b[1:]
+			continue
+		}
+		return ops, string(b) == "]}"
+	}
+}
+
+// appendBatchResponse appends BatchResponse{Results: results} as json.Marshal writes
+// it, and a newline.
+func appendBatchResponse(b []byte, results []BatchResult) []byte {
+	b = append(b, `{"results":[`...)
+	for i := range results {
+		res := &results[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '{')
+		comma := false
+		if res.State != "" {
+			b = append(b, `"state":`...)
+			b = jsonstr.Append(b, string(res.State))
+			comma = true
+		}
+		if res.Conflict {
+			if comma {
+				b = append(b, ',')
+			}
+			b = append(b, `"conflict":true`...)
+			comma = true
+		}
+		if res.Error != nil {
+			if comma {
+				b = append(b, ',')
+			}
+			b = append(b, `"error":{"code":`...)
+			b = jsonstr.Append(b, res.Error.Code)
+			b = append(b, `,"message":`...)
+			b = jsonstr.Append(b, res.Error.Message)
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}\n"...)
+}
