@@ -45,6 +45,21 @@
 // Decided transactions (committed, aborted, fenced) are remembered in a window of
 // Config.DecidedMax, oldest forgotten first; a forgotten one is "unknown" again.
 //
+// # Phase 2 in batches
+//
+// POST …/batch (EndpointBatch) carries many transactions' commits and rollbacks in one
+// request, {"ops":[{"op":"commit","txn_id":"…"},…]} (BatchRequest), and answers 200
+// with one result per op, in order (BatchResponse): {"state":S} where the single
+// endpoint answers 200, {"state":S,"conflict":true} where it answers 409, and
+// {"error":{…}} with its code where it answers 4xx or 5xx (an invalid txn id, the
+// participant unavailable). Each op is exactly the single call, with its idempotence,
+// fencing and record (not urgent); the answer is written once every op's record is
+// durable. A request that is wrong as a whole (not JSON, an unknown field or op, no
+// ops, more than HandlerOptions.BatchMaxOps) is answered 400, or 413 for a body over
+// its limit, and none of its ops is applied. Every answer of the handler carries the
+// header Dtc-Batch-Max (HeaderBatchMax) with BatchMaxOps: a coordinator that has seen
+// it may use …/batch for this participant, with at most that many ops a request.
+//
 // # Durability rules
 //
 //   - ACK is sent only once the prepare record (txn id, payload, coordinator, time) is
