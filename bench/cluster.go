@@ -82,7 +82,7 @@ func startCluster(o Options, dir string) (c *cluster, err error) {
 
 	urls := make([]string, o.Participants)
 	for i := range o.Participants {
-		var h http.Handler = http.HandlerFunc(protocolNoop)
+		var h http.Handler = http.HandlerFunc(noopParticipant)
 		if o.Mode == ModeDurable {
 			cfg := participant.DefaultConfig()
 			if o.DecidedMax > 0 {

@@ -1,0 +1,41 @@
+package bench
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/dtc-project/dtc/participant"
+)
+
+// noopBatchMax is the batch size ModeNoop's participants offer, as NewHandler's default.
+const noopBatchMax = 1024
+
+// noopParticipant is ModeNoop's participant: protocolNoop, plus the batch endpoint and
+// its header, so that dtc talks to it as it talks to participants built on the
+// participant package (which offer batches), with no log and no state behind it.
+func noopParticipant(w http.ResponseWriter, r *http.Request) {
+	w.Header()[participant.HeaderBatchMax] = noopBatchHeader
+	if r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:] != participant.EndpointBatch {
+		protocolNoop(w, r)
+		return
+	}
+	var req participant.BatchRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&req); err != nil ||
+		len(req.Ops) == 0 || len(req.Ops) > noopBatchMax {
+		http.Error(w, "bad batch", http.StatusBadRequest)
+		return
+	}
+	resp := participant.BatchResponse{Results: make([]participant.BatchResult, len(req.Ops))}
+	for i, op := range req.Ops {
+		resp.Results[i].State = participant.StateAborted
+		if op.Op == participant.BatchOpCommit {
+			resp.Results[i].State = participant.StateCommitted
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(&resp)
+}
+
+var noopBatchHeader = []string{strconv.Itoa(noopBatchMax)}
