@@ -28,6 +28,20 @@
 //     for the next request and exit when idle for a while. Every request has a timeout
 //     (Message.Timeout or a default), so each ends with exactly one reply.
 //     Transport.Close cancels them and waits.
+//   - Phase-2 batching: a participant that offers it (the Dtc-Batch-Max header on any
+//     of its answers) gets its commits and rollbacks through POST …/batch. Send puts
+//     such a message in that participant's queue, and a sender (the same pool, handed
+//     the queue instead of one message) sends what is queued, at most the participant's
+//     maximum (and 1024) per request, again and again until the queue is empty. At most
+//     TransportOptions.BatchInflight senders work for one participant; what comes
+//     while they are busy waits for the next request. No timer: a message for an idle
+//     participant leaves at once. Each op gets its own reply, as the single endpoint's
+//     answer would have made it; a batch without a usable answer fails each of its ops
+//     (the engine retries them), and a 404 or 405 from …/batch turns batching off for
+//     that participant for a minute. Prepare and status are never batched.
+//     Transport.Close cancels the batches in flight and drops what is queued, without
+//     a reply. Transport.Stats counts the requests of each kind and the ops batches
+//     carried.
 //   - Timers cost no goroutine: each shard keeps the engine's timers in a heap owned by
 //     its goroutine, with one time.Timer armed for the earliest, and steps TimerFired
 //     for every timer whose deadline has passed. They are never cancelled (the engine
@@ -47,10 +61,14 @@
 // their request's context ends. The number of producers is itself bounded: by the
 // engine's limits (InflightMax transactions per shard, one outstanding request per
 // participant) and by the Server's in-flight cap (429 beyond it). Idle senders are
-// bounded by sendersMax. A shard's timer queue holds the timers its engine set and
-// that are not yet due: the engine's rate of timers times its longest timeout.
-// Responses from participants are read up to TransportOptions.ResponseMaxBytes,
-// request bodies up to ServerOptions.BodyMaxBytes (413 beyond).
+// bounded by sendersMax. A participant's batch queue holds the phase-2 messages the
+// engines sent it and not yet sent on, bounded by the same engine limits; at most 1024
+// participants are remembered as offering batching (those with nothing queued are
+// forgotten when the table is full). A shard's timer queue holds the timers its engine
+// set and that are not yet due: the engine's rate of timers times its longest timeout.
+// Responses from participants are read up to TransportOptions.ResponseMaxBytes (a
+// batch's, 1 KiB more per op), request bodies up to ServerOptions.BodyMaxBytes (413
+// beyond).
 //
 // # Startup, recovery and shutdown
 //

@@ -84,7 +84,9 @@ func listen(t *testing.T, addr string) net.Listener {
 // ---------------------------------------------------------------------------------
 // gate: a participant's network, under the test's control.
 
-// Gate modes for one endpoint (prepare, commit, rollback, status).
+// Gate modes for one endpoint (prepare, commit, rollback, status). A batch (POST
+// …/batch, phase 2 of many transactions) passes the gate as a commit when it carries
+// one, else as a rollback: the tests hold and refuse phase 2, whichever way it travels.
 const (
 	pass      = ""          // forward at once
 	hold      = "hold"      // keep the request, forward it when released (even if its client left)
@@ -172,6 +174,14 @@ func (g *gate) close() {
 
 func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := path.Base(r.URL.Path)
+	if name == "batch" {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		name = "rollback"
+		if bytes.Contains(body, []byte(`"op":"commit"`)) {
+			name = "commit"
+		}
+	}
 	g.mu.Lock()
 	mode, open, shut := g.mode[name], g.open[name], g.shut
 	g.calls[name]++

@@ -71,7 +71,7 @@ func newMetrics() *Metrics {
 		}),
 		participantErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dtc_participant_errors_total",
-			Help: "Requests to participants that got no usable answer, by kind (timeout, connection, status_5xx, status_other, malformed) and request (prepare, commit, rollback, status).",
+			Help: "Requests to participants that got no usable answer, by kind (timeout, connection, status_5xx, status_other, malformed) and request (prepare, commit, rollback, status; batch for a batch request that failed as a whole, which fails each of its ops; commit or rollback for an op a batch answer gave an error).",
 		}, []string{"kind", "request"}),
 		hazards: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dtc_heuristic_hazards_total",

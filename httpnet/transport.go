@@ -40,6 +40,12 @@ type TransportOptions struct {
 	DialTimeout time.Duration
 	// Client replaces the pooled HTTP client (tests). Its own timeouts still apply.
 	Client *http.Client
+	// BatchInflight is how many POST …/batch requests may be in flight at once to one
+	// participant that offers batching (the Dtc-Batch-Max header, see batch.go). The
+	// commits and rollbacks that come while that many are in flight wait in the
+	// participant's queue and leave together in the next request, up to the
+	// participant's maximum: the more in flight, the smaller the batches. Default 1.
+	BatchInflight int
 }
 
 func (o *TransportOptions) setDefaults() {
@@ -55,6 +61,9 @@ func (o *TransportOptions) setDefaults() {
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 5 * time.Second
 	}
+	if o.BatchInflight <= 0 {
+		o.BatchInflight = 1
+	}
 }
 
 // Transport delivers the engines' messages to participants over HTTP (DESIGN §3). One
@@ -68,6 +77,10 @@ func (o *TransportOptions) setDefaults() {
 // sendersMax others run exits after its request. Close cancels the requests still
 // running and waits for every sender. A request is always bounded by a timeout, so
 // every Send produces exactly one reply unless the Transport is closed first.
+//
+// The commits and rollbacks for a participant that offers batching are not sent one by
+// one: they wait in that participant's queue, and senders carry them in POST …/batch
+// requests (batch.go).
 type Transport struct {
 	o       TransportOptions
 	client  *http.Client
@@ -86,6 +99,12 @@ type Transport struct {
 
 	endpointsMu sync.Mutex
 	endpoints   map[string]*endpointURLs // by prepare URL; at most endpointCacheMax
+
+	batchMu    sync.Mutex
+	batchPeers map[string]*batchPeer // participants that offer batching, by prepare URL; at most batchPeersMax
+	batchKnown atomic.Int32          // len(batchPeers), read without batchMu by Send's fast path
+
+	stats transportCounters
 }
 
 // sendersMax bounds the senders that stay after their request to take the next one;
@@ -98,10 +117,12 @@ const sendersMax = 1024
 // one and two of it).
 const senderIdleTimeout = 10 * time.Second
 
-// sendJob is one Send: the message, and where its reply goes.
+// sendJob is one Send: the message, and where its reply goes. A job with a peer is
+// not a Send but the turn of a sender at that participant's batch queue (runBatches).
 type sendJob struct {
 	m       coordinator.Message
 	deliver func(coordinator.Reply)
+	peer    *batchPeer
 }
 
 // endpointCacheMax bounds Transport.endpoints: when it is full, it is emptied and
@@ -113,7 +134,7 @@ const endpointCacheMax = 1024
 // a RoundTripper nor the Client modifies a request's URL), a status query gets a copy
 // with its query.
 type endpointURLs struct {
-	prepare, commit, rollback, status url.URL
+	prepare, commit, rollback, status, batch url.URL
 }
 
 // NewTransport returns a Transport with a pooled keep-alive HTTP client.
@@ -142,7 +163,7 @@ func NewTransport(o TransportOptions) *Transport {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Transport{o: o, client: client, direct: direct, ctx: ctx, cancel: cancel, jobs: make(chan sendJob),
-		endpoints: make(map[string]*endpointURLs)}
+		endpoints: make(map[string]*endpointURLs), batchPeers: make(map[string]*batchPeer)}
 }
 
 // For returns the coordinator.Transport of one engine: each reply is passed to deliver,
@@ -153,13 +174,15 @@ func (t *Transport) For(deliver func(coordinator.Reply)) coordinator.Transport {
 }
 
 // Close cancels every request still running and waits until every sender goroutine
-// has returned. Sends after Close are dropped.
+// has returned. Sends after Close are dropped, and so are the messages still waiting
+// in a batch queue: no reply is delivered for them.
 func (t *Transport) Close() {
 	t.mu.Lock()
 	t.closed.Store(true)
 	t.mu.Unlock()
 	t.cancel()
 	t.wg.Wait()
+	t.dropBatchQueues()
 	t.client.CloseIdleConnections()
 }
 
@@ -178,15 +201,24 @@ func (e endpoint) Send(m coordinator.Message) {
 		return
 	}
 	j := sendJob{m: m, deliver: e.deliver}
+	if (m.Kind == coordinator.MsgCommit || m.Kind == coordinator.MsgRollback) && t.enqueueBatch(j) {
+		return
+	}
+	t.dispatch(j)
+}
+
+// dispatch hands j to an idle sender, or starts one for it. It reports false when the
+// Transport is closed and j was dropped.
+func (t *Transport) dispatch(j sendJob) bool {
 	select {
 	case t.jobs <- j: // an idle sender took it (if Close has begun, it is cancelled)
-		return
+		return true
 	default:
 	}
 	t.mu.Lock()
 	if t.closed.Load() {
 		t.mu.Unlock()
-		return
+		return false
 	}
 	stay := t.senders < sendersMax
 	if stay {
@@ -195,6 +227,7 @@ func (e endpoint) Send(m coordinator.Message) {
 	t.wg.Add(1)
 	t.mu.Unlock()
 	go t.sender(j, stay)
+	return true
 }
 
 // sender is a goroutine that performs j, and then, if it may stay, the requests it is
@@ -239,6 +272,10 @@ func (t *Transport) sender(j sendJob, stay bool) {
 // send performs one request and delivers its reply, unless the Transport was closed.
 // buf is the sender's buffer for answers.
 func (t *Transport) send(ctx context.Context, j sendJob, buf *[]byte) {
+	if j.peer != nil {
+		t.runBatches(ctx, j.peer, buf)
+		return
+	}
 	m := j.m
 	if m.Kind == coordinator.MsgCommit { // a failpoint marker (faults.Failpoints)
 		failpoint.Inject("beforeCommitSend", func(v failpoint.Value) {
@@ -314,10 +351,12 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 	if err != nil {
 		return &sendError{kind: errKindMalformed, msg: err.Error()}
 	}
+	t.stats.count(m.Kind)
 	resp, err := t.roundTrip(req)
 	if err != nil {
-		return classify(m, req.URL.String(), timeout, err)
+		return classify(m.Kind.String(), req.URL.String(), timeout, err)
 	}
+	t.noteBatchMax(m.URL, resp.Header)
 	body, eof, err := readAnswer(resp.Body, *buf, t.o.ResponseMaxBytes+1)
 	if cap(body) <= answerBufKeepBytes {
 		*buf = body[:0]
@@ -330,7 +369,7 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 		_ = resp.Body.Close()
 	}()
 	if err != nil {
-		return classify(m, req.URL.String(), timeout, err)
+		return classify(m.Kind.String(), req.URL.String(), timeout, err)
 	}
 	if int64(len(body)) > t.o.ResponseMaxBytes {
 		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: answer larger than %d bytes",
@@ -516,6 +555,12 @@ func (t *Transport) request(ctx context.Context, m coordinator.Message) (*http.R
 		status.RawQuery = "txn_id=" + url.QueryEscape(m.Txn)
 		u, method = &status, http.MethodGet
 	}
+	return t.httpRequest(ctx, method, u, body), nil
+}
+
+// httpRequest is the request to a participant's endpoint u: a GET without a body, or a
+// POST of body (JSON).
+func (t *Transport) httpRequest(ctx context.Context, method string, u *url.URL, body []byte) *http.Request {
 	// As http.NewRequestWithContext makes it, without parsing a URL again, and with the
 	// headers set once: requests share them, as neither a RoundTripper (it must not
 	// modify its request) nor the Client of NewTransport (it copies the headers before
@@ -539,7 +584,7 @@ func (t *Transport) request(ctx context.Context, m coordinator.Message) (*http.R
 	if t.direct == nil {
 		req.Header = req.Header.Clone()
 	}
-	return req, nil
+	return req
 }
 
 // The headers of every request to a participant; shared, never modified.
@@ -574,6 +619,7 @@ func (t *Transport) endpointsOf(prepareURL string) (*endpointURLs, error) {
 		{participant.EndpointCommit, &eps.commit},
 		{participant.EndpointRollback, &eps.rollback},
 		{participant.EndpointStatus, &eps.status},
+		{endpointBatch, &eps.batch},
 	} {
 		s, err := participant.Endpoint(prepareURL, e.name)
 		if err != nil {
@@ -633,20 +679,21 @@ func prepareSlack(timeout time.Duration) time.Duration {
 	return max(time.Second, timeout/4)
 }
 
-// classify turns a failed round trip into a sendError with a clear message.
-func classify(m coordinator.Message, u string, timeout time.Duration, err error) error {
+// classify turns a failed round trip into a sendError with a clear message; what names
+// the request (its kind).
+func classify(what, u string, timeout time.Duration, err error) error {
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
-		return &sendError{kind: errKindTimeout, msg: fmt.Sprintf("%s %s: %s %v", m.Kind, u, noAnswerWithin, timeout)}
+		return &sendError{kind: errKindTimeout, msg: fmt.Sprintf("%s %s: %s %v", what, u, noAnswerWithin, timeout)}
 	case errors.Is(err, context.Canceled):
-		return &sendError{kind: errKindConnection, msg: fmt.Sprintf("%s %s: cancelled (coordinator shutting down)", m.Kind, u)}
+		return &sendError{kind: errKindConnection, msg: fmt.Sprintf("%s %s: cancelled (coordinator shutting down)", what, u)}
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err // the URL is already in the message
 	}
-	return &sendError{kind: errKindConnection, msg: fmt.Sprintf("%s %s: %v", m.Kind, u, err)}
+	return &sendError{kind: errKindConnection, msg: fmt.Sprintf("%s %s: %v", what, u, err)}
 }
 
 // snippet is the start of a body, for error messages.

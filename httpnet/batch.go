@@ -1,0 +1,548 @@
+package httpnet
+
+// Phase-2 batching, the coordinator's side: a participant that offers it (the
+// Dtc-Batch-Max header on any of its answers) gets its commits and rollbacks in
+// POST …/batch requests, many transactions to a request, instead of one request each.
+//
+//	Send(commit|rollback) ──▶ batchPeer.queue ──▶ runBatches (a sender, at most
+//	                          (per participant)    BatchInflight per participant)
+//	                                                 │ POST …/batch {"ops":[…]}
+//	                                                 ▼
+//	                          deliver(Reply) ◀── one Reply per op, its own Seq
+//
+// There is no timer: a message for an idle participant leaves at once, as a batch of
+// one; those that come while BatchInflight requests are in flight wait and leave
+// together in the next, as records wait for the next fsync in a group commit.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/pingcap/failpoint"
+
+	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/internal/fp"
+	"github.com/dtc-project/dtc/internal/jsonstr"
+	"github.com/dtc-project/dtc/participant"
+)
+
+// The wire names of the batch extension (package participant's EndpointBatch,
+// HeaderBatchMax, BatchOpCommit and BatchOpRollback).
+const (
+	endpointBatch   = "batch"
+	headerBatchMax  = "Dtc-Batch-Max" // canonical form, as http.Header keys are
+	batchOpCommit   = "commit"
+	batchOpRollback = "rollback"
+)
+
+// batchOpsMax bounds the ops of one batch request, whatever a participant offers.
+const batchOpsMax = 1024
+
+// batchPeersMax bounds Transport.batchPeers. When it is full, the participants with
+// nothing queued and nothing in flight are forgotten; if none is, a new participant is
+// not remembered and gets its messages one by one.
+const batchPeersMax = 1024
+
+// batchResultMaxBytes is what a batch answer may have per op beyond
+// TransportOptions.ResponseMaxBytes: a result with an error message.
+const batchResultMaxBytes = 1 << 10
+
+// batchRefuseFor is how long the header of a participant whose …/batch answered 404
+// or 405 is ignored: a participant that offers what it does not serve would otherwise
+// be learnt again from its next prepare's answer, and its phase 2 would fail forever.
+const batchRefuseFor = time.Minute
+
+// batchQueueKeepOps bounds the capacity of an empty queue that is kept: a larger one,
+// grown by a burst, is dropped.
+const batchQueueKeepOps = 2 * batchOpsMax
+
+// A batchPeer is one participant that offers batching. Its fields are guarded by
+// Transport.batchMu.
+type batchPeer struct {
+	url string // the prepare URL, its key in Transport.batchPeers
+	// maxOps is the most ops a request may carry: the participant's header, at most
+	// batchOpsMax. 0 while batching is refused (404 or 405 from …/batch), until
+	// refusedUntil.
+	maxOps       int
+	refusedUntil time.Time
+	// queue holds the messages waiting for a request, oldest first. Its length is
+	// bounded by the engines: each has at most one outstanding message per
+	// participant of a transaction it holds.
+	queue []sendJob
+	// inflight counts the senders running runBatches for this participant, each with
+	// at most one request in flight: at most TransportOptions.BatchInflight.
+	inflight int
+}
+
+// idle reports whether nothing is queued for p and no sender works for it.
+func (p *batchPeer) idle() bool { return p.inflight == 0 && len(p.queue) == 0 }
+
+// take appends the next batch of p's queue (at most maxOps) to ops, and removes it from
+// the queue.
+func (p *batchPeer) take(ops []sendJob) []sendJob {
+	n := min(len(p.queue), p.maxOps)
+	ops = append(ops, p.queue[:n]...)
+	rest := copy(p.queue, p.queue[n:])
+	clear(p.queue[rest:]) // let the replies' closures go
+	p.queue = p.queue[:rest]
+	if rest == 0 && cap(p.queue) > batchQueueKeepOps {
+		p.queue = nil
+	}
+	return ops
+}
+
+// parseBatchMax reads a Dtc-Batch-Max value: decimal digits only (no sign, no space),
+// at least 1; values above batchOpsMax are batchOpsMax.
+func parseBatchMax(s string) (int, bool) {
+	if s == "" {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = min(n*10+int(c-'0'), batchOpsMax+1) // saturates: no overflow
+	}
+	if n < 1 {
+		return 0, false
+	}
+	return min(n, batchOpsMax), true
+}
+
+// noteBatchMax remembers that the participant of prepareURL offers batching, when h
+// (an answer of it) says so with exactly one well-formed Dtc-Batch-Max.
+func (t *Transport) noteBatchMax(prepareURL string, h http.Header) {
+	v, ok := h[headerBatchMax]
+	if !ok {
+		return
+	}
+	if len(v) != 1 {
+		return
+	}
+	n, ok := parseBatchMax(v[0])
+	if !ok {
+		return
+	}
+	t.batchMu.Lock()
+	defer t.batchMu.Unlock()
+	if p := t.batchPeers[prepareURL]; p != nil {
+		if p.maxOps == 0 && time.Now().Before(p.refusedUntil) {
+			return
+		}
+		p.maxOps = n
+		return
+	}
+	if t.closed.Load() {
+		return
+	}
+	if len(t.batchPeers) >= batchPeersMax {
+		for u, p := range t.batchPeers {
+			if p.idle() {
+				delete(t.batchPeers, u)
+			}
+		}
+		if len(t.batchPeers) >= batchPeersMax {
+			t.batchKnown.Store(int32(len(t.batchPeers)))
+			return
+		}
+	}
+	t.batchPeers[prepareURL] = &batchPeer{url: prepareURL, maxOps: n}
+	t.batchKnown.Store(int32(len(t.batchPeers)))
+}
+
+// refuseBatch stops batching for p, after its …/batch answered 404 or 405, for
+// batchRefuseFor: what is queued for it is sent one by one at once, and so are later
+// messages.
+func (t *Transport) refuseBatch(p *batchPeer) {
+	t.batchMu.Lock()
+	p.maxOps = 0
+	p.refusedUntil = time.Now().Add(batchRefuseFor)
+	queued := p.queue
+	p.queue = nil
+	t.batchMu.Unlock()
+	for _, j := range queued {
+		t.dispatch(j)
+	}
+}
+
+// enqueueBatch queues j, a commit or a rollback, when its participant offers batching,
+// and makes sure a sender will carry it: it starts one unless BatchInflight already
+// work for that participant. It reports false when j is to be sent on its own.
+func (t *Transport) enqueueBatch(j sendJob) bool {
+	if t.batchKnown.Load() == 0 {
+		return false
+	}
+	t.batchMu.Lock()
+	p := t.batchPeers[j.m.URL]
+	if p == nil || p.maxOps == 0 {
+		t.batchMu.Unlock()
+		return false
+	}
+	if t.closed.Load() {
+		t.batchMu.Unlock()
+		return true // dropped, as every Send after Close
+	}
+	p.queue = append(p.queue, j)
+	start := p.inflight < t.o.BatchInflight
+	if start {
+		p.inflight++
+	}
+	t.batchMu.Unlock()
+	if start && !t.dispatch(sendJob{peer: p}) {
+		t.batchMu.Lock()
+		p.inflight-- // closed: nobody sends the queue, Close drops it
+		t.batchMu.Unlock()
+	}
+	return true
+}
+
+// dropBatchQueues forgets every participant's queue and capability; Close calls it once
+// every sender has returned.
+func (t *Transport) dropBatchQueues() {
+	t.batchMu.Lock()
+	clear(t.batchPeers)
+	t.batchKnown.Store(0)
+	t.batchMu.Unlock()
+}
+
+// runBatches is a sender's turn at p's queue: it sends batch after batch until the
+// queue is empty (or batching is refused, or the Transport closes), then leaves.
+func (t *Transport) runBatches(ctx context.Context, p *batchPeer, buf *[]byte) {
+	var (
+		ops     []sendJob
+		replies []coordinator.Reply
+	)
+	for {
+		t.batchMu.Lock()
+		if len(p.queue) == 0 || p.maxOps == 0 || ctx.Err() != nil {
+			p.inflight--
+			t.batchMu.Unlock()
+			return
+		}
+		ops = p.take(ops[:0])
+		t.batchMu.Unlock()
+		replies = t.sendBatch(ctx, p, ops, replies[:0], buf)
+		clear(ops)
+	}
+}
+
+// sendBatch sends ops (at least one) in one request and delivers one reply to each,
+// unless the Transport was closed. replies is room for the replies, returned for the
+// next batch.
+func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, replies []coordinator.Reply, buf *[]byte) []coordinator.Reply {
+	for _, j := range ops {
+		m := j.m
+		replies = append(replies, coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind})
+	}
+	err := beforeBatchSend(ops)
+	if err == nil {
+		err = t.batchExchange(ctx, p, ops, replies, buf)
+	}
+	if err != nil {
+		if t.ctx.Err() != nil {
+			return replies[:0] // shutting down: the engines are gone, nobody waits for these replies
+		}
+		var se *sendError
+		if !errors.As(err, &se) {
+			se = &sendError{kind: errKindConnection, msg: err.Error()}
+		}
+		if t.metrics != nil {
+			t.metrics.participantErrs.WithLabelValues(se.kind, endpointBatch).Inc()
+		}
+		for i := range replies {
+			r := &replies[i]
+			r.Err, r.State, r.Conflict = se, "", false
+		}
+	} else if t.metrics != nil {
+		for _, r := range replies {
+			var se *sendError
+			if r.Err != nil && errors.As(r.Err, &se) {
+				t.metrics.participantErrs.WithLabelValues(se.kind, r.Kind.String()).Inc()
+			}
+		}
+	}
+	for i, j := range ops {
+		j.deliver(replies[i])
+	}
+	clear(replies)
+	return replies[:0]
+}
+
+// beforeBatchSend is the commit send's failpoint marker (faults.Failpoints) for a batch
+// that carries a commit: it acts once for the batch, and an injected error fails the
+// whole batch, as it fails a single commit request.
+func beforeBatchSend(ops []sendJob) (err error) {
+	for _, j := range ops {
+		if j.m.Kind == coordinator.MsgCommit {
+			failpoint.Inject("beforeCommitSend", func(v failpoint.Value) {
+				err = fp.Act("httpnet/beforeCommitSend", v)
+			})
+			return err
+		}
+	}
+	return nil
+}
+
+// batchExchange performs the batch request of ops to p and reads each op's answer into
+// replies[i] (State and Conflict, or Err for an op the participant answered with an
+// error). An error fails every op: the request got no usable answer.
+func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJob, replies []coordinator.Reply, buf *[]byte) error {
+	var timeout time.Duration // the longest of the ops', as the engines give every phase-2 request the same
+	for _, j := range ops {
+		d := j.m.Timeout
+		if d <= 0 {
+			d = t.o.RequestTimeout
+		}
+		timeout = max(timeout, d)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	eps, err := t.endpointsOf(p.url)
+	if err != nil {
+		return &sendError{kind: errKindMalformed, msg: err.Error()}
+	}
+	what := fmt.Sprintf("batch of %d", len(ops))
+	req := t.httpRequest(ctx, http.MethodPost, &eps.batch, appendBatchBody(nil, ops))
+	t.stats.batch.Add(1)
+	t.stats.batchOps.Add(uint64(len(ops)))
+	resp, err := t.roundTrip(req)
+	if err != nil {
+		return classify(what, eps.batch.String(), timeout, err)
+	}
+	t.noteBatchMax(p.url, resp.Header)
+	limit := t.o.ResponseMaxBytes + int64(len(ops))*batchResultMaxBytes
+	body, eof, err := readAnswer(resp.Body, *buf, limit+1)
+	if cap(body) <= answerBufKeepBytes {
+		*buf = body[:0]
+	}
+	defer func() {
+		if !eof {
+			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		}
+		_ = resp.Body.Close()
+	}()
+	if err != nil {
+		return classify(what, eps.batch.String(), timeout, err)
+	}
+	if int64(len(body)) > limit {
+		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: answer larger than %d bytes", what, &eps.batch, limit)}
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
+		t.refuseBatch(p)
+		return &sendError{kind: errKindStatus, msg: fmt.Sprintf("%s %s: HTTP %d: %s (the participant takes no batches: its commits and rollbacks go one by one for %v)",
+			what, &eps.batch, resp.StatusCode, snippet(body), batchRefuseFor)}
+	case resp.StatusCode >= 500:
+		return &sendError{kind: errKind5xx, msg: fmt.Sprintf("%s %s: HTTP %d: %s", what, &eps.batch, resp.StatusCode, snippet(body))}
+	default:
+		return &sendError{kind: errKindStatus, msg: fmt.Sprintf("%s %s: HTTP %d: %s", what, &eps.batch, resp.StatusCode, snippet(body))}
+	}
+	if err := parseBatchAnswer(body, replies, &eps.batch); err != nil {
+		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: HTTP 200: %v: %s", what, &eps.batch, err, snippet(body))}
+	}
+	return nil
+}
+
+// appendBatchBody appends the JSON of the batch request of ops, as json.Marshal writes
+// participant.BatchRequest.
+func appendBatchBody(b []byte, ops []sendJob) []byte {
+	n := len(`{"ops":[]}`)
+	for _, j := range ops {
+		n += len(`{"op":"rollback","txn_id":""},`) + len(j.m.Txn) + 8
+	}
+	b = append(make([]byte, 0, len(b)+n), b...)
+	b = append(b, `{"ops":[`...)
+	for i, j := range ops {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		op := batchOpCommit
+		if j.m.Kind == coordinator.MsgRollback {
+			op = batchOpRollback
+		}
+		b = append(b, `{"op":"`...)
+		b = append(b, op...)
+		b = append(b, `","txn_id":`...)
+		b = jsonstr.Append(b, j.m.Txn)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+// batchResultForm is a result as package participant writes the usual ones.
+type batchResultForm struct {
+	state    participant.State
+	conflict bool
+}
+
+// batchResultForms are the results participants give most, byte for byte.
+var batchResultForms = func() map[string]batchResultForm {
+	m := make(map[string]batchResultForm)
+	for _, s := range []participant.State{participant.StateUnknown, participant.StatePrepared, participant.StateCommitted, participant.StateAborted} {
+		m[`{"state":"`+string(s)+`"}`] = batchResultForm{state: s}
+		m[`{"state":"`+string(s)+`","conflict":true}`] = batchResultForm{state: s, conflict: true}
+	}
+	return m
+}()
+
+// batchAnswer is the body of a 200 answer to a batch (participant.BatchResponse), as
+// the strict decoder reads it: a missing field is told from a zero one.
+type batchAnswer struct {
+	Results []batchResult `json:"results"`
+}
+
+type batchResult struct {
+	State    *participant.State     `json:"state"`
+	Conflict *bool                  `json:"conflict"`
+	Error    *participant.ErrorBody `json:"error"`
+}
+
+// parseBatchAnswer reads the results of a 200 answer to a batch into replies, one to
+// each: State and Conflict, or Err. It fails, and the caller fails every op, unless
+// the body is exactly one JSON object with one well-formed result per op and no field
+// it does not know: a result with a state it does not know, with both a state and an
+// error, or with neither, fails the whole answer.
+func parseBatchAnswer(body []byte, replies []coordinator.Reply, u fmt.Stringer) error {
+	if parseUsualBatchAnswer(body, replies) {
+		return nil
+	}
+	var a batchAnswer
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return fmt.Errorf("results do not parse: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("results do not parse: more after the JSON object")
+	}
+	if len(a.Results) != len(replies) {
+		return fmt.Errorf("%d results for %d ops", len(a.Results), len(replies))
+	}
+	for i, res := range a.Results {
+		r := &replies[i]
+		switch {
+		case res.Error != nil && (res.State != nil || res.Conflict != nil):
+			return fmt.Errorf("result %d has an error and a state", i)
+		case res.Error != nil:
+			if res.Error.Code == "" {
+				return fmt.Errorf("result %d has an error without a code", i)
+			}
+			kind := errKindStatus
+			if res.Error.Code == participant.CodeUnavailable {
+				kind = errKind5xx // what the single endpoint answers with 503
+			}
+			r.Err = &sendError{kind: kind, msg: fmt.Sprintf("%s %s (op %d of %d): %s: %s",
+				r.Kind, u, i+1, len(replies), res.Error.Code, res.Error.Message)}
+			r.State, r.Conflict = "", false
+		case res.State == nil:
+			return fmt.Errorf("result %d has neither a state nor an error", i)
+		case !knownState(*res.State):
+			return fmt.Errorf("result %d has unknown state %q", i, *res.State)
+		default:
+			r.State = coordinator.PState(*res.State)
+			r.Conflict = res.Conflict != nil && *res.Conflict
+		}
+	}
+	return nil
+}
+
+// parseUsualBatchAnswer reads body into replies when it is written as package
+// participant writes it and every result is one of batchResultForms; otherwise it
+// reports false, and leaves the body to the strict decoder.
+func parseUsualBatchAnswer(body []byte, replies []coordinator.Reply) bool {
+	b, ok := bytes.CutPrefix(bytes.TrimSuffix(body, []byte("\n")), []byte(`{"results":[`))
+	if !ok {
+		return false
+	}
+	if b, ok = bytes.CutSuffix(b, []byte("]}")); !ok {
+		return false
+	}
+	for i := range replies {
+		if i > 0 {
+			if b, ok = bytes.CutPrefix(b, []byte(",")); !ok {
+				return false
+			}
+		}
+		end := bytes.IndexByte(b, '}')
+		if end < 0 {
+			return false
+		}
+		f, ok := batchResultForms[string(b[:end+1])]
+		if !ok {
+			return false
+		}
+		replies[i].State, replies[i].Conflict = coordinator.PState(f.state), f.conflict
+		b = b[end+1:]
+	}
+	return len(b) == 0
+}
+
+// transportCounters count the requests a Transport begins, by kind.
+type transportCounters struct {
+	prepare, commit, rollback, status, batch, batchOps atomic.Uint64
+}
+
+func (c *transportCounters) count(k coordinator.MsgKind) {
+	switch k {
+	case coordinator.MsgPrepare:
+		c.prepare.Add(1)
+	case coordinator.MsgCommit:
+		c.commit.Add(1)
+	case coordinator.MsgRollback:
+		c.rollback.Add(1)
+	case coordinator.MsgStatus:
+		c.status.Add(1)
+	}
+}
+
+// TransportStats counts the HTTP requests a Transport has begun to participants since
+// NewTransport, whatever their answer (or its lack): a request is counted when it
+// leaves, and a retry is another request. Prepare, Commit, Rollback and Status are the
+// single-transaction requests; Batch the POST …/batch requests, which carried BatchOps
+// commits and rollbacks together. So the phase-2 messages that left are
+// Commit+Rollback+BatchOps, in Commit+Rollback+Batch requests.
+//
+// The counters only grow; to measure a run, subtract the Stats taken at its start from
+// those taken at its end.
+type TransportStats struct {
+	Prepare, Commit, Rollback, Status uint64
+	Batch, BatchOps                   uint64
+	// BatchParticipants is how many participants are known to offer batching now (a
+	// gauge, not a counter).
+	BatchParticipants int
+}
+
+// Stats returns the Transport's request counters. It is safe to call at any time, from
+// any goroutine, also after Close.
+func (t *Transport) Stats() TransportStats {
+	c := &t.stats
+	return TransportStats{
+		Prepare: c.prepare.Load(), Commit: c.commit.Load(), Rollback: c.rollback.Load(), Status: c.status.Load(),
+		Batch: c.batch.Load(), BatchOps: c.batchOps.Load(),
+		BatchParticipants: t.batchParticipants(),
+	}
+}
+
+// batchParticipants counts the participants that batching is on for.
+func (t *Transport) batchParticipants() int {
+	t.batchMu.Lock()
+	defer t.batchMu.Unlock()
+	n := 0
+	for _, p := range t.batchPeers {
+		if p.maxOps > 0 {
+			n++
+		}
+	}
+	return n
+}
