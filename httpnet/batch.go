@@ -33,15 +33,6 @@ import (
 	"github.com/dtc-project/dtc/participant"
 )
 
-// The wire names of the batch extension (package participant's EndpointBatch,
-// HeaderBatchMax, BatchOpCommit and BatchOpRollback).
-const (
-	endpointBatch   = "batch"
-	headerBatchMax  = "Dtc-Batch-Max" // canonical form, as http.Header keys are
-	batchOpCommit   = "commit"
-	batchOpRollback = "rollback"
-)
-
 // batchOpsMax bounds the ops of one batch request, whatever a participant offers.
 const batchOpsMax = 1024
 
@@ -121,7 +112,7 @@ func parseBatchMax(s string) (int, bool) {
 // noteBatchMax remembers that the participant of prepareURL offers batching, when h
 // (an answer of it) says so with exactly one well-formed Dtc-Batch-Max.
 func (t *Transport) noteBatchMax(prepareURL string, h http.Header) {
-	v, ok := h[headerBatchMax]
+	v, ok := h[participant.HeaderBatchMax] // in canonical form, as the keys are
 	if !ok {
 		return
 	}
@@ -256,7 +247,7 @@ func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, 
 			se = &sendError{kind: errKindConnection, msg: err.Error()}
 		}
 		if t.metrics != nil {
-			t.metrics.participantErrs.WithLabelValues(se.kind, endpointBatch).Inc()
+			t.metrics.participantErrs.WithLabelValues(se.kind, participant.EndpointBatch).Inc()
 		}
 		for i := range replies {
 			r := &replies[i]
@@ -354,8 +345,8 @@ func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJ
 	return nil
 }
 
-// appendBatchBody appends the JSON of the batch request of ops, as json.Marshal writes
-// participant.BatchRequest.
+// appendBatchBody appends the JSON of the participant.BatchRequest of ops, as
+// json.Marshal writes it.
 func appendBatchBody(b []byte, ops []sendJob) []byte {
 	n := len(`{"ops":[]}`)
 	for _, j := range ops {
@@ -367,9 +358,9 @@ func appendBatchBody(b []byte, ops []sendJob) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		op := batchOpCommit
+		op := participant.BatchOpCommit
 		if j.m.Kind == coordinator.MsgRollback {
-			op = batchOpRollback
+			op = participant.BatchOpRollback
 		}
 		b = append(b, `{"op":"`...)
 		b = append(b, op...)
@@ -396,8 +387,9 @@ var batchResultForms = func() map[string]batchResultForm {
 	return m
 }()
 
-// batchAnswer is the body of a 200 answer to a batch (participant.BatchResponse), as
-// the strict decoder reads it: a missing field is told from a zero one.
+// batchAnswer is the body of a 200 answer to a batch, participant.BatchResponse, as the
+// strict decoder reads it: with pointers, so that a missing field is told from a zero
+// one and the error can say which was wrong.
 type batchAnswer struct {
 	Results []batchResult `json:"results"`
 }
@@ -518,31 +510,27 @@ func (c *transportCounters) count(k coordinator.MsgKind) {
 type TransportStats struct {
 	Prepare, Commit, Rollback, Status uint64
 	Batch, BatchOps                   uint64
-	// BatchParticipants is how many participants are known to offer batching now (a
-	// gauge, not a counter).
-	BatchParticipants int
+	// BatchParticipants is how many participants batching is on for now, and
+	// BatchQueued how many commits and rollbacks wait in their queues for a request
+	// (gauges, not counters).
+	BatchParticipants, BatchQueued int
 }
 
 // Stats returns the Transport's request counters. It is safe to call at any time, from
 // any goroutine, also after Close.
 func (t *Transport) Stats() TransportStats {
 	c := &t.stats
-	return TransportStats{
+	s := TransportStats{
 		Prepare: c.prepare.Load(), Commit: c.commit.Load(), Rollback: c.rollback.Load(), Status: c.status.Load(),
 		Batch: c.batch.Load(), BatchOps: c.batchOps.Load(),
-		BatchParticipants: t.batchParticipants(),
 	}
-}
-
-// batchParticipants counts the participants that batching is on for.
-func (t *Transport) batchParticipants() int {
 	t.batchMu.Lock()
 	defer t.batchMu.Unlock()
-	n := 0
 	for _, p := range t.batchPeers {
 		if p.maxOps > 0 {
-			n++
+			s.BatchParticipants++
 		}
+		s.BatchQueued += len(p.queue)
 	}
-	return n
+	return s
 }

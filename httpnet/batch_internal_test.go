@@ -8,29 +8,24 @@ import (
 	"testing"
 
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/participant"
 )
 
 // The batch body built by appending is json.Marshal's, byte for byte.
 func TestBatchBodyIsJSONMarshal(t *testing.T) {
-	type op struct {
-		Op    string `json:"op"`
-		TxnID string `json:"txn_id"`
-	}
 	ids := []string{"t-1", "", "a\"b", `a\b`, "a<b>&c", "é€😀", "a\x01b", "bad\xffutf8", "a\u2028b"}
 	for n := 1; n <= len(ids); n++ {
 		var (
 			jobs []sendJob
-			want struct {
-				Ops []op `json:"ops"`
-			}
+			want participant.BatchRequest
 		)
 		for i, id := range ids[:n] {
-			kind, name := coordinator.MsgCommit, "commit"
+			kind, name := coordinator.MsgCommit, participant.BatchOpCommit
 			if i%3 == 1 {
-				kind, name = coordinator.MsgRollback, "rollback"
+				kind, name = coordinator.MsgRollback, participant.BatchOpRollback
 			}
 			jobs = append(jobs, sendJob{m: coordinator.Message{Kind: kind, Txn: id}})
-			want.Ops = append(want.Ops, op{name, id})
+			want.Ops = append(want.Ops, participant.BatchOp{Op: name, TxnID: id})
 		}
 		w, err := json.Marshal(want)
 		if err != nil {

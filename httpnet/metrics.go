@@ -242,3 +242,39 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.recovering, prometheus.GaugeValue, float64(s.Recovering))
 	ch <- prometheus.MustNewConstMetric(c.remembr, prometheus.GaugeValue, float64(s.Remembered))
 }
+
+// transportCollector reports a Transport's request counters (Transport.Stats), read when
+// scraped: counting a request costs the Transport an atomic add, nothing more.
+type transportCollector struct {
+	t                  *Transport
+	requests, batchOps *prometheus.Desc
+}
+
+func newTransportCollector(t *Transport) *transportCollector {
+	return &transportCollector{
+		t: t,
+		requests: prometheus.NewDesc("dtc_participant_requests_total",
+			"HTTP requests begun to participants, answered or not, by kind: prepare, commit, rollback, status (one transaction each) and batch (POST …/batch, the commits and rollbacks of many).",
+			[]string{"kind"}, nil),
+		batchOps: prometheus.NewDesc("dtc_participant_batch_ops_total",
+			"Commits and rollbacks carried by batch requests (dtc_participant_requests_total{kind=\"batch\"}).", nil, nil),
+	}
+}
+
+func (c *transportCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.requests
+	ch <- c.batchOps
+}
+
+func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.t.Stats()
+	for _, k := range []struct {
+		kind string
+		n    uint64
+	}{
+		{"prepare", s.Prepare}, {"commit", s.Commit}, {"rollback", s.Rollback}, {"status", s.Status}, {"batch", s.Batch},
+	} {
+		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(k.n), k.kind)
+	}
+	ch <- prometheus.MustNewConstMetric(c.batchOps, prometheus.CounterValue, float64(s.BatchOps))
+}

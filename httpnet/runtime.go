@@ -163,7 +163,7 @@ func Open(o Options) (*Runtime, error) {
 	r.transport.metrics = r.metrics
 	r.fs = &countingFS{FS: o.FS, m: r.metrics}
 	r.sink = &meteredSink{m: r.metrics, fs: r.fs}
-	r.metrics.reg.MustRegister(newStatsCollector(r))
+	r.metrics.reg.MustRegister(newStatsCollector(r), newTransportCollector(r.transport))
 
 	for i := 0; i < o.Shards; i++ {
 		s := newShard(i, o.InboxCap, r.lg)
@@ -249,6 +249,11 @@ func (r *Runtime) shardFor(id string) *shard {
 
 // Metrics returns the runtime's metrics (the API serves them on /metrics).
 func (r *Runtime) Metrics() *Metrics { return r.metrics }
+
+// TransportStats returns the counters of the requests the runtime's Transport has sent
+// to participants (Transport.Stats): how many of each kind, and how many commits and
+// rollbacks went in batches. Safe from any goroutine, also after Close.
+func (r *Runtime) TransportStats() TransportStats { return r.transport.Stats() }
 
 // Replayed returns how many records were read from the log at startup.
 func (r *Runtime) Replayed() int { return r.replayed }

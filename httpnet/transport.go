@@ -619,7 +619,7 @@ func (t *Transport) endpointsOf(prepareURL string) (*endpointURLs, error) {
 		{participant.EndpointCommit, &eps.commit},
 		{participant.EndpointRollback, &eps.rollback},
 		{participant.EndpointStatus, &eps.status},
-		{endpointBatch, &eps.batch},
+		{participant.EndpointBatch, &eps.batch},
 	} {
 		s, err := participant.Endpoint(prepareURL, e.name)
 		if err != nil {
