@@ -2,6 +2,7 @@ package httpnet_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -207,4 +209,108 @@ func BenchmarkServerSubmit(b *testing.B) {
 			}
 		}
 	})
+}
+
+// nopService holds nothing and votes ACK: what is left is the participant library's
+// own work (its log on wal.MemFS).
+type nopService struct{}
+
+func (nopService) Prepare(string, json.RawMessage) error { return nil }
+func (nopService) Commit(string)                         {}
+func (nopService) Rollback(string)                       {}
+func (nopService) Snapshot() ([]byte, error)             { return []byte("{}"), nil }
+func (nopService) Restore([]byte) error                  { return nil }
+
+// withoutBatchHeader hides the Dtc-Batch-Max header of every answer: the participant
+// looks like one that does not offer batching.
+type withoutBatchHeader struct{ http.ResponseWriter }
+
+func (w withoutBatchHeader) WriteHeader(code int) {
+	delete(w.Header(), participant.HeaderBatchMax)
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w withoutBatchHeader) Write(b []byte) (int, error) {
+	delete(w.Header(), participant.HeaderBatchMax)
+	return w.ResponseWriter.Write(b)
+}
+
+// BenchmarkTransportPhase2 measures phase 2 of 16 transactions to one participant (the
+// participant library over a log in memory, on loopback): 16 commits sent at once and
+// their replies, one request each (single) or in batches (batched: the first leaves
+// alone, the 15 that come while it is in flight go together). An op is the 16
+// commits; the 16 prepares before them are not timed, and cpu-ns/op counts the
+// process's CPU (transport and participant) during the commits only.
+//
+//	go test -run '^$' -bench TransportPhase2 -benchtime 2000x ./httpnet
+func BenchmarkTransportPhase2(b *testing.B) {
+	const txns = 16
+	for _, batched := range []bool{false, true} {
+		name := "single"
+		if batched {
+			name = "batched"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := participant.DefaultConfig()
+			p, err := participant.OpenSync(cfg, nopService{}, participant.SystemClock{},
+				wal.Options{FS: wal.NewMemFS(), Dir: "p", SegmentSizeBytes: 64 << 20})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			h := participant.NewHandler(p, participant.HandlerOptions{Logger: testLogger(nil)})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !batched {
+					w = withoutBatchHeader{w}
+				}
+				h.ServeHTTP(w, r)
+			}))
+			defer srv.Close()
+			tr := httpnet.NewTransport(httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"})
+			defer tr.Close()
+			replies := make(chan coordinator.Reply, txns)
+			send := tr.For(func(r coordinator.Reply) { replies <- r })
+			u := srv.URL + "/prepare"
+			var (
+				seq uint64
+				cpu time.Duration
+				ids [txns]string
+			)
+			exchange := func(kind coordinator.MsgKind) {
+				for i := range txns {
+					seq++
+					send.Send(coordinator.Message{Kind: kind, Txn: ids[i], URL: u, Seq: seq, Timeout: 5 * time.Second})
+				}
+				for range txns {
+					r := <-replies
+					if r.Err != nil || (kind == coordinator.MsgPrepare && r.Vote != coordinator.VoteACK) ||
+						(kind == coordinator.MsgCommit && (r.State != coordinator.PCommitted || r.Conflict)) {
+						b.Fatalf("%s: %+v", kind, r)
+					}
+				}
+			}
+			start := tr.Stats()
+			b.ResetTimer()
+			for n := range b.N {
+				b.StopTimer()
+				for i := range txns {
+					ids[i] = fmt.Sprintf("bench-%d-%d@0123456789abcdef", n, i)
+				}
+				exchange(coordinator.MsgPrepare)
+				c0 := processCPU()
+				b.StartTimer()
+				exchange(coordinator.MsgCommit)
+				b.StopTimer()
+				cpu += processCPU() - c0
+				b.StartTimer()
+			}
+			b.StopTimer()
+			s := tr.Stats()
+			b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(s.Commit-start.Commit+s.Batch-start.Batch)/float64(b.N), "requests/op")
+			if batched && s.BatchOps-start.BatchOps != uint64(txns*b.N) {
+				b.Errorf("%d ops in batches, want %d", s.BatchOps-start.BatchOps, txns*b.N)
+			}
+		})
+	}
 }
