@@ -235,6 +235,82 @@ func (w withoutBatchHeader) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// libraryParticipant serves package participant's handler over nopService, its log in
+// memory (a SyncStore on wal.MemFS: every record durable at once), on loopback, and
+// returns its prepare URL. Unless batched, its answers lack the Dtc-Batch-Max header.
+func libraryParticipant(tb testing.TB, batched bool) string {
+	p, err := participant.OpenSync(participant.DefaultConfig(), nopService{}, participant.SystemClock{},
+		wal.Options{FS: wal.NewMemFS(), Dir: "p", SegmentSizeBytes: 64 << 20})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h := participant.NewHandler(p, participant.HandlerOptions{Logger: testLogger(nil)})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !batched {
+			w = withoutBatchHeader{w}
+		}
+		h.ServeHTTP(w, r)
+	}))
+	srv.Config.ReadHeaderTimeout = 10 * time.Second
+	tb.Cleanup(func() {
+		srv.Close()
+		_ = p.Close()
+	})
+	return srv.URL + "/prepare"
+}
+
+// BenchmarkRuntimeSubmitPhase2 is BenchmarkRuntimeSubmit with two participants of the
+// participant library (libraryParticipant), offering batching or not. cpu-ns/op counts
+// the whole process: the runtime, both participants, and phase 2, which runs after the
+// callers have their answer; requests/op counts the requests to participants.
+//
+//	go test -run '^$' -bench RuntimeSubmitPhase2 -benchtime 3000x ./httpnet
+func BenchmarkRuntimeSubmitPhase2(b *testing.B) {
+	for _, batched := range []bool{false, true} {
+		name := "single"
+		if batched {
+			name = "batched"
+		}
+		b.Run(name, func(b *testing.B) {
+			p1, p2 := libraryParticipant(b, batched), libraryParticipant(b, batched)
+			rt, err := httpnet.Open(httpnet.Options{DataDir: "/data", FS: wal.NewMemFS(), Shards: 2, Engine: benchEngineConfig(),
+				Logger: testLogger(nil), Transport: httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rt.Close()
+			eventually(b, "ready", rt.Ready)
+			req := coordinator.Request{Participants: []coordinator.ParticipantSpec{{URL: p1}, {URL: p2}}}
+			start := rt.TransportStats()
+			b.SetParallelism(32)
+			report := cpuPerOp(b)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					v, err := rt.Submit(context.Background(), req, true)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if v.State != coordinator.StateCommitted {
+						b.Errorf("transaction %s: %s", v.ID, v.State)
+						return
+					}
+				}
+			})
+			// Phase 2 of the last transactions may still be on its way.
+			eventually(b, "phase 2 sent", func() bool {
+				s := rt.TransportStats()
+				return s.Commit+s.BatchOps-start.Commit-start.BatchOps >= uint64(2*b.N)
+			})
+			report()
+			s := rt.TransportStats()
+			requests := s.Prepare + s.Commit + s.Rollback + s.Status + s.Batch -
+				(start.Prepare + start.Commit + start.Rollback + start.Status + start.Batch)
+			b.ReportMetric(float64(requests)/float64(b.N), "requests/op")
+		})
+	}
+}
+
 // BenchmarkTransportPhase2 measures phase 2 of 16 transactions to one participant (the
 // participant library over a log in memory, on loopback): 16 commits sent at once and
 // their replies, one request each (single) or in batches (batched: the first leaves
@@ -251,26 +327,11 @@ func BenchmarkTransportPhase2(b *testing.B) {
 			name = "batched"
 		}
 		b.Run(name, func(b *testing.B) {
-			cfg := participant.DefaultConfig()
-			p, err := participant.OpenSync(cfg, nopService{}, participant.SystemClock{},
-				wal.Options{FS: wal.NewMemFS(), Dir: "p", SegmentSizeBytes: 64 << 20})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer p.Close()
-			h := participant.NewHandler(p, participant.HandlerOptions{Logger: testLogger(nil)})
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if !batched {
-					w = withoutBatchHeader{w}
-				}
-				h.ServeHTTP(w, r)
-			}))
-			defer srv.Close()
+			u := libraryParticipant(b, batched)
 			tr := httpnet.NewTransport(httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"})
 			defer tr.Close()
 			replies := make(chan coordinator.Reply, txns)
 			send := tr.For(func(r coordinator.Reply) { replies <- r })
-			u := srv.URL + "/prepare"
 			var (
 				seq uint64
 				cpu time.Duration
