@@ -35,13 +35,15 @@
 //     maximum (and 1024) per request, again and again until the queue is empty. At most
 //     TransportOptions.BatchInflight senders work for one participant; what comes
 //     while they are busy waits for the next request. No timer: a message for an idle
-//     participant leaves at once. Each op gets its own reply, as the single endpoint's
-//     answer would have made it; a batch without a usable answer fails each of its ops
-//     (the engine retries them), and a 404 or 405 from …/batch turns batching off for
-//     that participant for a minute. Prepare and status are never batched.
-//     Transport.Close cancels the batches in flight and drops what is queued, without
-//     a reply. Transport.Stats counts the requests of each kind and the ops batches
-//     carried.
+//     participant leaves at once. A queued message's reply may come later than its
+//     Timeout (each request it waits for is bounded by its own), but it comes; the
+//     engine sends no retry while a reply is due. Each op gets its own reply, as the
+//     single endpoint's answer would have made it; a batch without a usable answer
+//     fails each of its ops (the engine retries them), and a 404 or 405 from …/batch
+//     turns batching off for that participant for a minute. Prepare and status are
+//     never batched. Transport.Close cancels the batches in flight and drops what is
+//     queued, without a reply. Transport.Stats counts the requests of each kind and
+//     the ops batches carried.
 //   - Timers cost no goroutine: each shard keeps the engine's timers in a heap owned by
 //     its goroutine, with one time.Timer armed for the earliest, and steps TimerFired
 //     for every timer whose deadline has passed. They are never cancelled (the engine
