@@ -19,8 +19,16 @@ import (
 func participantStub(t *testing.T) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.ReadAll(r.Body)
+		body, _ := io.ReadAll(r.Body)
 		switch r.URL.Path {
+		case "/batch":
+			if strings.Contains(string(body), "refused") {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, `{"error":{"code":"unavailable","message":"closing"}}`)
+				return
+			}
+			io.WriteString(w, `{"results":[{"state":"committed"},{"state":"committed","conflict":true},`+
+				`{"error":{"code":"unavailable","message":"log failed"}}]}`)
 		case "/prepare":
 			io.WriteString(w, `{"vote":"ACK"}`)
 		case "/commit":
@@ -113,6 +121,46 @@ func TestTheProxyForwardsAndItsTapSeesVotesAndPhase2(t *testing.T) {
 		if got[i].At == 0 {
 			t.Errorf("event %d has no time", i)
 		}
+		got[i].At = 0
+		if got[i] != want[i] {
+			t.Errorf("event %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestTheTapSeesEachOpOfABatchAsItsOwnRequest(t *testing.T) {
+	px, ev, hc := newTestProxy(t)
+	base := "http://" + px.Addr()
+	for _, body := range []string{
+		`{"ops":[{"op":"commit","txn_id":"a@1"},{"op":"rollback","txn_id":"b@2"},{"op":"commit","txn_id":"c@3"}]}`,
+		`{"ops":[{"op":"rollback","txn_id":"refused@4"}]}`,
+	} {
+		if _, _, err := post(hc, base+"/batch", body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hc.CloseIdleConnections()
+	px.Close()
+	got := ev.list()
+	slices.SortStableFunc(got, func(a, b TapEvent) int {
+		return cmp.Or(cmp.Compare(a.At, b.At), cmp.Compare(a.TxnID, b.TxnID))
+	})
+	want := []TapEvent{
+		{Participant: "p1", Call: "commit", TxnID: "a@1"},
+		{Participant: "p1", Call: "rollback", TxnID: "b@2"},
+		{Participant: "p1", Call: "commit", TxnID: "c@3"},
+		// Each op is answered as its single request would have been.
+		{Participant: "p1", Call: "commit", TxnID: "a@1", Answer: true, Status: 200, State: "committed"},
+		{Participant: "p1", Call: "rollback", TxnID: "b@2", Answer: true, Status: 409, State: "committed"},
+		{Participant: "p1", Call: "commit", TxnID: "c@3", Answer: true, Status: 500},
+		// A batch refused as a whole answers every op with its status and no state.
+		{Participant: "p1", Call: "rollback", TxnID: "refused@4"},
+		{Participant: "p1", Call: "rollback", TxnID: "refused@4", Answer: true, Status: 503},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("tap saw %d events, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
 		got[i].At = 0
 		if got[i] != want[i] {
 			t.Errorf("event %d: %+v, want %+v", i, got[i], want[i])

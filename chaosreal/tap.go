@@ -8,6 +8,8 @@ import (
 	"path"
 	"slices"
 	"sync"
+
+	"github.com/dtc-project/dtc/participant"
 )
 
 // The tap reads the HTTP exchanges a Proxy forwards between dtc and a participant:
@@ -16,7 +18,9 @@ import (
 // checker gets votes, phase-2 messages and acknowledgements with the time they passed
 // the proxy, as the simulator records them from inside.
 
-// TapEvent is one request, or one answer, seen by a tap.
+// TapEvent is one request, or one answer, seen by a tap. A batch request (POST …/batch,
+// many transactions' phase 2 in one request) is one event per op, with the op as Call,
+// and so is its answer: the checker sees the same events as for single requests.
 type TapEvent struct {
 	Participant string
 	Call        string // "prepare", "commit", "rollback", "status", or another path element
@@ -43,7 +47,7 @@ type tapConn struct {
 	participant string
 	sink        func(TapEvent)
 	reqs, resps chan chunk
-	pending     chan TapEvent
+	pending     chan tapRequest
 	closeOnce   sync.Once
 	wg          sync.WaitGroup
 }
@@ -54,7 +58,7 @@ func newTapConn(participant string, sink func(TapEvent)) *tapConn {
 		sink:        sink,
 		reqs:        make(chan chunk, tapChunksMax),
 		resps:       make(chan chunk, tapChunksMax),
-		pending:     make(chan TapEvent, 64),
+		pending:     make(chan tapRequest, 64),
 	}
 	t.wg.Add(2)
 	go t.readRequests()
@@ -100,19 +104,44 @@ func (t *tapConn) readRequests() {
 		if err != nil {
 			return
 		}
-		ev := TapEvent{Participant: t.participant, Call: path.Base(req.URL.Path), At: cr.start}
-		if req.Method == http.MethodGet {
-			ev.TxnID = req.URL.Query().Get("txn_id")
-		} else {
-			var b struct {
-				TxnID string `json:"txn_id"`
-			}
-			_ = json.Unmarshal(body, &b)
-			ev.TxnID = b.TxnID
+		tr := t.parseRequest(req, body, cr.start)
+		for _, ev := range tr.evs {
+			t.sink(ev)
 		}
-		t.sink(ev)
-		t.pending <- ev
+		t.pending <- tr
 	}
+}
+
+// tapRequest is one request's events, waiting for its answer: one event, or one per op
+// of a batch.
+type tapRequest struct {
+	evs   []TapEvent
+	batch bool
+}
+
+func (t *tapConn) parseRequest(req *http.Request, body []byte, at int64) tapRequest {
+	ev := TapEvent{Participant: t.participant, Call: path.Base(req.URL.Path), At: at}
+	switch {
+	case req.Method == http.MethodGet:
+		ev.TxnID = req.URL.Query().Get("txn_id")
+	case ev.Call == participant.EndpointBatch:
+		var b participant.BatchRequest
+		if json.Unmarshal(body, &b) != nil || len(b.Ops) == 0 {
+			return tapRequest{evs: []TapEvent{ev}} // no transaction: the checker ignores it
+		}
+		tr := tapRequest{evs: make([]TapEvent, len(b.Ops)), batch: true}
+		for i, op := range b.Ops {
+			tr.evs[i] = TapEvent{Participant: t.participant, Call: op.Op, TxnID: op.TxnID, At: at}
+		}
+		return tr
+	default:
+		var b struct {
+			TxnID string `json:"txn_id"`
+		}
+		_ = json.Unmarshal(body, &b)
+		ev.TxnID = b.TxnID
+	}
+	return tapRequest{evs: []TapEvent{ev}}
 }
 
 func (t *tapConn) readAnswers() {
@@ -134,18 +163,50 @@ func (t *tapConn) readAnswers() {
 		if err != nil {
 			return
 		}
-		req, ok := <-t.pending
+		tr, ok := <-t.pending
 		if !ok {
 			return
 		}
+		for _, ev := range answerEvents(tr, resp.StatusCode, body, cr.start) {
+			t.sink(ev)
+		}
+	}
+}
+
+// answerEvents turns an answer into the events of its request's answers. An op of a
+// batch is answered as its single request would have been: 200 with its state, 409 with
+// the state it conflicts with, or, for an op's error, 500 with no state. A batch
+// answered other than 200 with one result per op answers every op with its status and
+// no state.
+func answerEvents(tr tapRequest, status int, body []byte, at int64) []TapEvent {
+	evs := tr.evs
+	for i := range evs {
+		evs[i].Answer, evs[i].Status, evs[i].At = true, status, at
+	}
+	if !tr.batch {
 		var b struct {
 			Vote  string `json:"vote"`
 			State string `json:"state"`
 		}
 		_ = json.Unmarshal(body, &b)
-		req.Answer, req.Status, req.Vote, req.State, req.At = true, resp.StatusCode, b.Vote, b.State, cr.start
-		t.sink(req)
+		evs[0].Vote, evs[0].State = b.Vote, b.State
+		return evs
 	}
+	var b participant.BatchResponse
+	if status != http.StatusOK || json.Unmarshal(body, &b) != nil || len(b.Results) != len(evs) {
+		return evs
+	}
+	for i, r := range b.Results {
+		switch {
+		case r.Error != nil:
+			evs[i].Status = http.StatusInternalServerError
+		case r.Conflict:
+			evs[i].Status, evs[i].State = http.StatusConflict, string(r.State)
+		default:
+			evs[i].State = string(r.State)
+		}
+	}
+	return evs
 }
 
 // chunkReader reads the chunks of one direction, and tells when the message about to be
