@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/dtc-project/dtc/client"
+	"github.com/dtc-project/dtc/participant"
 )
 
 var binDir string // holds dtc and bank
@@ -269,6 +270,9 @@ func (b *bankProc) balance(account string) int64 {
 }
 
 // proxy forwards to a bank and can hold every request to one endpoint until released.
+// Phase 2 may travel in POST …/batch requests (the banks offer it): a batch counts as a
+// "commit" when it carries a commit, else as a "rollback" (endpointOf), so that holding
+// "commit" holds bob's commit whichever way it is sent.
 type proxy struct {
 	t      *testing.T
 	target string
@@ -322,9 +326,28 @@ func (p *proxy) forwardedAnswers(endpoint string) []string {
 	return append([]string(nil), p.forwarded[endpoint]...)
 }
 
-func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// endpointOf names the endpoint a request to a bank is held and counted by: the last
+// element of its path, but a batch is "commit" when one of its ops is a commit and
+// "rollback" otherwise.
+func endpointOf(r *http.Request, body []byte) string {
 	name := path.Base(r.URL.Path)
+	if name != participant.EndpointBatch {
+		return name
+	}
+	var br participant.BatchRequest
+	if err := json.Unmarshal(body, &br); err == nil {
+		for _, op := range br.Ops {
+			if op.Op == participant.BatchOpCommit {
+				return participant.EndpointCommit
+			}
+		}
+	}
+	return participant.EndpointRollback
+}
+
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
+	name := endpointOf(r, body)
 	p.mu.Lock()
 	ch, holding := p.holding[name]
 	if holding {
