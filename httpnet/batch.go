@@ -110,8 +110,13 @@ func parseBatchMax(s string) (int, bool) {
 }
 
 // noteBatchMax remembers that the participant of prepareURL offers batching, when h
-// (an answer of it) says so with exactly one well-formed Dtc-Batch-Max.
+// (an answer of it) says so with exactly one well-formed Dtc-Batch-Max. With
+// TransportOptions.NoBatch it remembers nothing: batchPeers stays empty, and every
+// commit and rollback goes on its own.
 func (t *Transport) noteBatchMax(prepareURL string, h http.Header) {
+	if t.o.NoBatch {
+		return
+	}
 	v, ok := h[participant.HeaderBatchMax] // in canonical form, as the keys are
 	if !ok {
 		return

@@ -255,6 +255,49 @@ func TestBatchNotWithoutTheHeader(t *testing.T) {
 	}
 }
 
+// With TransportOptions.NoBatch, a participant that offers batching gets its commits and
+// rollbacks one by one all the same, however many come at once, and is not counted as
+// offering it.
+func TestBatchOffWithNoBatch(t *testing.T) {
+	f := newBatchFake(t, "16")
+	tr := httpnet.NewTransport(httpnet.TransportOptions{NoBatch: true})
+	defer tr.Close()
+	learn(t, tr, f)
+	l := newReplyLog()
+	send := tr.For(l.deliver)
+	var ms []coordinator.Message
+	for i := range 16 {
+		kind := coordinator.MsgCommit
+		if i%4 == 3 {
+			kind = coordinator.MsgRollback
+		}
+		ms = append(ms, msg(kind, f, fmt.Sprintf("t%d", i), uint64(10+i)))
+	}
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		wg.Go(func() { send.Send(m) })
+	}
+	wg.Wait()
+	got := l.wait(t, len(ms))
+	for _, m := range ms {
+		want := coordinator.PCommitted
+		if m.Kind == coordinator.MsgRollback {
+			want = coordinator.PAborted
+		}
+		checkReply(t, got[m.Seq], m, want, false, "")
+	}
+	paths, _ := f.requests()
+	if slices.Contains(paths, "batch") {
+		t.Errorf("requests %v: a batch with NoBatch set", paths)
+	}
+	if n := len(paths); n != 1+len(ms) {
+		t.Errorf("%d requests, want %d: the prepare and one per message", n, 1+len(ms))
+	}
+	if s := tr.Stats(); s != (httpnet.TransportStats{Prepare: 1, Commit: 12, Rollback: 4}) {
+		t.Errorf("stats %+v, want 1 prepare, 12 commits, 4 rollbacks, no batch and no participant offering one", s)
+	}
+}
+
 // With the header, a lone commit leaves at once as a batch of one; the commits that come
 // (from several goroutines and shards) while it is in flight wait, and leave together
 // in the next request; every message gets its own reply. Prepare and status are never

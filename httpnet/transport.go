@@ -46,6 +46,10 @@ type TransportOptions struct {
 	// participant's queue and leave together in the next request, up to the
 	// participant's maximum: the more in flight, the smaller the batches. Default 1.
 	BatchInflight int
+	// NoBatch turns phase-2 batching off: never use POST …/batch, even with
+	// participants that offer it. Their Dtc-Batch-Max header is ignored (the capability
+	// is never recorded), and every commit and rollback is a request of its own.
+	NoBatch bool
 }
 
 func (o *TransportOptions) setDefaults() {
@@ -80,7 +84,7 @@ func (o *TransportOptions) setDefaults() {
 //
 // The commits and rollbacks for a participant that offers batching are not sent one by
 // one: they wait in that participant's queue, and senders carry them in POST …/batch
-// requests (batch.go).
+// requests (batch.go), unless TransportOptions.NoBatch is set.
 type Transport struct {
 	o       TransportOptions
 	client  *http.Client
