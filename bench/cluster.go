@@ -125,7 +125,7 @@ func startCluster(o Options, dir string) (c *cluster, err error) {
 		FS:        c.coordFS,
 		Shards:    shards,
 		Engine:    eng,
-		Transport: httpnet.TransportOptions{AdvertiseURL: c.apiURL},
+		Transport: httpnet.TransportOptions{AdvertiseURL: c.apiURL, NoBatch: o.NoBatch},
 		Logger:    o.Logger,
 		OnFatal:   onFatal,
 	})

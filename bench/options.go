@@ -95,6 +95,11 @@ type Options struct {
 	// DecidedMax is the participants': how many decided transactions each remembers.
 	// Zero: participant.DefaultConfig's.
 	DecidedMax int
+	// NoBatch turns the coordinator's phase-2 batching off (httpnet.TransportOptions.
+	// NoBatch, dtc serve --no-batch): it never uses POST …/batch, although the
+	// participants offer it, and sends every commit and rollback in a request of its
+	// own. False: batching on, as dtc serve runs by default.
+	NoBatch bool
 
 	// Logger gets the logs of the coordinator and the participants. Default: nowhere.
 	Logger *slog.Logger
@@ -264,9 +269,10 @@ func (o Options) MarshalJSON() ([]byte, error) {
 		RequestTimeout string  `json:"request_timeout,omitempty"`
 		DoneRetention  string  `json:"done_retention,omitempty"`
 		DecidedMax     int     `json:"decided_max,omitempty"`
+		NoBatch        bool    `json:"no_batch,omitempty"`
 	}{
 		o.Participants, o.Concurrency, dur(o.Duration), o.Transactions, o.Rate, o.loop(),
 		o.Mode, o.Log, o.Shards, o.DataDir, dur(o.Warmup), dur(o.FloorDuration), o.Rounds,
-		o.FsyncSamples, dur(o.RequestTimeout), dur(o.DoneRetention), o.DecidedMax,
+		o.FsyncSamples, dur(o.RequestTimeout), dur(o.DoneRetention), o.DecidedMax, o.NoBatch,
 	})
 }

@@ -165,8 +165,12 @@ func (r *Result) WriteText(w io.Writer) error {
 	if o.Transactions > 0 {
 		bound = fmt.Sprintf("%d transactions (at most %v)", o.Transactions, o.Duration)
 	}
-	ew.printf("dtc bench: %d participants (%s), coordinator log %s, %d shards; %s; %s in %d rounds after %v warm-up\n",
-		o.Participants, o.Mode, o.Log, r.Shards, loop, bound, o.Rounds, max(o.Warmup, 0))
+	batching := "on"
+	if o.NoBatch {
+		batching = "off"
+	}
+	ew.printf("dtc bench: %d participants (%s), coordinator log %s, %d shards, phase-2 batching %s; %s; %s in %d rounds after %v warm-up\n",
+		o.Participants, o.Mode, o.Log, r.Shards, batching, loop, bound, o.Rounds, max(o.Warmup, 0))
 	ew.printf("%s, GOMAXPROCS %d, %d CPUs; everything in one process on 127.0.0.1\n\n", r.GoVersion, r.GoMaxProcs, r.NumCPU)
 
 	ew.printf("%-22s %12s %12s %8s\n", "", "dtc", "floor", "ratio")
