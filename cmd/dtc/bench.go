@@ -54,6 +54,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		rate         = fs.Float64("rate", 0, "open loop at this many transactions per second (0: closed loop)")
 		mode         = fs.String("mode", bench.ModeDurable, "participants: durable or noop")
 		shards       = fs.Int("shards", 0, "coordinator shards (0: dtc serve's default)")
+		noBatch      = fs.Bool("no-batch", false, "as dtc serve --no-batch: the coordinator sends every commit and rollback in a request of its own, never in POST …/batch")
 		dataDir      = fs.String("data-dir", "", "where the temporary logs go (default: the system's temp dir); it decides which disk is measured")
 		jsonOut      = fs.Bool("json", false, "print the result as one JSON object")
 		soak         = fs.Float64("soak", 0, "run a soak at this fraction of the maximum throughput instead (e.g. 0.8)")
@@ -68,6 +69,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	o := bench.Options{
 		Participants: *participants, Concurrency: *concurrency, Duration: *duration,
 		Transactions: *transactions, Rate: *rate, Mode: *mode, Shards: *shards, DataDir: *dataDir,
+		NoBatch: *noBatch,
 	}
 	if !*jsonOut {
 		o.Progress = stderr

@@ -281,13 +281,14 @@ type proxy struct {
 	mu        sync.Mutex
 	holding   map[string]chan struct{} // endpoint → closed on release
 	held      map[string]int
+	calls     map[string]int // requests by the last element of their path ("batch" too)
 	forwarded map[string][]string
 	shut      chan struct{}
 }
 
 func newProxy(t *testing.T, target string) *proxy {
 	p := &proxy{t: t, target: target, holding: map[string]chan struct{}{}, held: map[string]int{},
-		forwarded: map[string][]string{}, shut: make(chan struct{})}
+		calls: map[string]int{}, forwarded: map[string][]string{}, shut: make(chan struct{})}
 	p.srv = httptest.NewServer(p)
 	t.Cleanup(func() {
 		close(p.shut)
@@ -320,6 +321,12 @@ func (p *proxy) heldCount(endpoint string) int {
 	return p.held[endpoint]
 }
 
+func (p *proxy) callCount(pathElem string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls[pathElem]
+}
+
 func (p *proxy) forwardedAnswers(endpoint string) []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -349,6 +356,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	name := endpointOf(r, body)
 	p.mu.Lock()
+	p.calls[path.Base(r.URL.Path)]++
 	ch, holding := p.holding[name]
 	if holding {
 		p.held[name]++
@@ -538,6 +546,31 @@ func TestKillParticipantAfterACK(t *testing.T) {
 	})
 	if a.balance("alice") != 60 || b.balance("bob") != 140 {
 		t.Errorf("balances %d/%d, want 60/140", a.balance("alice"), b.balance("bob"))
+	}
+}
+
+// With --no-batch the banks, which offer batching, get each commit in a POST …/commit of
+// its own; without it (the other tests) in POST …/batch.
+func TestServeNoBatch(t *testing.T) {
+	d, a, b, pa, pb := setup(t, "--no-batch")
+	for i := range 3 {
+		id := fmt.Sprintf("nb-%d", i)
+		v, err := d.cli.Submit(context.Background(), client.Request{ID: id, Participants: transferVia(pa, pb, 10)})
+		if err != nil || v.State != client.StateCommitted {
+			t.Fatalf("%+v %v: want committed", v, err)
+		}
+		eventually(t, id+" phase 2 done", func() bool {
+			v, err := d.view(id)
+			return err == nil && v.PhaseTwoDone
+		})
+	}
+	for _, p := range []*proxy{pa, pb} {
+		if c, n := p.callCount("commit"), p.callCount("batch"); c < 3 || n != 0 {
+			t.Errorf("a bank got %d commits and %d batches, want (at least) 3 commits alone", c, n)
+		}
+	}
+	if a.balance("alice") != 70 || b.balance("bob") != 130 {
+		t.Errorf("balances %d/%d, want 70/130", a.balance("alice"), b.balance("bob"))
 	}
 }
 
