@@ -32,16 +32,20 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, err
 	}
 	o = o.withDefaults()
-	// dtc serve and the bank binary run with GOMAXPROCS = cores+1, because an fdatasync
-	// holds its P for its whole length (see package maxprocs); this mirrors that, for
-	// the floor too, and restores the old value when Run returns.
-	defer maxprocs.Raise()()
+	// dtc serve and the bank binary run with GOMAXPROCS = cores+1: an fdatasync holds
+	// its P while it blocks, and each has one log (see package maxprocs). The floor
+	// runs with that, as any one process would; dtc's phases run with one P more per
+	// syncing log (session.procs), as dtc and its K participants would have in K+1
+	// processes, where one's sync does not take a P from the others. Both are restored
+	// when Run returns. With GOMAXPROCS set in the environment, both phases use it.
+	defer maxprocs.Set(maxprocs.ForLogs(1))()
 	dir, err := mkdirTemp(o.DataDir)
 	if err != nil {
 		return nil, err
 	}
 	defer removeAll(dir)
 	res = newResult(o)
+	res.FloorGoMaxProcs = runtime.GOMAXPROCS(0)
 
 	o.progress("fsync floor: %d probes in %s", o.FsyncSamples, dir)
 	fh, err := fsyncProbe(ctx, dir, o.FsyncSamples)
@@ -106,6 +110,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	res.FloorAllocsPerTxn, res.FloorAllocBytesPerTxn = perTxn(fl.use.mallocs, fl), perTxn(fl.use.allocBytes, fl)
 	res.FloorGCsPerSec = perSec(fl.use.gcs, fl.elapsed)
 	res.Shards = s.shards
+	res.GoMaxProcs = s.gomaxprocs
 	m.fill(res)
 	res.Ratio = ratio(res.TPS, res.FloorTPS)
 	res.P50Ratio = ratio(res.P50Ms, res.FloorP50Ms)
@@ -179,6 +184,30 @@ type session struct {
 	poster *poster
 	shards int
 	start  time.Time // the origin of the memory samples' times
+	// procs is the GOMAXPROCS of dtc's phases (see Run); gomaxprocs is what it came to.
+	procs      int
+	gomaxprocs int
+}
+
+// syncingLogs is how many logs sync to disk in dtc's phases: dtc's, and each
+// participant's.
+func (o Options) syncingLogs() int {
+	n := 0
+	if o.Log == LogDurable {
+		n++
+	}
+	if o.Mode == ModeDurable {
+		n += o.Participants
+	}
+	return n
+}
+
+// dtcProcs sets dtc's GOMAXPROCS for one of its phases, and returns what restores the
+// floor's.
+func (s *session) dtcProcs() (restore func()) {
+	restore = maxprocs.Set(s.procs)
+	s.gomaxprocs = runtime.GOMAXPROCS(0)
+	return restore
 }
 
 func openSession(o Options, dir string) (*session, error) {
@@ -197,6 +226,7 @@ func openSession(o Options, dir string) (*session, error) {
 		poster: &poster{client: newLoadClient(o.Concurrency, o.RequestTimeout), url: c.apiURL + "/v1/transactions", body: c.submitBody()},
 		shards: shards,
 		start:  time.Now(),
+		procs:  maxprocs.ForLogs(o.syncingLogs()),
 	}, nil
 }
 
@@ -209,6 +239,7 @@ func (s *session) close() error {
 
 // warm runs l against dtc and forgets what it measured.
 func (s *session) warm(ctx context.Context, l load) error {
+	defer s.dtcProcs()()
 	s.o.progress("dtc: warm-up %v", l.duration)
 	s.run(ctx, l, newPhase())
 	return s.check(ctx)
@@ -240,6 +271,7 @@ func (s *session) newMeasurement() *measurement {
 
 // measure runs one slice l and adds what it measured to m.
 func (s *session) measure(ctx context.Context, l load, m *measurement) error {
+	defer s.dtcProcs()()
 	if err := s.check(ctx); err != nil {
 		return err
 	}

@@ -12,11 +12,13 @@ import (
 // Result is what Run measured. Latencies are in milliseconds, rates per second. The
 // JSON names are stable: `dtc bench --json` prints this object.
 type Result struct {
-	Options    Options `json:"options"`
-	GoMaxProcs int     `json:"gomaxprocs"`
-	NumCPU     int     `json:"num_cpu"`
-	GoVersion  string  `json:"go_version"`
-	Shards     int     `json:"shards"`
+	Options Options `json:"options"`
+	// GoMaxProcs is dtc's GOMAXPROCS, FloorGoMaxProcs the floor's (see Run).
+	GoMaxProcs      int    `json:"gomaxprocs"`
+	FloorGoMaxProcs int    `json:"floor_gomaxprocs"`
+	NumCPU          int    `json:"num_cpu"`
+	GoVersion       string `json:"go_version"`
+	Shards          int    `json:"shards"`
 
 	// dtc's measured phase, as the load's client saw it. Txns counts the transactions
 	// that finished (with or without error); the latencies are those of the committed
@@ -128,10 +130,9 @@ type Result struct {
 
 func newResult(o Options) *Result {
 	return &Result{
-		Options:    o,
-		GoMaxProcs: runtime.GOMAXPROCS(0),
-		NumCPU:     runtime.NumCPU(),
-		GoVersion:  runtime.Version(),
+		Options:   o,
+		NumCPU:    runtime.NumCPU(),
+		GoVersion: runtime.Version(),
 	}
 }
 
@@ -171,7 +172,8 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 	ew.printf("dtc bench: %d participants (%s), coordinator log %s, %d shards, phase-2 batching %s; %s; %s in %d rounds after %v warm-up\n",
 		o.Participants, o.Mode, o.Log, r.Shards, batching, loop, bound, o.Rounds, max(o.Warmup, 0))
-	ew.printf("%s, GOMAXPROCS %d, %d CPUs; everything in one process on 127.0.0.1\n\n", r.GoVersion, r.GoMaxProcs, r.NumCPU)
+	ew.printf("%s, %d CPUs, GOMAXPROCS %d for dtc and %d for the floor; everything in one process on 127.0.0.1\n\n",
+		r.GoVersion, r.NumCPU, r.GoMaxProcs, r.FloorGoMaxProcs)
 
 	ew.printf("%-22s %12s %12s %8s\n", "", "dtc", "floor", "ratio")
 	ew.printf("%-22s %12.0f %12.0f %8.2f\n", "throughput (txn/s)", r.TPS, r.FloorTPS, r.Ratio)

@@ -165,6 +165,7 @@ func Soak(ctx context.Context, o Options, rateFraction float64, sampleEvery time
 }
 
 func (s *session) soak(ctx context.Context, res *SoakResult, fraction float64, sampleEvery time.Duration) error {
+	defer s.dtcProcs()()
 	o := s.o
 	probe := min(max(o.Duration/8, time.Second), 15*time.Second)
 	res.ProbeConcurrency, res.ProbeDurationSeconds = o.Concurrency, probe.Seconds()

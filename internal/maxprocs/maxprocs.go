@@ -1,13 +1,12 @@
 // Package maxprocs sets how many goroutines run Go code at once (GOMAXPROCS) for a
-// process that syncs a log to disk.
+// process that syncs logs to disk.
 //
-// A goroutine in fdatasync holds its P (scheduling slot) for the whole syscall — about
-// 0.5 ms — before the runtime's sysmon hands the P to another thread. With GOMAXPROCS
-// equal to the number of cores, a process with several logs (a coordinator and its
-// participants, or several participants) thus leaves cores idle while there is work to
-// run: with 3 logs on 2 cores, measured with the bench package, dtc lost about 0.4 cores
-// this way. One P more than there are cores lets another goroutine run while a sync
-// blocks; the extra P costs nothing while nothing syncs.
+// A goroutine in fdatasync holds its P (scheduling slot) while the syscall blocks,
+// until the runtime's sysmon hands the P to another thread. With GOMAXPROCS equal to
+// the number of cores, a process that syncs a log thus leaves cores idle while there
+// is work to run: with 3 logs on 2 cores, measured with the bench package, dtc lost
+// about 0.4 cores this way. One P more per log that may be syncing lets other
+// goroutines run while its sync blocks; the extra P costs nothing while nothing syncs.
 package maxprocs
 
 import (
@@ -15,13 +14,20 @@ import (
 	"runtime"
 )
 
-// Raise sets GOMAXPROCS to runtime.NumCPU()+1 unless the GOMAXPROCS environment
-// variable is set (then the operator chose, and it is left alone), and returns a
-// function that restores the previous value.
-func Raise() (restore func()) {
+// ForLogs is the GOMAXPROCS of a process that syncs logs logs: the number of cores plus
+// one per log, and at least one more than the cores.
+func ForLogs(logs int) int { return runtime.NumCPU() + max(logs, 1) }
+
+// Set sets GOMAXPROCS to n unless the GOMAXPROCS environment variable is set (then the
+// operator chose, and it is left alone), and returns a function that restores the
+// previous value.
+func Set(n int) (restore func()) {
 	if _, set := os.LookupEnv("GOMAXPROCS"); set {
 		return func() {}
 	}
-	old := runtime.GOMAXPROCS(runtime.NumCPU() + 1)
+	old := runtime.GOMAXPROCS(n)
 	return func() { runtime.GOMAXPROCS(old) }
 }
+
+// Raise is Set(ForLogs(1)), for a process with one log: dtc serve, a bank.
+func Raise() (restore func()) { return Set(ForLogs(1)) }
