@@ -1,5 +1,21 @@
 package httpnet
 
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/internal/jsonstr"
+	"github.com/dtc-project/dtc/participant"
+)
+
 // Phase-2 batching, the coordinator's side: a participant that offers it (the
 // Dtc-Batch-Max header on any of its answers) gets its commits and rollbacks in
 // POST …/batch requests, many transactions to a request, instead of one request each.
@@ -13,25 +29,6 @@ package httpnet
 // There is no timer: a message for an idle participant leaves at once, as a batch of
 // one; those that come while BatchInflight requests are in flight wait and leave
 // together in the next, as records wait for the next fsync in a group commit.
-
-import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"net/http"
-	"sync/atomic"
-	"time"
-
-	"github.com/pingcap/failpoint"
-
-	"github.com/dtc-project/dtc/coordinator"
-	"github.com/dtc-project/dtc/internal/fp"
-	"github.com/dtc-project/dtc/internal/jsonstr"
-	"github.com/dtc-project/dtc/participant"
-)
 
 // batchOpsMax bounds the ops of one batch request, whatever a participant offers.
 const batchOpsMax = 1024
@@ -271,21 +268,6 @@ func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, 
 	}
 	clear(replies)
 	return replies[:0]
-}
-
-// beforeBatchSend is the commit send's failpoint marker (faults.Failpoints) for a batch
-// that carries a commit: it acts once for the batch, and an injected error fails the
-// whole batch, as it fails a single commit request.
-func beforeBatchSend(ops []sendJob) (err error) {
-	for _, j := range ops {
-		if j.m.Kind == coordinator.MsgCommit {
-			failpoint.Inject("beforeCommitSend", func(v failpoint.Value) {
-				err = fp.Act("httpnet/beforeCommitSend", v)
-			})
-			return err
-		}
-	}
-	return nil
 }
 
 // batchExchange performs the batch request of ops to p and reads each op's answer into

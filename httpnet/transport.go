@@ -712,3 +712,24 @@ func snippet(b []byte) string {
 	}
 	return fmt.Sprintf("%q", b)
 }
+
+// beforeBatchSend is the commit send's failpoint marker (faults.Failpoints) for a batch
+// (batch.go) that carries a commit: it acts once for the batch, and an injected error
+// fails the whole batch, as it fails a single commit request.
+//
+// It lives here, not in batch.go: failpoint-toolexec (v0.0.0-20240528011301) keeps its
+// "rewritten" flag from one file to the next when a file has no declarations, and so
+// swaps such a file for an empty one if the file before it had markers. With a marker
+// in batch.go, doc.go came out empty and the failpoint build failed (chaosreal's
+// TestTheFailpointBuildLeavesNoRewrittenSourceBehind).
+func beforeBatchSend(ops []sendJob) (err error) {
+	for _, j := range ops {
+		if j.m.Kind == coordinator.MsgCommit {
+			failpoint.Inject("beforeCommitSend", func(v failpoint.Value) {
+				err = fp.Act("httpnet/beforeCommitSend", v)
+			})
+			return err
+		}
+	}
+	return nil
+}
