@@ -42,9 +42,10 @@ const batchPeersMax = 1024
 // TransportOptions.ResponseMaxBytes: a result with an error message.
 const batchResultMaxBytes = 1 << 10
 
-// batchRefuseFor is how long the header of a participant whose …/batch answered 404
-// or 405 is ignored: a participant that offers what it does not serve would otherwise
-// be learnt again from its next prepare's answer, and its phase 2 would fail forever.
+// batchRefuseFor is how long the header of a participant whose …/batch refused a batch
+// (refusesBatches) is ignored: a participant that offers what it does not serve would
+// otherwise be learnt again from its next prepare's answer, and its phase 2 would fail
+// forever.
 const batchRefuseFor = time.Minute
 
 // batchQueueKeepOps bounds the capacity of an empty queue that is kept: a larger one,
@@ -56,7 +57,7 @@ const batchQueueKeepOps = 2 * batchOpsMax
 type batchPeer struct {
 	url string // the prepare URL, its key in Transport.batchPeers
 	// maxOps is the most ops a request may carry: the participant's header, at most
-	// batchOpsMax. 0 while batching is refused (404 or 405 from …/batch), until
+	// batchOpsMax. 0 while batching is refused (a 4xx from …/batch, see refusesBatches), until
 	// refusedUntil.
 	maxOps       int
 	refusedUntil time.Time
@@ -152,7 +153,7 @@ func (t *Transport) noteBatchMax(prepareURL string, h http.Header) {
 	t.batchKnown.Store(int32(len(t.batchPeers)))
 }
 
-// refuseBatch stops batching for p, after its …/batch answered 404 or 405, for
+// refuseBatch stops batching for p, after its …/batch answered a 4xx (refusesBatches), for
 // batchRefuseFor: what is queued for it is sent one by one at once, and so are later
 // messages.
 func (t *Transport) refuseBatch(p *batchPeer) {
@@ -317,7 +318,7 @@ func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJ
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
-	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
+	case refusesBatches(resp.StatusCode):
 		t.refuseBatch(p)
 		return &sendError{kind: errKindStatus, msg: fmt.Sprintf("%s %s: HTTP %d: %s (the participant takes no batches: its commits and rollbacks go one by one for %v)",
 			what, &eps.batch, resp.StatusCode, snippet(body), batchRefuseFor)}
@@ -330,6 +331,15 @@ func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJ
 		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: HTTP 200: %v: %s", what, &eps.batch, err, snippet(body))}
 	}
 	return nil
+}
+
+// refusesBatches reports whether a batch answered status shows that the participant
+// does not take our batches, whatever its header said: a 4xx other than 408 (timeout)
+// and 429 (busy) is the same answer every time (no such endpoint, a body it cannot
+// read, one larger than it takes), so every retry of the same ops in a batch would get
+// it again, and with them every transaction they travel with.
+func refusesBatches(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
 }
 
 // appendBatchBody appends the JSON of the participant.BatchRequest of ops, as

@@ -540,8 +540,7 @@ func TestBatchBadAnswersFailEveryOp(t *testing.T) {
 		{"error without code", 200, `{"results":[{"error":{"message":"y"}},{"state":"committed"}]}`, "result 0 has an error without a code"},
 		{"500", 500, `{"error":{"code":"internal","message":"boom"}}`, "HTTP 500"},
 		{"503", 503, ``, "HTTP 503: (empty body)"},
-		{"400", 400, `{"error":{"code":"invalid_field","message":"ops: too many"}}`, "HTTP 400"},
-		{"413", 413, ``, "HTTP 413"},
+		{"429", 429, `{"error":{"code":"busy","message":"later"}}`, "HTTP 429"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -582,11 +581,11 @@ func TestBatchBadAnswersFailEveryOp(t *testing.T) {
 	}
 }
 
-// A participant whose …/batch answers 404 or 405 does not take batches, whatever it
-// said: its ops fail, what was queued behind them and later messages go one by one,
-// and its header is not believed again for a while.
+// A participant whose …/batch answers a 4xx (but 408 and 429) does not take our
+// batches, whatever it said: its ops fail, what was queued behind them and later
+// messages go one by one, and its header is not believed again for a while.
 func TestBatchRefusedGoesOneByOne(t *testing.T) {
-	for _, status := range []int{404, 405} {
+	for _, status := range []int{400, 404, 405, 413} {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
 			f := newBatchFake(t, "8")
 			f.answer = func([]batchOp) (int, string) { return status, "no such endpoint" }
