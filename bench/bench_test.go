@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -44,6 +45,28 @@ func TestRunShort(t *testing.T) {
 					res.Txns, res.Errors, res.ErrorKinds, res.FloorTxns, res.FloorErrors, res.FloorErrorKinds)
 			}
 			checkSane(t, res)
+			if !strings.Contains(text.String(), "phase-2 batching on") {
+				t.Errorf("the report does not say batching is on:\n%s", text.String())
+			}
+			// Every transaction sends K prepares; phase 2 may ride in batches, so at
+			// most K more requests, at least none.
+			if k := float64(res.Options.Participants); res.ParticipantRequestsPerTxn < k || res.ParticipantRequestsPerTxn > 2*k {
+				t.Errorf("%.2f participant requests per transaction, want between %v and %v", res.ParticipantRequestsPerTxn, k, 2*k)
+			}
+			if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+				// dtc with one P per syncing log (dtc's, and each durable participant's)
+				// above the cores; the floor, which syncs nothing, with one.
+				logs := 1
+				if mode == ModeDurable {
+					logs += res.Options.Participants
+				}
+				if want := runtime.NumCPU() + logs; res.GoMaxProcs != want {
+					t.Errorf("dtc ran with GOMAXPROCS %d, want %d", res.GoMaxProcs, want)
+				}
+				if want := runtime.NumCPU() + 1; res.FloorGoMaxProcs != want {
+					t.Errorf("the floor ran with GOMAXPROCS %d, want %d", res.FloorGoMaxProcs, want)
+				}
+			}
 			waitGoroutines(t, base)
 		})
 	}
@@ -94,7 +117,8 @@ func TestResultJSON(t *testing.T) {
 	}
 	for _, key := range []string{`"tps"`, `"floor_tps"`, `"ratio"`, `"p50_ms"`, `"p99_ms"`, `"p999_ms"`,
 		`"floor_p50_ms"`, `"floor_p99_ms"`, `"fsync_p50_ms"`, `"syncs_per_sec"`, `"records_per_sync"`,
-		`"cpu_us_per_txn"`, `"errors"`, `"txns"`, `"options"`, `"duration":"10s"`} {
+		`"cpu_us_per_txn"`, `"errors"`, `"txns"`, `"options"`, `"duration":"10s"`,
+		`"floor_fsync_p50_ms"`, `"participant_requests_per_txn"`, `"gomaxprocs"`, `"floor_gomaxprocs"`} {
 		if !strings.Contains(string(b), key) {
 			t.Errorf("JSON lacks %s: %s", key, b)
 		}

@@ -312,8 +312,8 @@ func (r *SoakResult) judge() {
 
 func (r *SoakResult) write(ew *errWriter) {
 	o := r.Options
-	ew.printf("dtc soak: %d participants (%s), coordinator log %s; probe: %.0f txn/s closed loop at concurrency %d\n",
-		o.Participants, o.Mode, o.Log, r.MaxTPS, r.ProbeConcurrency)
+	ew.printf("dtc soak: %d participants (%s), coordinator log %s, phase-2 batching %s; probe: %.0f txn/s closed loop at concurrency %d\n",
+		o.Participants, o.Mode, o.Log, onOff(!o.NoBatch), r.MaxTPS, r.ProbeConcurrency)
 	ew.printf("held %.0f txn/s (%.0f%% of the maximum) for %v after settling %v; done retention %v, participants' decided max %d\n\n",
 		r.Rate, 100*r.Fraction, o.Duration, r.Settle, o.DoneRetention, o.DecidedMax)
 	ew.printf("%7s %8s %8s %6s %7s %9s %6s %6s %9s %9s %6s %6s\n", "t (s)", "RSS MiB", "heap MiB", "gorout",
