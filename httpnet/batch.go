@@ -300,16 +300,8 @@ func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJ
 	}
 	t.noteBatchMax(p.url, resp.Header)
 	limit := t.o.ResponseMaxBytes + int64(len(ops))*batchResultMaxBytes
-	body, eof, err := readAnswer(resp.Body, *buf, limit+1)
-	if cap(body) <= answerBufKeepBytes {
-		*buf = body[:0]
-	}
-	defer func() {
-		if !eof {
-			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
-		}
-		_ = resp.Body.Close()
-	}()
+	body, eof, err := readResponse(resp, buf, limit+1)
+	defer finishResponse(resp, eof)
 	if err != nil {
 		return classify(what, eps.batch.String(), timeout, err)
 	}

@@ -186,6 +186,16 @@ func msg(kind coordinator.MsgKind, f *batchFake, txn string, seq uint64) coordin
 }
 
 // learn makes tr see f's answer to a prepare, and with it the header if f sends one.
+// learnedTransport is a Transport with options o that has learnt, from a prepare's
+// answer, whatever f's header offers; the test's cleanup closes it.
+func learnedTransport(t *testing.T, f *batchFake, o httpnet.TransportOptions) *httpnet.Transport {
+	t.Helper()
+	tr := httpnet.NewTransport(o)
+	t.Cleanup(tr.Close)
+	learn(t, tr, f)
+	return tr
+}
+
 func learn(t *testing.T, tr *httpnet.Transport, f *batchFake) {
 	t.Helper()
 	l := newReplyLog()
@@ -219,9 +229,7 @@ func TestBatchNotWithoutTheHeader(t *testing.T) {
 	for _, header := range []string{"", "0", "-3", "+3", "3.0", "3,4", "0x10", "many"} {
 		t.Run(fmt.Sprintf("header %q", header), func(t *testing.T) {
 			f := newBatchFake(t, header)
-			tr := httpnet.NewTransport(httpnet.TransportOptions{})
-			defer tr.Close()
-			learn(t, tr, f)
+			tr := learnedTransport(t, f, httpnet.TransportOptions{})
 			l := newReplyLog()
 			send := tr.For(l.deliver)
 			var ms []coordinator.Message
@@ -260,9 +268,7 @@ func TestBatchNotWithoutTheHeader(t *testing.T) {
 // offering it.
 func TestBatchOffWithNoBatch(t *testing.T) {
 	f := newBatchFake(t, "16")
-	tr := httpnet.NewTransport(httpnet.TransportOptions{NoBatch: true})
-	defer tr.Close()
-	learn(t, tr, f)
+	tr := learnedTransport(t, f, httpnet.TransportOptions{NoBatch: true})
 	l := newReplyLog()
 	send := tr.For(l.deliver)
 	var ms []coordinator.Message
@@ -305,9 +311,7 @@ func TestBatchOffWithNoBatch(t *testing.T) {
 func TestBatchCarriesWhatCameWhileOneWasInFlight(t *testing.T) {
 	f := newBatchFake(t, "1024")
 	f.hold = true
-	tr := httpnet.NewTransport(httpnet.TransportOptions{})
-	defer tr.Close()
-	learn(t, tr, f)
+	tr := learnedTransport(t, f, httpnet.TransportOptions{})
 	l := newReplyLog()
 
 	first := msg(coordinator.MsgCommit, f, "t0", 100)
@@ -379,9 +383,7 @@ func TestBatchCarriesWhatCameWhileOneWasInFlight(t *testing.T) {
 func TestBatchRespectsTheParticipantsMax(t *testing.T) {
 	f := newBatchFake(t, "3")
 	f.hold = true
-	tr := httpnet.NewTransport(httpnet.TransportOptions{})
-	defer tr.Close()
-	learn(t, tr, f)
+	tr := learnedTransport(t, f, httpnet.TransportOptions{})
 	l := newReplyLog()
 	send := tr.For(l.deliver)
 	send.Send(msg(coordinator.MsgCommit, f, "t0", 1))
@@ -428,9 +430,7 @@ func TestBatchRespectsTheParticipantsMax(t *testing.T) {
 func TestBatchInflightOption(t *testing.T) {
 	f := newBatchFake(t, "1024")
 	f.hold = true
-	tr := httpnet.NewTransport(httpnet.TransportOptions{BatchInflight: 2})
-	defer tr.Close()
-	learn(t, tr, f)
+	tr := learnedTransport(t, f, httpnet.TransportOptions{BatchInflight: 2})
 	l := newReplyLog()
 	send := tr.For(l.deliver)
 	send.Send(msg(coordinator.MsgCommit, f, "a", 1))
@@ -479,9 +479,7 @@ func TestBatchResultsBecomeReplies(t *testing.T) {
 		return http.StatusOK, `{"results":[` + strings.Join(rs, ",") + `]}`
 	}
 	f.hold = true
-	tr := httpnet.NewTransport(httpnet.TransportOptions{})
-	defer tr.Close()
-	learn(t, tr, f)
+	tr := learnedTransport(t, f, httpnet.TransportOptions{})
 	l := newReplyLog()
 	send := tr.For(l.deliver)
 	send.Send(msg(coordinator.MsgCommit, f, "first", 1))
@@ -545,9 +543,7 @@ func TestBatchBadAnswersFailEveryOp(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newBatchFake(t, "8")
-			tr := httpnet.NewTransport(httpnet.TransportOptions{})
-			defer tr.Close()
-			learn(t, tr, f)
+			tr := learnedTransport(t, f, httpnet.TransportOptions{})
 			f.set(func(f *batchFake) {
 				f.hold = true
 				f.answer = func([]batchOp) (int, string) { return tc.status, tc.body }
@@ -590,9 +586,7 @@ func TestBatchRefusedGoesOneByOne(t *testing.T) {
 			f := newBatchFake(t, "8")
 			f.answer = func([]batchOp) (int, string) { return status, "no such endpoint" }
 			f.hold = true
-			tr := httpnet.NewTransport(httpnet.TransportOptions{})
-			defer tr.Close()
-			learn(t, tr, f)
+			tr := learnedTransport(t, f, httpnet.TransportOptions{})
 			l := newReplyLog()
 			send := tr.For(l.deliver)
 			first := msg(coordinator.MsgCommit, f, "t1", 1)
@@ -628,9 +622,7 @@ func TestBatchRefusedGoesOneByOne(t *testing.T) {
 func TestBatchTimeout(t *testing.T) {
 	f := newBatchFake(t, "8")
 	f.hold = true
-	tr := httpnet.NewTransport(httpnet.TransportOptions{})
-	defer tr.Close()
-	learn(t, tr, f)
+	tr := learnedTransport(t, f, httpnet.TransportOptions{})
 	l := newReplyLog()
 	m := msg(coordinator.MsgCommit, f, "t", 1)
 	m.Timeout = 50 * time.Millisecond

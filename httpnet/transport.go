@@ -361,17 +361,8 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 		return classify(m.Kind.String(), req.URL.String(), timeout, err)
 	}
 	t.noteBatchMax(m.URL, resp.Header)
-	body, eof, err := readAnswer(resp.Body, *buf, t.o.ResponseMaxBytes+1)
-	if cap(body) <= answerBufKeepBytes {
-		*buf = body[:0]
-	}
-	defer func() {
-		if !eof {
-			// Read a little of what is left so the connection can be reused.
-			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
-		}
-		_ = resp.Body.Close()
-	}()
+	body, eof, err := readResponse(resp, buf, t.o.ResponseMaxBytes+1)
+	defer finishResponse(resp, eof)
 	if err != nil {
 		return classify(m.Kind.String(), req.URL.String(), timeout, err)
 	}
@@ -458,6 +449,26 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 // answerBufKeepBytes bounds the answer buffer a sender keeps between requests: a
 // larger one (a long answer) is dropped after its request.
 const answerBufKeepBytes = 4 << 10
+
+// readResponse reads resp's body, up to limit bytes, into *buf, and keeps the buffer in
+// *buf for the next answer unless it grew past answerBufKeepBytes. body aliases *buf.
+// Call finishResponse(resp, eof) once done with body.
+func readResponse(resp *http.Response, buf *[]byte, limit int64) (body []byte, eof bool, err error) {
+	body, eof, err = readAnswer(resp.Body, *buf, limit)
+	if cap(body) <= answerBufKeepBytes {
+		*buf = body[:0]
+	}
+	return body, eof, err
+}
+
+// finishResponse closes resp's body, first reading a little of what is left unless eof,
+// so that the connection can be reused.
+func finishResponse(resp *http.Response, eof bool) {
+	if !eof {
+		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+	}
+	_ = resp.Body.Close()
+}
 
 // readAnswer reads body into buf[:0] (grown as needed) until it ends or limit bytes
 // are read, as io.ReadAll(io.LimitReader(body, limit)) would; eof reports whether the
