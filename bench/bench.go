@@ -358,6 +358,7 @@ func (m *measurement) fill(r *Result) {
 	r.LogFsyncBusy = ratio(float64(m.coordFS.syncNs), float64(ph.elapsed))
 	r.ParticipantFsyncBusy = ratio(float64(m.partFS.syncNs), float64(ph.elapsed))
 	r.SyncWaitMeanMs = 1000 * ratio(m.metrics.syncWaitSeconds, m.metrics.syncedRecords)
+	r.DecisionMeanMs = 1000 * ratio(m.metrics.decisionSeconds, m.metrics.decisions)
 	r.ParticipantSyncsPerSec = perSec(m.partFS.syncs, ph.elapsed)
 	r.ParticipantRecordsPerSync = ratio(float64(m.partFS.records), float64(m.partFS.syncs))
 	r.ParticipantFsyncP50Ms = ms(m.partHist.Quantile(0.5))
