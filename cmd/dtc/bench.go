@@ -25,7 +25,14 @@ HTTP exchanges per transaction (1 outer request, then --participants in parallel
 against handlers that do nothing, and the latency of write+fdatasync. It prints dtc's
 throughput, p50/p99/p99.9 latency, log syncs per second, records per sync and CPU time
 per transaction next to the floor's, and the ratios. Other processes busy on the machine
-skew both; the report says how busy they were.
+skew both; the report says how busy they were. It also says how many requests the
+participants got per transaction: with phase-2 batching (on unless --no-batch), fewer
+than the floor's.
+
+An fdatasync holds its Go scheduling slot while it blocks, so dtc's phases run with
+GOMAXPROCS = cores + one per syncing log (dtc's and each durable participant's), as
+they would have as separate processes, and the floor's with cores + 1. GOMAXPROCS in
+the environment sets both.
 
 With --soak F it instead measures the maximum throughput once dtc is warm (a closed
 loop long enough to fill what dtc remembers of finished transactions, then a probe),
