@@ -174,19 +174,7 @@ func BenchmarkRuntimeSubmit(b *testing.B) {
 	req := coordinator.Request{Participants: []coordinator.ParticipantSpec{{URL: p1}, {URL: p2}}}
 	b.SetParallelism(32)
 	defer cpuPerOp(b)()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			v, err := rt.Submit(context.Background(), req, true)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			if v.State != coordinator.StateCommitted {
-				b.Errorf("transaction %s: %s", v.ID, v.State)
-				return
-			}
-		}
-	})
+	commitInParallel(b, rt, req)
 }
 
 // BenchmarkServerSubmit is BenchmarkRuntimeSubmit through the API handler (called
@@ -284,19 +272,7 @@ func BenchmarkRuntimeSubmitPhase2(b *testing.B) {
 			start := rt.TransportStats()
 			b.SetParallelism(32)
 			report := cpuPerOp(b)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					v, err := rt.Submit(context.Background(), req, true)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if v.State != coordinator.StateCommitted {
-						b.Errorf("transaction %s: %s", v.ID, v.State)
-						return
-					}
-				}
-			})
+			commitInParallel(b, rt, req)
 			// Phase 2 of the last transactions may still be on its way.
 			eventually(b, "phase 2 sent", func() bool {
 				s := rt.TransportStats()
@@ -374,4 +350,22 @@ func BenchmarkTransportPhase2(b *testing.B) {
 			}
 		})
 	}
+}
+
+// commitInParallel submits req through rt from b's parallel goroutines until b.N, each
+// waiting for the outcome, which must be committed.
+func commitInParallel(b *testing.B, rt *httpnet.Runtime, req coordinator.Request) {
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			v, err := rt.Submit(context.Background(), req, true)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if v.State != coordinator.StateCommitted {
+				b.Errorf("transaction %s: %s", v.ID, v.State)
+				return
+			}
+		}
+	})
 }
