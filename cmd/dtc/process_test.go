@@ -456,6 +456,10 @@ func TestKillCoordinatorDuringPrepare(t *testing.T) {
 	}
 	w := began.TxnID
 	a.waitStatus(w, "prepared")
+	// Alice's prepare being done says nothing of bob's: on a loaded machine dtc's
+	// request may not have reached the proxy yet, and a kill now would lose it, so
+	// there would be no late prepare to release.
+	eventually(t, "bob's prepare held", func() bool { return pb.heldCount("prepare") >= 1 })
 	eventually(t, "the begin record is in the log", func() bool {
 		return strings.Contains(dumpText(t, d.dir), `"type":"begin","txn":"k-prep"`)
 	})
@@ -495,6 +499,7 @@ func TestKillCoordinatorBeforeBeginIsDurable(t *testing.T) {
 	}
 	w := began.TxnID
 	a.waitStatus(w, "prepared")
+	eventually(t, "bob's prepare held", func() bool { return pb.heldCount("prepare") >= 1 }) // as above
 	d.kill()
 	d.start()
 	d.waitReady()
