@@ -32,13 +32,15 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, err
 	}
 	o = o.withDefaults()
-	// dtc serve and the bank binary run with GOMAXPROCS = cores+1: an fdatasync holds
-	// its P while it blocks, and each has one log (see package maxprocs). The floor
-	// runs with that, as any one process would; dtc's phases run with one P more per
-	// syncing log (session.procs), as dtc and its K participants would have in K+1
-	// processes, where one's sync does not take a P from the others. Both are restored
-	// when Run returns. With GOMAXPROCS set in the environment, both phases use it.
-	defer maxprocs.Set(maxprocs.ForLogs(1))()
+	// The floor syncs nothing, so it runs with GOMAXPROCS = cores, Go's default: it
+	// does best so (measured on 2 cores against cores+1: p50 0.17 against 0.27 ms at
+	// concurrency 1, 7,770 against 7,250 transactions/s at 64). dtc's phases run with
+	// one P more per syncing log (session.procs): an fdatasync holds its P while it
+	// blocks (package maxprocs), and dtc and its K participants would have that as
+	// K+1 separate processes, where one's sync does not take a P from the others.
+	// Both are restored when Run returns. With GOMAXPROCS set in the environment,
+	// both phases use it.
+	defer maxprocs.Set(runtime.NumCPU())()
 	dir, err := mkdirTemp(o.DataDir)
 	if err != nil {
 		return nil, err

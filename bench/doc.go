@@ -37,9 +37,12 @@
 // dtc that, across processes, the kernel gives to dtc's threads. dtc's phases therefore
 // run with GOMAXPROCS = cores + one per syncing log (dtc's and each durable
 // participant's), as its K+1 processes would have with cores+1 each (package
-// maxprocs); the floor, which syncs nothing, runs with cores+1. Measured with 2
-// participants on 2 cores: with cores+1 for both, dtc kept 1.70 cores busy and the
-// floor 1.97. GOMAXPROCS set in the environment applies to both.
+// maxprocs). Measured with 2 participants on 2 cores: with cores+1 for both, dtc kept
+// 1.70 cores busy and the floor 1.97. The floor, which syncs nothing, runs with
+// GOMAXPROCS = cores, Go's default, where it does best: against cores+1, p50 0.17
+// instead of 0.27 ms at concurrency 1 and 7% more transactions/s at 64 (it was
+// measured with cores+1 until 2026-11-26, which flattered dtc's ratios by as much).
+// GOMAXPROCS set in the environment applies to both.
 //
 // Everything Run and Soak start, they stop and wait for before returning; their data
 // directory is removed. Every load is bounded in time, and in count when Transactions

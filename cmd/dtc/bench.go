@@ -31,8 +31,8 @@ than the floor's.
 
 An fdatasync holds its Go scheduling slot while it blocks, so dtc's phases run with
 GOMAXPROCS = cores + one per syncing log (dtc's and each durable participant's), as
-they would have as separate processes, and the floor's with cores + 1. GOMAXPROCS in
-the environment sets both.
+they would have as separate processes; the floor's, which syncs nothing, run with
+GOMAXPROCS = cores, where it does best. GOMAXPROCS in the environment sets both.
 
 With --soak F it instead measures the maximum throughput once dtc is warm (a closed
 loop long enough to fill what dtc remembers of finished transactions, then a probe),
