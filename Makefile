@@ -51,13 +51,17 @@ chaos:
 		echo "chaos: failpoint rewrites were left in the source tree"; exit 1; fi
 
 # Performance, as ratios against this machine's floor measured in the same run (dtc
-# bench), plus the log's group commit and the simulator's speed. Takes about 2 minutes.
+# bench), plus the log's group commit and the simulator's speed. Takes about 3 minutes.
+# At concurrency 1 it runs twice: with durable participants (two fsyncs in a row before
+# the client's answer), and with no-op ones, where dtc's decision is the only fsync,
+# as in issue 6's floor.
 bench: build
 	$(GO) test -run '^$$' -bench Committer -benchtime 3000x ./wal
 	$(GO) test -run '^$$' -bench Swarm -benchtime 200x ./scenarios
 	$(BIN)/dtc bench --participants 2 --concurrency 64 --duration 10s
 	$(BIN)/dtc bench --participants 5 --concurrency 64 --duration 10s
 	$(BIN)/dtc bench --participants 2 --concurrency 1 --duration 10s
+	$(BIN)/dtc bench --participants 2 --concurrency 1 --duration 10s --mode noop
 
 # Two minutes at 80% of the maximum throughput, sampling memory: nothing may grow.
 soak: build

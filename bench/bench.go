@@ -57,13 +57,27 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	res.FsyncP50Ms, res.FsyncP99Ms, res.FsyncMaxMs = ms(fh.Quantile(0.5)), ms(fh.Quantile(0.99)), ms(fh.Max())
 	res.FsyncSamples = int64(fh.Count())
 
-	fs, err := startFloor(o.Participants, o.RequestTimeout)
+	fs, err := startFloor(o.Participants, o.RequestTimeout, dir, floorSyncs{})
 	if err != nil {
 		return nil, err
 	}
 	defer fs.close()
 	floor := &poster{client: newLoadClient(o.Concurrency, o.RequestTimeout), url: fs.outer.url, body: floorSubmitBody(fs)}
 	defer floor.client.CloseIdleConnections()
+	// At concurrency 1 (closed loop) the sync floor too: one transaction at a time has
+	// nothing to share its fsyncs with, so it is the least that that many fsyncs in a
+	// row cost. At higher concurrency it would need a group commit of its own.
+	var syncFloor *poster
+	syncs := floorSyncs{outer: o.Log == LogDurable, inner: o.Mode == ModeDurable}
+	if o.Concurrency == 1 && o.Rate == 0 && syncs.onPath() > 0 {
+		sfs, err := startFloor(o.Participants, o.RequestTimeout, dir, syncs)
+		if err != nil {
+			return nil, err
+		}
+		defer sfs.close()
+		syncFloor = &poster{client: newLoadClient(o.Concurrency, o.RequestTimeout), url: sfs.outer.url, body: floorSubmitBody(sfs)}
+		defer syncFloor.client.CloseIdleConnections()
+	}
 	s, err := openSession(o, dir)
 	if err != nil {
 		return nil, err
@@ -77,6 +91,9 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	if o.Warmup > 0 {
 		o.progress("floor: warm-up %v", o.Warmup)
 		o.warmup().run(ctx, floor.do, newPhase())
+		if syncFloor != nil {
+			o.warmup().run(ctx, syncFloor.do, newPhase())
+		}
 		if err := s.warm(ctx, o.warmup()); err != nil {
 			return nil, err
 		}
@@ -84,7 +101,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	fl := newPhase()
+	fl, sfl := newPhase(), newPhase()
 	floorLoad := o.measured()
 	floorLoad.duration = o.FloorDuration
 	m := s.newMeasurement()
@@ -93,6 +110,10 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	for i := range o.Rounds {
 		runtime.GC() // neither pays for the garbage of the other
 		floorLoad.slice(i, o.Rounds).run(ctx, floor.do, fl)
+		if syncFloor != nil {
+			runtime.GC()
+			floorLoad.slice(i, o.Rounds).run(ctx, syncFloor.do, sfl)
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -126,6 +147,12 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	}
 	res.DurableFloorP50Ms = res.FloorP50Ms + float64(res.SyncsOnPath)*res.FsyncP50Ms
 	res.FloorFsyncP50Ms = res.FloorP50Ms + res.FsyncP50Ms
+	if syncFloor != nil {
+		res.SyncFloorSyncsOnPath = syncs.onPath()
+		res.SyncFloorTxns, res.SyncFloorErrors = sfl.done, sfl.errs.n.Load()
+		res.SyncFloorP50Ms, res.SyncFloorP99Ms = ms(sfl.hist.Quantile(0.5)), ms(sfl.hist.Quantile(0.99))
+		res.SyncFloorP50Ratio = ratio(res.P50Ms, res.SyncFloorP50Ms)
+	}
 	o.progress("done: %.0f txn/s, floor %.0f txn/s, ratio %.2f", res.TPS, res.FloorTPS, res.Ratio)
 	return res, nil
 }

@@ -45,6 +45,9 @@ func TestRunShort(t *testing.T) {
 					res.Txns, res.Errors, res.ErrorKinds, res.FloorTxns, res.FloorErrors, res.FloorErrorKinds)
 			}
 			checkSane(t, res)
+			if res.SyncFloorTxns != 0 {
+				t.Errorf("the sync floor ran at concurrency %d (%d transactions); it is for concurrency 1 only", res.Options.Concurrency, res.SyncFloorTxns)
+			}
 			if !strings.Contains(text.String(), "phase-2 batching on") {
 				t.Errorf("the report does not say batching is on:\n%s", text.String())
 			}
@@ -68,6 +71,41 @@ func TestRunShort(t *testing.T) {
 				}
 			}
 			waitGoroutines(t, base)
+		})
+	}
+}
+
+// At concurrency 1 the run measures the sync floor too, with the fsyncs a transaction
+// waits for: the participants' prepares (durable mode) and dtc's decision.
+func TestRunConcurrencyOneMeasuresTheSyncFloor(t *testing.T) {
+	for _, tc := range []struct {
+		mode  string
+		syncs int
+	}{{ModeDurable, 2}, {ModeNoop, 1}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			o := shortOptions(t, tc.mode)
+			o.Concurrency, o.Transactions = 1, 40
+			res, err := Run(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var text bytes.Buffer
+			if err := res.WriteText(&text); err != nil {
+				t.Fatal(err)
+			}
+			if res.Txns != 40 || res.Errors != 0 || res.SyncFloorTxns != 40 || res.SyncFloorErrors != 0 {
+				t.Fatalf("dtc %d transactions, %d errors; sync floor %d, %d errors: want 40 and 0 for both",
+					res.Txns, res.Errors, res.SyncFloorTxns, res.SyncFloorErrors)
+			}
+			if res.SyncFloorSyncsOnPath != tc.syncs {
+				t.Errorf("sync floor with %d fsyncs on the path, want %d", res.SyncFloorSyncsOnPath, tc.syncs)
+			}
+			if !(0 < res.SyncFloorP50Ms && res.SyncFloorP50Ms <= res.SyncFloorP99Ms) || res.SyncFloorP50Ratio != res.P50Ms/res.SyncFloorP50Ms {
+				t.Errorf("sync floor p50 %v p99 %v, ratio %v (dtc p50 %v)", res.SyncFloorP50Ms, res.SyncFloorP99Ms, res.SyncFloorP50Ratio, res.P50Ms)
+			}
+			if !strings.Contains(text.String(), "sync floor (measured") {
+				t.Errorf("the report does not show the sync floor:\n%s", text.String())
+			}
 		})
 	}
 }
@@ -162,21 +200,44 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// The floor answers every transaction, and the sync floor syncs one record per
+// transaction where it says: in the outer handler, in each inner one, or both.
 func TestFloor(t *testing.T) {
 	base := runtime.NumGoroutine()
-	for _, k := range []int{1, 3} {
-		f, err := startFloor(k, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := &poster{client: newLoadClient(4, 5*time.Second), url: f.outer.url, body: floorSubmitBody(f)}
-		ph := newPhase()
-		load{concurrency: 4, duration: time.Minute, txns: 50}.run(context.Background(), p.do, ph)
-		load{concurrency: 4, rate: 2000, duration: time.Minute, txns: 50}.run(context.Background(), p.do, ph)
-		p.client.CloseIdleConnections()
-		f.close()
-		if ph.done != 100 || ph.errs.n.Load() != 0 || ph.hist.Count() != 100 {
-			t.Fatalf("K=%d: %d done, %d errors (%v), %d latencies; want 100, 0, 100", k, ph.done, ph.errs.n.Load(), ph.errs.snapshot(), ph.hist.Count())
+	for _, syncs := range []floorSyncs{{}, {outer: true}, {inner: true}, {outer: true, inner: true}} {
+		for _, k := range []int{1, 3} {
+			f, err := startFloor(k, 5*time.Second, t.TempDir(), syncs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := &poster{client: newLoadClient(4, 5*time.Second), url: f.outer.url, body: floorSubmitBody(f)}
+			ph := newPhase()
+			load{concurrency: 4, duration: time.Minute, txns: 50}.run(context.Background(), p.do, ph)
+			load{concurrency: 4, rate: 2000, duration: time.Minute, txns: 50}.run(context.Background(), p.do, ph)
+			p.client.CloseIdleConnections()
+			var synced []int64
+			for _, sf := range f.files {
+				synced = append(synced, sf.synced())
+			}
+			f.close()
+			if ph.done != 100 || ph.errs.n.Load() != 0 || ph.hist.Count() != 100 {
+				t.Fatalf("%+v K=%d: %d done, %d errors (%v), %d latencies; want 100, 0, 100", syncs, k, ph.done, ph.errs.n.Load(), ph.errs.snapshot(), ph.hist.Count())
+			}
+			files := 0
+			if syncs.outer {
+				files++
+			}
+			if syncs.inner {
+				files += k
+			}
+			if len(synced) != files {
+				t.Fatalf("%+v K=%d: %d sync files, want %d", syncs, k, len(synced), files)
+			}
+			for i, n := range synced {
+				if n != 100 {
+					t.Errorf("%+v K=%d: sync file %d synced %d records, want one per transaction (100)", syncs, k, i, n)
+				}
+			}
 		}
 	}
 	waitGoroutines(t, base)

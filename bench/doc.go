@@ -14,6 +14,9 @@
 //
 //	floor: load ──POST──▶ outer handler ──K parallel POSTs, then K more──▶ K trivial handlers
 //	fsync floor: write+fdatasync of a small record to a preallocated file in DataDir
+//	sync floor (concurrency 1 only): the floor's transaction with dtc's fsyncs in a row
+//	  on its way — each inner handler's before it answers a prepare (durable mode), the
+//	  outer's after the prepares — answered then, the commits sent after (floor.go)
 //
 // Run measures once and returns a Result (WriteText for people, encoding/json for
 // machines: `dtc bench --json`). Soak holds a fraction of the maximum throughput and

@@ -119,6 +119,19 @@ type Result struct {
 	// FloorFsyncP50Ms is the floor issue 6 names for concurrency 1: the client's round
 	// trip and two fan-outs one after the other (the floor's p50), plus one fsync.
 	FloorFsyncP50Ms float64 `json:"floor_fsync_p50_ms"`
+	// The sync floor, measured at concurrency 1 (closed loop) only: the floor's
+	// transaction with, on its way, the SyncFloorSyncsOnPath fsyncs in a row that
+	// dtc's waits for (a write+fdatasync in each inner handler before its prepare-like
+	// answer when the participants are durable, and in the outer handler between its
+	// rounds when dtc's log is; see floor.go). With noop participants it is issue 6's
+	// concurrency-1 floor measured as one sequence rather than summed
+	// (FloorFsyncP50Ms). SyncFloorP50Ratio is dtc's p50 over its p50.
+	SyncFloorSyncsOnPath int     `json:"sync_floor_syncs_on_path,omitempty"`
+	SyncFloorTxns        int64   `json:"sync_floor_txns,omitempty"`
+	SyncFloorErrors      int64   `json:"sync_floor_errors,omitempty"`
+	SyncFloorP50Ms       float64 `json:"sync_floor_p50_ms,omitempty"`
+	SyncFloorP99Ms       float64 `json:"sync_floor_p99_ms,omitempty"`
+	SyncFloorP50Ratio    float64 `json:"sync_floor_p50_ratio,omitempty"`
 
 	// Ratios to the floor: Ratio is tps/floor_tps (issue 6 wants ≥ 0.70 for K=2 and
 	// ≥ 0.65 for K=5 at C=64); P50Ratio is p50/floor_p50 (≤ 1.3 at C=1); CPURatio is
@@ -130,6 +143,18 @@ type Result struct {
 
 	// Memory sampled during dtc's measured phase (not after a GC).
 	Samples []Sample `json:"samples,omitempty"`
+}
+
+// syncFloorShape says where the sync floor's fsyncs are.
+func syncFloorShape(o Options) string {
+	switch {
+	case o.Mode == ModeDurable && o.Log == LogDurable:
+		return "each inner server's before its prepare answer, then the outer one's between the rounds"
+	case o.Mode == ModeDurable:
+		return "each inner server's before its prepare answer"
+	default:
+		return "the outer server's between the rounds: issue 6's floor for concurrency 1"
+	}
 }
 
 func newResult(o Options) *Result {
@@ -208,6 +233,10 @@ func (r *Result) WriteText(w io.Writer) error {
 	if r.SyncsOnPath > 0 {
 		ew.printf("durable floor p50: %.3f ms (the floor's p50 + %d fsyncs in a row before the answer); dtc p50 is %.2f× it\n",
 			r.DurableFloorP50Ms, r.SyncsOnPath, ratio(r.P50Ms, r.DurableFloorP50Ms))
+	}
+	if r.SyncFloorTxns > 0 {
+		ew.printf("sync floor (measured: the floor's transaction with %d fsyncs in a row on its way, %s): p50 %.3f ms, p99 %.3f ms, %d transactions, %d errors; dtc p50 is %.2f× it\n",
+			r.SyncFloorSyncsOnPath, syncFloorShape(o), r.SyncFloorP50Ms, r.SyncFloorP99Ms, r.SyncFloorTxns, r.SyncFloorErrors, r.SyncFloorP50Ratio)
 	}
 
 	ew.printf("\ncoordinator log: %.0f syncs/s, %.1f records/sync, %.0f bytes/txn; fsync under load p50 %.3f ms, p99 %.3f ms, busy %.0f%% of the time; a synced record waits %.3f ms on average\n",

@@ -22,17 +22,21 @@ scheduled time).
 
 In the same run, alternating with dtc, it measures the floor: the same number of raw
 HTTP exchanges per transaction (1 outer request, then --participants in parallel, twice)
-against handlers that do nothing, and the latency of write+fdatasync. It prints dtc's
-throughput, p50/p99/p99.9 latency, log syncs per second, records per sync and CPU time
-per transaction next to the floor's, and the ratios. Other processes busy on the machine
-skew both; the report says how busy they were. It also says how many requests the
-participants got per transaction: with phase-2 batching (on unless --no-batch), fewer
-than the floor's.
+against handlers that do nothing, and the latency of write+fdatasync. At --concurrency
+1 (closed loop) it also measures the sync floor: that transaction with the fsyncs dtc's
+waits for in a row on its way (each participant's before it votes, when durable; then
+the outer handler's, the decision's), answered before the commits, as dtc answers.
+It prints dtc's throughput, p50/p99/p99.9 latency, log syncs per second, records per
+sync and CPU time per transaction next to the floor's, and the ratios. Other processes
+busy on the machine skew both; the report says how busy they were. It also says how
+many requests the participants got per transaction: with phase-2 batching (on unless
+--no-batch), fewer than the floor's.
 
 An fdatasync holds its Go scheduling slot while it blocks, so dtc's phases run with
 GOMAXPROCS = cores + one per syncing log (dtc's and each durable participant's), as
-they would have as separate processes; the floor's, which syncs nothing, run with
-GOMAXPROCS = cores, where it does best. GOMAXPROCS in the environment sets both.
+they would have as separate processes; the floors' run with GOMAXPROCS = cores, where
+the raw floor does best (the sync floor does as well either way). GOMAXPROCS in the
+environment sets both.
 
 With --soak F it instead measures the maximum throughput once dtc is warm (a closed
 loop long enough to fill what dtc remembers of finished transactions, then a probe),
@@ -42,7 +46,7 @@ goroutines, then says whether any of them grew.
 Examples:
   dtc bench                                   # 2 participants, concurrency 64, 10s
   dtc bench --participants 5 --concurrency 64
-  dtc bench --concurrency 1 --json | jq .ratio
+  dtc bench --concurrency 1 --json | jq .sync_floor_p50_ratio
   dtc bench --soak 0.8 --duration 2m
 
 Exit codes:
