@@ -53,9 +53,9 @@ type floorServers struct {
 	wg       sync.WaitGroup
 }
 
-// floorSyncs says which of the floor's handlers sync a record: the outer one between
-// its rounds, and the inner ones before answering a prepare-like request. The zero
-// value is the raw-HTTP floor.
+// floorSyncs says which of the floor's handlers sync a record: the outer one after the
+// prepare-like round, and the inner ones before answering a prepare-like request. The
+// zero value is the raw-HTTP floor.
 type floorSyncs struct{ outer, inner bool }
 
 // onPath is how many fsyncs, one after the other, a floor transaction waits for.

@@ -122,8 +122,9 @@ type Result struct {
 	// The sync floor, measured at concurrency 1 (closed loop) only: the floor's
 	// transaction with, on its way, the SyncFloorSyncsOnPath fsyncs in a row that
 	// dtc's waits for (a write+fdatasync in each inner handler before its prepare-like
-	// answer when the participants are durable, and in the outer handler between its
-	// rounds when dtc's log is; see floor.go). With noop participants it is issue 6's
+	// answer when the participants are durable, and in the outer handler after the
+	// prepare-like round when dtc's log is), answered then, its commit-like round sent
+	// after, as dtc answers (see floor.go). With noop participants it is issue 6's
 	// concurrency-1 floor measured as one sequence rather than summed
 	// (FloorFsyncP50Ms). SyncFloorP50Ratio is dtc's p50 over its p50.
 	SyncFloorSyncsOnPath int     `json:"sync_floor_syncs_on_path,omitempty"`
@@ -149,12 +150,20 @@ type Result struct {
 func syncFloorShape(o Options) string {
 	switch {
 	case o.Mode == ModeDurable && o.Log == LogDurable:
-		return "each inner server's before its prepare answer, then the outer one's between the rounds"
+		return "each inner server's before its prepare answer, then the outer one's after the prepares"
 	case o.Mode == ModeDurable:
 		return "each inner server's before its prepare answer"
 	default:
-		return "the outer server's between the rounds: issue 6's floor for concurrency 1"
+		return "the outer server's after the prepares: issue 6's floor for concurrency 1"
 	}
+}
+
+// fsyncsInARow is "1 fsync" or "n fsyncs in a row".
+func fsyncsInARow(n int) string {
+	if n == 1 {
+		return "1 fsync"
+	}
+	return fmt.Sprintf("%d fsyncs in a row", n)
 }
 
 func newResult(o Options) *Result {
@@ -231,12 +240,12 @@ func (r *Result) WriteText(w io.Writer) error {
 			r.FloorFsyncP50Ms, ratio(r.P50Ms, r.FloorFsyncP50Ms))
 	}
 	if r.SyncsOnPath > 0 {
-		ew.printf("durable floor p50: %.3f ms (the floor's p50 + %d fsyncs in a row before the answer); dtc p50 is %.2f× it\n",
-			r.DurableFloorP50Ms, r.SyncsOnPath, ratio(r.P50Ms, r.DurableFloorP50Ms))
+		ew.printf("durable floor p50: %.3f ms (the floor's p50 + %s before the answer); dtc p50 is %.2f× it\n",
+			r.DurableFloorP50Ms, fsyncsInARow(r.SyncsOnPath), ratio(r.P50Ms, r.DurableFloorP50Ms))
 	}
 	if r.SyncFloorTxns > 0 {
-		ew.printf("sync floor (measured: the floor's transaction with %d fsyncs in a row on its way, %s): p50 %.3f ms, p99 %.3f ms, %d transactions, %d errors; dtc p50 is %.2f× it\n",
-			r.SyncFloorSyncsOnPath, syncFloorShape(o), r.SyncFloorP50Ms, r.SyncFloorP99Ms, r.SyncFloorTxns, r.SyncFloorErrors, r.SyncFloorP50Ratio)
+		ew.printf("sync floor (measured: the floor's transaction with %s on its way, %s): p50 %.3f ms, p99 %.3f ms, %d transactions, %d errors; dtc p50 is %.2f× it\n",
+			fsyncsInARow(r.SyncFloorSyncsOnPath), syncFloorShape(o), r.SyncFloorP50Ms, r.SyncFloorP99Ms, r.SyncFloorTxns, r.SyncFloorErrors, r.SyncFloorP50Ratio)
 	}
 
 	ew.printf("\ncoordinator log: %.0f syncs/s, %.1f records/sync, %.0f bytes/txn; fsync under load p50 %.3f ms, p99 %.3f ms, busy %.0f%% of the time; a synced record waits %.3f ms on average\n",
