@@ -81,11 +81,8 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
 		if rw == nil {
 			continue
 		}
-		var res Result
-		select {
-		case res = <-rw.ch:
-			resultPool.Put(rw)
-		case <-r.Context().Done():
+		res, ok := rw.await(r.Context())
+		if !ok {
 			// The waiters not yet answered are left to the garbage collector (see
 			// replyWaiter); c holds them, so it is not reused either.
 			return

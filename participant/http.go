@@ -2,6 +2,7 @@ package participant
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -149,15 +150,13 @@ func (h *handler) prepare(w http.ResponseWriter, r *http.Request) {
 	}
 	rw := votePool.Get().(*replyWaiter[Vote])
 	h.p.prepare(req.TxnID, req.Payload, true, req.Coordinator, rw.reply) // the decoder made req.Payload
-	select {
-	case v := <-rw.ch:
-		votePool.Put(rw)
-		if v.ACK {
-			writeRaw(w, http.StatusOK, voteACKJSON)
-		} else {
-			writeJSON(w, http.StatusOK, v.Response())
-		}
-	case <-r.Context().Done():
+	v, ok := rw.await(r.Context())
+	switch {
+	case !ok:
+	case v.ACK:
+		writeRaw(w, http.StatusOK, voteACKJSON)
+	default:
+		writeJSON(w, http.StatusOK, v.Response())
 	}
 }
 
@@ -168,14 +167,9 @@ func (h *handler) phase2(w http.ResponseWriter, r *http.Request, call func(strin
 	}
 	rw := resultPool.Get().(*replyWaiter[Result])
 	call(id, rw.reply)
-	var res Result
-	select {
-	case res = <-rw.ch:
-		resultPool.Put(rw)
-	case <-r.Context().Done():
-		return
-	}
+	res, ok := rw.await(r.Context())
 	switch {
+	case !ok:
 	case res.Err != nil:
 		w.Header().Set("Retry-After", "1")
 		h.fail(w, r, http.StatusServiceUnavailable, CodeUnavailable, res.Err.Error())
@@ -193,14 +187,29 @@ func (h *handler) phase2(w http.ResponseWriter, r *http.Request, call func(strin
 type replyWaiter[T any] struct {
 	ch    chan T
 	reply func(T)
+	pool  *sync.Pool // where it came from
 }
 
 func newReplyPool[T any]() *sync.Pool {
-	return &sync.Pool{New: func() any {
-		rw := &replyWaiter[T]{ch: make(chan T, 1)}
+	pool := new(sync.Pool)
+	pool.New = func() any {
+		rw := &replyWaiter[T]{ch: make(chan T, 1), pool: pool}
 		rw.reply = func(v T) { rw.ch <- v }
 		return rw
-	}}
+	}
+	return pool
+}
+
+// await returns the core's answer and puts rw back in its pool, or reports false if ctx
+// ended first; rw is then not to be used again.
+func (rw *replyWaiter[T]) await(ctx context.Context) (v T, ok bool) {
+	select {
+	case v = <-rw.ch:
+		rw.pool.Put(rw)
+		return v, true
+	case <-ctx.Done():
+		return v, false
+	}
 }
 
 var (
