@@ -285,8 +285,9 @@ func TestUpdate(t *testing.T) {
 	}
 }
 
-// Only the records an answer on the critical path waits for are urgent: a prepare's
-// (its vote) and an Update's. Phase-2 records, fences and checkpoints may wait to share
+// Only the records an answer on the critical path or a caller waits for are urgent: a
+// prepare's (its vote), an Update's, and a checkpoint asked for with Checkpoint.
+// Phase-2 records, fences and the checkpoints the log's growth starts may wait to share
 // a sync with the next urgent one.
 func TestRecordUrgency(t *testing.T) {
 	p, st, _ := newManual(t, testConfig())
@@ -302,10 +303,20 @@ func TestRecordUrgency(t *testing.T) {
 	rollback(p, a, "t3") // never prepared: a fence
 	p.Update([]byte(`"freeze alice"`), func(error) {})
 	p.Checkpoint(func(error) {})
-	want := []string{"commit:lazy", "rollback:lazy", "fence:lazy", "update:urgent", "checkpoint:lazy"}
+	want := []string{"commit:lazy", "rollback:lazy", "fence:lazy", "update:urgent", "checkpoint:urgent"}
 	if got := st.urgency(); !slices.Equal(got, want) {
 		t.Fatalf("pending records:\n got %v\nwant %v", got, want)
 	}
 	st.persist(t, len(want))
 	expectAnswers(t, a, "prepare t1: ACK", "prepare t2: ACK", "commit t1: 200 committed", "rollback t2: 200 aborted", "rollback t3: 200 aborted")
+
+	cfg := testConfig()
+	cfg.CheckpointAfterRecords = 2
+	p, st, _ = newManual(t, cfg)
+	prepare(p, a, "u1", `{}`)
+	prepare(p, a, "u2", `{}`)
+	want = []string{"prepare:urgent", "prepare:urgent", "checkpoint:lazy"}
+	if got := st.urgency(); !slices.Equal(got, want) {
+		t.Fatalf("pending records with a checkpoint every 2 records:\n got %v\nwant %v", got, want)
+	}
 }

@@ -68,25 +68,27 @@ type record struct {
 	txn        *txn  // the transaction it moves, or nil
 	sets       State // txn.durable once the record is durable
 	checkpoint bool
+	// urgent says that an answer on the protocol's critical path, or a caller, waits
+	// for the record: the store makes it durable as soon as it can (Store.Append).
+	// Set at creation, under the core's lock, before any flush can hand it on.
+	urgent bool
 	// waiters are answered once the record is durable (err nil) or never will be: the
 	// answers are made under the core's lock and delivered after it is released.
 	waiters []waiter
 	waiter0 [1]waiter // waiters' first backing array: most records have one
 }
 
-// urgent reports whether an answer on the protocol's critical path waits for r: a
-// prepare's (the coordinator decides only once every vote is in) or an Update's (the
-// service's caller). A commit, rollback or fence is answered once its record is durable
-// too, but the coordinator has told the outcome already and waits only to finish phase
-// 2, so the store may hold such a record back to share a sync with the next prepare:
-// under load that halves the participant's syncs. A checkpoint waits for nobody.
-func (r *record) urgent() bool {
-	return r.sets == StatePrepared || (r.txn == nil && !r.checkpoint)
-}
-
-// newRecord returns a record with no waiters yet.
+// newRecord returns a record with no waiters yet. It is urgent when its answer is on
+// the protocol's critical path: a prepare's (the coordinator decides only once every
+// vote is in) or an Update's (the service's caller). A commit, rollback or fence is
+// answered once its record is durable too, but the coordinator has told the outcome
+// already and waits only to finish phase 2, so the store may hold such a record back to
+// share a sync with the next prepare: under load that halves the participant's syncs. A
+// checkpoint is urgent only when a caller waits for it (Start, Checkpoint), which marks
+// it so.
 func newRecord(data []byte, t *txn, sets State, checkpoint bool) *record {
 	r := &record{data: data, txn: t, sets: sets, checkpoint: checkpoint}
+	r.urgent = sets == StatePrepared || (t == nil && !checkpoint)
 	r.waiters = r.waiter0[:0]
 	return r
 }
@@ -364,6 +366,7 @@ func (p *Participant) Start(st Store) error {
 		return fmt.Errorf("participant: initial checkpoint: %w", err)
 	}
 	r.waiters = append(r.waiters, waiter{done: func(err error) { done <- err }})
+	r.urgent = true // Start waits for it
 	p.mu.Unlock()
 	p.flush()
 	if err := <-done; err != nil {
@@ -675,6 +678,7 @@ func (p *Participant) Checkpoint(done func(error)) {
 	}
 	if r != nil {
 		r.waiters = append(r.waiters, waiter{done: done})
+		r.urgent = true // its caller waits for it
 	}
 	p.mu.Unlock()
 	if r == nil {
@@ -757,7 +761,7 @@ func (p *Participant) flush() {
 			st := p.store
 			p.mu.Unlock()
 			for _, r := range batch {
-				st.Append(r.data, r.urgent(), func(pos wal.Pos, err error) { p.recordDone(r, pos, err) })
+				st.Append(r.data, r.urgent, func(pos wal.Pos, err error) { p.recordDone(r, pos, err) })
 			}
 			p.mu.Lock()
 			clear(batch)

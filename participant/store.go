@@ -19,11 +19,12 @@ type Store interface {
 	// record's position once it is durable, or with an error if it never will be. An
 	// error is fatal: the store is broken for good and every later record fails too.
 	//
-	// urgent says that an answer on the protocol's critical path waits for the record
-	// (a prepare's vote): the store makes it durable as soon as it can. Any other record
-	// (commit, rollback, fence, checkpoint) may wait a bounded time to share a sync with
-	// a later one, since the coordinator is not waiting on its answer to tell anyone the
-	// outcome; done still comes only once it is durable.
+	// urgent says that an answer on the protocol's critical path (a prepare's vote) or
+	// a caller (Update, Start's first checkpoint, Checkpoint) waits for the record: the
+	// store makes it durable as soon as it can. Any other record (commit, rollback,
+	// fence, a checkpoint the log's growth started) may wait a bounded time to share a
+	// sync with a later one, since the coordinator is not waiting on its answer to tell
+	// anyone the outcome; done still comes only once it is durable.
 	// Records become durable in append order and done is called in that order. done may
 	// be called before Append returns (a synchronous store) or later from another
 	// goroutine; it does not block.
