@@ -38,10 +38,11 @@ import (
 // floor, it answers its client then and sends the commit-like round after, off the
 // client's path: it is the least that dtc's own sequence costs. It is issue 6's floor
 // for concurrency 1, "client round trip + two sequential fan-outs + one fsync",
-// measured as one sequence, less the second fan-out, which dtc does not wait for. Summing the floor's p50 and the idle-disk fsync probe's understates it:
-// the probe syncs back to back on a busy CPU, and an fdatasync issued after the CPU
-// idled, as in any request-answer sequence, takes longer (on the 2-core development
-// VM, p50 0.11 ms back to back and 0.18 ms after a 300 µs sleep).
+// measured as one sequence, less the second fan-out, which dtc does not wait for.
+// Summing the floor's p50 and the idle-disk fsync probe's understates it: the probe
+// syncs back to back on a busy CPU, and an fdatasync issued after the CPU idled, as in
+// any request-answer sequence, takes longer (on the 2-core development VM, p50 0.11 ms
+// back to back and 0.18 ms after a 300 µs sleep).
 
 // floorServers are the outer server and the K inner ones, each on its own port.
 type floorServers struct {
