@@ -310,7 +310,7 @@ func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJ
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
-	case refusesBatches(resp.StatusCode):
+	case refusesBatches(resp.StatusCode) && !offersFewerOps(resp.Header, len(ops)):
 		t.refuseBatch(p)
 		return &sendError{kind: errKindStatus, msg: fmt.Sprintf("%s %s: HTTP %d: %s (the participant takes no batches: its commits and rollbacks go one by one for %v)",
 			what, &eps.batch, resp.StatusCode, snippet(body), batchRefuseFor)}
@@ -323,6 +323,20 @@ func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJ
 		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: HTTP 200: %v: %s", what, &eps.batch, err, snippet(body))}
 	}
 	return nil
+}
+
+// offersFewerOps reports whether a batch's answer still offers batching, of fewer ops
+// than the batch had: the participant lowered its Dtc-Batch-Max (a restart with a new
+// limit), and its 4xx is about this batch's size, not about batches. noteBatchMax has
+// taken the new limit; the ops fail this once, like any unanswered batch, and go again
+// in batches that fit instead of one by one for batchRefuseFor.
+func offersFewerOps(h http.Header, ops int) bool {
+	v := h[participant.HeaderBatchMax]
+	if len(v) != 1 {
+		return false
+	}
+	n, ok := parseBatchMax(v[0])
+	return ok && n < ops
 }
 
 // refusesBatches reports whether a batch answered status shows that the participant

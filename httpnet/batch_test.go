@@ -617,6 +617,68 @@ func TestBatchRefusedGoesOneByOne(t *testing.T) {
 	}
 }
 
+// A participant that restarts with a smaller Dtc-Batch-Max answers a batch that was
+// sent to the old limit with a 4xx carrying the new one: that batch's ops fail, but the
+// participant still takes batches, and the ops sent again go in batches that fit.
+func TestBatchSmallerMaxIsNotARefusal(t *testing.T) {
+	f := newBatchFake(t, "8")
+	f.hold = true
+	tr := learnedTransport(t, f, httpnet.TransportOptions{})
+	l := newReplyLog()
+	send := tr.For(l.deliver)
+	first := msg(coordinator.MsgCommit, f, "t0", 1)
+	send.Send(first)
+	f.next()
+	var queued []coordinator.Message
+	for i := range 3 {
+		m := msg(coordinator.MsgCommit, f, fmt.Sprintf("t%d", i+1), uint64(i+2))
+		queued = append(queued, m)
+		send.Send(m) // they wait behind the batch in flight
+	}
+	// The participant restarts with a limit of 2 while the first batch is in flight
+	// (which it answers as it arrived, with 8); the next one, of 3, it refuses.
+	f.set(func(f *batchFake) {
+		f.max, f.hold = "2", false
+		f.answer = func(ops []batchOp) (int, string) {
+			if len(ops) > 2 {
+				return http.StatusRequestEntityTooLarge, fmt.Sprintf("%d ops, at most 2", len(ops))
+			}
+			return answerEach(ops)
+		}
+	})
+	f.release <- struct{}{}
+	got := l.wait(t, 4)
+	checkReply(t, got[1], first, coordinator.PCommitted, false, "")
+	for _, m := range queued {
+		checkReply(t, got[m.Seq], m, "", false, "HTTP 413")
+		if r := got[m.Seq]; r.Err != nil && strings.Contains(r.Err.Error(), "takes no batches") {
+			t.Errorf("%s: %v: taken for a participant without batches", m.Txn, r.Err)
+		}
+	}
+	if s := tr.Stats(); s.BatchParticipants != 1 {
+		t.Errorf("stats %+v: batching off after a smaller limit", s)
+	}
+	for _, m := range queued {
+		send.Send(m) // as the engine retries them
+	}
+	got = l.wait(t, len(queued))
+	for _, m := range queued {
+		checkReply(t, got[m.Seq], m, coordinator.PCommitted, false, "")
+	}
+	paths, batches := f.requests()
+	if slices.Contains(paths, "commit") {
+		t.Errorf("requests %v: a commit went alone", paths)
+	}
+	if len(batches) < 3 || len(batches[1]) != 3 {
+		t.Fatalf("batches %v, want the lone commit, the refused 3, then the retries", batches)
+	}
+	for _, b := range batches[2:] {
+		if len(b) > 2 {
+			t.Errorf("batches %v: one larger than the new limit of 2", batches)
+		}
+	}
+}
+
 // A batch without an answer within the longest of its messages' timeouts fails every
 // op with the timeout.
 func TestBatchTimeout(t *testing.T) {

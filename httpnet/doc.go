@@ -40,7 +40,8 @@
 //     engine sends no retry while a reply is due. Each op gets its own reply, as the
 //     single endpoint's answer would have made it; a batch without a usable answer
 //     fails each of its ops (the engine retries them), and a 4xx from …/batch (but 408
-//     and 429) turns batching off for that participant for a minute. Prepare and status
+//     and 429) turns batching off for that participant for a minute, unless its header
+//     offers batches of fewer ops than were sent (a lowered limit). Prepare and status
 //     are never batched; TransportOptions.NoBatch (dtc serve --no-batch) turns batching
 //     off altogether. Transport.Close cancels the batches in flight and drops what is
 //     queued, without a reply. Transport.Stats counts the requests of each kind and
