@@ -97,8 +97,8 @@ func TestRunConcurrencyOneMeasuresTheSyncFloor(t *testing.T) {
 				t.Fatalf("dtc %d transactions, %d errors; sync floor %d, %d errors: want 40 and 0 for both",
 					res.Txns, res.Errors, res.SyncFloorTxns, res.SyncFloorErrors)
 			}
-			if res.SyncFloorSyncsOnPath != tc.syncs {
-				t.Errorf("sync floor with %d fsyncs on the path, want %d", res.SyncFloorSyncsOnPath, tc.syncs)
+			if res.SyncsOnPath != tc.syncs {
+				t.Errorf("%d fsyncs on the path, want %d", res.SyncsOnPath, tc.syncs)
 			}
 			if !(0 < res.SyncFloorP50Ms && res.SyncFloorP50Ms <= res.SyncFloorP99Ms) || res.SyncFloorP50Ratio != res.P50Ms/res.SyncFloorP50Ms {
 				t.Errorf("sync floor p50 %v p99 %v, ratio %v (dtc p50 %v)", res.SyncFloorP50Ms, res.SyncFloorP99Ms, res.SyncFloorP50Ratio, res.P50Ms)

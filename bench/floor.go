@@ -132,24 +132,20 @@ func startFloor(k int, requestTimeout time.Duration, dir string, syncs floorSync
 	view := floorView(prepareURLs)
 	outer, err := startHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		if syncs.onPath() > 0 {
-			// As dtc: answer once the prepares and the decision are durable, and send
-			// the commits after, off the client's path.
-			if !f.round(r.Context(), 0, floorPrepareBody, requestTimeout) ||
-				(outerFile != nil && outerFile.sync() != nil) {
-				http.Error(w, `{"error":{"code":"internal","message":"an inner request or a sync failed"}}`, http.StatusBadGateway)
-				return
-			}
-			writeCanned(w, view)
-			f.wg.Go(func() { f.round(context.Background(), 1, floorCommitBody, requestTimeout) })
-			return
-		}
-		if !f.round(r.Context(), 0, floorPrepareBody, requestTimeout) ||
-			!f.round(r.Context(), 1, floorCommitBody, requestTimeout) {
-			http.Error(w, `{"error":{"code":"internal","message":"an inner request failed"}}`, http.StatusBadGateway)
+		// The sync floor answers as dtc does, once the prepares and the decision are
+		// durable, and sends the commits after, off the client's path.
+		commitsAfter := syncs.onPath() > 0
+		ok := f.round(r.Context(), 0, floorPrepareBody, requestTimeout) &&
+			(outerFile == nil || outerFile.sync() == nil) &&
+			(commitsAfter || f.round(r.Context(), 1, floorCommitBody, requestTimeout))
+		if !ok {
+			http.Error(w, `{"error":{"code":"internal","message":"an inner request or a sync failed"}}`, http.StatusBadGateway)
 			return
 		}
 		writeCanned(w, view)
+		if commitsAfter {
+			f.wg.Go(func() { f.round(context.Background(), 1, floorCommitBody, requestTimeout) })
+		}
 	}))
 	if err != nil {
 		f.close()
@@ -236,7 +232,7 @@ func (f *floorServers) close() {
 // request is answered only after a record is synced to sf.
 func syncingPrepare(sf *syncFile) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/prepare") {
+		if endpointOf(r) == "prepare" {
 			_, _ = io.Copy(io.Discard, r.Body)
 			if err := sf.sync(); err != nil {
 				http.Error(w, `{"error":{"code":"internal","message":"the floor's sync failed"}}`, http.StatusInternalServerError)
@@ -253,7 +249,7 @@ func syncingPrepare(sf *syncFile) http.Handler {
 // floor's inner handler and ModeNoop's participant.
 func protocolNoop(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
-	switch r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:] {
+	switch endpointOf(r) {
 	case "prepare":
 		writeCanned(w, voteACK)
 	case "commit":
@@ -265,6 +261,11 @@ func protocolNoop(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// endpointOf is the participant endpoint r is for: the last element of its path.
+func endpointOf(r *http.Request) string {
+	return r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
 }
 
 func writeCanned(w http.ResponseWriter, body []byte) {

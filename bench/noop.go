@@ -4,26 +4,22 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/dtc-project/dtc/participant"
 )
-
-// noopBatchMax is the batch size ModeNoop's participants offer, as NewHandler's default.
-const noopBatchMax = 1024
 
 // noopParticipant is ModeNoop's participant: protocolNoop, plus the batch endpoint and
 // its header, so that dtc talks to it as it talks to participants built on the
 // participant package (which offer batches), with no log and no state behind it.
 func noopParticipant(w http.ResponseWriter, r *http.Request) {
 	w.Header()[participant.HeaderBatchMax] = noopBatchHeader
-	if r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:] != participant.EndpointBatch {
+	if endpointOf(r) != participant.EndpointBatch {
 		protocolNoop(w, r)
 		return
 	}
 	var req participant.BatchRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&req); err != nil ||
-		len(req.Ops) == 0 || len(req.Ops) > noopBatchMax {
+		len(req.Ops) == 0 || len(req.Ops) > participant.DefaultBatchMaxOps {
 		http.Error(w, "bad batch", http.StatusBadRequest)
 		return
 	}
@@ -38,4 +34,5 @@ func noopParticipant(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(&resp)
 }
 
-var noopBatchHeader = []string{strconv.Itoa(noopBatchMax)}
+// noopBatchHeader offers the batch size of participant.NewHandler's default.
+var noopBatchHeader = []string{strconv.Itoa(participant.DefaultBatchMaxOps)}

@@ -17,6 +17,9 @@ import (
 	"unicode/utf8"
 )
 
+// DefaultBatchMaxOps is HandlerOptions.BatchMaxOps when it is not set.
+const DefaultBatchMaxOps = 1024
+
 // HandlerOptions configure NewHandler.
 type HandlerOptions struct {
 	// BasePath is where the endpoints are mounted: "/" (the default) serves /prepare,
@@ -30,7 +33,7 @@ type HandlerOptions struct {
 	// header. A batch body may be 64 bytes long plus, per op, 48 bytes and 6 per byte
 	// of Config.TxnIDMaxBytes (room for an id written all in \u escapes): about 1.6 MB
 	// with the defaults; a larger one is answered 413. BodyMaxBytes does not apply to
-	// it. Default 1024.
+	// it. Default DefaultBatchMaxOps.
 	BatchMaxOps int
 	// Logger gets one line per failed request. Default: slog.Default().
 	Logger *slog.Logger
@@ -87,7 +90,7 @@ func NewHandler(p *Participant, opts HandlerOptions) http.Handler {
 		opts.Logger = slog.Default()
 	}
 	if opts.BatchMaxOps <= 0 {
-		opts.BatchMaxOps = 1024
+		opts.BatchMaxOps = DefaultBatchMaxOps
 	}
 	return &handler{
 		p: p, base: base, bodyMax: opts.BodyMaxBytes, log: opts.Logger,
