@@ -32,7 +32,8 @@
 //     floor's includes its client and trivial servers the same way.
 //   - Log syncs and records are counted below the log, by a wal.FS that wraps the OS's
 //     (countFS): dtc's /metrics has no count of fsyncs.
-//   - Memory: RSS from /proc/self/status, the Go heap, runtime.NumGoroutine.
+//   - Memory: RSS from /proc/self/status, the Go heap (in a sample taken with a GC,
+//     the bytes that GC found live; otherwise HeapAlloc), runtime.NumGoroutine.
 //
 // Everything runs in one Go process, as the issue asks ("everything on one machine"),
 // which is not quite the same as separate processes: an fsync holds its P while it
@@ -41,8 +42,9 @@
 // run with GOMAXPROCS = cores + one per syncing log (dtc's and each durable
 // participant's), as its K+1 processes would have with cores+1 each (package
 // maxprocs). Measured with 2 participants on 2 cores: with cores+1 for both, dtc kept
-// 1.70 cores busy and the floor 1.97. The floor, which syncs nothing, runs with
-// GOMAXPROCS = cores, Go's default, where it does best: against cores+1, p50 0.17
+// 1.70 cores busy and the floor 1.97. The floors run with GOMAXPROCS = cores
+// (runtime.NumCPU), where the raw floor, which syncs nothing, does best (the sync
+// floor does as well either way): against cores+1, p50 0.17
 // instead of 0.27 ms at concurrency 1 and 7% more transactions/s at 64 (it was
 // measured with cores+1 until 2026-11-26, which flattered dtc's ratios by as much).
 // GOMAXPROCS set in the environment applies to both.

@@ -122,8 +122,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitNo
 	}
 	defer unlock()
-	// One P more than there are cores: an fdatasync holds its P for its whole length
-	// (see package maxprocs). Left alone when GOMAXPROCS is set in the environment.
+	// One P more than there are cores: an fdatasync holds its P while it blocks, until
+	// sysmon hands it on (see package maxprocs). Left alone when GOMAXPROCS is set in
+	// the environment.
 	defer maxprocs.Raise()()
 	rt, err := httpnet.Open(httpnet.Options{
 		DataDir:           *dataDir,

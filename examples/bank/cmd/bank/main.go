@@ -32,9 +32,9 @@ import (
 )
 
 func main() {
-	// One P more than there are cores: an fdatasync of the bank's log holds its P for
-	// its whole length (see package maxprocs). Left alone when GOMAXPROCS is set in the
-	// environment.
+	// One P more than there are cores: an fdatasync of the bank's log holds its P while
+	// it blocks, until sysmon hands it on (see package maxprocs). Left alone when
+	// GOMAXPROCS is set in the environment.
 	maxprocs.Raise()
 	if err := run(os.Args[1:], os.Stderr); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
