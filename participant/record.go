@@ -119,7 +119,7 @@ func hasSpaceOutsideStrings(data []byte) bool {
 			i++ // the escaped character
 		case c == '"':
 			inString = !inString
-		case !inString && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+		case !inString && isJSONSpace(c):
 			return true
 		}
 	}

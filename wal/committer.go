@@ -17,8 +17,8 @@ type CommitterOptions struct {
 	// appended, the committer syncs. Lazy records never cause a sync sooner.
 	// Default 50ms.
 	LazyFlushInterval time.Duration
-	// OnFatal is called once, from the committer's goroutine, when a sync
-	// fails. The log is failed for good; the process should exit and let
+	// OnFatal is called once, from one of the committer's goroutines (the one
+	// that syncs, or the one building the next segment), when a sync fails. The log is failed for good; the process should exit and let
 	// Open read what is really on disk. Required.
 	OnFatal func(error)
 }
