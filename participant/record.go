@@ -194,7 +194,7 @@ func appendRecord(b []byte, r *logRecord) (_ []byte, ok bool) {
 	}
 	if len(r.Payload) > 0 {
 		b = append(b, `,"payload":`...)
-		b = appendHTMLEscape(b, r.Payload)
+		b = jsonstr.AppendHTMLEscaped(b, r.Payload)
 	}
 	if r.Coordinator != "" {
 		b = append(b, `,"coordinator":`...)
@@ -209,27 +209,6 @@ func appendRecord(b []byte, r *logRecord) (_ []byte, ok bool) {
 		b = append(b, '"')
 	}
 	return append(b, '}'), true
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendHTMLEscape appends the JSON src with <, >, &, U+2028 and U+2029 escaped, as
-// json.HTMLEscape writes it.
-func appendHTMLEscape(b, src []byte) []byte {
-	start := 0
-	for i, c := range src {
-		if c == '<' || c == '>' || c == '&' {
-			b = append(b, src[start:i]...)
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			start = i + 1
-		}
-		if c == 0xE2 && i+2 < len(src) && src[i+1] == 0x80 && src[i+2]&^1 == 0xA8 {
-			b = append(b, src[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[src[i+2]&0xF])
-			start = i + len("\u2029")
-		}
-	}
-	return append(b, src[start:]...)
 }
 
 func decodeRecord(data []byte) (logRecord, error) {

@@ -2,7 +2,8 @@
 // does, without reflection or allocation. The hand-written encoders on dtc's hot paths
 // (the coordinator's and the participants' log records, the API's answers, the
 // requests to participants) all use it, so that there is one place, held to json.Marshal
-// by its tests, where JSON strings are escaped.
+// by its tests, where JSON strings are escaped. AppendHTMLEscaped does the same for JSON
+// text carried as it is (a json.RawMessage), held to json.HTMLEscape.
 //
 // It imports nothing but unicode/utf8: the coordinator, whose engine may import no
 // package of this module that does IO, is allowed this one.
@@ -76,4 +77,24 @@ func Append(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// AppendHTMLEscaped appends src, JSON text, with <, > and & written as \u003c, \u003e
+// and \u0026 and U+2028 and U+2029 as \u2028 and \u2029: exactly what json.HTMLEscape
+// writes, and so what json.Marshal makes of a json.RawMessage.
+func AppendHTMLEscaped(dst, src []byte) []byte {
+	start := 0
+	for i, c := range src {
+		if c == '<' || c == '>' || c == '&' {
+			dst = append(dst, src[start:i]...)
+			dst = append(dst, '\\', 'u', '0', '0', lowerHex[c>>4], lowerHex[c&0xF])
+			start = i + 1
+		}
+		if c == 0xE2 && i+2 < len(src) && src[i+1] == 0x80 && src[i+2]&^1 == 0xA8 {
+			dst = append(dst, src[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', lowerHex[src[i+2]&0xF])
+			start = i + len("\u2029")
+		}
+	}
+	return append(dst, src[start:]...)
 }

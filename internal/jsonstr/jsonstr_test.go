@@ -69,3 +69,30 @@ func TestAppendAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per Append into a large enough buffer", n)
 	}
 }
+
+func checkHTML(t testing.TB, src []byte) {
+	t.Helper()
+	var want bytes.Buffer
+	json.HTMLEscape(&want, src)
+	if got := AppendHTMLEscaped([]byte("prefix"), src); !bytes.Equal(got, append([]byte("prefix"), want.Bytes()...)) {
+		t.Fatalf("AppendHTMLEscaped(%q) = %q, json.HTMLEscape writes %q", src, got[len("prefix"):], want.Bytes())
+	}
+}
+
+func TestAppendHTMLEscapedIsHTMLEscape(t *testing.T) {
+	for _, s := range tricky {
+		checkHTML(t, []byte(s))
+		checkHTML(t, []byte(`{"k":"`+s+`","n":[1,2]}`))
+	}
+	for b := range 256 {
+		checkHTML(t, []byte{'a', byte(b), 'z'})
+	}
+	checkHTML(t, []byte("\xe2\x80")) // a cut U+2028 at the end is left alone
+}
+
+func FuzzAppendHTMLEscaped(f *testing.F) {
+	for _, s := range tricky {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, src []byte) { checkHTML(t, src) })
+}
