@@ -34,8 +34,9 @@ import (
 const batchOpsMax = 1024
 
 // batchPeersMax bounds Transport.batchPeers. When it is full, the participants with
-// nothing queued and nothing in flight are forgotten; if none is, a new participant is
-// not remembered and gets its messages one by one.
+// nothing queued and nothing in flight are forgotten, but not those that refused a batch
+// lately (forgetting that would cost them another refused batch); if none is, a new
+// participant is not remembered and gets its messages one by one.
 const batchPeersMax = 1024
 
 // batchResultMaxBytes is what a batch answer may have per op beyond
@@ -139,8 +140,9 @@ func (t *Transport) noteBatchMax(prepareURL string, h http.Header) {
 		return
 	}
 	if len(t.batchPeers) >= batchPeersMax {
+		now := time.Now()
 		for u, p := range t.batchPeers {
-			if p.idle() {
+			if p.idle() && !now.Before(p.refusedUntil) {
 				delete(t.batchPeers, u)
 			}
 		}

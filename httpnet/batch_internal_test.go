@@ -3,6 +3,7 @@ package httpnet
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -103,5 +104,34 @@ func TestUsualBatchAnswersAreTheStrictDecoders(t *testing.T) {
 		if parseUsualBatchAnswer([]byte(body), make([]coordinator.Reply, 1)) {
 			t.Errorf("usual reader took %s", body)
 		}
+	}
+}
+
+// When the table of batching participants is full, the idle ones are forgotten to make
+// room, but not one that refused a batch lately: it would be believed again, and cost
+// another refused batch.
+func TestBatchPeersFullForgetsIdleButNotRefused(t *testing.T) {
+	tr := NewTransport(TransportOptions{})
+	defer tr.Close()
+	offer := http.Header{participant.HeaderBatchMax: {"8"}}
+	url := func(i int) string { return fmt.Sprintf("http://127.0.0.1:1/p%d/prepare", i) }
+	for i := range batchPeersMax {
+		tr.noteBatchMax(url(i), offer)
+	}
+	tr.batchMu.Lock()
+	refused := tr.batchPeers[url(7)]
+	tr.batchMu.Unlock()
+	tr.refuseBatch(refused)
+	tr.noteBatchMax(url(batchPeersMax), offer) // full: the idle ones go
+	tr.batchMu.Lock()
+	defer tr.batchMu.Unlock()
+	if p := tr.batchPeers[url(7)]; p != refused || p.maxOps != 0 {
+		t.Errorf("the refused participant: %+v, want it remembered, refused", p)
+	}
+	if tr.batchPeers[url(batchPeersMax)] == nil {
+		t.Error("the new participant was not remembered")
+	}
+	if n := len(tr.batchPeers); n != 2 {
+		t.Errorf("%d participants remembered, want the refused one and the new one", n)
 	}
 }
