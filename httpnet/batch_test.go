@@ -832,10 +832,12 @@ func TestBatchEndToEnd(t *testing.T) {
 			for _, l := range m.GetLabel() {
 				name += "{" + l.GetName() + "=" + l.GetValue() + "}"
 			}
-			got[name] = m.GetCounter().GetValue()
+			got[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue() // one of them is set
 		}
 	}
 	want := map[string]float64{
+		"dtc_participant_batching":                      2,
+		"dtc_participant_batch_queued":                  0,
 		"dtc_participant_requests_total{kind=prepare}":  float64(s.Prepare),
 		"dtc_participant_requests_total{kind=commit}":   1,
 		"dtc_participant_requests_total{kind=rollback}": 0,

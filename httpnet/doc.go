@@ -45,7 +45,10 @@
 //     are never batched; TransportOptions.NoBatch (dtc serve --no-batch) turns batching
 //     off altogether. Transport.Close cancels the batches in flight and drops what is
 //     queued, without a reply. Transport.Stats counts the requests of each kind and
-//     the ops batches carried.
+//     the ops batches carried, and says how many participants get batches and how
+//     many ops wait in their queues (on /metrics: dtc_participant_requests_total,
+//     dtc_participant_batch_ops_total, dtc_participant_batching and
+//     dtc_participant_batch_queued).
 //   - Timers cost no goroutine: each shard keeps the engine's timers in a heap owned by
 //     its goroutine, with one time.Timer armed for the earliest, and steps TimerFired
 //     for every timer whose deadline has passed. They are never cancelled (the engine

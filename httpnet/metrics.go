@@ -243,11 +243,12 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.remembr, prometheus.GaugeValue, float64(s.Remembered))
 }
 
-// transportCollector reports a Transport's request counters (Transport.Stats), read when
-// scraped: counting a request costs the Transport an atomic add, nothing more.
+// transportCollector reports a Transport's request counters and its batching gauges
+// (Transport.Stats), read when scraped: counting a request costs the Transport an atomic
+// add, nothing more.
 type transportCollector struct {
-	t                  *Transport
-	requests, batchOps *prometheus.Desc
+	t                                           *Transport
+	requests, batchOps, batchPeers, batchQueued *prometheus.Desc
 }
 
 func newTransportCollector(t *Transport) *transportCollector {
@@ -258,12 +259,18 @@ func newTransportCollector(t *Transport) *transportCollector {
 			[]string{"kind"}, nil),
 		batchOps: prometheus.NewDesc("dtc_participant_batch_ops_total",
 			"Commits and rollbacks carried by batch requests (dtc_participant_requests_total{kind=\"batch\"}).", nil, nil),
+		batchPeers: prometheus.NewDesc("dtc_participant_batching",
+			"Participants that phase 2 goes to in batch requests now (they offer Dtc-Batch-Max and have not refused a batch lately).", nil, nil),
+		batchQueued: prometheus.NewDesc("dtc_participant_batch_queued",
+			"Commits and rollbacks waiting in the participants' batch queues for a request to carry them: it grows when a participant answers slower than phase 2 comes.", nil, nil),
 	}
 }
 
 func (c *transportCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.requests
 	ch <- c.batchOps
+	ch <- c.batchPeers
+	ch <- c.batchQueued
 }
 
 func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
@@ -277,4 +284,6 @@ func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(k.n), k.kind)
 	}
 	ch <- prometheus.MustNewConstMetric(c.batchOps, prometheus.CounterValue, float64(s.BatchOps))
+	ch <- prometheus.MustNewConstMetric(c.batchPeers, prometheus.GaugeValue, float64(s.BatchParticipants))
+	ch <- prometheus.MustNewConstMetric(c.batchQueued, prometheus.GaugeValue, float64(s.BatchQueued))
 }
