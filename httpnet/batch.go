@@ -296,30 +296,20 @@ func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJ
 	req := t.httpRequest(ctx, http.MethodPost, &eps.batch, appendBatchBody(nil, ops))
 	t.stats.batch.Add(1)
 	t.stats.batchOps.Add(uint64(len(ops)))
-	resp, err := t.roundTrip(req)
-	if err != nil {
-		return classify(what, eps.batch.String(), timeout, err)
-	}
-	t.noteBatchMax(p.url, resp.Header)
 	limit := t.o.ResponseMaxBytes + int64(len(ops))*batchResultMaxBytes
-	body, eof, err := readResponse(resp, buf, limit+1)
-	defer finishResponse(resp, eof)
+	resp, body, eof, err := t.fetch(req, what, p.url, timeout, limit, buf)
 	if err != nil {
-		return classify(what, eps.batch.String(), timeout, err)
+		return err
 	}
-	if int64(len(body)) > limit {
-		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: answer larger than %d bytes", what, &eps.batch, limit)}
-	}
+	defer finishResponse(resp, eof)
 	switch {
 	case resp.StatusCode == http.StatusOK:
 	case refusesBatches(resp.StatusCode) && !offersFewerOps(resp.Header, len(ops)):
 		t.refuseBatch(p)
 		return &sendError{kind: errKindStatus, msg: fmt.Sprintf("%s %s: HTTP %d: %s (the participant takes no batches: its commits and rollbacks go one by one for %v)",
 			what, &eps.batch, resp.StatusCode, snippet(body), batchRefuseFor)}
-	case resp.StatusCode >= 500:
-		return &sendError{kind: errKind5xx, msg: fmt.Sprintf("%s %s: HTTP %d: %s", what, &eps.batch, resp.StatusCode, snippet(body))}
 	default:
-		return &sendError{kind: errKindStatus, msg: fmt.Sprintf("%s %s: HTTP %d: %s", what, &eps.batch, resp.StatusCode, snippet(body))}
+		return statusError(what, &eps.batch, resp.StatusCode, body)
 	}
 	if err := parseBatchAnswer(body, replies, &eps.batch); err != nil {
 		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: HTTP 200: %v: %s", what, &eps.batch, err, snippet(body))}

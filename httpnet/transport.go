@@ -356,20 +356,11 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 		return &sendError{kind: errKindMalformed, msg: err.Error()}
 	}
 	t.stats.count(m.Kind)
-	resp, err := t.roundTrip(req)
+	resp, body, eof, err := t.fetch(req, m.Kind.String(), m.URL, timeout, t.o.ResponseMaxBytes, buf)
 	if err != nil {
-		return classify(m.Kind.String(), req.URL.String(), timeout, err)
+		return err
 	}
-	t.noteBatchMax(m.URL, resp.Header)
-	body, eof, err := readResponse(resp, buf, t.o.ResponseMaxBytes+1)
 	defer finishResponse(resp, eof)
-	if err != nil {
-		return classify(m.Kind.String(), req.URL.String(), timeout, err)
-	}
-	if int64(len(body)) > t.o.ResponseMaxBytes {
-		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: answer larger than %d bytes",
-			m.Kind, req.URL, t.o.ResponseMaxBytes)}
-	}
 	malformed := func(what string) error {
 		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: HTTP %d: %s: %s",
 			m.Kind, req.URL, resp.StatusCode, what, snippet(body))}
@@ -383,10 +374,8 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 		}
 		r.State, r.Conflict = coordinator.PState(st), true
 		return nil
-	case resp.StatusCode >= 500:
-		return &sendError{kind: errKind5xx, msg: fmt.Sprintf("%s %s: HTTP %d: %s", m.Kind, req.URL, resp.StatusCode, snippet(body))}
 	default:
-		return &sendError{kind: errKindStatus, msg: fmt.Sprintf("%s %s: HTTP %d: %s", m.Kind, req.URL, resp.StatusCode, snippet(body))}
+		return statusError(m.Kind.String(), req.URL, resp.StatusCode, body)
 	}
 	switch m.Kind {
 	case coordinator.MsgPrepare:
@@ -453,6 +442,40 @@ const answerBufKeepBytes = 4 << 10
 // readResponse reads resp's body, up to limit bytes, into *buf, and keeps the buffer in
 // *buf for the next answer unless it grew past answerBufKeepBytes. body aliases *buf.
 // Call finishResponse(resp, eof) once done with body.
+// fetch makes req (what, to its URL, for the errors) and reads the answer, at most
+// limit bytes, into *buf (readResponse), learning from it whether the participant of
+// prepareURL offers batches. Without an error the caller must finishResponse(resp, eof)
+// once done with body; with one, resp is finished already. timeout is the request's,
+// for the error of an answer that did not come.
+func (t *Transport) fetch(req *http.Request, what, prepareURL string, timeout time.Duration, limit int64, buf *[]byte) (resp *http.Response, body []byte, eof bool, err error) {
+	resp, err = t.roundTrip(req)
+	if err != nil {
+		return nil, nil, false, classify(what, req.URL.String(), timeout, err)
+	}
+	t.noteBatchMax(prepareURL, resp.Header)
+	body, eof, err = readResponse(resp, buf, limit+1)
+	switch {
+	case err != nil:
+		err = classify(what, req.URL.String(), timeout, err)
+	case int64(len(body)) > limit:
+		err = &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: answer larger than %d bytes", what, req.URL, limit)}
+	default:
+		return resp, body, eof, nil
+	}
+	finishResponse(resp, eof)
+	return nil, nil, false, err
+}
+
+// statusError is the error of an answer whose status its caller makes nothing of:
+// errKind5xx for a 5xx, errKindStatus for any other.
+func statusError(what string, u *url.URL, status int, body []byte) error {
+	kind := errKindStatus
+	if status >= 500 {
+		kind = errKind5xx
+	}
+	return &sendError{kind: kind, msg: fmt.Sprintf("%s %s: HTTP %d: %s", what, u, status, snippet(body))}
+}
+
 func readResponse(resp *http.Response, buf *[]byte, limit int64) (body []byte, eof bool, err error) {
 	body, eof, err = readAnswer(resp.Body, *buf, limit)
 	if cap(body) <= answerBufKeepBytes {
