@@ -375,7 +375,7 @@ type batchResultForm struct {
 // batchResultForms are the results participants give most, byte for byte.
 var batchResultForms = func() map[string]batchResultForm {
 	m := make(map[string]batchResultForm)
-	for _, s := range []participant.State{participant.StateUnknown, participant.StatePrepared, participant.StateCommitted, participant.StateAborted} {
+	for _, s := range participantStates {
 		m[`{"state":"`+string(s)+`"}`] = batchResultForm{state: s}
 		m[`{"state":"`+string(s)+`","conflict":true}`] = batchResultForm{state: s, conflict: true}
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -521,13 +522,16 @@ func readAnswer(body io.Reader, buf []byte, limit int64) (data []byte, eof bool,
 	return buf, false, nil
 }
 
+// participantStates are the states a participant may answer with.
+var participantStates = []participant.State{participant.StateUnknown, participant.StatePrepared, participant.StateCommitted, participant.StateAborted}
+
 // The answers participants give most, as package participant writes them (the
 // trailing newline is optional).
 var (
 	voteACKAnswer = []byte(`{"vote":"ACK"}`)
 	stateAnswers  = func() map[string]participant.State {
 		m := make(map[string]participant.State)
-		for _, s := range []participant.State{participant.StateUnknown, participant.StatePrepared, participant.StateCommitted, participant.StateAborted} {
+		for _, s := range participantStates {
 			m[`{"state":"`+string(s)+`"}`] = s
 		}
 		return m
@@ -553,13 +557,8 @@ func parseState(body []byte) (participant.State, bool) {
 	return sr.State, true
 }
 
-func knownState(s participant.State) bool {
-	switch s {
-	case participant.StateUnknown, participant.StatePrepared, participant.StateCommitted, participant.StateAborted:
-		return true
-	}
-	return false
-}
+// knownState reports whether s is one of participantStates.
+func knownState(s participant.State) bool { return slices.Contains(participantStates, s) }
 
 // request builds the HTTP request for m: its endpoint is derived from the prepare URL by
 // replacing the last path element.
