@@ -29,14 +29,18 @@ func (b *benchEnv) answer(e *Engine, ok func(Message) Reply) {
 	}
 }
 
-// commit runs req through e to its end: submitted, every prepare answered ACK, the
+// commit runs req through e to its end: submitted (its begin made durable if it must be),
+// every prepare answered ACK, the
 // decision made durable, every commit acknowledged, the end made durable.
 func (b *benchEnv) commit(e *Engine, req Request, done func(View)) error {
 	if _, err := e.Submit(req, done); err != nil {
 		return err
 	}
+	// Until the participants have said that they ask about transactions in doubt, the
+	// begin record is synced before the prepares leave.
+	e.Step(LogSynced{Through: b.lsn})
 	b.answer(e, func(m Message) Reply {
-		return Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind, Vote: VoteACK}
+		return Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind, Vote: VoteACK, Asks: true}
 	})
 	e.Step(LogSynced{Through: b.lsn})
 	b.answer(e, func(m Message) Reply {

@@ -46,6 +46,11 @@ type Config struct {
 	// WaitersMax bounds how many callers may wait on one transaction (idempotent
 	// resubmissions of the same id).
 	WaitersMax int
+	// AskersMax bounds how many participants the engine remembers as asking about
+	// transactions in doubt (Reply.Asks). When it is full the longest-known is
+	// forgotten, which is safe: a participant not known to ask only costs its
+	// transactions a synced begin record.
+	AskersMax int
 }
 
 // DefaultConfig returns limits that suit one shard of a daemon on a small machine.
@@ -65,6 +70,7 @@ func DefaultConfig() Config {
 		DoneRetention:     10 * time.Minute,
 		DoneMax:           25_000,
 		WaitersMax:        16,
+		AskersMax:         4096,
 	}
 }
 
@@ -88,6 +94,7 @@ func (c Config) Validate() error {
 	pos("IDMaxBytes", c.IDMaxBytes)
 	pos("DoneMax", c.DoneMax)
 	pos("WaitersMax", c.WaitersMax)
+	pos("AskersMax", c.AskersMax)
 	posDur("PrepareTimeout", c.PrepareTimeout)
 	posDur("PrepareTimeoutMax", c.PrepareTimeoutMax)
 	posDur("RecoveryTimeout", c.RecoveryTimeout)

@@ -20,8 +20,8 @@
 //	                         │ any NACK / ERROR / deadline
 //	                         └────────────────────────▶ [abort durable]  ─▶ phase 2 ─all acked─▶ done
 //
-// Records: begin (lazy), decision (synced), hazard (lazy), end (lazy); checkpoint and
-// snapshot records let the log's owner delete old segments.
+// Records: begin (lazy or synced, below), decision (synced), hazard (lazy), end (lazy);
+// checkpoint and snapshot records let the log's owner delete old segments.
 //
 // # The rule
 //
@@ -29,8 +29,16 @@
 // before its decision record is durable. The engine appends the decision with sync, keeps
 // the transaction in the "committing"/"aborting" state (which no participant acts on), and
 // only when Step(LogSynced) covers the record's LSN does it call the waiting clients'
-// callbacks and send phase 2. A begin record is lazy: a transaction whose begin was lost
-// in a crash can never have been told anything, so it is presumed aborted.
+// callbacks and send phase 2.
+//
+// A begin record is lazy when every participant of the transaction is known to ask the
+// coordinator about the transactions it holds in doubt (it said so on its last answer,
+// Reply.Asks): a transaction whose begin was lost in a crash can never have been told
+// anything, so it is presumed aborted, and each participant that prepared it learns so
+// when it asks. Otherwise the begin is synced before the first prepare leaves, so that a
+// restart finds the transaction and resolves it itself: a participant that never asks
+// would otherwise hold its prepared change for ever. The engine remembers who asks in a
+// bounded table (Config.AskersMax); forgetting errs on the safe side.
 //
 // # Recovery
 //

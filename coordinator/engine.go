@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -37,10 +38,13 @@ type Engine struct {
 	waiting []lsnWait // decisions waiting for their record to be durable, in LSN order
 
 	seq        uint64 // last Message.Seq used
+	askers     askers // participants known to ask about transactions in doubt
 	started    bool
 	recovering int // transactions found undecided in the log whose decision is not yet durable
 }
 
+// lsnWait is a transaction waiting for a record of its own to be durable: its decision
+// (then the outcome is told) or its synced begin (then the prepares leave).
 type lsnWait struct {
 	lsn uint64
 	txn *txn
@@ -54,7 +58,7 @@ func New(cfg Config, env Env) (*Engine, error) {
 	if env.Clock == nil || env.Transport == nil || env.Log == nil || env.Rand == nil {
 		return nil, errors.New("coordinator: Env needs Clock, Transport, Log and Rand")
 	}
-	return &Engine{cfg: cfg, env: env, txns: make(map[string]*txn)}, nil
+	return &Engine{cfg: cfg, env: env, txns: make(map[string]*txn), askers: newAskers(cfg.AskersMax)}, nil
 }
 
 // Ready reports whether the engine answers requests: it has started and every
@@ -176,29 +180,71 @@ func (e *Engine) Submit(req Request, done func(View)) (View, error) {
 		PrepareTimeoutMs: req.PrepareTimeout.Milliseconds(),
 		PayloadSum:       sum,
 	}
-	// The begin record is lazy: if it is lost in a crash, no decision can have been made
-	// durable after it, so the transaction was never answered and is presumed aborted.
-	if err := e.append(rec, false); err != nil {
+	// The begin record may be lazy only if every participant asks about the
+	// transactions it holds in doubt: then a begin lost in a crash is harmless, since no
+	// decision can have been made durable after it, and each participant that prepared
+	// learns "not found" (presumed abort) when it asks. A participant that never asks
+	// would hold its prepared change for ever, so otherwise the begin is synced before
+	// the first prepare leaves, and a restart finds the transaction and resolves it.
+	lazy := e.askers.all(urls)
+	if err := e.append(rec, !lazy); err != nil {
 		return View{}, fmt.Errorf("coordinator: %w: %v", ErrLogUnavailable, err)
 	}
 	e.mustApply(rec)
 	t := e.txns[id]
-	t.began = now
+	t.began, t.prepareTimeout = now, req.PrepareTimeout // the record keeps milliseconds
 	if done != nil {
 		t.waiters = append(t.waiters, done)
 	}
-	e.observe(Note{Kind: NoteBegun, Txn: id})
+	e.observe(Note{Kind: NoteBegun, Txn: id, DurableBegin: !lazy})
 	t.gen++
 	e.env.Clock.SetTimer(req.PrepareTimeout, Timer{Kind: TimerDeadline, Txn: id, Gen: t.gen})
+	t.payloads = make([]json.RawMessage, len(req.Participants))
 	for i, p := range req.Participants {
+		t.payloads[i] = p.Payload
+	}
+	if lazy {
+		e.sendPrepares(t)
+	} else {
+		t.beginLSN = e.lsn
+		e.waiting = append(e.waiting, lsnWait{lsn: e.lsn, txn: t})
+	}
+	return t.view(), nil
+}
+
+// sendPrepares sends every participant its prepare, in parallel. The deadline runs from
+// Submit, so the time a synced begin takes counts against it.
+func (e *Engine) sendPrepares(t *txn) {
+	left := t.began.Add(t.prepareTimeout).Sub(e.env.Clock.Now())
+	if left <= 0 {
+		return // the deadline's timer is due and aborts it; nobody was asked anything
+	}
+	for i := range t.parts {
 		e.seq++
 		t.parts[i].seq = e.seq
 		e.env.Transport.Send(Message{
-			Kind: MsgPrepare, Txn: t.wire, Participant: i, URL: p.URL,
-			Payload: p.Payload, Seq: e.seq, Timeout: req.PrepareTimeout,
+			Kind: MsgPrepare, Txn: t.wire, Participant: i, URL: t.parts[i].url,
+			Payload: t.payloads[i], Seq: e.seq, Timeout: left,
 		})
 	}
-	return t.view(), nil
+	t.payloads = nil
+}
+
+// said words a participant's answer, or why there was none, for ParticipantView.LastSaid.
+func said(r Reply) string {
+	switch {
+	case r.Err != nil:
+		return "no answer: " + r.Err.Error()
+	case r.Kind == MsgPrepare && r.Reason != "":
+		return string(r.Vote) + ": " + r.Reason
+	case r.Kind == MsgPrepare:
+		return string(r.Vote)
+	case r.Conflict:
+		return "refused " + r.Kind.String() + ": " + string(r.State)
+	case r.Reason != "":
+		return string(r.State) + " (" + r.Reason + ")"
+	}
+	return string(r.State)
 }
 
 // resubmit answers a Submit whose client-chosen id is already known.
@@ -275,8 +321,11 @@ func (e *Engine) onReply(r Reply) {
 		return // a duplicate, or the answer to a request that no longer matters
 	}
 	p.seq = 0
+	p.lastSaid, p.lastSaidAt = said(r), e.env.Clock.Now()
 	if r.Err != nil {
 		e.observe(Note{Kind: NoteSendFailed, Txn: t.id, URL: p.url, Msg: r.Kind, Reason: r.Err.Error()})
+	} else {
+		e.askers.learn(p.url, r.Asks)
 	}
 	switch r.Kind {
 	case MsgPrepare:
@@ -327,8 +376,14 @@ func (e *Engine) onStatus(t *txn, r Reply) {
 		return
 	}
 	if r.State != PPrepared {
-		p.vote, p.reason = VoteNACK, fmt.Sprintf("reports %s after restart", r.State)
-		e.decide(t, Abort, CauseRecovery, fmt.Sprintf("recovery: %s reports %s", p.url, r.State))
+		// Not prepared, or cannot tell (no status endpoint): the transaction was never
+		// answered, so rolling it back is safe, and phase 2 delivers the rollback.
+		said := string(r.State)
+		if r.Reason != "" {
+			said += " (" + r.Reason + ")"
+		}
+		p.vote, p.reason = VoteNACK, "reports "+said+" after restart"
+		e.decide(t, Abort, CauseRecovery, fmt.Sprintf("recovery: %s reports %s", p.url, said))
 		return
 	}
 	p.vote = VoteACK
@@ -417,8 +472,15 @@ func (e *Engine) onSynced(through uint64) {
 		w := e.waiting[n]
 		e.waiting[n] = lsnWait{}
 		n++
-		if w.txn.phase == phDeciding && w.txn.decisionLSN == w.lsn && e.txns[w.txn.id] == w.txn {
-			e.decisionDurable(w.txn)
+		t := w.txn
+		if e.txns[t.id] != t {
+			continue
+		}
+		switch {
+		case t.phase == phDeciding && t.decisionLSN == w.lsn:
+			e.decisionDurable(t)
+		case t.phase == phPreparing && t.beginLSN == w.lsn:
+			e.sendPrepares(t)
 		}
 	}
 	e.waiting = e.waiting[n:]

@@ -147,4 +147,7 @@ type Note struct {
 	Elapsed time.Duration // NoteDecided, NoteEnded: since the transaction began
 	// Recovered is set for transactions this engine found in the log at start.
 	Recovered bool
+	// DurableBegin (NoteBegun): the begin record is synced before the prepares leave,
+	// because a participant is not known to ask about transactions in doubt.
+	DurableBegin bool
 }

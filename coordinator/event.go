@@ -22,6 +22,11 @@ type Reply struct {
 	// refused phase 2 because its state contradicts it (HTTP 409): a heuristic hazard.
 	State    PState
 	Conflict bool
+	// Asks is set when the participant said, on this answer, that it asks the
+	// coordinator about the transactions it holds in doubt (HeaderInDoubt in the
+	// participant protocol). Only a transaction whose every participant is known to ask
+	// may keep its begin record lazy; see Engine.Submit.
+	Asks bool
 }
 
 // TimerKind says what a timer is for.

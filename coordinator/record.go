@@ -9,9 +9,10 @@ import (
 type RecordType string
 
 const (
-	// RecBegin opens a transaction: its id, participants and prepare timeout. Lazy: it
-	// rides along with the next sync, because a transaction whose begin was lost was
-	// never answered and is presumed aborted.
+	// RecBegin opens a transaction: its id, participants and prepare timeout. Lazy (it
+	// rides along with the next sync) when every participant asks about transactions in
+	// doubt, because a transaction whose begin was lost was never answered and is
+	// presumed aborted; otherwise synced before the first prepare leaves.
 	RecBegin RecordType = "begin"
 	// RecDecision is commit or abort, with the votes. Synced before anyone is told.
 	RecDecision RecordType = "decision"

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -31,8 +32,10 @@ type txn struct {
 
 	began, decided, ended time.Time
 
-	gen         uint64 // generation of the deadline and log-retry timers
-	decisionLSN uint64 // LSN of the decision record once the log accepted it
+	gen         uint64            // generation of the deadline and log-retry timers
+	decisionLSN uint64            // LSN of the decision record once the log accepted it
+	beginLSN    uint64            // LSN of a synced begin record; its prepares wait until it is durable
+	payloads    []json.RawMessage // the prepares' payloads, until the prepares are sent
 	logRetries  int
 	waiters     []func(View)
 }
@@ -43,6 +46,11 @@ type part struct {
 	reason string
 	acked  bool   // acknowledged phase 2
 	hazard string // contradicted the decision: what it answered
+
+	// lastSaid is what the participant last answered (or why it did not), and when:
+	// for an operator looking at a transaction in doubt.
+	lastSaid   string
+	lastSaidAt time.Time
 
 	seq      uint64 // Seq of the outstanding request; 0 when none
 	attempts int    // phase-2 or status requests that got no usable answer

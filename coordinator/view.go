@@ -39,6 +39,12 @@ type ParticipantView struct {
 	Reason string `json:"reason,omitempty"`
 	Acked  bool   `json:"acked"`
 	Hazard string `json:"hazard,omitempty"`
+	// LastSaid is what the participant last answered this engine about the
+	// transaction ("ACK", "NACK: …", "prepared", "committed", "no answer: …"), and
+	// LastSaidAt when; empty until it answers (and after a restart). For an operator
+	// looking at a transaction in doubt: it shows which service holds what.
+	LastSaid   string     `json:"last_said,omitempty"`
+	LastSaidAt *time.Time `json:"last_said_at,omitempty"`
 }
 
 // The states a View may show.
@@ -91,7 +97,12 @@ func (t *txn) view() View {
 	}
 	for i := range t.parts {
 		p := &t.parts[i]
-		v.Participants[i] = ParticipantView{URL: p.url, Vote: p.vote, Reason: p.reason, Acked: p.acked, Hazard: p.hazard}
+		v.Participants[i] = ParticipantView{URL: p.url, Vote: p.vote, Reason: p.reason, Acked: p.acked, Hazard: p.hazard,
+			LastSaid: p.lastSaid}
+		if !p.lastSaidAt.IsZero() {
+			at := p.lastSaidAt.UTC()
+			v.Participants[i].LastSaidAt = &at
+		}
 		v.Hazard = v.Hazard || p.hazard != ""
 	}
 	return v

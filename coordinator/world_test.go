@@ -97,6 +97,13 @@ func (w *world) start() {
 			w.t.Fatalf("replay: %v", err)
 		}
 	}
+	// The model participants of the usual URLs ask about transactions in doubt, and a
+	// long-running engine would have learnt so from their answers long ago: teach it,
+	// so that tests of them see lazy begins as in production. Passive participants
+	// (other URLs) start unknown, as any participant does.
+	for _, u := range []string{pA, pB, pC} {
+		e.askers.learn(u, true)
+	}
 	w.e = e
 	// Appends by the new engine continue the same log; LSNs restart at 1 for the new
 	// engine, so remember where its records begin.
@@ -259,6 +266,9 @@ func (w *world) resolveInDoubt() {
 	w.t.Helper()
 	for _, url := range w.partURLs() {
 		p := w.parts[url]
+		if p.passive {
+			continue // it never asks: only the coordinator can resolve what it holds
+		}
 		for _, id := range p.preparedIDs() {
 			v, err := w.e.Get(id)
 			switch {
@@ -341,10 +351,13 @@ type modelPart struct {
 	state map[string]PState
 	acked map[string]bool // voted ACK
 	nack  bool            // vote NACK on every prepare
+	// passive: it never asks the coordinator about transactions in doubt, and says so
+	// (no Reply.Asks); noStatus: it has no status endpoint either (answers "cannot tell").
+	passive, noStatus bool
 }
 
 func (p *modelPart) handle(m Message) Reply {
-	r := Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind}
+	r := Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind, Asks: !p.passive}
 	st, known := p.state[m.Txn]
 	switch m.Kind {
 	case MsgPrepare:
@@ -376,6 +389,9 @@ func (p *modelPart) handle(m Message) Reply {
 		}
 	case MsgStatus:
 		r.State = orUnknown(st, known)
+		if p.noStatus {
+			r.State, r.Reason = PUnknown, "cannot tell: HTTP 404"
+		}
 	}
 	return r
 }
