@@ -314,6 +314,11 @@ func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJ
 	if err := parseBatchAnswer(body, replies, &eps.batch); err != nil {
 		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: HTTP 200: %v: %s", what, &eps.batch, err, snippet(body))}
 	}
+	if asksInDoubt(resp.Header) {
+		for i := range replies {
+			replies[i].Asks = true
+		}
+	}
 	return nil
 }
 

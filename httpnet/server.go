@@ -646,6 +646,16 @@ func appendView(b []byte, v *coordinator.View) (_ []byte, ok bool) {
 				b = append(b, `,"hazard":`...)
 				b = jsonstr.Append(b, p.Hazard)
 			}
+			if p.LastSaid != "" {
+				b = append(b, `,"last_said":`...)
+				b = jsonstr.Append(b, p.LastSaid)
+			}
+			if p.LastSaidAt != nil {
+				b = append(b, `,"last_said_at":`...)
+				if b, ok = appendJSONTime(b, *p.LastSaidAt); !ok {
+					return b, false
+				}
+			}
 			b = append(b, '}')
 		}
 		b = append(b, ']')

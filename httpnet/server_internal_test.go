@@ -57,7 +57,8 @@ func TestAppendViewIsMarshal(t *testing.T) {
 		t.Fatalf("coordinator.View has changed; teach appendView:\n%s", got)
 	}
 	if got, want := fields(coordinator.ParticipantView{}), "URL string url; Vote coordinator.Vote vote,omitempty; "+
-		"Reason string reason,omitempty; Acked bool acked; Hazard string hazard,omitempty; "; got != want {
+		"Reason string reason,omitempty; Acked bool acked; Hazard string hazard,omitempty; "+
+		"LastSaid string last_said,omitempty; LastSaidAt *time.Time last_said_at,omitempty; "; got != want {
 		t.Fatalf("coordinator.ParticipantView has changed; teach appendView:\n%s", got)
 	}
 
@@ -87,7 +88,7 @@ func TestAppendViewIsMarshal(t *testing.T) {
 			v.Participants = make([]coordinator.ParticipantView, n-1)
 			for i := range v.Participants {
 				v.Participants[i] = coordinator.ParticipantView{URL: pick(strs), Vote: coordinator.Vote(pick(strs)),
-					Reason: pick(strs), Acked: rng.IntN(2) == 0, Hazard: pick(strs)}
+					Reason: pick(strs), Acked: rng.IntN(2) == 0, Hazard: pick(strs), LastSaid: pick(strs), LastSaidAt: pickTime()}
 			}
 		}
 		want, err := json.Marshal(v)

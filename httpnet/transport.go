@@ -366,6 +366,7 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: HTTP %d: %s: %s",
 			m.Kind, req.URL, resp.StatusCode, what, snippet(body))}
 	}
+	r.Asks = asksInDoubt(resp.Header)
 	switch {
 	case resp.StatusCode == http.StatusOK:
 	case resp.StatusCode == http.StatusConflict && (m.Kind == coordinator.MsgCommit || m.Kind == coordinator.MsgRollback):
@@ -374,6 +375,10 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 			return malformed("409 without a state")
 		}
 		r.State, r.Conflict = coordinator.PState(st), true
+		return nil
+	case m.Kind == coordinator.MsgStatus && (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed):
+		// A participant without a status endpoint cannot tell: recovery rolls back.
+		r.State, r.Reason = coordinator.PUnknown, fmt.Sprintf("cannot tell: status answered HTTP %d", resp.StatusCode)
 		return nil
 	default:
 		return statusError(m.Kind.String(), req.URL, resp.StatusCode, body)
@@ -401,12 +406,25 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 		}
 	default:
 		st, ok := parseState(body)
-		if !ok {
+		switch {
+		case !ok && m.Kind == coordinator.MsgStatus:
+			// A status that does not parse is no status either: this participant
+			// cannot tell, and recovery rolls back rather than wait for ever.
+			r.State, r.Reason = coordinator.PUnknown, "cannot tell: status answer does not parse"
+		case !ok:
 			return malformed("no known state")
+		default:
+			r.State = coordinator.PState(st)
 		}
-		r.State = coordinator.PState(st)
 	}
 	return nil
+}
+
+// asksInDoubt reports whether an answer's header says that its participant asks the
+// coordinator about the transactions it holds in doubt (participant.HeaderInDoubt).
+func asksInDoubt(h http.Header) bool {
+	v := h[participant.HeaderInDoubt] // in canonical form, as the keys are
+	return len(v) == 1 && v[0] == participant.InDoubtAsk
 }
 
 // roundTrip sends req and returns the answer, as the Client would: through the

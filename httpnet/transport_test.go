@@ -14,6 +14,7 @@ import (
 
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/participant"
 )
 
 // TestTransportMapsAnswers checks how every kind of answer of a participant becomes a
@@ -39,6 +40,12 @@ func TestTransportMapsAnswers(t *testing.T) {
 			mu.Unlock()
 			w.WriteHeader(status)
 			fmt.Fprint(w, body)
+		}
+	}
+	asking := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set(participant.HeaderInDoubt, participant.InDoubtAsk)
+			h(w, r)
 		}
 	}
 	release := make(chan struct{})
@@ -82,7 +89,12 @@ func TestTransportMapsAnswers(t *testing.T) {
 		{"commit timeout", coordinator.MsgCommit, hang, 0, coordinator.Reply{}, "no answer within 200ms", "/p/commit"},
 		{"rollback", coordinator.MsgRollback, answer(200, `{"state":"aborted"}`), 0, coordinator.Reply{State: coordinator.PAborted}, "", "/p/rollback"},
 		{"status prepared", coordinator.MsgStatus, answer(200, `{"state":"prepared"}`), 0, coordinator.Reply{State: coordinator.PPrepared}, "", "/p/status"},
-		{"status unknown state", coordinator.MsgStatus, answer(200, `{"state":"sleepy"}`), 0, coordinator.Reply{}, "no known state", "/p/status"},
+		{"status unknown state", coordinator.MsgStatus, answer(200, `{"state":"sleepy"}`), 0, coordinator.Reply{State: coordinator.PUnknown, Reason: "cannot tell: status answer does not parse"}, "", "/p/status"},
+		{"status 404", coordinator.MsgStatus, answer(404, `not here`), 0, coordinator.Reply{State: coordinator.PUnknown, Reason: "cannot tell: status answered HTTP 404"}, "", "/p/status"},
+		{"status 405", coordinator.MsgStatus, answer(405, ``), 0, coordinator.Reply{State: coordinator.PUnknown, Reason: "cannot tell: status answered HTTP 405"}, "", "/p/status"},
+		{"status 503", coordinator.MsgStatus, answer(503, ``), 0, coordinator.Reply{}, "HTTP 503", "/p/status"},
+		{"rollback unknown state", coordinator.MsgRollback, answer(200, `{"state":"sleepy"}`), 0, coordinator.Reply{}, "no known state", "/p/rollback"},
+		{"asks", coordinator.MsgCommit, asking(answer(200, `{"state":"committed"}`)), 0, coordinator.Reply{State: coordinator.PCommitted, Asks: true}, "", "/p/commit"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,7 +119,7 @@ func TestTransportMapsAnswers(t *testing.T) {
 			} else if r.Err == nil || !strings.Contains(r.Err.Error(), tc.errHas) {
 				t.Fatalf("error %v, want one mentioning %q", r.Err, tc.errHas)
 			}
-			if r.Vote != tc.want.Vote || r.Reason != tc.want.Reason || r.State != tc.want.State || r.Conflict != tc.want.Conflict {
+			if r.Vote != tc.want.Vote || r.Reason != tc.want.Reason || r.State != tc.want.State || r.Conflict != tc.want.Conflict || r.Asks != tc.want.Asks {
 				t.Errorf("got %+v, want %+v", r, tc.want)
 			}
 			if !strings.HasPrefix(tc.errHas, "no answer") { // a hanging handler records nothing

@@ -99,11 +99,18 @@ func NewHandler(p *Participant, opts HandlerOptions) http.Handler {
 	}
 }
 
+// inDoubtAskHeader is HeaderInDoubt's value, shared by every answer (net/http only
+// reads it).
+var inDoubtAskHeader = []string{InDoubtAsk}
+
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Every answer offers the batch endpoint, the fast paths' too, which write their
 	// headers by hand. The slice is shared: net/http only reads it. HeaderBatchMax is in
 	// canonical form, so the map is indexed directly, without Set's canonicalizing.
 	w.Header()[HeaderBatchMax] = h.batchHeader
+	if h.p.Asks() {
+		w.Header()[HeaderInDoubt] = inDoubtAskHeader
+	}
 	name, ok := strings.CutPrefix(r.URL.Path, h.base)
 	if !ok || strings.Contains(name, "/") {
 		h.fail(w, r, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no endpoint %s", r.URL.Path))

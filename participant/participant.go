@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtc-project/dtc/wal"
@@ -48,7 +49,17 @@ type Participant struct {
 	sawCheckpoint   bool
 
 	stats Stats
+
+	// resolvers counts the Resolvers running for this participant (Resolver.Run): while
+	// one runs, the participant asks the coordinator about transactions in doubt, and
+	// its handler says so (HeaderInDoubt).
+	resolvers atomic.Int32
 }
+
+// Asks reports whether a Resolver is running for p, so that p asks its coordinators
+// about the transactions it holds in doubt. A coordinator may keep a lazy begin record
+// only for participants that ask (HeaderInDoubt).
+func (p *Participant) Asks() bool { return p.resolvers.Load() > 0 }
 
 // txn is one transaction the core knows.
 type txn struct {

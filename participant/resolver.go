@@ -115,7 +115,12 @@ func NewResolver(p *Participant, o ResolverOptions) (*Resolver, error) {
 
 // Run resolves in-doubt transactions every Interval until ctx is done; it returns when
 // its last round has finished. Run it on a goroutine its owner waits for.
+//
+// While Run runs, the participant's handler tells every coordinator that it asks
+// (HeaderInDoubt), which lets them keep their begin records lazy.
 func (r *Resolver) Run(ctx context.Context) {
+	r.p.resolvers.Add(1)
+	defer r.p.resolvers.Add(-1)
 	t := time.NewTicker(r.o.Interval)
 	defer t.Stop()
 	for {

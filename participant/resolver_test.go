@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -162,4 +163,46 @@ func TestResolverRejectsBadDefault(t *testing.T) {
 func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// While a Resolver runs, every answer of the handler says that the participant asks
+// about transactions in doubt (HeaderInDoubt), so that a coordinator may keep its begin
+// lazy; without one, no answer says so.
+func TestHandlerSaysItAsksWhileAResolverRuns(t *testing.T) {
+	m := newMemLog(testConfig())
+	p, _ := m.open(t)
+	defer p.Close()
+	srv := httptest.NewServer(NewHandler(p, HandlerOptions{Logger: discardLogger()}))
+	defer srv.Close()
+	header := func() []string {
+		t.Helper()
+		resp, err := http.Get(srv.URL + "/status?txn_id=x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Values(HeaderInDoubt)
+	}
+	if h := header(); len(h) != 0 {
+		t.Fatalf("no resolver runs, yet %s: %q", HeaderInDoubt, h)
+	}
+	r, err := NewResolver(p, ResolverOptions{Coordinator: "http://127.0.0.1:1", Interval: time.Hour, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !p.Asks() && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	if h := header(); len(h) != 1 || h[0] != InDoubtAsk {
+		t.Fatalf("a resolver runs, %s: %q, want [%s]", HeaderInDoubt, h, InDoubtAsk)
+	}
+	cancel()
+	<-done
+	if h := header(); len(h) != 0 {
+		t.Fatalf("the resolver stopped, yet %s: %q", HeaderInDoubt, h)
+	}
 }

@@ -138,6 +138,20 @@ const (
 // has not must use …/commit and …/rollback.
 const HeaderBatchMax = "Dtc-Batch-Max"
 
+// HeaderInDoubt is the response header by which a participant tells the coordinator how
+// it deals with the transactions it holds in doubt (prepared, and no phase 2 has come).
+// The one value defined, InDoubtAsk, says that it asks the coordinator
+// (GET {coordinator}/v1/transactions/{id}, presumed abort on not_found). A coordinator
+// may keep the begin record of a transaction lazy only if every participant of it said
+// so on its last answer; for any other, the begin is durable before the prepare is sent,
+// so that a restarted coordinator can find the transaction and resolve it by itself.
+// NewHandler's handler sends it on every answer while a Resolver runs
+// (Participant.Asks).
+const HeaderInDoubt = "Dtc-In-Doubt"
+
+// InDoubtAsk is HeaderInDoubt's value for a participant that asks.
+const InDoubtAsk = "ask"
+
 // Values of BatchOp.Op.
 const (
 	BatchOpCommit   = "commit"
