@@ -61,6 +61,14 @@ type Knobs struct {
 	PrepareTimeout time.Duration
 	DoneRetention  time.Duration
 	InDoubtAfter   time.Duration
+
+	// Participants of another kind: the last Passive participants (pN, pN-1, …) never
+	// ask the coordinator about transactions in doubt and say so, like a service that
+	// implements only the protocol's endpoints; the last PassiveNoStatus of them have
+	// no status endpoint either (it answers 404). Only the coordinator can resolve what
+	// they hold, so they catch a begin record that was lazy when it must not be.
+	Passive         int
+	PassiveNoStatus int
 }
 
 // Calm returns knobs with no faults at all: fixed, small latencies and fast disks.
@@ -141,6 +149,11 @@ func Draw(seed uint64) Knobs {
 		k.DoneRetention = between(500*time.Millisecond, 30*time.Second)
 	}
 	k.InDoubtAfter = between(200*time.Millisecond, 5*time.Second)
+	// Drawn last, so that the knobs above stay what they were for every seed.
+	if on() {
+		k.Passive = 1 + r.IntN(3)
+		k.PassiveNoStatus = r.IntN(k.Passive + 1)
+	}
 	return k
 }
 
@@ -184,6 +197,9 @@ func (k Knobs) String() string {
 	}
 	f("client-timeout=%v,retries=%d", k.ClientTimeout, k.ClientRetries)
 	f("prepare-timeout=%v done-retention=%v in-doubt-after=%v", k.PrepareTimeout, k.DoneRetention, k.InDoubtAfter)
+	if k.Passive > 0 {
+		f("passive=%d,no-status=%d", k.Passive, k.PassiveNoStatus)
+	}
 	return b.String()
 }
 
@@ -223,6 +239,9 @@ func (k Knobs) Validate() error {
 	}
 	if k.ClientRetries < 0 {
 		return fmt.Errorf("faults: ClientRetries must not be negative, got %d", k.ClientRetries)
+	}
+	if k.Passive < 0 || k.PassiveNoStatus < 0 || k.PassiveNoStatus > k.Passive {
+		return fmt.Errorf("faults: want 0 <= PassiveNoStatus <= Passive, got %d and %d", k.PassiveNoStatus, k.Passive)
 	}
 	return nil
 }

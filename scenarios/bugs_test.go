@@ -22,7 +22,8 @@ import (
 // TestScenarioIDReusedAfterThePresumedAbortIsANewIncarnation replays DESIGN §7
 // "reusing a client-chosen id after the coordinator presumed it aborted":
 //
-//  1. c1 submits t1; p1 and p2 prepare; the coordinator crashes as it appends the
+//  1. c1 submits t0, which teaches the coordinator that p1 and p2 ask about transactions
+//     in doubt, then t1; p1 and p2 prepare; the coordinator crashes as it appends the
 //     decision, before its lazy begin record reached the disk. It restarts knowing
 //     nothing of t1.
 //  2. p1 and p2, in doubt, ask about t1 at 1.5 s and are answered "not found": presumed
@@ -42,6 +43,7 @@ func TestScenarioIDReusedAfterThePresumedAbortIsANewIncarnation(t *testing.T) {
 	w := simulate(t, simnet.Options{
 		Knobs: k,
 		Workload: []simnet.Transfer{
+			Move("t0", 1, "p1", "p2"), // teaches the coordinator that p1 and p2 ask: t1's begin is lazy
 			Move("t1", 10, "p1", "p2"),
 			By(2, At(1550*time.Millisecond, Move("t1", 10, "p1", "p2"))),
 		},

@@ -104,3 +104,15 @@ func TestScenarioCheckerCatchesAPhase2ThatGivesUp(t *testing.T) {
 	catches(t, simnet.BreakPhase2GivesUp, knobs, nil,
 		checker.KindAtomicity, checker.KindStability, checker.KindBank)
 }
+
+func TestScenarioCheckerCatchesABeginThatIsAlwaysLazy(t *testing.T) {
+	// Passive participants (they never ask about transactions in doubt) and coordinator
+	// crashes: a begin lost in a crash leaves them prepared after the heal phase.
+	knobs := func(seed uint64) *faults.Knobs {
+		k := crashy(seed)
+		k.CoordCrashShare = 0.9
+		k.Passive, k.PassiveNoStatus = 2, int(seed%3)
+		return k
+	}
+	catches(t, simnet.BreakBeginAlwaysLazy, knobs, nil, checker.KindLiveness)
+}

@@ -49,10 +49,11 @@ func TestScenarioCoordinatorCrashesBeforeTheDecisionAndRecoveryCommitsWhatEveryo
 func TestScenarioCoordinatorCrashesBeforeItsBeginIsDurableAndTheTransferIsPresumedAborted(t *testing.T) {
 	// The crash comes before the lazy begin record reached the disk: the restarted
 	// coordinator has never heard of t1; the participants, in doubt, ask, get "not
-	// found" and roll back.
+	// found" and roll back. The begin is lazy because t0 taught the coordinator that
+	// p1 and p2 ask about transactions in doubt (before that it syncs every begin).
 	simulate(t, simnet.Options{
 		Knobs:    Exact(),
-		Workload: []simnet.Transfer{Move("t1", 10, "p1", "p2")},
+		Workload: []simnet.Transfer{Move("t0", 1, "p1", "p2"), Move("t1", 10, "p1", "p2")},
 		Schedule: faults.Schedule{faults.When("coord", faults.AppendDecision).Txn("t1").Crash("coord")},
 	}).noViolations().abortedEverywhere("t1").clientLearned("t1", checker.Unknown)
 }
@@ -200,4 +201,33 @@ func TestScenarioTheCoordinatorsCheckpointsLetItDropOldSegmentsAndRestartFromThe
 	}).noViolations()
 	w.happened("checkpoints", w.res.Stats.Checkpoints).happened("segments removed", w.res.Stats.Compactions)
 	w.noted("restarted")
+}
+
+func TestScenarioCoordinatorCrashesDuringPrepareWithAPassiveParticipantAndRecoveryCommits(t *testing.T) {
+	// p2 never asks about transactions in doubt (it is the last of two participants, and
+	// Passive is 1), so t1's begin is synced before its prepares leave, though t0 taught
+	// the coordinator that p1 asks. The coordinator crashes as it appends the decision; the restarted
+	// one finds the begin, asks both for their status, hears "prepared" twice and
+	// commits: p2 is not left holding its prepared change.
+	k := Exact()
+	k.Passive = 1
+	simulate(t, simnet.Options{
+		Knobs:        k,
+		Participants: 2,
+		Workload:     []simnet.Transfer{Move("t0", 1, "p1", "p2"), Move("t1", 10, "p1", "p2")},
+		Schedule:     faults.Schedule{faults.When("coord", faults.AppendDecision).Txn("t1").Crash("coord")},
+	}).noViolations().committedEverywhere("t1").clientLearned("t1", checker.Unknown)
+}
+
+func TestScenarioCoordinatorCrashesDuringPrepareWithAParticipantThatCannotTellAndRecoveryRollsBack(t *testing.T) {
+	// As above, but p2 has no status endpoint either: recovery cannot learn that it
+	// prepared, rolls t1 back, and delivers the rollback to both.
+	k := Exact()
+	k.Passive, k.PassiveNoStatus = 1, 1
+	simulate(t, simnet.Options{
+		Knobs:        k,
+		Participants: 2,
+		Workload:     []simnet.Transfer{Move("t0", 1, "p1", "p2"), Move("t1", 10, "p1", "p2")},
+		Schedule:     faults.Schedule{faults.When("coord", faults.AppendDecision).Txn("t1").Crash("coord")},
+	}).noViolations().abortedEverywhere("t1").clientLearned("t1", checker.Unknown)
 }

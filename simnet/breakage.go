@@ -90,3 +90,12 @@ func (p *partNode) unfencedRollback(m coordinator.Message, answer func(any, erro
 	answer(coordinator.Reply{State: coordinator.PAborted}, nil)
 	return true
 }
+
+// everyoneAsks, under BreakBeginAlwaysLazy, makes every answer say that its participant
+// asks about transactions in doubt: the engine then keeps every begin lazy, and a
+// coordinator crash before the begin is durable leaves passive participants prepared.
+func (c *coordNode) everyoneAsks(r *coordinator.Reply) {
+	if c.s.o.Break&BreakBeginAlwaysLazy != 0 && r.Err == nil {
+		r.Asks = true
+	}
+}

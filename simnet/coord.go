@@ -502,6 +502,7 @@ func (t coordTransport) Send(m coordinator.Message) {
 			r := resp.(coordinator.Reply)
 			r.Txn, r.Kind = m.Txn, m.Kind
 			c.rewriteStatus(&r)
+			c.everyoneAsks(&r)
 			reply(r)
 		})
 }

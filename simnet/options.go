@@ -106,6 +106,10 @@ const (
 	// phase 2 after a few failed attempts: the coordinator forgets a transaction that a
 	// participant never learned.
 	BreakPhase2GivesUp
+	// BreakBeginAlwaysLazy makes the engine believe that every participant asks about
+	// transactions in doubt, so that it never syncs a begin before the prepares: a
+	// passive participant that prepared before a crash stays prepared for ever.
+	BreakBeginAlwaysLazy
 )
 
 // Breakages lists every deliberate bug with its name.
@@ -119,6 +123,7 @@ var Breakages = []struct {
 	{"no-fencing", BreakNoFencing},
 	{"recovery-presumes-commit", BreakRecoveryPresumesCommit},
 	{"phase2-gives-up", BreakPhase2GivesUp},
+	{"begin-always-lazy", BreakBeginAlwaysLazy},
 }
 
 func (b Breakage) String() string {

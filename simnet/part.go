@@ -22,6 +22,9 @@ type partNode struct {
 	name string
 	url  string
 	disk *disk
+	// passive: it never asks the coordinator about transactions in doubt, and says so
+	// on its answers (no Reply.Asks); noStatus: it has no status endpoint either.
+	passive, noStatus bool
 
 	// One incarnation:
 	inc      int
@@ -36,6 +39,11 @@ type partNode struct {
 func newPartNode(s *sim, id int) *partNode {
 	name := s.names[id]
 	p := &partNode{s: s, id: id, name: name, url: "http://" + name + ".sim/prepare"}
+	// The last Passive participants are passive; the last PassiveNoStatus of those also
+	// have no status endpoint.
+	fromEnd := s.o.Participants - id // 0 for pN
+	p.passive = fromEnd < s.knobs.Passive
+	p.noStatus = fromEnd < s.knobs.PassiveNoStatus
 	p.disk = newDisk(s, id, "/"+name)
 	return p
 }
@@ -91,7 +99,9 @@ func (p *partNode) start() error {
 	}
 	stats := core.Stats()
 	s.tracef(p.id, "starts: %d records replayed, %d prepared", stats.ReplayedRecords, stats.Prepared)
-	p.scheduleResolve(p.inc)
+	if !p.passive {
+		p.scheduleResolve(p.inc)
+	}
 	return nil
 }
 
@@ -154,11 +164,11 @@ func (p *partNode) handle(m coordinator.Message, answer func(any, error)) {
 			if v.ACK {
 				s.tracef(p.id, "votes ACK on %s #%d", m.Txn, m.Seq)
 				p.point(faults.Ack, m.Txn)
-				answer(coordinator.Reply{Vote: coordinator.VoteACK}, nil)
+				answer(coordinator.Reply{Vote: coordinator.VoteACK, Asks: !p.passive}, nil)
 			} else {
 				s.tracef(p.id, "votes NACK on %s #%d: %s", m.Txn, m.Seq, v.Reason)
 				p.point(faults.Nack, m.Txn)
-				answer(coordinator.Reply{Vote: coordinator.VoteNACK, Reason: v.Reason}, nil)
+				answer(coordinator.Reply{Vote: coordinator.VoteNACK, Reason: v.Reason, Asks: !p.passive}, nil)
 			}
 		})
 	case coordinator.MsgCommit, coordinator.MsgRollback:
@@ -179,16 +189,22 @@ func (p *partNode) handle(m coordinator.Message, answer func(any, error)) {
 				return
 			}
 			p.point(ev, m.Txn)
-			answer(coordinator.Reply{State: coordinator.PState(res.State), Conflict: res.Conflict}, nil)
+			answer(coordinator.Reply{State: coordinator.PState(res.State), Conflict: res.Conflict, Asks: !p.passive}, nil)
 		})
 	case coordinator.MsgStatus:
+		if p.noStatus {
+			// As httpnet's transport reads a 404 from a service with no status endpoint.
+			s.tracef(p.id, "status of %s: no status endpoint (404)", m.Txn)
+			answer(coordinator.Reply{State: coordinator.PUnknown, Reason: "cannot tell: status answered HTTP 404"}, nil)
+			return
+		}
 		st := p.core.Status(m.Txn)
 		s.tracef(p.id, "status of %s: %s", m.Txn, st)
 		if st == participant.StatePrepared {
 			// Reporting prepared is a durable yes: recovery counts it as a vote.
 			s.rec.Voted(m.Txn, p.name, true, s.now)
 		}
-		answer(coordinator.Reply{State: coordinator.PState(st)}, nil)
+		answer(coordinator.Reply{State: coordinator.PState(st), Asks: !p.passive}, nil)
 	}
 }
 
