@@ -54,7 +54,8 @@ chaos:
 # bench), plus the log's group commit and the simulator's speed. Takes about 3 minutes.
 # At concurrency 1 it runs twice: with durable participants (two fsyncs in a row before
 # the client's answer), and with no-op ones, where dtc's decision is the only fsync,
-# as in issue 6's floor.
+# as in issue 6's floor. Last, concurrency 1 with passive participants (they do not ask
+# about transactions in doubt), whose begin records dtc syncs before the prepares.
 bench: build
 	$(GO) test -run '^$$' -bench Committer -benchtime 3000x ./wal
 	$(GO) test -run '^$$' -bench Swarm -benchtime 200x ./scenarios
@@ -62,6 +63,7 @@ bench: build
 	$(BIN)/dtc bench --participants 5 --concurrency 64 --duration 10s
 	$(BIN)/dtc bench --participants 2 --concurrency 1 --duration 10s
 	$(BIN)/dtc bench --participants 2 --concurrency 1 --duration 10s --mode noop
+	$(BIN)/dtc bench --participants 2 --concurrency 1 --duration 10s --passive
 
 # Two minutes at 80% of the maximum throughput, sampling memory: nothing may grow.
 soak: build

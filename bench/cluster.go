@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
 	"github.com/dtc-project/dtc/participant"
@@ -33,6 +35,12 @@ type cluster struct {
 	// partRequests counts the HTTP requests the participants received, of every kind:
 	// with phase-2 batching, fewer than the floor's 2K per transaction.
 	partRequests atomic.Int64
+
+	// resolvers run one participant.Resolver per durable participant, unless
+	// Options.Passive: as the bank binary does, they ask dtc about transactions left in
+	// doubt, and their participants say so, which lets dtc keep its begins lazy.
+	resolvers     errgroup.Group
+	stopResolvers context.CancelFunc
 
 	fatalOnce sync.Once
 	failed    chan struct{} // closed when a log failed; fatal says why
@@ -80,9 +88,11 @@ func startCluster(o Options, dir string) (c *cluster, err error) {
 		})
 	}
 
+	resolveCtx, stopResolvers := context.WithCancel(context.Background())
+	c.stopResolvers = stopResolvers
 	urls := make([]string, o.Participants)
 	for i := range o.Participants {
-		var h http.Handler = http.HandlerFunc(noopParticipant)
+		var h http.Handler = noopParticipant(o)
 		if o.Mode == ModeDurable {
 			cfg := participant.DefaultConfig()
 			if o.DecidedMax > 0 {
@@ -96,6 +106,13 @@ func startCluster(o Options, dir string) (c *cluster, err error) {
 			}
 			c.cores = append(c.cores, p)
 			h = participant.NewHandler(p, participant.HandlerOptions{Logger: o.Logger})
+			if !o.Passive {
+				r, err := participant.NewResolver(p, participant.ResolverOptions{Logger: o.Logger})
+				if err != nil {
+					return nil, fmt.Errorf("bench: participant %d's resolver: %w", i, err)
+				}
+				c.resolvers.Go(func() error { r.Run(resolveCtx); return nil })
+			}
 		}
 		s, err := startHTTP(c.counted(h))
 		if err != nil {
@@ -190,6 +207,10 @@ func (c *cluster) close() error {
 	}
 	for _, s := range c.parts {
 		s.close()
+	}
+	if c.stopResolvers != nil {
+		c.stopResolvers()
+		_ = c.resolvers.Wait()
 	}
 	for _, p := range c.cores {
 		if err := p.Close(); err != nil {

@@ -10,8 +10,22 @@ import (
 
 // noopParticipant is ModeNoop's participant: protocolNoop, plus the batch endpoint and
 // its header, so that dtc talks to it as it talks to participants built on the
-// participant package (which offer batches), with no log and no state behind it.
-func noopParticipant(w http.ResponseWriter, r *http.Request) {
+// participant package (which offer batches), with no log and no state behind it. Unless
+// Options.Passive, it also says that it asks about transactions in doubt
+// (participant.HeaderInDoubt), as a participant running a Resolver does: true of it,
+// since it holds nothing that could be in doubt.
+func noopParticipant(o Options) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !o.Passive {
+			w.Header()[participant.HeaderInDoubt] = noopInDoubtHeader
+		}
+		noopAnswer(w, r)
+	}
+}
+
+var noopInDoubtHeader = []string{participant.InDoubtAsk}
+
+func noopAnswer(w http.ResponseWriter, r *http.Request) {
 	w.Header()[participant.HeaderBatchMax] = noopBatchHeader
 	if endpointOf(r) != participant.EndpointBatch {
 		protocolNoop(w, r)

@@ -100,6 +100,12 @@ type Options struct {
 	// participants offer it, and sends every commit and rollback in a request of its
 	// own. False: batching on, as dtc serve runs by default.
 	NoBatch bool
+	// Passive makes the participants say nothing of asking about transactions in doubt
+	// (no participant.HeaderInDoubt, no Resolver), like services that only implement
+	// the protocol's endpoints: dtc then syncs every begin record before the prepares
+	// leave, one fsync more on each transaction's path. False: they ask, as
+	// participants built on the participant package with a Resolver do.
+	Passive bool
 
 	// Logger gets the logs of the coordinator and the participants. Default: nowhere.
 	Logger *slog.Logger
@@ -270,9 +276,10 @@ func (o Options) MarshalJSON() ([]byte, error) {
 		DoneRetention  string  `json:"done_retention,omitempty"`
 		DecidedMax     int     `json:"decided_max,omitempty"`
 		NoBatch        bool    `json:"no_batch,omitempty"`
+		Passive        bool    `json:"passive,omitempty"`
 	}{
 		o.Participants, o.Concurrency, dur(o.Duration), o.Transactions, o.Rate, o.loop(),
 		o.Mode, o.Log, o.Shards, o.DataDir, dur(o.Warmup), dur(o.FloorDuration), o.Rounds,
-		o.FsyncSamples, dur(o.RequestTimeout), dur(o.DoneRetention), o.DecidedMax, o.NoBatch,
+		o.FsyncSamples, dur(o.RequestTimeout), dur(o.DoneRetention), o.DecidedMax, o.NoBatch, o.Passive,
 	})
 }

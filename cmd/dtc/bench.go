@@ -32,6 +32,12 @@ busy on the machine skew both; the report says how busy they were. It also says 
 many requests the participants got per transaction: with phase-2 batching (on unless
 --no-batch), fewer than the floor's.
 
+The participants say that they ask dtc about transactions left in doubt (they run the
+participant package's Resolver and send Dtc-In-Doubt: ask), so dtc keeps each begin
+record lazy. With --passive they say nothing, like services that only implement the
+protocol's endpoints, and dtc syncs every begin before its prepares leave: one fsync
+more on every transaction's path. The floors are the same either way.
+
 An fdatasync holds its Go scheduling slot while it blocks, so dtc's phases run with
 GOMAXPROCS = cores + one per syncing log (dtc's and each durable participant's), as
 they would have as separate processes; the floors' run with GOMAXPROCS = cores, where
@@ -47,6 +53,7 @@ Examples:
   dtc bench                                   # 2 participants, concurrency 64, 10s
   dtc bench --participants 5 --concurrency 64
   dtc bench --concurrency 1 --json | jq .sync_floor_p50_ratio
+  dtc bench --concurrency 1 --passive         # the latency a synced begin costs
   dtc bench --soak 0.8 --duration 2m
 
 Exit codes:
@@ -66,6 +73,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		mode         = fs.String("mode", bench.ModeDurable, "participants: durable or noop")
 		shards       = fs.Int("shards", 0, "coordinator shards (0: dtc serve's default)")
 		noBatch      = fs.Bool("no-batch", false, "as dtc serve --no-batch: the coordinator sends every commit and rollback in a request of its own, never in POST …/batch")
+		passive      = fs.Bool("passive", false, "participants that do not ask about transactions in doubt (no Dtc-In-Doubt header): dtc syncs every begin before its prepares")
 		dataDir      = fs.String("data-dir", "", "where the temporary logs go (default: the system's temp dir); it decides which disk is measured")
 		jsonOut      = fs.Bool("json", false, "print the result as one JSON object")
 		soak         = fs.Float64("soak", 0, "run a soak at this fraction of the maximum throughput instead (e.g. 0.8)")
@@ -80,7 +88,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	o := bench.Options{
 		Participants: *participants, Concurrency: *concurrency, Duration: *duration,
 		Transactions: *transactions, Rate: *rate, Mode: *mode, Shards: *shards, DataDir: *dataDir,
-		NoBatch: *noBatch,
+		NoBatch: *noBatch, Passive: *passive,
 	}
 	if !*jsonOut {
 		o.Progress = stderr
