@@ -176,6 +176,10 @@ States: preparing, committing, aborting, committed, aborted; and the filters in-
 (not yet acknowledged by every participant) and heuristic (a participant contradicted
 the decision).
 
+Under a transaction that is not yet acknowledged by every participant, one line per
+participant still owing an answer says what it last answered dtc and when ("never" if
+it has not answered since dtc started), so an operator sees which service holds what.
+
 Examples:
   dtc list --state in-doubt
   dtc list --state heuristic --json | jq .
@@ -236,6 +240,13 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", v.ID, v.State, phase2, len(v.Participants),
 				v.BeganAt.Format(time.RFC3339), v.Reason)
+			if !v.PhaseTwoDone {
+				for _, p := range v.Participants {
+					if !p.Acked {
+						fmt.Fprintf(tw, "\t\t\t\t\t└ %s last said %s at %s\n", p.URL, lastSaid(p), saidAt(p))
+					}
+				}
+			}
 		}
 		n += len(p.Transactions)
 		cursor = p.Next
@@ -245,6 +256,22 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	tw.Flush()
 	return exitOK
+}
+
+// lastSaid is what a participant last answered dtc about a transaction, for people.
+func lastSaid(p client.ParticipantView) string {
+	if p.LastSaid == "" {
+		return "nothing yet"
+	}
+	return p.LastSaid
+}
+
+// saidAt is when it said it.
+func saidAt(p client.ParticipantView) string {
+	if p.LastSaidAt == nil {
+		return "never"
+	}
+	return p.LastSaidAt.Format(time.RFC3339Nano)
 }
 
 // printView prints a transaction as a short summary, or as the API's JSON.
@@ -285,6 +312,9 @@ func printView(w io.Writer, v client.View, asJSON bool) {
 		}
 		if p.Hazard != "" {
 			line += "\tHAZARD: " + p.Hazard
+		}
+		if !p.Acked {
+			line += "\tlast said " + lastSaid(p) + " at " + saidAt(p)
 		}
 		fmt.Fprintln(tw, line)
 	}

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -192,4 +195,40 @@ func TestKillCoordinatorRepeatedlyWithPassiveParticipants(t *testing.T) {
 		t.Fatal("no transaction committed: the test exercised nothing")
 	}
 	t.Logf("%d transactions at the participants, %d committed as told", len(byWire), committed)
+}
+
+// dtc list --state in-doubt shows a transaction waiting on a participant that is down,
+// with what each participant owing an answer last said and when; it disappears once the
+// participant is back and acknowledges.
+func TestListInDoubtShowsWhatEachParticipantLastSaid(t *testing.T) {
+	d := startDTC(t)
+	up := startPassive(t, "passive-up", false)
+	downAddr := freeAddr(t) // nobody listens here yet
+	down := "http://" + downAddr + "/prepare"
+	v, err := d.cli.Submit(context.Background(), client.Request{ID: "stuck", Participants: []client.Participant{
+		{URL: up.prepareURL()}, {URL: down},
+	}})
+	if err != nil || v.State != client.StateAborted {
+		t.Fatalf("%+v %v: want aborted (a participant is down)", v, err)
+	}
+	list := func() string {
+		cmd := exec.Command(filepath.Join(binDir, "dtc"), "list", "--state", "in-doubt", "--coordinator", d.url)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("dtc list: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	var out string
+	eventually(t, "the rollback to the participant that is down is pending, and listed", func() bool {
+		out = list()
+		return strings.Contains(out, "stuck") && strings.Contains(out, "└ "+down+" last said no answer: ") &&
+			strings.Contains(out, "connection refused")
+	})
+	if strings.Contains(out, "└ "+up.prepareURL()) {
+		t.Errorf("the participant that acknowledged is listed as owing an answer:\n%s", out)
+	}
+	startProc(t, "passive-back", "passive", "--listen", downAddr, "--data", t.TempDir()+"/p.log")
+	t.Logf("dtc list --state in-doubt:\n%s", out)
+	eventually(t, "the transaction leaves the in-doubt list", func() bool { return !strings.Contains(list(), "stuck") })
 }
