@@ -46,7 +46,7 @@ CHAOS_DURATION ?= 30s
 CHAOS_SEED     ?= 1
 chaos:
 	$(GO) run ./cmd/chaos sim --seeds $(CHAOS_SEEDS) --from 1 --progress never
-	$(GO) run ./cmd/chaos real --duration $(CHAOS_DURATION) --seed $(CHAOS_SEED)
+	$(GO) run ./cmd/chaos real --duration $(CHAOS_DURATION) --seed $(CHAOS_SEED) --passive 2
 	@if git status --porcelain 2>/dev/null | grep -E '__failpoint_(stash|binding)__|failpoint_toolexec_extra'; then \
 		echo "chaos: failpoint rewrites were left in the source tree"; exit 1; fi
 

@@ -14,8 +14,9 @@ import (
 
 // Binaries are the programs a campaign runs.
 type Binaries struct {
-	DTC  string // dtc (cmd/dtc)
-	Bank string // bank (examples/bank/cmd/bank)
+	DTC     string // dtc (cmd/dtc)
+	Bank    string // bank (examples/bank/cmd/bank)
+	Passive string // passive (examples/passive): has no failpoints of its own
 	// Failpoints reports whether they were built with failpoints live.
 	Failpoints bool
 }
@@ -70,10 +71,10 @@ func Build(ctx context.Context, moduleDir, outDir string) (Binaries, error) {
 	out, _ := filepath.Abs(outDir)
 	env := []string{"GOCACHE=" + CacheDir(), "TMPDIR=" + tmp}
 	if _, err := goOutput(ctx, moduleDir, env, "build", "-toolexec="+strings.TrimSpace(tool), "-o", out+string(filepath.Separator),
-		"./cmd/dtc", "./examples/bank/cmd/bank"); err != nil {
+		"./cmd/dtc", "./examples/bank/cmd/bank", "./examples/passive"); err != nil {
 		return Binaries{}, fmt.Errorf("chaosreal: failpoint build: %w", err)
 	}
-	b := Binaries{DTC: filepath.Join(out, "dtc"), Bank: filepath.Join(out, "bank"), Failpoints: true}
+	b := Binaries{DTC: filepath.Join(out, "dtc"), Bank: filepath.Join(out, "bank"), Passive: filepath.Join(out, "passive"), Failpoints: true}
 	for _, bin := range []string{b.DTC, b.Bank} {
 		live, err := HasFailpoints(bin)
 		if err != nil {

@@ -79,6 +79,9 @@ type Result struct {
 	Violations []checker.Violation
 	Balances   map[string]int64 // "p1/a0" → cents at the end
 	WantTotal  int64
+	// PassiveStates counts, by state, the transactions the passive participants hold
+	// at the end (Options.Passive): none may be "prepared".
+	PassiveStates map[string]int
 
 	WorkDir    string // kept if the campaign failed or KeepWork
 	ReportPath string // the HTML report, if written
@@ -127,13 +130,15 @@ type campaign struct {
 	acked    map[string]map[string]bool // wire → participants that ACKed and were not seen applying
 	healing  bool
 
-	coord    *proc
-	banks    []*proc
-	proxies  []*Proxy
-	coordURL string
-	bankURLs []string // direct, for the harness's own reads
-	partURLs []string // through the proxies: what dtc is given
-	restart  map[*proc]time.Duration
+	coord       *proc
+	banks       []*proc
+	passives    []*proc // examples/passive: never asks about transactions in doubt
+	proxies     []*Proxy
+	coordURL    string
+	bankURLs    []string // direct, for the harness's own reads
+	passiveURLs []string // likewise
+	partURLs    []string // through the proxies: what dtc is given; the banks, then the passive ones
+	restart     map[*proc]time.Duration
 
 	stopping chan struct{}
 	sup      sync.WaitGroup
@@ -336,6 +341,26 @@ func (c *campaign) setup(ctx context.Context, bins Binaries, work string) error 
 		c.proxies = append(c.proxies, px)
 		c.partURLs = append(c.partURLs, "http://"+px.Addr()+"/prepare")
 	}
+	for i := range o.Passive {
+		name := fmt.Sprintf("q%d", i+1)
+		addr, err := freePort()
+		if err != nil {
+			return fmt.Errorf("chaosreal: %w", err)
+		}
+		args := []string{"--listen", addr, "--data", filepath.Join(work, name+".data")}
+		if i%2 == 1 {
+			args = append(args, "--no-status")
+		}
+		p := newProc(name, bins.Passive, args, filepath.Join(work, name+".log"))
+		c.passives = append(c.passives, p)
+		c.passiveURLs = append(c.passiveURLs, "http://"+addr)
+		px, err := NewProxy(name, addr, func() *tapConn { return newTapConn(name, c.tapped) })
+		if err != nil {
+			return err
+		}
+		c.proxies = append(c.proxies, px)
+		c.partURLs = append(c.partURLs, "http://"+px.Addr()+"/prepare")
+	}
 	args := []string{
 		"serve", "--listen", coordAddr, "--data-dir", filepath.Join(work, "coord"),
 		"--prepare-timeout", o.PrepareTimeout.String(), "--recovery-timeout", o.RecoveryTimeout.String(),
@@ -343,24 +368,33 @@ func (c *campaign) setup(ctx context.Context, bins Binaries, work string) error 
 		"--segment-size", "256KiB", "--shutdown-grace", "1s", "--log-level", "warn",
 	}
 	c.coord = newProc("coord", bins.DTC, append(args, o.CoordArgs...), filepath.Join(work, "coord.log"))
-	for _, p := range append(slices.Clone(c.banks), c.coord) {
+	for _, p := range c.procs() {
 		if err := p.start(c.drawFailpoints(p, false)); err != nil {
 			return err
 		}
 	}
-	for i, p := range c.banks {
-		if err := waitOK(ctx, c.bankURLs[i]+"/healthz", 15*time.Second); err != nil {
+	direct := append(slices.Clone(c.bankURLs), c.passiveURLs...)
+	for i, p := range c.participants() {
+		if err := waitOK(ctx, direct[i]+"/healthz", 15*time.Second); err != nil {
 			return fmt.Errorf("chaosreal: %s does not start: %w; %v", p.name, err, p.lastExit().lastLines)
 		}
 	}
 	if err := waitOK(ctx, c.coordURL+"/healthz", 15*time.Second); err != nil {
 		return fmt.Errorf("chaosreal: dtc does not start: %w; %v", err, c.coord.lastExit().lastLines)
 	}
-	for _, p := range append(slices.Clone(c.banks), c.coord) {
+	for _, p := range c.procs() {
 		c.sup.Go(func() { c.supervise(p) })
 	}
 	return nil
 }
+
+// participants are every participant process: the banks, then the passive ones.
+func (c *campaign) participants() []*proc { return append(slices.Clone(c.banks), c.passives...) }
+
+// procs are every process: the participants, then dtc.
+func (c *campaign) procs() []*proc { return append(c.participants(), c.coord) }
+
+func (c *campaign) isPassive(p *proc) bool { return slices.Contains(c.passives, p) }
 
 // waitOK polls url until it answers 200, within d.
 func waitOK(ctx context.Context, u string, d time.Duration) error {
@@ -432,7 +466,7 @@ func (c *campaign) drawFailpoints(p *proc, healing bool) string {
 			terms = append(terms, c.o.CoordFailpoints)
 		}
 	}
-	if healing {
+	if healing || c.isPassive(p) { // the passive participant has no failpoints
 		return strings.Join(terms, ";")
 	}
 	kind := "participant"
@@ -563,11 +597,12 @@ func (c *campaign) killer(ctx context.Context) {
 		if c.rng.Float64() < o.CoordKillShare {
 			target = c.coord
 		} else {
-			target = c.banks[c.rng.IntN(len(c.banks))]
+			parts := c.participants()
+			target = parts[c.rng.IntN(len(parts))]
 		}
 		if !target.running() { // down already: take another that is up
 			var up []*proc
-			for _, p := range append(slices.Clone(c.banks), c.coord) {
+			for _, p := range c.procs() {
 				if p.running() {
 					up = append(up, p)
 				}
@@ -716,7 +751,7 @@ func (c *campaign) heal() {
 		px.Set(Pass, 0)
 	}
 	c.rec.Note(now(), "heal: faults stop, proxies pass, processes run without failpoints")
-	for _, p := range append(slices.Clone(c.banks), c.coord) {
+	for _, p := range c.procs() {
 		p.mu.Lock()
 		armed := p.failpoint != c.drawFailpoints(p, true)
 		p.mu.Unlock()
@@ -754,7 +789,7 @@ func (c *campaign) waitQuiet(ctx context.Context) (bool, string) {
 
 func (c *campaign) unresolved(ctx context.Context, cl *client.Client) string {
 	var what []string
-	for _, p := range append(slices.Clone(c.banks), c.coord) {
+	for _, p := range c.procs() {
 		if !p.running() {
 			what = append(what, p.name+" is down")
 		}
@@ -794,6 +829,23 @@ func (c *campaign) unresolved(ctx context.Context, cl *client.Client) string {
 			}
 		}
 	}
+	for i, u := range c.passiveURLs {
+		states := map[string]string{}
+		if err := getJSON(ctx, u+"/states", &states); err != nil {
+			what = append(what, c.passives[i].name+": "+err.Error())
+			continue
+		}
+		var prepared []string
+		for id, st := range states {
+			if st == "prepared" {
+				prepared = append(prepared, id)
+			}
+		}
+		if len(prepared) > 0 {
+			slices.Sort(prepared)
+			what = append(what, fmt.Sprintf("%s holds %d prepared transactions (%s)", c.passives[i].name, len(prepared), strings.Join(prepared[:min(3, len(prepared))], ", ")))
+		}
+	}
 	return strings.Join(what, "; ")
 }
 
@@ -807,7 +859,7 @@ func (c *campaign) shutdown() {
 	close(c.stopping)
 	c.sup.Wait()
 	var wg sync.WaitGroup
-	for _, p := range append(slices.Clone(c.banks), c.coord) {
+	for _, p := range c.procs() {
 		if p != nil {
 			wg.Go(func() { p.stop(2 * time.Second) })
 		}

@@ -95,6 +95,7 @@ func TestARealCampaignHoldsUp(t *testing.T) {
 		Seed:      20261125,
 		Duration:  40 * time.Second,
 		Kills:     34,
+		Passive:   2, // q1 with a status endpoint, q2 without: only dtc resolves what they hold
 		Binaries:  b,
 		ReportDir: filepath.Join(t.TempDir(), "report"),
 		Progress:  testWriter{t},
@@ -118,6 +119,9 @@ func TestARealCampaignHoldsUp(t *testing.T) {
 	}
 	if res.Faults[FaultArmed] == 0 {
 		t.Error("no failpoint was armed")
+	}
+	if res.PassiveStates["committed"] == 0 || res.PassiveStates["aborted"] == 0 || res.PassiveStates["prepared"] != 0 {
+		t.Errorf("the passive participants end with %v: want commits and aborts, nothing prepared", res.PassiveStates)
 	}
 	if res.Committed == 0 || res.Report == nil || res.Report.Ops == 0 {
 		t.Errorf("the workload did nothing: %d committed", res.Committed)

@@ -19,7 +19,13 @@ type Options struct {
 	// Duration is the fault phase (default 60s); the heal phase follows.
 	Duration time.Duration
 
-	Participants   int   // banks p1..pN (default 3)
+	Participants int // banks p1..pN (default 3)
+	// Passive is how many passive participants q1..qM join the banks (default 0):
+	// examples/passive, which never asks about transactions in doubt; the even-numbered
+	// ones have no status endpoint either. With any, half the transfers also name one
+	// of them (one in twenty with a payload that makes it vote NACK), so only dtc's
+	// recovery can resolve what they hold. They are killed like the banks.
+	Passive        int
 	Clients        int   // concurrent clients (default 4)
 	Accounts       int   // accounts per bank, a0..aK-1 (default 4)
 	InitialBalance int64 // cents in each account at the start (default 1000)
@@ -160,6 +166,9 @@ func (o Options) Validate() error {
 	}
 	if o.Participants < 2 || o.Participants > 16 {
 		errs = append(errs, fmt.Errorf("Participants %d: must be 2..16 (a transfer spans two banks)", o.Participants))
+	}
+	if o.Passive < 0 || o.Passive > 16 {
+		errs = append(errs, fmt.Errorf("Passive %d: must be 0..16", o.Passive))
 	}
 	if o.Clients < 1 || o.Clients > 64 {
 		errs = append(errs, fmt.Errorf("Clients %d: must be 1..64", o.Clients))

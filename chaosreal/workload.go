@@ -68,6 +68,16 @@ func (c *campaign) client(ctx context.Context, idx int) {
 			req.Participants = append(req.Participants, client.Participant{URL: c.partURLs[i], Payload: payload})
 			names = append(names, c.banks[i].name)
 		}
+		if len(c.passives) > 0 && r.IntN(2) == 0 {
+			// A passive participant too: only dtc can resolve what it holds.
+			q := r.IntN(len(c.passives))
+			p := client.Participant{URL: c.partURLs[len(c.banks)+q]}
+			if r.IntN(20) == 0 {
+				p.Payload = json.RawMessage(`{"nack":"refused by the campaign"}`)
+			}
+			req.Participants = append(req.Participants, p)
+			names = append(names, c.passives[q].name)
+		}
 		t := &txnInfo{parts: names, outcome: checker.Unknown}
 		c.mu.Lock()
 		c.txns[id] = t
@@ -192,7 +202,31 @@ func (c *campaign) collect(ctx context.Context, res *Result) {
 		}
 		return v.State, v.TxnID
 	}
+	// The passive participants' states, read once: some have no status endpoint.
+	passiveStates := map[string]map[string]string{}
+	for i, p := range c.passives {
+		states := map[string]string{}
+		if err := getJSON(ctx, c.passiveURLs[i]+"/states", &states); err != nil {
+			states = nil
+		}
+		passiveStates[p.name] = states
+		for _, st := range states {
+			if res.PassiveStates == nil {
+				res.PassiveStates = map[string]int{}
+			}
+			res.PassiveStates[st]++
+		}
+	}
 	partState := func(p, wire string) string {
+		if states, passive := passiveStates[p]; passive {
+			if states == nil {
+				return "error: its states could not be read"
+			}
+			if st, ok := states[wire]; ok {
+				return st
+			}
+			return "unknown"
+		}
 		var st struct {
 			State string `json:"state"`
 		}

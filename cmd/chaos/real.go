@@ -22,7 +22,10 @@ const realUsage = `usage: chaos real [flags]
 
 Builds dtc and the bank with their failpoints live, starts dtc and --participants banks on
 127.0.0.1 (each with its own data directory), each bank behind a fault-injecting TCP proxy,
-and drives a transfer workload for --duration while injecting faults:
+and drives a transfer workload for --duration while injecting faults. With --passive N,
+N passive participants (examples/passive: they never ask about transactions in doubt,
+and every other one has no status endpoint) join, each behind its proxy too, and half
+the transfers also name one of them:
 
   kill -9 of the coordinator and of participants at random moments (--kills), each
   restarted on the same data directory;
@@ -46,6 +49,7 @@ type realFlags struct {
 	duration                          time.Duration
 	seed                              uint64
 	participants, clients, accounts   int
+	passive                           int
 	kills                             int
 	coordShare                        float64
 	proxy                             []string
@@ -66,6 +70,7 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&f.duration, "duration", time.Minute, "length of the fault phase (the heal phase follows)")
 	fs.Uint64Var(&f.seed, "seed", 0, "seed of every choice the campaign makes (default: drawn from the clock, and printed)")
 	fs.IntVar(&f.participants, "participants", 3, "bank processes")
+	fs.IntVar(&f.passive, "passive", 0, "passive participant processes (never ask about transactions in doubt; every other one without a status endpoint)")
 	fs.IntVar(&f.clients, "clients", 4, "concurrent clients")
 	fs.IntVar(&f.accounts, "accounts", 4, "accounts per bank")
 	fs.IntVar(&f.kills, "kills", 0, "kill -9s in the fault phase (default one per 1.5s; 0 with --kills=0 given: none)")
@@ -85,7 +90,7 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.report, "report", filepath.Join(os.TempDir(), "dtc-chaos"), "directory of the HTML report (a subdirectory per campaign)")
 	fs.StringVar(&f.work, "work-dir", "", "directory for data and process logs (default: a temporary one, removed after a clean campaign)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the work directory after a clean campaign")
-	fs.StringVar(&f.bin, "bin", "", "directory with prebuilt failpoint binaries dtc and bank (default: build them)")
+	fs.StringVar(&f.bin, "bin", "", "directory with prebuilt failpoint binaries dtc and bank, and passive (default: build them)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print every fault as it happens")
 	fs.Usage = func() { fmt.Fprintf(stderr, "%s%s", realUsage, fs.FlagUsages()) }
 	if err := fs.Parse(args); err != nil {
@@ -102,7 +107,7 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 		f.seed = uint64(time.Now().UnixNano()) % 1_000_000
 	}
 	o := chaosreal.Options{
-		Seed: f.seed, Duration: f.duration, Participants: f.participants, Clients: f.clients, Accounts: f.accounts,
+		Seed: f.seed, Duration: f.duration, Participants: f.participants, Passive: f.passive, Clients: f.clients, Accounts: f.accounts,
 		Kills: f.kills, NoKills: fs.Changed("kills") && f.kills == 0, CoordKillShare: f.coordShare,
 		RestartMin: f.restartMin, RestartMax: f.restartMax, ProxyEvery: f.proxyEvry,
 		FailpointRate: f.failpointRate, FailpointActions: f.actions, Break: f.breakIt,
@@ -126,7 +131,7 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 		o.Failpoints = f.failpoints
 	}
 	if f.bin != "" {
-		o.Binaries = chaosreal.Binaries{DTC: filepath.Join(f.bin, "dtc"), Bank: filepath.Join(f.bin, "bank")}
+		o.Binaries = chaosreal.Binaries{DTC: filepath.Join(f.bin, "dtc"), Bank: filepath.Join(f.bin, "bank"), Passive: filepath.Join(f.bin, "passive")}
 		live, err := chaosreal.HasFailpoints(o.Binaries.DTC)
 		if err != nil {
 			fmt.Fprintf(stderr, "chaos real: --bin: %v\n", err)
