@@ -60,6 +60,13 @@
 // header Dtc-Batch-Max (HeaderBatchMax) with BatchMaxOps: a coordinator that has seen
 // it may use …/batch for this participant, with at most that many ops a request.
 //
+// While a Resolver runs (Resolver.Run), every answer also carries HeaderInDoubt
+// ("Dtc-In-Doubt: ask"): the participant asks the coordinator about the transactions it
+// holds in doubt, so a coordinator may keep their begin records lazy. A participant
+// without a Resolver says nothing, and the coordinator syncs the begin of every
+// transaction naming it before the prepares leave, so that a restarted coordinator can
+// resolve what it holds by itself.
+//
 // # Durability rules
 //
 //   - ACK is sent only once the prepare record (txn id, payload, coordinator, time) is
