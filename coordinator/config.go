@@ -9,9 +9,16 @@ import (
 // Config bounds everything the engine holds. Every limit is checked by Validate; hitting
 // one at run time is an answer (an error value naming the limit), never a crash.
 type Config struct {
-	// InflightMax is how many transactions may be undecided or in phase 2 at once.
-	// Submit beyond it fails with ErrBusy (HTTP 429).
+	// InflightMax is how many transactions may be undecided at once (begun, decision
+	// not yet durable). Submit beyond it fails with ErrBusy (HTTP 429). A decided
+	// transaction whose phase 2 is still under way does not count: a participant that
+	// never answers must not keep new transactions out.
 	InflightMax int
+	// Phase2Max bounds the decided transactions whose phase 2 is under way (retried
+	// until every participant acknowledges), for the memory they hold; Submit beyond it
+	// fails with ErrBusy too. An operator can forget one whose participant is gone for
+	// good (Engine.Forget).
+	Phase2Max int
 	// ParticipantsMax is the most participants one transaction may name.
 	ParticipantsMax int
 	// PayloadMaxBytes bounds one participant's prepare payload.
@@ -57,6 +64,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		InflightMax:       4096,
+		Phase2Max:         65536,
 		ParticipantsMax:   32,
 		PayloadMaxBytes:   64 << 10,
 		URLMaxBytes:       2048,
@@ -88,6 +96,7 @@ func (c Config) Validate() error {
 		}
 	}
 	pos("InflightMax", c.InflightMax)
+	pos("Phase2Max", c.Phase2Max)
 	pos("ParticipantsMax", c.ParticipantsMax)
 	pos("PayloadMaxBytes", c.PayloadMaxBytes)
 	pos("URLMaxBytes", c.URLMaxBytes)

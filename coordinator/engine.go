@@ -30,6 +30,7 @@ type Engine struct {
 
 	txns     map[string]*txn
 	inflight int      // transactions not yet done
+	phase2   int      // of those, the ones whose decision is durable: phase 2 under way
 	doneIDs  []string // finished transactions, oldest first; doneHead is the first live entry
 	doneHead int
 
@@ -71,12 +72,13 @@ type Stats struct {
 	Undecided  int // no durable decision yet (preparing, or recovering)
 	Recovering int // found undecided in the log, still being resolved
 	Remembered int // finished, still remembered for their id's reservation window
+	Phase2     int // decided, phase 2 under way (counted in Inflight, not in InflightMax)
 }
 
 // Stats returns the current counts. It walks every transaction: call it for metrics
 // scrapes, not per request.
 func (e *Engine) Stats() Stats {
-	s := Stats{Inflight: e.inflight, Recovering: e.recovering, Remembered: len(e.doneIDs) - e.doneHead}
+	s := Stats{Inflight: e.inflight, Recovering: e.recovering, Remembered: len(e.doneIDs) - e.doneHead, Phase2: e.phase2}
 	for _, t := range e.txns {
 		if t.phase < phPhase2 {
 			s.Undecided++
@@ -160,8 +162,14 @@ func (e *Engine) Submit(req Request, done func(View)) (View, error) {
 			return e.resubmit(t, &req, sum, done)
 		}
 	}
-	if e.inflight >= e.cfg.InflightMax {
+	// A decided transaction no longer counts against InflightMax: its phase 2 may wait
+	// for a participant that is gone, and must not keep new transactions out. It is
+	// bounded apart (Phase2Max), for the memory it holds.
+	if e.inflight-e.phase2 >= e.cfg.InflightMax {
 		return View{}, fmt.Errorf("coordinator: %w (InflightMax=%d)", ErrBusy, e.cfg.InflightMax)
+	}
+	if e.phase2 >= e.cfg.Phase2Max {
+		return View{}, fmt.Errorf("coordinator: %w: %d decided transactions wait for participants to acknowledge (Phase2Max)", ErrBusy, e.phase2)
 	}
 	id := req.ID
 	for id == "" || e.txns[id] != nil {
@@ -539,6 +547,9 @@ func (e *Engine) decisionDurable(t *txn) {
 }
 
 func (e *Engine) startPhase2(t *txn) {
+	if t.phase != phPhase2 {
+		e.phase2++
+	}
 	t.phase = phPhase2
 	kind := t.phase2Kind()
 	for i := range t.parts {
@@ -560,7 +571,10 @@ func (e *Engine) hazard(t *txn, i int, what string) {
 	}
 }
 
-func (e *Engine) maybeEnd(t *txn) {
+func (e *Engine) maybeEnd(t *txn) { e.end(t, false) }
+
+// end ends t if every participant is finished. The end record is lazy unless sync.
+func (e *Engine) end(t *txn, sync bool) {
 	for i := range t.parts {
 		if !t.parts[i].finished() {
 			return
@@ -568,13 +582,50 @@ func (e *Engine) maybeEnd(t *txn) {
 	}
 	now := e.env.Clock.Now()
 	rec := &Record{Type: RecEnd, Txn: t.id, TimeUnixMs: now.UnixMilli()}
-	// The end record is lazy and may be refused: if it is lost, a restart resumes phase
-	// 2 for this transaction, which is harmless because phase 2 is idempotent.
-	if err := e.append(rec, false); err != nil {
+	// The end record may be lazy and may be refused: if it is lost, a restart resumes
+	// phase 2 for this transaction, which is harmless because phase 2 is idempotent.
+	if err := e.append(rec, sync); err != nil {
 		e.observe(Note{Kind: NoteLogRefused, Txn: t.id, Reason: err.Error()})
 	}
 	e.mustApply(rec)
 	e.observe(Note{Kind: NoteEnded, Txn: t.id, Elapsed: now.Sub(t.began), Recovered: t.recovered})
+}
+
+// Forget ends a decided transaction whose phase 2 cannot finish, because a participant
+// is gone for good: an operator's call, made with a reason. Each participant that has
+// not acknowledged gets a hazard, "forgotten by an operator: reason" (a heuristic
+// outcome: it may never learn the decision, and the API and the metrics show it), and
+// the transaction ends: its records go to the log, the end synced, and nothing more is
+// sent to anyone. Forgetting a transaction that is done already changes nothing. An
+// undecided one cannot be forgotten (ErrUndecided): it is aborted by its deadline.
+func (e *Engine) Forget(id, reason string) (View, error) {
+	if !e.Ready() {
+		return View{}, ErrRecovering
+	}
+	if client, _, ok := SplitTxnID(id); ok {
+		id = client
+	}
+	t := e.txns[id]
+	switch {
+	case t == nil:
+		return View{}, ErrNotFound
+	case t.phase == phDone:
+		return t.view(), nil
+	case t.phase != phPhase2:
+		return View{}, fmt.Errorf("coordinator: %w: %q is %s", ErrUndecided, id, t.state())
+	}
+	if reason == "" {
+		reason = "no reason given"
+	}
+	for i := range t.parts {
+		p := &t.parts[i]
+		if !p.finished() {
+			p.seq = 0 // its answer, if one comes, no longer matters
+			e.hazard(t, i, "forgotten by an operator: "+reason)
+		}
+	}
+	e.end(t, true)
+	return t.view(), nil
 }
 
 // retryLater schedules another phase-2 or status request to participant i.

@@ -20,6 +20,9 @@ var (
 	ErrRecovering = errors.New("coordinator is recovering")
 	// ErrLogUnavailable: the log refused the begin record (disk full).
 	ErrLogUnavailable = errors.New("log refused the write")
+	// ErrUndecided: the transaction has no durable decision yet, so it cannot be
+	// forgotten (HTTP 409).
+	ErrUndecided = errors.New("transaction not decided yet")
 )
 
 // RequestError says which field of a request is wrong and why.

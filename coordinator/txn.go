@@ -110,6 +110,9 @@ func (e *Engine) apply(rec *Record) error {
 		}
 		if t != nil && t.phase != phDone {
 			e.inflight--
+			if t.phase == phPhase2 {
+				e.phase2--
+			}
 		}
 		t = &txn{
 			id:             rec.Txn,
@@ -162,6 +165,9 @@ func (e *Engine) apply(rec *Record) error {
 		}
 		if t.phase < phDeciding {
 			return fmt.Errorf("coordinator: end record for undecided txn %q", t.id)
+		}
+		if t.phase == phPhase2 {
+			e.phase2--
 		}
 		t.phase = phDone
 		t.ended = time.UnixMilli(rec.TimeUnixMs)

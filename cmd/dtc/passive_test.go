@@ -222,12 +222,11 @@ func TestListInDoubtShowsWhatEachParticipantLastSaid(t *testing.T) {
 	var out string
 	eventually(t, "the rollback to the participant that is down is pending, and listed", func() bool {
 		out = list()
+		// The participant that is up acknowledges its rollback at once: then only the
+		// one that is down owes an answer.
 		return strings.Contains(out, "stuck") && strings.Contains(out, "└ "+down+" last said no answer: ") &&
-			strings.Contains(out, "connection refused")
+			strings.Contains(out, "connection refused") && !strings.Contains(out, "└ "+up.prepareURL())
 	})
-	if strings.Contains(out, "└ "+up.prepareURL()) {
-		t.Errorf("the participant that acknowledged is listed as owing an answer:\n%s", out)
-	}
 	startProc(t, "passive-back", "passive", "--listen", downAddr, "--data", t.TempDir()+"/p.log")
 	t.Logf("dtc list --state in-doubt:\n%s", out)
 	eventually(t, "the transaction leaves the in-doubt list", func() bool { return !strings.Contains(list(), "stuck") })
