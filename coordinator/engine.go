@@ -175,6 +175,7 @@ func (e *Engine) Submit(req Request, done func(View)) (View, error) {
 		Participants:     urls,
 		PrepareTimeoutMs: req.PrepareTimeout.Milliseconds(),
 		PayloadSum:       sum,
+		Owner:            req.Owner,
 	}
 	// The begin record is lazy: if it is lost in a crash, no decision can have been made
 	// durable after it, so the transaction was never answered and is presumed aborted.

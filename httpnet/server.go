@@ -674,6 +674,10 @@ func appendView(b []byte, v *coordinator.View) (_ []byte, ok bool) {
 			return b, false
 		}
 	}
+	if v.Owner != "" {
+		b = append(b, `,"owner":`...)
+		b = jsonstr.Append(b, v.Owner)
+	}
 	return append(b, '}'), true
 }
 
