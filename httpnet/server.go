@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,19 +25,22 @@ import (
 // Error codes of the API: the "code" in {"error":{"code","message"}}. They are stable;
 // the client package mirrors them.
 const (
-	CodeMalformedJSON    = "malformed_json"     // 400: the body is not one JSON object
-	CodeUnknownField     = "unknown_field"      // 400: a field the API does not know
-	CodeInvalid          = "invalid_request"    // 400: a field has a bad value (the message names it)
-	CodeBodyTooLarge     = "body_too_large"     // 413
-	CodeNotFound         = "not_found"          // 404: no such transaction (presumed aborted)
-	CodeNoRoute          = "no_route"           // 404: no such endpoint (never means "aborted")
-	CodeMethodNotAllowed = "method_not_allowed" // 405
-	CodeConflict         = "conflict"           // 409: the id is used by a different transaction
-	CodeBusy             = "busy"               // 429: too many transactions in flight; see Retry-After
-	CodeRecovering       = "recovering"         // 503: still resolving what the log held
-	CodeLogUnavailable   = "log_unavailable"    // 503: the log refused the write (disk full)
-	CodeShuttingDown     = "shutting_down"      // 503
-	CodeInternal         = "internal"           // 500
+	CodeMalformedJSON         = "malformed_json"          // 400: the body is not one JSON object
+	CodeUnknownField          = "unknown_field"           // 400: a field the API does not know
+	CodeInvalid               = "invalid_request"         // 400: a field has a bad value (the message names it)
+	CodeBodyTooLarge          = "body_too_large"          // 413
+	CodeNotFound              = "not_found"               // 404: no such transaction (presumed aborted)
+	CodeNoRoute               = "no_route"                // 404: no such endpoint (never means "aborted")
+	CodeMethodNotAllowed      = "method_not_allowed"      // 405
+	CodeConflict              = "conflict"                // 409: the id is used by a different transaction
+	CodeBusy                  = "busy"                    // 429: too many transactions in flight; see Retry-After
+	CodeRecovering            = "recovering"              // 503: still resolving what the log held
+	CodeLogUnavailable        = "log_unavailable"         // 503: the log refused the write (disk full)
+	CodeShuttingDown          = "shutting_down"           // 503
+	CodeInternal              = "internal"                // 500
+	CodeUnauthorized          = "unauthorized"            // 401: no credentials, or unknown ones; see WWW-Authenticate
+	CodeForbidden             = "forbidden"               // 403: the client's role does not allow the request
+	CodeParticipantNotAllowed = "participant_not_allowed" // 400: a participant URL outside the allowlist
 )
 
 // ServerOptions configure the API handler. Zero values mean the defaults.
@@ -53,6 +57,16 @@ type ServerOptions struct {
 	// Logger gets one line per request that failed on the server's side. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// Auth authenticates clients (bearer tokens, client certificates) and the
+	// requests are authorized by role: submit begins transactions and reads its own,
+	// read reads everything, admin does everything. Nil: no authentication, every
+	// request is allowed (dtc serve allows that on loopback only, or with
+	// --insecure). /healthz and /readyz are always open, and so is a participant's
+	// query by the id it was told (View.TxnID: it holds a 64-bit random nonce), which
+	// is answered with the id and the state only.
+	Auth *Auth
+	// MetricsAuth: with Auth, /metrics needs a read or admin client too. Default: open.
+	MetricsAuth bool
 }
 
 func (o *ServerOptions) setDefaults() {
@@ -171,9 +185,13 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 	case path == "/v1/transactions":
 		switch r.Method {
 		case http.MethodPost:
-			s.submit(w, r)
+			if p, ok := s.authorize(w, r, "begin transactions", RoleSubmit, RoleAdmin); ok {
+				s.submit(w, r, p)
+			}
 		case http.MethodGet, http.MethodHead:
-			s.list(w, r)
+			if p, ok := s.authorize(w, r, "list transactions", RoleSubmit, RoleRead, RoleAdmin); ok {
+				s.list(w, r, p)
+			}
 		default:
 			s.methodNotAllowed(w, r, "GET, HEAD, POST")
 		}
@@ -187,13 +205,15 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			s.methodNotAllowed(w, r, "GET, HEAD")
 		} else {
-			s.get(w, r, id)
+			s.getAuthorized(w, r, id)
 		}
 		return "/v1/transactions/{id}"
 	case path == "/metrics":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			s.methodNotAllowed(w, r, "GET, HEAD")
-		} else {
+		} else if !s.o.MetricsAuth {
+			s.metrics.ServeHTTP(w, r)
+		} else if _, ok := s.authorize(w, r, "read metrics", RoleRead, RoleAdmin); ok {
 			s.metrics.ServeHTTP(w, r)
 		}
 		return path
@@ -236,7 +256,7 @@ type participantObject struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, who Principal) {
 	wait := true
 	var query url.Values // parsed only when there is one
 	if r.URL.RawQuery != "" {
@@ -256,16 +276,6 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// The global cap comes first: a request over it costs nothing more.
-	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
-	default:
-		w.Header().Set("Retry-After", s.retryAfter())
-		s.fail(w, http.StatusTooManyRequests, CodeBusy,
-			fmt.Sprintf("%d requests are being served (the server's in-flight limit): retry later", s.o.InflightMax))
-		return
-	}
 	var body submitBody
 	if !s.decode(w, r, &body) {
 		return
@@ -273,6 +283,18 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	req, status, code, msg := parseSubmit(&body)
 	if status != 0 {
 		s.fail(w, status, code, msg)
+		return
+	}
+	req.Owner = who.Name
+	// The global cap is taken only once the body is read: a client that trickles its
+	// body (bounded by the server's ReadTimeout) holds a connection, never a slot.
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		w.Header().Set("Retry-After", s.retryAfter())
+		s.fail(w, http.StatusTooManyRequests, CodeBusy,
+			fmt.Sprintf("%d requests are being served (the server's in-flight limit): retry later", s.o.InflightMax))
 		return
 	}
 	v, err := s.rt.Submit(r.Context(), req, wait)
@@ -376,7 +398,7 @@ func jsonKind(b []byte) string {
 	return "a number"
 }
 
-func (s *Server) get(w http.ResponseWriter, r *http.Request, id string) {
+func (s *Server) get(w http.ResponseWriter, r *http.Request, id string, who Principal, wireOnly bool) {
 	if len(r.URL.RawQuery) > 0 {
 		s.fail(w, http.StatusBadRequest, CodeInvalid, "GET /v1/transactions/{id} takes no query parameters")
 		return
@@ -398,10 +420,19 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, id string) {
 		s.failErr(w, err)
 		return
 	}
+	switch {
+	case wireOnly:
+		writeJSON(w, http.StatusOK, participantView{ID: v.ID, TxnID: v.TxnID, State: v.State})
+		return
+	case who.Role == RoleSubmit && v.Owner != who.Name:
+		s.fail(w, http.StatusForbidden, CodeForbidden,
+			fmt.Sprintf("client %q (role submit) may read only the transactions it began", who.Name))
+		return
+	}
 	writeView(w, http.StatusOK, &v)
 }
 
-func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+func (s *Server) list(w http.ResponseWriter, r *http.Request, who Principal) {
 	var (
 		filter, after string
 		limit         = listLimitDefault
@@ -438,6 +469,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		}
 		s.failErr(w, err)
 		return
+	}
+	if who.Role == RoleSubmit { // its own only: the page may come out shorter
+		vs = slices.DeleteFunc(vs, func(v coordinator.View) bool { return v.Owner != who.Name })
 	}
 	if vs == nil {
 		vs = []coordinator.View{}
