@@ -3,6 +3,7 @@ package httpnet
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,14 @@ type TransportOptions struct {
 	RequestTimeout time.Duration
 	// ResponseMaxBytes bounds the body read from a participant. Default 64 KiB.
 	ResponseMaxBytes int64
+	// ResponseHeaderMaxBytes bounds the status line and headers of a participant's
+	// answer (net/http's default is 10 MiB each, which a hostile participant could
+	// make dtc hold for every request); beyond it the request fails. Default 64 KiB.
+	ResponseHeaderMaxBytes int64
+	// TLS configures https:// participants: the CA their certificates are verified
+	// against and dtc's client certificate for mTLS (ClientTLSConfig). Nil: the
+	// system's roots, no client certificate.
+	TLS *tls.Config
 	// MaxIdleConnsPerHost is how many keep-alive connections to one participant are
 	// kept. Default 256.
 	MaxIdleConnsPerHost int
@@ -59,6 +68,9 @@ func (o *TransportOptions) setDefaults() {
 	}
 	if o.ResponseMaxBytes <= 0 {
 		o.ResponseMaxBytes = 64 << 10
+	}
+	if o.ResponseHeaderMaxBytes <= 0 {
+		o.ResponseHeaderMaxBytes = 64 << 10
 	}
 	if o.MaxIdleConnsPerHost <= 0 {
 		o.MaxIdleConnsPerHost = 256
@@ -158,6 +170,10 @@ func NewTransport(o TransportOptions) *Transport {
 			TLSHandshakeTimeout:   o.DialTimeout,
 			ExpectContinueTimeout: time.Second,
 			ForceAttemptHTTP2:     false,
+			// A participant's headers are a few hundred bytes; a hostile one must not
+			// make dtc hold megabytes for each of its answers.
+			MaxResponseHeaderBytes: o.ResponseHeaderMaxBytes,
+			TLSClientConfig:        o.TLS,
 		}
 		client = &http.Client{
 			Transport: direct,
