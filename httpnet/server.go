@@ -67,6 +67,10 @@ type ServerOptions struct {
 	Auth *Auth
 	// MetricsAuth: with Auth, /metrics needs a read or admin client too. Default: open.
 	MetricsAuth bool
+	// Participants are the participants a transaction may name (dtc serve
+	// --allow-participant); any other is answered 400 participant_not_allowed before
+	// a connection is made. Nil: this machine only (DefaultAllowRules).
+	Participants *Allowlist
 }
 
 func (o *ServerOptions) setDefaults() {
@@ -94,6 +98,7 @@ const listLimitDefault = 100
 type Server struct {
 	rt      *Runtime
 	o       ServerOptions
+	allow   *Allowlist    // o.Participants, or the default
 	slots   chan struct{} // one per POST /v1/transactions being served
 	metrics http.Handler
 }
@@ -103,9 +108,14 @@ var _ http.Handler = (*Server)(nil)
 // NewServer returns the API handler for rt.
 func NewServer(rt *Runtime, o ServerOptions) *Server {
 	o.setDefaults()
+	allow := o.Participants
+	if allow == nil {
+		allow, _ = NewAllowlist() // the default rules parse
+	}
 	return &Server{
 		rt:    rt,
 		o:     o,
+		allow: allow,
 		slots: make(chan struct{}, o.InflightMax),
 		metrics: promhttp.HandlerFor(rt.metrics.reg, promhttp.HandlerOpts{
 			ErrorHandling: promhttp.ContinueOnError,
@@ -280,7 +290,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, who Principal) {
 	if !s.decode(w, r, &body) {
 		return
 	}
-	req, status, code, msg := parseSubmit(&body)
+	req, status, code, msg := parseSubmit(&body, s.allow, &s.rt.o.Engine)
 	if status != 0 {
 		s.fail(w, status, code, msg)
 		return
@@ -313,10 +323,15 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, who Principal) {
 	writeView(w, http.StatusOK, &v)
 }
 
-// parseSubmit turns the body into a Request. What it cannot judge (URLs, duplicates,
-// limits) the engine checks, before anything reaches the log.
-func parseSubmit(b *submitBody) (req coordinator.Request, status int, code, msg string) {
+// parseSubmit turns the body into a Request. Participant URLs are normalised
+// (NormalizeParticipantURL), checked against allow, and refused when two name the same
+// participant. What it cannot judge (limits) the engine checks, before anything
+// reaches the log.
+func parseSubmit(b *submitBody, allow *Allowlist, lim *coordinator.Config) (req coordinator.Request, status int, code, msg string) {
 	req.ID = b.ID
+	if req.ID == "." || req.ID == ".." {
+		return req, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("id: %q cannot be used in a URL path (/v1/transactions/%s): choose another", req.ID, req.ID)
+	}
 	if b.Participants == nil {
 		return req, http.StatusBadRequest, CodeInvalid, "participants: missing: name at least one participant"
 	}
@@ -354,6 +369,12 @@ func parseSubmit(b *submitBody) (req coordinator.Request, status int, code, msg 
 				fmt.Sprintf("%s: expected a prepare URL string or an object {\"url\",\"payload\"}, got %s", field(), jsonKind(trimmed))
 		}
 	}
+	if len(req.Participants) > lim.ParticipantsMax {
+		return req, 0, "", "" // the engine refuses it, with its words
+	}
+	if status, code, msg := checkParticipants(req.Participants, allow, lim.URLMaxBytes); status != 0 {
+		return req, status, code, msg
+	}
 	if b.PrepareTimeoutMs != nil {
 		ms := *b.PrepareTimeoutMs
 		if ms > math.MaxInt64/int64(time.Millisecond) {
@@ -365,6 +386,56 @@ func parseSubmit(b *submitBody) (req coordinator.Request, status int, code, msg 
 		req.PrepareTimeout = time.Duration(ms) * time.Millisecond
 	}
 	return req, 0, "", ""
+}
+
+// participantsKeysMax: up to this many participants, duplicates are found by
+// comparing every pair, without a map.
+const participantsKeysMax = 8
+
+// checkParticipants normalises every participant's URL in place and refuses a URL
+// that is malformed or not allowed, and two that name the same participant (the same
+// key: dtc would send both's commits to one endpoint).
+func checkParticipants(ps []coordinator.ParticipantSpec, allow *Allowlist, urlMaxBytes int) (status int, code, msg string) {
+	var (
+		small [participantsKeysMax]string
+		keys  = small[:0]
+		seen  map[string]int
+	)
+	if len(ps) > participantsKeysMax {
+		seen = make(map[string]int, len(ps))
+	}
+	for i := range ps {
+		if len(ps[i].URL) > urlMaxBytes {
+			return http.StatusBadRequest, CodeInvalid, fmt.Sprintf("participants[%d].url: %d bytes exceed the limit of %d (URLMaxBytes)",
+				i, len(ps[i].URL), urlMaxBytes)
+		}
+		p, err := NormalizeParticipantURL(ps[i].URL)
+		if err != nil {
+			return http.StatusBadRequest, CodeInvalid, fmt.Sprintf("participants[%d].url: %v", i, err)
+		}
+		if err := allow.Check(p); err != nil {
+			return http.StatusBadRequest, CodeParticipantNotAllowed,
+				fmt.Sprintf("participants[%d].url: %s", i, strings.TrimPrefix(err.Error(), "httpnet: "))
+		}
+		j := -1
+		if seen != nil {
+			if k, dup := seen[p.Key]; dup {
+				j = k
+			} else {
+				seen[p.Key] = i
+			}
+		} else {
+			j = slices.Index(keys, p.Key)
+			keys = append(keys, p.Key)
+		}
+		if j >= 0 {
+			return http.StatusBadRequest, CodeInvalid, fmt.Sprintf(
+				"participants[%d].url: %q is the same participant as participants[%d] (%q): both are %s… once normalised, and dtc derives commit and rollback from everything before the last path element",
+				i, ps[i].URL, j, ps[j].URL, p.Key)
+		}
+		ps[i].URL = p.URL
+	}
+	return 0, "", ""
 }
 
 // plainJSONString returns what json.Unmarshal makes of b when b is a JSON string of

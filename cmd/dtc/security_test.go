@@ -110,3 +110,16 @@ func TestServeWithTokensAndReload(t *testing.T) {
 		t.Fatalf("a read client submits: %v", err)
 	}
 }
+
+func TestServeAllowParticipant(t *testing.T) {
+	code, _, stderr := runCLI(t, "serve", "--allow-participant", "ftp://x", "--data-dir", t.TempDir())
+	if code != exitError || !strings.Contains(stderr, `participant rule "ftp://x"`) {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	part := ackServer(t)
+	n := startDTC(t, "--allow-participant", "http://127.0.0.1:1")
+	code, _, stderr = runCLI(t, "submit", "--coordinator", n.url, part)
+	if code != exitError || !strings.Contains(stderr, "participant_not_allowed") || !strings.Contains(stderr, "http://127.0.0.1:1") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+}

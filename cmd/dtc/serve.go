@@ -94,6 +94,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		readTO          = fs.Duration("read-timeout", 30*time.Second, "longest time a client may take to send a whole request, body included; a slower one is cut off")
 		writeTO         = fs.Duration("write-timeout", 0, "longest time from a request's headers to the end of its answer; must exceed --prepare-timeout-max, as a submit waits for its outcome (default: --prepare-timeout-max + 1m)")
 		idleTO          = fs.Duration("idle-timeout", 2*time.Minute, "how long a keep-alive connection may wait for its next request")
+		allowRules      = fs.StringArray("allow-participant", nil, "participants a transaction may name: [http|https://]HOST[:PORT], HOST an IP, a CIDR prefix ([fd00::/8] for IPv6), a host name or *.domain, PORT a number or *; repeat for more (default: 127.0.0.0/8, [::1] and localhost, any port)")
 	)
 	fs.Var(&segmentSize, "segment-size", "size of a log segment file (e.g. 64MiB, 4MiB); at least 4KiB")
 	fs.Var(&bodyMax, "max-body", "largest request body the API accepts; larger is answered 413")
@@ -143,6 +144,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if auth == nil && !*insecure && !loopbackAddr(*listen) {
 		return usageError(stderr, "serve", "--listen %s is not a loopback address and the API has no authentication: "+
 			"give --tokens (see dtc token), or --insecure to serve it open to anyone who can reach it", *listen)
+	}
+	allow, err := httpnet.NewAllowlist(*allowRules...)
+	if err != nil {
+		return usageError(stderr, "serve", "--allow-participant: %v", err)
 	}
 	var serverTLS, participantTLS *tls.Config
 	if *tlsCert != "" || *tlsKey != "" || *clientCA != "" {
@@ -217,6 +222,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		Logger:       lg,
 		Auth:         auth,
 		MetricsAuth:  *metricsAuth,
+		Participants: allow,
 	})
 	if auth == nil {
 		lg.Warn("the API is unauthenticated: anyone who can reach "+addr+" may begin and read transactions; give --tokens to require clients", "listen", addr)
@@ -226,7 +232,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	lg.Info("serving", "listen", addr, "advertise", *advertise, "data_dir", *dataDir, "shards", *shards,
 		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout, "phase2_batching", !*noBatch,
-		"auth", auth != nil, "tls", serverTLS != nil, "mtls", *clientCA != "")
+		"auth", auth != nil, "tls", serverTLS != nil, "mtls", *clientCA != "",
+		"participants_allowed", strings.Join(allow.Rules(), " "))
 	so := httpnet.ServeOptions{Grace: *grace, Logger: lg, TLS: serverTLS,
 		ReadHeaderTimeout: *readHeaderTO, ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO}
 	if err := httpnet.Serve(ctx, ln, rt, api, so); err != nil {
