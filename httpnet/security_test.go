@@ -7,7 +7,11 @@ package httpnet_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,5 +109,105 @@ func TestSubmitNormalisesParticipantsAndRefusesDotIDs(t *testing.T) {
 	v, err := c.cli.Submit(context.Background(), client.Request{Participants: []client.Participant{{URL: strings.Replace(part, "http://", "HTTP://", 1)}}})
 	if err != nil || v.State != client.StateCommitted || v.Participants[0].URL != part {
 		t.Fatalf("%v %+v", err, v)
+	}
+}
+
+// hostileParticipant answers every request with what answer writes.
+func hostileParticipant(t *testing.T, answer func(w http.ResponseWriter, r *http.Request)) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		answer(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/prepare"
+}
+
+// No reflection: what a participant answers, beyond the reason of a well-formed NACK,
+// never reaches an API client, nor do the details of a failed connection. An attacker
+// who may begin transactions cannot use dtc to read another service's answers or to
+// scan its ports.
+func TestParticipantAnswersAreNotReflected(t *testing.T) {
+	const secret = "SECRET-admin-password-hunter2"
+	c := startCoord(t, "", nil)
+	c.waitReady()
+	closed, _ := countingListener(t) // accepts and closes at once
+	refused := freeAddr(t)           // nothing listens
+	participants := []string{
+		hostileParticipant(t, func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(500)
+			_, _ = io.WriteString(w, secret)
+		}),
+		hostileParticipant(t, func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "<html>"+secret+"</html>")
+		}),
+		hostileParticipant(t, func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, `{"vote":"`+secret+`"}`)
+		}),
+		hostileParticipant(t, func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(409)
+			_, _ = io.WriteString(w, `{"state":"`+secret+`"}`)
+		}),
+		"http://" + closed + "/prepare",
+		"http://" + refused + "/prepare",
+	}
+	var answers []string
+	for i, p := range participants {
+		st, b, _ := c.post("", fmt.Sprintf(`{"id":"reflect-%d","participants":[%q]}`, i, p))
+		answers = append(answers, b)
+		if st != 200 || !strings.Contains(b, `"vote":"ERROR"`) {
+			t.Errorf("participant %d: %d %s, want an abort with vote ERROR", i, st, b)
+		}
+		_, _, b, _ = call(t, "GET", c.url+"/v1/transactions/reflect-"+strconv.Itoa(i), "", "")
+		answers = append(answers, b)
+	}
+	_, _, list, _ := call(t, "GET", c.url+"/v1/transactions", "", "")
+	answers = append(answers, list)
+	for _, b := range answers {
+		for _, leak := range []string{"SECRET", "html", "refused", "reset", "EOF", "dial", "connect:"} {
+			if strings.Contains(b, leak) {
+				t.Errorf("an API answer shows %q: %s", leak, b)
+			}
+		}
+	}
+	// A NACK's reason is the participant's message to the client: shown, bounded, and
+	// cleaned of control characters.
+	nack := hostileParticipant(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"vote":"NACK","reason":"insufficient funds\n\u0000`+strings.Repeat("x", 5000)+`"}`)
+	})
+	v, err := c.cli.Submit(context.Background(), client.Request{Participants: []client.Participant{{URL: nack}}})
+	if err != nil || v.State != client.StateAborted || !strings.HasPrefix(v.Participants[0].Reason, "insufficient funds  x") ||
+		len(v.Participants[0].Reason) > 256 || strings.ContainsAny(v.Participants[0].Reason, "\n\x00") {
+		t.Fatalf("NACK reason: %v %q", err, v.Participants[0].Reason)
+	}
+}
+
+// A participant's response headers are cut off at 64 KiB (net/http would hold 10 MiB
+// of them for each answer): its answer does not count, the transaction aborts.
+func TestHostileResponseHeadersAreCutOff(t *testing.T) {
+	c := startCoord(t, "", nil)
+	c.waitReady()
+	big := strings.Repeat("h", 1<<20)
+	var served atomic.Int64
+	p := hostileParticipant(t, func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		w.Header().Set("X-Huge", big)
+		_, _ = io.WriteString(w, `{"vote":"ACK"}`)
+	})
+	v, err := c.cli.Submit(context.Background(), client.Request{Participants: []client.Participant{{URL: p}}})
+	if err != nil || served.Load() == 0 || v.State != client.StateAborted || v.Participants[0].Vote != "ERROR" {
+		t.Fatalf("a 1 MiB header: %v %+v (served %d)", err, v, served.Load())
+	}
+	// The same answer with headers of a normal size commits.
+	small := hostileParticipant(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Small", big[:1024])
+		if strings.HasSuffix(r.URL.Path, "/prepare") {
+			_, _ = io.WriteString(w, `{"vote":"ACK"}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"state":"committed"}`)
+	})
+	if v, err := c.cli.Submit(context.Background(), client.Request{Participants: []client.Participant{{URL: small}}}); err != nil || v.State != client.StateCommitted {
+		t.Fatalf("a 1 KiB header: %v %+v", err, v)
 	}
 }

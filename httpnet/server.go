@@ -655,8 +655,12 @@ func (s *Server) failErr(w http.ResponseWriter, err error) {
 		s.fail(w, http.StatusServiceUnavailable, CodeRecovering,
 			"the coordinator is still resolving transactions found undecided in its log: retry later")
 	case errors.Is(err, coordinator.ErrLogUnavailable):
+		// The log's error names files of the server (and its disk's state): for its
+		// log, not for clients.
+		s.o.Logger.Warn("api: the log refused a write", "error", err)
 		w.Header().Set("Retry-After", s.retryAfter())
-		s.fail(w, http.StatusServiceUnavailable, CodeLogUnavailable, trimPkg(err))
+		s.fail(w, http.StatusServiceUnavailable, CodeLogUnavailable,
+			"the coordinator's log refused the write (a full disk?): retry later; the coordinator's log says more")
 	case errors.Is(err, ErrStopped):
 		s.fail(w, http.StatusServiceUnavailable, CodeShuttingDown,
 			"the coordinator is shutting down; a transaction already begun resumes after the restart")
@@ -665,7 +669,7 @@ func (s *Server) failErr(w http.ResponseWriter, err error) {
 		s.fail(w, http.StatusServiceUnavailable, CodeBusy, "the coordinator did not get to the request in time")
 	default:
 		s.o.Logger.Error("api: unexpected error", "error", err)
-		s.fail(w, http.StatusInternalServerError, CodeInternal, err.Error())
+		s.fail(w, http.StatusInternalServerError, CodeInternal, "internal error: the coordinator's log says more")
 	}
 }
 
