@@ -12,22 +12,27 @@ import (
 
 // Error codes the API answers with (the "code" of {"error":{"code","message"}}).
 const (
-	CodeMalformedJSON         = "malformed_json"          // 400: the body is not one JSON object
-	CodeUnknownField          = "unknown_field"           // 400
-	CodeInvalid               = "invalid_request"         // 400: a field has a bad value; the message names it
-	CodeBodyTooLarge          = "body_too_large"          // 413
-	CodeNotFound              = "not_found"               // 404: unknown transaction (presumed aborted)
-	CodeNoRoute               = "no_route"                // 404: no such endpoint (a wrong coordinator URL?)
-	CodeMethodNotAllowed      = "method_not_allowed"      // 405
-	CodeConflict              = "conflict"                // 409: the id names a different transaction
-	CodeBusy                  = "busy"                    // 429: in-flight limit reached; retry after RetryAfter
-	CodeRecovering            = "recovering"              // 503: the coordinator is still recovering
-	CodeLogUnavailable        = "log_unavailable"         // 503: the coordinator's log refused the write
-	CodeShuttingDown          = "shutting_down"           // 503
-	CodeInternal              = "internal"                // 500
+	CodeMalformedJSON    = "malformed_json"     // 400: the body is not one JSON object
+	CodeUnknownField     = "unknown_field"      // 400
+	CodeInvalid          = "invalid_request"    // 400: a field has a bad value; the message names it
+	CodeBodyTooLarge     = "body_too_large"     // 413
+	CodeNotFound         = "not_found"          // 404: unknown transaction (presumed aborted)
+	CodeNoRoute          = "no_route"           // 404: no such endpoint (a wrong coordinator URL?)
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeConflict         = "conflict"           // 409: the id names a different transaction
+	CodeBusy             = "busy"               // 429: in-flight limit reached; retry after RetryAfter
+	CodeRecovering       = "recovering"         // 503: the coordinator is still recovering
+	CodeLogUnavailable   = "log_unavailable"    // 503: the coordinator's log refused the write
+	CodeShuttingDown     = "shutting_down"      // 503
+	CodeInternal         = "internal"           // 500
+)
+
+// Error codes of issue 12: authentication, the participant allowlist, slow bodies.
+const (
 	CodeUnauthorized          = "unauthorized"            // 401: no token, or one the coordinator does not know
 	CodeForbidden             = "forbidden"               // 403: the token's role does not allow the call
 	CodeParticipantNotAllowed = "participant_not_allowed" // 400: a participant outside the coordinator's allowlist
+	CodeRequestTimeout        = "request_timeout"         // 408: the body came more slowly than the server's read timeout
 )
 
 // Error is an error answer of the API.

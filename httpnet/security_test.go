@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/httpnet"
@@ -209,5 +210,63 @@ func TestHostileResponseHeadersAreCutOff(t *testing.T) {
 	})
 	if v, err := c.cli.Submit(context.Background(), client.Request{Participants: []client.Participant{{URL: small}}}); err != nil || v.State != client.StateCommitted {
 		t.Fatalf("a 1 KiB header: %v %+v", err, v)
+	}
+}
+
+// Slow bodies: connections that trickle their body hold no in-flight slot (it is
+// taken once the body is read), and the server's read timeout closes them.
+func TestSlowBodiesHoldNoSlotsAndAreCutOff(t *testing.T) {
+	c := startCoord(t, "", nil)
+	c.waitReady()
+	var entered atomic.Int64
+	api := httpnet.NewServer(c.rt, httpnet.ServerOptions{InflightMax: 2, Logger: c.o.Logger})
+	hs := httpnet.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered.Add(1)
+		api.ServeHTTP(w, r)
+	}), httpnet.ServeOptions{ReadTimeout: time.Second, Logger: c.o.Logger})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	t.Cleanup(func() { hs.Close(); <-served })
+	base := "http://" + ln.Addr().String()
+
+	var slow []net.Conn
+	for range 4 {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, err = io.WriteString(conn, "POST /v1/transactions HTTP/1.1\r\nHost: dtc\r\nContent-Type: application/json\r\n"+
+			"Content-Length: 100\r\n\r\n{\"partici")
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow = append(slow, conn)
+	}
+	eventually(t, "the slow requests reached the handler", func() bool { return entered.Load() == 4 })
+	part, _ := ackParticipant(t)
+	cli, err := client.New(base, client.Options{MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 { // more than InflightMax, one after the other
+		v, err := cli.Submit(context.Background(), client.Request{Participants: []client.Participant{{URL: part}}})
+		if err != nil || v.State != client.StateCommitted {
+			t.Fatalf("submit %d while 4 bodies trickle (max in flight 2): %v %+v", i, err, v)
+		}
+	}
+	// Each slow connection is answered 408 and closed once the read timeout passes.
+	for i, conn := range slow {
+		if err := conn.SetReadDeadline(time.Now().Add(waitDeadline)); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(conn) // until the server closes it
+		if !strings.HasPrefix(string(b), "HTTP/1.1 408") || !strings.Contains(string(b), httpnet.CodeRequestTimeout) {
+			t.Errorf("slow connection %d got %q, want a 408 and the connection closed", i, b)
+		}
 	}
 }

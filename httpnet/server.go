@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -25,22 +26,27 @@ import (
 // Error codes of the API: the "code" in {"error":{"code","message"}}. They are stable;
 // the client package mirrors them.
 const (
-	CodeMalformedJSON         = "malformed_json"          // 400: the body is not one JSON object
-	CodeUnknownField          = "unknown_field"           // 400: a field the API does not know
-	CodeInvalid               = "invalid_request"         // 400: a field has a bad value (the message names it)
-	CodeBodyTooLarge          = "body_too_large"          // 413
-	CodeNotFound              = "not_found"               // 404: no such transaction (presumed aborted)
-	CodeNoRoute               = "no_route"                // 404: no such endpoint (never means "aborted")
-	CodeMethodNotAllowed      = "method_not_allowed"      // 405
-	CodeConflict              = "conflict"                // 409: the id is used by a different transaction
-	CodeBusy                  = "busy"                    // 429: too many transactions in flight; see Retry-After
-	CodeRecovering            = "recovering"              // 503: still resolving what the log held
-	CodeLogUnavailable        = "log_unavailable"         // 503: the log refused the write (disk full)
-	CodeShuttingDown          = "shutting_down"           // 503
-	CodeInternal              = "internal"                // 500
+	CodeMalformedJSON    = "malformed_json"     // 400: the body is not one JSON object
+	CodeUnknownField     = "unknown_field"      // 400: a field the API does not know
+	CodeInvalid          = "invalid_request"    // 400: a field has a bad value (the message names it)
+	CodeBodyTooLarge     = "body_too_large"     // 413
+	CodeNotFound         = "not_found"          // 404: no such transaction (presumed aborted)
+	CodeNoRoute          = "no_route"           // 404: no such endpoint (never means "aborted")
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeConflict         = "conflict"           // 409: the id is used by a different transaction
+	CodeBusy             = "busy"               // 429: too many transactions in flight; see Retry-After
+	CodeRecovering       = "recovering"         // 503: still resolving what the log held
+	CodeLogUnavailable   = "log_unavailable"    // 503: the log refused the write (disk full)
+	CodeShuttingDown     = "shutting_down"      // 503
+	CodeInternal         = "internal"           // 500
+)
+
+// Error codes of issue 12: authentication, the participant allowlist, slow bodies.
+const (
 	CodeUnauthorized          = "unauthorized"            // 401: no credentials, or unknown ones; see WWW-Authenticate
 	CodeForbidden             = "forbidden"               // 403: the client's role does not allow the request
 	CodeParticipantNotAllowed = "participant_not_allowed" // 400: a participant URL outside the allowlist
+	CodeRequestTimeout        = "request_timeout"         // 408: the body came too slowly (the server's read timeout)
 )
 
 // ServerOptions configure the API handler. Zero values mean the defaults.
@@ -569,11 +575,20 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
 	if err == nil {
 		return true
 	}
-	var tooLarge *http.MaxBytesError
+	var (
+		tooLarge *http.MaxBytesError
+		netErr   net.Error
+	)
 	switch {
 	case errors.As(err, &tooLarge):
 		s.fail(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
 			fmt.Sprintf("request body larger than %d bytes", s.o.BodyMaxBytes))
+	case errors.As(err, &netErr) && netErr.Timeout():
+		w.Header().Set("Connection", "close")
+		s.fail(w, http.StatusRequestTimeout, CodeRequestTimeout,
+			"the request body did not arrive within the server's read timeout")
+	case errors.As(err, &netErr):
+		return false // the connection broke: nobody to answer
 	case errors.Is(err, errTrailing):
 		s.fail(w, http.StatusBadRequest, CodeMalformedJSON, "unexpected data after the JSON object")
 	default:
