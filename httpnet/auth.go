@@ -272,7 +272,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, what string, 
 	case authMissing:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="dtc"`)
 		s.fail(w, http.StatusUnauthorized, CodeUnauthorized,
-			"authentication required: send Authorization: Bearer <token> (or a client certificate)")
+			"authentication required: send the header Authorization: Bearer TOKEN (or a client certificate)")
 		return p, false
 	case authInvalid:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="dtc", error="invalid_token"`)
