@@ -41,13 +41,15 @@ type TransportOptions struct {
 	// ResponseHeaderMaxBytes bounds the status line and headers of a participant's
 	// answer (net/http's default is 10 MiB each, which a hostile participant could
 	// make dtc hold for every request); beyond it the request fails. Default 64 KiB.
+	// Not applied to a Client from these options.
 	ResponseHeaderMaxBytes int64
 	// Logger gets the details of the requests that got no usable answer (which API
 	// clients do not see). Default slog.Default().
 	Logger *slog.Logger
 	// TLS configures https:// participants: the CA their certificates are verified
 	// against and dtc's client certificate for mTLS (ClientTLSConfig). Nil: the
-	// system's roots, no client certificate.
+	// system's roots, no client certificate. Not applied to a Client from these
+	// options.
 	TLS *tls.Config
 	// MaxIdleConnsPerHost is how many keep-alive connections to one participant are
 	// kept. Default 256.
