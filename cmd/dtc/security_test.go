@@ -123,3 +123,32 @@ func TestServeAllowParticipant(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 }
+
+// A bank left in doubt asks an authenticated dtc by the id it was told, without a
+// token, and resolves: its commit, held by the proxy, is not needed.
+func TestInDoubtParticipantResolvesAgainstAnAuthenticatedCoordinator(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	code, tok, _ := runCLI(t, "token", "--role", "submit", "--name", "shop", "--append", tokens)
+	if code != 0 {
+		t.Fatal("dtc token")
+	}
+	d, a, b, pa, pb := setup(t, "--tokens", tokens)
+	cli, err := client.New(d.url, client.Options{Token: strings.TrimSpace(tok)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb.hold("commit")
+	v, err := cli.Submit(context.Background(), client.Request{ID: "doubt-1", Participants: transferVia(pa, pb, 30)})
+	if err != nil || v.State != client.StateCommitted {
+		t.Fatalf("%+v %v: want committed", v, err)
+	}
+	a.waitStatus(v.TxnID, "committed")
+	b.waitStatus(v.TxnID, "committed") // by its resolver: dtc's commit is still held
+	if n := pb.heldCount("commit"); n < 1 {
+		t.Fatalf("bob's commit was not held (%d): the test proves nothing", n)
+	}
+	if b.balance("bob") != 130 {
+		t.Errorf("bob has %d, want 130", b.balance("bob"))
+	}
+	pb.release("commit")
+}
