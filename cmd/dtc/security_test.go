@@ -152,3 +152,24 @@ func TestInDoubtParticipantResolvesAgainstAnAuthenticatedCoordinator(t *testing.
 	}
 	pb.release("commit")
 }
+
+func TestTokenUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"token", "--role", "root", "--name", "a"}, `--role "root"`},
+		{[]string{"token", "--role", "read", "--name", "a b"}, `--name "a b"`},
+		{[]string{"token", "--role", "read"}, `--name ""`},
+		{[]string{"token", "--role", "read", "--name", "a", "extra"}, `unexpected argument "extra"`},
+	} {
+		code, out, stderr := runCLI(t, tc.args...)
+		if code != exitError || out != "" || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.args, code, out, stderr, tc.want)
+		}
+	}
+	code, out, stderr := runCLI(t, "token", "--role", "admin", "--name", "ops")
+	if code != 0 || !strings.HasPrefix(out, "dtc_") || !strings.Contains(stderr, "admin ops sha256:") {
+		t.Fatalf("without --append: exit %d %q %q", code, out, stderr)
+	}
+}
