@@ -7,7 +7,7 @@ PKGS    := ./...
 # Packages with goroutines of their own: tested again under the race detector.
 RACE_PKGS := ./wal/... ./coordlog/... ./httpnet/... ./participant/... ./client/... ./examples/... ./internal/... ./bench/...
 
-.PHONY: all build test race lint vet fmt-check run bench chaos clean
+.PHONY: all build test race lint vet fmt-check run bench chaos clean fuzz
 
 all: build
 
@@ -32,6 +32,24 @@ test: lint
 	$(GO) test -count=1 $(PKGS)
 	$(GO) test -count=1 -race $(RACE_PKGS)
 	$(GO) test -count=1 -race -short ./chaosreal/...
+	$(MAKE) --no-print-directory fuzz FUZZ_TIME=$(FUZZ_TIME_SHORT)
+
+# Fuzz targets, as package:name, one a line. Each starts from its committed seed corpus
+# (testdata/fuzz/<name>) and what earlier runs found; a failing input is written there
+# to be committed with its fix. make test runs each for FUZZ_TIME_SHORT, make fuzz for
+# FUZZ_TIME.
+FUZZ_TARGETS := \
+	./httpnet:FuzzSubmitBody \
+	./httpnet:FuzzNormalizeParticipantURL \
+	./httpnet:FuzzParseCredentials
+FUZZ_TIME_SHORT ?= 5s
+FUZZ_TIME       ?= 2m
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZ_TIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZ_TIME) $$pkg || exit 1; \
+	done
 
 race:
 	$(GO) test -count=1 -race $(RACE_PKGS)

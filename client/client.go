@@ -103,6 +103,12 @@ type Options struct {
 	RetryWaitMax time.Duration
 	// UserAgent is sent with every request. Default "dtc-client".
 	UserAgent string
+	// Token is the bearer token sent with every request (Authorization: Bearer), for a
+	// coordinator that requires authentication (dtc serve --tokens). Empty: none. A
+	// client certificate (mTLS) goes in HTTPClient's TLS configuration instead.
+	Token string
+
+	authorization string // "Bearer " + Token
 }
 
 // Client talks to a dtc coordinator's API. It is safe for concurrent use.
@@ -136,6 +142,12 @@ func New(baseURL string, o Options) (*Client, error) {
 	}
 	if o.UserAgent == "" {
 		o.UserAgent = "dtc-client"
+	}
+	if strings.ContainsAny(o.Token, "\r\n") || strings.TrimSpace(o.Token) != o.Token {
+		return nil, errors.New("client: the token has a line break or surrounding spaces (read from a file with a trailing newline?)")
+	}
+	if o.Token != "" {
+		o.authorization = "Bearer " + o.Token
 	}
 	return &Client{base: u, hc: o.HTTPClient, o: o}, nil
 }
@@ -242,6 +254,9 @@ func (c *Client) once(ctx context.Context, method, u string, payload []byte, wan
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.o.UserAgent)
+	if c.o.authorization != "" {
+		req.Header.Set("Authorization", c.o.authorization)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("client: %s %s: %w", method, u, err)

@@ -10,6 +10,11 @@
 //	})
 //	// v.State is "committed" or "aborted"; an abort is an outcome, not an error.
 //
+// A coordinator that authenticates its clients (dtc serve --tokens) takes a bearer
+// token, Options.Token, or a client certificate in Options.HTTPClient's TLS
+// configuration; without one it answers 401 (CodeUnauthorized), and 403
+// (CodeForbidden) to a client whose role does not allow the call.
+//
 // Errors of the API are *Error values carrying the HTTP status, the API's error code
 // (Code* constants) and its message, which names the field at fault; IsNotFound,
 // IsConflict and IsInvalid test for the common ones. Transport failures are returned

@@ -27,6 +27,14 @@ const (
 	CodeInternal         = "internal"           // 500
 )
 
+// Error codes of issue 12: authentication, the participant allowlist, slow bodies.
+const (
+	CodeUnauthorized          = "unauthorized"            // 401: no token, or one the coordinator does not know
+	CodeForbidden             = "forbidden"               // 403: the token's role does not allow the call
+	CodeParticipantNotAllowed = "participant_not_allowed" // 400: a participant outside the coordinator's allowlist
+	CodeRequestTimeout        = "request_timeout"         // 408: the body came more slowly than the server's read timeout
+)
+
 // Error is an error answer of the API.
 type Error struct {
 	// StatusCode is the HTTP status, e.g. 409.

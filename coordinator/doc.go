@@ -21,7 +21,11 @@
 //	                         └────────────────────────▶ [abort durable]  ─▶ phase 2 ─all acked─▶ done
 //
 // Records: begin (lazy or synced, below), decision (synced), hazard (lazy), end (lazy);
-// checkpoint and snapshot records let the log's owner delete old segments.
+// checkpoint and snapshot records let the log's owner delete old segments. Begin and
+// snapshot carry the optional "owner" (Request.Owner: the API client that began the
+// transaction); it is omitted when empty, so logs written before it existed read as
+// before (their transactions have no owner) and logs without authentication are
+// unchanged.
 //
 // # The rule
 //

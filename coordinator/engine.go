@@ -187,6 +187,7 @@ func (e *Engine) Submit(req Request, done func(View)) (View, error) {
 		Participants:     urls,
 		PrepareTimeoutMs: req.PrepareTimeout.Milliseconds(),
 		PayloadSum:       sum,
+		Owner:            req.Owner,
 	}
 	// The begin record may be lazy only if every participant asks about the
 	// transactions it holds in doubt: then a begin lost in a crash is harmless, since no

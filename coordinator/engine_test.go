@@ -417,3 +417,44 @@ func TestListPaginates(t *testing.T) {
 		t.Fatal("unknown filter accepted")
 	}
 }
+
+// The API client that began a transaction is kept with it, through a restart (begin
+// record) and a checkpoint (snapshot), and a client-chosen id is not another owner's to
+// resubmit.
+func TestOwnerIsKeptAndGuardsTheID(t *testing.T) {
+	w := newWorld(t, 1)
+	req := func(owner string) Request {
+		return Request{ID: "order-7", Owner: owner, Participants: []ParticipantSpec{{URL: pA}, {URL: pB}}}
+	}
+	v, err := w.e.Submit(req("alice"), nil)
+	if err != nil || v.Owner != "alice" {
+		t.Fatalf("submit: %v, owner %q", err, v.Owner)
+	}
+	if _, err := w.e.Submit(req("mallory"), nil); !errors.Is(err, ErrConflict) {
+		t.Fatalf("another owner's resubmission: want ErrConflict, got %v", err)
+	}
+	if _, err := w.e.Submit(req("alice"), nil); err != nil {
+		t.Fatalf("the owner's resubmission: %v", err)
+	}
+	w.sync()
+	w.crash(false)
+	if v := wantState(t, w, "order-7", StatePreparing); v.Owner != "alice" {
+		t.Fatalf("after replaying the begin record: owner %q", v.Owner)
+	}
+	if err := w.e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	w.sync()
+	for i, r := range w.log.recs {
+		if r.Type == RecCheckpoint && r.Phase == "begin" {
+			w.log.recs = w.log.recs[i:]
+			break
+		}
+	}
+	w.log.durable = len(w.log.recs)
+	w.crash(false)
+	v, err = w.e.Get("order-7")
+	if err != nil || v.Owner != "alice" {
+		t.Fatalf("after replaying the snapshot: %v, owner %q", err, v.Owner)
+	}
+}

@@ -55,6 +55,11 @@ type Record struct {
 	// plus this incarnation's nonce. See ParticipantTxnID.
 	TxnID       string `json:"txn_id,omitempty"`
 	BeganUnixMs int64  `json:"began_ms,omitempty"` // snapshot only
+	// Owner names the API client (its token's or certificate's name) that began the
+	// transaction (begin, snapshot); empty when the API runs without authentication.
+	// Older logs have none: their transactions belong to no client, and only a reader
+	// of every transaction sees them.
+	Owner string `json:"owner,omitempty"`
 
 	// decision, snapshot
 	Decision Decision `json:"decision,omitempty"`

@@ -33,6 +33,7 @@ const (
 	keyPayloadSum       = `,"payload_sum":`
 	keyTxnID            = `,"txn_id":`
 	keyBeganMs          = `,"began_ms":`
+	keyOwner            = `,"owner":`
 	keyDecision         = `,"decision":`
 	keyVotes            = `,"votes":`
 	keyReason           = `,"reason":`
@@ -78,6 +79,10 @@ func appendRecord(dst []byte, r *Record) []byte {
 	if r.BeganUnixMs != 0 {
 		dst = append(dst, keyBeganMs...)
 		dst = strconv.AppendInt(dst, r.BeganUnixMs, 10)
+	}
+	if r.Owner != "" {
+		dst = append(dst, keyOwner...)
+		dst = jsonstr.Append(dst, r.Owner)
 	}
 	if r.Decision != "" {
 		dst = append(dst, keyDecision...)
@@ -154,6 +159,9 @@ func encodedLen(r *Record) int {
 	}
 	if r.BeganUnixMs != 0 {
 		n += len(keyBeganMs) + intLen(r.BeganUnixMs)
+	}
+	if r.Owner != "" {
+		n += len(keyOwner) + len(r.Owner) + 2
 	}
 	if r.Decision != "" {
 		n += len(keyDecision) + len(r.Decision) + 2

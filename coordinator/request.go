@@ -17,6 +17,10 @@ type Request struct {
 	Participants []ParticipantSpec
 	// PrepareTimeout overrides Config.PrepareTimeout; zero means the default.
 	PrepareTimeout time.Duration
+	// Owner names the API client that asks (its token's name), kept with the
+	// transaction (Record.Owner, View.Owner). A client-chosen id submitted again by
+	// another owner is a conflict. Empty: no authentication.
+	Owner string
 }
 
 // ParticipantSpec names one participant by its prepare URL, with an optional opaque

@@ -28,7 +28,8 @@ type txn struct {
 	cause          AbortCause // why it aborted, as a class (not logged: a replayed decision has none)
 	prepareTimeout time.Duration
 	payloadSum     string
-	recovered      bool // found in the log at Start
+	owner          string // the API client that began it (Record.Owner)
+	recovered      bool   // found in the log at Start
 
 	began, decided, ended time.Time
 
@@ -86,7 +87,7 @@ func (t *txn) phase2Kind() MsgKind {
 }
 
 func (t *txn) sameRequest(req *Request, sum string) bool {
-	if len(req.Participants) != len(t.parts) || sum != t.payloadSum {
+	if len(req.Participants) != len(t.parts) || sum != t.payloadSum || req.Owner != t.owner {
 		return false
 	}
 	for i, p := range req.Participants {
@@ -121,6 +122,7 @@ func (e *Engine) apply(rec *Record) error {
 			phase:          phPreparing,
 			prepareTimeout: time.Duration(rec.PrepareTimeoutMs) * time.Millisecond,
 			payloadSum:     rec.PayloadSum,
+			owner:          rec.Owner,
 			began:          time.UnixMilli(rec.TimeUnixMs),
 		}
 		if t.wire == "" {
@@ -221,7 +223,7 @@ func (t *txn) snapshot(now time.Time) *Record {
 	rec := &Record{
 		Type: RecSnapshot, Txn: t.id, TxnID: t.wire, TimeUnixMs: now.UnixMilli(),
 		Participants: make([]string, n), PrepareTimeoutMs: t.prepareTimeout.Milliseconds(),
-		PayloadSum: t.payloadSum, BeganUnixMs: t.began.UnixMilli(),
+		PayloadSum: t.payloadSum, BeganUnixMs: t.began.UnixMilli(), Owner: t.owner,
 	}
 	var hazards bool
 	for i := range t.parts {

@@ -30,6 +30,9 @@ type View struct {
 	BeganAt      time.Time         `json:"began_at"`
 	DecidedAt    *time.Time        `json:"decided_at,omitempty"`
 	EndedAt      *time.Time        `json:"ended_at,omitempty"`
+	// Owner is the API client that began the transaction (Request.Owner); empty
+	// without authentication.
+	Owner string `json:"owner,omitempty"`
 }
 
 // ParticipantView is one participant's part in a transaction.
@@ -83,6 +86,7 @@ func (t *txn) view() View {
 		PhaseTwoDone: t.phase == phDone,
 		Recovered:    t.recovered,
 		BeganAt:      t.began.UTC(),
+		Owner:        t.owner,
 	}
 	if v.Final() {
 		v.Reason = t.reason

@@ -213,7 +213,7 @@ func checkReply(t *testing.T, r coordinator.Reply, m coordinator.Message, state 
 		t.Errorf("reply %+v does not answer %s %s seq %d", r, m.Kind, m.Txn, m.Seq)
 	}
 	if errHas != "" {
-		if r.Err == nil || !strings.Contains(r.Err.Error(), errHas) || r.State != "" || r.Conflict {
+		if r.Err == nil || !strings.Contains(httpnet.ReplyErrorDetail(r.Err), errHas) || r.State != "" || r.Conflict {
 			t.Errorf("%s %s: reply %+v, want only an error mentioning %q", m.Kind, m.Txn, r, errHas)
 		}
 		return
@@ -561,7 +561,7 @@ func TestBatchBadAnswersFailEveryOp(t *testing.T) {
 			got := l.wait(t, 3)
 			for _, m := range ms {
 				checkReply(t, got[m.Seq], m, "", false, tc.errHas)
-				if e := got[m.Seq].Err.Error(); !strings.Contains(e, "batch of 2 "+f.srv.URL+"/p/batch") {
+				if e := httpnet.ReplyErrorDetail(got[m.Seq].Err); !strings.Contains(e, "batch of 2 "+f.srv.URL+"/p/batch") {
 					t.Errorf("error %q does not name the request", e)
 				}
 			}
@@ -651,7 +651,7 @@ func TestBatchSmallerMaxIsNotARefusal(t *testing.T) {
 	checkReply(t, got[1], first, coordinator.PCommitted, false, "")
 	for _, m := range queued {
 		checkReply(t, got[m.Seq], m, "", false, "HTTP 413")
-		if r := got[m.Seq]; r.Err != nil && strings.Contains(r.Err.Error(), "takes no batches") {
+		if r := got[m.Seq]; r.Err != nil && strings.Contains(httpnet.ReplyErrorDetail(r.Err), "takes no batches") {
 			t.Errorf("%s: %v: taken for a participant without batches", m.Txn, r.Err)
 		}
 	}

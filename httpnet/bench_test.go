@@ -181,16 +181,41 @@ func BenchmarkRuntimeSubmit(b *testing.B) {
 // directly, without an HTTP client): decoding the request, encoding the view.
 //
 //	go test -run '^$' -bench ServerSubmit -benchmem ./httpnet
-func BenchmarkServerSubmit(b *testing.B) {
+func BenchmarkServerSubmit(b *testing.B) { benchServerSubmit(b, false) }
+
+// BenchmarkServerSubmitAuth is BenchmarkServerSubmit with a bearer token checked on
+// every request (ServerOptions.Auth, a tokens file of 100 clients).
+func BenchmarkServerSubmitAuth(b *testing.B) { benchServerSubmit(b, true) }
+
+func benchServerSubmit(b *testing.B, auth bool) {
 	rt, p1, p2 := openBenchRuntime(b)
-	api := httpnet.NewServer(rt, httpnet.ServerOptions{Logger: testLogger(nil)})
+	o := httpnet.ServerOptions{Logger: testLogger(nil)}
+	var token string
+	if auth {
+		var file strings.Builder
+		for i := range 100 {
+			tok, cred := httpnet.NewToken()
+			fmt.Fprintf(&file, "submit c%d %s\n", i, cred)
+			token = tok
+		}
+		creds, err := httpnet.ParseCredentials("bench", strings.NewReader(file.String()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		o.Auth = httpnet.NewAuth(creds)
+	}
+	api := httpnet.NewServer(rt, o)
 	body := `{"participants":["` + p1 + `",{"url":"` + p2 + `","payload":{"amount":5}}]}`
 	b.SetParallelism(32)
 	defer cpuPerOp(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			w := httptest.NewRecorder()
-			api.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/transactions", strings.NewReader(body)))
+			r := httptest.NewRequest(http.MethodPost, "/v1/transactions", strings.NewReader(body))
+			if token != "" {
+				r.Header.Set("Authorization", "Bearer "+token)
+			}
+			api.ServeHTTP(w, r)
 			if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"state":"committed"`) {
 				b.Errorf("%d %s", w.Code, w.Body)
 				return

@@ -77,6 +77,26 @@
 // batch's, 1 KiB more per op), request bodies up to ServerOptions.BodyMaxBytes (413
 // beyond).
 //
+// # Who may do what (auth.go, allow.go, tls.go)
+//
+// With ServerOptions.Auth, every request but /healthz, /readyz (and /metrics unless
+// MetricsAuth) names its client: a bearer token, looked up by its SHA-256 and compared
+// in constant time, or a client certificate verified by the server's TLS configuration
+// (ServerTLSConfig), by its subject common name. Roles: submit begins transactions and
+// reads the ones it began (coordinator.Request.Owner, kept in the log), read reads
+// everything, admin does everything. A participant's in-doubt query by the id it was
+// told (client id '@' 64-bit random nonce) needs no credentials and gets the state
+// only. Every participant URL of a submit is normalised (NormalizeParticipantURL) and
+// must match ServerOptions.Participants (default: loopback) before the transaction
+// begins, so no connection is ever made to a host the operator did not allow; two
+// URLs with the same key are one participant listed twice. What a participant answers
+// is never shown to API clients beyond a NACK's cleaned reason: a failed request's
+// error is generic (its details go to the log, ReplyErrorDetail). The transport caps
+// response headers (TransportOptions.ResponseHeaderMaxBytes) and may use TLS with a
+// client certificate (TransportOptions.TLS, ClientTLSConfig). Serve's http.Server has
+// read, write and idle timeouts (ServeOptions); a submit takes its in-flight slot only
+// once its body is read.
+//
 // # Startup, recovery and shutdown
 //
 // Open replays the log, routing every record to the shard its transaction id hashes to

@@ -370,14 +370,16 @@ func op(account string, amount int64) json.RawMessage {
 // coord: a Runtime and its API on loopback.
 
 type coord struct {
-	t    *testing.T
-	dir  string
-	o    httpnet.Options
-	rt   *httpnet.Runtime
-	srv  *httptest.Server
-	url  string
-	cli  *client.Client
-	addr string
+	so    httpnet.ServerOptions // the API's; its Logger is set by start
+	t     *testing.T
+	dir   string
+	o     httpnet.Options
+	rt    *httpnet.Runtime
+	srv   *httptest.Server
+	url   string
+	cli   *client.Client
+	addr  string
+	token string
 }
 
 // testEngineConfig is fast: short backoff so retries happen within a test's patience.
@@ -395,10 +397,16 @@ func testEngineConfig() coordinator.Config {
 // on a loopback port (the same one on a restart).
 func startCoord(t *testing.T, dir string, mod func(*httpnet.Options)) *coord {
 	t.Helper()
+	return startCoordAPI(t, dir, mod, httpnet.ServerOptions{}, "")
+}
+
+// startCoordAPI is startCoord with the API's options, and the token its client sends.
+func startCoordAPI(t *testing.T, dir string, mod func(*httpnet.Options), so httpnet.ServerOptions, token string) *coord {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	c := &coord{t: t, dir: dir, addr: freeAddr(t)}
+	c := &coord{t: t, dir: dir, addr: freeAddr(t), so: so, token: token}
 	c.o = httpnet.Options{
 		DataDir:           dir,
 		Shards:            3,
@@ -425,11 +433,13 @@ func (c *coord) start() {
 	if err != nil {
 		c.t.Fatalf("Open: %v", err)
 	}
-	srv := httptest.NewUnstartedServer(httpnet.NewServer(rt, httpnet.ServerOptions{Logger: c.o.Logger}))
+	so := c.so
+	so.Logger = c.o.Logger
+	srv := httptest.NewUnstartedServer(httpnet.NewServer(rt, so))
 	srv.Listener.Close()
 	srv.Listener = listen(c.t, c.addr)
 	srv.Start()
-	cli, err := client.New(c.url, client.Options{})
+	cli, err := client.New(c.url, client.Options{Token: c.token})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -159,6 +159,9 @@ func Open(o Options) (*Runtime, error) {
 		failed:      make(chan struct{}),
 		compactDone: make(chan struct{}),
 	}
+	if o.Transport.Logger == nil {
+		o.Transport.Logger = r.lg
+	}
 	r.transport = NewTransport(o.Transport)
 	r.transport.metrics = r.metrics
 	r.fs = &countingFS{FS: o.FS, m: r.metrics}

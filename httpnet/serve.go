@@ -2,6 +2,7 @@ package httpnet
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,59 @@ type ServeOptions struct {
 	Grace time.Duration
 	// Logger gets the server's logs. Default slog.Default().
 	Logger *slog.Logger
+	// TLS, when set, serves the API over TLS with this configuration
+	// (ServerTLSConfig: its certificate, and client certificates for mTLS).
+	TLS *tls.Config
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, its body included: a client that
+	// trickles its body is cut off. Default 30s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a request from the end of its headers to the end of its
+	// answer. A submit that waits for its outcome legitimately takes up to its
+	// prepare deadline and then a log sync, so this must exceed the longest prepare
+	// deadline a request may ask for (dtc serve checks it). Default 2m.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds a keep-alive connection's wait for its next request.
+	// Default 2m.
+	IdleTimeout time.Duration
+}
+
+func (o *ServeOptions) setDefaults() {
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.ReadHeaderTimeout <= 0 {
+		o.ReadHeaderTimeout = 10 * time.Second
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 30 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 2 * time.Minute
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 2 * time.Minute
+	}
+}
+
+// NewHTTPServer is the http.Server that Serve runs api with: its timeouts, header
+// limit and TLS configuration are o's.
+func NewHTTPServer(api http.Handler, o ServeOptions) *http.Server {
+	o.setDefaults()
+	return &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: o.ReadHeaderTimeout,
+		ReadTimeout:       o.ReadTimeout,
+		WriteTimeout:      o.WriteTimeout,
+		IdleTimeout:       o.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		TLSConfig:         o.TLS,
+		ErrorLog:          slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
+	}
 }
 
 // Serve answers the API on ln until ctx ends (SIGTERM, SIGINT), then shuts down
@@ -25,21 +79,16 @@ type ServeOptions struct {
 // shards stop and what the log holds pending is made durable. Transactions still in
 // flight resume from the log at the next start. It returns nil after a clean shutdown.
 func Serve(ctx context.Context, ln net.Listener, rt *Runtime, api *Server, o ServeOptions) error {
-	if o.Grace <= 0 {
-		o.Grace = 10 * time.Second
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	hs := &http.Server{
-		Handler:           api,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
-	}
+	o.setDefaults()
+	hs := NewHTTPServer(api, o)
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() {
+		if o.TLS != nil {
+			served <- hs.ServeTLS(ln, "", "") // the certificate is in o.TLS
+			return
+		}
+		served <- hs.Serve(ln)
+	}()
 
 	var serveErr error
 	select {

@@ -9,8 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +41,14 @@ const (
 	CodeInternal         = "internal"           // 500
 )
 
+// Error codes of issue 12: authentication, the participant allowlist, slow bodies.
+const (
+	CodeUnauthorized          = "unauthorized"            // 401: no credentials, or unknown ones; see WWW-Authenticate
+	CodeForbidden             = "forbidden"               // 403: the client's role does not allow the request
+	CodeParticipantNotAllowed = "participant_not_allowed" // 400: a participant URL outside the allowlist
+	CodeRequestTimeout        = "request_timeout"         // 408: the body came too slowly (the server's read timeout)
+)
+
 // ServerOptions configure the API handler. Zero values mean the defaults.
 type ServerOptions struct {
 	// InflightMax bounds the POST /v1/transactions requests being served at once; one
@@ -53,6 +63,20 @@ type ServerOptions struct {
 	// Logger gets one line per request that failed on the server's side. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// Auth authenticates clients (bearer tokens, client certificates) and the
+	// requests are authorized by role: submit begins transactions and reads its own,
+	// read reads everything, admin does everything. Nil: no authentication, every
+	// request is allowed (dtc serve allows that on loopback only, or with
+	// --insecure). /healthz and /readyz are always open, and so is a participant's
+	// query by the id it was told (View.TxnID: it holds a 64-bit random nonce), which
+	// is answered with the id and the state only.
+	Auth *Auth
+	// MetricsAuth: with Auth, /metrics needs a read or admin client too. Default: open.
+	MetricsAuth bool
+	// Participants are the participants a transaction may name (dtc serve
+	// --allow-participant); any other is answered 400 participant_not_allowed before
+	// a connection is made. Nil: this machine only (DefaultAllowRules).
+	Participants *Allowlist
 }
 
 func (o *ServerOptions) setDefaults() {
@@ -80,6 +104,7 @@ const listLimitDefault = 100
 type Server struct {
 	rt      *Runtime
 	o       ServerOptions
+	allow   *Allowlist    // o.Participants, or the default
 	slots   chan struct{} // one per POST /v1/transactions being served
 	metrics http.Handler
 }
@@ -89,9 +114,14 @@ var _ http.Handler = (*Server)(nil)
 // NewServer returns the API handler for rt.
 func NewServer(rt *Runtime, o ServerOptions) *Server {
 	o.setDefaults()
+	allow := o.Participants
+	if allow == nil {
+		allow, _ = NewAllowlist() // the default rules parse
+	}
 	return &Server{
 		rt:    rt,
 		o:     o,
+		allow: allow,
 		slots: make(chan struct{}, o.InflightMax),
 		metrics: promhttp.HandlerFor(rt.metrics.reg, promhttp.HandlerOpts{
 			ErrorHandling: promhttp.ContinueOnError,
@@ -171,9 +201,13 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 	case path == "/v1/transactions":
 		switch r.Method {
 		case http.MethodPost:
-			s.submit(w, r)
+			if p, ok := s.authorize(w, r, "begin transactions", RoleSubmit, RoleAdmin); ok {
+				s.submit(w, r, p)
+			}
 		case http.MethodGet, http.MethodHead:
-			s.list(w, r)
+			if p, ok := s.authorize(w, r, "list transactions", RoleSubmit, RoleRead, RoleAdmin); ok {
+				s.list(w, r, p)
+			}
 		default:
 			s.methodNotAllowed(w, r, "GET, HEAD, POST")
 		}
@@ -187,13 +221,15 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			s.methodNotAllowed(w, r, "GET, HEAD")
 		} else {
-			s.get(w, r, id)
+			s.getAuthorized(w, r, id)
 		}
 		return "/v1/transactions/{id}"
 	case path == "/metrics":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			s.methodNotAllowed(w, r, "GET, HEAD")
-		} else {
+		} else if !s.o.MetricsAuth {
+			s.metrics.ServeHTTP(w, r)
+		} else if _, ok := s.authorize(w, r, "read metrics", RoleRead, RoleAdmin); ok {
 			s.metrics.ServeHTTP(w, r)
 		}
 		return path
@@ -236,7 +272,7 @@ type participantObject struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, who Principal) {
 	wait := true
 	var query url.Values // parsed only when there is one
 	if r.URL.RawQuery != "" {
@@ -256,7 +292,18 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// The global cap comes first: a request over it costs nothing more.
+	var body submitBody
+	if !s.decode(w, r, &body) {
+		return
+	}
+	req, status, code, msg := parseSubmit(&body, s.allow, &s.rt.o.Engine)
+	if status != 0 {
+		s.fail(w, status, code, msg)
+		return
+	}
+	req.Owner = who.Name
+	// The global cap is taken only once the body is read: a client that trickles its
+	// body (bounded by the server's ReadTimeout) holds a connection, never a slot.
 	select {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
@@ -264,15 +311,6 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", s.retryAfter())
 		s.fail(w, http.StatusTooManyRequests, CodeBusy,
 			fmt.Sprintf("%d requests are being served (the server's in-flight limit): retry later", s.o.InflightMax))
-		return
-	}
-	var body submitBody
-	if !s.decode(w, r, &body) {
-		return
-	}
-	req, status, code, msg := parseSubmit(&body)
-	if status != 0 {
-		s.fail(w, status, code, msg)
 		return
 	}
 	v, err := s.rt.Submit(r.Context(), req, wait)
@@ -291,10 +329,15 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	writeView(w, http.StatusOK, &v)
 }
 
-// parseSubmit turns the body into a Request. What it cannot judge (URLs, duplicates,
-// limits) the engine checks, before anything reaches the log.
-func parseSubmit(b *submitBody) (req coordinator.Request, status int, code, msg string) {
+// parseSubmit turns the body into a Request. Participant URLs are normalised
+// (NormalizeParticipantURL), checked against allow, and refused when two name the same
+// participant. What it cannot judge (limits) the engine checks, before anything
+// reaches the log.
+func parseSubmit(b *submitBody, allow *Allowlist, lim *coordinator.Config) (req coordinator.Request, status int, code, msg string) {
 	req.ID = b.ID
+	if req.ID == "." || req.ID == ".." {
+		return req, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("id: %q cannot be used in a URL path (/v1/transactions/%s): choose another", req.ID, req.ID)
+	}
 	if b.Participants == nil {
 		return req, http.StatusBadRequest, CodeInvalid, "participants: missing: name at least one participant"
 	}
@@ -332,6 +375,12 @@ func parseSubmit(b *submitBody) (req coordinator.Request, status int, code, msg 
 				fmt.Sprintf("%s: expected a prepare URL string or an object {\"url\",\"payload\"}, got %s", field(), jsonKind(trimmed))
 		}
 	}
+	if len(req.Participants) > lim.ParticipantsMax {
+		return req, 0, "", "" // the engine refuses it, with its words
+	}
+	if status, code, msg := checkParticipants(req.Participants, allow, lim.URLMaxBytes); status != 0 {
+		return req, status, code, msg
+	}
 	if b.PrepareTimeoutMs != nil {
 		ms := *b.PrepareTimeoutMs
 		if ms > math.MaxInt64/int64(time.Millisecond) {
@@ -343,6 +392,56 @@ func parseSubmit(b *submitBody) (req coordinator.Request, status int, code, msg 
 		req.PrepareTimeout = time.Duration(ms) * time.Millisecond
 	}
 	return req, 0, "", ""
+}
+
+// participantsKeysMax: up to this many participants, duplicates are found by
+// comparing every pair, without a map.
+const participantsKeysMax = 8
+
+// checkParticipants normalises every participant's URL in place and refuses a URL
+// that is malformed or not allowed, and two that name the same participant (the same
+// key: dtc would send both's commits to one endpoint).
+func checkParticipants(ps []coordinator.ParticipantSpec, allow *Allowlist, urlMaxBytes int) (status int, code, msg string) {
+	var (
+		small [participantsKeysMax]string
+		keys  = small[:0]
+		seen  map[string]int
+	)
+	if len(ps) > participantsKeysMax {
+		seen = make(map[string]int, len(ps))
+	}
+	for i := range ps {
+		if len(ps[i].URL) > urlMaxBytes {
+			return http.StatusBadRequest, CodeInvalid, fmt.Sprintf("participants[%d].url: %d bytes exceed the limit of %d (URLMaxBytes)",
+				i, len(ps[i].URL), urlMaxBytes)
+		}
+		p, err := NormalizeParticipantURL(ps[i].URL)
+		if err != nil {
+			return http.StatusBadRequest, CodeInvalid, fmt.Sprintf("participants[%d].url: %v", i, err)
+		}
+		if err := allow.Check(p); err != nil {
+			return http.StatusBadRequest, CodeParticipantNotAllowed,
+				fmt.Sprintf("participants[%d].url: %s", i, strings.TrimPrefix(err.Error(), "httpnet: "))
+		}
+		j := -1
+		if seen != nil {
+			if k, dup := seen[p.Key]; dup {
+				j = k
+			} else {
+				seen[p.Key] = i
+			}
+		} else {
+			j = slices.Index(keys, p.Key)
+			keys = append(keys, p.Key)
+		}
+		if j >= 0 {
+			return http.StatusBadRequest, CodeInvalid, fmt.Sprintf(
+				"participants[%d].url: %q is the same participant as participants[%d] (%q): both are %s… once normalised, and dtc derives commit and rollback from everything before the last path element",
+				i, ps[i].URL, j, ps[j].URL, p.Key)
+		}
+		ps[i].URL = p.URL
+	}
+	return 0, "", ""
 }
 
 // plainJSONString returns what json.Unmarshal makes of b when b is a JSON string of
@@ -376,7 +475,7 @@ func jsonKind(b []byte) string {
 	return "a number"
 }
 
-func (s *Server) get(w http.ResponseWriter, r *http.Request, id string) {
+func (s *Server) get(w http.ResponseWriter, r *http.Request, id string, who Principal, wireOnly bool) {
 	if len(r.URL.RawQuery) > 0 {
 		s.fail(w, http.StatusBadRequest, CodeInvalid, "GET /v1/transactions/{id} takes no query parameters")
 		return
@@ -398,10 +497,19 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, id string) {
 		s.failErr(w, err)
 		return
 	}
+	switch {
+	case wireOnly:
+		writeJSON(w, http.StatusOK, participantView{ID: v.ID, TxnID: v.TxnID, State: v.State})
+		return
+	case who.Role == RoleSubmit && v.Owner != who.Name:
+		s.fail(w, http.StatusForbidden, CodeForbidden,
+			fmt.Sprintf("client %q (role submit) may read only the transactions it began", who.Name))
+		return
+	}
 	writeView(w, http.StatusOK, &v)
 }
 
-func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+func (s *Server) list(w http.ResponseWriter, r *http.Request, who Principal) {
 	var (
 		filter, after string
 		limit         = listLimitDefault
@@ -439,6 +547,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		s.failErr(w, err)
 		return
 	}
+	if who.Role == RoleSubmit { // its own only: the page may come out shorter
+		vs = slices.DeleteFunc(vs, func(v coordinator.View) bool { return v.Owner != who.Name })
+	}
 	if vs == nil {
 		vs = []coordinator.View{}
 	}
@@ -464,11 +575,20 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
 	if err == nil {
 		return true
 	}
-	var tooLarge *http.MaxBytesError
+	var (
+		tooLarge *http.MaxBytesError
+		netErr   net.Error
+	)
 	switch {
 	case errors.As(err, &tooLarge):
 		s.fail(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
 			fmt.Sprintf("request body larger than %d bytes", s.o.BodyMaxBytes))
+	case errors.As(err, &netErr) && netErr.Timeout():
+		w.Header().Set("Connection", "close")
+		s.fail(w, http.StatusRequestTimeout, CodeRequestTimeout,
+			"the request body did not arrive within the server's read timeout")
+	case errors.As(err, &netErr):
+		return false // the connection broke: nobody to answer
 	case errors.Is(err, errTrailing):
 		s.fail(w, http.StatusBadRequest, CodeMalformedJSON, "unexpected data after the JSON object")
 	default:
@@ -550,8 +670,12 @@ func (s *Server) failErr(w http.ResponseWriter, err error) {
 		s.fail(w, http.StatusServiceUnavailable, CodeRecovering,
 			"the coordinator is still resolving transactions found undecided in its log: retry later")
 	case errors.Is(err, coordinator.ErrLogUnavailable):
+		// The log's error names files of the server (and its disk's state): for its
+		// log, not for clients.
+		s.o.Logger.Warn("api: the log refused a write", "error", err)
 		w.Header().Set("Retry-After", s.retryAfter())
-		s.fail(w, http.StatusServiceUnavailable, CodeLogUnavailable, trimPkg(err))
+		s.fail(w, http.StatusServiceUnavailable, CodeLogUnavailable,
+			"the coordinator's log refused the write (a full disk?): retry later; the coordinator's log says more")
 	case errors.Is(err, ErrStopped):
 		s.fail(w, http.StatusServiceUnavailable, CodeShuttingDown,
 			"the coordinator is shutting down; a transaction already begun resumes after the restart")
@@ -560,7 +684,7 @@ func (s *Server) failErr(w http.ResponseWriter, err error) {
 		s.fail(w, http.StatusServiceUnavailable, CodeBusy, "the coordinator did not get to the request in time")
 	default:
 		s.o.Logger.Error("api: unexpected error", "error", err)
-		s.fail(w, http.StatusInternalServerError, CodeInternal, err.Error())
+		s.fail(w, http.StatusInternalServerError, CodeInternal, "internal error: the coordinator's log says more")
 	}
 }
 
@@ -683,6 +807,10 @@ func appendView(b []byte, v *coordinator.View) (_ []byte, ok bool) {
 		if b, ok = appendJSONTime(b, *v.EndedAt); !ok {
 			return b, false
 		}
+	}
+	if v.Owner != "" {
+		b = append(b, `,"owner":`...)
+		b = jsonstr.Append(b, v.Owner)
 	}
 	return append(b, '}'), true
 }

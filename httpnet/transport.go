@@ -3,10 +3,12 @@ package httpnet
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/pingcap/failpoint"
 
@@ -34,6 +38,19 @@ type TransportOptions struct {
 	RequestTimeout time.Duration
 	// ResponseMaxBytes bounds the body read from a participant. Default 64 KiB.
 	ResponseMaxBytes int64
+	// ResponseHeaderMaxBytes bounds the status line and headers of a participant's
+	// answer (net/http's default is 10 MiB each, which a hostile participant could
+	// make dtc hold for every request); beyond it the request fails. Default 64 KiB.
+	// Not applied to a Client from these options.
+	ResponseHeaderMaxBytes int64
+	// Logger gets the details of the requests that got no usable answer (which API
+	// clients do not see). Default slog.Default().
+	Logger *slog.Logger
+	// TLS configures https:// participants: the CA their certificates are verified
+	// against and dtc's client certificate for mTLS (ClientTLSConfig). Nil: the
+	// system's roots, no client certificate. Not applied to a Client from these
+	// options.
+	TLS *tls.Config
 	// MaxIdleConnsPerHost is how many keep-alive connections to one participant are
 	// kept. Default 256.
 	MaxIdleConnsPerHost int
@@ -59,6 +76,12 @@ func (o *TransportOptions) setDefaults() {
 	}
 	if o.ResponseMaxBytes <= 0 {
 		o.ResponseMaxBytes = 64 << 10
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.ResponseHeaderMaxBytes <= 0 {
+		o.ResponseHeaderMaxBytes = 64 << 10
 	}
 	if o.MaxIdleConnsPerHost <= 0 {
 		o.MaxIdleConnsPerHost = 256
@@ -158,6 +181,10 @@ func NewTransport(o TransportOptions) *Transport {
 			TLSHandshakeTimeout:   o.DialTimeout,
 			ExpectContinueTimeout: time.Second,
 			ForceAttemptHTTP2:     false,
+			// A participant's headers are a few hundred bytes; a hostile one must not
+			// make dtc hold megabytes for each of its answers.
+			MaxResponseHeaderBytes: o.ResponseHeaderMaxBytes,
+			TLSClientConfig:        o.TLS,
 		}
 		client = &http.Client{
 			Transport: direct,
@@ -299,12 +326,59 @@ func (t *Transport) send(ctx context.Context, j sendJob, buf *[]byte) {
 
 // A sendError is a request to a participant that got no usable answer. Kind is one of
 // the labels of dtc_participant_errors_total.
+//
+// Its Error is what the engine records as the participant's reason, and so what API
+// clients see: a generic account (public, or the kind's) that never quotes the
+// participant's answer nor the connection's error, so that dtc cannot be used to read
+// a service's answers or to scan ports (issue 12). msg, with the details, goes only to
+// dtc's own log (Transport.logFailure) and to ReplyErrorDetail.
 type sendError struct {
-	kind string
-	msg  string
+	kind   string
+	msg    string // the details: URL, the network error, the start of the answer
+	public string // what clients may see; empty: the kind's generic words
 }
 
-func (e *sendError) Error() string { return e.msg }
+func (e *sendError) Error() string {
+	if e.public != "" {
+		return e.public
+	}
+	switch e.kind {
+	case errKindTimeout:
+		return "no answer in time"
+	case errKindConnection:
+		return "no connection to the participant (details in the coordinator's log)"
+	case errKind5xx:
+		return "the participant answered with a server error"
+	case errKindStatus:
+		return "the participant answered with an unexpected status"
+	}
+	return "the participant's answer is not one the protocol allows (details in the coordinator's log)"
+}
+
+// ReplyErrorDetail is what a Reply's error says in full, for logs and tests: with the
+// participant's URL, the network error or the start of its answer. API clients are
+// shown err.Error() only.
+func ReplyErrorDetail(err error) string {
+	var se *sendError
+	if errors.As(err, &se) {
+		return se.msg
+	}
+	return err.Error()
+}
+
+// logFailure logs the details of a request that got no usable answer: at info level
+// for a prepare (once per transaction and participant), at debug level for phase 2
+// and status queries, which are retried until they succeed.
+func (t *Transport) logFailure(kind coordinator.MsgKind, txn string, se *sendError) {
+	level := slog.LevelDebug
+	if kind == coordinator.MsgPrepare {
+		level = slog.LevelInfo
+	}
+	if t.o.Logger.Enabled(context.Background(), level) {
+		t.o.Logger.Log(context.Background(), level, "participant request failed", "txn", txn, "request", kind.String(),
+			"kind", se.kind, "error", se.msg)
+	}
+}
 
 // noAnswerWithin words a request's timeout in the error a Reply carries.
 const noAnswerWithin = "no answer within"
@@ -328,6 +402,9 @@ func (t *Transport) do(ctx context.Context, m coordinator.Message, buf *[]byte) 
 		}
 		if t.metrics != nil {
 			t.metrics.participantErrs.WithLabelValues(se.kind, m.Kind.String()).Inc()
+		}
+		if ctx.Err() == nil {
+			t.logFailure(m.Kind, m.Txn, se)
 		}
 		r.Err = se
 		r.Vote, r.Reason, r.State, r.Conflict = "", "", "", false
@@ -362,9 +439,15 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 		return err
 	}
 	defer finishResponse(resp, eof)
+	var vote string // for the error of an unknown one
 	malformed := func(what string) error {
+		detail := what
+		if what == "unknown vote" {
+			detail = fmt.Sprintf("unknown vote %q", vote)
+		}
 		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: HTTP %d: %s: %s",
-			m.Kind, req.URL, resp.StatusCode, what, snippet(body))}
+			m.Kind, req.URL, resp.StatusCode, detail, snippet(body)),
+			public: fmt.Sprintf("%s: HTTP %d: %s", m.Kind, resp.StatusCode, what)}
 	}
 	r.Asks = asksInDoubt(resp.Header)
 	switch {
@@ -393,16 +476,17 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 		if err := json.Unmarshal(body, &vr); err != nil {
 			return malformed("vote does not parse")
 		}
+		vote = vr.Vote
 		switch vr.Vote {
 		case participant.VoteACK:
 			r.Vote = coordinator.VoteACK
 		case participant.VoteNACK:
-			r.Vote, r.Reason = coordinator.VoteNACK, vr.Reason
+			r.Vote, r.Reason = coordinator.VoteNACK, sanitizeReason(vr.Reason)
 			if r.Reason == "" {
 				r.Reason = "no reason given"
 			}
 		default:
-			return malformed(fmt.Sprintf("unknown vote %q", vr.Vote))
+			return malformed("unknown vote")
 		}
 	default:
 		st, ok := parseState(body)
@@ -477,7 +561,8 @@ func (t *Transport) fetch(req *http.Request, what, prepareURL string, timeout ti
 	case err != nil:
 		err = classify(what, req.URL.String(), timeout, err)
 	case int64(len(body)) > limit:
-		err = &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: answer larger than %d bytes", what, req.URL, limit)}
+		err = &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: answer larger than %d bytes", what, req.URL, limit),
+			public: fmt.Sprintf("%s: answer larger than %d bytes", what, limit)}
 	default:
 		return resp, body, eof, nil
 	}
@@ -492,7 +577,8 @@ func statusError(what string, u *url.URL, status int, body []byte) error {
 	if status >= 500 {
 		kind = errKind5xx
 	}
-	return &sendError{kind: kind, msg: fmt.Sprintf("%s %s: HTTP %d: %s", what, u, status, snippet(body))}
+	return &sendError{kind: kind, msg: fmt.Sprintf("%s %s: HTTP %d: %s", what, u, status, snippet(body)),
+		public: fmt.Sprintf("%s: HTTP %d", what, status)}
 }
 
 func readResponse(resp *http.Response, buf *[]byte, limit int64) (body []byte, eof bool, err error) {
@@ -740,15 +826,48 @@ func classify(what, u string, timeout time.Duration, err error) error {
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
-		return &sendError{kind: errKindTimeout, msg: fmt.Sprintf("%s %s: %s %v", what, u, noAnswerWithin, timeout)}
+		return &sendError{kind: errKindTimeout, msg: fmt.Sprintf("%s %s: %s %v", what, u, noAnswerWithin, timeout),
+			public: fmt.Sprintf("%s: %s %v", what, noAnswerWithin, timeout)}
 	case errors.Is(err, context.Canceled):
-		return &sendError{kind: errKindConnection, msg: fmt.Sprintf("%s %s: cancelled (coordinator shutting down)", what, u)}
+		return &sendError{kind: errKindConnection, msg: fmt.Sprintf("%s %s: cancelled (coordinator shutting down)", what, u),
+			public: what + ": cancelled (coordinator shutting down)"}
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err // the URL is already in the message
 	}
-	return &sendError{kind: errKindConnection, msg: fmt.Sprintf("%s %s: %v", what, u, err)}
+	return &sendError{kind: errKindConnection, msg: fmt.Sprintf("%s %s: %v", what, u, err),
+		public: what + ": no connection to the participant (details in the coordinator's log)"}
+}
+
+// reasonMaxBytes bounds a NACK's reason as dtc keeps and shows it.
+const reasonMaxBytes = 256
+
+// sanitizeReason makes a participant's NACK reason fit to show: valid UTF-8, control
+// characters as spaces, at most reasonMaxBytes (cut at a character, marked with …).
+func sanitizeReason(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			clean = false
+			break
+		}
+	}
+	if clean && len(s) <= reasonMaxBytes {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			r = ' '
+		}
+		if b.Len()+utf8.RuneLen(r) > reasonMaxBytes-len("…") {
+			b.WriteString("…")
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // snippet is the start of a body, for error messages.

@@ -116,7 +116,7 @@ func TestTransportMapsAnswers(t *testing.T) {
 				if r.Err != nil {
 					t.Fatalf("unexpected error %v", r.Err)
 				}
-			} else if r.Err == nil || !strings.Contains(r.Err.Error(), tc.errHas) {
+			} else if r.Err == nil || !strings.Contains(httpnet.ReplyErrorDetail(r.Err), tc.errHas) {
 				t.Fatalf("error %v, want one mentioning %q", r.Err, tc.errHas)
 			}
 			if r.Vote != tc.want.Vote || r.Reason != tc.want.Reason || r.State != tc.want.State || r.Conflict != tc.want.Conflict || r.Asks != tc.want.Asks {
@@ -153,7 +153,7 @@ func TestTransportMapsAnswers(t *testing.T) {
 	// Nobody listening: connection refused.
 	m := coordinator.Message{Kind: coordinator.MsgCommit, Txn: "t", URL: "http://" + freeAddr(t) + "/prepare", Seq: 1}
 	send.Send(m)
-	if r := <-replies; r.Err == nil || !strings.Contains(r.Err.Error(), "refused") {
+	if r := <-replies; r.Err == nil || !strings.Contains(httpnet.ReplyErrorDetail(r.Err), "refused") {
 		t.Errorf("connection refused: %+v", r)
 	}
 }
@@ -303,11 +303,11 @@ func TestTransportRequestsOnTheWire(t *testing.T) {
 		}
 		switch {
 		case m.Txn == "moved":
-			if r1.Err == nil || !strings.Contains(r1.Err.Error(), "failed to parse Location header") {
+			if r1.Err == nil || !strings.Contains(httpnet.ReplyErrorDetail(r1.Err), "failed to parse Location header") {
 				t.Errorf("a redirect to a Location that does not parse: %v", r1.Err)
 			}
 		case m.Txn == "elsewhere":
-			if r1.Err == nil || !strings.Contains(r1.Err.Error(), "HTTP 302") {
+			if r1.Err == nil || !strings.Contains(httpnet.ReplyErrorDetail(r1.Err), "HTTP 302") {
 				t.Errorf("a redirect: %v, want it not followed", r1.Err)
 			}
 		case strings.Contains(m.URL, "alice"):

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dtc-project/dtc/client"
+	"github.com/dtc-project/dtc/httpnet"
 )
 
 const defaultCoordinator = "http://127.0.0.1:7070"
@@ -39,17 +42,56 @@ Exit codes:
   2  error: bad arguments, coordinator unreachable, request refused
 `
 
-// clientFlags returns the flag set of a command that talks to the API, with the flags
-// they share.
-func clientFlags(name string) (coord *string, asJSON *bool, fs *pflag.FlagSet) {
-	f := newFlags(name)
-	coord = f.String("coordinator", defaultCoordinator, "base URL of the coordinator's API")
-	asJSON = f.Bool("json", false, "print the coordinator's JSON answer instead of a summary")
-	return coord, asJSON, f
+// apiFlags are the flags of the commands that talk to the API: where it is and how to
+// authenticate.
+type apiFlags struct {
+	coord, token, tokenFile, caCert, cert, key *string
 }
 
-func newClient(stderr io.Writer, cmd, base string) (*client.Client, int) {
-	c, err := client.New(base, client.Options{})
+// clientEnv are the flags of apiFlags that their DTC_… environment variables set.
+var clientEnv = []string{"coordinator", "token", "token-file", "ca-cert", "cert", "key"}
+
+// clientFlags returns the flag set of a command that talks to the API, with the flags
+// they share.
+func clientFlags(name string) (api *apiFlags, asJSON *bool, fs *pflag.FlagSet) {
+	f := newFlags(name)
+	api = &apiFlags{
+		coord:     f.String("coordinator", defaultCoordinator, "base URL of the coordinator's API (https:// for a coordinator with --tls-cert)"),
+		token:     f.String("token", "", "bearer token for a coordinator that requires one (dtc serve --tokens)"),
+		tokenFile: f.String("token-file", "", "file holding the bearer token (its first line)"),
+		caCert:    f.String("ca-cert", "", "PEM file of the CA that signed the coordinator's certificate (default: the system's)"),
+		cert:      f.String("cert", "", "PEM client certificate, for a coordinator that authenticates clients by certificate"),
+		key:       f.String("key", "", "PEM private key of --cert"),
+	}
+	asJSON = f.Bool("json", false, "print the coordinator's JSON answer instead of a summary")
+	return api, asJSON, f
+}
+
+func newClient(stderr io.Writer, cmd string, api *apiFlags) (*client.Client, int) {
+	token := *api.token
+	if *api.tokenFile != "" {
+		if token != "" {
+			return nil, usageError(stderr, cmd, "give --token or --token-file, not both")
+		}
+		b, err := os.ReadFile(*api.tokenFile)
+		if err != nil {
+			return nil, usageError(stderr, cmd, "--token-file: %v", err)
+		}
+		token, _, _ = strings.Cut(string(b), "\n")
+		token = strings.TrimSpace(token)
+		if token == "" {
+			return nil, usageError(stderr, cmd, "--token-file %s: the first line is empty", *api.tokenFile)
+		}
+	}
+	o := client.Options{Token: token}
+	if *api.caCert != "" || *api.cert != "" || *api.key != "" {
+		tc, err := httpnet.ClientTLSConfig(*api.caCert, *api.cert, *api.key)
+		if err != nil {
+			return nil, usageError(stderr, cmd, "%v", err)
+		}
+		o.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}}
+	}
+	c, err := client.New(*api.coord, o)
 	if err != nil {
 		return nil, usageError(stderr, cmd, "--coordinator: %v", err)
 	}
@@ -65,7 +107,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		async    = fs.Bool("async", false, "return as soon as the transaction has begun (exit 0), without waiting for the outcome")
 		wait     = fs.Duration("wait", 2*time.Minute, "give up waiting for the answer after this long (the transaction still completes)")
 	)
-	if ok, code := parse(fs, submitHelp, args, []string{"coordinator"}, stdout, stderr); !ok {
+	if ok, code := parse(fs, submitHelp, args, clientEnv, stdout, stderr); !ok {
 		return code
 	}
 	if fs.NArg() == 0 {
@@ -92,7 +134,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		req.Participants = append(req.Participants, p)
 	}
-	c, code := newClient(stderr, "submit", *coord)
+	c, code := newClient(stderr, "submit", coord)
 	if c == nil {
 		return code
 	}
@@ -146,13 +188,13 @@ Exit codes:
 
 func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	coord, asJSON, fs := clientFlags("get")
-	if ok, code := parse(fs, getHelp, args, []string{"coordinator"}, stdout, stderr); !ok {
+	if ok, code := parse(fs, getHelp, args, clientEnv, stdout, stderr); !ok {
 		return code
 	}
 	if fs.NArg() != 1 {
 		return usageError(stderr, "get", "give exactly one transaction id")
 	}
-	c, code := newClient(stderr, "get", *coord)
+	c, code := newClient(stderr, "get", coord)
 	if c == nil {
 		return code
 	}
@@ -196,7 +238,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		limit = fs.Int("limit", 0, "at most this many (default: all)")
 		after = fs.String("after", "", "start after this id (the cursor of a previous page)")
 	)
-	if ok, code := parse(fs, listHelp, args, []string{"coordinator"}, stdout, stderr); !ok {
+	if ok, code := parse(fs, listHelp, args, clientEnv, stdout, stderr); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
@@ -205,7 +247,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *limit < 0 {
 		return usageError(stderr, "list", "--limit must not be negative")
 	}
-	c, code := newClient(stderr, "list", *coord)
+	c, code := newClient(stderr, "list", coord)
 	if c == nil {
 		return code
 	}

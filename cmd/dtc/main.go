@@ -36,6 +36,7 @@ func commands() []command {
 		{"get", "show one transaction", runGet},
 		{"list", "list transactions (in doubt, heuristic, by state)", runList},
 		{"log", "inspect the coordinator's log (log dump)", runLog},
+		{"token", "make a bearer token for an API client and its tokens-file line", runToken},
 		{"bench", "measure throughput and latency against this machine's floor", runBench},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", nil},

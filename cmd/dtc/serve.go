@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dtc-project/dtc/coordinator"
@@ -32,8 +36,21 @@ On SIGTERM or SIGINT it stops accepting connections, lets requests in flight fin
 up to --shutdown-grace, makes what the log holds pending durable and exits 0.
 Transactions still in flight resume after the next start.
 
-Example:
-  dtc serve --listen 127.0.0.1:7070 --data-dir /var/lib/dtc --advertise-url http://10.0.0.5:7070
+Security: with --tokens FILE every API request but /healthz, /readyz (and /metrics,
+unless --metrics-auth) needs a client: a bearer token or a client certificate listed
+in FILE with its role (submit, read, admin; see 'dtc token --help' for the format).
+FILE is read again on SIGHUP. Without --tokens the API is open to anyone who can
+reach it: dtc then listens only on a loopback address, unless --insecure is given.
+--tls-cert/--tls-key serve the API over HTTPS, --client-ca verifies client
+certificates (mTLS). Participants are reached only at addresses --allow-participant
+allows (default: loopback only), over HTTPS with --participant-ca and, for mTLS,
+--participant-cert/--participant-key.
+
+Examples:
+  dtc serve --listen 127.0.0.1:7070 --data-dir /var/lib/dtc
+  dtc serve --listen 10.0.0.5:7070 --data-dir /var/lib/dtc --advertise-url https://10.0.0.5:7070 \
+      --tokens /etc/dtc/tokens --tls-cert /etc/dtc/api.pem --tls-key /etc/dtc/api.key \
+      --allow-participant 'https://10.0.1.0/24:8443'
 
 Exit codes:
   0  stopped cleanly after SIGTERM or SIGINT
@@ -64,6 +81,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		bodyMax         = byteSize(4 << 20)
 		logFormat       = fs.String("log-format", "text", "log format on stderr: text or json")
 		logLevel        = fs.String("log-level", "info", "log level: debug, info, warn or error")
+		tokensFile      = fs.String("tokens", "", "file of the API's clients: role, name, and the SHA-256 of a bearer token or a client certificate's common name, one per line (see dtc token); read again on SIGHUP. Without it the API is unauthenticated")
+		insecure        = fs.Bool("insecure", false, "serve an unauthenticated API (no --tokens) on an address other than loopback: anyone who reaches it can begin and read transactions")
+		metricsAuth     = fs.Bool("metrics-auth", false, "with --tokens, /metrics needs a read or admin client too (default: open, like /healthz)")
+		tlsCert         = fs.String("tls-cert", "", "PEM certificate (chain) of the API: serve HTTPS")
+		tlsKey          = fs.String("tls-key", "", "PEM private key of --tls-cert")
+		clientCA        = fs.String("client-ca", "", "PEM CA that signs client certificates (mTLS); a verified certificate's common name is looked up in --tokens (cn:NAME)")
+		participantCA   = fs.String("participant-ca", "", "PEM CA that signs the https:// participants' certificates (default: the system's roots)")
+		participantCert = fs.String("participant-cert", "", "PEM client certificate dtc presents to https:// participants (mTLS)")
+		participantKey  = fs.String("participant-key", "", "PEM private key of --participant-cert")
+		readHeaderTO    = fs.Duration("read-header-timeout", 10*time.Second, "longest time a client may take to send a request's headers")
+		readTO          = fs.Duration("read-timeout", 30*time.Second, "longest time a client may take to send a whole request, body included; a slower one is cut off")
+		writeTO         = fs.Duration("write-timeout", 0, "longest time from a request's headers to the end of its answer; must exceed --prepare-timeout-max, as a submit waits for its outcome (default: --prepare-timeout-max + 1m)")
+		idleTO          = fs.Duration("idle-timeout", 2*time.Minute, "how long a keep-alive connection may wait for its next request")
+		allowRules      = fs.StringArray("allow-participant", nil, "participants a transaction may name: [http|https://]HOST[:PORT], HOST an IP, a CIDR prefix ([fd00::/8] for IPv6), a host name or *.domain, PORT a number or *; repeat for more (default: 127.0.0.0/8, [::1] and localhost, any port)")
 	)
 	fs.Var(&segmentSize, "segment-size", "size of a log segment file (e.g. 64MiB, 4MiB); at least 4KiB")
 	fs.Var(&bodyMax, "max-body", "largest request body the API accepts; larger is answered 413")
@@ -88,6 +119,47 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return usageError(stderr, "serve", "--advertise-url %q is not an absolute http(s) base URL", *advertise)
 		}
 	}
+	if *writeTO == 0 {
+		*writeTO = *prepareMax + time.Minute
+	}
+	if *writeTO <= *prepareMax {
+		return usageError(stderr, "serve", "--write-timeout %v must exceed --prepare-timeout-max %v: a submit waits for its outcome", *writeTO, *prepareMax)
+	}
+	if *readHeaderTO <= 0 || *readTO <= 0 || *idleTO <= 0 {
+		return usageError(stderr, "serve", "--read-header-timeout, --read-timeout and --idle-timeout must be positive")
+	}
+	var auth *httpnet.Auth
+	if *tokensFile != "" {
+		creds, err := httpnet.LoadCredentials(*tokensFile)
+		if err != nil {
+			return usageError(stderr, "serve", "--tokens: %v", err)
+		}
+		if creds.Len() == 0 {
+			return usageError(stderr, "serve", "--tokens %s lists no client: nobody could use the API", *tokensFile)
+		}
+		auth = httpnet.NewAuth(creds)
+	} else if *metricsAuth {
+		return usageError(stderr, "serve", "--metrics-auth needs --tokens")
+	}
+	if auth == nil && !*insecure && !loopbackAddr(*listen) {
+		return usageError(stderr, "serve", "--listen %s is not a loopback address and the API has no authentication: "+
+			"give --tokens (see dtc token), or --insecure to serve it open to anyone who can reach it", *listen)
+	}
+	allow, err := httpnet.NewAllowlist(*allowRules...)
+	if err != nil {
+		return usageError(stderr, "serve", "--allow-participant: %v", err)
+	}
+	var serverTLS, participantTLS *tls.Config
+	if *tlsCert != "" || *tlsKey != "" || *clientCA != "" {
+		if serverTLS, err = httpnet.ServerTLSConfig(*tlsCert, *tlsKey, *clientCA); err != nil {
+			return usageError(stderr, "serve", "--tls-cert, --tls-key, --client-ca: %v", err)
+		}
+	}
+	if *participantCA != "" || *participantCert != "" || *participantKey != "" {
+		if participantTLS, err = httpnet.ClientTLSConfig(*participantCA, *participantCert, *participantKey); err != nil {
+			return usageError(stderr, "serve", "--participant-ca, --participant-cert, --participant-key: %v", err)
+		}
+	}
 	cfg := def
 	cfg.InflightMax = (*maxInflight + *shards - 1) / *shards
 	cfg.PrepareTimeout = *prepareTimeout
@@ -109,7 +181,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	addr := ln.Addr().String()
 	if *advertise == "" {
-		*advertise = "http://" + advertiseHost(addr)
+		scheme := "http://"
+		if serverTLS != nil {
+			scheme = "https://"
+		}
+		*advertise = scheme + advertiseHost(addr)
 		if host, _, _ := net.SplitHostPort(*listen); host == "" || net.ParseIP(host).IsUnspecified() {
 			lg.Warn("listening on all interfaces without --advertise-url: participants are told "+*advertise+
 				", which only works on this machine", "listen", addr)
@@ -130,7 +206,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		DataDir:           *dataDir,
 		Shards:            *shards,
 		Engine:            cfg,
-		Transport:         httpnet.TransportOptions{AdvertiseURL: strings.TrimSuffix(*advertise, "/"), RequestTimeout: *requestTimeout, NoBatch: *noBatch},
+		Transport:         httpnet.TransportOptions{AdvertiseURL: strings.TrimSuffix(*advertise, "/"), RequestTimeout: *requestTimeout, NoBatch: *noBatch, TLS: participantTLS},
 		SegmentSizeBytes:  int64(segmentSize),
 		LazyFlushInterval: *lazyFlush,
 		Logger:            lg,
@@ -144,14 +220,75 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		InflightMax:  *maxInflight,
 		BodyMaxBytes: int64(bodyMax),
 		Logger:       lg,
+		Auth:         auth,
+		MetricsAuth:  *metricsAuth,
+		Participants: allow,
 	})
+	if auth == nil {
+		lg.Warn("the API is unauthenticated: anyone who can reach "+addr+" may begin and read transactions; give --tokens to require clients", "listen", addr)
+	} else {
+		stopReload := reloadOnHUP(*tokensFile, auth, lg)
+		defer stopReload()
+	}
 	lg.Info("serving", "listen", addr, "advertise", *advertise, "data_dir", *dataDir, "shards", *shards,
-		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout, "phase2_batching", !*noBatch)
-	if err := httpnet.Serve(ctx, ln, rt, api, httpnet.ServeOptions{Grace: *grace, Logger: lg}); err != nil {
+		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout, "phase2_batching", !*noBatch,
+		"auth", auth != nil, "tls", serverTLS != nil, "mtls", *clientCA != "",
+		"participants_allowed", strings.Join(allow.Rules(), " "))
+	so := httpnet.ServeOptions{Grace: *grace, Logger: lg, TLS: serverTLS,
+		ReadHeaderTimeout: *readHeaderTO, ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO}
+	if err := httpnet.Serve(ctx, ln, rt, api, so); err != nil {
 		lg.Error("shutdown", "error", err)
 		return exitNo
 	}
 	return exitOK
+}
+
+// loopbackAddr reports whether a --listen address binds loopback only: localhost or a
+// loopback IP (not an empty or unspecified host, which is every interface).
+func loopbackAddr(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// reloadOnHUP reads the tokens file again on every SIGHUP and swaps the clients in; a
+// file that does not parse is logged and the clients in use are kept. The returned
+// function stops it and waits for its goroutine.
+func reloadOnHUP(path string, auth *httpnet.Auth, lg *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				creds, err := httpnet.LoadCredentials(path)
+				switch {
+				case err != nil:
+					lg.Error("SIGHUP: the tokens file does not load; the clients in use are kept", "error", err)
+				case creds.Len() == 0:
+					lg.Error("SIGHUP: the tokens file lists no client; the clients in use are kept", "file", path)
+				default:
+					auth.Replace(creds)
+					lg.Info("SIGHUP: tokens file reloaded", "file", path, "clients", creds.Len())
+				}
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+		<-exited
+	}
 }
 
 // advertiseHost turns a listening address into one a participant on this machine can

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dtc-project/dtc/client"
+	"github.com/dtc-project/dtc/httpnet"
 )
 
 // marker is the file that tells a run directory made by the demo (and so safe to wipe)
@@ -89,14 +90,18 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	fmt.Fprintf(d.stdout, "Starting the coordinator and three banks %s; %s.\n\n", fresh, where)
 
+	token, err := makeToken(cfg.runDir)
+	if err != nil {
+		return err
+	}
 	d.procs = newProcs(d.stdout, d.stderr)
 	began := time.Now()
 	dtcDir := filepath.Join(cfg.runDir, "dtc")
-	var err error
 	d.dtc, err = d.procs.start("dtc", dtcBin, []string{"serve",
 		"--listen", fmt.Sprintf("%s:%d", cfg.host, cfg.dtcPort),
 		"--data-dir", dtcDir,
 		"--prepare-timeout", cfg.prepareTimeout.String(),
+		"--tokens", filepath.Join(cfg.runDir, tokensFile),
 	}, logPath("dtc"))
 	if err != nil {
 		return err
@@ -128,7 +133,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	fmt.Fprintf(d.stdout, "Ready after %v (dtc answers /readyz, the banks /healthz).\n\n", time.Since(began).Round(time.Millisecond))
 
-	c, err := client.New(d.dtcURL(), client.Options{})
+	c, err := client.New(d.dtcURL(), client.Options{Token: token})
 	if err != nil {
 		return err
 	}
@@ -162,6 +167,27 @@ func (d *demo) run(ctx context.Context) error {
 	case dead := <-d.procs.died:
 		return dead.deathError()
 	}
+}
+
+// The API's clients (dtc serve --tokens) and the demo's own token, in the run
+// directory.
+const (
+	tokensFile = "tokens"
+	tokenFile  = "demo.token"
+)
+
+// makeToken makes a fresh admin token for the demo: its hash goes to the tokens file
+// dtc serves with, the token itself to demo.token (mode 0600), for the hints.
+func makeToken(runDir string) (string, error) {
+	token, cred := httpnet.NewToken()
+	line := "# made by the demo: dtc serve --tokens " + tokensFile + "; the token is in " + tokenFile + "\nadmin demo " + cred + "\n"
+	if err := os.WriteFile(filepath.Join(runDir, tokensFile), []byte(line), 0o600); err != nil {
+		return "", fmt.Errorf("writing the tokens file: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(runDir, tokenFile), []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing the token: %w", err)
+	}
+	return token, nil
 }
 
 // prepareRunDir makes the run directory, wiping it first when fresh. It refuses to

@@ -29,17 +29,20 @@ func (d *demo) printHints(w *workload) {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "\ndtc and the banks keep running. Try, in another terminal (amounts are cents):\n\n")
+	fmt.Fprintf(&b, "\ndtc and the banks keep running. Try, in another terminal (amounts are cents).\n")
+	fmt.Fprintf(&b, "The API takes a token: the demo made one (role admin) in %s. bin/dtc reads DTC_TOKEN:\n\n",
+		path(filepath.Join(cfg.runDir, tokenFile)))
+	fmt.Fprintf(&b, "  export DTC_TOKEN=$(cat %s)\n\n", path(filepath.Join(cfg.runDir, tokenFile)))
 	fmt.Fprintf(&b, "  # move 1000 from alice (bank1) to carol (bank2); the answer comes with the outcome\n")
-	fmt.Fprintf(&b, "  curl -s -XPOST %s/v1/transactions -d '{\"participants\":[\n      %s,\n      %s]}'\n\n",
+	fmt.Fprintf(&b, "  curl -s -H \"Authorization: Bearer $DTC_TOKEN\" -XPOST %s/v1/transactions -d '{\"participants\":[\n      %s,\n      %s]}'\n\n",
 		api, obj(0, ops("alice", -1000)), obj(1, ops("carol", 1000)))
 	fmt.Fprintf(&b, "  # the same with the CLI, under an id of your choice (resubmitting it answers the same transaction)\n")
 	fmt.Fprintf(&b, "  %s submit%s --id my-first \\\n      '%s=%s' \\\n      '%s=%s'\n\n",
 		dtcBin, coordFlag, p(0), ops("alice", -1000), p(1), ops("carol", 1000))
 	fmt.Fprintf(&b, "  # bank2 holds its vote 3s but the deadline is 1s: aborted, bank2 TIMEOUT; ?wait=false answers 202 at once\n")
-	fmt.Fprintf(&b, "  curl -si -XPOST '%s/v1/transactions?wait=false' -d '{\"prepare_timeout_ms\":1000,\"participants\":[\n      %s,\n      %s]}'\n",
+	fmt.Fprintf(&b, "  curl -si -H \"Authorization: Bearer $DTC_TOKEN\" -XPOST '%s/v1/transactions?wait=false' -d '{\"prepare_timeout_ms\":1000,\"participants\":[\n      %s,\n      %s]}'\n",
 		api, obj(1, `{"ops":[{"account":"dave","amount":-10}],"hold_ms":3000}`), obj(2, ops("frank", 10)))
-	fmt.Fprintf(&b, "  curl -s %s/v1/transactions/ID  # poll it, with the id of the answer above\n\n", api)
+	fmt.Fprintf(&b, "  curl -s -H \"Authorization: Bearer $DTC_TOKEN\" %s/v1/transactions/ID  # poll it, with the id of the answer above\n\n", api)
 	short := [][2]string{
 		{fmt.Sprintf("%s get%s %s", dtcBin, coordFlag, nackID), "one transaction: votes, reasons, phase 2"},
 		{fmt.Sprintf("%s list%s", dtcBin, coordFlag), "every transaction the coordinator remembers"},
