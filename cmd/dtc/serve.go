@@ -15,6 +15,7 @@ import (
 	"github.com/dtc-project/dtc/httpnet"
 	"github.com/dtc-project/dtc/internal/dirlock"
 	"github.com/dtc-project/dtc/internal/maxprocs"
+	"github.com/dtc-project/dtc/participant"
 )
 
 const serveHelp = `Usage: dtc serve [flags]
@@ -31,6 +32,12 @@ them are prepared, else roll back. /readyz answers 503 until that is done.
 On SIGTERM or SIGINT it stops accepting connections, lets requests in flight finish for
 up to --shutdown-grace, makes what the log holds pending durable and exits 0.
 Transactions still in flight resume after the next start.
+
+With --participant-secret-file, every request to a participant is signed with the
+file's first key (HMAC-SHA256, headers Dtc-Timestamp, Dtc-Signature and Dtc-Key-Id;
+see the README, "Participant request signing"): participants that hold the same file
+refuse requests from anyone else. The file has one key a line, "SECRET" or
+"KEY_ID SECRET", a secret at least 32 characters long (e.g. openssl rand -hex 32).
 
 Example:
   dtc serve --listen 127.0.0.1:7070 --data-dir /var/lib/dtc --advertise-url http://10.0.0.5:7070
@@ -55,6 +62,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		recoveryTimeout = fs.Duration("recovery-timeout", def.RecoveryTimeout, "after a restart, how long to wait for the status of an undecided transaction before rolling it back")
 		requestTimeout  = fs.Duration("request-timeout", def.RequestTimeout, "timeout of one commit, rollback or status request to a participant")
 		backoffMax      = fs.Duration("retry-backoff-max", def.RetryBackoffMax, "longest wait between two phase-2 retries to one participant")
+		secretFile      = fs.String("participant-secret-file", "", "file of keys shared with the participants: every request to them is signed with its first key")
 		noBatch         = fs.Bool("no-batch", false, "never use POST …/batch, even with participants that offer it (Dtc-Batch-Max): every commit and rollback is a request of its own")
 		retention       = fs.Duration("done-retention", def.DoneRetention, "how long a finished transaction is remembered (its id stays reserved)")
 		doneMax         = fs.Int("done-max", 100_000, "most finished transactions remembered, split evenly across the shards (about 1 KiB each); beyond it the oldest is forgotten before --done-retention")
@@ -86,6 +94,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *advertise != "" {
 		if u, err := url.Parse(*advertise); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
 			return usageError(stderr, "serve", "--advertise-url %q is not an absolute http(s) base URL", *advertise)
+		}
+	}
+	var signer *participant.Signer
+	if *secretFile != "" {
+		keys, err := participant.ReadKeyFile(*secretFile)
+		if err != nil {
+			return usageError(stderr, "serve", "--participant-secret-file: %v", err)
+		}
+		if signer, err = participant.NewSigner(keys[0]); err != nil {
+			return usageError(stderr, "serve", "--participant-secret-file: %v", err)
 		}
 	}
 	cfg := def
@@ -130,7 +148,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		DataDir:           *dataDir,
 		Shards:            *shards,
 		Engine:            cfg,
-		Transport:         httpnet.TransportOptions{AdvertiseURL: strings.TrimSuffix(*advertise, "/"), RequestTimeout: *requestTimeout, NoBatch: *noBatch},
+		Transport:         httpnet.TransportOptions{AdvertiseURL: strings.TrimSuffix(*advertise, "/"), RequestTimeout: *requestTimeout, NoBatch: *noBatch, Signer: signer},
 		SegmentSizeBytes:  int64(segmentSize),
 		LazyFlushInterval: *lazyFlush,
 		Logger:            lg,
@@ -146,7 +164,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		Logger:       lg,
 	})
 	lg.Info("serving", "listen", addr, "advertise", *advertise, "data_dir", *dataDir, "shards", *shards,
-		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout, "phase2_batching", !*noBatch)
+		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout, "phase2_batching", !*noBatch, "signed_participant_requests", signer != nil)
 	if err := httpnet.Serve(ctx, ln, rt, api, httpnet.ServeOptions{Grace: *grace, Logger: lg}); err != nil {
 		lg.Error("shutdown", "error", err)
 		return exitNo
