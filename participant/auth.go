@@ -345,15 +345,20 @@ type signedHeaders struct {
 // checkHeaders checks r's signature headers: present, well formed, a known key, a
 // timestamp within the window. The body is not needed yet, so a request that fails
 // here is refused before it is read.
-func (a *Auth) checkHeaders(r *http.Request) (signedHeaders, error) {
+func (a *Auth) checkHeaders(r *http.Request, count bool) (signedHeaders, error) {
+	inc := func(c *atomic.Uint64) {
+		if count {
+			c.Add(1)
+		}
+	}
 	var s signedHeaders
 	sigs, tss := r.Header[HeaderSignature], r.Header[HeaderTimestamp]
 	if len(sigs) == 0 || len(tss) == 0 {
-		a.unsigned.Add(1)
+		inc(&a.unsigned)
 		return s, fmt.Errorf("%w: headers %s and %s are required: this participant takes only requests signed by its coordinator", ErrUnsigned, HeaderTimestamp, HeaderSignature)
 	}
 	if len(sigs) > 1 || len(tss) > 1 || len(r.Header[HeaderKeyID]) > 1 {
-		a.malformed.Add(1)
+		inc(&a.malformed)
 		return s, fmt.Errorf("%w: a signature header is repeated", ErrMalformedSignedBy)
 	}
 	id := ""
@@ -361,7 +366,7 @@ func (a *Auth) checkHeaders(r *http.Request) (signedHeaders, error) {
 		id = ids[0]
 	}
 	if s.key = a.keys[id]; s.key == nil {
-		a.unknownKey.Add(1)
+		inc(&a.unknownKey)
 		if len(id) > keyIDMaxBytes {
 			id = id[:keyIDMaxBytes] + "…"
 		}
@@ -370,21 +375,21 @@ func (a *Auth) checkHeaders(r *http.Request) (signedHeaders, error) {
 	s.ts = tss[0]
 	sec, err := strconv.ParseInt(s.ts, 10, 64)
 	if err != nil || !isDigits(s.ts) {
-		a.malformed.Add(1)
+		inc(&a.malformed)
 		return s, fmt.Errorf("%w: %s must be decimal Unix seconds", ErrMalformedSignedBy, HeaderTimestamp)
 	}
 	now := a.clock.Now()
 	if d := now.Sub(time.Unix(sec, 0)); d > a.window || d < -a.window {
-		a.expired.Add(1)
+		inc(&a.expired)
 		return s, fmt.Errorf("%w: %s %d is %v away from this participant's clock, more than %v", ErrSignatureExpired, HeaderTimestamp, sec, d.Round(time.Second), a.window)
 	}
 	hexSig, ok := strings.CutPrefix(sigs[0], signatureVersion+"=")
 	if !ok || len(hexSig) != 2*sha256.Size {
-		a.malformed.Add(1)
+		inc(&a.malformed)
 		return s, fmt.Errorf("%w: %s must be %s= and 64 hex digits", ErrMalformedSignedBy, HeaderSignature, signatureVersion)
 	}
 	if _, err := hex.Decode(s.sig[:], []byte(hexSig)); err != nil {
-		a.malformed.Add(1)
+		inc(&a.malformed)
 		return s, fmt.Errorf("%w: %s must be %s= and 64 hex digits", ErrMalformedSignedBy, HeaderSignature, signatureVersion)
 	}
 	return s, nil
@@ -402,33 +407,39 @@ func isDigits(s string) bool {
 
 // checkMAC compares the signature in s with the one r and body call for, in constant
 // time.
-func (a *Auth) checkMAC(s *signedHeaders, r *http.Request, body []byte) error {
+func (a *Auth) checkMAC(s *signedHeaders, r *http.Request, body []byte, count bool) error {
+	inc := func(c *atomic.Uint64) {
+		if count {
+			c.Add(1)
+		}
+	}
 	uri := r.RequestURI
 	if uri == "" {
 		uri = r.URL.RequestURI()
 	}
 	mac := s.key.sum(s.ts, r.Method, r.Host, uri, body)
 	if !hmac.Equal(mac[:], s.sig[:]) {
-		a.badSignature.Add(1)
+		inc(&a.badSignature)
 		return fmt.Errorf("%w: the request was not signed with this participant's secret, or was changed on the way", ErrBadSignature)
 	}
-	a.verified.Add(1)
+	inc(&a.verified)
 	return nil
 }
 
 // Verify checks that r, whose body is body, is signed with one of a's keys within the
 // window. A service that reads a request before the handler (to hold it, to log it)
-// can refuse forged ones first with it. A nil Auth, or one without keys, accepts every
+// can refuse forged ones first with it; it is not counted in Stats (the handler counts
+// the request when it checks it). A nil Auth, or one without keys, accepts every
 // request.
 func (a *Auth) Verify(r *http.Request, body []byte) error {
 	if !a.Signed() {
 		return nil
 	}
-	s, err := a.checkHeaders(r)
+	s, err := a.checkHeaders(r, false)
 	if err != nil {
 		return err
 	}
-	return a.checkMAC(&s, r, body)
+	return a.checkMAC(&s, r, body, false)
 }
 
 // TrustsCoordinator reports whether a prepare naming coordinator may be taken: always

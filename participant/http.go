@@ -149,7 +149,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the body is read, and the MAC once the body is (authBody).
 	var sh *signedHeaders
 	if method == http.MethodPost && h.auth.Signed() {
-		s, err := h.auth.checkHeaders(r)
+		s, err := h.auth.checkHeaders(r, true)
 		if err != nil {
 			h.unauthorized(w, r, err)
 			return
@@ -183,7 +183,7 @@ func (h *handler) authBody(w http.ResponseWriter, r *http.Request, sh *signedHea
 	if sh == nil {
 		return true
 	}
-	if err := h.auth.checkMAC(sh, r, body); err != nil {
+	if err := h.auth.checkMAC(sh, r, body, true); err != nil {
 		h.unauthorized(w, r, err)
 		return false
 	}
