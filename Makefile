@@ -32,6 +32,30 @@ test: lint
 	$(GO) test -count=1 $(PKGS)
 	$(GO) test -count=1 -race $(RACE_PKGS)
 	$(GO) test -count=1 -race -short ./chaosreal/...
+	$(MAKE) fuzz-part FUZZ_TIME=$(FUZZ_TIME_TEST)
+
+# Fuzz targets of the participant's request decoders and signature check, and of the
+# log's frame and record decoders, as package:target. Their seed corpora are committed
+# (testdata/fuzz/<target>) and run with every go test; make test fuzzes each for
+# FUZZ_TIME_TEST more (about 20 s in all), fuzz-part for FUZZ_TIME (make fuzz-part
+# FUZZ_TIME=5m for a longer run). New failures land in testdata/fuzz: commit them.
+FUZZ_TARGETS_PART := \
+	./participant:FuzzDecodePrepareRequest \
+	./participant:FuzzDecodeTxnRequest \
+	./participant:FuzzDecodeBatchRequest \
+	./participant:FuzzAuthHeaders \
+	./participant:FuzzReplayRecord \
+	./wal:FuzzScanFrames \
+	./wal:FuzzOpenDamagedLog
+FUZZ_TIME      ?= 30s
+FUZZ_TIME_TEST ?= 3s
+
+.PHONY: fuzz-part
+fuzz-part:
+	@set -e; for t in $(FUZZ_TARGETS_PART); do \
+		echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZ_TIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZ_TIME) $${t%%:*}; \
+	done
 
 race:
 	$(GO) test -count=1 -race $(RACE_PKGS)
