@@ -270,13 +270,13 @@ type Auth struct {
 
 // AuthStats counts Auth's decisions.
 type AuthStats struct {
-	Verified             uint64 // requests whose signature was good
-	Unsigned             uint64 // refused: no signature headers
-	Expired              uint64 // refused: timestamp outside the window (a replay, or a clock off)
-	UnknownKey           uint64 // refused: Dtc-Key-Id names no key here
-	BadSignature         uint64 // refused: forged, or changed on the way
-	Malformed            uint64 // refused: headers that do not parse
-	UntrustedCoordinator uint64 // prepares NACKed: the coordinator named is not trusted
+	Verified             uint64 `json:"verified"`              // requests whose signature was good
+	Unsigned             uint64 `json:"unsigned"`              // refused: no signature headers
+	Expired              uint64 `json:"expired"`               // refused: timestamp outside the window (a replay, or a clock off)
+	UnknownKey           uint64 `json:"unknown_key"`           // refused: Dtc-Key-Id names no key here
+	BadSignature         uint64 `json:"bad_signature"`         // refused: forged, or changed on the way
+	Malformed            uint64 `json:"malformed"`             // refused: headers that do not parse
+	UntrustedCoordinator uint64 `json:"untrusted_coordinator"` // prepares NACKed: the coordinator named is not trusted
 }
 
 // Refused is the number of requests refused 401.

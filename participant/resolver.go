@@ -81,16 +81,16 @@ type inDoubtTrack struct {
 // coordinator cannot be reached shows in CoordinatorUnreachable (and in its status
 // answer, see HandlerOptions.Resolver) until it is resolved.
 type ResolverStats struct {
-	Rounds      uint64 // rounds run
-	Attempts    uint64 // queries to a coordinator (or attempts without one to ask)
-	Resolved    uint64 // transactions committed or rolled back on the coordinator's answer
-	Pending     uint64 // answers "still in progress"
-	Unreachable uint64 // attempts without a usable answer: no coordinator known, connection error, timeout, a status other than 200 or the coordinator's 404
-	Conflicts   uint64 // answers contradicting this participant's state (heuristic hazards)
+	Rounds      uint64 `json:"rounds"`      // rounds run
+	Attempts    uint64 `json:"attempts"`    // queries to a coordinator (or attempts without one to ask)
+	Resolved    uint64 `json:"resolved"`    // transactions committed or rolled back on the coordinator's answer
+	Pending     uint64 `json:"pending"`     // answers "still in progress"
+	Unreachable uint64 `json:"unreachable"` // attempts without a usable answer: no coordinator known, connection error, timeout, a status other than 200 or the coordinator's 404
+	Conflicts   uint64 `json:"conflicts"`   // answers contradicting this participant's state (heuristic hazards)
 	// InDoubt is the number of transactions in doubt at the last round, and
 	// CoordinatorUnreachable those of them whose last query got no usable answer.
-	InDoubt                int
-	CoordinatorUnreachable int
+	InDoubt                int `json:"in_doubt"`
+	CoordinatorUnreachable int `json:"coordinator_unreachable"`
 }
 
 // InDoubtReport is what the resolver knows about one transaction in doubt.

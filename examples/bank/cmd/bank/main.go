@@ -4,7 +4,8 @@
 //	bank --listen 127.0.0.1:9001 --data-dir data/bank1 --accounts alice=100000,bob=100000
 //
 // It serves the participant protocol (POST /prepare, /commit, /rollback, GET /status)
-// plus GET /accounts, POST /accounts/{name}/lock and /unlock, and GET /healthz. A prepare
+// plus GET /accounts, POST /accounts/{name}/lock and /unlock, GET /healthz and GET /stats
+// (the participant library's counters: refused requests, in-doubt queries). A prepare
 // payload's "hold_ms" makes it wait before voting, to show a prepare timeout. It stops
 // gracefully on SIGTERM or SIGINT, and exits non-zero if its log fails.
 //

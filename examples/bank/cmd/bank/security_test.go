@@ -95,6 +95,18 @@ func TestBankSignedOnly(t *testing.T) {
 	if st := a.auth.Stats(); st.Verified != 1 || st.Unsigned != 2 {
 		t.Fatalf("auth stats %+v", st)
 	}
+	resp, err = http.Get(srv.URL + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var stats statsResponse
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
+		t.Fatal(err)
+	}
+	if stats.Auth.Unsigned != 2 || stats.Resolver.CoordinatorUnreachable != 1 || stats.Participant.Prepared != 1 {
+		t.Fatalf("GET /stats: %+v", stats)
+	}
 }
 
 func TestRunSecurityFlags(t *testing.T) {

@@ -117,6 +117,7 @@ func newApp(c config) (*app, error) {
 	mux.HandleFunc("POST /accounts/{name}/lock", func(w http.ResponseWriter, r *http.Request) { a.lock(w, r, true) })
 	mux.HandleFunc("POST /accounts/{name}/unlock", func(w http.ResponseWriter, r *http.Request) { a.lock(w, r, false) })
 	mux.HandleFunc("GET /healthz", a.healthz)
+	mux.HandleFunc("GET /stats", a.stats)
 	a.handler = mux
 	st := p.Stats()
 	log.Info("bank: open", "data_dir", c.DataDir, "replayed_records", st.ReplayedRecords,
@@ -211,6 +212,20 @@ func (a *app) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// statsResponse is the body of GET /stats: what the participant library counts.
+type statsResponse struct {
+	Participant participant.Stats         `json:"participant"`
+	Auth        participant.AuthStats     `json:"auth"`
+	Resolver    participant.ResolverStats `json:"resolver"`
+}
+
+// stats answers the counters of the participant core, of request verification (refused
+// requests by reason) and of the in-doubt resolver (transactions whose coordinator
+// cannot be reached).
+func (a *app) stats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, statsResponse{Participant: a.p.Stats(), Auth: a.auth.Stats(), Resolver: a.resolver.Stats()})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
