@@ -34,15 +34,24 @@ test: lint
 	$(GO) test -count=1 -race -short ./chaosreal/...
 	$(MAKE) --no-print-directory fuzz FUZZ_TIME=$(FUZZ_TIME_SHORT)
 
-# Fuzz targets, as package:name, one a line. Each starts from its committed seed corpus
-# (testdata/fuzz/<name>) and what earlier runs found; a failing input is written there
-# to be committed with its fix. make test runs each for FUZZ_TIME_SHORT, make fuzz for
-# FUZZ_TIME.
+# Fuzz targets, as package:name, one a line: the API's request decoder, participant URL
+# normaliser and credentials parser; the participant's request decoders, signature
+# check and record replay; the log's frame and record decoders. Each starts from its
+# committed seed corpus (testdata/fuzz/<name>) and what earlier runs found; a failing
+# input is written there, to be committed with its fix. make test runs each for
+# FUZZ_TIME_SHORT, make fuzz for FUZZ_TIME.
 FUZZ_TARGETS := \
 	./httpnet:FuzzSubmitBody \
 	./httpnet:FuzzNormalizeParticipantURL \
-	./httpnet:FuzzParseCredentials
-FUZZ_TIME_SHORT ?= 5s
+	./httpnet:FuzzParseCredentials \
+	./participant:FuzzDecodePrepareRequest \
+	./participant:FuzzDecodeTxnRequest \
+	./participant:FuzzDecodeBatchRequest \
+	./participant:FuzzAuthHeaders \
+	./participant:FuzzReplayRecord \
+	./wal:FuzzScanFrames \
+	./wal:FuzzOpenDamagedLog
+FUZZ_TIME_SHORT ?= 3s
 FUZZ_TIME       ?= 2m
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

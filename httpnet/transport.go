@@ -64,6 +64,9 @@ type TransportOptions struct {
 	// participant's queue and leave together in the next request, up to the
 	// participant's maximum: the more in flight, the smaller the batches. Default 1.
 	BatchInflight int
+	// Signer, if set, signs every request to a participant (prepare, commit, rollback,
+	// status, batch) with the secret it shares with them (participant.Auth verifies).
+	Signer *participant.Signer
 	// NoBatch turns phase-2 batching off: never use POST …/batch, even with
 	// participants that offer it. Their Dtc-Batch-Max header is ignored (the capability
 	// is never recorded), and every commit and rollback is a request of its own.
@@ -722,8 +725,11 @@ func (t *Transport) httpRequest(ctx context.Context, method string, u *url.URL, 
 		req.ContentLength = int64(len(body))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
-	if t.direct == nil {
+	if t.direct == nil || t.o.Signer != nil {
 		req.Header = req.Header.Clone()
+	}
+	if t.o.Signer != nil {
+		t.o.Signer.Sign(req.Header, method, req.Host, u.RequestURI(), body)
 	}
 	return req
 }

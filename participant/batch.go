@@ -55,9 +55,9 @@ func (c *batchCall) release() {
 // answered 400 or 413 with nothing applied), then every op is started, as …/commit or
 // …/rollback would start it, then every answer is awaited (each comes once its record
 // is durable), then all are written in one response.
-func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
+func (h *handler) batch(w http.ResponseWriter, r *http.Request, sh *signedHeaders) {
 	c := batchPool.Get().(*batchCall)
-	if !h.decodeBatchRequest(w, r, c) || !h.checkBatchOps(w, r, c.ops) {
+	if !h.decodeBatchRequest(w, r, sh, c) || !h.checkBatchOps(w, r, c.ops) {
 		c.release()
 		return
 	}
@@ -103,7 +103,7 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
 // beyond) and its ops into c.ops: the bodies a coordinator writes by parseBatchRequest,
 // any other by the strict decoder, so that what is accepted and the errors given are
 // decode's. It answers the request itself when it returns false.
-func (h *handler) decodeBatchRequest(w http.ResponseWriter, r *http.Request, c *batchCall) bool {
+func (h *handler) decodeBatchRequest(w http.ResponseWriter, r *http.Request, sh *signedHeaders, c *batchCall) bool {
 	bodyMax := h.batchBodyMax()
 	_, err := c.body.ReadFrom(http.MaxBytesReader(w, r.Body, bodyMax))
 	if err != nil {
@@ -114,6 +114,9 @@ func (h *handler) decodeBatchRequest(w http.ResponseWriter, r *http.Request, c *
 			return false
 		}
 		h.fail(w, r, http.StatusBadRequest, CodeMalformedJSON, fmt.Sprintf("reading the body: %v", err))
+		return false
+	}
+	if !h.authBody(w, r, sh, c.body.Bytes()) {
 		return false
 	}
 	if ops, ok := parseBatchRequest(c.body.Bytes(), c.ops[:0], h.batchMax); ok {

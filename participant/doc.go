@@ -112,9 +112,46 @@
 //     growth.
 //   - The Service sees the same calls, with the same bytes, live and on replay.
 //
+// # Request signing
+//
+// With HandlerOptions.Auth holding keys (NewAuth, AuthOptions.Keys, read from a secret
+// file by ReadKeyFile), the handler acts only on a POST (prepare, commit, rollback,
+// batch) signed by the coordinator with a key it holds; httpnet.Transport signs with
+// TransportOptions.Signer (dtc serve --participant-secret-file). Three headers:
+//
+//	Dtc-Timestamp  time of signing, decimal Unix seconds
+//	Dtc-Signature  "v1=" and the lowercase hex of HMAC-SHA256(secret, message)
+//	Dtc-Key-Id     the key's id (absent for a key without one)
+//
+// The secret's bytes, as written in the file, are the HMAC key. The message is
+//
+//	"v1\n" TIMESTAMP "\n" METHOD "\n" HOST "\n" REQUEST_URI "\n" BODY
+//
+// TIMESTAMP as sent, HOST the Host header in lower case, REQUEST_URI the path and query
+// as sent (r.RequestURI), BODY the body byte for byte. A request whose headers are
+// missing, repeated or malformed, whose key id is unknown, whose timestamp is more than
+// AuthOptions.SignatureWindow (30 s) from the participant's clock, or whose HMAC differs
+// (compared in constant time) is answered 401, code CodeUnauthorized, with a message
+// saying which, and changes nothing; the header checks are made before the body is read.
+// Auth.Stats counts each reason. Within the window a replay is harmless, as every call is
+// idempotent; the host is signed so that a prepare meant for one participant cannot be
+// replayed at another with the same key (a proxy in front of the participant must keep
+// the Host header). GET status is not checked: it changes nothing. Auth.Verify lets a
+// service check a request it reads before the handler (the bank's hold_ms).
+//
+// AuthOptions.Coordinators, if set, lists the coordinators a prepare may name: another,
+// or none, is answered NACK with the reason and reserves nothing.
+//
 // A transaction prepared longer than Config.InDoubtAfter is in doubt: the coordinator's
 // phase 2 has not come. The Resolver asks the coordinator (GET
 // {coordinator}/v1/transactions/{id}, with the id it was prepared under) and commits or
 // rolls back; only a 404 whose error code is "not_found" (CodeTxnNotFound) is presumed
 // abort, never a bare 404 or the coordinator's "no_route".
+// Each query is counted and logged (Resolver.Stats); a transaction whose coordinator
+// gives no usable answer is reported: a warning each time, Stats.CoordinatorUnreachable,
+// and, through HandlerOptions.Resolver, its status answer (in_doubt_since,
+// resolve_attempts, coordinator_unreachable, unreachable_since, last_resolve_error).
+// ResolverOptions.BearerToken is sent with the queries.
+//
+// NewServer gives an http.Server with read, write and idle timeouts for the handler.
 package participant

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 )
 
@@ -37,6 +38,16 @@ type HandlerOptions struct {
 	BatchMaxOps int
 	// Logger gets one line per failed request. Default: slog.Default().
 	Logger *slog.Logger
+	// Auth, if set, is checked before the handler acts on a request: the signature of
+	// every POST (a request without a good one is answered 401, code CodeUnauthorized,
+	// before its body is read when its headers already fail, and changes nothing), and
+	// the coordinator a prepare names (one that is not trusted is answered NACK).
+	// GET status stays open: it changes nothing. Nil: nothing is checked.
+	Auth *Auth
+	// Resolver, if set, adds what it knows to the status answer of a transaction in
+	// doubt: since when, how many times the coordinator was asked, whether it could be
+	// reached (StateResponse).
+	Resolver *Resolver
 }
 
 // Error codes in ErrorBody.Code.
@@ -51,11 +62,20 @@ const (
 	CodeUnavailable      = "unavailable"
 )
 
+// NACK reasons of a prepare refused by Auth.TrustsCoordinator.
+const (
+	reasonNoCoordinator        = "prepare names no coordinator; this participant takes prepares only from the coordinators it trusts"
+	reasonUntrustedCoordinator = "coordinator %q is not one this participant trusts"
+)
+
 type handler struct {
 	p       *Participant
 	base    string
 	bodyMax int64
 	log     *slog.Logger
+
+	auth     *Auth     // HandlerOptions.Auth; nil: nothing checked
+	resolver *Resolver // HandlerOptions.Resolver; nil: status says only the state
 
 	batchMax    int      // HandlerOptions.BatchMaxOps
 	batchHeader []string // the value of HeaderBatchMax, shared by every answer
@@ -94,6 +114,7 @@ func NewHandler(p *Participant, opts HandlerOptions) http.Handler {
 	}
 	return &handler{
 		p: p, base: base, bodyMax: opts.BodyMaxBytes, log: opts.Logger,
+		auth: opts.Auth, resolver: opts.Resolver,
 		batchMax:    opts.BatchMaxOps,
 		batchHeader: []string{strconv.Itoa(opts.BatchMaxOps)},
 	}
@@ -131,23 +152,64 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusMethodNotAllowed, CodeMethodNotAllowed, fmt.Sprintf("%s takes %s", r.URL.Path, method))
 		return
 	}
+	// Every POST is signed when Auth has keys; the headers are checked here, before
+	// the body is read, and the MAC once the body is (authBody).
+	var sh *signedHeaders
+	if method == http.MethodPost && h.auth.Signed() {
+		s, err := h.auth.checkHeaders(r, true)
+		if err != nil {
+			h.unauthorized(w, r, err)
+			return
+		}
+		sh = &s
+	}
 	switch name {
 	case EndpointPrepare:
-		h.prepare(w, r)
+		h.prepare(w, r, sh)
 	case EndpointCommit:
-		h.phase2(w, r, h.p.Commit)
+		h.phase2(w, r, sh, h.p.Commit)
 	case EndpointRollback:
-		h.phase2(w, r, h.p.Rollback)
+		h.phase2(w, r, sh, h.p.Rollback)
 	case EndpointStatus:
 		h.status(w, r)
 	case EndpointBatch:
-		h.batch(w, r)
+		h.batch(w, r, sh)
 	}
 }
 
-func (h *handler) prepare(w http.ResponseWriter, r *http.Request) {
-	req, ok := h.decodePrepareRequest(w, r)
+// unauthorized answers 401 for a request Auth refused.
+func (h *handler) unauthorized(w http.ResponseWriter, r *http.Request, err error) {
+	h.log.Warn("participant: unauthorized request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+	w.Header().Set("WWW-Authenticate", `Dtc-HMAC-SHA256 realm="dtc participant"`)
+	writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: ErrorBody{Code: CodeUnauthorized, Message: strings.TrimPrefix(err.Error(), "participant: ")}})
+}
+
+// authBody checks the MAC of r, whose whole body is body, if sh is set (Auth has
+// keys); it answers 401 itself when it returns false.
+func (h *handler) authBody(w http.ResponseWriter, r *http.Request, sh *signedHeaders, body []byte) bool {
+	if sh == nil {
+		return true
+	}
+	if err := h.auth.checkMAC(sh, r, body, true); err != nil {
+		h.unauthorized(w, r, err)
+		return false
+	}
+	return true
+}
+
+func (h *handler) prepare(w http.ResponseWriter, r *http.Request, sh *signedHeaders) {
+	req, ok := h.decodePrepareRequest(w, r, sh)
 	if !ok || !h.checkTxnID(w, r, req.TxnID) {
+		return
+	}
+	if !h.auth.TrustsCoordinator(req.Coordinator) {
+		h.auth.untrustedCoordinator.Add(1)
+		reason := reasonNoCoordinator
+		if req.Coordinator != "" {
+			reason = fmt.Sprintf(reasonUntrustedCoordinator, req.Coordinator)
+		}
+		h.log.Warn("participant: prepare refused", "txn_id", req.TxnID, "remote", r.RemoteAddr, "reason", reason)
+		writeJSON(w, http.StatusOK, nack(reason).Response())
 		return
 	}
 	if c := h.coordinator.Load(); req.Coordinator != "" && (c == nil || *c != req.Coordinator) {
@@ -170,8 +232,8 @@ func (h *handler) prepare(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *handler) phase2(w http.ResponseWriter, r *http.Request, call func(string, func(Result))) {
-	id, ok := h.decodeTxnRequest(w, r)
+func (h *handler) phase2(w http.ResponseWriter, r *http.Request, sh *signedHeaders, call func(string, func(Result))) {
+	id, ok := h.decodeTxnRequest(w, r, sh)
 	if !ok || !h.checkTxnID(w, r, id) {
 		return
 	}
@@ -232,7 +294,23 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	if !h.checkTxnID(w, r, id) {
 		return
 	}
-	writeState(w, http.StatusOK, h.p.Status(id))
+	st := h.p.Status(id)
+	if st == StatePrepared {
+		if since, ok := h.p.InDoubtSince(id); ok && !h.p.clock.Now().Before(since) {
+			resp := StateResponse{State: st, InDoubtSince: since.UTC().Format(time.RFC3339)}
+			if rep, ok := h.resolver.report(id); ok {
+				resp.ResolveAttempts = rep.Attempts
+				resp.CoordinatorUnreachable = rep.CoordinatorUnreachable
+				resp.LastResolveError = rep.LastError
+				if rep.CoordinatorUnreachable {
+					resp.UnreachableSince = rep.UnreachableSince.UTC().Format(time.RFC3339)
+				}
+			}
+			writeJSON(w, http.StatusOK, resp)
+			return
+		}
+	}
+	writeState(w, http.StatusOK, st)
 }
 
 func (h *handler) checkTxnID(w http.ResponseWriter, r *http.Request, id string) bool {
@@ -272,6 +350,9 @@ type bodyPrefix struct {
 	buf *[prepareRequestPrefixMaxBytes]byte
 	n   int   // bytes read into buf
 	err error // what stopped the read: nil when buf[:n] is full, io.EOF at the end
+	// override is the whole body when it was read beyond buf (signedBody): replay
+	// gives it.
+	override []byte
 }
 
 // readBodyPrefix reads r's body into a buffer from bodyPool: at most maxBytes and never
@@ -296,6 +377,9 @@ func (b *bodyPrefix) whole() ([]byte, bool) { return b.buf[:b.n], b.err == io.EO
 // replay returns the body as decode would read it: the bytes read, then the rest of
 // the body within h.bodyMax, or what stopped the read.
 func (b *bodyPrefix) replay(h *handler, w http.ResponseWriter, r *http.Request) io.Reader {
+	if b.override != nil {
+		return bytes.NewReader(b.override)
+	}
 	var rest io.Reader = errReader{b.err}
 	if b.err == nil {
 		rest = http.MaxBytesReader(w, r.Body, h.bodyMax-int64(b.n))
@@ -316,10 +400,14 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 // whitespace, escapes, a body that does not end within txnRequestPrefixMaxBytes — goes
 // to decode unchanged (the bytes read are replayed first), so what is accepted and the
 // errors given are decode's.
-func (h *handler) decodeTxnRequest(w http.ResponseWriter, r *http.Request) (id string, ok bool) {
+func (h *handler) decodeTxnRequest(w http.ResponseWriter, r *http.Request, sh *signedHeaders) (id string, ok bool) {
 	body := h.readBodyPrefix(r, txnRequestPrefixMaxBytes)
 	defer body.release()
-	if b, whole := body.whole(); whole {
+	b, whole, ok := h.signedBody(w, r, sh, &body)
+	if !ok {
+		return "", false
+	}
+	if whole {
 		if id, ok := parseTxnRequest(b); ok {
 			return id, true
 		}
@@ -327,6 +415,39 @@ func (h *handler) decodeTxnRequest(w http.ResponseWriter, r *http.Request) (id s
 	req := new(TxnRequest)
 	ok = h.decodeFrom(w, r, body.replay(h, w, r), req)
 	return req.TxnID, ok
+}
+
+// signedBody checks the signature of a request whose body starts with body, if sh is
+// set: the rest of the body is read first, within h.bodyMax, and body then holds all
+// of it. It returns the body as far as read, and whether that is all of it; it
+// answers the request itself (401, 413, 400) when ok is false.
+func (h *handler) signedBody(w http.ResponseWriter, r *http.Request, sh *signedHeaders, body *bodyPrefix) (b []byte, whole, ok bool) {
+	b, whole = body.whole()
+	if sh == nil {
+		return b, whole, true
+	}
+	if !whole {
+		if body.err != nil {
+			h.fail(w, r, http.StatusBadRequest, CodeMalformedJSON, fmt.Sprintf("reading the body: %v", body.err))
+			return nil, false, false
+		}
+		all := bytes.NewBuffer(append([]byte(nil), b...))
+		if _, err := all.ReadFrom(http.MaxBytesReader(w, r.Body, h.bodyMax-int64(body.n))); err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				h.fail(w, r, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("request body larger than %d bytes", h.bodyMax))
+			} else {
+				h.fail(w, r, http.StatusBadRequest, CodeMalformedJSON, fmt.Sprintf("reading the body: %v", err))
+			}
+			return nil, false, false
+		}
+		b = all.Bytes()
+		body.override = b
+	}
+	if !h.authBody(w, r, sh, b) {
+		return nil, false, false
+	}
+	return b, true, true
 }
 
 // parseTxnRequest reads b if it is exactly {"txn_id":"…"} or that and a newline, with
@@ -349,10 +470,14 @@ func parseTxnRequest(b []byte) (id string, ok bool) {
 // the coordinator sends (parsePrepareRequest). Any other body, or one that does not end
 // within prepareRequestPrefixMaxBytes, goes to decode unchanged (the bytes read are
 // replayed first), so what is accepted and the errors given are decode's.
-func (h *handler) decodePrepareRequest(w http.ResponseWriter, r *http.Request) (PrepareRequest, bool) {
+func (h *handler) decodePrepareRequest(w http.ResponseWriter, r *http.Request, sh *signedHeaders) (PrepareRequest, bool) {
 	body := h.readBodyPrefix(r, prepareRequestPrefixMaxBytes)
 	defer body.release()
-	if b, whole := body.whole(); whole {
+	b, whole, ok := h.signedBody(w, r, sh, &body)
+	if !ok {
+		return PrepareRequest{}, false
+	}
+	if whole {
 		if id, payload, coordinator, ok := parsePrepareRequest(b); ok {
 			req := PrepareRequest{TxnID: string(id)}
 			if payload != nil {

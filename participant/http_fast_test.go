@@ -270,11 +270,11 @@ func strictAndFast[T any](t *testing.T, body []byte, bodyMax int64, readErr erro
 }
 
 func decodePrepareFast(h *handler, w http.ResponseWriter, r *http.Request) (PrepareRequest, bool) {
-	return h.decodePrepareRequest(w, r)
+	return h.decodePrepareRequest(w, r, nil)
 }
 
 func decodeTxnFast(h *handler, w http.ResponseWriter, r *http.Request) (TxnRequest, bool) {
-	id, ok := h.decodeTxnRequest(w, r)
+	id, ok := h.decodeTxnRequest(w, r, nil)
 	return TxnRequest{TxnID: id}, ok
 }
 

@@ -597,6 +597,18 @@ func (p *Participant) Status(txnID string) State {
 	return StateUnknown
 }
 
+// InDoubtSince returns when txnID, durably prepared and undecided, becomes (or
+// became) in doubt: its prepare time plus Config.InDoubtAfter. ok is false for a
+// transaction in any other state.
+func (p *Participant) InDoubtSince(txnID string) (since time.Time, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t := p.txns[txnID]; t != nil && t.state == StatePrepared && t.durable == StatePrepared {
+		return t.preparedAt.Add(p.cfg.InDoubtAfter), true
+	}
+	return time.Time{}, false
+}
+
 // Update logs a change to the service's own state (see Updater) and answers once it is
 // durable. The change is applied at once, in log order with transactions.
 func (p *Participant) Update(change []byte, reply func(error)) {

@@ -37,6 +37,10 @@ type ResolverOptions struct {
 	ResponseMaxBytes int64
 	// Logger: default slog.Default().
 	Logger *slog.Logger
+	// BearerToken, if set, is sent as "Authorization: Bearer …" with every query, for a
+	// coordinator whose API asks for one (a token allowed to read transactions). A
+	// coordinator that does not ask ignores it.
+	BearerToken string
 }
 
 // Resolver finds transactions left in doubt (prepared longer than
@@ -59,6 +63,42 @@ type Resolver struct {
 
 	roundMu sync.Mutex // one round at a time
 	next    int        // where the next round starts in the in-doubt list
+
+	mu    sync.Mutex
+	track map[string]*inDoubtTrack // by txn id: those in doubt at the last round; at most Config.PreparedMax
+	stats ResolverStats
+}
+
+// inDoubtTrack is what the resolver knows about one in-doubt transaction's queries.
+type inDoubtTrack struct {
+	attempts         int
+	unreachable      bool      // the last query got no usable answer
+	unreachableSince time.Time // first of the queries in a row without one
+	lastErr          string
+}
+
+// ResolverStats count the resolver's work, for monitoring: a transaction whose
+// coordinator cannot be reached shows in CoordinatorUnreachable (and in its status
+// answer, see HandlerOptions.Resolver) until it is resolved.
+type ResolverStats struct {
+	Rounds      uint64 `json:"rounds"`      // rounds run
+	Attempts    uint64 `json:"attempts"`    // queries to a coordinator (or attempts without one to ask)
+	Resolved    uint64 `json:"resolved"`    // transactions committed or rolled back on the coordinator's answer
+	Pending     uint64 `json:"pending"`     // answers "still in progress"
+	Unreachable uint64 `json:"unreachable"` // attempts without a usable answer: no coordinator known, connection error, timeout, a status other than 200 or the coordinator's 404
+	Conflicts   uint64 `json:"conflicts"`   // answers contradicting this participant's state (heuristic hazards)
+	// InDoubt is the number of transactions in doubt at the last round, and
+	// CoordinatorUnreachable those of them whose last query got no usable answer.
+	InDoubt                int `json:"in_doubt"`
+	CoordinatorUnreachable int `json:"coordinator_unreachable"`
+}
+
+// InDoubtReport is what the resolver knows about one transaction in doubt.
+type InDoubtReport struct {
+	Attempts               int       // queries so far
+	CoordinatorUnreachable bool      // the last one got no usable answer
+	UnreachableSince       time.Time // when the queries without an answer began; zero if reachable
+	LastError              string    // why the last query got no usable answer
 }
 
 // Resolution is what one round did about one in-doubt transaction.
@@ -110,7 +150,91 @@ func NewResolver(p *Participant, o ResolverOptions) (*Resolver, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Resolver{p: p, o: o, log: o.Logger}, nil
+	return &Resolver{p: p, o: o, log: o.Logger, track: make(map[string]*inDoubtTrack)}, nil
+}
+
+// Stats returns the counters.
+func (r *Resolver) Stats() ResolverStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.stats
+	for _, t := range r.track {
+		if t.unreachable {
+			s.CoordinatorUnreachable++
+		}
+	}
+	return s
+}
+
+// Report returns what the resolver knows about txnID, if it has asked about it since
+// it has been in doubt.
+func (r *Resolver) Report(txnID string) (InDoubtReport, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.track[txnID]
+	if t == nil {
+		return InDoubtReport{}, false
+	}
+	return InDoubtReport{Attempts: t.attempts, CoordinatorUnreachable: t.unreachable, UnreachableSince: t.unreachableSince, LastError: t.lastErr}, true
+}
+
+// report is Report, false for a nil Resolver.
+func (r *Resolver) report(txnID string) (InDoubtReport, bool) {
+	if r == nil {
+		return InDoubtReport{}, false
+	}
+	return r.Report(txnID)
+}
+
+// forgetResolved drops the tracks of transactions no longer in doubt.
+func (r *Resolver) forgetResolved(all []InDoubtTxn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stats.Rounds++
+	r.stats.InDoubt = len(all)
+	if len(r.track) == 0 {
+		return
+	}
+	still := make(map[string]bool, len(all))
+	for _, t := range all {
+		still[t.ID] = true
+	}
+	for id := range r.track {
+		if !still[id] {
+			delete(r.track, id)
+		}
+	}
+}
+
+// noteAttempt records one query about id; reached tells whether it got a usable
+// answer, detail why not. It returns the track as it is now.
+func (r *Resolver) noteAttempt(id string, reached bool, detail string) inDoubtTrack {
+	now := r.o.Clock.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stats.Attempts++
+	t := r.track[id]
+	if t == nil {
+		t = new(inDoubtTrack)
+		r.track[id] = t
+	}
+	t.attempts++
+	if reached {
+		t.unreachable, t.unreachableSince, t.lastErr = false, time.Time{}, ""
+	} else {
+		r.stats.Unreachable++
+		if !t.unreachable {
+			t.unreachableSince = now
+		}
+		t.unreachable, t.lastErr = true, detail
+	}
+	return *t
+}
+
+func (r *Resolver) count(f func(*ResolverStats)) {
+	r.mu.Lock()
+	f(&r.stats)
+	r.mu.Unlock()
 }
 
 // Run resolves in-doubt transactions every Interval until ctx is done; it returns when
@@ -140,6 +264,7 @@ func (r *Resolver) ResolveOnce(ctx context.Context) []Resolution {
 	r.roundMu.Lock()
 	defer r.roundMu.Unlock()
 	all := r.p.InDoubt(r.o.Clock.Now())
+	r.forgetResolved(all)
 	if len(all) == 0 {
 		r.next = 0
 		return nil
@@ -177,11 +302,21 @@ func (r *Resolver) resolve(ctx context.Context, t InDoubtTxn) Resolution {
 	}
 	if base == "" {
 		res.Outcome, res.Detail = ResolvedPending, "no coordinator known for it"
-		r.log.Warn("participant: transaction in doubt and no coordinator to ask", "txn_id", t.ID)
+		tr := r.noteAttempt(t.ID, false, res.Detail)
+		r.log.Warn("participant: transaction in doubt and no coordinator to ask", "txn_id", t.ID,
+			"prepared_at", t.PreparedAt, "attempt", tr.attempts)
 		return res
 	}
-	verdict, detail := r.ask(ctx, base, t.ID)
+	verdict, detail, reached := r.ask(ctx, base, t.ID)
 	res.Detail = detail
+	tr := r.noteAttempt(t.ID, reached, detail)
+	if !reached {
+		res.Outcome = ResolvedPending
+		r.log.Warn("participant: transaction in doubt and its coordinator cannot be reached", "txn_id", t.ID,
+			"coordinator", base, "prepared_at", t.PreparedAt, "attempt", tr.attempts,
+			"unreachable_since", tr.unreachableSince, "why", detail)
+		return res
+	}
 	switch verdict {
 	case StateCommitted, StateAborted:
 		ch := make(chan Result, 1)
@@ -201,19 +336,23 @@ func (r *Resolver) resolve(ctx context.Context, t InDoubtTxn) Resolution {
 		case x.Err != nil:
 			res.Outcome, res.Detail = ResolvedError, x.Err.Error()
 		case x.Conflict:
+			r.count(func(s *ResolverStats) { s.Conflicts++ })
 			res.Outcome = ResolvedConflict
 			res.Detail = fmt.Sprintf("coordinator says %s, participant has %s", verdict, x.State)
 			r.log.Error("participant: heuristic hazard while resolving", "txn_id", t.ID, "coordinator", verdict, "participant", x.State)
 		case verdict == StateCommitted:
+			r.count(func(s *ResolverStats) { s.Resolved++ })
 			res.Outcome = ResolvedCommitted
-			r.log.Info("participant: resolved in-doubt transaction", "txn_id", t.ID, "outcome", "committed", "why", detail)
+			r.log.Info("participant: resolved in-doubt transaction", "txn_id", t.ID, "outcome", "committed", "why", detail, "attempt", tr.attempts)
 		default:
+			r.count(func(s *ResolverStats) { s.Resolved++ })
 			res.Outcome = ResolvedRolledBack
-			r.log.Info("participant: resolved in-doubt transaction", "txn_id", t.ID, "outcome", "rolled back", "why", detail)
+			r.log.Info("participant: resolved in-doubt transaction", "txn_id", t.ID, "outcome", "rolled back", "why", detail, "attempt", tr.attempts)
 		}
 	default:
+		r.count(func(s *ResolverStats) { s.Pending++ })
 		res.Outcome = ResolvedPending
-		r.log.Debug("participant: transaction still in doubt", "txn_id", t.ID, "why", detail)
+		r.log.Info("participant: transaction still in doubt", "txn_id", t.ID, "coordinator", base, "attempt", tr.attempts, "why", detail)
 	}
 	return res
 }
@@ -227,8 +366,18 @@ type coordinatorTxn struct {
 }
 
 // ask returns StateCommitted or StateAborted when the coordinator's answer settles the
-// transaction, StateUnknown otherwise; detail says why.
-func (r *Resolver) ask(ctx context.Context, base, id string) (State, string) {
+// transaction, StateUnknown otherwise; detail says why. reached is false when no usable
+// answer came (see ResolverStats.Unreachable).
+func (r *Resolver) ask(ctx context.Context, base, id string) (_ State, detail string, reached bool) {
+	st, detail := r.query(ctx, base, id)
+	return st, detail, st != StateUnknown || strings.HasPrefix(detail, coordinatorSays)
+}
+
+// coordinatorSays starts the detail of an answer that the coordinator gave in due
+// form but that does not settle the transaction (a state still in progress).
+const coordinatorSays = "coordinator: "
+
+func (r *Resolver) query(ctx context.Context, base, id string) (State, string) {
 	u := strings.TrimSuffix(base, "/") + "/v1/transactions/" + url.PathEscape(id)
 	ctx, cancel := context.WithTimeout(ctx, r.o.QueryTimeout)
 	defer cancel()
@@ -237,6 +386,9 @@ func (r *Resolver) ask(ctx context.Context, base, id string) (State, string) {
 		return StateUnknown, err.Error()
 	}
 	req.Header.Set("Accept", "application/json")
+	if r.o.BearerToken != "" {
+		req.Header.Set("Authorization", "Bearer "+r.o.BearerToken)
+	}
 	resp, err := r.o.Client.Do(req)
 	if err != nil {
 		return StateUnknown, err.Error()
@@ -261,7 +413,7 @@ func (r *Resolver) ask(ctx context.Context, base, id string) (State, string) {
 		case string(StateAborted):
 			return StateAborted, "coordinator: aborted"
 		default:
-			return StateUnknown, fmt.Sprintf("coordinator: %q", ct.State)
+			return StateUnknown, fmt.Sprintf(coordinatorSays+"%q", ct.State)
 		}
 	case http.StatusNotFound:
 		var e ErrorResponse

@@ -102,6 +102,20 @@ type VoteResponse struct {
 // StateResponse is the answer to commit, rollback and status.
 type StateResponse struct {
 	State State `json:"state"`
+
+	// Only in the status answer of a transaction in doubt (prepared for longer than
+	// Config.InDoubtAfter), the rest only if the handler has a Resolver
+	// (HandlerOptions.Resolver) that has asked about it:
+
+	// InDoubtSince is when it became in doubt (RFC 3339).
+	InDoubtSince string `json:"in_doubt_since,omitempty"`
+	// ResolveAttempts is how many times its coordinator was asked.
+	ResolveAttempts int `json:"resolve_attempts,omitempty"`
+	// CoordinatorUnreachable: the last query got no usable answer, since
+	// UnreachableSince (RFC 3339), for the reason LastResolveError.
+	CoordinatorUnreachable bool   `json:"coordinator_unreachable,omitempty"`
+	UnreachableSince       string `json:"unreachable_since,omitempty"`
+	LastResolveError       string `json:"last_resolve_error,omitempty"`
 }
 
 // ErrorResponse is the body of every 4xx and 5xx answer.

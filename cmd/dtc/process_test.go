@@ -206,11 +206,12 @@ type bankProc struct {
 	dir  string
 }
 
-func startBank(t *testing.T, accounts, coordinator string) *bankProc {
+func startBank(t *testing.T, accounts, coordinator string, extra ...string) *bankProc {
 	t.Helper()
 	b := &bankProc{addr: freeAddr(t), dir: t.TempDir()}
-	b.proc = startProc(t, "bank "+accounts, "bank", "--listen", b.addr, "--data-dir", b.dir, "--accounts", accounts,
-		"--coordinator", coordinator, "--in-doubt-after", "300ms", "--resolve-interval", "100ms", "--log-level", "debug")
+	args := append([]string{"--listen", b.addr, "--data-dir", b.dir, "--accounts", accounts,
+		"--coordinator", coordinator, "--in-doubt-after", "300ms", "--resolve-interval", "100ms", "--log-level", "debug"}, extra...)
+	b.proc = startProc(t, "bank "+accounts, "bank", args...)
 	b.waitUp()
 	return b
 }
@@ -374,6 +375,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req, _ := http.NewRequestWithContext(ctx, r.Method, "http://"+p.target+r.URL.RequestURI(), bytes.NewReader(body))
 	req.Header = r.Header.Clone()
+	req.Host = r.Host // as a reverse proxy in front of a participant must: the signature covers it
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		http.Error(w, "proxy: "+err.Error(), http.StatusBadGateway)

@@ -19,6 +19,7 @@ import (
 	"github.com/dtc-project/dtc/httpnet"
 	"github.com/dtc-project/dtc/internal/dirlock"
 	"github.com/dtc-project/dtc/internal/maxprocs"
+	"github.com/dtc-project/dtc/participant"
 )
 
 const serveHelp = `Usage: dtc serve [flags]
@@ -46,6 +47,12 @@ certificates (mTLS). Participants are reached only at addresses --allow-particip
 allows (default: loopback only), over HTTPS with --participant-ca and, for mTLS,
 --participant-cert/--participant-key.
 
+With --participant-secret-file, every request to a participant is signed with the
+file's first key (HMAC-SHA256, headers Dtc-Timestamp, Dtc-Signature and Dtc-Key-Id;
+see the README, "Participant request signing"): participants that hold the same file
+refuse requests from anyone else. The file has one key a line, "SECRET" or
+"KEY_ID SECRET", a secret at least 32 characters long (e.g. openssl rand -hex 32).
+
 Examples:
   dtc serve --listen 127.0.0.1:7070 --data-dir /var/lib/dtc
   dtc serve --listen 10.0.0.5:7070 --data-dir /var/lib/dtc --advertise-url https://10.0.0.5:7070 \
@@ -72,6 +79,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		recoveryTimeout = fs.Duration("recovery-timeout", def.RecoveryTimeout, "after a restart, how long to wait for the status of an undecided transaction before rolling it back")
 		requestTimeout  = fs.Duration("request-timeout", def.RequestTimeout, "timeout of one commit, rollback or status request to a participant")
 		backoffMax      = fs.Duration("retry-backoff-max", def.RetryBackoffMax, "longest wait between two phase-2 retries to one participant")
+		secretFile      = fs.String("participant-secret-file", "", "file of keys shared with the participants: every request to them is signed with its first key")
 		noBatch         = fs.Bool("no-batch", false, "never use POST …/batch, even with participants that offer it (Dtc-Batch-Max): every commit and rollback is a request of its own")
 		retention       = fs.Duration("done-retention", def.DoneRetention, "how long a finished transaction is remembered (its id stays reserved)")
 		doneMax         = fs.Int("done-max", 100_000, "most finished transactions remembered, split evenly across the shards (about 1 KiB each); beyond it the oldest is forgotten before --done-retention")
@@ -160,6 +168,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return usageError(stderr, "serve", "--participant-ca, --participant-cert, --participant-key: %v", err)
 		}
 	}
+	var signer *participant.Signer
+	if *secretFile != "" {
+		keys, err := participant.ReadKeyFile(*secretFile)
+		if err != nil {
+			return usageError(stderr, "serve", "--participant-secret-file: %v", err)
+		}
+		if signer, err = participant.NewSigner(keys[0]); err != nil {
+			return usageError(stderr, "serve", "--participant-secret-file: %v", err)
+		}
+	}
 	cfg := def
 	cfg.InflightMax = (*maxInflight + *shards - 1) / *shards
 	cfg.PrepareTimeout = *prepareTimeout
@@ -206,7 +224,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		DataDir:           *dataDir,
 		Shards:            *shards,
 		Engine:            cfg,
-		Transport:         httpnet.TransportOptions{AdvertiseURL: strings.TrimSuffix(*advertise, "/"), RequestTimeout: *requestTimeout, NoBatch: *noBatch, TLS: participantTLS},
+		Transport:         httpnet.TransportOptions{AdvertiseURL: strings.TrimSuffix(*advertise, "/"), RequestTimeout: *requestTimeout, NoBatch: *noBatch, TLS: participantTLS, Signer: signer},
 		SegmentSizeBytes:  int64(segmentSize),
 		LazyFlushInterval: *lazyFlush,
 		Logger:            lg,
@@ -231,7 +249,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		defer stopReload()
 	}
 	lg.Info("serving", "listen", addr, "advertise", *advertise, "data_dir", *dataDir, "shards", *shards,
-		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout, "phase2_batching", !*noBatch,
+		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout, "phase2_batching", !*noBatch, "signed_participant_requests", signer != nil,
 		"auth", auth != nil, "tls", serverTLS != nil, "mtls", *clientCA != "",
 		"participants_allowed", strings.Join(allow.Rules(), " "))
 	so := httpnet.ServeOptions{Grace: *grace, Logger: lg, TLS: serverTLS,

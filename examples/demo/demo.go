@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -65,6 +67,10 @@ func (d *demo) run(ctx context.Context) error {
 	if err := prepareRunDir(cfg.runDir, cfg.fresh); err != nil {
 		return err
 	}
+	secretFile, err := ensureSecret(cfg.runDir)
+	if err != nil {
+		return err
+	}
 	if err := checkPortFree(fmt.Sprintf("%s:%d", cfg.host, cfg.dtcPort), "dtc"); err != nil {
 		return err
 	}
@@ -102,6 +108,7 @@ func (d *demo) run(ctx context.Context) error {
 		"--data-dir", dtcDir,
 		"--prepare-timeout", cfg.prepareTimeout.String(),
 		"--tokens", filepath.Join(cfg.runDir, tokensFile),
+		"--participant-secret-file", secretFile,
 	}, logPath("dtc"))
 	if err != nil {
 		return err
@@ -112,6 +119,7 @@ func (d *demo) run(ctx context.Context) error {
 			"--data-dir", filepath.Join(cfg.runDir, b.name),
 			"--accounts", b.accountsFlag(),
 			"--coordinator", d.dtcURL(),
+			"--secret-file", secretFile,
 		}, logPath(b.name))
 		if err != nil {
 			return err
@@ -131,6 +139,7 @@ func (d *demo) run(ctx context.Context) error {
 		fmt.Fprintf(d.stdout, "  %-6s %-24s pid %-7d accounts %s\n", c.name, d.bankURL(i), c.cmd.Process.Pid,
 			strings.ReplaceAll(banks[i].accountsFlag(), ",", ", "))
 	}
+	fmt.Fprintf(d.stdout, "  %-6s %s: dtc signs every request to the banks with it, the banks refuse any other\n", "secret", path(secretFile))
 	fmt.Fprintf(d.stdout, "Ready after %v (dtc answers /readyz, the banks /healthz).\n\n", time.Since(began).Round(time.Millisecond))
 
 	c, err := client.New(d.dtcURL(), client.Options{Token: token})
@@ -188,6 +197,29 @@ func makeToken(runDir string) (string, error) {
 		return "", fmt.Errorf("writing the token: %w", err)
 	}
 	return token, nil
+}
+
+// secretFileName is the file, in the run directory, of the secret dtc and the banks share.
+const secretFileName = "participant-secret"
+
+// ensureSecret returns the path of the run directory's shared secret, made (random,
+// key id "demo") if it is not there: dtc signs its requests to the banks with it, and
+// the banks take no request that it did not sign.
+func ensureSecret(runDir string) (string, error) {
+	p := filepath.Join(runDir, secretFileName)
+	if isFile(p) {
+		return p, nil
+	}
+	var key [32]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return "", fmt.Errorf("making the shared secret: %w", err)
+	}
+	data := "# made by the dtc demo: the secret dtc and the banks share (dtc serve --participant-secret-file, bank --secret-file)\n" +
+		"demo " + hex.EncodeToString(key[:]) + "\n"
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		return "", fmt.Errorf("writing the shared secret: %w", err)
+	}
+	return p, nil
 }
 
 // prepareRunDir makes the run directory, wiping it first when fresh. It refuses to

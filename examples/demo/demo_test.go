@@ -165,6 +165,18 @@ func TestDemoExit(t *testing.T) {
 			t.Errorf("no %s.log in the run directory", name)
 		}
 	}
+	// dtc and the banks share a secret the demo made: dtc signs, the banks verify.
+	if fi, err := os.Stat(filepath.Join(runDir, secretFileName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("shared secret: %v %v, want a file only its owner reads", fi, err)
+	}
+	if !strings.Contains(out, "secret "+filepath.Join(runDir, secretFileName)) && !strings.Contains(out, secretFileName+": dtc signs") {
+		t.Errorf("the output does not name the shared secret")
+	}
+	for name, want := range map[string]string{"dtc": "signed_participant_requests=true", "bank1": "signed_requests_only=true"} {
+		if data, err := os.ReadFile(filepath.Join(runDir, name+".log")); err != nil || !strings.Contains(string(data), want) {
+			t.Errorf("%s.log lacks %q (%v)", name, want, err)
+		}
+	}
 	checkNothingLeft(t, out, ports)
 }
 

@@ -57,6 +57,8 @@ func (d *demo) printHints(w *workload) {
 		fmt.Fprintf(&b, "  %-*s  # %s\n", width, l[0], l[1])
 	}
 	fmt.Fprintln(&b)
+	fmt.Fprintf(&b, "  # only dtc may prepare, commit or roll back at a bank: it signs its requests with %s\n", path(filepath.Join(cfg.runDir, secretFileName)))
+	fmt.Fprintf(&b, "  curl -s -XPOST %s/rollback -d '{\"txn_id\":\"%s\"}'  # refused: 401 unauthorized\n\n", d.bankURL(0), nackID)
 	fmt.Fprintf(&b, "Logs: %s. Press Ctrl-C to stop dtc and the banks.\n", logs)
 	fmt.Fprint(d.stdout, b.String())
 }

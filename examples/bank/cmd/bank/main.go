@@ -4,9 +4,16 @@
 //	bank --listen 127.0.0.1:9001 --data-dir data/bank1 --accounts alice=100000,bob=100000
 //
 // It serves the participant protocol (POST /prepare, /commit, /rollback, GET /status)
-// plus GET /accounts, POST /accounts/{name}/lock and /unlock, and GET /healthz. A prepare
+// plus GET /accounts, POST /accounts/{name}/lock and /unlock, GET /healthz and GET /stats
+// (the participant library's counters: refused requests, in-doubt queries). A prepare
 // payload's "hold_ms" makes it wait before voting, to show a prepare timeout. It stops
 // gracefully on SIGTERM or SIGINT, and exits non-zero if its log fails.
+//
+// With --secret-file (the file given to dtc serve --participant-secret-file) it takes
+// prepares, commits, rollbacks and batches only when dtc signed them; it takes prepares
+// only from the coordinators of --trust-coordinator (default: --coordinator). Its server
+// bounds every connection (--read-header-timeout, --read-timeout, --write-timeout,
+// --idle-timeout).
 package main
 
 import (
@@ -19,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +36,7 @@ import (
 	"github.com/dtc-project/dtc/examples/bank"
 	"github.com/dtc-project/dtc/internal/dirlock"
 	"github.com/dtc-project/dtc/internal/maxprocs"
+	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -55,6 +64,15 @@ func run(args []string, stderr io.Writer) error {
 	inDoubtAfter := flags.Duration("in-doubt-after", 30*time.Second, "a transaction prepared this long without phase 2 is asked about")
 	resolveEvery := flags.Duration("resolve-interval", 5*time.Second, "how often to look for in-doubt transactions")
 	logLevel := flags.String("log-level", "info", "debug, info, warn or error")
+	secretFile := flags.String("secret-file", "", "keys shared with dtc (dtc serve --participant-secret-file): only requests signed with one of them may prepare, commit, roll back or batch")
+	window := flags.Duration("signature-window", participant.DefaultSignatureWindow, "a signature made longer ago (or ahead) than this is refused: replays, and clocks too far apart")
+	trusted := flags.StringSlice("trust-coordinator", nil, "base URL of a coordinator whose prepares are taken (repeatable; default: --coordinator); any: take every coordinator")
+	tokenFile := flags.String("coordinator-token-file", "", "file holding a bearer token sent with the in-doubt queries to the coordinator")
+	def := participant.DefaultServerOptions()
+	readHeaderTimeout := flags.Duration("read-header-timeout", def.ReadHeaderTimeout, "longest time to read a request's headers")
+	readTimeout := flags.Duration("read-timeout", def.ReadTimeout, "longest time to read a whole request, body included")
+	writeTimeout := flags.Duration("write-timeout", bank.HoldMax+30*time.Second, "longest time from a request's headers to the end of its answer (must outlast hold_ms, at most "+bank.HoldMax.String()+")")
+	idleTimeout := flags.Duration("idle-timeout", def.IdleTimeout, "longest time a keep-alive connection waits for its next request")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -70,6 +88,39 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--accounts: %w", err)
 	}
+	var keys []participant.Key
+	if *secretFile != "" {
+		if keys, err = participant.ReadKeyFile(*secretFile); err != nil {
+			return fmt.Errorf("--secret-file: %w", err)
+		}
+	}
+	trust := *trusted
+	switch {
+	case len(trust) == 1 && trust[0] == "any":
+		trust = nil
+	case len(trust) == 0 && *coordinator != "":
+		trust = []string{*coordinator}
+	}
+	for _, c := range trust {
+		if _, err := participant.NormalizeCoordinatorURL(c); err != nil {
+			return fmt.Errorf("--trust-coordinator: %w", err)
+		}
+	}
+	var token string
+	if *tokenFile != "" {
+		data, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return fmt.Errorf("--coordinator-token-file: %w", err)
+		}
+		if token = strings.TrimSpace(string(data)); token == "" || strings.ContainsAny(token, " \t\r\n") {
+			return fmt.Errorf("--coordinator-token-file %s: want one token without white space", *tokenFile)
+		}
+	}
+	for name, d := range map[string]time.Duration{"--read-header-timeout": *readHeaderTimeout, "--read-timeout": *readTimeout, "--write-timeout": *writeTimeout, "--idle-timeout": *idleTimeout, "--signature-window": *window} {
+		if d <= 0 {
+			return fmt.Errorf("%s %v: must be positive", name, d)
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -80,13 +131,17 @@ func run(args []string, stderr io.Writer) error {
 	defer unlock()
 	fatal := make(chan error, 1)
 	a, err := newApp(config{
-		FS:              wal.OSFS(),
-		DataDir:         *dataDir,
-		Accounts:        initial,
-		Coordinator:     *coordinator,
-		InDoubtAfter:    *inDoubtAfter,
-		ResolveInterval: *resolveEvery,
-		Logger:          log,
+		FS:                  wal.OSFS(),
+		DataDir:             *dataDir,
+		Accounts:            initial,
+		Coordinator:         *coordinator,
+		InDoubtAfter:        *inDoubtAfter,
+		ResolveInterval:     *resolveEvery,
+		Logger:              log,
+		Keys:                keys,
+		SignatureWindow:     *window,
+		TrustedCoordinators: trust,
+		CoordinatorToken:    token,
 		OnFatal: func(err error) {
 			select {
 			case fatal <- err:
@@ -101,7 +156,13 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return errors.Join(err, a.Close())
 	}
-	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := participant.NewServer(a.handler, participant.ServerOptions{
+		ReadHeaderTimeout: *readHeaderTimeout,
+		ReadTimeout:       *readTimeout,
+		WriteTimeout:      *writeTimeout,
+		IdleTimeout:       *idleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	})
 
 	var wg sync.WaitGroup
 	resolverCtx, stopResolver := context.WithCancel(context.Background())

@@ -30,6 +30,14 @@ type config struct {
 	ResolveInterval time.Duration
 	Clock           participant.Clock
 	Logger          *slog.Logger
+	// Keys, if any, are the secrets shared with the coordinator: only requests it
+	// signed with one of them may prepare, commit, roll back or batch.
+	Keys            []participant.Key
+	SignatureWindow time.Duration
+	// TrustedCoordinators are the coordinators whose prepares are taken; empty: any.
+	TrustedCoordinators []string
+	// CoordinatorToken is sent with the resolver's queries (Authorization: Bearer).
+	CoordinatorToken string
 	// OnFatal is told when the log fails; the process should stop.
 	OnFatal func(error)
 	// Wait is how "hold_ms" waits; nil means a timer. Tests replace it.
@@ -42,6 +50,7 @@ type app struct {
 	bank     *bank.Bank
 	p        *participant.Participant
 	resolver *participant.Resolver
+	auth     *participant.Auth
 	handler  http.Handler
 	wait     func(ctx context.Context, d time.Duration) error
 	log      *slog.Logger
@@ -85,12 +94,22 @@ func newApp(c config) (*app, error) {
 		Clock:       c.Clock,
 		Interval:    c.ResolveInterval,
 		Logger:      log,
+		BearerToken: c.CoordinatorToken,
 	})
 	if err != nil {
 		return nil, errors.Join(err, p.Close())
 	}
-	a := &app{bank: b, p: p, resolver: r, wait: c.Wait, log: log}
-	ph := participant.NewHandler(p, participant.HandlerOptions{BodyMaxBytes: bodyMaxBytes, Logger: log})
+	auth, err := participant.NewAuth(participant.AuthOptions{
+		Keys:            c.Keys,
+		SignatureWindow: c.SignatureWindow,
+		Coordinators:    c.TrustedCoordinators,
+		Clock:           c.Clock,
+	})
+	if err != nil {
+		return nil, errors.Join(err, p.Close())
+	}
+	a := &app{bank: b, p: p, resolver: r, auth: auth, wait: c.Wait, log: log}
+	ph := participant.NewHandler(p, participant.HandlerOptions{BodyMaxBytes: bodyMaxBytes, Logger: log, Auth: auth, Resolver: r})
 	mux := http.NewServeMux()
 	mux.Handle("/", ph)
 	mux.Handle("POST /prepare", a.holdPrepare(ph))
@@ -98,10 +117,15 @@ func newApp(c config) (*app, error) {
 	mux.HandleFunc("POST /accounts/{name}/lock", func(w http.ResponseWriter, r *http.Request) { a.lock(w, r, true) })
 	mux.HandleFunc("POST /accounts/{name}/unlock", func(w http.ResponseWriter, r *http.Request) { a.lock(w, r, false) })
 	mux.HandleFunc("GET /healthz", a.healthz)
+	mux.HandleFunc("GET /stats", a.stats)
 	a.handler = mux
 	st := p.Stats()
 	log.Info("bank: open", "data_dir", c.DataDir, "replayed_records", st.ReplayedRecords,
-		"prepared", st.Prepared, "accounts", len(b.Accounts()), "total", b.Total())
+		"prepared", st.Prepared, "accounts", len(b.Accounts()), "total", b.Total(),
+		"signed_requests_only", auth.Signed(), "trusted_coordinators", c.TrustedCoordinators)
+	if !auth.Signed() {
+		log.Warn("bank: no shared secret (--secret-file): anyone who can reach this port can prepare, commit and roll back")
+	}
 	return a, nil
 }
 
@@ -109,7 +133,8 @@ func (a *app) Close() error { return a.p.Close() }
 
 // holdPrepare honours the payload's "hold_ms" before the participant votes: a knob to
 // show a prepare timeout. It lives here, outside the deterministic Bank and core. A
-// caller that gives up while we hold gets no vote and nothing is reserved.
+// caller that gives up while we hold gets no vote and nothing is reserved. Only a
+// request the coordinator signed is held: any other goes on at once, to be refused.
 func (a *app) holdPrepare(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data, err := io.ReadAll(io.LimitReader(r.Body, bodyMaxBytes+1))
@@ -125,7 +150,8 @@ func (a *app) holdPrepare(next http.Handler) http.Handler {
 				HoldMS int64 `json:"hold_ms"`
 			} `json:"payload"`
 		}
-		if json.Unmarshal(data, &req) == nil && req.Payload.HoldMS > 0 && req.Payload.HoldMS <= bank.HoldMax.Milliseconds() {
+		if json.Unmarshal(data, &req) == nil && req.Payload.HoldMS > 0 && req.Payload.HoldMS <= bank.HoldMax.Milliseconds() &&
+			a.auth.Verify(r, data) == nil {
 			d := time.Duration(req.Payload.HoldMS) * time.Millisecond
 			a.log.Info("bank: holding prepare before voting", "txn_id", req.TxnID, "hold", d)
 			if err := a.wait(r.Context(), d); err != nil {
@@ -186,6 +212,20 @@ func (a *app) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// statsResponse is the body of GET /stats: what the participant library counts.
+type statsResponse struct {
+	Participant participant.Stats         `json:"participant"`
+	Auth        participant.AuthStats     `json:"auth"`
+	Resolver    participant.ResolverStats `json:"resolver"`
+}
+
+// stats answers the counters of the participant core, of request verification (refused
+// requests by reason) and of the in-doubt resolver (transactions whose coordinator
+// cannot be reached).
+func (a *app) stats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, statsResponse{Participant: a.p.Stats(), Auth: a.auth.Stats(), Resolver: a.resolver.Stats()})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
