@@ -293,6 +293,7 @@ func (e *Engine) onVote(t *txn, r Reply) {
 		return
 	}
 	p := &t.parts[r.Participant]
+	p.votedAt = e.env.Clock.Now()
 	switch {
 	case r.Err != nil:
 		p.vote, p.reason = VoteError, r.Err.Error()
@@ -326,6 +327,7 @@ func (e *Engine) onStatus(t *txn, r Reply) {
 		e.retryLater(t, r.Participant)
 		return
 	}
+	p.votedAt = e.env.Clock.Now()
 	if r.State != PPrepared {
 		p.vote, p.reason = VoteNACK, fmt.Sprintf("reports %s after restart", r.State)
 		e.decide(t, Abort, CauseRecovery, fmt.Sprintf("recovery: %s reports %s", p.url, r.State))
@@ -351,16 +353,19 @@ func (e *Engine) onPhase2(t *txn, r Reply) {
 	}
 	switch {
 	case r.Err != nil:
+		p.phase2Err = r.Err.Error()
 		e.retryLater(t, r.Participant)
 		return
 	case r.Conflict || r.State != want:
 		if r.State == "" || (!r.Conflict && r.State != PCommitted && r.State != PAborted) {
+			p.phase2Err = fmt.Sprintf("unrecognised answer %q to %s", r.State, r.Kind)
 			e.retryLater(t, r.Participant) // not an answer we understand: ask again
 			return
 		}
+		p.answeredAt = e.env.Clock.Now()
 		e.hazard(t, r.Participant, fmt.Sprintf("answered %s to %s", r.State, r.Kind))
 	default:
-		p.acked = true
+		p.acked, p.answeredAt, p.phase2Err = true, e.env.Clock.Now(), ""
 	}
 	e.maybeEnd(t)
 }
@@ -377,10 +382,10 @@ func (e *Engine) onTimer(tm Timer) {
 		}
 		switch t.phase {
 		case phPreparing:
-			late := t.timeOut("no vote before the deadline")
+			late := t.timeOut("no vote before the deadline", e.env.Clock.Now())
 			e.decide(t, Abort, CauseTimeout, fmt.Sprintf("prepare timed out after %v waiting for %v", t.prepareTimeout, late))
 		case phQuerying:
-			late := t.timeOut("no status before the recovery deadline")
+			late := t.timeOut("no status before the recovery deadline", e.env.Clock.Now())
 			e.decide(t, Abort, CauseRecovery, fmt.Sprintf("recovery: no status from %v within %v", late, e.cfg.RecoveryTimeout))
 		}
 	case TimerRetry:
@@ -527,6 +532,9 @@ func (e *Engine) send(t *txn, i int, kind MsgKind) {
 	p := &t.parts[i]
 	e.seq++
 	p.seq = e.seq
+	if kind == MsgCommit || kind == MsgRollback {
+		p.phase2Sent++
+	}
 	e.env.Transport.Send(Message{Kind: kind, Txn: t.wire, Participant: i, URL: p.url, Seq: e.seq, Timeout: e.cfg.RequestTimeout})
 }
 

@@ -646,6 +646,26 @@ func appendView(b []byte, v *coordinator.View) (_ []byte, ok bool) {
 				b = append(b, `,"hazard":`...)
 				b = jsonstr.Append(b, p.Hazard)
 			}
+			if p.VotedAt != nil {
+				b = append(b, `,"voted_at":`...)
+				if b, ok = appendJSONTime(b, *p.VotedAt); !ok {
+					return b, false
+				}
+			}
+			if p.AnsweredAt != nil {
+				b = append(b, `,"answered_at":`...)
+				if b, ok = appendJSONTime(b, *p.AnsweredAt); !ok {
+					return b, false
+				}
+			}
+			if p.Phase2Requests != 0 {
+				b = append(b, `,"phase2_requests":`...)
+				b = strconv.AppendInt(b, int64(p.Phase2Requests), 10)
+			}
+			if p.Phase2Error != "" {
+				b = append(b, `,"phase2_error":`...)
+				b = jsonstr.Append(b, p.Phase2Error)
+			}
 			b = append(b, '}')
 		}
 		b = append(b, ']')
