@@ -425,7 +425,7 @@ func (c *coord) start() {
 	if err != nil {
 		c.t.Fatalf("Open: %v", err)
 	}
-	srv := httptest.NewUnstartedServer(httpnet.NewServer(rt, httpnet.ServerOptions{Logger: c.o.Logger}))
+	srv := httptest.NewUnstartedServer(validated(c.t, httpnet.NewServer(rt, httpnet.ServerOptions{Logger: c.o.Logger})))
 	srv.Listener.Close()
 	srv.Listener = listen(c.t, c.addr)
 	srv.Start()

@@ -44,7 +44,7 @@ const (
 // process collectors.
 func newMetrics() *Metrics {
 	reg := prometheus.NewRegistry()
-	latency := prometheus.ExponentialBuckets(0.0005, 2, 18) // 0.5ms .. ~65s
+	latency := latencyBounds // 0.5ms .. ~65s
 	m := &Metrics{
 		reg: reg,
 		begun: prometheus.NewCounter(prometheus.CounterOpts{

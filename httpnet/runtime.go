@@ -135,6 +135,11 @@ type Runtime struct {
 	compactCancel context.CancelFunc
 	compactDone   chan struct{}
 	lastCPSeg     uint64 // newest segment when checkpoints were last requested (compactor only)
+	// The sampler goroutine (stats.go) ends with compactCtx too; Close waits for
+	// samplerDone.
+	samplerDone chan struct{}
+	history     history
+	started     time.Time
 	fatalOnce     sync.Once
 	closeOnce     sync.Once
 	closeErr      error
@@ -158,6 +163,8 @@ func Open(o Options) (*Runtime, error) {
 		stopping:    make(chan struct{}),
 		failed:      make(chan struct{}),
 		compactDone: make(chan struct{}),
+		samplerDone: make(chan struct{}),
+		started:     time.Now().UTC(),
 	}
 	r.transport = NewTransport(o.Transport)
 	r.transport.metrics = r.metrics
@@ -219,6 +226,7 @@ func Open(o Options) (*Runtime, error) {
 	}
 	r.compactCtx, r.compactCancel = context.WithCancel(context.Background())
 	go r.compactor()
+	go r.sampler(r.compactCtx, r.samplerDone)
 	return r, nil
 }
 
@@ -545,6 +553,7 @@ func (r *Runtime) Close() error {
 		close(r.stopping)
 		r.compactCancel()
 		<-r.compactDone
+		<-r.samplerDone
 		for _, s := range r.shards {
 			close(s.quit)
 		}

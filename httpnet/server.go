@@ -219,6 +219,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 		}
 		return path
 	}
+	if route, ok := s.routeObs(w, r); ok {
+		return route
+	}
 	s.fail(w, http.StatusNotFound, CodeNoRoute, fmt.Sprintf("no route %s", path))
 	return "other"
 }
