@@ -140,10 +140,10 @@ type Runtime struct {
 	samplerDone chan struct{}
 	history     history
 	started     time.Time
-	fatalOnce     sync.Once
-	closeOnce     sync.Once
-	closeErr      error
-	closed        atomic.Bool
+	fatalOnce   sync.Once
+	closeOnce   sync.Once
+	closeErr    error
+	closed      atomic.Bool
 }
 
 // Open replays the log in o.DataDir into o.Shards engines, starts them, and returns the
