@@ -135,15 +135,16 @@ type Runtime struct {
 	compactCancel context.CancelFunc
 	compactDone   chan struct{}
 	lastCPSeg     uint64 // newest segment when checkpoints were last requested (compactor only)
+	fatalOnce     sync.Once
+	closeOnce     sync.Once
+	closeErr      error
+	closed        atomic.Bool
+
 	// The sampler goroutine (stats.go) ends with compactCtx too; Close waits for
 	// samplerDone.
 	samplerDone chan struct{}
 	history     history
 	started     time.Time
-	fatalOnce   sync.Once
-	closeOnce   sync.Once
-	closeErr    error
-	closed      atomic.Bool
 }
 
 // Open replays the log in o.DataDir into o.Shards engines, starts them, and returns the
