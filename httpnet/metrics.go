@@ -133,6 +133,7 @@ type observer struct {
 	m     *Metrics
 	log   *slog.Logger
 	shard int
+	trace *tracing // nil when tracing is off
 }
 
 var _ coordinator.Observer = observer{}
@@ -141,6 +142,9 @@ var _ coordinator.Observer = observer{}
 // the arguments of a disabled log call would still be made (a few allocations on
 // every transaction).
 func (o observer) Observe(n coordinator.Note) {
+	if o.trace != nil {
+		o.trace.observe(&n)
+	}
 	ctx := context.Background()
 	switch n.Kind {
 	case coordinator.NoteBegun:

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/coordlog"
 	"github.com/dtc-project/dtc/wal"
@@ -54,6 +56,9 @@ type Options struct {
 	// OnFatal is called when the log cannot make records durable (a failed fsync): the
 	// process must not go on. Default: log the error and os.Exit(1). Tests replace it.
 	OnFatal func(error)
+	// TracerProvider, when set, traces every transaction begun through the API
+	// (trace.go): off by default. dtc serve --otlp-endpoint sets it.
+	TracerProvider trace.TracerProvider
 }
 
 func (o *Options) setDefaults() {
@@ -145,6 +150,7 @@ type Runtime struct {
 	samplerDone chan struct{}
 	history     history
 	started     time.Time
+	trace       *tracing // nil when tracing is off
 }
 
 // Open replays the log in o.DataDir into o.Shards engines, starts them, and returns the
@@ -169,6 +175,8 @@ func Open(o Options) (*Runtime, error) {
 	}
 	r.transport = NewTransport(o.Transport)
 	r.transport.metrics = r.metrics
+	r.trace = newTracing(o.TracerProvider)
+	r.transport.trace = r.trace
 	r.fs = &countingFS{FS: o.FS, m: r.metrics}
 	r.sink = &meteredSink{m: r.metrics, fs: r.fs}
 	r.metrics.reg.MustRegister(newStatsCollector(r), newTransportCollector(r.transport))
@@ -176,12 +184,16 @@ func Open(o Options) (*Runtime, error) {
 	for i := 0; i < o.Shards; i++ {
 		s := newShard(i, o.InboxCap, r.lg)
 		s.log = coordlog.NewShardLog(r.sink, s.notify)
+		var engLog coordinator.Log = s.log
+		if r.trace != nil {
+			engLog = tracedLog{Log: s.log, tr: r.trace}
+		}
 		eng, err := coordinator.New(o.Engine, coordinator.Env{
 			Clock:     clock{s},
 			Transport: r.transport.For(s.deliver),
-			Log:       s.log,
+			Log:       engLog,
 			Rand:      newRand(),
-			Observer:  observer{m: r.metrics, log: r.lg, shard: i},
+			Observer:  observer{m: r.metrics, log: r.lg, shard: i, trace: r.trace},
 		})
 		if err != nil {
 			r.transport.Close()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/internal/jsonstr"
@@ -278,7 +279,34 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, status, code, msg)
 		return
 	}
-	v, err := s.rt.Submit(r.Context(), req, wait)
+	ctx := r.Context()
+	if tr := s.rt.trace; tr != nil {
+		if req.ID == "" {
+			req.ID = newTxnID() // as Submit would: the trace's children find it by its id
+		}
+		var (
+			span       trace.Span
+			remembered bool
+			v          coordinator.View
+			err        error
+		)
+		ctx, span, remembered = tr.startTxn(r, req.ID, len(req.Participants))
+		defer func() {
+			if remembered && err != nil && beganNot(err) {
+				tr.forget(req.ID)
+			}
+			tr.endTxn(span, &v, err)
+		}()
+		v, err = s.rt.Submit(ctx, req, wait)
+		s.answerSubmit(w, r, &v, err, wait)
+		return
+	}
+	v, err := s.rt.Submit(ctx, req, wait)
+	s.answerSubmit(w, r, &v, err, wait)
+}
+
+// answerSubmit answers POST /v1/transactions with what Runtime.Submit returned.
+func (s *Server) answerSubmit(w http.ResponseWriter, r *http.Request, v *coordinator.View, err error, wait bool) {
 	if err != nil {
 		if r.Context().Err() != nil {
 			return // the client went away; a submitted transaction still runs to its end
@@ -288,10 +316,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	if !wait {
 		w.Header().Set("Location", "/v1/transactions/"+url.PathEscape(v.ID))
-		writeView(w, http.StatusAccepted, &v)
+		writeView(w, http.StatusAccepted, v)
 		return
 	}
-	writeView(w, http.StatusOK, &v)
+	writeView(w, http.StatusOK, v)
 }
 
 // parseSubmit turns the body into a Request. What it cannot judge (URLs, duplicates,

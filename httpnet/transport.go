@@ -18,6 +18,8 @@ import (
 
 	"github.com/pingcap/failpoint"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/internal/fp"
 	"github.com/dtc-project/dtc/internal/jsonstr"
@@ -110,6 +112,7 @@ type Transport struct {
 	batchKnown atomic.Int32          // len(batchPeers), read without batchMu by Send's fast path
 
 	stats transportCounters
+	trace *tracing // nil when tracing is off (trace.go)
 }
 
 // sendersMax bounds the senders that stay after their request to take the next one;
@@ -320,6 +323,11 @@ const (
 // do performs one request and turns the answer into a Reply.
 func (t *Transport) do(ctx context.Context, m coordinator.Message, buf *[]byte) coordinator.Reply {
 	r := coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind}
+	var span trace.Span
+	if t.trace != nil {
+		ctx, span = t.trace.startSend(ctx, &m, 0)
+		defer endSend(span, &r)
+	}
 	err := t.exchange(ctx, m, &r, buf)
 	if err != nil {
 		var se *sendError
@@ -355,6 +363,9 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 	req, err := t.request(ctx, m)
 	if err != nil {
 		return &sendError{kind: errKindMalformed, msg: err.Error()}
+	}
+	if t.trace != nil {
+		t.trace.inject(ctx, req)
 	}
 	t.stats.count(m.Kind)
 	resp, body, eof, err := t.fetch(req, m.Kind.String(), m.URL, timeout, t.o.ResponseMaxBytes, buf)
