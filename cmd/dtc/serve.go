@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
 	"github.com/dtc-project/dtc/internal/dirlock"
@@ -19,9 +21,15 @@ import (
 
 const serveHelp = `Usage: dtc serve [flags]
 
-Runs the coordinator: the HTTP API (POST/GET /v1/transactions, /metrics, /healthz,
-/readyz), the durable log in --data-dir, and the engines that drive two-phase commit
-with the participants.
+Runs the coordinator: the HTTP API (POST/GET /v1/transactions, /v1/stats, /metrics,
+/healthz, /readyz; its OpenAPI description at /v1/openapi.json), the admin page at
+/ui/, the durable log in --data-dir, and the engines that drive two-phase commit with
+the participants.
+
+With --otlp-endpoint every transaction begun through the API is traced with
+OpenTelemetry (a span per transaction, under the client's W3C traceparent, with one
+per prepare, the decision's sync and each phase-2 request) and the spans are exported
+over OTLP/HTTP; participants get traceparent with their requests.
 
 At startup it replays the log: transactions that were decided resume phase 2 (commit or
 rollback is retried until every participant acknowledges it); transactions that were
@@ -64,6 +72,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		bodyMax         = byteSize(4 << 20)
 		logFormat       = fs.String("log-format", "text", "log format on stderr: text or json")
 		logLevel        = fs.String("log-level", "info", "log level: debug, info, warn or error")
+		otlpEndpoint    = fs.String("otlp-endpoint", "", "export OpenTelemetry traces of the transactions over OTLP/HTTP to this collector (http://host:4318 or host:port); off when empty")
 	)
 	fs.Var(&segmentSize, "segment-size", "size of a log segment file (e.g. 64MiB, 4MiB); at least 4KiB")
 	fs.Var(&bodyMax, "max-body", "largest request body the API accepts; larger is answered 413")
@@ -126,6 +135,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// sysmon hands it on (see package maxprocs). Left alone when GOMAXPROCS is set in
 	// the environment.
 	defer maxprocs.Raise()()
+	var tracing trace.TracerProvider
+	if *otlpEndpoint != "" {
+		tp, shutdown, err := newOTLPTracing(*otlpEndpoint, version)
+		if err != nil {
+			_ = ln.Close()
+			return usageError(stderr, "serve", "%v", err)
+		}
+		defer shutdown()
+		tracing = tp
+	}
 	rt, err := httpnet.Open(httpnet.Options{
 		DataDir:           *dataDir,
 		Shards:            *shards,
@@ -134,6 +153,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		SegmentSizeBytes:  int64(segmentSize),
 		LazyFlushInterval: *lazyFlush,
 		Logger:            lg,
+		TracerProvider:    tracing,
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -146,7 +166,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		Logger:       lg,
 	})
 	lg.Info("serving", "listen", addr, "advertise", *advertise, "data_dir", *dataDir, "shards", *shards,
-		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout, "phase2_batching", !*noBatch)
+		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout, "phase2_batching", !*noBatch,
+		"otlp_endpoint", *otlpEndpoint)
 	if err := httpnet.Serve(ctx, ln, rt, api, httpnet.ServeOptions{Grace: *grace, Logger: lg}); err != nil {
 		lg.Error("shutdown", "error", err)
 		return exitNo
