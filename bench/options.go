@@ -100,6 +100,11 @@ type Options struct {
 	// participants offer it, and sends every commit and rollback in a request of its
 	// own. False: batching on, as dtc serve runs by default.
 	NoBatch bool
+	// Tracing makes dtc trace every transaction with OpenTelemetry and export the spans
+	// over OTLP/HTTP to a collector in this process that discards them, as dtc serve
+	// --otlp-endpoint does (the participants are not traced). False: off, as dtc serve
+	// runs by default.
+	Tracing bool
 
 	// Logger gets the logs of the coordinator and the participants. Default: nowhere.
 	Logger *slog.Logger
@@ -270,9 +275,11 @@ func (o Options) MarshalJSON() ([]byte, error) {
 		DoneRetention  string  `json:"done_retention,omitempty"`
 		DecidedMax     int     `json:"decided_max,omitempty"`
 		NoBatch        bool    `json:"no_batch,omitempty"`
+		Tracing        bool    `json:"tracing,omitempty"`
 	}{
 		o.Participants, o.Concurrency, dur(o.Duration), o.Transactions, o.Rate, o.loop(),
 		o.Mode, o.Log, o.Shards, o.DataDir, dur(o.Warmup), dur(o.FloorDuration), o.Rounds,
 		o.FsyncSamples, dur(o.RequestTimeout), dur(o.DoneRetention), o.DecidedMax, o.NoBatch,
+		o.Tracing,
 	})
 }

@@ -203,8 +203,8 @@ func (r *Result) WriteText(w io.Writer) error {
 	if o.Transactions > 0 {
 		bound = fmt.Sprintf("%d transactions (at most %v)", o.Transactions, o.Duration)
 	}
-	ew.printf("dtc bench: %d participants (%s), coordinator log %s, %d shards, phase-2 batching %s; %s; %s in %d rounds after %v warm-up\n",
-		o.Participants, o.Mode, o.Log, r.Shards, onOff(!o.NoBatch), loop, bound, o.Rounds, max(o.Warmup, 0))
+	ew.printf("dtc bench: %d participants (%s), coordinator log %s, %d shards, phase-2 batching %s, tracing %s; %s; %s in %d rounds after %v warm-up\n",
+		o.Participants, o.Mode, o.Log, r.Shards, onOff(!o.NoBatch), onOff(o.Tracing), loop, bound, o.Rounds, max(o.Warmup, 0))
 	ew.printf("%s, %d CPUs, GOMAXPROCS %d for dtc and %d for the floor; everything in one process on 127.0.0.1\n\n",
 		r.GoVersion, r.NumCPU, r.GoMaxProcs, r.FloorGoMaxProcs)
 

@@ -1,0 +1,50 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// tracing is what Options.Tracing adds to a cluster: an OTLP/HTTP collector in this
+// process that reads every export and throws it away, and the TracerProvider dtc
+// exports to it with, as dtc serve --otlp-endpoint sets it up (batched spans over
+// OTLP/HTTP). So the measured cost of tracing is dtc's whole: making the spans,
+// encoding and sending them; the collector's reading shares the machine as a
+// collector on it would.
+type tracing struct {
+	collector *httpServer
+	tp        *sdktrace.TracerProvider
+}
+
+// tracingShutdownTimeout bounds the flush of the spans pending at the end.
+const tracingShutdownTimeout = 5 * time.Second
+
+func startTracing() (*tracing, error) {
+	col, err := startHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	if err != nil {
+		return nil, err
+	}
+	exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(col.url+"/v1/traces"))
+	if err != nil {
+		col.close()
+		return nil, fmt.Errorf("bench: the OTLP exporter: %w", err)
+	}
+	return &tracing{collector: col, tp: sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))}, nil
+}
+
+// close flushes the spans pending and stops the collector.
+func (t *tracing) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), tracingShutdownTimeout)
+	defer cancel()
+	_ = t.tp.Shutdown(ctx)
+	t.collector.close()
+}
