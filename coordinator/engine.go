@@ -67,6 +67,11 @@ type Stats struct {
 	Undecided  int // no durable decision yet (preparing, or recovering)
 	Recovering int // found undecided in the log, still being resolved
 	Remembered int // finished, still remembered for their id's reservation window
+
+	// When the oldest of the in-flight and of the undecided transactions began; zero
+	// when there is none. Their age says whether one is stuck (a participant down for
+	// long, a decision that cannot become durable).
+	OldestInflight, OldestUndecided time.Time
 }
 
 // Stats returns the current counts. It walks every transaction: call it for metrics
@@ -76,6 +81,12 @@ func (e *Engine) Stats() Stats {
 	for _, t := range e.txns {
 		if t.phase < phPhase2 {
 			s.Undecided++
+			if s.OldestUndecided.IsZero() || t.began.Before(s.OldestUndecided) {
+				s.OldestUndecided = t.began
+			}
+		}
+		if t.phase < phDone && (s.OldestInflight.IsZero() || t.began.Before(s.OldestInflight)) {
+			s.OldestInflight = t.began
 		}
 	}
 	return s

@@ -476,3 +476,27 @@ func TestViewTimesTheDeadline(t *testing.T) {
 		t.Fatalf("timed-out participant: %+v", p)
 	}
 }
+
+// Stats says when the oldest in-flight and undecided transactions began.
+func TestStatsOldest(t *testing.T) {
+	w := newWorld(t, 1)
+	if s := w.e.Stats(); !s.OldestInflight.IsZero() || !s.OldestUndecided.IsZero() {
+		t.Fatalf("empty engine: %+v", s)
+	}
+	t0 := w.now
+	w.mustSubmit("t1", pA)
+	w.now = t0.Add(time.Second)
+	w.mustSubmit("t2", pB)
+	if s := w.e.Stats(); !s.OldestInflight.Equal(t0) || !s.OldestUndecided.Equal(t0) {
+		t.Fatalf("two preparing: %+v, want both %v", s, t0)
+	}
+	w.deliver(0) // t1's vote: decided, then durable; its commit goes out
+	w.sync()
+	if s := w.e.Stats(); !s.OldestInflight.Equal(t0) || !s.OldestUndecided.Equal(t0.Add(time.Second)) {
+		t.Fatalf("t1 in phase 2: %+v", s)
+	}
+	w.settle()
+	if s := w.e.Stats(); !s.OldestInflight.IsZero() || !s.OldestUndecided.IsZero() {
+		t.Fatalf("all done: %+v", s)
+	}
+}

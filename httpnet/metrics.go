@@ -200,6 +200,7 @@ type statsCollector struct {
 	rt                                       *Runtime
 	inflight, undecided, recovering, remembr *prometheus.Desc
 	ready, shards                            *prometheus.Desc
+	oldestInflight, oldestUndecided          *prometheus.Desc
 }
 
 func newStatsCollector(rt *Runtime) *statsCollector {
@@ -216,11 +217,15 @@ func newStatsCollector(rt *Runtime) *statsCollector {
 		ready: prometheus.NewDesc("dtc_ready",
 			"1 when every shard has finished recovery and answers requests.", nil, nil),
 		shards: prometheus.NewDesc("dtc_shards", "Engines (shards) this process runs.", nil, nil),
+		oldestInflight: prometheus.NewDesc("dtc_transactions_oldest_inflight_age_seconds",
+			"Age of the oldest transaction not yet acknowledged by every participant (0 when none): a participant left in doubt that long.", nil, nil),
+		oldestUndecided: prometheus.NewDesc("dtc_transactions_oldest_in_doubt_age_seconds",
+			"Age of the oldest transaction without a durable decision (0 when none).", nil, nil),
 	}
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.inflight, c.undecided, c.recovering, c.remembr, c.ready, c.shards} {
+	for _, d := range []*prometheus.Desc{c.inflight, c.undecided, c.recovering, c.remembr, c.ready, c.shards, c.oldestInflight, c.oldestUndecided} {
 		ch <- d
 	}
 }
@@ -245,6 +250,26 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.undecided, prometheus.GaugeValue, float64(s.Undecided))
 	ch <- prometheus.MustNewConstMetric(c.recovering, prometheus.GaugeValue, float64(s.Recovering))
 	ch <- prometheus.MustNewConstMetric(c.remembr, prometheus.GaugeValue, float64(s.Remembered))
+	now := time.Now()
+	ch <- prometheus.MustNewConstMetric(c.oldestInflight, prometheus.GaugeValue, ageSeconds(now, s.OldestInflight))
+	ch <- prometheus.MustNewConstMetric(c.oldestUndecided, prometheus.GaugeValue, ageSeconds(now, s.OldestUndecided))
+}
+
+// ageSeconds is how long ago t was, 0 for the zero time (or one in the future: the
+// engines' clock is this process's).
+func ageSeconds(now, t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(0, now.Sub(t).Seconds())
+}
+
+// earliest is the earlier of two times, the zero time counting as none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // transportCollector reports a Transport's request counters and its batching gauges

@@ -499,6 +499,8 @@ func (r *Runtime) Stats(ctx context.Context) (coordinator.Stats, error) {
 		sum.Undecided += st.Undecided
 		sum.Recovering += st.Recovering
 		sum.Remembered += st.Remembered
+		sum.OldestInflight = earliest(sum.OldestInflight, st.OldestInflight)
+		sum.OldestUndecided = earliest(sum.OldestUndecided, st.OldestUndecided)
 	}
 	return sum, nil
 }
