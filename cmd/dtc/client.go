@@ -261,6 +261,20 @@ func printView(w io.Writer, v client.View, asJSON bool) {
 	if v.Reason != "" {
 		fmt.Fprintf(w, "  reason: %s\n", v.Reason)
 	}
+	// Times as the admin page writes them: UTC to the millisecond, and offsets from
+	// the begin.
+	at := func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") }
+	since := func(t *time.Time) string {
+		return fmt.Sprintf("+%d ms", t.UnixMilli()-v.BeganAt.UnixMilli())
+	}
+	times := "  began " + at(v.BeganAt)
+	if v.DecidedAt != nil {
+		times += ", decision durable " + at(*v.DecidedAt) + " (" + since(v.DecidedAt) + ")"
+	}
+	if v.EndedAt != nil {
+		times += ", ended " + at(*v.EndedAt) + " (" + since(v.EndedAt) + ")"
+	}
+	fmt.Fprintln(w, times)
 	if v.Final() {
 		if v.PhaseTwoDone {
 			fmt.Fprintf(w, "  phase 2: acknowledged by every participant\n")
@@ -275,9 +289,19 @@ func printView(w io.Writer, v client.View, asJSON bool) {
 			vote = "-"
 		}
 		line := fmt.Sprintf("  %s\t%s", vote, p.URL)
-		if p.Acked {
-			line += "\tacked"
+		if p.VotedAt != nil {
+			line += "\tvoted " + since(p.VotedAt)
 		} else {
+			line += "\t"
+		}
+		switch {
+		case p.Acked && p.AnsweredAt != nil:
+			line += "\tacked " + since(p.AnsweredAt)
+		case p.Acked:
+			line += "\tacked"
+		case p.Phase2Error != "":
+			line += fmt.Sprintf("\tphase 2 pending after %d requests: %s", p.Phase2Requests, p.Phase2Error)
+		default:
 			line += "\t"
 		}
 		if p.Reason != "" {
