@@ -233,17 +233,22 @@ func TestAdminPageInBrowser(t *testing.T) {
 		}
 	}
 
-	// In doubt while bob's bank refuses phase 2; gone once it takes it.
-	b.gate.set("commit", down)
+	// In doubt while bob's bank is down after its ACK; gone once it is back.
+	b.gate.set("commit", hold)
 	stuck, err := c.cli.Submit(cctx, client.Request{ID: "t-stuck", Participants: transfer(a, b, 1)})
 	if err != nil || stuck.State != client.StateCommitted {
 		t.Fatalf("the stuck transaction: %v %+v", err, stuck)
 	}
+	eventually(t, "bob's commit is held", func() bool { return b.gate.heldCount("commit") >= 1 })
+	b.stop() // down: the held commit and its retries find nobody
+	b.gate.release("commit")
 	run(t, ctx, "opening the overview", chromedp.Navigate(c.url+"/ui/#/"))
 	row := `#table-indoubt tr[data-id="t-stuck"]`
 	eventually(t, "t-stuck is listed in doubt", func() bool { return present(t, ctx, row) })
-	waitText(t, ctx, row, "the row says why phase 2 is stuck", func(s string) bool { return strings.Contains(s, "503") })
-	b.gate.release("commit")
+	waitText(t, ctx, row, "the row says why phase 2 is stuck", func(s string) bool {
+		return strings.Contains(s, "connection refused") || strings.Contains(s, "503")
+	})
+	b.start()
 	c.waitView("t-stuck", "phase 2 done", func(v client.View) bool { return v.PhaseTwoDone })
 	eventually(t, "t-stuck leaves the in-doubt list", func() bool { return !present(t, ctx, row) })
 
