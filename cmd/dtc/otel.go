@@ -21,7 +21,14 @@ const otlpShutdownTimeout = 5 * time.Second
 // newOTLPTracing returns a TracerProvider that exports spans in batches over OTLP/HTTP
 // to endpoint: a URL (http://collector:4318 posts to /v1/traces; a URL with a path
 // posts there) or host:port (plain HTTP, /v1/traces). shutdown flushes and stops it.
-func newOTLPTracing(endpoint, version string) (tp *sdktrace.TracerProvider, shutdown func(), err error) {
+//
+// ratio is the fraction of transactions traced (by trace id), unless the client's
+// traceparent decides: a transaction under a sampled client span is traced, one under
+// an unsampled span is not.
+func newOTLPTracing(endpoint, version string, ratio float64) (tp *sdktrace.TracerProvider, shutdown func(), err error) {
+	if !(ratio >= 0 && ratio <= 1) {
+		return nil, nil, fmt.Errorf("--otlp-sample-ratio %v: want a fraction between 0 and 1", ratio)
+	}
 	var opts []otlptracehttp.Option
 	if strings.Contains(endpoint, "://") {
 		u, err := url.Parse(endpoint)
@@ -43,7 +50,8 @@ func newOTLPTracing(endpoint, version string) (tp *sdktrace.TracerProvider, shut
 		return nil, nil, fmt.Errorf("--otlp-endpoint: %w", err)
 	}
 	res := resource.NewSchemaless(attribute.String("service.name", "dtc"), attribute.String("service.version", version))
-	tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))))
 	return tp, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), otlpShutdownTimeout)
 		defer cancel()

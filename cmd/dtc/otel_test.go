@@ -15,6 +15,26 @@ import (
 // dtc serve --otlp-endpoint exports the transactions' spans over OTLP/HTTP; what it
 // holds at SIGTERM is sent before it exits.
 func TestServeExportsTracesOverOTLP(t *testing.T) {
+	all := exportedSpans(t, "1")
+	for _, want := range []string{"dtc.transaction", "dtc.prepare", "dtc.decision.sync", "dtc.commit", "otlp-1", "service.name"} {
+		if !bytes.Contains(all, []byte(want)) {
+			t.Errorf("the collector got no %q", want)
+		}
+	}
+}
+
+// With --otlp-sample-ratio 0 a transaction whose client sent no traceparent is not
+// traced.
+func TestServeSamplesTraces(t *testing.T) {
+	if all := exportedSpans(t, "0"); bytes.Contains(all, []byte("dtc.")) {
+		t.Errorf("the collector got spans at ratio 0: %q", all)
+	}
+}
+
+// exportedSpans runs one transaction through dtc serve --otlp-endpoint with the sample
+// ratio, stops dtc, and returns what its collector received.
+func exportedSpans(t *testing.T, ratio string) []byte {
+	t.Helper()
 	var (
 		mu     sync.Mutex
 		bodies [][]byte
@@ -29,7 +49,7 @@ func TestServeExportsTracesOverOTLP(t *testing.T) {
 		w.Header().Set("Content-Type", "application/x-protobuf")
 	}))
 	defer collector.Close()
-	d, _, _, pa, pb := setup(t, "--otlp-endpoint", collector.URL)
+	d, _, _, pa, pb := setup(t, "--otlp-endpoint", collector.URL, "--otlp-sample-ratio", ratio)
 	v, err := d.cli.Submit(context.Background(), client.Request{ID: "otlp-1", Participants: transferVia(pa, pb, 1)})
 	if err != nil || v.State != client.StateCommitted {
 		t.Fatalf("%+v %v: want committed", v, err)
@@ -42,11 +62,6 @@ func TestServeExportsTracesOverOTLP(t *testing.T) {
 		t.Fatalf("dtc exited %d after SIGTERM", code)
 	}
 	mu.Lock()
-	all := bytes.Join(bodies, nil)
-	mu.Unlock()
-	for _, want := range []string{"dtc.transaction", "dtc.prepare", "dtc.decision.sync", "dtc.commit", "otlp-1", "service.name"} {
-		if !bytes.Contains(all, []byte(want)) {
-			t.Errorf("the collector got no %q in %d exports", want, len(bodies))
-		}
-	}
+	defer mu.Unlock()
+	return bytes.Join(bodies, nil)
 }

@@ -73,6 +73,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		logFormat       = fs.String("log-format", "text", "log format on stderr: text or json")
 		logLevel        = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		otlpEndpoint    = fs.String("otlp-endpoint", "", "export OpenTelemetry traces of the transactions over OTLP/HTTP to this collector (http://host:4318 or host:port); off when empty")
+		otlpRatio       = fs.Float64("otlp-sample-ratio", 1, "with --otlp-endpoint: the fraction of transactions traced, unless the client's traceparent says whether to")
 	)
 	fs.Var(&segmentSize, "segment-size", "size of a log segment file (e.g. 64MiB, 4MiB); at least 4KiB")
 	fs.Var(&bodyMax, "max-body", "largest request body the API accepts; larger is answered 413")
@@ -137,7 +138,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer maxprocs.Raise()()
 	var tracing trace.TracerProvider
 	if *otlpEndpoint != "" {
-		tp, shutdown, err := newOTLPTracing(*otlpEndpoint, version)
+		tp, shutdown, err := newOTLPTracing(*otlpEndpoint, version, *otlpRatio)
 		if err != nil {
 			_ = ln.Close()
 			return usageError(stderr, "serve", "%v", err)
