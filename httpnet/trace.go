@@ -124,15 +124,18 @@ func (tr *tracing) startSend(ctx context.Context, m *coordinator.Message, batchO
 	if tt == nil {
 		return ctx, nil
 	}
-	attrs := []attribute.KeyValue{
-		attribute.String("dtc.txn.wire_id", bounded(m.Txn)),
+	// The transaction's ids are on its dtc.transaction span; a child names the
+	// participant only.
+	attrs := [3]attribute.KeyValue{
 		attribute.String("dtc.participant", bounded(m.URL)),
 		attribute.Int("dtc.participant.index", m.Participant),
 	}
+	n := 2
 	if batchOps > 0 {
-		attrs = append(attrs, attribute.Int("dtc.batch.ops", batchOps))
+		attrs[n] = attribute.Int("dtc.batch.ops", batchOps)
+		n++
 	}
-	_, span := tr.tracer.Start(tt.ctx, "dtc."+m.Kind.String(), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	_, span := tr.tracer.Start(tt.ctx, "dtc."+m.Kind.String(), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs[:n]...))
 	return trace.ContextWithSpan(ctx, span), span
 }
 
