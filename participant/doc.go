@@ -110,4 +110,8 @@
 // {coordinator}/v1/transactions/{id}, with the id it was prepared under) and commits or
 // rolls back; only a 404 whose error code is "not_found" (CodeTxnNotFound) is presumed
 // abort, never a bare 404 or the coordinator's "no_route".
+//
+// With HandlerOptions.TracerProvider set, the handler continues the coordinator's
+// OpenTelemetry trace: each request gets a span under the W3C traceparent it carries,
+// in the request's context. Without it the handler makes no spans.
 package participant
