@@ -11,6 +11,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strconv"
@@ -261,6 +263,41 @@ func TestAdminPageInBrowser(t *testing.T) {
 	waitText(t, ctx, "#table-list tbody", "the text filter lists ok-1 only", func(s string) bool {
 		return strings.Contains(s, "ok-1") && !strings.Contains(s, "ok-0") && !strings.Contains(s, "t-nack")
 	})
+
+	// A token typed in the page goes with every request as a bearer token, also after
+	// a reload (the tab's sessionStorage keeps it); without one, none is sent.
+	var (
+		authMu sync.Mutex
+		auths  []string
+	)
+	api := httpnet.NewServer(c.rt, httpnet.ServerOptions{})
+	authSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			authMu.Lock()
+			auths = append(auths, r.Header.Get("Authorization"))
+			authMu.Unlock()
+		}
+		api.ServeHTTP(w, r)
+	}))
+	defer authSrv.Close()
+	lastAuth := func() (string, int) {
+		authMu.Lock()
+		defer authMu.Unlock()
+		if len(auths) == 0 {
+			return "", 0
+		}
+		return auths[len(auths)-1], len(auths)
+	}
+	run(t, ctx, "opening the page on the recording server", chromedp.Navigate(authSrv.URL+"/ui/"))
+	eventually(t, "the page asks the API", func() bool { _, n := lastAuth(); return n > 0 })
+	if a, _ := lastAuth(); a != "" {
+		t.Errorf("without a token the page sent Authorization %q", a)
+	}
+	run(t, ctx, "entering a token", chromedp.SetValue("#token", "s3cret", chromedp.ByQuery), chromedp.Click("#token-form button", chromedp.ByQuery))
+	eventually(t, "the page sends the token", func() bool { a, _ := lastAuth(); return a == "Bearer s3cret" })
+	run(t, ctx, "reloading", chromedp.Reload())
+	_, before := lastAuth()
+	eventually(t, "the page sends the token after a reload", func() bool { a, n := lastAuth(); return n > before && a == "Bearer s3cret" })
 
 	if errs := consoleErrs(); len(errs) > 0 {
 		t.Errorf("the page logged errors:\n%s", strings.Join(errs, "\n"))
