@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -20,14 +21,17 @@ import (
 type tracing struct {
 	collector *httpServer
 	tp        *sdktrace.TracerProvider
+	received  atomic.Int64 // bytes of exports the collector read
 }
 
 // tracingShutdownTimeout bounds the flush of the spans pending at the end.
 const tracingShutdownTimeout = 5 * time.Second
 
 func startTracing() (*tracing, error) {
+	t := &tracing{}
 	col, err := startHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+		n, _ := io.Copy(io.Discard, r.Body)
+		t.received.Add(n)
 		w.Header().Set("Content-Type", "application/x-protobuf")
 	}))
 	if err != nil {
@@ -38,7 +42,8 @@ func startTracing() (*tracing, error) {
 		col.close()
 		return nil, fmt.Errorf("bench: the OTLP exporter: %w", err)
 	}
-	return &tracing{collector: col, tp: sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))}, nil
+	t.collector, t.tp = col, sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
+	return t, nil
 }
 
 // close flushes the spans pending and stops the collector.
