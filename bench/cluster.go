@@ -126,7 +126,7 @@ func startCluster(o Options, dir string) (c *cluster, err error) {
 	}
 	var tp trace.TracerProvider
 	if o.Tracing {
-		if c.tracing, err = startTracing(); err != nil {
+		if c.tracing, err = startTracing(o.TracingSampleRatio); err != nil {
 			_ = ln.Close()
 			return nil, err
 		}

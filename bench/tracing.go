@@ -27,7 +27,10 @@ type tracing struct {
 // tracingShutdownTimeout bounds the flush of the spans pending at the end.
 const tracingShutdownTimeout = 5 * time.Second
 
-func startTracing() (*tracing, error) {
+func startTracing(ratio float64) (*tracing, error) {
+	if ratio == 0 {
+		ratio = 1
+	}
 	t := &tracing{}
 	col, err := startHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
@@ -42,7 +45,8 @@ func startTracing() (*tracing, error) {
 		col.close()
 		return nil, fmt.Errorf("bench: the OTLP exporter: %w", err)
 	}
-	t.collector, t.tp = col, sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
+	t.collector, t.tp = col, sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))))
 	return t, nil
 }
 

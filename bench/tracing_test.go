@@ -8,7 +8,7 @@ import (
 // Options.Tracing's collector receives what dtc exports: the spans leave the process's
 // tracer over OTLP/HTTP, as they would to a real collector.
 func TestTracingExportsToTheCollector(t *testing.T) {
-	tr, err := startTracing()
+	tr, err := startTracing(0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,6 +58,7 @@ type tracing struct {
 
 type txnTrace struct {
 	ctx         context.Context // holds the dtc.transaction span's context
+	sampled     bool            // the sampler chose to record it: else no child spans are made
 	decisionAt  time.Time       // when the decision record was appended; zero before
 	decisionSet bool
 }
@@ -80,7 +81,8 @@ func (tr *tracing) startTxn(r *http.Request, id string, participants int) (ctx c
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	if _, dup := tr.txns[id]; !dup && len(tr.txns) < tracedTxnsMax {
-		tr.txns[id] = &txnTrace{ctx: trace.ContextWithSpanContext(context.Background(), span.SpanContext())}
+		sc := span.SpanContext()
+		tr.txns[id] = &txnTrace{ctx: trace.ContextWithSpanContext(context.Background(), sc), sampled: sc.IsSampled()}
 		remembered = true
 	}
 	return ctx, span, remembered
@@ -123,6 +125,11 @@ func (tr *tracing) startSend(ctx context.Context, m *coordinator.Message, batchO
 	tt := tr.lookup(m.Txn)
 	if tt == nil {
 		return ctx, nil
+	}
+	if !tt.sampled {
+		// Not recorded: no span, but the participant still learns the trace (and that
+		// it is not sampled), as W3C trace context asks.
+		return trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(tt.ctx)), nil
 	}
 	// The transaction's ids are on its dtc.transaction span; a child names the
 	// participant only.
@@ -181,7 +188,7 @@ func (l tracedLog) Append(rec *coordinator.Record, sync bool) error {
 	err := l.Log.Append(rec, sync)
 	if err == nil && rec.Type == coordinator.RecDecision {
 		l.tr.mu.Lock()
-		if tt := l.tr.txns[rec.Txn]; tt != nil && !tt.decisionSet {
+		if tt := l.tr.txns[rec.Txn]; tt != nil && tt.sampled && !tt.decisionSet {
 			tt.decisionAt, tt.decisionSet = time.Now(), true
 		}
 		l.tr.mu.Unlock()

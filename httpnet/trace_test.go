@@ -169,3 +169,35 @@ func TestNoTracingByDefault(t *testing.T) {
 		n.mu.Unlock()
 	}
 }
+
+// A transaction the sampler does not record (here: its client's span is not sampled)
+// makes no spans, but its participants still get the trace, marked not sampled.
+func TestUnsampledTransactionsMakeNoSpans(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	a, b := twoBanks(t)
+	c := startCoord(t, "", func(o *httpnet.Options) { o.TracerProvider = tp })
+	c.waitReady()
+	req, _ := http.NewRequest(http.MethodPost, c.url+"/v1/transactions",
+		strings.NewReader(`{"id":"unsampled","participants":["`+a.prepareURL()+`","`+b.prepareURL()+`"]}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", "00-"+clientTraceID+"-"+clientSpanID+"-00")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c.waitView("unsampled", "phase 2 done", func(v client.View) bool { return v.PhaseTwoDone })
+	if spans := exp.GetSpans(); len(spans) != 0 {
+		t.Errorf("%d spans of an unsampled transaction, first %s", len(spans), spans[0].Name)
+	}
+	for _, n := range []*bankNode{a, b} {
+		n.mu.Lock()
+		got := n.traceparents["prepare"]
+		n.mu.Unlock()
+		if len(got) != 1 || !strings.HasPrefix(got[0], "00-"+clientTraceID+"-") || !strings.HasSuffix(got[0], "-00") {
+			t.Errorf("participant %s got traceparent %q with its prepare, want the client's trace, not sampled", n.addr, got)
+		}
+	}
+}

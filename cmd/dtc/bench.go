@@ -76,6 +76,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		jsonOut      = fs.Bool("json", false, "print the result as one JSON object")
 		soak         = fs.Float64("soak", 0, "run a soak at this fraction of the maximum throughput instead (e.g. 0.8)")
 		sampleEvery  = fs.Duration("sample-every", 5*time.Second, "soak: how often memory is sampled")
+		traceRatio   = fs.Float64("tracing-sample-ratio", 1, "with --tracing on or compare: the fraction of transactions traced (as dtc serve --otlp-sample-ratio)")
 		tracing      = fs.String("tracing", "off", "OpenTelemetry tracing of dtc, exported over OTLP/HTTP to a collector in the process that discards it: off, on, or compare (a run with it off, then one with it on, and the difference)")
 	)
 	if ok, code := parse(fs, benchHelp, args, []string{}, stdout, stderr); !ok {
@@ -92,6 +93,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if !*jsonOut {
 		o.Progress = stderr
 	}
+	if !(*traceRatio > 0 && *traceRatio <= 1) {
+		return usageError(stderr, "bench", "--tracing-sample-ratio %v: want a fraction in (0, 1]", *traceRatio)
+	}
+	o.TracingSampleRatio = *traceRatio
 	switch *tracing {
 	case "off":
 	case "on":
