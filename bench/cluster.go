@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dtc-project/dtc/coordinator"
@@ -45,6 +46,8 @@ type cluster struct {
 	fatalOnce sync.Once
 	failed    chan struct{} // closed when a log failed; fatal says why
 	fatal     error
+
+	tracing *tracing // Options.Tracing; nil without
 }
 
 // ackService is a participant.Service that holds nothing and always votes ACK: the
@@ -137,7 +140,15 @@ func startCluster(o Options, dir string) (c *cluster, err error) {
 	if o.DoneRetention > 0 {
 		eng.DoneRetention = o.DoneRetention
 	}
-	rt, err := httpnet.Open(httpnet.Options{
+	var tp trace.TracerProvider
+	if o.Tracing {
+		if c.tracing, err = startTracing(o.TracingSampleRatio); err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+		tp = c.tracing.tp
+	}
+	ro := httpnet.Options{
 		DataDir:   filepath.Join(dir, "dtc"),
 		FS:        c.coordFS,
 		Shards:    shards,
@@ -145,7 +156,9 @@ func startCluster(o Options, dir string) (c *cluster, err error) {
 		Transport: httpnet.TransportOptions{AdvertiseURL: c.apiURL, NoBatch: o.NoBatch},
 		Logger:    o.Logger,
 		OnFatal:   onFatal,
-	})
+	}
+	ro.TracerProvider = tp
+	rt, err := httpnet.Open(ro)
 	if err != nil {
 		_ = ln.Close()
 		return nil, fmt.Errorf("bench: starting dtc: %w", err)
@@ -204,6 +217,9 @@ func (c *cluster) close() error {
 		}
 	} else if c.rt != nil {
 		errs = append(errs, c.rt.Close())
+	}
+	if c.tracing != nil {
+		c.tracing.close()
 	}
 	for _, s := range c.parts {
 		s.close()

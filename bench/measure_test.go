@@ -12,7 +12,7 @@ import (
 // TestMeasure runs one benchmark from the command line, until `dtc bench` exists:
 //
 //	go test ./bench -run '^TestMeasure$' -count=1 -timeout 0 -v -args \
-//	    -measure -k 2 -c 64 -d 10s [-mode noop] [-log nosync] [-rate 2000] [-json] [-cpuprofile cpu.out]
+//	    -measure -k 2 -c 64 -d 10s [-mode noop] [-log nosync] [-rate 2000] [-json] [-cpuprofile cpu.out] [-tracing]
 //
 // Without -measure it is skipped, so that `go test ./...` stays fast.
 var (
@@ -29,6 +29,7 @@ var (
 	jsonFlag    = flag.Bool("json", false, "print the result as JSON")
 	profFlag    = flag.String("cpuprofile", "", "write a CPU profile of dtc's measured phase here")
 	soakFlag    = flag.Float64("soak", 0, "run Soak at this fraction of the maximum instead of Run")
+	traceFlag   = flag.Bool("tracing", false, "trace dtc's transactions (Options.Tracing)")
 )
 
 func TestMeasure(t *testing.T) {
@@ -38,7 +39,7 @@ func TestMeasure(t *testing.T) {
 	o := Options{
 		Participants: *kFlag, Concurrency: *cFlag, Duration: *dFlag, Transactions: *nFlag,
 		Rate: *rateFlag, Mode: *modeFlag, Log: *logFlag, Shards: *shardsFlag, Warmup: *warmupFlag,
-		Progress: os.Stderr,
+		Progress: os.Stderr, Tracing: *traceFlag,
 	}
 	if *soakFlag > 0 {
 		res, err := Soak(context.Background(), o, *soakFlag, 5*time.Second, os.Stdout)

@@ -106,6 +106,14 @@ type Options struct {
 	// leave, one fsync more on each transaction's path. False: they ask, as
 	// participants built on the participant package with a Resolver do.
 	Passive bool
+	// Tracing makes dtc trace every transaction with OpenTelemetry and export the spans
+	// over OTLP/HTTP to a collector in this process that discards them, as dtc serve
+	// --otlp-endpoint does (the participants are not traced). False: off, as dtc serve
+	// runs by default.
+	Tracing bool
+	// TracingSampleRatio is the fraction of transactions Tracing traces (dtc serve
+	// --otlp-sample-ratio). Zero: 1, every one.
+	TracingSampleRatio float64
 
 	// Logger gets the logs of the coordinator and the participants. Default: nowhere.
 	Logger *slog.Logger
@@ -235,6 +243,9 @@ func (o Options) Validate() error {
 	if o.DecidedMax < 0 {
 		bad("DecidedMax must not be negative, got %d", o.DecidedMax)
 	}
+	if !(o.TracingSampleRatio >= 0 && o.TracingSampleRatio <= 1) {
+		bad("TracingSampleRatio must be between 0 (every transaction) and 1, got %v", o.TracingSampleRatio)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bench: invalid options: %w", err)
 	}
@@ -277,9 +288,12 @@ func (o Options) MarshalJSON() ([]byte, error) {
 		DecidedMax     int     `json:"decided_max,omitempty"`
 		NoBatch        bool    `json:"no_batch,omitempty"`
 		Passive        bool    `json:"passive,omitempty"`
+		Tracing        bool    `json:"tracing,omitempty"`
+		TracingRatio   float64 `json:"tracing_sample_ratio,omitempty"`
 	}{
 		o.Participants, o.Concurrency, dur(o.Duration), o.Transactions, o.Rate, o.loop(),
 		o.Mode, o.Log, o.Shards, o.DataDir, dur(o.Warmup), dur(o.FloorDuration), o.Rounds,
 		o.FsyncSamples, dur(o.RequestTimeout), dur(o.DoneRetention), o.DecidedMax, o.NoBatch, o.Passive,
+		o.Tracing, o.TracingSampleRatio,
 	})
 }

@@ -209,8 +209,8 @@ func (r *Result) WriteText(w io.Writer) error {
 	} else {
 		kind += ", asking: begin lazy"
 	}
-	ew.printf("dtc bench: %d participants (%s), coordinator log %s, %d shards, phase-2 batching %s; %s; %s in %d rounds after %v warm-up\n",
-		o.Participants, kind, o.Log, r.Shards, onOff(!o.NoBatch), loop, bound, o.Rounds, max(o.Warmup, 0))
+	ew.printf("dtc bench: %d participants (%s), coordinator log %s, %d shards, phase-2 batching %s, tracing %s; %s; %s in %d rounds after %v warm-up\n",
+		o.Participants, kind, o.Log, r.Shards, onOff(!o.NoBatch), onOff(o.Tracing), loop, bound, o.Rounds, max(o.Warmup, 0))
 	ew.printf("%s, %d CPUs, GOMAXPROCS %d for dtc and %d for the floor; everything in one process on 127.0.0.1\n\n",
 		r.GoVersion, r.NumCPU, r.GoMaxProcs, r.FloorGoMaxProcs)
 

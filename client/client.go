@@ -181,6 +181,20 @@ func (c *Client) Get(ctx context.Context, id string) (View, error) {
 	return v, err
 }
 
+// Forget ends a decided transaction whose phase 2 waits on a participant that is gone
+// for good: each participant that has not acknowledged is marked with a heuristic
+// hazard naming the reason. It needs an admin client; an undecided transaction is
+// refused (409 undecided). Forgetting again answers the same.
+func (c *Client) Forget(ctx context.Context, id, reason string) (View, error) {
+	if id == "" {
+		return View{}, errors.New("client: Forget needs a transaction id")
+	}
+	var v View
+	err := c.call(ctx, http.MethodPost, "/v1/transactions/"+url.PathEscape(id)+"/forget", nil,
+		map[string]string{"reason": reason}, true, http.StatusOK, &v)
+	return v, err
+}
+
 // List returns one page of transactions, in id order.
 func (c *Client) List(ctx context.Context, o ListOptions) (Page, error) {
 	q := url.Values{}

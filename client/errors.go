@@ -71,6 +71,12 @@ func IsNotFound(err error) bool { return hasCode(err, CodeNotFound) }
 // transaction.
 func IsConflict(err error) bool { return hasCode(err, CodeConflict) }
 
+// CodeUndecided is the 409 of Forget for a transaction not decided yet.
+const CodeUndecided = "undecided"
+
+// IsUndecided reports whether err is Forget's 409: the transaction is not decided yet.
+func IsUndecided(err error) bool { return hasCode(err, CodeUndecided) }
+
 // IsInvalid reports whether err is a 400: the request is malformed.
 func IsInvalid(err error) bool {
 	var e *Error

@@ -73,6 +73,11 @@ type Stats struct {
 	Recovering int // found undecided in the log, still being resolved
 	Remembered int // finished, still remembered for their id's reservation window
 	Phase2     int // decided, phase 2 under way (counted in Inflight, not in InflightMax)
+
+	// When the oldest of the in-flight and of the undecided transactions began; zero
+	// when there is none. Their age says whether one is stuck (a participant down for
+	// long, a decision that cannot become durable).
+	OldestInflight, OldestUndecided time.Time
 }
 
 // Stats returns the current counts. It walks every transaction: call it for metrics
@@ -82,6 +87,12 @@ func (e *Engine) Stats() Stats {
 	for _, t := range e.txns {
 		if t.phase < phPhase2 {
 			s.Undecided++
+			if s.OldestUndecided.IsZero() || t.began.Before(s.OldestUndecided) {
+				s.OldestUndecided = t.began
+			}
+		}
+		if t.phase < phDone && (s.OldestInflight.IsZero() || t.began.Before(s.OldestInflight)) {
+			s.OldestInflight = t.began
 		}
 	}
 	return s
@@ -351,6 +362,7 @@ func (e *Engine) onVote(t *txn, r Reply) {
 		return
 	}
 	p := &t.parts[r.Participant]
+	p.votedAt = e.env.Clock.Now()
 	switch {
 	case r.Err != nil:
 		p.vote, p.reason = VoteError, r.Err.Error()
@@ -384,6 +396,7 @@ func (e *Engine) onStatus(t *txn, r Reply) {
 		e.retryLater(t, r.Participant)
 		return
 	}
+	p.votedAt = e.env.Clock.Now()
 	if r.State != PPrepared {
 		// Not prepared, or cannot tell (no status endpoint): the transaction was never
 		// answered, so rolling it back is safe, and phase 2 delivers the rollback.
@@ -415,16 +428,19 @@ func (e *Engine) onPhase2(t *txn, r Reply) {
 	}
 	switch {
 	case r.Err != nil:
+		p.phase2Err = r.Err.Error()
 		e.retryLater(t, r.Participant)
 		return
 	case r.Conflict || r.State != want:
 		if r.State == "" || (!r.Conflict && r.State != PCommitted && r.State != PAborted) {
+			p.phase2Err = fmt.Sprintf("unrecognised answer %q to %s", r.State, r.Kind)
 			e.retryLater(t, r.Participant) // not an answer we understand: ask again
 			return
 		}
+		p.answeredAt = e.env.Clock.Now()
 		e.hazard(t, r.Participant, fmt.Sprintf("answered %s to %s", r.State, r.Kind))
 	default:
-		p.acked = true
+		p.acked, p.answeredAt, p.phase2Err = true, e.env.Clock.Now(), ""
 	}
 	e.maybeEnd(t)
 }
@@ -441,10 +457,10 @@ func (e *Engine) onTimer(tm Timer) {
 		}
 		switch t.phase {
 		case phPreparing:
-			late := t.timeOut("no vote before the deadline")
+			late := t.timeOut("no vote before the deadline", e.env.Clock.Now())
 			e.decide(t, Abort, CauseTimeout, fmt.Sprintf("prepare timed out after %v waiting for %v", t.prepareTimeout, late))
 		case phQuerying:
-			late := t.timeOut("no status before the recovery deadline")
+			late := t.timeOut("no status before the recovery deadline", e.env.Clock.Now())
 			e.decide(t, Abort, CauseRecovery, fmt.Sprintf("recovery: no status from %v within %v", late, e.cfg.RecoveryTimeout))
 		}
 	case TimerRetry:
@@ -641,6 +657,9 @@ func (e *Engine) send(t *txn, i int, kind MsgKind) {
 	p := &t.parts[i]
 	e.seq++
 	p.seq = e.seq
+	if kind == MsgCommit || kind == MsgRollback {
+		p.phase2Sent++
+	}
 	e.env.Transport.Send(Message{Kind: kind, Txn: t.wire, Participant: i, URL: p.url, Seq: e.seq, Timeout: e.cfg.RequestTimeout})
 }
 

@@ -458,3 +458,86 @@ func TestOwnerIsKeptAndGuardsTheID(t *testing.T) {
 		t.Fatalf("after replaying the snapshot: %v, owner %q", err, v.Owner)
 	}
 }
+
+// A transaction's view tells its story with the engine's clock: when each vote was
+// counted, when the decision became durable, how many phase-2 requests each
+// participant got, why the failed one failed, and when each acknowledged.
+func TestViewTimesVotesAndPhaseTwo(t *testing.T) {
+	w := newWorld(t, 1)
+	t0 := w.now
+	id := w.mustSubmit("t1", pA, pB)
+	w.now = t0.Add(10 * time.Millisecond)
+	w.deliver(0) // A votes at +10ms
+	w.now = t0.Add(30 * time.Millisecond)
+	w.deliver(0) // B votes at +30ms
+	w.now = t0.Add(35 * time.Millisecond)
+	w.sync() // the decision is durable at +35ms; commits go out
+	v := wantState(t, w, id, StateCommitted)
+	at := func(d time.Duration) time.Time { return t0.Add(d).UTC() }
+	if p := v.Participants; p[0].VotedAt == nil || !p[0].VotedAt.Equal(at(10*time.Millisecond)) ||
+		p[1].VotedAt == nil || !p[1].VotedAt.Equal(at(30*time.Millisecond)) {
+		t.Fatalf("vote times: %+v", p)
+	}
+	if v.DecidedAt == nil || !v.DecidedAt.Equal(at(35*time.Millisecond)) {
+		t.Fatalf("decided_at %v, want %v", v.DecidedAt, at(35*time.Millisecond))
+	}
+	if p := v.Participants; p[0].Phase2Requests != 1 || p[0].AnsweredAt != nil {
+		t.Fatalf("after the commits went out: %+v", p[0])
+	}
+	w.now = t0.Add(40 * time.Millisecond)
+	w.fail(0) // A's commit fails
+	v = wantState(t, w, id, StateCommitted)
+	if p := v.Participants[0]; p.Phase2Error != "connection refused" || p.Acked {
+		t.Fatalf("after a failed commit: %+v", p)
+	}
+	w.now = t0.Add(50 * time.Millisecond)
+	w.deliver(0) // B acknowledges at +50ms
+	w.advance(w.cfg.RetryBackoffMax)
+	ackAt := w.now
+	w.deliver(0) // A's retry is acknowledged
+	v = wantState(t, w, id, StateCommitted)
+	a, b := v.Participants[0], v.Participants[1]
+	if a.Phase2Requests != 2 || !a.Acked || a.Phase2Error != "" || a.AnsweredAt == nil || !a.AnsweredAt.Equal(ackAt.UTC()) {
+		t.Fatalf("A after its retry: %+v", a)
+	}
+	if b.Phase2Requests != 1 || b.AnsweredAt == nil || !b.AnsweredAt.Equal(at(50*time.Millisecond)) {
+		t.Fatalf("B: %+v", b)
+	}
+}
+
+// A participant that gives no vote before the deadline is TIMEOUT at the deadline.
+func TestViewTimesTheDeadline(t *testing.T) {
+	w := newWorld(t, 1)
+	t0 := w.now
+	id := w.mustSubmit("t1", pA)
+	w.advance(w.cfg.PrepareTimeout)
+	w.sync()
+	v := wantState(t, w, id, StateAborted)
+	if p := v.Participants[0]; p.Vote != VoteTimeout || p.VotedAt == nil || !p.VotedAt.Equal(t0.Add(w.cfg.PrepareTimeout).UTC()) {
+		t.Fatalf("timed-out participant: %+v", p)
+	}
+}
+
+// Stats says when the oldest in-flight and undecided transactions began.
+func TestStatsOldest(t *testing.T) {
+	w := newWorld(t, 1)
+	if s := w.e.Stats(); !s.OldestInflight.IsZero() || !s.OldestUndecided.IsZero() {
+		t.Fatalf("empty engine: %+v", s)
+	}
+	t0 := w.now
+	w.mustSubmit("t1", pA)
+	w.now = t0.Add(time.Second)
+	w.mustSubmit("t2", pB)
+	if s := w.e.Stats(); !s.OldestInflight.Equal(t0) || !s.OldestUndecided.Equal(t0) {
+		t.Fatalf("two preparing: %+v, want both %v", s, t0)
+	}
+	w.deliver(0) // t1's vote: decided, then durable; its commit goes out
+	w.sync()
+	if s := w.e.Stats(); !s.OldestInflight.Equal(t0) || !s.OldestUndecided.Equal(t0.Add(time.Second)) {
+		t.Fatalf("t1 in phase 2: %+v", s)
+	}
+	w.settle()
+	if s := w.e.Stats(); !s.OldestInflight.IsZero() || !s.OldestUndecided.IsZero() {
+		t.Fatalf("all done: %+v", s)
+	}
+}

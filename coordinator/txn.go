@@ -56,20 +56,28 @@ type part struct {
 	seq      uint64 // Seq of the outstanding request; 0 when none
 	attempts int    // phase-2 or status requests that got no usable answer
 	gen      uint64 // generation of this participant's retry timer
+
+	// What the API shows of this participant's history, kept in memory only (a replayed
+	// transaction has none of it): when its vote (or status, or deadline) was counted,
+	// when it answered phase 2, how many phase-2 requests went to it, and why the last
+	// one that failed got no usable answer.
+	votedAt, answeredAt time.Time
+	phase2Sent          int
+	phase2Err           string
 }
 
 // finished reports whether phase 2 needs nothing more from this participant.
 func (p *part) finished() bool { return p.acked || p.hazard != "" }
 
 // timeOut marks every participant that has not answered (prepare or, in recovery,
-// status) as TIMEOUT and returns their URLs. At least one has not: the engine decides as
+// status) as TIMEOUT at now and returns their URLs. At least one has not: the engine decides as
 // soon as the last answer is in, so a live deadline always finds someone missing.
-func (t *txn) timeOut(why string) []string {
+func (t *txn) timeOut(why string, now time.Time) []string {
 	var late []string
 	for i := range t.parts {
 		p := &t.parts[i]
 		if p.vote == VoteNone {
-			p.vote, p.reason, p.seq = VoteTimeout, why, 0
+			p.vote, p.reason, p.seq, p.votedAt = VoteTimeout, why, 0, now
 			late = append(late, p.url)
 		}
 	}

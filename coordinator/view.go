@@ -36,6 +36,10 @@ type View struct {
 }
 
 // ParticipantView is one participant's part in a transaction.
+//
+// VotedAt, AnsweredAt, Phase2Requests and Phase2Error are its history as this process
+// saw it, from the engine's Clock; they are kept in memory only, so a transaction
+// replayed from the log after a restart shows none of what happened before it.
 type ParticipantView struct {
 	URL    string `json:"url"`
 	Vote   Vote   `json:"vote,omitempty"`
@@ -48,6 +52,16 @@ type ParticipantView struct {
 	// looking at a transaction in doubt: it shows which service holds what.
 	LastSaid   string     `json:"last_said,omitempty"`
 	LastSaidAt *time.Time `json:"last_said_at,omitempty"`
+	// VotedAt: when its vote was counted (its prepare's answer, or its status in
+	// recovery, or the deadline that made it TIMEOUT).
+	VotedAt *time.Time `json:"voted_at,omitempty"`
+	// AnsweredAt: when it acknowledged phase 2 (Acked) or contradicted it (Hazard).
+	AnsweredAt *time.Time `json:"answered_at,omitempty"`
+	// Phase2Requests: phase-2 requests (commit or rollback) sent to it so far.
+	Phase2Requests int `json:"phase2_requests,omitempty"`
+	// Phase2Error: why the last phase-2 request got no usable answer, while it is
+	// not yet acknowledged (a participant down shows here).
+	Phase2Error string `json:"phase2_error,omitempty"`
 }
 
 // The states a View may show.
@@ -102,10 +116,18 @@ func (t *txn) view() View {
 	for i := range t.parts {
 		p := &t.parts[i]
 		v.Participants[i] = ParticipantView{URL: p.url, Vote: p.vote, Reason: p.reason, Acked: p.acked, Hazard: p.hazard,
-			LastSaid: p.lastSaid}
+			LastSaid: p.lastSaid, Phase2Requests: p.phase2Sent, Phase2Error: p.phase2Err}
 		if !p.lastSaidAt.IsZero() {
 			at := p.lastSaidAt.UTC()
 			v.Participants[i].LastSaidAt = &at
+		}
+		if !p.votedAt.IsZero() {
+			at := p.votedAt.UTC()
+			v.Participants[i].VotedAt = &at
+		}
+		if !p.answeredAt.IsZero() {
+			at := p.answeredAt.UTC()
+			v.Participants[i].AnsweredAt = &at
 		}
 		v.Hazard = v.Hazard || p.hazard != ""
 	}

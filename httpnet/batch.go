@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/internal/jsonstr"
 	"github.com/dtc-project/dtc/participant"
@@ -239,6 +241,17 @@ func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, 
 		m := j.m
 		replies = append(replies, coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind})
 	}
+	var spans []trace.Span // of the traced ops, by index; nil when none is
+	if t.trace != nil {
+		for i := range ops {
+			if _, span := t.trace.startSend(ctx, &ops[i].m, len(ops)); span != nil {
+				if spans == nil {
+					spans = make([]trace.Span, len(ops))
+				}
+				spans[i] = span
+			}
+		}
+	}
 	err := beforeBatchSend(ops)
 	if err == nil {
 		err = t.batchExchange(ctx, p, ops, replies, buf)
@@ -267,6 +280,9 @@ func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, 
 		}
 	}
 	for i, j := range ops {
+		if spans != nil {
+			endSend(spans[i], &replies[i])
+		}
 		j.deliver(replies[i])
 	}
 	clear(replies)

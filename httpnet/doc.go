@@ -60,6 +60,15 @@
 //   - The runtime owns one compactor goroutine (a ticker): it removes log segments
 //     before the lowest checkpoint of all shards and asks the shards to checkpoint, one
 //     after the other, when the log has more than CompactSegments segments.
+//   - The runtime owns one sampler goroutine (stats.go, a ticker): once a second it
+//     reads the counters and asks the shards for their gauges (as a scrape does), into
+//     a ring of the last 300 samples that GET /v1/stats serves to the admin page (/ui/,
+//     files embedded from ui/; obs.go).
+//   - Tracing (trace.go) is off unless Options.TracerProvider is set. Then the API
+//     handler starts each transaction's span, the Transport a span per request to a
+//     participant (and sends traceparent), and a decorator of each engine's Log with
+//     its Observer make the decision's sync span; a bounded map (tracedTxnsMax) keeps
+//     each transaction's trace context, by id, until the transaction ends.
 //
 // # Bounds
 //

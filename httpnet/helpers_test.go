@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/examples/bank"
@@ -251,6 +253,11 @@ type bankNode struct {
 	bank *bank.Bank
 	p    *participant.Participant
 	srv  *httptest.Server
+
+	// tracing: the participant's spans go to tp (when set); traceparents keeps the
+	// traceparent header of every request, by endpoint.
+	tp           trace.TracerProvider
+	traceparents map[string][]string
 }
 
 func newBankNode(t *testing.T, accounts map[string]int64) *bankNode {
@@ -267,13 +274,17 @@ func (n *bankNode) prepareURL() string { return "http://" + n.addr + "/prepare" 
 
 func (n *bankNode) serve(w http.ResponseWriter, r *http.Request) {
 	n.mu.Lock()
-	p := n.p
+	p, tp := n.p, n.tp
+	if n.traceparents == nil {
+		n.traceparents = map[string][]string{}
+	}
+	n.traceparents[path.Base(r.URL.Path)] = append(n.traceparents[path.Base(r.URL.Path)], r.Header.Get("traceparent"))
 	n.mu.Unlock()
 	if p == nil {
 		http.Error(w, "stopped", http.StatusServiceUnavailable)
 		return
 	}
-	participant.NewHandler(p, participant.HandlerOptions{Logger: testLogger(n.t)}).ServeHTTP(w, r)
+	participant.NewHandler(p, participant.HandlerOptions{Logger: testLogger(n.t), TracerProvider: tp}).ServeHTTP(w, r)
 }
 
 func (n *bankNode) start() {
@@ -435,7 +446,7 @@ func (c *coord) start() {
 	}
 	so := c.so
 	so.Logger = c.o.Logger
-	srv := httptest.NewUnstartedServer(httpnet.NewServer(rt, so))
+	srv := httptest.NewUnstartedServer(validated(c.t, httpnet.NewServer(rt, so)))
 	srv.Listener.Close()
 	srv.Listener = listen(c.t, c.addr)
 	srv.Start()

@@ -44,7 +44,7 @@ const (
 // process collectors.
 func newMetrics() *Metrics {
 	reg := prometheus.NewRegistry()
-	latency := prometheus.ExponentialBuckets(0.0005, 2, 18) // 0.5ms .. ~65s
+	latency := latencyBounds // 0.5ms .. ~65s
 	m := &Metrics{
 		reg: reg,
 		begun: prometheus.NewCounter(prometheus.CounterOpts{
@@ -71,7 +71,7 @@ func newMetrics() *Metrics {
 		}),
 		participantErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dtc_participant_errors_total",
-			Help: "Requests to participants that got no usable answer, by kind (timeout, connection, status_5xx, status_other, malformed) and request (prepare, commit, rollback, status; batch for a batch request that failed as a whole, which fails each of its ops; commit or rollback for an op a batch answer gave an error).",
+			Help: "Requests to participants that got no usable answer, by kind (timeout, connection, status_5xx, status_other, malformed, host_busy: HostRetriesMax requests already in flight to its host) and request (prepare, commit, rollback, status; batch for a batch request that failed as a whole, which fails each of its ops; commit or rollback for an op a batch answer gave an error).",
 		}, []string{"kind", "request"}),
 		hazards: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dtc_heuristic_hazards_total",
@@ -133,6 +133,7 @@ type observer struct {
 	m     *Metrics
 	log   *slog.Logger
 	shard int
+	trace *tracing // nil when tracing is off
 }
 
 var _ coordinator.Observer = observer{}
@@ -141,6 +142,9 @@ var _ coordinator.Observer = observer{}
 // the arguments of a disabled log call would still be made (a few allocations on
 // every transaction).
 func (o observer) Observe(n coordinator.Note) {
+	if o.trace != nil {
+		o.trace.observe(&n)
+	}
 	ctx := context.Background()
 	switch n.Kind {
 	case coordinator.NoteBegun:
@@ -196,6 +200,8 @@ type statsCollector struct {
 	rt                                       *Runtime
 	inflight, undecided, recovering, remembr *prometheus.Desc
 	ready, shards                            *prometheus.Desc
+	oldestInflight, oldestUndecided          *prometheus.Desc
+	phase2                                   *prometheus.Desc
 }
 
 func newStatsCollector(rt *Runtime) *statsCollector {
@@ -212,11 +218,17 @@ func newStatsCollector(rt *Runtime) *statsCollector {
 		ready: prometheus.NewDesc("dtc_ready",
 			"1 when every shard has finished recovery and answers requests.", nil, nil),
 		shards: prometheus.NewDesc("dtc_shards", "Engines (shards) this process runs.", nil, nil),
+		oldestInflight: prometheus.NewDesc("dtc_transactions_oldest_inflight_age_seconds",
+			"Age of the oldest transaction not yet acknowledged by every participant (0 when none): a participant left in doubt that long.", nil, nil),
+		oldestUndecided: prometheus.NewDesc("dtc_transactions_oldest_in_doubt_age_seconds",
+			"Age of the oldest transaction without a durable decision (0 when none).", nil, nil),
+		phase2: prometheus.NewDesc("dtc_transactions_phase2_pending",
+			"Decided transactions whose phase 2 some participant has not acknowledged yet (they hold no in-flight slot; bounded by Phase2Max; dtc forget ends one whose participant is gone).", nil, nil),
 	}
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.inflight, c.undecided, c.recovering, c.remembr, c.ready, c.shards} {
+	for _, d := range []*prometheus.Desc{c.inflight, c.undecided, c.recovering, c.remembr, c.ready, c.shards, c.oldestInflight, c.oldestUndecided, c.phase2} {
 		ch <- d
 	}
 }
@@ -241,6 +253,27 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.undecided, prometheus.GaugeValue, float64(s.Undecided))
 	ch <- prometheus.MustNewConstMetric(c.recovering, prometheus.GaugeValue, float64(s.Recovering))
 	ch <- prometheus.MustNewConstMetric(c.remembr, prometheus.GaugeValue, float64(s.Remembered))
+	ch <- prometheus.MustNewConstMetric(c.phase2, prometheus.GaugeValue, float64(s.Phase2))
+	now := time.Now()
+	ch <- prometheus.MustNewConstMetric(c.oldestInflight, prometheus.GaugeValue, ageSeconds(now, s.OldestInflight))
+	ch <- prometheus.MustNewConstMetric(c.oldestUndecided, prometheus.GaugeValue, ageSeconds(now, s.OldestUndecided))
+}
+
+// ageSeconds is how long ago t was, 0 for the zero time (or one in the future: the
+// engines' clock is this process's).
+func ageSeconds(now, t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(0, now.Sub(t).Seconds())
+}
+
+// earliest is the earlier of two times, the zero time counting as none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // transportCollector reports a Transport's request counters and its batching gauges

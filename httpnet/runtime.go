@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/coordlog"
 	"github.com/dtc-project/dtc/wal"
@@ -54,6 +56,9 @@ type Options struct {
 	// OnFatal is called when the log cannot make records durable (a failed fsync): the
 	// process must not go on. Default: log the error and os.Exit(1). Tests replace it.
 	OnFatal func(error)
+	// TracerProvider, when set, traces every transaction begun through the API
+	// (trace.go): off by default. dtc serve --otlp-endpoint sets it.
+	TracerProvider trace.TracerProvider
 }
 
 func (o *Options) setDefaults() {
@@ -139,6 +144,13 @@ type Runtime struct {
 	closeOnce     sync.Once
 	closeErr      error
 	closed        atomic.Bool
+
+	// The sampler goroutine (stats.go) ends with compactCtx too; Close waits for
+	// samplerDone.
+	samplerDone chan struct{}
+	history     history
+	started     time.Time
+	trace       *tracing // nil when tracing is off
 }
 
 // Open replays the log in o.DataDir into o.Shards engines, starts them, and returns the
@@ -158,12 +170,16 @@ func Open(o Options) (*Runtime, error) {
 		stopping:    make(chan struct{}),
 		failed:      make(chan struct{}),
 		compactDone: make(chan struct{}),
+		samplerDone: make(chan struct{}),
+		started:     time.Now().UTC(),
 	}
 	if o.Transport.Logger == nil {
 		o.Transport.Logger = r.lg
 	}
 	r.transport = NewTransport(o.Transport)
 	r.transport.metrics = r.metrics
+	r.trace = newTracing(o.TracerProvider)
+	r.transport.trace = r.trace
 	r.fs = &countingFS{FS: o.FS, m: r.metrics}
 	r.sink = &meteredSink{m: r.metrics, fs: r.fs}
 	r.metrics.reg.MustRegister(newStatsCollector(r), newTransportCollector(r.transport))
@@ -171,12 +187,16 @@ func Open(o Options) (*Runtime, error) {
 	for i := 0; i < o.Shards; i++ {
 		s := newShard(i, o.InboxCap, r.lg)
 		s.log = coordlog.NewShardLog(r.sink, s.notify)
+		var engLog coordinator.Log = s.log
+		if r.trace != nil {
+			engLog = tracedLog{Log: s.log, tr: r.trace}
+		}
 		eng, err := coordinator.New(o.Engine, coordinator.Env{
 			Clock:     clock{s},
 			Transport: r.transport.For(s.deliver),
-			Log:       s.log,
+			Log:       engLog,
 			Rand:      newRand(),
-			Observer:  observer{m: r.metrics, log: r.lg, shard: i},
+			Observer:  observer{m: r.metrics, log: r.lg, shard: i, trace: r.trace},
 		})
 		if err != nil {
 			r.transport.Close()
@@ -222,6 +242,7 @@ func Open(o Options) (*Runtime, error) {
 	}
 	r.compactCtx, r.compactCancel = context.WithCancel(context.Background())
 	go r.compactor()
+	go r.sampler(r.compactCtx, r.samplerDone)
 	return r, nil
 }
 
@@ -422,6 +443,19 @@ func (r *Runtime) Get(ctx context.Context, id string) (coordinator.View, error) 
 	return v, getErr
 }
 
+// Forget ends a decided transaction whose phase 2 cannot finish, with a hazard on each
+// participant that has not acknowledged (coordinator.Engine.Forget).
+func (r *Runtime) Forget(ctx context.Context, id, reason string) (coordinator.View, error) {
+	var (
+		v   coordinator.View
+		err error
+	)
+	if doErr := r.shardFor(id).do(ctx, func(e *coordinator.Engine) { v, err = e.Forget(id, reason) }); doErr != nil {
+		return coordinator.View{}, doErr
+	}
+	return v, err
+}
+
 // List returns up to limit transactions matching filter (see coordinator.CheckFilter)
 // with ids greater than after, in id order across all shards, and the cursor for the
 // next page ("" when there is none).
@@ -481,6 +515,9 @@ func (r *Runtime) Stats(ctx context.Context) (coordinator.Stats, error) {
 		sum.Undecided += st.Undecided
 		sum.Recovering += st.Recovering
 		sum.Remembered += st.Remembered
+		sum.Phase2 += st.Phase2
+		sum.OldestInflight = earliest(sum.OldestInflight, st.OldestInflight)
+		sum.OldestUndecided = earliest(sum.OldestUndecided, st.OldestUndecided)
 	}
 	return sum, nil
 }
@@ -548,6 +585,7 @@ func (r *Runtime) Close() error {
 		close(r.stopping)
 		r.compactCancel()
 		<-r.compactDone
+		<-r.samplerDone
 		for _, s := range r.shards {
 			close(s.quit)
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/internal/jsonstr"
@@ -47,6 +48,7 @@ const (
 	CodeForbidden             = "forbidden"               // 403: the client's role does not allow the request
 	CodeParticipantNotAllowed = "participant_not_allowed" // 400: a participant URL outside the allowlist
 	CodeRequestTimeout        = "request_timeout"         // 408: the body came too slowly (the server's read timeout)
+	CodeUndecided             = "undecided"               // 409: forget asked of a transaction not decided yet
 )
 
 // ServerOptions configure the API handler. Zero values mean the defaults.
@@ -212,6 +214,18 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 			s.methodNotAllowed(w, r, "GET, HEAD, POST")
 		}
 		return "/v1/transactions"
+	case strings.HasPrefix(path, "/v1/transactions/") && strings.HasSuffix(path, "/forget"):
+		id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/transactions/"), "/forget")
+		if id == "" || strings.Contains(id, "/") {
+			s.fail(w, http.StatusNotFound, CodeNoRoute, fmt.Sprintf("no route %s: use /v1/transactions/{id}/forget", path))
+			return "other"
+		}
+		if r.Method != http.MethodPost {
+			s.methodNotAllowed(w, r, "POST")
+		} else if _, ok := s.authorize(w, r, "forget transactions", RoleAdmin); ok {
+			s.forget(w, r, id)
+		}
+		return "/v1/transactions/{id}/forget"
 	case strings.HasPrefix(path, "/v1/transactions/"):
 		id := strings.TrimPrefix(path, "/v1/transactions/")
 		if id == "" || strings.Contains(id, "/") {
@@ -254,6 +268,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		}
 		return path
+	}
+	if route, ok := s.routeObs(w, r); ok {
+		return route
 	}
 	s.fail(w, http.StatusNotFound, CodeNoRoute, fmt.Sprintf("no route %s", path))
 	return "other"
@@ -313,7 +330,34 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, who Principal) {
 			fmt.Sprintf("%d requests are being served (the server's in-flight limit): retry later", s.o.InflightMax))
 		return
 	}
-	v, err := s.rt.Submit(r.Context(), req, wait)
+	ctx := r.Context()
+	if tr := s.rt.trace; tr != nil {
+		if req.ID == "" {
+			req.ID = newTxnID() // as Submit would: the trace's children find it by its id
+		}
+		var (
+			span       trace.Span
+			remembered bool
+			v          coordinator.View
+			err        error
+		)
+		ctx, span, remembered = tr.startTxn(r, req.ID, len(req.Participants))
+		defer func() {
+			if remembered && err != nil && beganNot(err) {
+				tr.forget(req.ID)
+			}
+			tr.endTxn(span, &v, err)
+		}()
+		v, err = s.rt.Submit(ctx, req, wait)
+		s.answerSubmit(w, r, &v, err, wait)
+		return
+	}
+	v, err := s.rt.Submit(ctx, req, wait)
+	s.answerSubmit(w, r, &v, err, wait)
+}
+
+// answerSubmit answers POST /v1/transactions with what Runtime.Submit returned.
+func (s *Server) answerSubmit(w http.ResponseWriter, r *http.Request, v *coordinator.View, err error, wait bool) {
 	if err != nil {
 		if r.Context().Err() != nil {
 			return // the client went away; a submitted transaction still runs to its end
@@ -323,10 +367,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, who Principal) {
 	}
 	if !wait {
 		w.Header().Set("Location", "/v1/transactions/"+url.PathEscape(v.ID))
-		writeView(w, http.StatusAccepted, &v)
+		writeView(w, http.StatusAccepted, v)
 		return
 	}
-	writeView(w, http.StatusOK, &v)
+	writeView(w, http.StatusOK, v)
 }
 
 // parseSubmit turns the body into a Request. Participant URLs are normalised
@@ -507,6 +551,43 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, id string, who Prin
 		return
 	}
 	writeView(w, http.StatusOK, &v)
+}
+
+// forgetBody is the body of POST /v1/transactions/{id}/forget.
+type forgetBody struct {
+	Reason string `json:"reason"`
+}
+
+// forgetReasonMaxBytes bounds the reason an operator gives, which goes to the log.
+const forgetReasonMaxBytes = 512
+
+// forget ends a decided transaction whose phase 2 waits on a participant that is gone
+// for good (coordinator.Engine.Forget): an admin's call, with a reason.
+func (s *Server) forget(w http.ResponseWriter, r *http.Request, id string) {
+	var body forgetBody
+	if !s.decode(w, r, &body) {
+		return
+	}
+	if body.Reason == "" {
+		s.fail(w, http.StatusBadRequest, CodeInvalid, "reason: missing: say why the transaction is forgotten (it goes to the log)")
+		return
+	}
+	if len(body.Reason) > forgetReasonMaxBytes {
+		s.fail(w, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("reason: %d bytes, at most %d", len(body.Reason), forgetReasonMaxBytes))
+		return
+	}
+	v, err := s.rt.Forget(r.Context(), id, body.Reason)
+	switch {
+	case err == nil:
+		writeView(w, http.StatusOK, &v)
+	case r.Context().Err() != nil:
+	case errors.Is(err, coordinator.ErrNotFound):
+		s.fail(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("transaction %q is not known", id))
+	case errors.Is(err, coordinator.ErrUndecided):
+		s.fail(w, http.StatusConflict, CodeUndecided, trimPkg(err)+": only a decided transaction can be forgotten")
+	default:
+		s.failErr(w, err)
+	}
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request, who Principal) {
@@ -779,6 +860,26 @@ func appendView(b []byte, v *coordinator.View) (_ []byte, ok bool) {
 				if b, ok = appendJSONTime(b, *p.LastSaidAt); !ok {
 					return b, false
 				}
+			}
+			if p.VotedAt != nil {
+				b = append(b, `,"voted_at":`...)
+				if b, ok = appendJSONTime(b, *p.VotedAt); !ok {
+					return b, false
+				}
+			}
+			if p.AnsweredAt != nil {
+				b = append(b, `,"answered_at":`...)
+				if b, ok = appendJSONTime(b, *p.AnsweredAt); !ok {
+					return b, false
+				}
+			}
+			if p.Phase2Requests != 0 {
+				b = append(b, `,"phase2_requests":`...)
+				b = strconv.AppendInt(b, int64(p.Phase2Requests), 10)
+			}
+			if p.Phase2Error != "" {
+				b = append(b, `,"phase2_error":`...)
+				b = jsonstr.Append(b, p.Phase2Error)
 			}
 			b = append(b, '}')
 		}

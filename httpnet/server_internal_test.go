@@ -59,7 +59,9 @@ func TestAppendViewIsMarshal(t *testing.T) {
 	}
 	if got, want := fields(coordinator.ParticipantView{}), "URL string url; Vote coordinator.Vote vote,omitempty; "+
 		"Reason string reason,omitempty; Acked bool acked; Hazard string hazard,omitempty; "+
-		"LastSaid string last_said,omitempty; LastSaidAt *time.Time last_said_at,omitempty; "; got != want {
+		"LastSaid string last_said,omitempty; LastSaidAt *time.Time last_said_at,omitempty; "+
+		"VotedAt *time.Time voted_at,omitempty; AnsweredAt *time.Time answered_at,omitempty; "+
+		"Phase2Requests int phase2_requests,omitempty; Phase2Error string phase2_error,omitempty; "; got != want {
 		t.Fatalf("coordinator.ParticipantView has changed; teach appendView:\n%s", got)
 	}
 
@@ -89,7 +91,8 @@ func TestAppendViewIsMarshal(t *testing.T) {
 			v.Participants = make([]coordinator.ParticipantView, n-1)
 			for i := range v.Participants {
 				v.Participants[i] = coordinator.ParticipantView{URL: pick(strs), Vote: coordinator.Vote(pick(strs)),
-					Reason: pick(strs), Acked: rng.IntN(2) == 0, Hazard: pick(strs), LastSaid: pick(strs), LastSaidAt: pickTime()}
+					Reason: pick(strs), Acked: rng.IntN(2) == 0, Hazard: pick(strs), LastSaid: pick(strs), LastSaidAt: pickTime(),
+					VotedAt: pickTime(), AnsweredAt: pickTime(), Phase2Requests: rng.IntN(3) - 1, Phase2Error: pick(strs)}
 			}
 		}
 		want, err := json.Marshal(v)

@@ -22,6 +22,8 @@ import (
 
 	"github.com/pingcap/failpoint"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/internal/fp"
 	"github.com/dtc-project/dtc/internal/jsonstr"
@@ -67,6 +69,13 @@ type TransportOptions struct {
 	// Signer, if set, signs every request to a participant (prepare, commit, rollback,
 	// status, batch) with the secret it shares with them (participant.Auth verifies).
 	Signer *participant.Signer
+	// HostRetriesMax bounds the phase-2 and status requests (not prepares, not
+	// batches) in flight at once to one participant host (host:port). A participant
+	// that never answers keeps its transactions' phase 2 retried for ever, as atomicity
+	// requires; this bound keeps thousands of such retries from holding as many
+	// connections and goroutines. A request over it fails at once, without a
+	// connection, and the engine retries it after its backoff. Default 64.
+	HostRetriesMax int
 	// NoBatch turns phase-2 batching off: never use POST …/batch, even with
 	// participants that offer it. Their Dtc-Batch-Max header is ignored (the capability
 	// is never recorded), and every commit and rollback is a request of its own.
@@ -94,6 +103,9 @@ func (o *TransportOptions) setDefaults() {
 	}
 	if o.BatchInflight <= 0 {
 		o.BatchInflight = 1
+	}
+	if o.HostRetriesMax <= 0 {
+		o.HostRetriesMax = 64
 	}
 }
 
@@ -135,7 +147,11 @@ type Transport struct {
 	batchPeers map[string]*batchPeer // participants that offer batching, by prepare URL; at most batchPeersMax
 	batchKnown atomic.Int32          // len(batchPeers), read without batchMu by Send's fast path
 
+	hostMu   sync.Mutex
+	hostBusy map[string]int // phase-2 and status requests in flight, by host; no zero entries
+
 	stats transportCounters
+	trace *tracing // nil when tracing is off (trace.go)
 }
 
 // sendersMax bounds the senders that stay after their request to take the next one;
@@ -320,11 +336,51 @@ func (t *Transport) send(ctx context.Context, j sendJob, buf *[]byte) {
 			}
 		})
 	}
+	if m.Kind != coordinator.MsgPrepare {
+		host, ok := t.takeHostSlot(m.URL)
+		if !ok {
+			se := &sendError{kind: errKindBusy, msg: fmt.Sprintf("%s to %s: %d phase-2 and status requests already in flight to that host (HostRetriesMax)", m.Kind, host, t.o.HostRetriesMax),
+				public: "too many requests in flight to the participant's host; retried later"}
+			if t.metrics != nil {
+				t.metrics.participantErrs.WithLabelValues(se.kind, m.Kind.String()).Inc()
+			}
+			j.deliver(coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind, Err: se})
+			return
+		}
+		defer t.releaseHostSlot(host)
+	}
 	r := t.do(ctx, m, buf)
 	if r.Err != nil && t.ctx.Err() != nil {
 		return // shutting down: the engine is gone, nobody waits for this reply
 	}
 	j.deliver(r)
+}
+
+// takeHostSlot counts one more phase-2 or status request in flight to the host of
+// prepareURL, unless HostRetriesMax are already; it returns the host either way.
+func (t *Transport) takeHostSlot(prepareURL string) (string, bool) {
+	host := prepareURL
+	if eps, err := t.endpointsOf(prepareURL); err == nil {
+		host = eps.prepare.Host
+	}
+	t.hostMu.Lock()
+	defer t.hostMu.Unlock()
+	if t.hostBusy[host] >= t.o.HostRetriesMax {
+		return host, false
+	}
+	if t.hostBusy == nil {
+		t.hostBusy = make(map[string]int)
+	}
+	t.hostBusy[host]++
+	return host, true
+}
+
+func (t *Transport) releaseHostSlot(host string) {
+	t.hostMu.Lock()
+	defer t.hostMu.Unlock()
+	if t.hostBusy[host]--; t.hostBusy[host] <= 0 {
+		delete(t.hostBusy, host)
+	}
 }
 
 // A sendError is a request to a participant that got no usable answer. Kind is one of
@@ -392,11 +448,17 @@ const (
 	errKind5xx        = "status_5xx"
 	errKindStatus     = "status_other"
 	errKindMalformed  = "malformed"
+	errKindBusy       = "host_busy" // HostRetriesMax requests already in flight to the host
 )
 
 // do performs one request and turns the answer into a Reply.
 func (t *Transport) do(ctx context.Context, m coordinator.Message, buf *[]byte) coordinator.Reply {
 	r := coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind}
+	var span trace.Span
+	if t.trace != nil {
+		ctx, span = t.trace.startSend(ctx, &m, 0)
+		defer endSend(span, &r)
+	}
 	err := t.exchange(ctx, m, &r, buf)
 	if err != nil {
 		var se *sendError
@@ -435,6 +497,9 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 	req, err := t.request(ctx, m)
 	if err != nil {
 		return &sendError{kind: errKindMalformed, msg: err.Error()}
+	}
+	if t.trace != nil {
+		t.trace.inject(ctx, req)
 	}
 	t.stats.count(m.Kind)
 	resp, body, eof, err := t.fetch(req, m.Kind.String(), m.URL, timeout, t.o.ResponseMaxBytes, buf)

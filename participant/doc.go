@@ -154,4 +154,8 @@
 // ResolverOptions.BearerToken is sent with the queries.
 //
 // NewServer gives an http.Server with read, write and idle timeouts for the handler.
+//
+// With HandlerOptions.TracerProvider set, the handler continues the coordinator's
+// OpenTelemetry trace: each request gets a span under the W3C traceparent it carries,
+// in the request's context. Without it the handler makes no spans.
 package participant

@@ -16,6 +16,10 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DefaultBatchMaxOps is HandlerOptions.BatchMaxOps when it is not set.
@@ -48,6 +52,11 @@ type HandlerOptions struct {
 	// doubt: since when, how many times the coordinator was asked, whether it could be
 	// reached (StateResponse).
 	Resolver *Resolver
+	// TracerProvider, when set, continues the coordinator's traces: each request gets a
+	// span (participant.prepare, participant.commit, …) under the W3C traceparent it
+	// carries (dtc sends one with every request but batches), in the request's context.
+	// Nil: no spans, and no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Error codes in ErrorBody.Code.
@@ -79,6 +88,8 @@ type handler struct {
 
 	batchMax    int      // HandlerOptions.BatchMaxOps
 	batchHeader []string // the value of HeaderBatchMax, shared by every answer
+
+	tracer trace.Tracer // nil: no tracing
 
 	// coordinator is the last coordinator URL that passed checkCoordinatorURL. The
 	// coordinator sends the same one with every prepare: it is checked once, and its
@@ -112,12 +123,16 @@ func NewHandler(p *Participant, opts HandlerOptions) http.Handler {
 	if opts.BatchMaxOps <= 0 {
 		opts.BatchMaxOps = DefaultBatchMaxOps
 	}
-	return &handler{
+	h := &handler{
 		p: p, base: base, bodyMax: opts.BodyMaxBytes, log: opts.Logger,
 		auth: opts.Auth, resolver: opts.Resolver,
 		batchMax:    opts.BatchMaxOps,
 		batchHeader: []string{strconv.Itoa(opts.BatchMaxOps)},
 	}
+	if opts.TracerProvider != nil {
+		h.tracer = opts.TracerProvider.Tracer("github.com/dtc-project/dtc/participant")
+	}
+	return h
 }
 
 // inDoubtAskHeader is HeaderInDoubt's value, shared by every answer (net/http only
@@ -133,6 +148,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header()[HeaderInDoubt] = inDoubtAskHeader
 	}
 	name, ok := strings.CutPrefix(r.URL.Path, h.base)
+	if h.tracer != nil {
+		ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := h.tracer.Start(ctx, "participant."+bounded(name, 32), trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method)))
+		defer span.End()
+		r = r.WithContext(ctx)
+	}
 	if !ok || strings.Contains(name, "/") {
 		h.fail(w, r, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no endpoint %s", r.URL.Path))
 		return
@@ -724,4 +746,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(data, '\n'))
+}
+
+// bounded cuts s to at most n bytes, for a span's name or attribute.
+func bounded(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }

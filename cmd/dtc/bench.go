@@ -49,12 +49,18 @@ loop long enough to fill what dtc remembers of finished transactions, then a pro
 holds F × that for --duration in an open loop, and samples RSS, the live heap and
 goroutines, then says whether any of them grew.
 
+With --tracing on, dtc traces every transaction with OpenTelemetry and exports the
+spans over OTLP/HTTP (as dtc serve --otlp-endpoint) to a collector in the process that
+discards them; --tracing compare runs the benchmark with it off, then on (the floor
+gets 2s of each), and reports the throughput lost.
+
 Examples:
   dtc bench                                   # 2 participants, concurrency 64, 10s
   dtc bench --participants 5 --concurrency 64
   dtc bench --concurrency 1 --json | jq .sync_floor_p50_ratio
   dtc bench --concurrency 1 --passive         # the latency a synced begin costs
   dtc bench --soak 0.8 --duration 2m
+  dtc bench --tracing compare --duration 10s  # what OpenTelemetry tracing costs
 
 Exit codes:
   0  the run finished without errors (a soak: and nothing grew)
@@ -78,6 +84,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		jsonOut      = fs.Bool("json", false, "print the result as one JSON object")
 		soak         = fs.Float64("soak", 0, "run a soak at this fraction of the maximum throughput instead (e.g. 0.8)")
 		sampleEvery  = fs.Duration("sample-every", 5*time.Second, "soak: how often memory is sampled")
+		traceRatio   = fs.Float64("tracing-sample-ratio", 1, "with --tracing on or compare: the fraction of transactions traced (as dtc serve --otlp-sample-ratio)")
+		tracing      = fs.String("tracing", "off", "OpenTelemetry tracing of dtc, exported over OTLP/HTTP to a collector in the process that discards it: off, on, or compare (a run with it off, then one with it on, and the difference)")
 	)
 	if ok, code := parse(fs, benchHelp, args, []string{}, stdout, stderr); !ok {
 		return code
@@ -92,6 +100,22 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if !*jsonOut {
 		o.Progress = stderr
+	}
+	if !(*traceRatio > 0 && *traceRatio <= 1) {
+		return usageError(stderr, "bench", "--tracing-sample-ratio %v: want a fraction in (0, 1]", *traceRatio)
+	}
+	o.TracingSampleRatio = *traceRatio
+	switch *tracing {
+	case "off":
+	case "on":
+		o.Tracing = true
+	case "compare":
+		if *soak > 0 {
+			return usageError(stderr, "bench", "--tracing compare does not go with --soak")
+		}
+		return benchTracingCompare(ctx, o, *jsonOut, stdout, stderr)
+	default:
+		return usageError(stderr, "bench", "--tracing %q: want off, on or compare", *tracing)
 	}
 	if err := o.Validate(); err != nil {
 		return usageError(stderr, "bench", "%v", err)
@@ -128,6 +152,63 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitNo
 	}
 	if res.Errors > 0 {
+		return exitNo
+	}
+	return exitOK
+}
+
+// benchTracingCompare runs the benchmark with tracing off, then on, and reports what
+// tracing costs. The floor, which tracing does not change, gets 2s of each run.
+func benchTracingCompare(ctx context.Context, o bench.Options, jsonOut bool, stdout, stderr io.Writer) int {
+	if o.FloorDuration == 0 {
+		o.FloorDuration = min(o.Duration, 2*time.Second)
+	}
+	var res [2]*bench.Result
+	for i, on := range []bool{false, true} {
+		o.Tracing = on
+		r, err := bench.Run(ctx, o)
+		if err != nil {
+			fmt.Fprintf(stderr, "dtc bench: tracing %v: %v\n", on, err)
+			return exitNo
+		}
+		r.Samples = nil
+		res[i] = r
+	}
+	off, on := res[0], res[1]
+	loss := 0.0
+	if off.TPS > 0 {
+		loss = 100 * (off.TPS - on.TPS) / off.TPS
+	}
+	if jsonOut {
+		enc := json.NewEncoder(stdout)
+		ratioLoss := 0.0
+		if off.Ratio > 0 {
+			ratioLoss = 100 * (off.Ratio - on.Ratio) / off.Ratio
+		}
+		if err := enc.Encode(map[string]any{"tracing_off": off, "tracing_on": on, "throughput_loss_percent": loss,
+			"floor_ratio_loss_percent": ratioLoss}); err != nil {
+			fmt.Fprintf(stderr, "dtc bench: %v\n", err)
+			return exitNo
+		}
+	} else {
+		for _, r := range res {
+			if err := r.WriteText(stdout); err != nil {
+				fmt.Fprintf(stderr, "dtc bench: %v\n", err)
+				return exitNo
+			}
+			fmt.Fprintln(stdout)
+		}
+		fmt.Fprintf(stdout, "tracing off: %.0f txn/s, p50 %.2f ms, p99 %.2f ms, CPU %.0f µs/txn\n", off.TPS, off.P50Ms, off.P99Ms, off.CPUUsPerTxn)
+		fmt.Fprintf(stdout, "tracing on:  %.0f txn/s, p50 %.2f ms, p99 %.2f ms, CPU %.0f µs/txn\n", on.TPS, on.P50Ms, on.P99Ms, on.CPUUsPerTxn)
+		fmt.Fprintf(stdout, "throughput lost to tracing: %.1f%%\n", loss)
+		// Against the floor measured in the same run: less swayed by what else the
+		// machine was doing during each run.
+		if off.Ratio > 0 {
+			fmt.Fprintf(stdout, "throughput as a fraction of the floor: %.2f off, %.2f on: %.1f%% lost\n",
+				off.Ratio, on.Ratio, 100*(off.Ratio-on.Ratio)/off.Ratio)
+		}
+	}
+	if off.Errors > 0 || on.Errors > 0 {
 		return exitNo
 	}
 	return exitOK

@@ -5,6 +5,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dtc-project/dtc/client"
 )
 
 // runCLI runs dtc in-process with args and returns its exit code, stdout and stderr.
@@ -124,5 +127,26 @@ func TestByteSize(t *testing.T) {
 	b := byteSize(64 << 20)
 	if b.String() != "64MiB" {
 		t.Errorf("String() = %q", b.String())
+	}
+}
+
+// dtc get's summary gives the times the admin page gives: the begin, the durable
+// decision, each vote and acknowledgement, as offsets from the begin.
+func TestPrintViewTimes(t *testing.T) {
+	began := time.Date(2026, 12, 5, 13, 0, 0, 123_456_789, time.UTC)
+	ms := func(n int) *time.Time { t := began.Add(time.Duration(n) * time.Millisecond); return &t }
+	v := client.View{ID: "t1", TxnID: "t1@ab", State: client.StateAborted, Reason: "p voted NACK: no", BeganAt: began,
+		DecidedAt: ms(5), Participants: []client.ParticipantView{
+			{URL: "http://a/prepare", Vote: "NACK", Reason: "no", VotedAt: ms(3), Acked: true, AnsweredAt: ms(9), Phase2Requests: 1},
+			{URL: "http://b/prepare", Phase2Requests: 2, Phase2Error: "HTTP 503"},
+		}}
+	var b strings.Builder
+	printView(&b, v, false)
+	out := b.String()
+	for _, want := range []string{"began 2026-12-05 13:00:00.123, decision durable 2026-12-05 13:00:00.128 (+5 ms)",
+		"voted +3 ms", "acked +9 ms", "phase 2 pending after 2 requests: HTTP 503"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dtc get's summary lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -210,6 +210,54 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+const forgetHelp = `Usage: dtc forget [flags] TXN_ID --reason TEXT
+
+Ends a decided transaction whose phase 2 cannot finish because a participant is gone
+for good (decommissioned, its data lost). dtc otherwise retries the commit or rollback
+to it for ever, as atomicity requires. Each participant that has not acknowledged is
+marked with a heuristic hazard, "forgotten by an operator: TEXT": it may never learn the
+outcome, and dtc get, dtc list --state heuristic and /metrics show it. The hazard and
+the end of the transaction are written to dtc's log. An undecided transaction cannot be
+forgotten (its prepare deadline aborts it). Needs an admin client when dtc serve has
+--tokens.
+
+Example:
+  dtc forget order-7 --reason "bank2 decommissioned, ticket OPS-42"
+
+Exit codes:
+  0  forgotten (or done already)
+  1  not found, or not decided yet
+  2  error
+`
+
+func runForget(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	coord, asJSON, fs := clientFlags("forget")
+	reason := fs.String("reason", "", "why the transaction is forgotten (required; it goes to the log)")
+	if ok, code := parse(fs, forgetHelp, args, clientEnv, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		return usageError(stderr, "forget", "give exactly one transaction id")
+	}
+	if *reason == "" {
+		return usageError(stderr, "forget", "--reason is required: say why the transaction is forgotten")
+	}
+	c, code := newClient(stderr, "forget", coord)
+	if c == nil {
+		return code
+	}
+	v, err := c.Forget(ctx, fs.Arg(0), *reason)
+	if err != nil {
+		fmt.Fprintf(stderr, "dtc forget: %v\n", err)
+		if client.IsNotFound(err) || client.IsUndecided(err) {
+			return exitNo
+		}
+		return exitError
+	}
+	printView(stdout, v, *asJSON)
+	return exitOK
+}
+
 const listHelp = `Usage: dtc list [flags]
 
 Lists the transactions the coordinator remembers, in id order, one per line.
@@ -330,6 +378,20 @@ func printView(w io.Writer, v client.View, asJSON bool) {
 	if v.Reason != "" {
 		fmt.Fprintf(w, "  reason: %s\n", v.Reason)
 	}
+	// Times as the admin page writes them: UTC to the millisecond, and offsets from
+	// the begin.
+	at := func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") }
+	since := func(t *time.Time) string {
+		return fmt.Sprintf("+%d ms", t.UnixMilli()-v.BeganAt.UnixMilli())
+	}
+	times := "  began " + at(v.BeganAt)
+	if v.DecidedAt != nil {
+		times += ", decision durable " + at(*v.DecidedAt) + " (" + since(v.DecidedAt) + ")"
+	}
+	if v.EndedAt != nil {
+		times += ", ended " + at(*v.EndedAt) + " (" + since(v.EndedAt) + ")"
+	}
+	fmt.Fprintln(w, times)
 	if v.Final() {
 		if v.PhaseTwoDone {
 			fmt.Fprintf(w, "  phase 2: acknowledged by every participant\n")
@@ -344,9 +406,19 @@ func printView(w io.Writer, v client.View, asJSON bool) {
 			vote = "-"
 		}
 		line := fmt.Sprintf("  %s\t%s", vote, p.URL)
-		if p.Acked {
-			line += "\tacked"
+		if p.VotedAt != nil {
+			line += "\tvoted " + since(p.VotedAt)
 		} else {
+			line += "\t"
+		}
+		switch {
+		case p.Acked && p.AnsweredAt != nil:
+			line += "\tacked " + since(p.AnsweredAt)
+		case p.Acked:
+			line += "\tacked"
+		case p.Phase2Error != "":
+			line += fmt.Sprintf("\tphase 2 pending after %d requests: %s", p.Phase2Requests, p.Phase2Error)
+		default:
 			line += "\t"
 		}
 		if p.Reason != "" {

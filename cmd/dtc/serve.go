@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
 	"github.com/dtc-project/dtc/internal/dirlock"
@@ -24,9 +26,15 @@ import (
 
 const serveHelp = `Usage: dtc serve [flags]
 
-Runs the coordinator: the HTTP API (POST/GET /v1/transactions, /metrics, /healthz,
-/readyz), the durable log in --data-dir, and the engines that drive two-phase commit
-with the participants.
+Runs the coordinator: the HTTP API (POST/GET /v1/transactions, /v1/stats, /metrics,
+/healthz, /readyz; its OpenAPI description at /v1/openapi.json), the admin page at
+/ui/, the durable log in --data-dir, and the engines that drive two-phase commit with
+the participants.
+
+With --otlp-endpoint every transaction begun through the API is traced with
+OpenTelemetry (a span per transaction, under the client's W3C traceparent, with one
+per prepare, the decision's sync and each phase-2 request) and the spans are exported
+over OTLP/HTTP; participants get traceparent with their requests.
 
 At startup it replays the log: transactions that were decided resume phase 2 (commit or
 rollback is retried until every participant acknowledges it); transactions that were
@@ -103,6 +111,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		writeTO         = fs.Duration("write-timeout", 0, "longest time from a request's headers to the end of its answer; must exceed --prepare-timeout-max, as a submit waits for its outcome (default: --prepare-timeout-max + 1m)")
 		idleTO          = fs.Duration("idle-timeout", 2*time.Minute, "how long a keep-alive connection may wait for its next request")
 		allowRules      = fs.StringArray("allow-participant", nil, "participants a transaction may name: [http|https://]HOST[:PORT], HOST an IP, a CIDR prefix ([fd00::/8] for IPv6), a host name or *.domain, PORT a number or *; repeat for more (default: 127.0.0.0/8, [::1] and localhost, any port)")
+		otlpEndpoint    = fs.String("otlp-endpoint", "", "export OpenTelemetry traces of the transactions over OTLP/HTTP to this collector (http://host:4318 or host:port); off when empty")
+		otlpRatio       = fs.Float64("otlp-sample-ratio", 1, "with --otlp-endpoint: the fraction of transactions traced, unless the client's traceparent says whether to")
 	)
 	fs.Var(&segmentSize, "segment-size", "size of a log segment file (e.g. 64MiB, 4MiB); at least 4KiB")
 	fs.Var(&bodyMax, "max-body", "largest request body the API accepts; larger is answered 413")
@@ -220,6 +230,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// sysmon hands it on (see package maxprocs). Left alone when GOMAXPROCS is set in
 	// the environment.
 	defer maxprocs.Raise()()
+	var tracing trace.TracerProvider
+	if *otlpEndpoint != "" {
+		tp, shutdown, err := newOTLPTracing(*otlpEndpoint, version, *otlpRatio)
+		if err != nil {
+			_ = ln.Close()
+			return usageError(stderr, "serve", "%v", err)
+		}
+		defer shutdown()
+		tracing = tp
+	}
 	rt, err := httpnet.Open(httpnet.Options{
 		DataDir:           *dataDir,
 		Shards:            *shards,
@@ -228,6 +248,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		SegmentSizeBytes:  int64(segmentSize),
 		LazyFlushInterval: *lazyFlush,
 		Logger:            lg,
+		TracerProvider:    tracing,
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -251,7 +272,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	lg.Info("serving", "listen", addr, "advertise", *advertise, "data_dir", *dataDir, "shards", *shards,
 		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout, "phase2_batching", !*noBatch, "signed_participant_requests", signer != nil,
 		"auth", auth != nil, "tls", serverTLS != nil, "mtls", *clientCA != "",
-		"participants_allowed", strings.Join(allow.Rules(), " "))
+		"participants_allowed", strings.Join(allow.Rules(), " "), "otlp_endpoint", *otlpEndpoint)
 	so := httpnet.ServeOptions{Grace: *grace, Logger: lg, TLS: serverTLS,
 		ReadHeaderTimeout: *readHeaderTO, ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO}
 	if err := httpnet.Serve(ctx, ln, rt, api, so); err != nil {

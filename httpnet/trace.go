@@ -1,0 +1,247 @@
+package httpnet
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/dtc-project/dtc/coordinator"
+)
+
+// OpenTelemetry traces, made here in the adapters (the coordinator core knows nothing of
+// them). Off unless Options.TracerProvider is set (dtc serve --otlp-endpoint); then:
+//
+//	dtc.transaction            the API request that begins it (POST /v1/transactions),
+//	│                          child of the client's W3C traceparent when it sent one
+//	├─ dtc.prepare             one per participant: the HTTP request, which carries
+//	│                          traceparent so that the participant continues the trace
+//	├─ dtc.decision.sync       from appending the decision record until it is durable
+//	├─ dtc.commit / rollback   one per phase-2 request (retries too), traceparent sent
+//	│                          on a request of its own; one in a batch says so
+//	│                          (dtc.batch.ops), and the batch request carries none:
+//	│                          it serves many traces
+//	└─ dtc.status              recovery's status queries (only for a transaction this
+//	                           process began: the trace does not survive a restart)
+//
+// Attributes are bounded: ids, URLs, votes, states, counts and error messages cut to
+// traceTextMaxBytes; never a payload. Phase-2 spans may end after dtc.transaction,
+// which ends with the client's answer.
+
+// tracedTxnsMax bounds the transactions whose trace context is remembered for their
+// child spans, from the API request until they end. Beyond it a transaction gets its
+// dtc.transaction span but no children.
+const tracedTxnsMax = 65536
+
+// traceTextMaxBytes bounds the text attributes that come from elsewhere (reasons, error
+// messages).
+const traceTextMaxBytes = 256
+
+// tracerName is the instrumentation scope of dtc's spans.
+const tracerName = "github.com/dtc-project/dtc/httpnet"
+
+// tracing holds the tracer and, by client id, the trace of each transaction begun
+// through the API, until it ends.
+type tracing struct {
+	tracer trace.Tracer
+	prop   propagation.TraceContext
+
+	mu   sync.Mutex
+	txns map[string]*txnTrace
+}
+
+type txnTrace struct {
+	ctx         context.Context // holds the dtc.transaction span's context
+	sampled     bool            // the sampler chose to record it: else no child spans are made
+	decisionAt  time.Time       // when the decision record was appended; zero before
+	decisionSet bool
+}
+
+func newTracing(tp trace.TracerProvider) *tracing {
+	if tp == nil {
+		return nil
+	}
+	return &tracing{tracer: tp.Tracer(tracerName), txns: make(map[string]*txnTrace)}
+}
+
+// startTxn starts the dtc.transaction span of a POST /v1/transactions, under the
+// client's traceparent if it sent one, and remembers its context for id's child spans.
+// forget is true when it was remembered (and must be forgotten if the transaction
+// never begins).
+func (tr *tracing) startTxn(r *http.Request, id string, participants int) (ctx context.Context, span trace.Span, remembered bool) {
+	ctx = tr.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span = tr.tracer.Start(ctx, "dtc.transaction", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("dtc.txn.id", bounded(id)), attribute.Int("dtc.participants", participants)))
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if _, dup := tr.txns[id]; !dup && len(tr.txns) < tracedTxnsMax {
+		sc := span.SpanContext()
+		tr.txns[id] = &txnTrace{ctx: trace.ContextWithSpanContext(context.Background(), sc), sampled: sc.IsSampled()}
+		remembered = true
+	}
+	return ctx, span, remembered
+}
+
+// endTxn ends the dtc.transaction span with the answer the client got.
+func (tr *tracing) endTxn(span trace.Span, v *coordinator.View, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, bounded(err.Error()))
+	} else {
+		span.SetAttributes(attribute.String("dtc.txn.wire_id", bounded(v.TxnID)), attribute.String("dtc.state", v.State))
+		if v.Reason != "" {
+			span.SetAttributes(attribute.String("dtc.reason", bounded(v.Reason)))
+		}
+	}
+	span.End()
+}
+
+// forget drops id's trace context.
+func (tr *tracing) forget(id string) {
+	tr.mu.Lock()
+	delete(tr.txns, id)
+	tr.mu.Unlock()
+}
+
+// lookup returns the trace of the transaction that wire id (as participants know it)
+// names, or nil.
+func (tr *tracing) lookup(wire string) *txnTrace {
+	client, _, _ := coordinator.SplitTxnID(wire)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.txns[client]
+}
+
+// startSend starts the span of a request to a participant. The returned context holds
+// it (inject puts it in the request's headers); span is nil when the transaction is not
+// traced.
+func (tr *tracing) startSend(ctx context.Context, m *coordinator.Message, batchOps int) (context.Context, trace.Span) {
+	tt := tr.lookup(m.Txn)
+	if tt == nil {
+		return ctx, nil
+	}
+	if !tt.sampled {
+		// Not recorded: no span, but the participant still learns the trace (and that
+		// it is not sampled), as W3C trace context asks.
+		return trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(tt.ctx)), nil
+	}
+	// The transaction's ids are on its dtc.transaction span; a child names the
+	// participant only.
+	attrs := [3]attribute.KeyValue{
+		attribute.String("dtc.participant", bounded(m.URL)),
+		attribute.Int("dtc.participant.index", m.Participant),
+	}
+	n := 2
+	if batchOps > 0 {
+		attrs[n] = attribute.Int("dtc.batch.ops", batchOps)
+		n++
+	}
+	_, span := tr.tracer.Start(tt.ctx, "dtc."+m.Kind.String(), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs[:n]...))
+	return trace.ContextWithSpan(ctx, span), span
+}
+
+// inject writes ctx's span (if any) into req's headers as traceparent, on a copy of
+// them: requests share their headers (httpRequest).
+func (tr *tracing) inject(ctx context.Context, req *http.Request) {
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		req.Header = req.Header.Clone()
+		tr.prop.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	}
+}
+
+// endSend ends a participant request's span with its reply.
+func endSend(span trace.Span, r *coordinator.Reply) {
+	if span == nil {
+		return
+	}
+	switch {
+	case r.Err != nil:
+		span.SetStatus(codes.Error, bounded(r.Err.Error()))
+	case r.Kind == coordinator.MsgPrepare:
+		span.SetAttributes(attribute.String("dtc.vote", string(r.Vote)))
+		if r.Reason != "" {
+			span.SetAttributes(attribute.String("dtc.reason", bounded(r.Reason)))
+		}
+	default:
+		span.SetAttributes(attribute.String("dtc.participant.state", string(r.State)))
+		if r.Conflict {
+			span.SetAttributes(attribute.Bool("dtc.conflict", true))
+		}
+	}
+	span.End()
+}
+
+// tracedLog is an engine's Log that notes when a traced transaction's decision record
+// is appended, for its dtc.decision.sync span.
+type tracedLog struct {
+	coordinator.Log
+	tr *tracing
+}
+
+func (l tracedLog) Append(rec *coordinator.Record, sync bool) error {
+	err := l.Log.Append(rec, sync)
+	if err == nil && rec.Type == coordinator.RecDecision {
+		l.tr.mu.Lock()
+		if tt := l.tr.txns[rec.Txn]; tt != nil && tt.sampled && !tt.decisionSet {
+			tt.decisionAt, tt.decisionSet = time.Now(), true
+		}
+		l.tr.mu.Unlock()
+	}
+	return err
+}
+
+// observe makes the dtc.decision.sync span when a traced decision is durable, and
+// forgets a transaction when it ends. It runs on the shard's goroutine.
+func (tr *tracing) observe(n *coordinator.Note) {
+	switch n.Kind {
+	case coordinator.NoteDecided:
+		tr.mu.Lock()
+		tt := tr.txns[n.Txn]
+		var (
+			ctx context.Context
+			at  time.Time
+		)
+		if tt != nil && tt.decisionSet {
+			ctx, at = tt.ctx, tt.decisionAt
+		}
+		tr.mu.Unlock()
+		if ctx == nil {
+			return
+		}
+		decision := "abort"
+		if n.Commit {
+			decision = "commit"
+		}
+		_, span := tr.tracer.Start(ctx, "dtc.decision.sync", trace.WithTimestamp(at),
+			trace.WithAttributes(attribute.String("dtc.decision", decision)))
+		if !n.Commit && n.Cause != coordinator.CauseNone {
+			span.SetAttributes(attribute.String("dtc.abort.cause", string(n.Cause)))
+		}
+		span.End()
+	case coordinator.NoteEnded:
+		tr.forget(n.Txn)
+	}
+}
+
+// beganNot reports whether err from Runtime.Submit means the transaction did not begin,
+// so that nothing will end it: its trace context is to be forgotten at once.
+func beganNot(err error) bool {
+	var reqErr *coordinator.RequestError
+	return errors.As(err, &reqErr) || errors.Is(err, coordinator.ErrInvalidRequest) ||
+		errors.Is(err, coordinator.ErrConflict) || errors.Is(err, coordinator.ErrBusy) ||
+		errors.Is(err, coordinator.ErrRecovering) || errors.Is(err, coordinator.ErrLogUnavailable)
+}
+
+// bounded cuts s to traceTextMaxBytes (at a byte boundary; the SDK makes it valid UTF-8).
+func bounded(s string) string {
+	if len(s) <= traceTextMaxBytes {
+		return s
+	}
+	return s[:traceTextMaxBytes-len("…")] + "…"
+}
