@@ -2,17 +2,17 @@
 // logs live in etcd, and each shard is owned by one node at a time through an etcd lease.
 // The coordinator core knows nothing of it: a shard's engine sees a coordinator.Log.
 //
-//	              etcd (/dtc/<cluster>/…)
-//	  ┌───────────────────────────────────────────────┐
-//	  │ config/shards            nodes/<id> (lease)   │
-//	  │ shards/<n>/owner (lease) shards/<n>/log/<idx> │
-//	  └───────▲───────────────────────▲───────────────┘
-//	          │ Acquire / Release     │ Txn(If owner's CreateRevision == mine,
-//	          │ (owner key, lease)    │     Then put records [, delete before checkpoint])
-//	   ┌──────┴──────┐         ┌──────┴──────┐
-//	   │ ownership   │ starts  │ Log (shard) │◀── Append(rec, sync) ── Engine
-//	   │ (per node)  │────────▶│ group commit│─── Notify → Step(LogSynced{Through})
-//	   └─────────────┘ fences  └─────────────┘
+//	            etcd (/dtc/<cluster>/…)
+//	┌───────────────────────────────────────────────┐
+//	│ config/shards            nodes/<id> (lease)   │
+//	│ owners/<n> (lease)       shards/<n>/log/<idx> │
+//	└───────▲───────────────────────▲───────────────┘
+//	        │ Acquire / Release     │ Txn(If owner's CreateRevision == mine,
+//	        │ (owner key, lease)    │     Then put records [, delete before checkpoint])
+//	 ┌──────┴──────┐         ┌──────┴──────┐
+//	 │ ownership   │ starts  │ Log (shard) │◀── Append(rec, sync) ── Engine
+//	 │ (per node)  │────────▶│ group commit│─── Notify → Step(LogSynced{Through})
+//	 └─────────────┘ fences  └─────────────┘
 //
 // Invariants:
 //   - Fencing: every write of a shard's log is one etcd transaction guarded by the

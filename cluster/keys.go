@@ -10,7 +10,7 @@ import (
 //
 //	/dtc/<cluster>/config/shards            number of shards, written once when the cluster is created
 //	/dtc/<cluster>/nodes/<node id>          a live node's API address, attached to its lease
-//	/dtc/<cluster>/shards/<n>/owner         the id of the node that owns shard n, attached to its lease
+//	/dtc/<cluster>/owners/<n>               the id of the node that owns shard n, attached to its lease
 //	/dtc/<cluster>/shards/<n>/log/<index>   the shard's log records, index zero-padded to 20 digits
 //
 // Shard numbers are written in decimal without padding; log indexes are padded so that
@@ -51,8 +51,12 @@ func (k Keys) Node(id string) string { return k.NodesPrefix() + id }
 // ShardsPrefix is the prefix of every shard's keys.
 func (k Keys) ShardsPrefix() string { return k.root() + "shards/" }
 
+// OwnersPrefix is the prefix of the shards' owner keys: one range read lists every
+// owner, without the logs.
+func (k Keys) OwnersPrefix() string { return k.root() + "owners/" }
+
 // Owner is the owner key of shard n.
-func (k Keys) Owner(n int) string { return k.ShardsPrefix() + strconv.Itoa(n) + "/owner" }
+func (k Keys) Owner(n int) string { return k.OwnersPrefix() + strconv.Itoa(n) }
 
 // LogPrefix is the prefix of shard n's log records.
 func (k Keys) LogPrefix(n int) string { return k.ShardsPrefix() + strconv.Itoa(n) + "/log/" }
@@ -75,11 +79,7 @@ func (k Keys) logIndex(n int, key string) (uint64, error) {
 
 // shardOfOwnerKey returns n for the owner key of shard n.
 func (k Keys) shardOfOwnerKey(key string) (int, bool) {
-	s, ok := strings.CutPrefix(key, k.ShardsPrefix())
-	if !ok {
-		return 0, false
-	}
-	s, ok = strings.CutSuffix(s, "/owner")
+	s, ok := strings.CutPrefix(key, k.OwnersPrefix())
 	if !ok {
 		return 0, false
 	}
