@@ -96,7 +96,7 @@ func (n *engineNode) settle(silent string) {
 }
 
 // appended is the LSN of the last record the engine appended.
-func (n *engineNode) appended() uint64 { return n.log.lsnForTest() }
+func (n *engineNode) appended() uint64 { return n.log.Accepted() }
 
 func (n *engineNode) submit(id string, urls ...string) {
 	n.t.Helper()

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/dtc-project/dtc/coordinator"
 )
@@ -404,8 +406,11 @@ func (l *Log) write(batch []pendingRecord) bool {
 	for _, p := range batch {
 		ops = append(ops, clientv3.OpPut(l.o.Keys.LogKey(l.o.Shard, p.index), string(p.data)))
 		if p.deleteBefore > 0 {
+			// etcd refuses a transaction that deletes a key it also puts: records of this
+			// batch older than the checkpoint stay until the next checkpoint.
+			end := min(p.deleteBefore, batch[0].index)
 			ops = append(ops, clientv3.OpDelete(l.o.Keys.LogKey(l.o.Shard, 0),
-				clientv3.WithRange(l.o.Keys.LogKey(l.o.Shard, p.deleteBefore))))
+				clientv3.WithRange(l.o.Keys.LogKey(l.o.Shard, end))))
 		}
 	}
 	owned := clientv3.Compare(clientv3.CreateRevision(l.o.Keys.Owner(l.o.Shard)), "=", l.o.OwnerRevision)
@@ -424,6 +429,12 @@ func (l *Log) write(batch []pendingRecord) bool {
 			break
 		}
 		l.o.Metrics.WriteErrors.Inc()
+		if status.Code(err) == codes.InvalidArgument {
+			// etcd refuses the transaction itself (too many operations, too large): it
+			// would refuse it again. The shard stops rather than wait forever.
+			l.fence(fmt.Errorf("cluster: etcd refuses shard %d's log write: %w", l.o.Shard, err))
+			return false
+		}
 		l.o.Logger.Warn("writing the shard's log to etcd failed; retrying",
 			"shard", l.o.Shard, "attempt", attempt, "error", err)
 		select {
@@ -454,6 +465,6 @@ func (l *Log) write(batch []pendingRecord) bool {
 	return true
 }
 
-// lsnForTest is the LSN of the last record accepted (tests call it on the engine's
-// goroutine).
-func (l *Log) lsnForTest() uint64 { return l.lsn }
+// Accepted returns the LSN of the last record accepted. Call it on the engine's
+// goroutine.
+func (l *Log) Accepted() uint64 { return l.lsn }

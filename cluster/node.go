@@ -242,13 +242,11 @@ func (n *Node) Kill() { n.killOnce.Do(func() { close(n.kill) }) }
 // starts over with a new lease. Run returns ctx's error, ErrKilled, or an error that
 // says why it could not start.
 func (n *Node) Run(ctx context.Context) error {
-	shards, err := n.ensureCluster(ctx)
-	if err != nil {
-		return err
+	if n.Shards() == 0 {
+		if _, err := n.Init(ctx); err != nil {
+			return err
+		}
 	}
-	n.mu.Lock()
-	n.shards = shards
-	n.mu.Unlock()
 	for {
 		err := n.session(ctx)
 		if errors.Is(err, ErrLeaseLost) {
@@ -263,6 +261,19 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		return err
 	}
+}
+
+// Init creates the cluster in etcd if it does not exist (with o.Shards shards) and
+// returns its number of shards. Run calls it if it was not called before.
+func (n *Node) Init(ctx context.Context) (int, error) {
+	shards, err := n.ensureCluster(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n.mu.Lock()
+	n.shards = shards
+	n.mu.Unlock()
+	return shards, nil
 }
 
 // ErrKilled: Run returned because of Kill.
@@ -521,13 +532,37 @@ func (n *Node) balance(ctx context.Context, lease clientv3.LeaseID) {
 	}
 	n.mu.Lock()
 	n.nodes, n.owners = nodes, owners
-	var mine []int
+	var mine, gone []int
 	for sh, rev := range n.owned {
 		if mineInEtcd[sh] == rev {
 			mine = append(mine, sh)
+		} else if lease == n.lease {
+			gone = append(gone, sh) // its owner key is not the one this node acquired
 		}
 	}
 	n.mu.Unlock()
+	for _, sh := range gone {
+		n.LoseShard(sh, fmt.Errorf("%w: its owner key changed", ErrFenced))
+	}
+	// An owner key of this node's for a shard it does not run (a handoff whose release
+	// failed, a shard that failed to start): give it back, or nobody would run the
+	// shard until this node's lease expires.
+	n.mu.Lock()
+	var stray []int
+	for sh := range mineInEtcd {
+		if _, ok := n.owned[sh]; !ok {
+			stray = append(stray, sh)
+		}
+	}
+	n.mu.Unlock()
+	for _, sh := range stray {
+		rctx, cancel := context.WithTimeout(ctx, n.o.RequestTimeout)
+		if _, err := Release(rctx, n.o.Client, n.keys, sh, mineInEtcd[sh]); err == nil {
+			delete(owners, sh)
+			n.lg.Info("released a shard this node does not run", "shard", sh)
+		}
+		cancel()
+	}
 	live := max(len(nodes), 1)
 	if _, ok := nodes[n.o.NodeID]; !ok {
 		live++ // registration not visible (yet): count this node anyway

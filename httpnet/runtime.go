@@ -54,6 +54,9 @@ type Options struct {
 	// OnFatal is called when the log cannot make records durable (a failed fsync): the
 	// process must not go on. Default: log the error and os.Exit(1). Tests replace it.
 	OnFatal func(error)
+	// Cluster, if set, makes the runtime one node of a cluster: the shards' logs are in
+	// etcd and DataDir, FS, Shards and the segment options are unused (cluster.go).
+	Cluster *ClusterOptions
 }
 
 func (o *Options) setDefaults() {
@@ -83,7 +86,7 @@ func (o *Options) setDefaults() {
 // Validate says which option is out of range.
 func (o Options) Validate() error {
 	var errs []error
-	if o.DataDir == "" {
+	if o.DataDir == "" && o.Cluster == nil {
 		errs = append(errs, errors.New("DataDir is required"))
 	}
 	if o.Shards < 1 || o.Shards > 1024 {
@@ -124,6 +127,7 @@ type Runtime struct {
 	fs        *countingFS // o.FS, with its fsyncs counted and timed
 	shards    []*shard
 	logs      []*coordlog.ShardLog
+	cl        *clusterState // cluster mode only; then wal, committer, sink, fs, shards and logs are unused
 
 	replayed int // records read from the log at startup
 
@@ -151,6 +155,9 @@ func Open(o Options) (*Runtime, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	if o.Cluster != nil {
+		return openCluster(o)
+	}
 	r := &Runtime{
 		o:           o,
 		lg:          o.Logger,
@@ -167,11 +174,12 @@ func Open(o Options) (*Runtime, error) {
 
 	for i := 0; i < o.Shards; i++ {
 		s := newShard(i, o.InboxCap, r.lg)
-		s.log = coordlog.NewShardLog(r.sink, s.notify)
+		log := coordlog.NewShardLog(r.sink, s.notify)
+		s.log = log
 		eng, err := coordinator.New(o.Engine, coordinator.Env{
 			Clock:     clock{s},
 			Transport: r.transport.For(s.deliver),
-			Log:       s.log,
+			Log:       log,
 			Rand:      newRand(),
 			Observer:  observer{m: r.metrics, log: r.lg, shard: i},
 		})
@@ -181,7 +189,7 @@ func Open(o Options) (*Runtime, error) {
 		}
 		s.eng = eng
 		r.shards = append(r.shards, s)
-		r.logs = append(r.logs, s.log)
+		r.logs = append(r.logs, log)
 	}
 
 	start := time.Now()
@@ -242,9 +250,23 @@ func (r *Runtime) fatal(err error) {
 // shardFor routes a transaction to its shard by its client id. A participant asks about
 // a transaction by the id it was told (client id, '@', incarnation nonce); that routes by
 // its client part, like the log's records, which carry the client id.
+//
+// In a cluster it returns nil when this node does not run the shard (ErrNotOwner).
 func (r *Runtime) shardFor(id string) *shard {
+	if r.cl != nil {
+		return r.cl.local(r.cl.shardNumber(id))
+	}
 	client, _, _ := coordinator.SplitTxnID(id)
 	return r.shards[shardOf(client, len(r.shards))]
+}
+
+// liveShards returns the shards this runtime runs: all of them, or in a cluster those
+// this node owns now.
+func (r *Runtime) liveShards() []*shard {
+	if r.cl != nil {
+		return r.cl.live()
+	}
+	return r.shards
 }
 
 // Metrics returns the runtime's metrics (the API serves them on /metrics).
@@ -261,7 +283,7 @@ func (r *Runtime) Replayed() int { return r.replayed }
 // Ready reports whether every shard has started and resolved what it found undecided in
 // the log.
 func (r *Runtime) Ready() bool {
-	for _, s := range r.shards {
+	for _, s := range r.liveShards() {
 		if !s.ready.Load() {
 			return false
 		}
@@ -286,13 +308,20 @@ func (r *Runtime) Ready() bool {
 // ErrRecovering, ErrLogUnavailable, ErrStopped, or ctx's error.
 func (r *Runtime) Submit(ctx context.Context, req coordinator.Request, wait bool) (coordinator.View, error) {
 	if req.ID == "" {
-		req.ID = newTxnID()
+		if r.cl != nil {
+			req.ID = r.cl.localID()
+		} else {
+			req.ID = newTxnID()
+		}
 	}
 	if r.closed.Load() {
 		return coordinator.View{}, ErrStopped
 	}
 	sb := &submission{r: r, req: req, wait: wait, res: make(chan submitResult, 2)}
 	s := r.shardFor(req.ID)
+	if s == nil {
+		return coordinator.View{}, ErrNotOwner
+	}
 	select {
 	case s.inbox <- item{call: sb.run}:
 	case <-ctx.Done():
@@ -413,8 +442,17 @@ func (r *Runtime) Get(ctx context.Context, id string) (coordinator.View, error) 
 		v      coordinator.View
 		getErr error
 	)
-	if err := r.shardFor(id).do(ctx, func(e *coordinator.Engine) { v, getErr = e.Get(id) }); err != nil {
+	s := r.shardFor(id)
+	if s == nil {
+		return coordinator.View{}, ErrNotOwner
+	}
+	if err := s.do(ctx, func(e *coordinator.Engine) { v, getErr = e.Get(id) }); err != nil {
 		return coordinator.View{}, err
+	}
+	if r.cl != nil && r.shardFor(id) != s {
+		// The node lost the shard while the engine answered: another node may own it
+		// now, and this answer (a 404 above all) may be stale.
+		return coordinator.View{}, ErrNotOwner
 	}
 	return v, getErr
 }
@@ -429,9 +467,10 @@ func (r *Runtime) List(ctx context.Context, filter, after string, limit int) ([]
 	if limit <= 0 {
 		return nil, "", fmt.Errorf("httpnet: list limit must be positive, got %d", limit)
 	}
-	pages := make([][]coordinator.View, len(r.shards))
+	shards := r.liveShards()
+	pages := make([][]coordinator.View, len(shards))
 	more := false
-	for i, s := range r.shards {
+	for i, s := range shards {
 		var (
 			vs      []coordinator.View
 			next    string
@@ -469,7 +508,7 @@ func (r *Runtime) List(ctx context.Context, filter, after string, limit int) ([]
 // Stats adds up the engines' Stats, asking every shard on its goroutine.
 func (r *Runtime) Stats(ctx context.Context) (coordinator.Stats, error) {
 	var sum coordinator.Stats
-	for _, s := range r.shards {
+	for _, s := range r.liveShards() {
 		var st coordinator.Stats
 		if err := s.do(ctx, func(e *coordinator.Engine) { st = e.Stats() }); err != nil {
 			return coordinator.Stats{}, err
@@ -501,6 +540,10 @@ func (r *Runtime) compactor() {
 }
 
 func (r *Runtime) compact(ctx context.Context) {
+	if r.cl != nil {
+		r.cl.compact(ctx)
+		return
+	}
 	segs := r.wal.Segments()
 	if len(segs) == 0 {
 		return
@@ -545,6 +588,11 @@ func (r *Runtime) Close() error {
 		close(r.stopping)
 		r.compactCancel()
 		<-r.compactDone
+		if r.cl != nil {
+			r.cl.close() // hands every shard off, or they stopped already (Crash)
+			r.transport.Close()
+			return
+		}
 		for _, s := range r.shards {
 			close(s.quit)
 		}
