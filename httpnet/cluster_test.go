@@ -145,8 +145,8 @@ func TestClusterForwardsToTheOwner(t *testing.T) {
 	}
 	eventually(t, "every shard owned, three ways", func() bool {
 		c, ok := ownedBy(nodes...)
-		return c == clusterShards && ok && len(nodes[0].rt.Node().Owned()) > 0 &&
-			len(nodes[1].rt.Node().Owned()) > 0 && len(nodes[2].rt.Node().Owned()) > 0
+		return c == clusterShards && ok && len(nodes[0].rt.Node().Owned()) >= clusterShards/3 &&
+			len(nodes[1].rt.Node().Owned()) >= clusterShards/3 && len(nodes[2].rt.Node().Owned()) >= clusterShards/3
 	})
 	a, b := twoBanks(t)
 	ctx := context.Background()
@@ -163,7 +163,15 @@ func TestClusterForwardsToTheOwner(t *testing.T) {
 			t.Fatalf("%s: %s", id, v.State)
 		}
 		for _, n := range nodes {
-			got, err := n.cli.Get(ctx, id)
+			var got client.View
+			var err error
+			// 503 not_owner (with Retry-After) while a node's view of the owners is a
+			// balance interval old is an answer to retry, not an error.
+			eventually(t, id+" from "+n.id, func() bool {
+				got, err = n.cli.Get(ctx, id)
+				var apiErr *client.Error
+				return !errors.As(err, &apiErr) || apiErr.Code != httpnet.CodeNotOwner
+			})
 			if err != nil || got.State != client.StateCommitted || got.TxnID != v.TxnID {
 				t.Fatalf("%s from %s: %+v %v", id, n.id, got, err)
 			}
