@@ -37,6 +37,7 @@ func commands() []command {
 		{"list", "list transactions (in doubt, heuristic, by state)", runList},
 		{"log", "inspect the coordinator's log (log dump)", runLog},
 		{"bench", "measure throughput and latency against this machine's floor", runBench},
+		{"cluster", "show a cluster's nodes, shards and owners (cluster status)", runCluster},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", nil},
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -34,6 +35,14 @@ Transactions still in flight resume after the next start.
 
 Example:
   dtc serve --listen 127.0.0.1:7070 --data-dir /var/lib/dtc --advertise-url http://10.0.0.5:7070
+
+Cluster mode (--cluster NAME --etcd-endpoints URL,… --node-id ID): the shards' logs
+live in etcd instead of --data-dir, and each shard is run by one node at a time, held
+through the node's etcd lease (--lease-ttl). Live nodes share the shards; when a node
+dies, the others take its shards over after its lease expires and resume them from
+their logs. Any node answers any request: one about a shard another node owns is
+forwarded to it once. Tell participants the cluster's shared address (a load balancer
+or DNS name) with --advertise-url, and each node's own address with --node-url.
 
 Exit codes:
   0  stopped cleanly after SIGTERM or SIGINT
@@ -65,6 +74,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		logFormat       = fs.String("log-format", "text", "log format on stderr: text or json")
 		logLevel        = fs.String("log-level", "info", "log level: debug, info, warn or error")
 	)
+	cf := addClusterFlags(fs) // cluster mode: cluster.go
 	fs.Var(&segmentSize, "segment-size", "size of a log segment file (e.g. 64MiB, 4MiB); at least 4KiB")
 	fs.Var(&bodyMax, "max-body", "largest request body the API accepts; larger is answered 413")
 	if ok, code := parse(fs, serveHelp, args, nil, stdout, stderr); !ok {
@@ -86,6 +96,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *advertise != "" {
 		if u, err := url.Parse(*advertise); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
 			return usageError(stderr, "serve", "--advertise-url %q is not an absolute http(s) base URL", *advertise)
+		}
+	}
+	if cf.enabled() {
+		if err := cf.check(); err != nil {
+			return usageError(stderr, "serve", "%v", err)
 		}
 	}
 	cfg := def
@@ -115,13 +130,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				", which only works on this machine", "listen", addr)
 		}
 	}
-	unlock, err := dirlock.Lock(*dataDir)
-	if err != nil {
-		ln.Close()
-		lg.Error("cannot lock the data directory", "error", err)
-		return exitNo
+	var clusterOpts httpnet.Options // o.Cluster, in cluster mode: no data directory
+	if cf.enabled() {
+		ec, err := cf.options(&clusterOpts, addr)
+		if err != nil {
+			ln.Close()
+			lg.Error("cannot start", "error", err)
+			return exitNo
+		}
+		defer ec.Close()
+	} else {
+		unlock, err := dirlock.Lock(*dataDir)
+		if err != nil {
+			ln.Close()
+			lg.Error("cannot lock the data directory", "error", err)
+			return exitNo
+		}
+		defer unlock()
 	}
-	defer unlock()
 	// One P more than there are cores: an fdatasync holds its P while it blocks, until
 	// sysmon hands it on (see package maxprocs). Left alone when GOMAXPROCS is set in
 	// the environment.
@@ -134,6 +160,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		SegmentSizeBytes:  int64(segmentSize),
 		LazyFlushInterval: *lazyFlush,
 		Logger:            lg,
+		Cluster:           clusterOpts.Cluster,
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -145,9 +172,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		BodyMaxBytes: int64(bodyMax),
 		Logger:       lg,
 	})
+	var handler http.Handler = api
+	if cf.enabled() {
+		handler = httpnet.NewClusterHandler(rt, api, httpnet.ClusterHandlerOptions{BodyMaxBytes: int64(bodyMax)})
+	}
 	lg.Info("serving", "listen", addr, "advertise", *advertise, "data_dir", *dataDir, "shards", *shards,
 		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout, "phase2_batching", !*noBatch)
-	if err := httpnet.Serve(ctx, ln, rt, api, httpnet.ServeOptions{Grace: *grace, Logger: lg}); err != nil {
+	if err := httpnet.Serve(ctx, ln, rt, handler, httpnet.ServeOptions{Grace: *grace, Logger: lg}); err != nil {
 		lg.Error("shutdown", "error", err)
 		return exitNo
 	}
