@@ -350,10 +350,27 @@ func (n *Node) session(ctx context.Context) error {
 	}()
 	defer func() { stopKeep(); keeper.Wait() }()
 
+	// A deleted owner key (a lease expired, a shard handed off) triggers a balance at
+	// once rather than at the next interval: it is most of a takeover's time.
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	// A new owner updates this node's view of the owners at once, so that requests are
+	// forwarded to it without waiting for the next balance.
+	freed := n.o.Client.Watch(wctx, n.keys.OwnersPrefix(), clientv3.WithPrefix())
+
 	balance := time.NewTimer(0)
 	defer balance.Stop()
 	for {
 		select {
+		case wr, ok := <-freed:
+			if !ok {
+				freed = nil // the watch ended (ctx); the interval still balances
+				continue
+			}
+			if n.applyOwnerEvents(wr.Events) {
+				n.balance(ctx, g.ID)
+				balance.Reset(n.o.BalanceInterval)
+			}
 		case <-n.kill:
 			n.loseAll(ErrKilled)
 			return ErrLeaseLost
@@ -420,6 +437,26 @@ func (n *Node) keepAlive(ctx context.Context, lease clientv3.LeaseID) bool {
 			keep.Reset(keepEvery)
 		}
 	}
+}
+
+// applyOwnerEvents updates the view of the owners from watched changes of owner keys,
+// and reports whether a shard became free.
+func (n *Node) applyOwnerEvents(evs []*clientv3.Event) (freed bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, ev := range evs {
+		sh, ok := n.keys.shardOfOwnerKey(string(ev.Kv.Key))
+		if !ok {
+			continue
+		}
+		if ev.Type == clientv3.EventTypeDelete {
+			delete(n.owners, sh)
+			freed = true
+		} else {
+			n.owners[sh] = string(ev.Kv.Value)
+		}
+	}
+	return freed
 }
 
 func (n *Node) leaseDeadline() time.Time {
@@ -558,7 +595,9 @@ func (n *Node) balance(ctx context.Context, lease clientv3.LeaseID) {
 	for _, sh := range stray {
 		rctx, cancel := context.WithTimeout(ctx, n.o.RequestTimeout)
 		if _, err := Release(rctx, n.o.Client, n.keys, sh, mineInEtcd[sh]); err == nil {
-			delete(owners, sh)
+			n.mu.Lock()
+			delete(owners, sh) // owners is n.owners: readers hold n.mu
+			n.mu.Unlock()
 			n.lg.Info("released a shard this node does not run", "shard", sh)
 		}
 		cancel()
