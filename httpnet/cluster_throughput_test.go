@@ -29,7 +29,7 @@ func TestMeasureClusterThroughput(t *testing.T) {
 	if os.Getenv("DTC_MEASURE_THROUGHPUT") == "" {
 		t.Skip("set DTC_MEASURE_THROUGHPUT=1 to measure cluster throughput")
 	}
-	part := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	answer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		switch r.URL.Path {
 		case "/prepare":
@@ -41,9 +41,11 @@ func TestMeasureClusterThroughput(t *testing.T) {
 		default:
 			_, _ = io.WriteString(w, `{"state":"unknown"}`)
 		}
-	}))
-	defer part.Close()
-	body := []byte(fmt.Sprintf(`{"participants":["%s/prepare","%s/prepare?b"]}`, part.URL, part.URL))
+	})
+	p1, p2 := httptest.NewServer(answer), httptest.NewServer(answer)
+	defer p1.Close()
+	defer p2.Close()
+	body := []byte(fmt.Sprintf(`{"participants":["%s/prepare","%s/prepare"]}`, p1.URL, p2.URL))
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	const (
 		clients  = 32
@@ -51,7 +53,7 @@ func TestMeasureClusterThroughput(t *testing.T) {
 	)
 	run := func(urls []string) float64 {
 		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
-		var ok atomic.Int64
+		var ok, bad atomic.Int64
 		var wg sync.WaitGroup
 		end := time.Now().Add(duration)
 		for c := range clients {
@@ -67,6 +69,8 @@ func TestMeasureClusterThroughput(t *testing.T) {
 					resp.Body.Close()
 					if resp.StatusCode == http.StatusOK {
 						ok.Add(1)
+					} else if bad.Add(1) == 1 {
+						t.Logf("first failure: HTTP %d", resp.StatusCode)
 					}
 				}
 			}()
