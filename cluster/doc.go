@@ -32,6 +32,15 @@
 //   - Checkpoints: the transaction that writes a checkpoint's closing record deletes
 //     every record before its opening one, in the same fenced transaction.
 //
+// Ownership (Node): a node keeps its own lease alive, registers under nodes/<id>, takes
+// free shards (Acquire: create the owner key if absent, attached to its lease) up to
+// ceil(shards / live nodes), hands its surplus off when nodes join, and watches the
+// owner keys, so that a freed shard is taken at once. It stops every shard (the
+// ShardHandler's LoseShard) as soon as no keepalive has been acknowledged for the lease's
+// TTL, even if etcd cannot be reached: past that time etcd may have expired the lease
+// and another node may own the shards. A node whose Run's context ends hands its shards
+// off and revokes its lease; Kill stops it as a crash would (tests).
+//
 // The record format is the file log's (coordinator.EncodeRecord): `etcdctl get
 // --prefix /dtc/<cluster>/shards/<n>/log/` prints JSON a person can read.
 package cluster
