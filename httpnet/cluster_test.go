@@ -457,3 +457,118 @@ func (f *failover) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	http.Error(w, "no node answers", http.StatusBadGateway)
 }
+
+// etcd goes away for longer than the nodes' leases, then comes back on the same data:
+// the nodes stop their shards (503 meanwhile), take them over again when etcd is back,
+// and a transaction submitted during the outage ends decided (or unknown, presumed
+// aborted) with no participant left prepared and the money conserved.
+func TestClusterRidesOutAnEtcdOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd twice and two nodes")
+	}
+	srv := etcdtest.Start(t)
+	lb := &failover{}
+	lbSrv := httptest.NewServer(lb)
+	t.Cleanup(lbSrv.Close)
+	nodes := []*cnode{
+		startClusterNodeBehind(t, srv, "outage", "n1", lbSrv.URL),
+		startClusterNodeBehind(t, srv, "outage", "n2", lbSrv.URL),
+	}
+	lb.set(nodes[0].url, nodes[1].url)
+	eventually(t, "every shard owned", func() bool { c, ok := ownedBy(nodes...); return c == clusterShards && ok })
+	pcfg := participant.DefaultConfig()
+	pcfg.InDoubtAfter = time.Second
+	rctx, stopResolvers := context.WithCancel(context.Background())
+	var resolvers sync.WaitGroup
+	t.Cleanup(func() { stopResolvers(); resolvers.Wait() })
+	var banks []*bankNode
+	for range 2 {
+		b := newBankNodeConfig(t, map[string]int64{"x": 1000}, pcfg)
+		banks = append(banks, b)
+		res, err := participant.NewResolver(b.p, participant.ResolverOptions{Interval: 200 * time.Millisecond, QueryTimeout: 2 * time.Second, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resolvers.Add(1)
+		go func() { defer resolvers.Done(); res.Run(rctx) }()
+	}
+	transfer := func(id string) client.Request {
+		return client.Request{ID: id, Participants: []client.Participant{
+			{URL: banks[0].prepareURL(), Payload: op("x", -1)},
+			{URL: banks[1].prepareURL(), Payload: op("x", 1)},
+		}}
+	}
+	ctx := context.Background()
+	if v, err := nodes[0].cli.Submit(ctx, transfer("before")); err != nil || v.State != client.StateCommitted {
+		t.Fatalf("before the outage: %+v %v", v, err)
+	}
+
+	srv.Stop()
+	during := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		_, err := nodes[0].cli.Submit(sctx, transfer("during"))
+		during <- err
+	}()
+	eventually(t, "both nodes stopped their shards", func() bool {
+		return len(nodes[0].rt.Node().Owned()) == 0 && len(nodes[1].rt.Node().Owned()) == 0
+	})
+	if _, err := nodes[1].cli.Get(ctx, "before"); err == nil {
+		t.Fatal("a node answered for a shard while its lease may be gone")
+	}
+	srv.Restart(t)
+	eventually(t, "every shard owned again", func() bool { c, ok := ownedBy(nodes...); return c == clusterShards && ok })
+	t.Logf("the submission during the outage answered: %v", <-during)
+	eventually(t, "after the outage", func() bool {
+		v, err := nodes[1].cli.Submit(ctx, transfer("after"))
+		return err == nil && v.State == client.StateCommitted
+	})
+	eventually(t, "no participant left prepared", func() bool {
+		return len(banks[0].holds()) == 0 && len(banks[1].holds()) == 0
+	})
+	if got := banks[0].balance("x") + banks[1].balance("x"); got != 2000 {
+		t.Fatalf("money not conserved: %d", got)
+	}
+	for _, id := range []string{"before", "after"} {
+		v, err := getPastNotOwner(t, nodes[0], id)
+		if err != nil || v.State != client.StateCommitted {
+			t.Fatalf("%s after the outage: %+v %v", id, v, err)
+		}
+	}
+	var v client.View
+	var err error
+	eventually(t, "the outage's transaction decided or unknown", func() bool {
+		v, err = nodes[0].cli.Get(ctx, "during")
+		var apiErr *client.Error
+		return (err == nil && (v.State == client.StateCommitted || v.State == client.StateAborted)) ||
+			(errors.As(err, &apiErr) && apiErr.Code == httpnet.CodeNotFound)
+	})
+	if err == nil {
+		for _, b := range banks {
+			got := b.status(v.TxnID)
+			want := participant.StateAborted
+			if v.State == client.StateCommitted {
+				want = participant.StateCommitted
+			}
+			if got != want && !(want == participant.StateAborted && got == participant.StateUnknown) {
+				t.Errorf("atomicity: during is %s, a participant says %s", v.State, got)
+			}
+		}
+	}
+	t.Logf("the outage's transaction: %s %v", v.State, err)
+}
+
+// getPastNotOwner gets a transaction, retrying while the node answers 503 not_owner
+// (its view of the owners is catching up after a move).
+func getPastNotOwner(t *testing.T, n *cnode, id string) (client.View, error) {
+	t.Helper()
+	var v client.View
+	var err error
+	eventually(t, id+" from "+n.id, func() bool {
+		v, err = n.cli.Get(context.Background(), id)
+		var apiErr *client.Error
+		return !errors.As(err, &apiErr) || apiErr.Code != httpnet.CodeNotOwner
+	})
+	return v, err
+}

@@ -22,6 +22,9 @@ const startTimeout = 60 * time.Second
 type Server struct {
 	Etcd     *embed.Etcd
 	Endpoint string // the client URL, http://127.0.0.1:port
+
+	cfg     *embed.Config
+	running bool
 }
 
 // Start starts an etcd member and stops it when the test ends.
@@ -38,11 +41,18 @@ func Start(t testing.TB) *Server {
 	cfg.ListenPeerUrls = []url.URL{peer}
 	cfg.AdvertisePeerUrls = []url.URL{peer}
 	cfg.InitialCluster = fmt.Sprintf("%s=%s", cfg.Name, peer.String())
-	e, err := embed.StartEtcd(cfg)
+	s := &Server{Endpoint: client.String(), cfg: cfg}
+	s.start(t)
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) start(t testing.TB) {
+	t.Helper()
+	e, err := embed.StartEtcd(s.cfg)
 	if err != nil {
 		t.Fatalf("etcdtest: starting etcd: %v", err)
 	}
-	t.Cleanup(e.Close)
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
@@ -50,7 +60,22 @@ func Start(t testing.TB) *Server {
 	case <-time.After(startTimeout):
 		t.Fatalf("etcdtest: etcd not ready after %v", startTimeout)
 	}
-	return &Server{Etcd: e, Endpoint: client.String()}
+	s.Etcd, s.running = e, true
+}
+
+// Stop stops the member, as an outage would; Restart starts it again on the same data
+// and addresses.
+func (s *Server) Stop() {
+	if s.running {
+		s.running = false
+		s.Etcd.Close()
+	}
+}
+
+// Restart starts a stopped member again.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.start(t)
 }
 
 // Client returns a client of s, closed when the test ends.
