@@ -405,6 +405,16 @@ func TestClusterSurvivesKillAndPause(t *testing.T) {
 	if fenced < 1 {
 		t.Error("the paused node had no write refused by etcd: nothing shows it was fenced")
 	}
+	// The same counter, as /metrics exports it.
+	resp, err := http.Get(nodes[2].url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf("dtc_cluster_fenced_writes_total %v\n", fenced); !bytes.Contains(body, []byte(want)) {
+		t.Errorf("/metrics of the paused node lacks %q", want)
+	}
 }
 
 func isClosed(c chan struct{}) bool {
