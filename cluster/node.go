@@ -339,7 +339,8 @@ func (n *Node) session(ctx context.Context) error {
 	// The keepalives run on their own goroutine, so that a slow balance (shards being
 	// replayed) never delays them.
 	lost := make(chan struct{})
-	kctx, stopKeep := context.WithCancel(ctx)
+	// Not derived from ctx: the lease is kept alive while a leaving node hands off.
+	kctx, stopKeep := context.WithCancel(context.Background())
 	var keeper sync.WaitGroup
 	keeper.Add(1)
 	go func() {
@@ -377,9 +378,7 @@ func (n *Node) session(ctx context.Context) error {
 		case <-lost:
 			return ErrLeaseLost
 		case <-ctx.Done():
-			stopKeep()
-			keeper.Wait()
-			n.leave()
+			n.leave(func() { stopKeep(); keeper.Wait() })
 			return ctx.Err()
 		case <-balance.C:
 			n.balance(ctx, g.ID)
@@ -508,9 +507,10 @@ func (n *Node) LoseShard(sh int, cause error) {
 	}
 }
 
-// leave hands every shard off and revokes the lease: the other nodes take the shards
-// at their next balance, without waiting for the lease to expire.
-func (n *Node) leave() {
+// leave hands every shard off, its lease kept alive meanwhile, then stops the
+// keepalives (stopKeeping) and revokes the lease: the other nodes take the shards at
+// once, without waiting for the lease to expire.
+func (n *Node) leave(stopKeeping func()) {
 	ctx, cancel := context.WithTimeout(context.Background(), n.o.HandOffTimeout)
 	defer cancel()
 	n.mu.Lock()
@@ -529,6 +529,7 @@ func (n *Node) leave() {
 	}
 	_ = g.Wait()
 	n.o.Metrics.ShardsOwned.Set(0)
+	stopKeeping()
 	if _, err := n.o.Client.Revoke(ctx, lease); err != nil {
 		n.lg.Warn("revoking the lease failed; it expires on its own", "error", err)
 	}
