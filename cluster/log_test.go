@@ -294,3 +294,45 @@ func TestReadLogRefusesGapsAndGarbage(t *testing.T) {
 		t.Fatalf("empty log: next %d, %v", next, err)
 	}
 }
+
+// While etcd does not answer, accepted records pile up to PendingRecordsMax; beyond it
+// Append refuses with ErrLogBacklog, which the engine sees as ErrLogUnavailable (the
+// API's 503). When etcd answers again, everything accepted is written, in order.
+func TestLogBacklogRefusesThenDrains(t *testing.T) {
+	srv := etcdtest.Start(t)
+	proxy := etcdtest.NewProxy(t, srv.Endpoint[len("http://"):])
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{proxy.URL()}, DialTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	keys := Keys{Cluster: "backlog"}
+	rev := acquire(t, c, keys, 0, "a", grant(t, c))
+	l := openLog(t, c, keys, 0, rev, 1, func(o *LogOptions) {
+		o.BatchRecordsMax, o.PendingRecordsMax, o.WriteTimeout = 10, 20, 30*time.Second
+	})
+	proxy.Pause()
+	accepted := 0
+	for i := range 25 {
+		err := l.Append(endRecord(fmt.Sprintf("r%02d", i)), true)
+		if err != nil {
+			if !errors.Is(err, ErrLogBacklog) || !errors.Is(err, coordinator.ErrLogUnavailable) {
+				t.Fatalf("append %d: %v, want ErrLogBacklog", i, err)
+			}
+			continue
+		}
+		accepted++
+	}
+	if accepted != 20 {
+		t.Fatalf("%d appends accepted with etcd unreachable, want PendingRecordsMax = 20", accepted)
+	}
+	if l.Synced() != 0 {
+		t.Fatal("a record reported durable while etcd was unreachable")
+	}
+	proxy.Resume()
+	waitFor(t, "the backlog written", func() bool { return l.Synced() == 20 })
+	idx, _, _ := readAll(t, c, keys, 0)
+	if len(idx) != 20 || idx[19] != 20 {
+		t.Fatalf("indexes after the backlog drained: %v", idx)
+	}
+}
