@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dtc-project/dtc/coordinator"
@@ -109,28 +111,33 @@ type Options struct {
 	Token string
 
 	authorization string // "Bearer " + Token
+
+	// Endpoints are more base URLs of the same coordinator cluster (dtc serve
+	// --cluster): any node answers any request. When a node cannot be reached, the
+	// client moves to the next one and sends the call there: always for a call that is
+	// safe to repeat (a Get, a Submit with an id), and for a Submit without an id only
+	// when the connection was refused (nothing was sent).
+	Endpoints []string
 }
 
 // Client talks to a dtc coordinator's API. It is safe for concurrent use.
 type Client struct {
-	base *url.URL
-	hc   *http.Client
-	o    Options
+	bases []*url.URL
+	cur   atomic.Int64 // index in bases of the node calls go to
+	hc    *http.Client
+	o     Options
 }
 
 // New returns a client for the coordinator at baseURL (e.g. http://127.0.0.1:7070).
 func New(baseURL string, o Options) (*Client, error) {
-	u, err := url.Parse(baseURL)
-	if err != nil {
-		return nil, fmt.Errorf("client: coordinator URL %q: %w", baseURL, err)
+	var bases []*url.URL
+	for _, b := range append([]string{baseURL}, o.Endpoints...) {
+		u, err := parseBase(b)
+		if err != nil {
+			return nil, err
+		}
+		bases = append(bases, u)
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("client: coordinator URL %q must be an absolute http(s) URL", baseURL)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("client: coordinator URL %q must not carry a query or fragment", baseURL)
-	}
-	u.Path = strings.TrimSuffix(u.Path, "/")
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{}
 	}
@@ -149,8 +156,29 @@ func New(baseURL string, o Options) (*Client, error) {
 	if o.Token != "" {
 		o.authorization = "Bearer " + o.Token
 	}
-	return &Client{base: u, hc: o.HTTPClient, o: o}, nil
+	return &Client{bases: bases, hc: o.HTTPClient, o: o}, nil
 }
+
+func parseBase(baseURL string) (*url.URL, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("client: coordinator URL %q: %w", baseURL, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("client: coordinator URL %q must be an absolute http(s) URL", baseURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("client: coordinator URL %q must not carry a query or fragment", baseURL)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	return u, nil
+}
+
+// connError: the node could not be reached, or the connection broke before an answer.
+type connError struct{ err error }
+
+func (e *connError) Error() string { return e.err.Error() }
+func (e *connError) Unwrap() error { return e.err }
 
 // Submit runs a transaction and returns once its outcome is durable: the View's State
 // is committed or aborted. An aborted transaction is not an error. If ctx ends first the
@@ -233,12 +261,23 @@ func (c *Client) call(ctx context.Context, method, path string, q url.Values, bo
 		}
 		payload = b
 	}
-	u := c.base.String() + path // path is escaped already
+	suffix := path // escaped already
 	if len(q) > 0 {
-		u += "?" + q.Encode()
+		suffix += "?" + q.Encode()
 	}
+	failovers := 0
 	for attempt := 0; ; attempt++ {
+		i := c.cur.Load()
+		u := c.bases[i%int64(len(c.bases))].String() + suffix
 		err := c.once(ctx, method, u, payload, want, out)
+		var ce *connError
+		if errors.As(err, &ce) && failovers < len(c.bases)-1 && ctx.Err() == nil &&
+			(retryable || errors.Is(err, syscall.ECONNREFUSED)) {
+			failovers++
+			c.cur.CompareAndSwap(i, i+1) // the next node, unless another call moved on already
+			attempt--
+			continue
+		}
 		var apiErr *Error
 		if !retryable || attempt >= c.o.MaxRetries || !errors.As(err, &apiErr) || !apiErr.Temporary() {
 			return err
@@ -273,7 +312,7 @@ func (c *Client) once(ctx context.Context, method, u string, payload []byte, wan
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("client: %s %s: %w", method, u, err)
+		return &connError{fmt.Errorf("client: %s %s: %w", method, u, err)}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, responseMaxBytes+1))

@@ -12,6 +12,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,5 +269,63 @@ func TestNewRefusesBadURLs(t *testing.T) {
 		if _, err := client.New(u, client.Options{}); err == nil {
 			t.Errorf("New(%q) accepted", u)
 		}
+	}
+}
+
+// With several endpoints, a call moves to the next node when one cannot be reached:
+// any call when the connection is refused; after a connection broken mid-call, only a
+// call that is safe to repeat.
+func TestEndpointsFailOver(t *testing.T) {
+	var hits atomic.Int64
+	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == http.MethodPost {
+			_, _ = io.WriteString(w, `{"id":"x","state":"committed","participants":[]}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"id":"t1","state":"committed","participants":[]}`)
+	}))
+	defer live.Close()
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			c.Close() // the connection breaks before any answer
+		}
+	}))
+	defer broken.Close()
+	refused := httptest.NewServer(http.NotFoundHandler())
+	refusedURL := refused.URL
+	refused.Close()
+
+	ctx := context.Background()
+	c, err := client.New(refusedURL, client.Options{Endpoints: []string{live.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, "t1"); err != nil || v.ID != "t1" {
+		t.Fatalf("Get with the first node down: %+v %v", v, err)
+	}
+	req := client.Request{Participants: []client.Participant{{URL: "http://p.test/prepare"}}}
+	c, _ = client.New(refusedURL, client.Options{Endpoints: []string{live.URL}})
+	if _, err := c.Submit(ctx, req); err != nil {
+		t.Fatalf("Submit without an id, first node refusing: %v", err)
+	}
+
+	before := hits.Load()
+	c, _ = client.New(broken.URL, client.Options{Endpoints: []string{live.URL}})
+	if _, err := c.Submit(ctx, req); err == nil {
+		t.Fatal("a Submit without an id was sent again after a broken connection: it may run twice")
+	}
+	if hits.Load() != before {
+		t.Fatal("the Submit without an id reached the second node")
+	}
+	req.ID = "x"
+	if _, err := c.Submit(ctx, req); err != nil {
+		t.Fatalf("Submit with an id after a broken connection: %v", err)
+	}
+
+	if _, err := client.New(live.URL, client.Options{Endpoints: []string{"ftp://x"}}); err == nil {
+		t.Fatal("a bad endpoint was accepted")
 	}
 }

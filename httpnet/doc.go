@@ -123,6 +123,19 @@
 // makes what is pending durable. Transactions in flight resume from the log at the next
 // start; nothing is lost by stopping at any point, gracefully or not.
 //
+// # Cluster mode
+//
+// With Options.Cluster (cluster.go) the runtime is one node of a cluster (package
+// cluster): there is no wal; a cluster.Node decides which of the cluster's shards this
+// node owns, and each owned shard is a shard as above, its engine over a cluster.Log in
+// etcd. StartShard reads the shard's records from etcd and replays them through
+// Engine.Replay before the shard's goroutine Starts the engine, as Open does from the
+// wal. A lost shard (lease gone, fenced write) stops at once: its waiting callers get
+// ErrStopped, and nothing more of it is answered, since shardFor checks Node.Valid.
+// A handoff stops routing to the shard, lets its undecided transactions decide,
+// checkpoints, stops it and flushes its log. ClusterHandler wraps the Server: a request
+// about a transaction of a shard owned elsewhere is forwarded once to its owner.
+//
 // # What is fatal
 //
 // A failed fsync (or a failed directory sync while removing segments): the log can no

@@ -248,6 +248,7 @@ type bankNode struct {
 	addr     string
 	accounts map[string]int64
 	gate     *gate
+	cfg      participant.Config
 
 	mu   sync.Mutex
 	bank *bank.Bank
@@ -262,7 +263,13 @@ type bankNode struct {
 
 func newBankNode(t *testing.T, accounts map[string]int64) *bankNode {
 	t.Helper()
-	n := &bankNode{t: t, dir: t.TempDir(), addr: freeAddr(t), accounts: accounts}
+	return newBankNodeConfig(t, accounts, participant.DefaultConfig())
+}
+
+// newBankNodeConfig is newBankNode with the participant's configuration.
+func newBankNodeConfig(t *testing.T, accounts map[string]int64, cfg participant.Config) *bankNode {
+	t.Helper()
+	n := &bankNode{t: t, dir: t.TempDir(), addr: freeAddr(t), accounts: accounts, cfg: cfg}
 	n.gate = newGate(http.HandlerFunc(n.serve))
 	n.start()
 	t.Cleanup(n.stop)
@@ -293,7 +300,7 @@ func (n *bankNode) start() {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	p, err := participant.OpenGroupCommit(participant.DefaultConfig(), b, participant.SystemClock{},
+	p, err := participant.OpenGroupCommit(n.cfg, b, participant.SystemClock{},
 		wal.Options{FS: wal.OSFS(), Dir: n.dir, SegmentSizeBytes: 1 << 20},
 		wal.CommitterOptions{LazyFlushInterval: 5 * time.Millisecond, OnFatal: func(err error) {
 			n.t.Errorf("participant log failed: %v", err)

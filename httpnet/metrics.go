@@ -245,7 +245,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ready = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, ready)
-	ch <- prometheus.MustNewConstMetric(c.shards, prometheus.GaugeValue, float64(len(c.rt.shards)))
+	ch <- prometheus.MustNewConstMetric(c.shards, prometheus.GaugeValue, float64(len(c.rt.liveShards())))
 	if err != nil {
 		return // a shard did not answer in time: leave the gauges out rather than lie
 	}

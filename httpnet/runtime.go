@@ -59,6 +59,9 @@ type Options struct {
 	// TracerProvider, when set, traces every transaction begun through the API
 	// (trace.go): off by default. dtc serve --otlp-endpoint sets it.
 	TracerProvider trace.TracerProvider
+	// Cluster, if set, makes the runtime one node of a cluster: the shards' logs are in
+	// etcd and DataDir, FS, Shards and the segment options are unused (cluster.go).
+	Cluster *ClusterOptions
 }
 
 func (o *Options) setDefaults() {
@@ -88,7 +91,7 @@ func (o *Options) setDefaults() {
 // Validate says which option is out of range.
 func (o Options) Validate() error {
 	var errs []error
-	if o.DataDir == "" {
+	if o.DataDir == "" && o.Cluster == nil {
 		errs = append(errs, errors.New("DataDir is required"))
 	}
 	if o.Shards < 1 || o.Shards > 1024 {
@@ -129,6 +132,7 @@ type Runtime struct {
 	fs        *countingFS // o.FS, with its fsyncs counted and timed
 	shards    []*shard
 	logs      []*coordlog.ShardLog
+	cl        *clusterState // cluster mode only; then wal, committer, sink, fs, shards and logs are unused
 
 	replayed int // records read from the log at startup
 
@@ -163,6 +167,9 @@ func Open(o Options) (*Runtime, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	if o.Cluster != nil {
+		return openCluster(o)
+	}
 	r := &Runtime{
 		o:           o,
 		lg:          o.Logger,
@@ -186,10 +193,11 @@ func Open(o Options) (*Runtime, error) {
 
 	for i := 0; i < o.Shards; i++ {
 		s := newShard(i, o.InboxCap, r.lg)
-		s.log = coordlog.NewShardLog(r.sink, s.notify)
-		var engLog coordinator.Log = s.log
+		log := coordlog.NewShardLog(r.sink, s.notify)
+		s.log = log
+		var engLog coordinator.Log = log
 		if r.trace != nil {
-			engLog = tracedLog{Log: s.log, tr: r.trace}
+			engLog = tracedLog{Log: log, tr: r.trace}
 		}
 		eng, err := coordinator.New(o.Engine, coordinator.Env{
 			Clock:     clock{s},
@@ -204,7 +212,7 @@ func Open(o Options) (*Runtime, error) {
 		}
 		s.eng = eng
 		r.shards = append(r.shards, s)
-		r.logs = append(r.logs, s.log)
+		r.logs = append(r.logs, log)
 	}
 
 	start := time.Now()
@@ -266,9 +274,23 @@ func (r *Runtime) fatal(err error) {
 // shardFor routes a transaction to its shard by its client id. A participant asks about
 // a transaction by the id it was told (client id, '@', incarnation nonce); that routes by
 // its client part, like the log's records, which carry the client id.
+//
+// In a cluster it returns nil when this node does not run the shard (ErrNotOwner).
 func (r *Runtime) shardFor(id string) *shard {
+	if r.cl != nil {
+		return r.cl.local(r.cl.shardNumber(id))
+	}
 	client, _, _ := coordinator.SplitTxnID(id)
 	return r.shards[shardOf(client, len(r.shards))]
+}
+
+// liveShards returns the shards this runtime runs: all of them, or in a cluster those
+// this node owns now.
+func (r *Runtime) liveShards() []*shard {
+	if r.cl != nil {
+		return r.cl.live()
+	}
+	return r.shards
 }
 
 // Metrics returns the runtime's metrics (the API serves them on /metrics).
@@ -285,7 +307,7 @@ func (r *Runtime) Replayed() int { return r.replayed }
 // Ready reports whether every shard has started and resolved what it found undecided in
 // the log.
 func (r *Runtime) Ready() bool {
-	for _, s := range r.shards {
+	for _, s := range r.liveShards() {
 		if !s.ready.Load() {
 			return false
 		}
@@ -310,13 +332,20 @@ func (r *Runtime) Ready() bool {
 // ErrRecovering, ErrLogUnavailable, ErrStopped, or ctx's error.
 func (r *Runtime) Submit(ctx context.Context, req coordinator.Request, wait bool) (coordinator.View, error) {
 	if req.ID == "" {
-		req.ID = newTxnID()
+		if r.cl != nil {
+			req.ID = r.cl.localID()
+		} else {
+			req.ID = newTxnID()
+		}
 	}
 	if r.closed.Load() {
 		return coordinator.View{}, ErrStopped
 	}
 	sb := &submission{r: r, req: req, wait: wait, res: make(chan submitResult, 2)}
 	s := r.shardFor(req.ID)
+	if s == nil {
+		return coordinator.View{}, ErrNotOwner
+	}
 	select {
 	case s.inbox <- item{call: sb.run}:
 	case <-ctx.Done():
@@ -437,8 +466,17 @@ func (r *Runtime) Get(ctx context.Context, id string) (coordinator.View, error) 
 		v      coordinator.View
 		getErr error
 	)
-	if err := r.shardFor(id).do(ctx, func(e *coordinator.Engine) { v, getErr = e.Get(id) }); err != nil {
+	s := r.shardFor(id)
+	if s == nil {
+		return coordinator.View{}, ErrNotOwner
+	}
+	if err := s.do(ctx, func(e *coordinator.Engine) { v, getErr = e.Get(id) }); err != nil {
 		return coordinator.View{}, err
+	}
+	if r.cl != nil && r.shardFor(id) != s {
+		// The node lost the shard while the engine answered: another node may own it
+		// now, and this answer (a 404 above all) may be stale.
+		return coordinator.View{}, ErrNotOwner
 	}
 	return v, getErr
 }
@@ -450,7 +488,11 @@ func (r *Runtime) Forget(ctx context.Context, id, reason string) (coordinator.Vi
 		v   coordinator.View
 		err error
 	)
-	if doErr := r.shardFor(id).do(ctx, func(e *coordinator.Engine) { v, err = e.Forget(id, reason) }); doErr != nil {
+	s := r.shardFor(id)
+	if s == nil {
+		return coordinator.View{}, ErrNotOwner
+	}
+	if doErr := s.do(ctx, func(e *coordinator.Engine) { v, err = e.Forget(id, reason) }); doErr != nil {
 		return coordinator.View{}, doErr
 	}
 	return v, err
@@ -466,9 +508,10 @@ func (r *Runtime) List(ctx context.Context, filter, after string, limit int) ([]
 	if limit <= 0 {
 		return nil, "", fmt.Errorf("httpnet: list limit must be positive, got %d", limit)
 	}
-	pages := make([][]coordinator.View, len(r.shards))
+	shards := r.liveShards()
+	pages := make([][]coordinator.View, len(shards))
 	more := false
-	for i, s := range r.shards {
+	for i, s := range shards {
 		var (
 			vs      []coordinator.View
 			next    string
@@ -506,7 +549,7 @@ func (r *Runtime) List(ctx context.Context, filter, after string, limit int) ([]
 // Stats adds up the engines' Stats, asking every shard on its goroutine.
 func (r *Runtime) Stats(ctx context.Context) (coordinator.Stats, error) {
 	var sum coordinator.Stats
-	for _, s := range r.shards {
+	for _, s := range r.liveShards() {
 		var st coordinator.Stats
 		if err := s.do(ctx, func(e *coordinator.Engine) { st = e.Stats() }); err != nil {
 			return coordinator.Stats{}, err
@@ -541,6 +584,10 @@ func (r *Runtime) compactor() {
 }
 
 func (r *Runtime) compact(ctx context.Context) {
+	if r.cl != nil {
+		r.cl.compact(ctx)
+		return
+	}
 	segs := r.wal.Segments()
 	if len(segs) == 0 {
 		return
@@ -586,6 +633,11 @@ func (r *Runtime) Close() error {
 		r.compactCancel()
 		<-r.compactDone
 		<-r.samplerDone
+		if r.cl != nil {
+			r.cl.close() // hands every shard off, or they stopped already (Crash)
+			r.transport.Close()
+			return
+		}
 		for _, s := range r.shards {
 			close(s.quit)
 		}

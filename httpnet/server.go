@@ -757,6 +757,9 @@ func (s *Server) failErr(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", s.retryAfter())
 		s.fail(w, http.StatusServiceUnavailable, CodeLogUnavailable,
 			"the coordinator's log refused the write (a full disk?): retry later; the coordinator's log says more")
+	case errors.Is(err, ErrNotOwner): // a cluster node; see cluster.go
+		w.Header().Set("Retry-After", s.retryAfter())
+		s.fail(w, http.StatusServiceUnavailable, CodeNotOwner, err.Error()+": retry")
 	case errors.Is(err, ErrStopped):
 		s.fail(w, http.StatusServiceUnavailable, CodeShuttingDown,
 			"the coordinator is shutting down; a transaction already begun resumes after the restart")

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/dtc-project/dtc/coordinator"
-	"github.com/dtc-project/dtc/coordlog"
 )
 
 // A shard is one engine and the goroutine that owns it. Everything that touches the
@@ -20,7 +19,7 @@ import (
 type shard struct {
 	id     int
 	eng    *coordinator.Engine // owned by run's goroutine once it starts
-	log    *coordlog.ShardLog
+	log    syncedLog
 	lg     *slog.Logger
 	timers timerQueue // owned by run's goroutine, like eng
 
@@ -32,6 +31,10 @@ type shard struct {
 	ready    atomic.Bool // eng.Ready(), published after every event
 	cpFailed atomic.Bool // the last checkpoint was refused by the log
 }
+
+// syncedLog is what a shard asks its log (a *coordlog.ShardLog, or a *cluster.Log in a
+// cluster): the LSN through which the engine's records are durable.
+type syncedLog interface{ Synced() uint64 }
 
 // item is one thing for the shard's goroutine to do: step an event, or run a call.
 type item struct {

@@ -39,6 +39,7 @@ func commands() []command {
 		{"log", "inspect the coordinator's log (log dump)", runLog},
 		{"token", "make a bearer token for an API client and its tokens-file line", runToken},
 		{"bench", "measure throughput and latency against this machine's floor", runBench},
+		{"cluster", "show a cluster's nodes, shards and owners (cluster status)", runCluster},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", nil},
 	}

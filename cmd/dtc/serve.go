@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -67,6 +68,14 @@ Examples:
       --tokens /etc/dtc/tokens --tls-cert /etc/dtc/api.pem --tls-key /etc/dtc/api.key \
       --allow-participant 'https://10.0.1.0/24:8443'
 
+Cluster mode (--cluster NAME --etcd-endpoints URL,… --node-id ID): the shards' logs
+live in etcd instead of --data-dir, and each shard is run by one node at a time, held
+through the node's etcd lease (--lease-ttl). Live nodes share the shards; when a node
+dies, the others take its shards over after its lease expires and resume them from
+their logs. Any node answers any request: one about a shard another node owns is
+forwarded to it once. Tell participants the cluster's shared address (a load balancer
+or DNS name) with --advertise-url, and each node's own address with --node-url.
+
 Exit codes:
   0  stopped cleanly after SIGTERM or SIGINT
   1  could not start (bad log, port in use) or the log failed (an fsync error is fatal)
@@ -114,6 +123,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		otlpEndpoint    = fs.String("otlp-endpoint", "", "export OpenTelemetry traces of the transactions over OTLP/HTTP to this collector (http://host:4318 or host:port); off when empty")
 		otlpRatio       = fs.Float64("otlp-sample-ratio", 1, "with --otlp-endpoint: the fraction of transactions traced, unless the client's traceparent says whether to")
 	)
+	cf := addClusterFlags(fs) // cluster mode: cluster.go
 	fs.Var(&segmentSize, "segment-size", "size of a log segment file (e.g. 64MiB, 4MiB); at least 4KiB")
 	fs.Var(&bodyMax, "max-body", "largest request body the API accepts; larger is answered 413")
 	if ok, code := parse(fs, serveHelp, args, nil, stdout, stderr); !ok {
@@ -188,6 +198,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return usageError(stderr, "serve", "--participant-secret-file: %v", err)
 		}
 	}
+	if cf.enabled() {
+		if err := cf.check(); err != nil {
+			return usageError(stderr, "serve", "%v", err)
+		}
+	}
 	cfg := def
 	cfg.InflightMax = (*maxInflight + *shards - 1) / *shards
 	cfg.PrepareTimeout = *prepareTimeout
@@ -219,13 +234,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				", which only works on this machine", "listen", addr)
 		}
 	}
-	unlock, err := dirlock.Lock(*dataDir)
-	if err != nil {
-		ln.Close()
-		lg.Error("cannot lock the data directory", "error", err)
-		return exitNo
+	var clusterOpts httpnet.Options // o.Cluster, in cluster mode: no data directory
+	if cf.enabled() {
+		ec, err := cf.options(&clusterOpts, addr)
+		if err != nil {
+			ln.Close()
+			lg.Error("cannot start", "error", err)
+			return exitNo
+		}
+		defer ec.Close()
+	} else {
+		unlock, err := dirlock.Lock(*dataDir)
+		if err != nil {
+			ln.Close()
+			lg.Error("cannot lock the data directory", "error", err)
+			return exitNo
+		}
+		defer unlock()
 	}
-	defer unlock()
 	// One P more than there are cores: an fdatasync holds its P while it blocks, until
 	// sysmon hands it on (see package maxprocs). Left alone when GOMAXPROCS is set in
 	// the environment.
@@ -249,6 +275,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		LazyFlushInterval: *lazyFlush,
 		Logger:            lg,
 		TracerProvider:    tracing,
+		Cluster:           clusterOpts.Cluster,
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -263,6 +290,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		MetricsAuth:  *metricsAuth,
 		Participants: allow,
 	})
+	var handler http.Handler = api
+	if cf.enabled() {
+		handler = httpnet.NewClusterHandler(rt, api, httpnet.ClusterHandlerOptions{BodyMaxBytes: int64(bodyMax)})
+	}
 	if auth == nil {
 		lg.Warn("the API is unauthenticated: anyone who can reach "+addr+" may begin and read transactions; give --tokens to require clients", "listen", addr)
 	} else {
@@ -275,7 +306,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		"participants_allowed", strings.Join(allow.Rules(), " "), "otlp_endpoint", *otlpEndpoint)
 	so := httpnet.ServeOptions{Grace: *grace, Logger: lg, TLS: serverTLS,
 		ReadHeaderTimeout: *readHeaderTO, ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO}
-	if err := httpnet.Serve(ctx, ln, rt, api, so); err != nil {
+	if err := httpnet.Serve(ctx, ln, rt, handler, so); err != nil {
 		lg.Error("shutdown", "error", err)
 		return exitNo
 	}
