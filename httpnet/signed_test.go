@@ -157,6 +157,12 @@ func TestSignedRequestsCommitEndToEnd(t *testing.T) {
 		if st.Refused() != 0 || st.UntrustedCoordinator != 0 {
 			t.Errorf("bank %s refused the coordinator's requests: %+v", name, st)
 		}
+		// The participant's state changes before its handler returns and the wrapper
+		// counts the answer: wait for the last answers to be counted.
+		eventually(t, "bank "+name+"'s answers are counted", func() bool {
+			return uint64(sb.okCount("/prepare")+sb.okCount("/commit")+sb.okCount("/batch")) == sb.auth.Stats().Verified
+		})
+		st = sb.auth.Stats()
 		if sb.okCount("/prepare") != n || sb.okCount("/batch") == 0 || uint64(sb.okCount("/prepare")+sb.okCount("/commit")+sb.okCount("/batch")) != st.Verified {
 			t.Errorf("bank %s: %d prepares, %d commits, %d batches answered 200; %d verified", name,
 				sb.okCount("/prepare"), sb.okCount("/commit"), sb.okCount("/batch"), st.Verified)
