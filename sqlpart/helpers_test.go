@@ -167,7 +167,7 @@ func newFixture(t *testing.T, dsn string, tweak func(*sqlpart.Config)) *fixture 
 	if _, err := f.admin.ExecContext(ctx, "CREATE TABLE "+f.account+" (id VARCHAR(32) PRIMARY KEY, balance BIGINT NOT NULL, CONSTRAINT "+f.account+"_nonneg CHECK (balance >= 0))"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.admin.ExecContext(ctx, "INSERT INTO "+f.account+" VALUES ('alice', 100), ('bob', 100)"); err != nil {
+	if _, err := f.admin.ExecContext(ctx, "INSERT INTO "+f.account+" VALUES ('alice', 100), ('bob', 100), ('carol', 100)"); err != nil {
 		t.Fatal(err)
 	}
 	f.cfg = sqlpart.DefaultConfig()

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/dtc-project/dtc/participant"
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -152,7 +154,7 @@ func (p *Participant) init(ctx context.Context) error {
 	if _, err := p.db.ExecContext(ctx, p.d.createTable(p.cfg.Table)); err != nil {
 		return fmt.Errorf("sqlpart: creating table %s: %w", p.cfg.Table, err)
 	}
-	gids, err := p.d.listPrepared(ctx, p.db, p.prefix)
+	gids, err := p.listPrepared(ctx, p.prefix)
 	if err != nil {
 		return fmt.Errorf("sqlpart: listing prepared transactions: %w", err)
 	}
@@ -369,24 +371,70 @@ type txnRow struct {
 	ageSeconds                        float64
 }
 
-func (p *Participant) readRow(ctx context.Context, gid string) (*txnRow, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.StatementTimeout)
-	defer cancel()
-	var r txnRow
-	err := p.db.QueryRowContext(ctx, p.d.rowSQL(p.cfg.Table), gid).Scan(&r.txnID, &r.coordinator, &r.digest, &r.state, &r.ageSeconds)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+// queryAttemptsMax bounds the tries of one of the participant's own reads when the
+// pooled connection it got turns out to be dead (the server closed it, an operator
+// killed it): the pool then drops it and the next try gets another.
+const queryAttemptsMax = 3
+
+// retry runs fn, each try within StatementTimeout, again after a connection error.
+func (p *Participant) retry(ctx context.Context, fn func(ctx context.Context) error) error {
+	var err error
+	for range queryAttemptsMax {
+		qctx, cancel := context.WithTimeout(ctx, p.cfg.StatementTimeout)
+		err = fn(qctx)
+		cancel()
+		if err == nil || !connectionError(err) || ctx.Err() != nil {
+			return err
+		}
 	}
-	if err != nil {
+	return err
+}
+
+// connectionError reports whether err is about the connection rather than the query.
+func connectionError(err error) bool {
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") // connection exception, operator intervention
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == 1927 || me.Number == 1053 // connection killed, server shutdown
+	}
+	return !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
+}
+
+func (p *Participant) readRow(ctx context.Context, gid string) (*txnRow, error) {
+	var r txnRow
+	found := false
+	err := p.retry(ctx, func(ctx context.Context) error {
+		err := p.db.QueryRowContext(ctx, p.d.rowSQL(p.cfg.Table), gid).Scan(&r.txnID, &r.coordinator, &r.digest, &r.state, &r.ageSeconds)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	if err != nil || !found {
 		return nil, err
 	}
 	return &r, nil
 }
 
+func (p *Participant) listPrepared(ctx context.Context, prefix string) ([]string, error) {
+	var gids []string
+	err := p.retry(ctx, func(ctx context.Context) error {
+		var err error
+		gids, err = p.d.listPrepared(ctx, p.db, prefix)
+		return err
+	})
+	return gids, err
+}
+
 func (p *Participant) isPrepared(ctx context.Context, gid string) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.StatementTimeout)
-	defer cancel()
-	gids, err := p.d.listPrepared(ctx, p.db, gid)
+	gids, err := p.listPrepared(ctx, gid)
 	if err != nil {
 		return false, err
 	}
@@ -403,8 +451,10 @@ func (p *Participant) isPrepared(ctx context.Context, gid string) (bool, error) 
 // committed without waiting for the disk: the prepare that follows syncs the log up to
 // and past it, and a transaction that never prepared needs no record.
 func (p *Participant) writeIntent(ctx context.Context, gid, txnID, coordinator, fp string) error {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.StatementTimeout)
-	defer cancel()
+	return p.retry(ctx, func(ctx context.Context) error { return p.writeIntentOnce(ctx, gid, txnID, coordinator, fp) })
+}
+
+func (p *Participant) writeIntentOnce(ctx context.Context, gid, txnID, coordinator, fp string) error {
 	q := p.d.intentSQL(p.cfg.Table)
 	if p.d.kind() != PostgreSQL {
 		_, err := p.db.ExecContext(ctx, q, gid, p.cfg.Name, txnID, coordinator, fp)
@@ -598,9 +648,7 @@ func (p *Participant) Run(ctx context.Context) {
 func (p *Participant) ResolveOnce(ctx context.Context, all bool) []participant.Resolution {
 	p.roundMu.Lock()
 	defer p.roundMu.Unlock()
-	lctx, cancel := context.WithTimeout(ctx, p.cfg.StatementTimeout)
-	gids, err := p.d.listPrepared(lctx, p.db, p.prefix)
-	cancel()
+	gids, err := p.listPrepared(ctx, p.prefix)
 	if err != nil {
 		p.log.Warn("sqlpart: listing prepared transactions", "err", err)
 		return nil
