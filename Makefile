@@ -7,7 +7,7 @@ PKGS    := ./...
 # Packages with goroutines of their own: tested again under the race detector.
 RACE_PKGS := ./wal/... ./coordlog/... ./httpnet/... ./participant/... ./client/... ./examples/... ./internal/... ./bench/...
 
-.PHONY: all build test race lint vet fmt-check run bench chaos clean
+.PHONY: all build test race lint vet fmt-check run run-sql bench chaos clean
 
 all: build
 
@@ -71,6 +71,13 @@ soak: build
 # Ctrl-C. Flags go in ARGS, e.g. make run ARGS=--exit (bin/demo --help lists them).
 run: build
 	$(BIN)/demo $(ARGS)
+
+# Money moved between PostgreSQL and MariaDB by dtc, each database a participant
+# through its own two-phase commit (dtc-sql): commit, NACK, timeout, kill -9 between
+# prepare and commit. Starts and sets up the databases first if needed (.ci/databases).
+run-sql: build
+	bash .ci/databases
+	$(BIN)/sqldemo --bin $(BIN) $(ARGS)
 
 clean:
 	rm -rf $(BIN) data .run
