@@ -30,6 +30,7 @@ vet:
 # proxy faults and failpoints, plus a deliberately broken build it must catch (chaosreal).
 test: lint
 	$(GO) test -count=1 $(PKGS)
+	DTC_TEST_DB_RESTART=1 $(GO) test -count=1 -run TestDatabaseRestart ./sqlpart/
 	$(GO) test -count=1 -race $(RACE_PKGS)
 	$(GO) test -count=1 -race -short ./chaosreal/...
 
