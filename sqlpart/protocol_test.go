@@ -154,7 +154,7 @@ func TestNACKs(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
 			f := newFixture(t, k.dsn, func(c *sqlpart.Config) {
-				c.StatementTimeout = 300 * time.Millisecond
+				c.StatementTimeout = 2 * time.Second // short enough for the sleep to hit it, long enough for a loaded machine
 				c.StatementsMax = 3
 			})
 			sleep := "SELECT pg_sleep(30)"
