@@ -3,6 +3,7 @@ package sqlpart
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -99,9 +100,15 @@ type dialect interface {
 	begin(ctx context.Context, c *sql.Conn, gid string) error
 	prepare(ctx context.Context, c *sql.Conn, gid string) error
 	abort(ctx context.Context, c *sql.Conn, gid string) error
-	// detachAfterPrepare: the connection must be closed after a prepare so that another
-	// connection may commit or roll the transaction back (MariaDB/MySQL XA).
-	detachAfterPrepare() bool
+	// sessionID is what detach needs to know of the connection, taken before begin.
+	sessionID(ctx context.Context, c *sql.Conn) (int64, error)
+	// detach makes the prepared transaction finishable by any connection, and returns
+	// once it is. PostgreSQL: nothing to do. MariaDB/MySQL: the connection that
+	// prepared an XA transaction holds it until the server has closed that session
+	// (another connection's XA COMMIT says "unknown XID" meanwhile, and XA RECOVER may
+	// not list it while the session is being torn down), so the connection is closed
+	// and the server's process list polled until the session is gone.
+	detach(ctx context.Context, db *sql.DB, c *sql.Conn, sessionID int64) error
 	commitPrepared(gid string) string
 	rollbackPrepared(gid string) string
 	// notPrepared reports whether err says the gid is not (or not yet, for another
@@ -176,9 +183,10 @@ func (pgDialect) abort(ctx context.Context, c *sql.Conn, _ string) error {
 	return err
 }
 
-func (pgDialect) detachAfterPrepare() bool           { return false }
-func (pgDialect) commitPrepared(gid string) string   { return "COMMIT PREPARED '" + gid + "'" }
-func (pgDialect) rollbackPrepared(gid string) string { return "ROLLBACK PREPARED '" + gid + "'" }
+func (pgDialect) sessionID(context.Context, *sql.Conn) (int64, error)     { return 0, nil }
+func (pgDialect) detach(context.Context, *sql.DB, *sql.Conn, int64) error { return nil }
+func (pgDialect) commitPrepared(gid string) string                        { return "COMMIT PREPARED '" + gid + "'" }
+func (pgDialect) rollbackPrepared(gid string) string                      { return "ROLLBACK PREPARED '" + gid + "'" }
 
 func (pgDialect) notPrepared(err error) bool {
 	var pe *pgconn.PgError
@@ -283,7 +291,32 @@ func (myDialect) abort(ctx context.Context, c *sql.Conn, gid string) error {
 	return err
 }
 
-func (myDialect) detachAfterPrepare() bool           { return true }
+func (myDialect) sessionID(ctx context.Context, c *sql.Conn) (int64, error) {
+	var id int64
+	err := c.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id)
+	return id, err
+}
+
+func (myDialect) detach(ctx context.Context, db *sql.DB, c *sql.Conn, sessionID int64) error {
+	_ = c.Raw(func(any) error { return driver.ErrBadConn }) // closed, not put back in the pool
+	_ = c.Close()
+	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 20*time.Millisecond) {
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", sessionID).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
 func (myDialect) commitPrepared(gid string) string   { return "XA COMMIT '" + gid + "'" }
 func (myDialect) rollbackPrepared(gid string) string { return "XA ROLLBACK '" + gid + "'" }
 

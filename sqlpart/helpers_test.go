@@ -77,7 +77,7 @@ func checkNoneLeft() error {
 }
 
 // rawDB opens a plain connection pool (not the participant's) for setup and checks.
-func rawDB(t *testing.T, dsn string) *sql.DB {
+func rawDB(t testing.TB, dsn string) *sql.DB {
 	driver, d := "pgx", dsn
 	if strings.HasPrefix(dsn, "mysql://") {
 		driver = "mysql"
@@ -150,7 +150,7 @@ func unique(prefix string) string {
 
 // fixture is one test's participant and its accounts table.
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	dsn     string
 	cfg     sqlpart.Config
 	p       *sqlpart.Participant
@@ -160,7 +160,7 @@ type fixture struct {
 	prefix  string // the participant's gid prefix
 }
 
-func newFixture(t *testing.T, dsn string, tweak func(*sqlpart.Config)) *fixture {
+func newFixture(t testing.TB, dsn string, tweak func(*sqlpart.Config)) *fixture {
 	t.Helper()
 	f := &fixture{t: t, dsn: dsn, admin: rawDB(t, dsn), table: unique("sqlpart_txns_"), account: unique("sqlpart_acct_")}
 	ctx := context.Background()

@@ -334,6 +334,11 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 		}
 		return nack("%s", reason)
 	}
+	sid, err := p.d.sessionID(ctx, conn)
+	if err != nil {
+		discard = true
+		return nack("sqlpart: asking for the session id: %v", err)
+	}
 	if err := p.d.begin(ctx, conn, gid); err != nil {
 		discard = true
 		return nack("sqlpart: starting the transaction: %v", err)
@@ -359,8 +364,10 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 		// finds the gid in the prepared list) rolls it back.
 		return abort(fmt.Sprintf("sqlpart: preparing the transaction: %v", err))
 	}
-	if p.d.detachAfterPrepare() {
-		discard = true
+	if err := p.d.detach(ctx, p.db, conn, sid); err != nil {
+		// Prepared, but perhaps not yet finishable by another connection: NACK, which
+		// is always safe; the coordinator's rollback (or the resolver) finishes it.
+		return nack("sqlpart: waiting for the prepared transaction's session to close: %v", err)
 	}
 	done = true
 	return ack
