@@ -195,3 +195,39 @@ func TestLostConnectionAfterPrepare(t *testing.T) {
 	}
 	_ = sqlpart.PostgreSQL
 }
+
+// TestLostConnectionBeforePrepare: the connection running a transaction's statements
+// is killed before the prepare; the vote is NACK and nothing is left prepared or
+// changed.
+func TestLostConnectionBeforePrepare(t *testing.T) {
+	app := unique("sqlpart_lostbefore_")
+	f := newFixture(t, pgDSN, func(c *sqlpart.Config) { c.DSN = pgDSN + "&application_name=" + app })
+	payload, _ := json.Marshal(sqlpart.Payload{Statements: []sqlpart.Statement{
+		{SQL: "UPDATE " + f.account + " SET balance = balance + 1 WHERE id = 'bob'"},
+		{SQL: "SELECT pg_sleep(60)"},
+	}})
+	votes := make(chan participant.Vote, 1)
+	go func() { votes <- f.p.Prepare(context.Background(), "lb1", "", payload) }()
+	eventually(t, "the transaction to be sleeping in its second statement", func() bool {
+		var n int
+		_ = f.admin.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'SELECT pg_sleep%'", app).Scan(&n)
+		return n == 1
+	})
+	if _, err := f.admin.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'SELECT pg_sleep%'", app); err != nil {
+		t.Fatal(err)
+	}
+	v := <-votes
+	if v.ACK {
+		t.Fatal("ACK after the connection was lost before the prepare")
+	}
+	t.Logf("NACK %s", v.Reason)
+	if s, err := f.p.Status(context.Background(), "lb1"); err != nil || s != participant.StateUnknown {
+		t.Fatalf("status %q %v, want unknown", s, err)
+	}
+	if g := f.prepared(); len(g) != 0 {
+		t.Fatalf("left prepared: %v", g)
+	}
+	if b := f.balance("bob"); b != 100 {
+		t.Fatalf("bob %d, want 100", b)
+	}
+}
