@@ -54,6 +54,10 @@ func parseDSN(dsn string) (Kind, string, error) {
 		if u.Port() == "" {
 			c.Addr = u.Host + ":3306"
 		}
+		// Arguments go inside the statement text, escaped by the driver: one round trip
+		// a statement instead of three (prepare, execute, close). The DSN may say
+		// interpolateParams=false.
+		c.InterpolateParams = true
 		c.DBName = strings.TrimPrefix(u.Path, "/")
 		if c.DBName == "" {
 			return "", "", fmt.Errorf("sqlpart: DSN %q: no database name (mysql://user@host:3306/DBNAME)", redactDSN(dsn))
