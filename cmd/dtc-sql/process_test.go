@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
@@ -168,6 +169,12 @@ func listPrepared(db *sql.DB, dsn, prefix string) ([]string, error) {
 		}
 	}
 	return out, rows.Err()
+}
+
+// gidPrefix is sqlpart's gid prefix for a participant name (see package sqlpart).
+func gidPrefix(name string) string {
+	h := sha256.Sum256([]byte(name))
+	return "dtc_" + hex.EncodeToString(h[:4]) + "_"
 }
 
 func unique(prefix string) string {
@@ -488,10 +495,12 @@ func startDTC(t *testing.T) *dtcNode {
 	return n
 }
 
-// gate is a proxy in front of a participant that can hold its commits.
+// gate is a proxy in front of a participant that can hold its commits (or another
+// endpoint's calls).
 type gate struct {
 	srv  *httptest.Server
 	mu   sync.Mutex
+	what string // the endpoint held; "commit" unless set
 	hold bool
 	held int
 	open chan struct{}
@@ -502,7 +511,7 @@ func newGate(t *testing.T, target string) *gate {
 	rp := httputil.NewSingleHostReverseProxy(u)
 	g := &gate{open: make(chan struct{})}
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/commit") {
+		if strings.HasSuffix(r.URL.Path, "/"+g.endpoint()) {
 			g.mu.Lock()
 			hold := g.hold
 			if hold {
@@ -524,7 +533,22 @@ func newGate(t *testing.T, target string) *gate {
 	return g
 }
 
-func (g *gate) holdCommits() { g.mu.Lock(); g.hold = true; g.mu.Unlock() }
+func (g *gate) holdCommits() { g.holdCalls("commit") }
+
+func (g *gate) holdCalls(endpoint string) {
+	g.mu.Lock()
+	g.what, g.hold = endpoint, true
+	g.mu.Unlock()
+}
+
+func (g *gate) endpoint() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.what == "" {
+		return "commit"
+	}
+	return g.what
+}
 
 func (g *gate) heldCount() int { g.mu.Lock(); defer g.mu.Unlock(); return g.held }
 
@@ -614,4 +638,83 @@ func firstTxnID(t *testing.T, d *dtcNode, id string) string {
 		t.Fatalf("dtc's view of %s has no txn_id", id)
 	}
 	return v.TxnID
+}
+
+// TestKill9OfDTC: dtc is killed with SIGKILL at two steps of a transfer between
+// PostgreSQL and MariaDB. While PostgreSQL's prepare is held (MariaDB has prepared):
+// the restarted dtc finds a transaction without a decision and aborts it, so MariaDB
+// rolls back and PostgreSQL is fenced. While the commit to PostgreSQL is held (the
+// decision is logged): the restarted dtc carries the commit to both.
+func TestKill9OfDTC(t *testing.T) {
+	d := startDTC(t)
+	pg := startSQL(t, pgDSN, "--in-doubt-after", "500ms", "--resolve-interval", "100ms")
+	my := startSQL(t, myDSN, "--in-doubt-after", "500ms", "--resolve-interval", "100ms")
+	gpg := newGate(t, pg.url)
+	ctx := context.Background()
+	submit := func(id string, amount int64) {
+		go func() { // its answer may never come: dtc is killed under it
+			_, _ = d.cli.Submit(ctx, client.Request{ID: id, Participants: []client.Participant{
+				{URL: gpg.srv.URL + "/prepare", Payload: pg.move("alice", -amount)},
+				{URL: my.url + "/prepare", Payload: my.move("bob", amount)},
+			}})
+		}()
+	}
+	restartDTC := func() {
+		d.proc.kill()
+		d.proc.start()
+		eventually(t, "dtc is ready again", func() bool { return d.cli.Ready(ctx) == nil })
+	}
+	outcome := func(id string) string {
+		v, err := d.cli.Get(ctx, id)
+		if err != nil {
+			return err.Error()
+		}
+		for _, p := range v.Participants {
+			if !p.Acked {
+				return "phase 2 under way"
+			}
+		}
+		return string(v.State)
+	}
+
+	gpg.holdCalls("prepare")
+	submit("during-prepare", 10)
+	eventually(t, "PostgreSQL's prepare to be held", func() bool { return gpg.heldCount() > 0 })
+	eventually(t, "MariaDB to have prepared", func() bool {
+		g, err := listPrepared(my.db, my.dsn, gidPrefix(my.name))
+		return err == nil && len(g) == 1
+	})
+	restartDTC()
+	gpg.release()
+	// dtc logged no decision (and, its begin being lazy, may have no record at all:
+	// then it answers 404, presumed abort). Either way MariaDB's prepared transaction
+	// must end rolled back, by dtc's rollback or by its own resolver asking dtc.
+	eventually(t, "during-prepare aborted or unknown at dtc", func() bool {
+		o := outcome("during-prepare")
+		return o == "aborted" || strings.Contains(o, "404")
+	})
+	t.Logf("dtc about during-prepare: %s", outcome("during-prepare"))
+	eventually(t, "MariaDB's prepared transaction to be rolled back", func() bool {
+		g, err := listPrepared(my.db, my.dsn, gidPrefix(my.name))
+		return err == nil && len(g) == 0
+	})
+	if a, b := pg.balance("alice"), my.balance("bob"); a != 100 || b != 100 {
+		t.Fatalf("after during-prepare: alice %d, bob %d; want 100, 100", a, b)
+	}
+
+	gpg2 := newGate(t, pg.url)
+	gpg2.holdCommits()
+	go func() {
+		_, _ = d.cli.Submit(ctx, client.Request{ID: "during-commit", Participants: []client.Participant{
+			{URL: gpg2.srv.URL + "/prepare", Payload: pg.move("alice", -20)},
+			{URL: my.url + "/prepare", Payload: my.move("bob", 20)},
+		}})
+	}()
+	eventually(t, "the commit to PostgreSQL to be held", func() bool { return gpg2.heldCount() > 0 })
+	restartDTC()
+	gpg2.release()
+	eventually(t, "during-commit to end committed at both", func() bool { return outcome("during-commit") == "committed" })
+	if a, b := pg.balance("alice"), my.balance("bob"); a != 80 || b != 120 {
+		t.Fatalf("after during-commit: alice %d, bob %d; want 80, 120", a, b)
+	}
 }
