@@ -78,8 +78,10 @@
 //   - ACK only once the database has prepared the transaction.
 //   - One process per Name and database: the calls for one transaction are serialized
 //     by the process's lock; two processes with the same Name would race.
-//   - On MariaDB/MySQL the connection that prepared is closed at once, as another
-//     connection can finish a prepared XA transaction only once it is detached.
+//   - On MariaDB/MySQL the connection that prepared is closed at once, and the ACK
+//     waits until the server's process list no longer shows its session: another
+//     connection can finish a prepared XA transaction only once it is detached, and
+//     while the session is torn down XA RECOVER may not list it.
 //   - Bounds: StatementsMax, PayloadMaxBytes, PoolConnsMax, StatementTimeout,
 //     PrepareTimeout, PreparedMax (counted in memory, recounted from the database every
 //     round; NACK beyond it), ResolvePerRoundMax, ResolveConcurrencyMax,
