@@ -11,7 +11,7 @@
 //	        │                      │                         │
 //	        └──────────┬───────────┴─────────────────────────┘
 //	                   ▼
-//	        Participant (one mutex per transaction, striped)
+//	        Participant (one mutex per transaction in progress)
 //	                   │ database/sql pool (PoolConnsMax)
 //	                   ▼
 //	        the database: the prepared transactions + Table

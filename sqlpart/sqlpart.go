@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -43,9 +42,6 @@ const (
 // reading pg_prepared_xacts or XA RECOVER) tells dtc's apart.
 const gidPrefixBase = "dtc_"
 
-// lockStripes is the number of mutexes that serialize the calls for one transaction.
-const lockStripes = 1024
-
 // phase2AttemptsMax bounds the tries of one commit or rollback: a dropped connection is
 // tried again on another, and on MariaDB a transaction whose preparing connection is
 // still being closed answers "unknown XID" for a moment while XA RECOVER lists it.
@@ -64,7 +60,8 @@ type Participant struct {
 	client *http.Client
 	prefix string // gidPrefixBase, a hash of Name, '_'
 
-	locks [lockStripes]sync.Mutex
+	locksMu sync.Mutex
+	locks   map[string]*txnLock // see lock
 
 	mu       sync.Mutex
 	prepared int // prepared by this participant and not decided, as last counted, plus reservations
@@ -107,7 +104,7 @@ func Open(ctx context.Context, cfg Config) (*Participant, error) {
 	db.SetMaxOpenConns(cfg.PoolConnsMax)
 	db.SetMaxIdleConns(cfg.PoolConnsMax)
 	db.SetConnMaxIdleTime(time.Minute)
-	p := &Participant{cfg: cfg, d: d, db: db, log: cfg.Logger, client: cfg.HTTPClient}
+	p := &Participant{cfg: cfg, d: d, db: db, log: cfg.Logger, client: cfg.HTTPClient, locks: map[string]*txnLock{}}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -198,12 +195,34 @@ func (p *Participant) PreparedCount() int {
 	return p.prepared
 }
 
+// lock serializes the calls for one transaction. It is one mutex per gid, not a mutex
+// shared by several: a prepare may wait long for a row lock held by another prepared
+// transaction, whose commit must not wait behind it.
 func (p *Participant) lock(gid string) func() {
-	h := fnv.New32a()
-	h.Write([]byte(gid))
-	m := &p.locks[h.Sum32()%lockStripes]
-	m.Lock()
-	return m.Unlock
+	p.locksMu.Lock()
+	e := p.locks[gid]
+	if e == nil {
+		e = &txnLock{}
+		p.locks[gid] = e
+	}
+	e.refs++
+	p.locksMu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		p.locksMu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(p.locks, gid)
+		}
+		p.locksMu.Unlock()
+	}
+}
+
+// txnLock is the mutex of one transaction, with the number of calls that hold or wait
+// for it: the map holds one entry per transaction with a call in progress.
+type txnLock struct {
+	mu   sync.Mutex
+	refs int
 }
 
 func (p *Participant) reserve() bool {

@@ -112,7 +112,7 @@ func checkNoneLeft() error {
 
 func isPG(dsn string) bool { return strings.HasPrefix(dsn, "postgres") }
 
-func openDB(t *testing.T, dsn string) *sql.DB {
+func openDB(t testing.TB, dsn string) *sql.DB {
 	driver, d := "pgx", dsn
 	if !isPG(dsn) {
 		driver = "mysql"
@@ -188,7 +188,7 @@ const (
 	pollEvery    = 20 * time.Millisecond
 )
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitDeadline)
 	for !cond() {
@@ -199,7 +199,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -228,7 +228,7 @@ func (s *syncBuffer) String() string {
 
 // proc is a process the test started; its output is shown if the test fails.
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	bin  string
 	args []string
@@ -237,7 +237,7 @@ type proc struct {
 	done chan struct{}
 }
 
-func startProc(t *testing.T, name, bin string, args ...string) *proc {
+func startProc(t testing.TB, name, bin string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, bin: bin, args: args, out: &syncBuffer{}}
 	p.start()
@@ -281,7 +281,7 @@ func (p *proc) kill() {
 // sqlNode is a dtc-sql process on one database, with an accounts table of its own.
 type sqlNode struct {
 	*proc
-	t       *testing.T
+	t       testing.TB
 	dsn     string
 	addr    string
 	url     string // base URL
@@ -290,7 +290,7 @@ type sqlNode struct {
 	name    string
 }
 
-func startSQL(t *testing.T, dsn string, extra ...string) *sqlNode {
+func startSQL(t testing.TB, dsn string, extra ...string) *sqlNode {
 	t.Helper()
 	n := &sqlNode{t: t, dsn: dsn, addr: freeAddr(t), db: openDB(t, dsn), account: unique("dtcsql_acct_"), name: unique("dtcsql-")}
 	n.url = "http://" + n.addr
@@ -484,7 +484,7 @@ type dtcNode struct {
 	cli *client.Client
 }
 
-func startDTC(t *testing.T) *dtcNode {
+func startDTC(t testing.TB) *dtcNode {
 	t.Helper()
 	addr := freeAddr(t)
 	n := &dtcNode{url: "http://" + addr}
@@ -506,7 +506,7 @@ type gate struct {
 	open chan struct{}
 }
 
-func newGate(t *testing.T, target string) *gate {
+func newGate(t testing.TB, target string) *gate {
 	u, _ := url.Parse(target)
 	rp := httputil.NewSingleHostReverseProxy(u)
 	g := &gate{open: make(chan struct{})}
@@ -623,7 +623,7 @@ func TestWithCoordinator(t *testing.T) {
 }
 
 // firstTxnID is the id the participants saw for the client's id.
-func firstTxnID(t *testing.T, d *dtcNode, id string) string {
+func firstTxnID(t testing.TB, d *dtcNode, id string) string {
 	t.Helper()
 	resp, err := http.Get(d.url + "/v1/transactions/" + url.PathEscape(id))
 	if err != nil {
