@@ -5,9 +5,9 @@ GO      ?= go
 BIN     := bin
 PKGS    := ./...
 # Packages with goroutines of their own: tested again under the race detector.
-RACE_PKGS := ./wal/... ./coordlog/... ./cluster/... ./httpnet/... ./participant/... ./client/... ./examples/... ./internal/... ./bench/...
+RACE_PKGS := ./wal/... ./coordlog/... ./cluster/... ./httpnet/... ./participant/... ./client/... ./examples/... ./internal/... ./bench/... ./sqlpart/...
 
-.PHONY: all build test race lint vet fmt-check run bench chaos clean fuzz
+.PHONY: all build test race lint vet fmt-check run run-sql bench chaos clean fuzz
 
 all: build
 
@@ -30,6 +30,7 @@ vet:
 # proxy faults and failpoints, plus a deliberately broken build it must catch (chaosreal).
 test: lint
 	$(GO) test -count=1 $(PKGS)
+	DTC_TEST_DB_RESTART=1 $(GO) test -count=1 -run TestDatabaseRestart ./sqlpart/
 	$(GO) test -count=1 -race $(RACE_PKGS)
 	$(GO) test -count=1 -race -short ./chaosreal/...
 	$(MAKE) --no-print-directory fuzz FUZZ_TIME=$(FUZZ_TIME_SHORT)
@@ -100,6 +101,13 @@ soak: build
 # Ctrl-C. Flags go in ARGS, e.g. make run ARGS=--exit (bin/demo --help lists them).
 run: build
 	$(BIN)/demo $(ARGS)
+
+# Money moved between PostgreSQL and MariaDB by dtc, each database a participant
+# through its own two-phase commit (dtc-sql): commit, NACK, timeout, kill -9 between
+# prepare and commit. Starts and sets up the databases first if needed (.ci/databases).
+run-sql: build
+	bash .ci/databases
+	$(BIN)/sqldemo --bin $(BIN) $(ARGS)
 
 clean:
 	rm -rf $(BIN) data .run

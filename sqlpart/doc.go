@@ -1,0 +1,89 @@
+// Package sqlpart makes a SQL database a participant of dtc's two-phase commit, through
+// the database's own: PostgreSQL's PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK
+// PREPARED (pg_prepared_xacts), MariaDB's and MySQL's XA START … XA END, XA PREPARE,
+// XA COMMIT, XA ROLLBACK (XA RECOVER). It speaks the participant protocol of DESIGN §3
+// (NewHandler) with the wire types of package participant, so dtc coordinates it like
+// any other participant; cmd/dtc-sql is the same as a standalone service.
+//
+// # How the parts connect
+//
+//	HTTP (NewHandler)      Go code (PrepareFunc)      Run: resolver + GC rounds
+//	        │                      │                         │
+//	        └──────────┬───────────┴─────────────────────────┘
+//	                   ▼
+//	        Participant (one mutex per transaction in progress)
+//	                   │ database/sql pool (PoolConnsMax)
+//	                   ▼
+//	        the database: the prepared transactions + Table
+//
+// The participant keeps nothing that matters in memory: after a crash, what is
+// prepared is in the database's prepared transactions and what was decided is in Table.
+//
+// # The prepare payload
+//
+//	{"statements":[{"sql":"UPDATE accounts SET balance = balance - $1 WHERE id = $2","args":[10,"alice"],"rows":1}, …]}
+//
+// See Payload. At most Config.StatementsMax statements and Config.PayloadMaxBytes bytes.
+//
+// # Global transaction ids
+//
+// A transaction is prepared under gid = "dtc_" + 8 hex digits of SHA-256(Name) + "_" +
+// 32 hex digits of SHA-256(Name, 0, txn id): 45 bytes, deterministic, valid for both
+// databases, and every gid of one participant starts with the same prefix (GIDPrefix),
+// which is how the resolver finds its orphans among other prepared transactions.
+//
+// # The table
+//
+// Table (default dtc_sqlpart_txns) has one row per transaction: gid, name, txn_id,
+// coordinator, payload_sha256, state, created_at, updated_at. Its state is
+//
+//	preparing  written (committed) before the transaction starts: it maps gid to txn id
+//	           and coordinator, so that an orphan found prepared after a crash can be
+//	           asked about. On PostgreSQL it is committed without waiting for the disk:
+//	           the prepare that follows syncs the log past it.
+//	committed  set by an UPDATE inside the transaction that is prepared: it becomes
+//	           visible exactly when COMMIT PREPARED / XA COMMIT commits the work, so
+//	           "committed" is never lost and never early.
+//	aborted    set after ROLLBACK PREPARED, or by a rollback of a transaction never
+//	           prepared here (a fence): the prepare's UPDATE … WHERE state =
+//	           'preparing' then matches no row, and a late prepare is NACKed.
+//
+// # States of one transaction, and what each call answers
+//
+//	state (DB)                    prepare            commit             rollback          status
+//	no row / preparing, not       run, prepare: ACK  409 unknown        fence: aborted    unknown
+//	  prepared                    or NACK
+//	prepared (in the DB's list)   ACK (same payload) COMMIT PREPARED    ROLLBACK PREPARED prepared
+//	committed (row)               ACK (same payload) 200 committed      409 committed     committed
+//	aborted (row)                 NACK (fenced)      409 aborted        200 aborted       aborted
+//
+// Commit and rollback always look the transaction up in the database's prepared list
+// and Table; they never guess. A database error in phase 2 is answered 503 (the
+// coordinator retries): a lost connection after ACK is never a reason to roll back.
+// Before the prepare, any error (a statement's, a constraint's, a lost connection, a
+// timeout) rolls the work back and is NACK with the database's message.
+//
+// # In doubt
+//
+// Run's first round asks the coordinator about every transaction this participant has
+// prepared (orphans of an earlier run); later rounds, every ResolveInterval, about
+// those prepared longer than InDoubtAfter. It asks GET
+// {coordinator}/v1/transactions/{txn id} with participant.AskCoordinator, the
+// coordinator being the one the prepare named (or Config.Coordinator): committed →
+// commit, aborted or 404 "not_found" (presumed abort) → rollback, anything else → ask
+// again later. Rows decided longer than RetainDecided ago are deleted by GC.
+//
+// # Invariants and limits
+//
+//   - ACK only once the database has prepared the transaction.
+//   - One process per Name and database: the calls for one transaction are serialized
+//     by the process's lock; two processes with the same Name would race.
+//   - On MariaDB/MySQL the connection that prepared is closed at once, and the ACK
+//     waits until the server's process list no longer shows its session: another
+//     connection can finish a prepared XA transaction only once it is detached, and
+//     while the session is torn down XA RECOVER may not list it.
+//   - Bounds: StatementsMax, PayloadMaxBytes, PoolConnsMax, StatementTimeout,
+//     PrepareTimeout, PreparedMax (counted in memory, recounted from the database every
+//     round; NACK beyond it), ResolvePerRoundMax, ResolveConcurrencyMax,
+//     GCRowsPerRoundMax.
+package sqlpart

@@ -1,0 +1,187 @@
+package sqlpart
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/dtc-project/dtc/participant"
+)
+
+// HandlerOptions configure NewHandler.
+type HandlerOptions struct {
+	// BasePath is where the endpoints are mounted: "/" (the default) serves /prepare,
+	// /commit, /rollback and /status.
+	BasePath string
+	// BodyMaxBytes bounds a request body; a larger one is answered 413. Default: the
+	// participant's PayloadMaxBytes plus 4 KiB.
+	BodyMaxBytes int64
+	// Logger: default slog.Default().
+	Logger *slog.Logger
+}
+
+type handler struct {
+	p       *Participant
+	base    string
+	bodyMax int64
+	log     *slog.Logger
+}
+
+// NewHandler serves the participant protocol (DESIGN §3) for p: POST prepare, commit and
+// rollback, GET status, with the wire types and error codes of package participant. It
+// offers no batch endpoint: a coordinator sends this participant single phase-2 calls.
+func NewHandler(p *Participant, o HandlerOptions) http.Handler {
+	base := o.BasePath
+	if base == "" {
+		base = "/"
+	}
+	if !strings.HasPrefix(base, "/") {
+		base = "/" + base
+	}
+	if !strings.HasSuffix(base, "/") {
+		base += "/"
+	}
+	if o.BodyMaxBytes <= 0 {
+		o.BodyMaxBytes = int64(p.cfg.PayloadMaxBytes) + 4<<10
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &handler{p: p, base: base, bodyMax: o.BodyMaxBytes, log: o.Logger}
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name, ok := strings.CutPrefix(r.URL.Path, h.base)
+	if !ok || strings.Contains(name, "/") {
+		h.fail(w, r, http.StatusNotFound, participant.CodeNotFound, fmt.Sprintf("no endpoint %s", r.URL.Path))
+		return
+	}
+	method := http.MethodPost
+	switch name {
+	case participant.EndpointStatus:
+		method = http.MethodGet
+	case participant.EndpointPrepare, participant.EndpointCommit, participant.EndpointRollback:
+	default:
+		h.fail(w, r, http.StatusNotFound, participant.CodeNotFound, fmt.Sprintf("no endpoint %s", r.URL.Path))
+		return
+	}
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		h.fail(w, r, http.StatusMethodNotAllowed, participant.CodeMethodNotAllowed, fmt.Sprintf("%s takes %s", r.URL.Path, method))
+		return
+	}
+	switch name {
+	case participant.EndpointPrepare:
+		var req participant.PrepareRequest
+		if !h.decode(w, r, &req) || !h.checkTxnID(w, r, req.TxnID) {
+			return
+		}
+		if req.Coordinator != "" {
+			if err := participant.CheckCoordinatorURL(req.Coordinator, h.p.cfg.CoordinatorMaxBytes); err != nil {
+				h.fail(w, r, http.StatusBadRequest, participant.CodeInvalidField, err.Error())
+				return
+			}
+		}
+		v := h.p.Prepare(r.Context(), req.TxnID, req.Coordinator, req.Payload)
+		if !v.ACK {
+			h.log.Info("sqlpart: NACK", "txn_id", req.TxnID, "reason", v.Reason)
+		}
+		writeJSON(w, http.StatusOK, v.Response())
+	case participant.EndpointCommit, participant.EndpointRollback:
+		var req participant.TxnRequest
+		if !h.decode(w, r, &req) || !h.checkTxnID(w, r, req.TxnID) {
+			return
+		}
+		var res participant.Result
+		if name == participant.EndpointCommit {
+			res = h.p.Commit(r.Context(), req.TxnID)
+		} else {
+			res = h.p.Rollback(r.Context(), req.TxnID)
+		}
+		switch {
+		case res.Err != nil:
+			w.Header().Set("Retry-After", "1")
+			h.fail(w, r, http.StatusServiceUnavailable, participant.CodeUnavailable, res.Err.Error())
+		case res.Conflict:
+			h.log.Error("sqlpart: phase 2 contradicts the database's state (heuristic hazard)", "txn_id", req.TxnID, "call", name, "state", res.State)
+			writeJSON(w, http.StatusConflict, participant.StateResponse{State: res.State})
+		default:
+			writeJSON(w, http.StatusOK, participant.StateResponse{State: res.State})
+		}
+	case participant.EndpointStatus:
+		id := r.URL.Query().Get("txn_id")
+		if id == "" {
+			h.fail(w, r, http.StatusBadRequest, participant.CodeMissingField, "status needs ?txn_id=")
+			return
+		}
+		if !h.checkTxnID(w, r, id) {
+			return
+		}
+		s, err := h.p.Status(r.Context(), id)
+		if err != nil {
+			w.Header().Set("Retry-After", "1")
+			h.fail(w, r, http.StatusServiceUnavailable, participant.CodeUnavailable, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, participant.StateResponse{State: s})
+	}
+}
+
+func (h *handler) checkTxnID(w http.ResponseWriter, r *http.Request, id string) bool {
+	if err := participant.ValidateTxnID(id, h.p.cfg.TxnIDMaxBytes); err != nil {
+		code := participant.CodeInvalidField
+		if id == "" {
+			code = participant.CodeMissingField
+		}
+		h.fail(w, r, http.StatusBadRequest, code, "txn_id: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func (h *handler) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, h.bodyMax+1))
+	if err != nil {
+		h.fail(w, r, http.StatusBadRequest, participant.CodeMalformedJSON, fmt.Sprintf("reading body: %v", err))
+		return false
+	}
+	if int64(len(body)) > h.bodyMax {
+		h.fail(w, r, http.StatusRequestEntityTooLarge, participant.CodeBodyTooLarge, fmt.Sprintf("body over %d bytes", h.bodyMax))
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		code := participant.CodeMalformedJSON
+		if strings.HasPrefix(err.Error(), "json: unknown field") {
+			code = participant.CodeUnknownField
+		}
+		h.fail(w, r, http.StatusBadRequest, code, fmt.Sprintf("body: %v", err))
+		return false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		h.fail(w, r, http.StatusBadRequest, participant.CodeMalformedJSON, "body: data after the JSON object")
+		return false
+	}
+	return true
+}
+
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	h.log.Debug("sqlpart: request refused", "method", r.Method, "path", r.URL.Path, "status", status, "code", code, "message", msg)
+	writeJSON(w, status, participant.ErrorResponse{Error: participant.ErrorBody{Code: code, Message: msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("sqlpart: encoding %T: %v", v, err))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(data, '\n'))
+}
