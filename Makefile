@@ -85,7 +85,7 @@ chaos:
 # as in issue 6's floor. Last, concurrency 1 with passive participants (they do not ask
 # about transactions in doubt), whose begin records dtc syncs before the prepares.
 bench: build
-	$(GO) test -run '^$$' -bench Committer -benchtime 3000x ./wal
+	$(GO) test -run '^$$' -bench GroupSyncer -benchtime 3000x ./wal
 	$(GO) test -run '^$$' -bench Swarm -benchtime 200x ./scenarios
 	$(BIN)/dtc bench --participants 2 --concurrency 64 --duration 10s
 	$(BIN)/dtc bench --participants 5 --concurrency 64 --duration 10s

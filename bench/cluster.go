@@ -101,9 +101,9 @@ func startCluster(o Options, dir string) (c *cluster, err error) {
 			if o.DecidedMax > 0 {
 				cfg.DecidedMax = o.DecidedMax
 			}
-			p, err := participant.OpenGroupCommit(cfg, ackService{}, participant.SystemClock{},
+			p, err := participant.OpenGroupSync(cfg, ackService{}, participant.SystemClock{},
 				wal.Options{FS: c.partFS, Dir: filepath.Join(dir, fmt.Sprintf("participant-%d", i)), SegmentSizeBytes: participantSegmentBytes},
-				wal.CommitterOptions{LazyFlushInterval: 10 * time.Millisecond, OnFatal: onFatal})
+				wal.GroupSyncerOptions{LazyFlushInterval: 10 * time.Millisecond, OnFatal: onFatal})
 			if err != nil {
 				return nil, fmt.Errorf("bench: starting participant %d: %w", i, err)
 			}

@@ -9,7 +9,7 @@
 //	                                                                   log in DataDir)
 //	                                          prepare / commit ─────────┤
 //	                                                                   ▼
-//	                                          K participants (participant.OpenGroupCommit
+//	                                          K participants (participant.OpenGroupSync
 //	                                          over their own logs, or no-op handlers)
 //
 //	floor: load ──POST──▶ outer handler ──K parallel POSTs, then K more──▶ K trivial handlers

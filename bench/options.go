@@ -12,7 +12,7 @@ import (
 
 // Participant modes (Options.Mode).
 const (
-	// ModeDurable: each participant is participant.OpenGroupCommit over its own log in
+	// ModeDurable: each participant is participant.OpenGroupSync over its own log in
 	// the data directory, with a Service that always votes ACK: every prepare and every
 	// commit is synced before it is answered, as in production.
 	ModeDurable = "durable"

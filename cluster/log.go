@@ -224,7 +224,7 @@ func (l *Log) Append(rec *coordinator.Record, sync bool) error {
 	}
 	p := pendingRecord{lsn: l.lsn + 1, index: l.next, data: b}
 	isCheckpoint := rec.Type == coordinator.RecCheckpoint
-	if isCheckpoint && rec.Phase == "end" {
+	if isCheckpoint && rec.Bracket == "end" {
 		p.deleteBefore = l.cpBegin
 	}
 	l.mu.Lock()
@@ -250,7 +250,7 @@ func (l *Log) Append(rec *coordinator.Record, sync bool) error {
 	first := len(l.pending) == 1
 	l.mu.Unlock()
 	l.lsn, l.next = p.lsn, p.index+1
-	if isCheckpoint && rec.Phase == "begin" {
+	if isCheckpoint && rec.Bracket == "begin" {
 		l.cpBegin = p.index
 	}
 	if sync || first {

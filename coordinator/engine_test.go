@@ -446,7 +446,7 @@ func TestOwnerIsKeptAndGuardsTheID(t *testing.T) {
 	}
 	w.sync()
 	for i, r := range w.log.recs {
-		if r.Type == RecCheckpoint && r.Phase == "begin" {
+		if r.Type == RecCheckpoint && r.Bracket == "begin" {
 			w.log.recs = w.log.recs[i:]
 			break
 		}

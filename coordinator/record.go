@@ -24,7 +24,7 @@ const (
 	// RecSnapshot is a transaction's whole state, written by a checkpoint so that older
 	// segments can be deleted. Replaying it replaces what was known of the transaction.
 	RecSnapshot RecordType = "snapshot"
-	// RecCheckpoint brackets the snapshots of one checkpoint (Phase "begin" or "end").
+	// RecCheckpoint brackets the snapshots of one checkpoint (Bracket "begin" or "end").
 	RecCheckpoint RecordType = "checkpoint"
 )
 
@@ -77,7 +77,7 @@ type Record struct {
 	DecidedUnixMs int64  `json:"decided_ms,omitempty"`
 
 	// checkpoint
-	Phase string `json:"phase,omitempty"` // "begin" or "end"
+	Bracket string `json:"phase,omitempty"` // "begin" or "end"
 }
 
 // EncodeRecord returns the record's JSON form, as stored in the log: byte for byte what
@@ -106,7 +106,7 @@ func (r *Record) check() error {
 	}
 	switch r.Type {
 	case RecCheckpoint:
-		if r.Phase != "begin" && r.Phase != "end" {
+		if r.Bracket != "begin" && r.Bracket != "end" {
 			return bad("phase must be begin or end")
 		}
 		return nil

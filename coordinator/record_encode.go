@@ -127,9 +127,9 @@ func appendRecord(dst []byte, r *Record) []byte {
 		dst = append(dst, keyDecidedMs...)
 		dst = strconv.AppendInt(dst, r.DecidedUnixMs, 10)
 	}
-	if r.Phase != "" {
+	if r.Bracket != "" {
 		dst = append(dst, keyPhase...)
-		dst = jsonstr.Append(dst, r.Phase)
+		dst = jsonstr.Append(dst, r.Bracket)
 	}
 	return append(dst, '}')
 }
@@ -196,8 +196,8 @@ func encodedLen(r *Record) int {
 	if r.DecidedUnixMs != 0 {
 		n += len(keyDecidedMs) + intLen(r.DecidedUnixMs)
 	}
-	if r.Phase != "" {
-		n += len(keyPhase) + len(r.Phase) + 2
+	if r.Bracket != "" {
+		n += len(keyPhase) + len(r.Bracket) + 2
 	}
 	return n
 }

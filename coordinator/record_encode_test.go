@@ -65,13 +65,13 @@ func TestEncodeRecordTable(t *testing.T) {
 		{Type: RecHazard, Txn: "t1", TimeUnixMs: 2, Participant: &seven},
 		{Type: RecHazard, Txn: "t1", TimeUnixMs: 2, Participant: &minus},
 		{Type: RecEnd, Txn: "t1", TimeUnixMs: 3},
-		{Type: RecCheckpoint, Phase: "begin", TimeUnixMs: 4},
-		{Type: RecCheckpoint, Phase: "end"},
+		{Type: RecCheckpoint, Bracket: "begin", TimeUnixMs: 4},
+		{Type: RecCheckpoint, Bracket: "end"},
 		{Type: RecSnapshot, Txn: "t1", TimeUnixMs: 5, Participants: []string{"http://a", "http://b", "http://c"},
 			PrepareTimeoutMs: 30000, PayloadSum: "00000000deadbeef", TxnID: "t1@0000000000000001", BeganUnixMs: 1, Owner: "alice<&>",
 			Decision: Commit, Votes: []Vote{VoteACK, VoteACK, VoteACK}, Reason: "why", Participant: &seven,
 			Hazard: "h", Hazards: []string{"", "aborted after commit", ""}, Acked: []bool{true, false, true},
-			EndedUnixMs: 9, DecidedUnixMs: 8, Phase: "p"},
+			EndedUnixMs: 9, DecidedUnixMs: 8, Bracket: "p"},
 		{Type: RecSnapshot, Txn: "t1", Participants: []string{}, Votes: []Vote{}, Hazards: []string{}, Acked: []bool{}},
 		{Type: RecSnapshot, Txn: "t1", Participants: []string{""}, Votes: []Vote{""}, Hazards: []string{""}, Acked: []bool{false}},
 		{Type: RecSnapshot, TimeUnixMs: math.MaxInt64, PrepareTimeoutMs: math.MinInt64, BeganUnixMs: -1,
@@ -81,7 +81,7 @@ func TestEncodeRecordTable(t *testing.T) {
 	for _, s := range trickyStrings {
 		recs = append(recs, &Record{
 			Type: RecordType(s), Txn: s, Participants: []string{s, "x", s}, PayloadSum: s, TxnID: s,
-			Decision: Decision(s), Votes: []Vote{Vote(s)}, Reason: s, Hazard: s, Hazards: []string{s}, Phase: s,
+			Decision: Decision(s), Votes: []Vote{Vote(s)}, Reason: s, Hazard: s, Hazards: []string{s}, Bracket: s,
 		})
 	}
 	for _, r := range recs {
@@ -94,7 +94,7 @@ func TestEncodeRecordRoundTrip(t *testing.T) {
 	one := 1
 	recs := []*Record{
 		{Type: RecHazard, Txn: "t<1>&\u2028", TimeUnixMs: 2, Participant: &one, Hazard: "said \"aborted\"\n\tafter commit"},
-		{Type: RecCheckpoint, Phase: "end", TimeUnixMs: -4},
+		{Type: RecCheckpoint, Bracket: "end", TimeUnixMs: -4},
 	}
 	for _, bc := range benchRecords() {
 		recs = append(recs, bc.rec)
@@ -229,7 +229,7 @@ func FuzzEncodeRecord(f *testing.F) {
 			Type: RecordType(typ), Txn: txn, TimeUnixMs: ts, Participants: fuzzList[string](parts),
 			PrepareTimeoutMs: timeout, PayloadSum: sum, TxnID: txnID, BeganUnixMs: began,
 			Decision: Decision(decision), Votes: fuzzList[Vote](votes), Reason: reason,
-			Hazard: hazard, Hazards: fuzzList[string](hazards), EndedUnixMs: ended, DecidedUnixMs: decided, Phase: phase,
+			Hazard: hazard, Hazards: fuzzList[string](hazards), EndedUnixMs: ended, DecidedUnixMs: decided, Bracket: phase,
 		}
 		if hasParticipant {
 			p := int(participant)
@@ -282,7 +282,7 @@ func TestEncodeRecordKnowsEveryField(t *testing.T) {
 		{"Acked", "[]bool", `json:"acked,omitempty"`},
 		{"EndedUnixMs", "int64", `json:"ended_ms,omitempty"`},
 		{"DecidedUnixMs", "int64", `json:"decided_ms,omitempty"`},
-		{"Phase", "string", `json:"phase,omitempty"`},
+		{"Bracket", "string", `json:"phase,omitempty"`},
 	}
 	rt := reflect.TypeFor[Record]()
 	for i := range max(rt.NumField(), len(known)) {

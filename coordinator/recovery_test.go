@@ -155,7 +155,7 @@ func TestCheckpointReplacesOlderRecords(t *testing.T) {
 	w.sync()
 	// Delete everything before the checkpoint's opening record, as the log would.
 	for i, r := range w.log.recs {
-		if r.Type == RecCheckpoint && r.Phase == "begin" {
+		if r.Type == RecCheckpoint && r.Bracket == "begin" {
 			w.log.recs = w.log.recs[i:]
 			break
 		}

@@ -207,7 +207,7 @@ func (e *Engine) Checkpoint() error {
 	now := e.env.Clock.Now()
 	e.expire(now)
 	ms := now.UnixMilli()
-	if err := e.append(&Record{Type: RecCheckpoint, Phase: "begin", TimeUnixMs: ms}, false); err != nil {
+	if err := e.append(&Record{Type: RecCheckpoint, Bracket: "begin", TimeUnixMs: ms}, false); err != nil {
 		return fmt.Errorf("coordinator: checkpoint: %w", err)
 	}
 	ids := make([]string, 0, len(e.txns))
@@ -220,7 +220,7 @@ func (e *Engine) Checkpoint() error {
 			return fmt.Errorf("coordinator: checkpoint: %w", err)
 		}
 	}
-	if err := e.append(&Record{Type: RecCheckpoint, Phase: "end", TimeUnixMs: ms}, true); err != nil {
+	if err := e.append(&Record{Type: RecCheckpoint, Bracket: "end", TimeUnixMs: ms}, true); err != nil {
 		return fmt.Errorf("coordinator: checkpoint: %w", err)
 	}
 	return nil

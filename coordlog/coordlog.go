@@ -26,7 +26,7 @@ import (
 	"github.com/dtc-project/dtc/wal"
 )
 
-// Sink is where encoded records go: *wal.Committer in production, *SyncSink in the
+// Sink is where encoded records go: *wal.GroupSyncer in production, *SyncSink in the
 // simulator. done must be called once per accepted record, in append order, when it is
 // durable; it may be called from another goroutine.
 type Sink interface {
@@ -67,7 +67,7 @@ func (l *ShardLog) Append(rec *coordinator.Record, sync bool) error {
 		return err
 	}
 	lsn := l.lsn + 1
-	closing := rec.Type == coordinator.RecCheckpoint && rec.Phase == "end"
+	closing := rec.Type == coordinator.RecCheckpoint && rec.Bracket == "end"
 	start := l.cpStart
 	decision := rec.Type == coordinator.RecDecision // for the failpoint markers (faults.Failpoints)
 	if decision {
@@ -101,7 +101,7 @@ func (l *ShardLog) Append(rec *coordinator.Record, sync bool) error {
 		// A deliberately broken build: the decision is reported durable before its sync.
 		failpoint.Inject("decisionNotSynced", func() { l.synced.Store(lsn); l.notify() })
 	}
-	if rec.Type == coordinator.RecCheckpoint && rec.Phase == "begin" {
+	if rec.Type == coordinator.RecCheckpoint && rec.Bracket == "begin" {
 		l.cpStart = pos
 	}
 	return nil

@@ -51,11 +51,11 @@ const Module = "github.com/dtc-project/dtc"
 var Failpoints = []Failpoint{
 	{
 		Name: "participant/beforePrepareSync", Process: "participant", Actions: []string{ActionPanic, ActionSleep},
-		Doc: "participant.CommitterStore.Append, a prepare record on its way to the log: panic dies before it is durable (the vote is lost: the coordinator sees no answer and aborts); sleep holds the prepare (votes time out)",
+		Doc: "participant.GroupSyncStore.Append, a prepare record on its way to the log: panic dies before it is durable (the vote is lost: the coordinator sees no answer and aborts); sleep holds the prepare (votes time out)",
 	},
 	{
 		Name: "participant/afterPrepareSync", Process: "participant", Actions: []string{ActionPanic, ActionSleep, ActionError},
-		Doc: "participant.CommitterStore, the prepare record durable, before the ACK is sent: panic dies with the transaction prepared and its vote unsent; error reports the synced record as failed (the participant stops answering and is restarted)",
+		Doc: "participant.GroupSyncStore, the prepare record durable, before the ACK is sent: panic dies with the transaction prepared and its vote unsent; error reports the synced record as failed (the participant stops answering and is restarted)",
 	},
 	{
 		Name: "coordlog/beforeDecisionSync", Process: "coord", Actions: []string{ActionPanic, ActionSleep, ActionError},

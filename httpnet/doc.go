@@ -13,7 +13,7 @@
 //	                 └───────────┬────────────────────────▲─────────────────┘
 //	                   ShardLog.Append                    │ notify (never blocks)
 //	                             ▼                        │
-//	              wal.Committer (group commit for all shards) ─▶ wal.Log
+//	              wal.GroupSyncer (group commit for all shards) ─▶ wal.Log
 //
 // # Goroutines and who owns them
 //
@@ -53,7 +53,7 @@
 //     its goroutine, with one time.Timer armed for the earliest, and steps TimerFired
 //     for every timer whose deadline has passed. They are never cancelled (the engine
 //     ignores stale ones). When a shard stops, its pending timers never fire.
-//   - The wal.Committer owns the goroutine that syncs and calls the records' done
+//   - The wal.GroupSyncer owns the goroutine that syncs and calls the records' done
 //     callbacks (and, while it builds the next segment, one more); ShardLog turns the
 //     callbacks into a coalescing 1-buffered signal per shard, so the log never waits
 //     for a shard.
@@ -119,7 +119,7 @@
 // the shard that replayed all of its records, so their 404s are safe.
 //
 // Close (and Serve, on SIGTERM or SIGINT after a grace period for requests in flight)
-// stops the shards, cancels requests to participants, and closes the Committer, which
+// stops the shards, cancels requests to participants, and closes the GroupSyncer, which
 // makes what is pending durable. Transactions in flight resume from the log at the next
 // start; nothing is lost by stopping at any point, gracefully or not.
 //

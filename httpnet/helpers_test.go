@@ -300,9 +300,9 @@ func (n *bankNode) start() {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	p, err := participant.OpenGroupCommit(n.cfg, b, participant.SystemClock{},
+	p, err := participant.OpenGroupSync(n.cfg, b, participant.SystemClock{},
 		wal.Options{FS: wal.OSFS(), Dir: n.dir, SegmentSizeBytes: 1 << 20},
-		wal.CommitterOptions{LazyFlushInterval: 5 * time.Millisecond, OnFatal: func(err error) {
+		wal.GroupSyncerOptions{LazyFlushInterval: 5 * time.Millisecond, OnFatal: func(err error) {
 			n.t.Errorf("participant log failed: %v", err)
 		}})
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 )
 
 // Metrics are the daemon's Prometheus metrics. Every counter is fed on the goroutine that
-// sees the event (a shard's Observer, a transport goroutine, the log's committer); the
+// sees the event (a shard's Observer, a transport goroutine, the log's syncer); the
 // gauges of what the engines hold are gathered from the shards when they are scraped.
 type Metrics struct {
 	reg *prometheus.Registry

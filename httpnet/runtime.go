@@ -127,12 +127,12 @@ type Runtime struct {
 	metrics   *Metrics
 	transport *Transport
 	wal       *wal.Log
-	committer *wal.Committer
+	syncer    *wal.GroupSyncer
 	sink      *meteredSink
 	fs        *countingFS // o.FS, with its fsyncs counted and timed
 	shards    []*shard
 	logs      []*coordlog.ShardLog
-	cl        *clusterState // cluster mode only; then wal, committer, sink, fs, shards and logs are unused
+	cl        *clusterState // cluster mode only; then wal, syncer, sink, fs, shards and logs are unused
 
 	replayed int // records read from the log at startup
 
@@ -236,11 +236,11 @@ func Open(o Options) (*Runtime, error) {
 		r.lg.Warn("the log ended in a torn record (a crash during a write); it was truncated",
 			"segment", at.Segment, "offset", at.Offset, "reason", reason)
 	}
-	r.committer = wal.NewCommitter(l, wal.CommitterOptions{
+	r.syncer = wal.NewGroupSyncer(l, wal.GroupSyncerOptions{
 		LazyFlushInterval: o.LazyFlushInterval,
 		OnFatal:           r.fatal,
 	})
-	r.sink.c = r.committer
+	r.sink.c = r.syncer
 	r.lg.Info("log replayed", "dir", o.DataDir, "records", r.replayed,
 		"segments", len(l.Segments()), "shards", o.Shards, "elapsed", time.Since(start))
 
@@ -258,7 +258,7 @@ func (r *Runtime) walOptions() wal.Options {
 	return wal.Options{FS: r.fs, Dir: r.o.DataDir, SegmentSizeBytes: r.o.SegmentSizeBytes}
 }
 
-// fatal is the committer's OnFatal: the log can no longer make anything durable.
+// fatal is the syncer's OnFatal: the log can no longer make anything durable.
 func (r *Runtime) fatal(err error) {
 	r.fatalOnce.Do(func() {
 		close(r.failed) // callers waiting for a decision give up: it will never be durable
@@ -645,7 +645,7 @@ func (r *Runtime) Close() error {
 			<-s.done
 		}
 		r.transport.Close()
-		r.closeErr = errors.Join(r.committer.Close(), r.wal.Close())
+		r.closeErr = errors.Join(r.syncer.Close(), r.wal.Close())
 		if r.closeErr != nil {
 			r.closeErr = fmt.Errorf("httpnet: closing the log: %w", r.closeErr)
 		}

@@ -43,9 +43,9 @@ func newSignedBank(t *testing.T, accounts map[string]int64, coordinatorURL strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := participant.OpenGroupCommit(participant.DefaultConfig(), b, participant.SystemClock{},
+	p, err := participant.OpenGroupSync(participant.DefaultConfig(), b, participant.SystemClock{},
 		wal.Options{FS: wal.OSFS(), Dir: t.TempDir(), SegmentSizeBytes: 1 << 20},
-		wal.CommitterOptions{LazyFlushInterval: 5 * time.Millisecond, OnFatal: func(err error) { t.Errorf("participant log failed: %v", err) }})
+		wal.GroupSyncerOptions{LazyFlushInterval: 5 * time.Millisecond, OnFatal: func(err error) { t.Errorf("participant log failed: %v", err) }})
 	if err != nil {
 		t.Fatal(err)
 	}

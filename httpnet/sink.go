@@ -10,21 +10,21 @@ import (
 	"github.com/dtc-project/dtc/wal"
 )
 
-// meteredSink is the coordlog.Sink of every shard: the shared Committer, measured. The
-// committer is set once the log has been replayed, before any shard appends.
+// meteredSink is the coordlog.Sink of every shard: the shared GroupSyncer, measured. The
+// syncer is set once the log has been replayed, before any shard appends.
 //
-// The Committer keeps no statistics, so two are derived here:
+// The GroupSyncer keeps no statistics, so two are derived here:
 //   - sync latency: from appending a record that asks for a sync until its done callback;
-//   - records per group commit: the Committer calls the done callbacks of one batch one
+//   - records per group commit: the GroupSyncer calls the done callbacks of one batch one
 //     after the other on its goroutine, right after the fsync that made them durable and
 //     before the next one, so callbacks that see the same count of file fsyncs (kept by
 //     countingFS) belong to the same batch.
 type meteredSink struct {
-	c  *wal.Committer
+	c  *wal.GroupSyncer
 	m  *Metrics
 	fs *countingFS
 
-	mu       sync.Mutex // the committer's goroutine is the only caller; kept for safety
+	mu       sync.Mutex // the syncer's goroutine is the only caller; kept for safety
 	batchGen uint64
 	batchLen int
 }

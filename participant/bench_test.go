@@ -51,7 +51,7 @@ func (w *benchWriter) Write(p []byte) (int, error) { w.last = p; return len(p), 
 
 // BenchmarkHandlerPrepareCommit drives the HTTP handler as the coordinator does for one
 // transaction at one participant: a prepare, then a commit, with the bodies
-// httpnet.Transport sends, over a SyncStore on wal.MemFS. (A CommitterStore, the
+// httpnet.Transport sends, over a SyncStore on wal.MemFS. (A GroupSyncStore, the
 // production wiring, holds a commit record, which is not urgent, for its
 // LazyFlushInterval when no prepare comes to share a sync with it: every iteration
 // would wait 50 ms, and that is what it measured from 0b24924 on.) The request and response plumbing is reused, so what is counted
@@ -131,7 +131,7 @@ func BenchmarkHandlerPrepareCommit(b *testing.B) {
 // through POST /batch, 1 or 16 commits per request. The transactions are prepared
 // before the timer starts, so only phase 2 is counted; ns/txn is the figure to
 // compare (ns/op, B/op and allocs/op are per 16 transactions). The store is a
-// SyncStore on wal.MemFS: a CommitterStore would hold the commit records, which are not
+// SyncStore on wal.MemFS: a GroupSyncStore would hold the commit records, which are not
 // urgent, for its LazyFlushInterval, since no prepare comes to share a sync with them.
 func BenchmarkHandlerPhase2Batch(b *testing.B) {
 	const txnsPerOp = 16

@@ -16,7 +16,7 @@
 //	     Service (the application: reserve / apply / release)
 //	       │
 //	     Store ── SyncStore (Append+Sync, done before return: simulator, tests)
-//	          └── CommitterStore (wal.Committer: group commit, production)
+//	          └── GroupSyncStore (wal.GroupSyncer: group commit, production)
 //
 // The core starts no goroutine, reads no wall clock (a Clock is injected) and uses no
 // randomness. Calls answer through callbacks, which the core never runs while holding
@@ -73,7 +73,7 @@
 //     durable. NACK needs no record.
 //   - commit and rollback are answered once their record is durable; so is a rollback
 //     of an unknown transaction, which writes a fence. These records are not urgent
-//     (see Store): a CommitterStore lets them share the next prepare's sync, or syncs
+//     (see Store): a GroupSyncStore lets them share the next prepare's sync, or syncs
 //     them after its LazyFlushInterval, since the coordinator has told the outcome
 //     already and waits for these answers only to finish phase 2.
 //   - A state is reported (status, phase-2 answers, 409s) only once durable: status of

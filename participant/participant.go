@@ -15,7 +15,7 @@ import (
 
 // Participant is the IO-free core: the participant's side of two-phase commit over a
 // Store and a Service. Build it with New, feed it the log with Replay, then Start it; or
-// use OpenSync / OpenGroupCommit, which do the three steps over a wal.Log.
+// use OpenSync / OpenGroupSync, which do the three steps over a wal.Log.
 //
 // It is safe for concurrent use. Replies are callbacks: they may run before the call
 // returns or later on another goroutine (the Store's), never while the core's lock is
@@ -190,10 +190,10 @@ func OpenSync(cfg Config, svc Service, clock Clock, o wal.Options) (*Participant
 	return open(cfg, svc, clock, o, func(l *wal.Log) Store { return NewSyncStore(l, RecordMaxBytes(o)) })
 }
 
-// OpenGroupCommit opens the log described by o, rebuilds the participant (and svc) from
-// it and starts it over a CommitterStore: production.
-func OpenGroupCommit(cfg Config, svc Service, clock Clock, o wal.Options, co wal.CommitterOptions) (*Participant, error) {
-	return open(cfg, svc, clock, o, func(l *wal.Log) Store { return NewCommitterStore(l, RecordMaxBytes(o), co) })
+// OpenGroupSync opens the log described by o, rebuilds the participant (and svc) from
+// it and starts it over a GroupSyncStore: production.
+func OpenGroupSync(cfg Config, svc Service, clock Clock, o wal.Options, co wal.GroupSyncerOptions) (*Participant, error) {
+	return open(cfg, svc, clock, o, func(l *wal.Log) Store { return NewGroupSyncStore(l, RecordMaxBytes(o), co) })
 }
 
 func open(cfg Config, svc Service, clock Clock, o wal.Options, newStore func(*wal.Log) Store) (*Participant, error) {

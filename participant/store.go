@@ -128,41 +128,41 @@ func (s *SyncStore) Close() error {
 	return s.log.Close()
 }
 
-// CommitterStore writes through a wal.Committer: concurrent records share one fsync
-// (group commit) and done is called from the committer's goroutine.
-type CommitterStore struct {
+// GroupSyncStore writes through a wal.GroupSyncer: concurrent records share one fsync
+// (group commit) and done is called from the syncer's goroutine.
+type GroupSyncStore struct {
 	log       *wal.Log
-	committer *wal.Committer
+	syncer    *wal.GroupSyncer
 	recordMax int
 
 	mu          sync.Mutex
 	broken      error    // the first error: every later record fails with it
-	outstanding int      // records handed to the committer, done not called yet
+	outstanding int      // records handed to the syncer, done not called yet
 	deferred    []func() // failures to report once the outstanding records are done
 }
 
-var _ Store = (*CommitterStore)(nil)
+var _ Store = (*GroupSyncStore)(nil)
 
-// NewCommitterStore starts a wal.Committer over l. recordMaxBytes is l's record
+// NewGroupSyncStore starts a wal.GroupSyncer over l. recordMaxBytes is l's record
 // limit: RecordMaxBytes of its options. o.OnFatal (required by wal) is where the
 // process learns that the log failed; the core also fails every later call.
 // o.LazyFlushInterval bounds how long a record that is not urgent (a commit's, say)
 // waits for a sync: what a phase-2 answer may be delayed by when nothing else is
 // being synced.
-func NewCommitterStore(l *wal.Log, recordMaxBytes int, o wal.CommitterOptions) *CommitterStore {
+func NewGroupSyncStore(l *wal.Log, recordMaxBytes int, o wal.GroupSyncerOptions) *GroupSyncStore {
 	if recordMaxBytes <= 0 {
 		panic("participant: record limit must be positive")
 	}
-	return &CommitterStore{log: l, committer: wal.NewCommitter(l, o), recordMax: recordMaxBytes}
+	return &GroupSyncStore{log: l, syncer: wal.NewGroupSyncer(l, o), recordMax: recordMaxBytes}
 }
 
-// Append hands record to the committer: an urgent record is synced at once (with
+// Append hands record to the syncer: an urgent record is synced at once (with
 // whatever else is waiting), any other one rides along with the next sync and waits for
-// one of its own no longer than the committer's LazyFlushInterval. A record the log
+// one of its own no longer than the syncer's LazyFlushInterval. A record the log
 // refuses at once (disk full, say) breaks the store: the core has already acted on the
 // record, so no later record may reach the log without it. Its failure is reported
 // after the records before it, keeping done calls in order.
-func (s *CommitterStore) Append(record []byte, urgent bool, done func(wal.Pos, error)) {
+func (s *GroupSyncStore) Append(record []byte, urgent bool, done func(wal.Pos, error)) {
 	prepare := bytes.HasPrefix(record, []byte(`{"type":"prepare"`)) // for the failpoint markers (faults.Failpoints)
 	if prepare {
 		failpoint.Inject("beforePrepareSync", func(v failpoint.Value) { _ = fp.Act("participant/beforePrepareSync", v) })
@@ -171,7 +171,7 @@ func (s *CommitterStore) Append(record []byte, urgent bool, done func(wal.Pos, e
 	if s.broken == nil {
 		s.outstanding++
 		s.mu.Unlock()
-		_, err := s.committer.Append(record, urgent, func(pos wal.Pos, err error) {
+		_, err := s.syncer.Append(record, urgent, func(pos wal.Pos, err error) {
 			if prepare && err == nil {
 				failpoint.Inject("afterPrepareSync", func(v failpoint.Value) { err = fp.Act("participant/afterPrepareSync", v) })
 			}
@@ -197,8 +197,8 @@ func (s *CommitterStore) Append(record []byte, urgent bool, done func(wal.Pos, e
 	done(wal.Pos{}, err)
 }
 
-// finish runs on the committer's goroutine after a record's done.
-func (s *CommitterStore) finish(err error) {
+// finish runs on the syncer's goroutine after a record's done.
+func (s *GroupSyncStore) finish(err error) {
 	s.mu.Lock()
 	s.outstanding--
 	if err != nil && s.broken == nil {
@@ -215,20 +215,20 @@ func (s *CommitterStore) finish(err error) {
 }
 
 // RemoveBefore removes the segments before pos.Segment.
-func (s *CommitterStore) RemoveBefore(pos wal.Pos) error {
+func (s *GroupSyncStore) RemoveBefore(pos wal.Pos) error {
 	return s.log.RemoveBefore(pos.Segment)
 }
 
 // RecordMaxBytes returns the log's record limit.
-func (s *CommitterStore) RecordMaxBytes() int { return s.recordMax }
+func (s *GroupSyncStore) RecordMaxBytes() int { return s.recordMax }
 
-// Close stops the committer (records already handed to it are synced first) and
+// Close stops the syncer (records already handed to it are synced first) and
 // closes the log.
-func (s *CommitterStore) Close() error {
+func (s *GroupSyncStore) Close() error {
 	s.mu.Lock()
 	if s.broken == nil {
 		s.broken = ErrClosed
 	}
 	s.mu.Unlock()
-	return errors.Join(s.committer.Close(), s.log.Close())
+	return errors.Join(s.syncer.Close(), s.log.Close())
 }

@@ -33,13 +33,13 @@ func (f countingFile) Sync() error {
 	return f.File.Sync()
 }
 
-// BenchmarkCommitter measures group commit on real files: each appender
+// BenchmarkGroupSyncer measures group commit on real files: each appender
 // appends a 200-byte durable record and waits for its done before the next,
 // like a coordinator shard waiting for a decision record. With many
 // appenders, one fsync covers many records.
 //
-//	go test -run '^$' -bench Committer -benchtime 3000x ./wal
-func BenchmarkCommitter(b *testing.B) {
+//	go test -run '^$' -bench GroupSyncer -benchtime 3000x ./wal
+func BenchmarkGroupSyncer(b *testing.B) {
 	for _, appenders := range []int{1, 64} {
 		b.Run(fmt.Sprintf("appenders=%d", appenders), func(b *testing.B) {
 			cfs := &countingFS{FS: OSFS()}
@@ -47,7 +47,7 @@ func BenchmarkCommitter(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			c := NewCommitter(l, CommitterOptions{OnFatal: func(err error) { b.Error(err) }})
+			c := NewGroupSyncer(l, GroupSyncerOptions{OnFatal: func(err error) { b.Error(err) }})
 			record := []byte(payload(1, 200))
 			var next atomic.Int64
 			var wg sync.WaitGroup

@@ -7,7 +7,7 @@
 // the simulator can run it over a MemFS that loses unsynced writes, tears
 // writes, flips bits, fails fsync and runs out of space.
 //
-//	appenders ── Append(payload, sync, done) ──▶ Committer   one goroutine: Sync, then
+//	appenders ── Append(payload, sync, done) ──▶ GroupSyncer   one goroutine: Sync, then
 //	                                                │         done(pos, err) in append
 //	                                                │         order; a second builds
 //	                                                │         the spare meanwhile
@@ -23,7 +23,7 @@
 // # Guarantees
 //
 //   - A record is durable once a Log.Sync that started after its Append
-//     returned has succeeded (with a Committer: once its done is called with
+//     returned has succeeded (with a GroupSyncer: once its done is called with
 //     a nil error). Records are replayed by Open in append order.
 //   - A crash loses at most records that were not durable, and only a suffix
 //     of them: Open never returns a record without all the records before it.
@@ -35,7 +35,7 @@
 //     (ErrNoSpace) without writing anything; the log stays usable.
 //
 // The Log itself starts no goroutine and is deterministic: the simulator
-// calls it directly. Only the Committer owns goroutines: the one that syncs,
+// calls it directly. Only the GroupSyncer owns goroutines: the one that syncs,
 // and, while the spare segment is being built, the one that builds it.
 //
 // # On-disk format (version 1)
@@ -78,7 +78,7 @@
 // write data only), as %016x.wal.tmp; the file is fsynced, renamed to its
 // final name, and the directory fsynced. The log keeps one such spare
 // segment ready ahead of the active one, prepared after a sync (by Log.Sync,
-// or by the Committer on a goroutine of its own, so that its syncs go on
+// or by the GroupSyncer on a goroutine of its own, so that its syncs go on
 // meanwhile), never while an Append waits for it unless the spare could not
 // be prepared before (an Append that must cut waits for a build under way).
 //

@@ -15,7 +15,7 @@ var (
 	ErrNoSpace = errors.New("wal: no space left on device")
 	// ErrRecordTooLarge: the payload is longer than Options.RecordMaxBytes.
 	ErrRecordTooLarge = errors.New("wal: record too large")
-	// ErrClosed: the Log or Committer was closed.
+	// ErrClosed: the Log or GroupSyncer was closed.
 	ErrClosed = errors.New("wal: closed")
 	// ErrSyncFailed: writing or fsyncing the log failed. The log is failed for
 	// good: every later Append and Sync returns an error wrapping it. An fsync

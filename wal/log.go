@@ -35,15 +35,15 @@ func (p Pos) Less(q Pos) bool {
 // operations in the same order every time.
 //
 // What is buffered between two Syncs is bounded only by the caller: sync
-// regularly (a Committer syncs continuously, and lazy records at least every
+// regularly (a GroupSyncer syncs continuously, and lazy records at least every
 // LazyFlushInterval).
 type Log struct {
 	o Options // defaults applied
 
 	// syncMu serializes the calls that write segments: Sync (and the
-	// Committer's syncs), Close, and the moment RemoveBefore decides what it
+	// GroupSyncer's syncs), Close, and the moment RemoveBefore decides what it
 	// may remove. (A spare's build and the removals themselves run beside
-	// them: see prepareSpare and RemoveBefore.) It is never taken while
+	// them: see preallocateSpare and RemoveBefore.) It is never taken while
 	// holding mu.
 	syncMu sync.Mutex
 	// removeMu serializes RemoveBefore calls, and Close with them. It is taken
@@ -61,7 +61,7 @@ type Log struct {
 	pending    []chunk
 	free       [][]byte // recycled chunk buffers, at most freeBufsMax
 	spareReady bool     // segment active+1 exists, empty and large enough
-	isBuilding bool     // prepareSpare is building segment active+1 outside mu
+	isBuilding bool     // preallocateSpare is building segment active+1 outside mu
 	// spareFailed is the index of a spare whose background build failed
 	// without being fatal (e.g. disk full); it is not retried in the
 	// background: the Append that needs it retries and reports the error.
@@ -274,7 +274,7 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 				l.active.index, segmentName(l.active.index)), err)
 		}
 	}
-	return l.prepareSpare()
+	return l.preallocateSpare()
 }
 
 // notTorn is the corruption error for a bad frame that would be a torn tail
@@ -426,10 +426,10 @@ func (l *Log) Sync() error {
 	if err := l.syncData(); err != nil {
 		return err
 	}
-	return l.prepareSpare()
+	return l.preallocateSpare()
 }
 
-// syncData is Sync without the spare preparation: the Committer prepares the
+// syncData is Sync without the spare preparation: the GroupSyncer prepares the
 // spare after it has told the appenders that their records are durable.
 func (l *Log) syncData() error {
 	l.syncMu.Lock()
@@ -524,7 +524,7 @@ func (l *Log) failLocked(err error) {
 	}
 }
 
-// prepareSpare builds segment active+1 if it is not there yet, off the append
+// preallocateSpare builds segment active+1 if it is not there yet, off the append
 // path, so that cutting to a new segment costs an open and no IO. It only
 // returns fatal errors; any other failure is left for the Append that needs
 // the segment to retry and report.
@@ -532,7 +532,7 @@ func (l *Log) failLocked(err error) {
 // It holds neither lock while it builds (the build touches no Log state), so
 // syncs and appends go on meanwhile; a cut waits for the build to end, and so
 // does Close.
-func (l *Log) prepareSpare() error {
+func (l *Log) preallocateSpare() error {
 	l.mu.Lock()
 	if !l.spareWantedLocked() {
 		err := l.failed
@@ -563,7 +563,7 @@ func (l *Log) prepareSpare() error {
 	return nil
 }
 
-// spareWanted reports whether prepareSpare has a segment to build: the log is
+// spareWanted reports whether preallocateSpare has a segment to build: the log is
 // usable, has no spare, is not building one, and the last background build of
 // this one did not fail.
 func (l *Log) spareWanted() bool {

@@ -79,7 +79,7 @@ func newApp(c config) (*app, error) {
 	}
 	opts := wal.Options{FS: c.FS, Dir: c.DataDir, SegmentSizeBytes: 16 << 20}
 	log := c.Logger
-	p, err := participant.OpenGroupCommit(cfg, b, c.Clock, opts, wal.CommitterOptions{
+	p, err := participant.OpenGroupSync(cfg, b, c.Clock, opts, wal.GroupSyncerOptions{
 		LazyFlushInterval: 10 * time.Millisecond,
 		OnFatal: func(err error) {
 			log.Error("bank: log failed; stopping", "err", err)

@@ -11,16 +11,16 @@ import (
 	"time"
 )
 
-// TestCommitterConcurrent: many goroutines append durable and lazy records;
+// TestGroupSyncerConcurrent: many goroutines append durable and lazy records;
 // every done is called exactly once, in append order, and everything is
 // durable after Close. Run with -race.
-func TestCommitterConcurrent(t *testing.T) {
+func TestGroupSyncerConcurrent(t *testing.T) {
 	for _, k := range fsKinds {
 		t.Run(k.name, func(t *testing.T) {
 			o := k.opts(t)
 			m, _ := o.FS.(*MemFS)
 			l, _ := openLog(t, o)
-			c := NewCommitter(l, CommitterOptions{OnFatal: func(err error) { t.Errorf("OnFatal(%v)", err) }})
+			c := NewGroupSyncer(l, GroupSyncerOptions{OnFatal: func(err error) { t.Errorf("OnFatal(%v)", err) }})
 
 			const goroutines, perGoroutine = 16, 60
 			var (
@@ -92,7 +92,7 @@ func TestCommitterConcurrent(t *testing.T) {
 	}
 }
 
-// fakeClock lets a test fire the committer's lazy timer by hand.
+// fakeClock lets a test fire the syncer's lazy timer by hand.
 type fakeClock struct {
 	armed chan time.Duration // receives the duration of each timer armed
 	fire  chan time.Time
@@ -133,13 +133,13 @@ func (d *doneRecorder) count() int {
 	return len(d.calls)
 }
 
-// TestCommitterLazy: a lazy record never causes a sync by itself; it is
+// TestGroupSyncerLazy: a lazy record never causes a sync by itself; it is
 // synced when its timer fires, or with the next durable record, in order.
-func TestCommitterLazy(t *testing.T) {
+func TestGroupSyncerLazy(t *testing.T) {
 	m, o := memOptions()
 	l, _ := openLog(t, o)
 	clk := newFakeClock()
-	c := newCommitter(l, CommitterOptions{LazyFlushInterval: time.Second, OnFatal: func(err error) { t.Errorf("OnFatal(%v)", err) }}, clk)
+	c := newGroupSyncer(l, GroupSyncerOptions{LazyFlushInterval: time.Second, OnFatal: func(err error) { t.Errorf("OnFatal(%v)", err) }}, clk)
 	rec := newDoneRecorder()
 
 	if _, err := c.Append([]byte("lazy 1"), false, rec.done("lazy 1")); err != nil {
@@ -148,7 +148,7 @@ func TestCommitterLazy(t *testing.T) {
 	if d := <-clk.armed; d != time.Second {
 		t.Fatalf("lazy timer armed for %v, want 1s", d)
 	}
-	// The committer armed the timer instead of syncing: nothing is done.
+	// The syncer armed the timer instead of syncing: nothing is done.
 	if n := rec.count(); n != 0 {
 		t.Fatalf("%d done calls before any sync", n)
 	}
@@ -181,15 +181,15 @@ func TestCommitterLazy(t *testing.T) {
 	}
 }
 
-// TestCommitterFatal: a failed sync calls OnFatal once, fails every pending
+// TestGroupSyncerFatal: a failed sync calls OnFatal once, fails every pending
 // done, and makes later Appends fail at once.
-func TestCommitterFatal(t *testing.T) {
+func TestGroupSyncerFatal(t *testing.T) {
 	m, o := memOptions()
 	l, _ := openLog(t, o)
 	clk := newFakeClock()
 	var fatal []error
 	fatalCh := make(chan struct{}, 10)
-	c := newCommitter(l, CommitterOptions{OnFatal: func(err error) { fatal = append(fatal, err); fatalCh <- struct{}{} }}, clk)
+	c := newGroupSyncer(l, GroupSyncerOptions{OnFatal: func(err error) { fatal = append(fatal, err); fatalCh <- struct{}{} }}, clk)
 	rec := newDoneRecorder()
 	c.Append([]byte("ok"), true, rec.done("ok"))
 	if got := <-rec.ch; got != "ok:<nil>" {
@@ -219,11 +219,11 @@ func TestCommitterFatal(t *testing.T) {
 	l.Close()
 }
 
-// TestCommitterRefusals: Append reports refusals at once and never calls done.
-func TestCommitterRefusals(t *testing.T) {
+// TestGroupSyncerRefusals: Append reports refusals at once and never calls done.
+func TestGroupSyncerRefusals(t *testing.T) {
 	m, o := memOptions()
 	l, _ := openLog(t, o)
-	c := NewCommitter(l, CommitterOptions{OnFatal: func(err error) { t.Errorf("OnFatal(%v)", err) }})
+	c := NewGroupSyncer(l, GroupSyncerOptions{OnFatal: func(err error) { t.Errorf("OnFatal(%v)", err) }})
 	never := func(Pos, error) { t.Error("done called for a refused record") }
 	_, err := c.Append(make([]byte, 5000), true, never)
 	wantErr(t, "too large", err, ErrRecordTooLarge)
@@ -264,15 +264,15 @@ func TestCommitterRefusals(t *testing.T) {
 	}
 }
 
-func TestNewCommitterNeedsOnFatal(t *testing.T) {
+func TestNewGroupSyncerNeedsOnFatal(t *testing.T) {
 	defer func() {
 		if recover() == nil {
-			t.Fatal("NewCommitter without OnFatal did not panic")
+			t.Fatal("NewGroupSyncer without OnFatal did not panic")
 		}
 	}()
 	_, o := memOptions()
 	l, _ := openLog(t, o)
-	NewCommitter(l, CommitterOptions{})
+	NewGroupSyncer(l, GroupSyncerOptions{})
 }
 
 // gatedFS holds the creation of a spare segment (its .tmp file) while gate is
@@ -292,16 +292,16 @@ func (g *gatedFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error
 	return g.MemFS.OpenFile(name, flag, perm)
 }
 
-// TestCommitterSyncsWhileSpareBuilds: preparing the next segment (writing and
+// TestGroupSyncerSyncsWhileSpareBuilds: preparing the next segment (writing and
 // syncing a whole segment of zeros) does not hold up the syncs of appenders,
 // and Close waits for it.
-func TestCommitterSyncsWhileSpareBuilds(t *testing.T) {
+func TestGroupSyncerSyncsWhileSpareBuilds(t *testing.T) {
 	m, o := memOptions()
 	g := &gatedFS{MemFS: m, entered: make(chan struct{}, 1), release: make(chan struct{})}
 	o.FS = g
 	l, _ := openLog(t, o) // builds the first spare, ungated
 	g.gate.Store(true)
-	c := NewCommitter(l, CommitterOptions{OnFatal: func(err error) { t.Errorf("OnFatal: %v", err) }})
+	c := NewGroupSyncer(l, GroupSyncerOptions{OnFatal: func(err error) { t.Errorf("OnFatal: %v", err) }})
 	rec := newDoneRecorder()
 	// Fill the first segment so that an Append cuts to the spare; the sync after
 	// it starts the build of the next one, which the gate holds.

@@ -10,30 +10,30 @@ import (
 
 const defaultLazyFlushInterval = 50 * time.Millisecond
 
-// CommitterOptions configure a Committer.
-type CommitterOptions struct {
+// GroupSyncerOptions configure a GroupSyncer.
+type GroupSyncerOptions struct {
 	// LazyFlushInterval bounds how long a lazy record (appended with
 	// sync=false) waits for a sync: at the latest this long after it was
-	// appended, the committer syncs. Lazy records never cause a sync sooner.
+	// appended, the syncer syncs. Lazy records never cause a sync sooner.
 	// Default 50ms.
 	LazyFlushInterval time.Duration
-	// OnFatal is called once, from one of the committer's goroutines (the one
+	// OnFatal is called once, from one of the syncer's goroutines (the one
 	// that syncs, or the one building the next segment), when a sync fails. The log is failed for good; the process should exit and let
 	// Open read what is really on disk. Required.
 	OnFatal func(error)
 }
 
-// Committer is group commit over a Log: many appenders share one fsync.
+// GroupSyncer is group commit over a Log: many appenders share one fsync.
 // While one sync runs, new records accumulate; the next sync covers them all.
 // It owns one goroutine, which does every sync and calls every done callback,
 // and while the log's next segment is being prepared, a second one that
 // builds it (so that syncs go on meanwhile); Close stops both and waits for
 // them.
 //
-// The Log stays the Committer's caller's: Close the Committer first, then the
-// Log. Appending to the Log directly while a Committer runs is allowed (those
+// The Log stays the GroupSyncer's caller's: Close the GroupSyncer first, then the
+// Log. Appending to the Log directly while a GroupSyncer runs is allowed (those
 // records ride along with its syncs) but pointless.
-type Committer struct {
+type GroupSyncer struct {
 	l         *Log
 	lazyFlush time.Duration
 	onFatal   func(error)
@@ -50,7 +50,7 @@ type Committer struct {
 	lazyDeadline   time.Time
 	lazyDue        bool // the lazy deadline passed
 	closing        bool
-	err            error // what stopped the committer: the log failed or was closed
+	err            error // what stopped the syncer: the log failed or was closed
 	fatalCalled    bool  // OnFatal was called
 
 	building atomic.Bool    // a builder goroutine is preparing the spare segment
@@ -65,7 +65,7 @@ type waiter struct {
 	done func(Pos, error)
 }
 
-// clock is the time source of a Committer; tests replace it.
+// clock is the time source of a GroupSyncer; tests replace it.
 type clock interface {
 	Now() time.Time
 	NewTimer(d time.Duration) (c <-chan time.Time, stop func() bool)
@@ -79,23 +79,23 @@ func (realClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
 	return t.C, t.Stop
 }
 
-// NewCommitter starts group commit over l. It panics if o.OnFatal is nil or
+// NewGroupSyncer starts group commit over l. It panics if o.OnFatal is nil or
 // o.LazyFlushInterval is negative: both are programming errors.
-func NewCommitter(l *Log, o CommitterOptions) *Committer {
-	return newCommitter(l, o, realClock{})
+func NewGroupSyncer(l *Log, o GroupSyncerOptions) *GroupSyncer {
+	return newGroupSyncer(l, o, realClock{})
 }
 
-func newCommitter(l *Log, o CommitterOptions, clk clock) *Committer {
+func newGroupSyncer(l *Log, o GroupSyncerOptions, clk clock) *GroupSyncer {
 	if o.OnFatal == nil {
-		panic("wal: CommitterOptions.OnFatal is required")
+		panic("wal: GroupSyncerOptions.OnFatal is required")
 	}
 	if o.LazyFlushInterval < 0 {
-		panic("wal: CommitterOptions.LazyFlushInterval must not be negative")
+		panic("wal: GroupSyncerOptions.LazyFlushInterval must not be negative")
 	}
 	if o.LazyFlushInterval == 0 {
 		o.LazyFlushInterval = defaultLazyFlushInterval
 	}
-	c := &Committer{
+	c := &GroupSyncer{
 		l:         l,
 		lazyFlush: o.LazyFlushInterval,
 		onFatal:   o.OnFatal,
@@ -111,16 +111,16 @@ func newCommitter(l *Log, o CommitterOptions, clk clock) *Committer {
 // at once if the log refuses it (ErrRecordTooLarge, ErrNoSpace, a failed or
 // closed log). Once the record is durable, done(pos, nil) is called; if the
 // log fails or closes first, done(pos, err). done may be nil; it is called
-// from the committer's goroutine, in append order, and must not block.
+// from the syncer's goroutine, in append order, and must not block.
 //
 // With sync false the record is lazy: it rides along with the next sync and
 // never causes one, except that it is synced at the latest
 // LazyFlushInterval after it was appended.
-func (c *Committer) Append(payload []byte, sync bool, done func(Pos, error)) (Pos, error) {
+func (c *GroupSyncer) Append(payload []byte, sync bool, done func(Pos, error)) (Pos, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
-		return Pos{}, &walError{msg: "wal: committer append: committer is closed", kind: ErrClosed}
+		return Pos{}, &walError{msg: "wal: syncer append: syncer is closed", kind: ErrClosed}
 	}
 	if c.err != nil {
 		return Pos{}, c.err
@@ -147,9 +147,9 @@ func (c *Committer) Append(payload []byte, sync bool, done func(Pos, error)) (Po
 
 // Close syncs what is pending (calling its done callbacks), stops the
 // goroutine and waits for it. It does not close the Log. It returns the error
-// that stopped the committer early, if any (a failed sync, or the Log closed
+// that stopped the syncer early, if any (a failed sync, or the Log closed
 // under it).
-func (c *Committer) Close() error {
+func (c *GroupSyncer) Close() error {
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
@@ -161,9 +161,9 @@ func (c *Committer) Close() error {
 	return c.err
 }
 
-// run is the committer's goroutine: it syncs whenever a durable record waits,
+// run is the syncer's goroutine: it syncs whenever a durable record waits,
 // the lazy deadline passes, or Close asks, and then reports to the appenders.
-func (c *Committer) run() {
+func (c *GroupSyncer) run() {
 	defer close(c.stopped)
 	var (
 		timerC    <-chan time.Time
@@ -240,13 +240,13 @@ func (c *Committer) run() {
 // of zeros: measured during a soak, 17 ms for a participant's log and 40-50 ms
 // for dtc's, during which the syncs of every appender would otherwise wait.
 // Called by the run goroutine only.
-func (c *Committer) buildSpare() {
+func (c *GroupSyncer) buildSpare() {
 	if c.building.Swap(true) {
 		return
 	}
 	c.builder.Go(func() {
 		defer c.building.Store(false)
-		if err := c.l.prepareSpare(); err != nil {
+		if err := c.l.preallocateSpare(); err != nil {
 			c.stop(err)
 			c.poke() // the run goroutine fails what is queued
 		}
@@ -254,16 +254,16 @@ func (c *Committer) buildSpare() {
 }
 
 // poke wakes the run goroutine.
-func (c *Committer) poke() {
+func (c *GroupSyncer) poke() {
 	select {
 	case c.wake <- struct{}{}:
 	default: // a wake-up is already pending
 	}
 }
 
-// stop records what stopped the committer and, for a failed sync, calls
+// stop records what stopped the syncer and, for a failed sync, calls
 // OnFatal once. Called by the run goroutine and the spare's builder.
-func (c *Committer) stop(err error) {
+func (c *GroupSyncer) stop(err error) {
 	c.mu.Lock()
 	if c.err == nil {
 		c.err = err

@@ -11,15 +11,15 @@ import (
 )
 
 // Production wiring: concurrent prepares, commits and rollbacks through a
-// wal.Committer; everything answered survives a crash.
+// wal.GroupSyncer; everything answered survives a crash.
 func TestGroupCommitConcurrent(t *testing.T) {
 	fs := wal.NewMemFS()
 	opts := wal.Options{FS: fs, Dir: "p", SegmentSizeBytes: 16 << 10}
 	cfg := testConfig()
 	cfg.CheckpointAfterRecords = 50
 	var fatal error
-	co := wal.CommitterOptions{OnFatal: func(err error) { fatal = err }}
-	p, err := OpenGroupCommit(cfg, newTestService(), newFakeClock(), opts, co)
+	co := wal.GroupSyncerOptions{OnFatal: func(err error) { fatal = err }}
+	p, err := OpenGroupSync(cfg, newTestService(), newFakeClock(), opts, co)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestGroupCommitConcurrent(t *testing.T) {
 	if st := p.Stats(); st.Checkpoints < 2 {
 		t.Fatalf("stats %+v: want automatic checkpoints", st)
 	}
-	fs.Crash() // no Close: the committer goroutine is abandoned with the process
+	fs.Crash() // no Close: the syncer goroutine is abandoned with the process
 	p2, svc := newMemLogFrom(fs, opts, cfg).open(t)
 	defer p2.Close()
 	for i := range n {
