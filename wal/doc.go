@@ -33,6 +33,9 @@
 //     for good (ErrSyncFailed); an fsync is never retried.
 //   - A full disk when a new segment is needed refuses that Append
 //     (ErrNoSpace) without writing anything; the log stays usable.
+//   - With Options.ReservedSegments, an AppendReserved (for a checkpoint) still
+//     gets a segment when the disk is full, so that the owner can write the
+//     record that lets it delete old segments and free space.
 //
 // The Log itself starts no goroutine and is deterministic: the simulator
 // calls it directly. Only the GroupSyncer owns goroutines: the one that syncs,
@@ -81,6 +84,16 @@
 // or by the GroupSyncer on a goroutine of its own, so that its syncs go on
 // meanwhile), never while an Append waits for it unless the spare could not
 // be prepared before (an Append that must cut waits for a build under way).
+//
+// Reserve. With Options.ReservedSegments = N, the log keeps N more such
+// segments after the spare (active+2 .. active+1+N), built the same way. An
+// Append cuts to active+1 only if all 1+N are ready, and otherwise builds one
+// more first (on a full disk it is refused with ErrNoSpace); an
+// AppendReserved cuts to active+1 whenever it exists. So the reserve is
+// spent only by reserved appends, and the log rebuilds it after later syncs,
+// after RemoveBefore frees space, or when its owner calls Preallocate (a
+// build that failed for lack of space is not retried before then). Open keeps
+// up to 1+N empty segments after the active one and removes the others.
 //
 // Cutting a segment. Records are appended to the active segment. When the
 // next frame does not fit in what is left of it, the active segment is

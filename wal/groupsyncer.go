@@ -117,6 +117,16 @@ func newGroupSyncer(l *Log, o GroupSyncerOptions, clk clock) *GroupSyncer {
 // never causes one, except that it is synced at the latest
 // LazyFlushInterval after it was appended.
 func (c *GroupSyncer) Append(payload []byte, sync bool, done func(Pos, error)) (Pos, error) {
+	return c.append(payload, sync, done, false)
+}
+
+// AppendReserved is Append through Log.AppendReserved: the record may take a
+// reserved segment (Options.ReservedSegments) when it needs a new one.
+func (c *GroupSyncer) AppendReserved(payload []byte, sync bool, done func(Pos, error)) (Pos, error) {
+	return c.append(payload, sync, done, true)
+}
+
+func (c *GroupSyncer) append(payload []byte, sync bool, done func(Pos, error), reserved bool) (Pos, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
@@ -126,7 +136,7 @@ func (c *GroupSyncer) Append(payload []byte, sync bool, done func(Pos, error)) (
 		return Pos{}, c.err
 	}
 	// Appending under c.mu keeps the queue in log order.
-	pos, err := c.l.Append(payload)
+	pos, err := c.l.append(payload, reserved)
 	if err != nil {
 		return Pos{}, err
 	}

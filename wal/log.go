@@ -59,12 +59,17 @@ type Log struct {
 	// pending holds what Append buffered and Sync has not taken yet, in log
 	// order: data to write, and seals of segments the log moved on from.
 	pending    []chunk
-	free       [][]byte // recycled chunk buffers, at most freeBufsMax
-	spareReady bool     // segment active+1 exists, empty and large enough
-	isBuilding bool     // preallocateSpare is building segment active+1 outside mu
-	// spareFailed is the index of a spare whose background build failed
+	free [][]byte // recycled chunk buffers, at most freeBufsMax
+	// ahead is how many preallocated empty segments follow the active one
+	// (active+1 .. active+ahead), each large enough for the largest record: the
+	// spare, then the reserve (Options.ReservedSegments). The log keeps
+	// 1+ReservedSegments of them when it can.
+	ahead      int
+	isBuilding bool // preallocateSpare is building segment active+ahead+1 outside mu
+	// spareFailed is the index of a segment whose background build failed
 	// without being fatal (e.g. disk full); it is not retried in the
-	// background: the Append that needs it retries and reports the error.
+	// background until Preallocate or RemoveBefore: the Append that needs it
+	// retries and reports the error.
 	spareFailed uint64
 	failed      error // first fatal error; the log is unusable once set
 	closed      bool
@@ -238,15 +243,18 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 		return nil
 	}
 
-	// Keep segment active+1 as the spare if it can hold the largest record;
+	// Keep the segments after the active one as the spare and the reserve,
+	// as many as wanted and as long as each can hold the largest record;
 	// remove every other empty segment after the active one, newest first so
 	// that the sequence stays without gaps whatever a crash keeps.
+	keep := activeAt
+	for j := activeAt + 1; j < len(idxs) && j-activeAt <= 1+o.ReservedSegments &&
+		sizes[j] >= headerSize+frameHeaderSize+int64(o.RecordMaxBytes); j++ {
+		keep = j
+	}
+	l.ahead = keep - activeAt
 	removed := false
-	for i := len(idxs) - 1; i > activeAt; i-- {
-		if i == activeAt+1 && sizes[i] >= headerSize+frameHeaderSize+int64(o.RecordMaxBytes) {
-			l.spareReady = true
-			break
-		}
+	for i := len(idxs) - 1; i > keep; i-- {
 		if err := o.FS.Remove(l.path(idxs[i])); err != nil {
 			return fmt.Errorf("wal: open: remove empty segment %d: %w", idxs[i], err)
 		}
@@ -317,8 +325,19 @@ func (l *Log) readSegment(idx uint64, buf *[]byte) ([]byte, error) {
 // Append returned has succeeded. Append refuses a payload longer than
 // RecordMaxBytes (ErrRecordTooLarge); when the record needs a new segment
 // and the disk is full it writes nothing and returns ErrNoSpace, and the log
-// stays usable.
-func (l *Log) Append(payload []byte) (Pos, error) {
+// stays usable. Append never uses the reserved segments
+// (Options.ReservedSegments): when only they are left, it builds a new
+// segment first, so a full disk refuses it.
+func (l *Log) Append(payload []byte) (Pos, error) { return l.append(payload, false) }
+
+// AppendReserved is Append, except that when the record needs a new segment it
+// may take one of the reserved segments (Options.ReservedSegments) rather
+// than build one: it is for the records that let old segments be deleted (a
+// checkpoint), so that they still fit when the disk is full. The log rebuilds
+// its reserve after later syncs, once there is room.
+func (l *Log) AppendReserved(payload []byte) (Pos, error) { return l.append(payload, true) }
+
+func (l *Log) append(payload []byte, reserved bool) (Pos, error) {
 	if len(payload) > l.o.RecordMaxBytes {
 		return Pos{}, &walError{kind: ErrRecordTooLarge,
 			msg: fmt.Sprintf("wal: append: record of %d bytes exceeds RecordMaxBytes %d", len(payload), l.o.RecordMaxBytes)}
@@ -334,7 +353,7 @@ func (l *Log) Append(payload []byte) (Pos, error) {
 		return Pos{}, err
 	}
 	if l.writeOff+frameLen > l.active.capacity {
-		if err := l.cutLocked(); err != nil {
+		if err := l.cutLocked(reserved); err != nil {
 			return Pos{}, err
 		}
 	}
@@ -371,10 +390,12 @@ func (l *Log) usableLocked(op string) error {
 }
 
 // cutLocked moves appends to segment active+1: the spare if it is ready, else
-// one built now. The old segment is sealed: the next Sync writes what is
-// buffered for it, fsyncs and closes it before writing anything to the new
-// one, so only the last segment can ever have a torn tail. mu must be held.
-func (l *Log) cutLocked() error {
+// one built now. Unless reserved, it leaves the reserve whole: when only the
+// reserved segments are ready, it first builds one more after them. The old
+// segment is sealed: the next Sync writes what is buffered for it, fsyncs and
+// closes it before writing anything to the new one, so only the last segment
+// can ever have a torn tail. mu must be held.
+func (l *Log) cutLocked(reserved bool) error {
 	for l.isBuilding {
 		l.spareBuilt.Wait()
 	}
@@ -382,14 +403,19 @@ func (l *Log) cutLocked() error {
 		return err
 	}
 	next := l.active.index + 1
-	if !l.spareReady {
-		// The spare is not ready (its background build failed, e.g. for lack
-		// of space): build it now, on the append path.
-		if err := l.buildSegment(next); err != nil {
-			l.spareFailed = next
-			return l.buildErrorLocked(err, next, "append")
+	need := 1 + l.o.ReservedSegments
+	if reserved {
+		need = 1
+	}
+	if l.ahead < need {
+		// No spare beyond the reserve (its background build failed, e.g. for
+		// lack of space): build one now, on the append path.
+		idx := l.active.index + uint64(l.ahead) + 1
+		if err := l.buildSegment(idx); err != nil {
+			l.spareFailed = idx
+			return l.buildErrorLocked(err, idx, "append")
 		}
-		l.spareReady = true
+		l.ahead++
 	}
 	f, err := l.o.FS.OpenFile(l.path(next), os.O_RDWR, 0)
 	if err != nil {
@@ -407,7 +433,7 @@ func (l *Log) cutLocked() error {
 	l.pending = append(l.pending, chunk{seg: l.active, seal: true})
 	l.active = &segment{index: next, f: f, capacity: size}
 	l.writeOff = headerSize
-	l.spareReady = false
+	l.ahead--
 	return nil
 }
 
@@ -524,48 +550,76 @@ func (l *Log) failLocked(err error) {
 	}
 }
 
-// preallocateSpare builds segment active+1 if it is not there yet, off the append
-// path, so that cutting to a new segment costs an open and no IO. It only
-// returns fatal errors; any other failure is left for the Append that needs
-// the segment to retry and report.
+// preallocateSpare builds the segments after the active one that are not there
+// yet (the spare, then the reserve), off the append path, so that cutting to
+// a new segment costs an open and no IO. It only returns fatal errors; any
+// other failure is left for the Append that needs the segment to retry and
+// report.
 //
 // It holds neither lock while it builds (the build touches no Log state), so
 // syncs and appends go on meanwhile; a cut waits for the build to end, and so
 // does Close.
 func (l *Log) preallocateSpare() error {
-	l.mu.Lock()
-	if !l.spareWantedLocked() {
-		err := l.failed
-		l.mu.Unlock()
-		return err
-	}
-	next := l.active.index + 1
-	l.isBuilding = true
-	l.mu.Unlock()
-
-	err := l.buildSegment(next)
-
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.isBuilding = false
-	l.spareBuilt.Broadcast()
-	if next != l.active.index+1 {
-		panic(fmt.Sprintf("wal: the active segment changed from %d to %d while its spare was built", next-1, l.active.index))
-	}
-	if err != nil {
-		l.spareFailed = next
-		if err := l.buildErrorLocked(err, next, "prepare spare"); errors.Is(err, ErrSyncFailed) {
+	for {
+		l.mu.Lock()
+		if !l.spareWantedLocked() {
+			err := l.failed
+			l.mu.Unlock()
 			return err
 		}
+		next := l.active.index + uint64(l.ahead) + 1
+		l.isBuilding = true
+		l.mu.Unlock()
+
+		err := l.buildSegment(next)
+
+		l.mu.Lock()
+		l.isBuilding = false
+		l.spareBuilt.Broadcast()
+		if next != l.active.index+uint64(l.ahead)+1 {
+			panic(fmt.Sprintf("wal: the segments ahead changed from %d to %d while segment %d was built",
+				next-1, l.active.index+uint64(l.ahead), next))
+		}
+		if err != nil {
+			l.spareFailed = next
+			err := l.buildErrorLocked(err, next, "prepare spare")
+			l.mu.Unlock()
+			if errors.Is(err, ErrSyncFailed) {
+				return err
+			}
+			return nil
+		}
+		l.ahead++
+		l.mu.Unlock()
+	}
+}
+
+// Preallocate builds the spare and reserved segments that are missing, as a
+// sync does, and retries a build that failed before (for lack of space): the
+// log's owner calls it from time to time, so that a log with no traffic gets
+// its spare and its reserve back once space returns. Like Sync, it returns
+// only fatal errors.
+func (l *Log) Preallocate() error {
+	if l.o.ReadOnly {
 		return nil
 	}
-	l.spareReady = true
-	return nil
+	l.mu.Lock()
+	l.spareFailed = 0
+	l.mu.Unlock()
+	return l.preallocateSpare()
+}
+
+// Ahead reports how many preallocated empty segments follow the active one:
+// the spare and the reserve, 1+Options.ReservedSegments when the disk had room.
+func (l *Log) Ahead() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ahead
 }
 
 // spareWanted reports whether preallocateSpare has a segment to build: the log is
-// usable, has no spare, is not building one, and the last background build of
-// this one did not fail.
+// usable, lacks a spare or a reserved segment, is not building one, and the last
+// background build of the next one did not fail.
 func (l *Log) spareWanted() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -573,7 +627,8 @@ func (l *Log) spareWanted() bool {
 }
 
 func (l *Log) spareWantedLocked() bool {
-	return l.failed == nil && !l.closed && !l.spareReady && !l.isBuilding && l.spareFailed != l.active.index+1
+	return l.failed == nil && !l.closed && l.ahead < 1+l.o.ReservedSegments && !l.isBuilding &&
+		l.spareFailed != l.active.index+uint64(l.ahead)+1
 }
 
 // buildError describes a failed segment build; syncing says whether the
@@ -705,6 +760,7 @@ func (l *Log) RemoveBefore(seg uint64) error {
 		}
 		l.mu.Lock()
 		l.first = idx + 1
+		l.spareFailed = 0 // space freed: the next sync may build what failed for lack of it
 		l.mu.Unlock()
 	}
 	return nil

@@ -10,6 +10,7 @@ const (
 	minSegmentSizeBytes     = 4 << 10
 	maxSegmentSizeBytes     = 1 << 30
 	defaultRecordMaxBytes   = 4 << 20
+	maxReservedSegments     = 16
 )
 
 // Options configure a Log. The zero value of a limit means its default.
@@ -28,6 +29,13 @@ type Options struct {
 	// largest payload that fits in a segment if that is smaller. A frame of
 	// this size must fit in an empty segment.
 	RecordMaxBytes int
+	// ReservedSegments is how many preallocated segments the log keeps beyond
+	// the spare, for AppendReserved only: an ordinary Append that would need
+	// one builds a new segment instead (and is refused with ErrNoSpace when the
+	// disk is full). The owner appends the records that let it delete old
+	// segments (a checkpoint) with AppendReserved, so that they fit even on a
+	// full disk, and the log can free space by itself. Default 0, at most 16.
+	ReservedSegments int
 	// ReadOnly opens the log for reading only (`dtc log dump`): Open never
 	// creates, truncates, removes or preallocates anything, reports a torn
 	// tail through TornTail instead of repairing it, and Append, Sync and
@@ -62,6 +70,9 @@ func (o Options) Validate() error {
 	if o.SegmentSizeBytes < minSegmentSizeBytes || o.SegmentSizeBytes > maxSegmentSizeBytes {
 		return fmt.Errorf("wal: Options.SegmentSizeBytes is %d, must be between %d and %d",
 			o.SegmentSizeBytes, minSegmentSizeBytes, maxSegmentSizeBytes)
+	}
+	if o.ReservedSegments < 0 || o.ReservedSegments > maxReservedSegments {
+		return fmt.Errorf("wal: Options.ReservedSegments is %d, must be between 0 and %d", o.ReservedSegments, maxReservedSegments)
 	}
 	if o.RecordMaxBytes < 0 {
 		return fmt.Errorf("wal: Options.RecordMaxBytes is %d, must not be negative", o.RecordMaxBytes)

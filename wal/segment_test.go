@@ -434,7 +434,7 @@ func TestFatalDirectoryAndSpareSyncs(t *testing.T) {
 			func(t *testing.T, l *Log, arm func()) error {
 				arm()
 				l.mu.Lock()
-				l.spareReady = false // as if its preparation had failed
+				l.ahead = 0 // as if its preparation had failed
 				l.mu.Unlock()
 				_, err := l.Append([]byte(payload(1, 4000)))
 				_, err2 := l.Append([]byte(payload(2, 4000)))
