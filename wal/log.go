@@ -58,8 +58,8 @@ type Log struct {
 	first    uint64 // lowest segment index on disk
 	// pending holds what Append buffered and Sync has not taken yet, in log
 	// order: data to write, and seals of segments the log moved on from.
-	pending    []chunk
-	free [][]byte // recycled chunk buffers, at most freeBufsMax
+	pending []chunk
+	free    [][]byte // recycled chunk buffers, at most freeBufsMax
 	// ahead is how many preallocated empty segments follow the active one
 	// (active+1 .. active+ahead), each large enough for the largest record: the
 	// spare, then the reserve (Options.ReservedSegments). The log keeps
