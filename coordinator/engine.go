@@ -37,6 +37,11 @@ type Engine struct {
 	lsn     uint64    // LSN of the last record the log accepted
 	synced  uint64    // every record up to this LSN is durable
 	waiting []lsnWait // decisions waiting for their record to be durable, in LSN order
+	// cpLSN is e.lsn when the last checkpoint was completely appended (cpDone): while
+	// nothing more is appended, that checkpoint still stands and another one would be
+	// the same records again.
+	cpLSN  uint64
+	cpDone bool
 
 	seq        uint64 // last Message.Seq used
 	askers     askers // participants known to ask about transactions in doubt

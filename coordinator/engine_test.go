@@ -541,3 +541,44 @@ func TestStatsOldest(t *testing.T) {
 		t.Fatalf("all done: %+v", s)
 	}
 }
+
+// An idle engine writes no checkpoints: when nothing was appended since the last one,
+// Checkpoint writes nothing; once something is, it checkpoints again. A checkpoint the
+// log refused halfway is not mistaken for a completed one.
+func TestIdleEngineWritesNoCheckpoints(t *testing.T) {
+	w := newWorld(t, 1)
+	w.mustSubmit("t1", pA, pB)
+	w.sync()
+	checkpoint := func() int {
+		t.Helper()
+		before := len(w.log.recs)
+		if err := w.e.Checkpoint(); err != nil {
+			t.Fatal(err)
+		}
+		w.sync()
+		return len(w.log.recs) - before
+	}
+	if n := checkpoint(); n != 3 { // begin, the snapshot of t1, end
+		t.Fatalf("first checkpoint wrote %d records, want 3", n)
+	}
+	for i := range 5 {
+		if n := checkpoint(); n != 0 {
+			t.Fatalf("idle checkpoint %d wrote %d records, want none", i, n)
+		}
+	}
+	w.mustSubmit("t2", pA)
+	w.sync()
+	if n := checkpoint(); n != 4 {
+		t.Fatalf("checkpoint after a new transaction wrote %d records, want 4", n)
+	}
+	w.mustSubmit("t3", pA)
+	w.sync()
+	w.log.refuse = errors.New("disk full")
+	if err := w.e.Checkpoint(); err == nil {
+		t.Fatal("a refused checkpoint reported success")
+	}
+	w.log.refuse = nil
+	if n := checkpoint(); n != 5 {
+		t.Fatalf("checkpoint after a refused one wrote %d records, want 5", n)
+	}
+}

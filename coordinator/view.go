@@ -203,9 +203,16 @@ func (t *txn) matches(filter string) bool {
 // before the opening one is obsolete, and the log's owner may delete segments holding
 // only such records. If the log refuses a record, the checkpoint is abandoned (no closing
 // record) and the error returned.
+//
+// When the engine has appended nothing since its last checkpoint, Checkpoint writes
+// nothing: that checkpoint still stands, and an idle coordinator does not fill its disk
+// with copies of it.
 func (e *Engine) Checkpoint() error {
 	now := e.env.Clock.Now()
 	e.expire(now)
+	if e.cpDone && e.lsn == e.cpLSN {
+		return nil
+	}
 	ms := now.UnixMilli()
 	if err := e.append(&Record{Type: RecCheckpoint, Bracket: "begin", TimeUnixMs: ms}, false); err != nil {
 		return fmt.Errorf("coordinator: checkpoint: %w", err)
@@ -223,5 +230,6 @@ func (e *Engine) Checkpoint() error {
 	if err := e.append(&Record{Type: RecCheckpoint, Bracket: "end", TimeUnixMs: ms}, true); err != nil {
 		return fmt.Errorf("coordinator: checkpoint: %w", err)
 	}
+	e.cpLSN, e.cpDone = e.lsn, true
 	return nil
 }

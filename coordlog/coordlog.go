@@ -7,7 +7,9 @@
 // the Sink's done callback, which advances the ShardLog's synced LSN and calls Notify.
 // The engine's owner then steps the engine with LogSynced{Through: Synced()}.
 //
-// Checkpoints: when an engine writes a checkpoint (RecCheckpoint "begin", its snapshots,
+// Checkpoints: a checkpoint's records go through the Sink's AppendReserved when it has one
+// (ReserveSink), so that they may use the wal's reserved segments on a full disk. When an
+// engine writes a checkpoint (RecCheckpoint "begin", its snapshots,
 // RecCheckpoint "end"), the ShardLog remembers where the opening record sits in the wal.
 // Once the closing record is durable, nothing that engine wrote before that position is
 // needed again: Floor reports it. The wal's owner deletes the segments that lie wholly
@@ -31,6 +33,15 @@ import (
 // durable; it may be called from another goroutine.
 type Sink interface {
 	Append(payload []byte, sync bool, done func(wal.Pos, error)) (wal.Pos, error)
+}
+
+// ReserveSink is a Sink that can also append into the wal's reserved segments
+// (wal.Options.ReservedSegments). A ShardLog writes a checkpoint's records (its brackets
+// and snapshots) through AppendReserved when its Sink has it, so that a checkpoint, which
+// lets old segments be deleted, fits even when the disk is full.
+type ReserveSink interface {
+	Sink
+	AppendReserved(payload []byte, sync bool, done func(wal.Pos, error)) (wal.Pos, error)
 }
 
 // ShardLog is one engine's coordinator.Log. Append is called from the engine's goroutine;
@@ -78,7 +89,11 @@ func (l *ShardLog) Append(rec *coordinator.Record, sync bool) error {
 		})
 		failpoint.Inject("decisionNotSynced", func() { sync = false }) // a deliberately broken build
 	}
-	pos, err := l.sink.Append(b, sync, func(_ wal.Pos, err error) {
+	appendTo := l.sink.Append
+	if rs, ok := l.sink.(ReserveSink); ok && (rec.Type == coordinator.RecCheckpoint || rec.Type == coordinator.RecSnapshot) {
+		appendTo = rs.AppendReserved
+	}
+	pos, err := appendTo(b, sync, func(_ wal.Pos, err error) {
 		if err != nil {
 			return // the log failed: the process is going down, nothing more is durable
 		}
@@ -168,6 +183,19 @@ func NewSyncSink(l *wal.Log) *SyncSink { return &SyncSink{log: l} }
 // Append implements Sink.
 func (s *SyncSink) Append(payload []byte, sync bool, done func(wal.Pos, error)) (wal.Pos, error) {
 	pos, err := s.log.Append(payload)
+	if err != nil {
+		return pos, err
+	}
+	if done != nil {
+		s.pending = append(s.pending, pendingDone{pos, done})
+	}
+	s.SyncRequested = s.SyncRequested || sync
+	return pos, nil
+}
+
+// AppendReserved implements ReserveSink.
+func (s *SyncSink) AppendReserved(payload []byte, sync bool, done func(wal.Pos, error)) (wal.Pos, error) {
+	pos, err := s.log.AppendReserved(payload)
 	if err != nil {
 		return pos, err
 	}

@@ -254,8 +254,15 @@ func Open(o Options) (*Runtime, error) {
 	return r, nil
 }
 
+// logReservedSegments is how many preallocated segments dtc's log keeps beyond the spare
+// for checkpoints alone (wal.Options.ReservedSegments): on a full disk the shards can still
+// checkpoint, the compactor then deletes the segments that made obsolete, and dtc serves
+// again without a restart. It costs one segment (SegmentSizeBytes) of disk.
+const logReservedSegments = 1
+
 func (r *Runtime) walOptions() wal.Options {
-	return wal.Options{FS: r.fs, Dir: r.o.DataDir, SegmentSizeBytes: r.o.SegmentSizeBytes}
+	return wal.Options{FS: r.fs, Dir: r.o.DataDir, SegmentSizeBytes: r.o.SegmentSizeBytes,
+		ReservedSegments: logReservedSegments}
 }
 
 // fatal is the syncer's OnFatal: the log can no longer make anything durable.
@@ -566,9 +573,13 @@ func (r *Runtime) Stats(ctx context.Context) (coordinator.Stats, error) {
 }
 
 // compactor is the runtime's goroutine that keeps the log short: on every tick it
-// removes the segments before the lowest checkpoint of all shards, and when more than
+// removes the segments before the lowest checkpoint of all shards, rebuilds the log's
+// spare and reserved segments if a full disk stopped that, and when more than
 // CompactSegments remain, asks every shard to checkpoint, one after the other (the
-// next tick removes what that made obsolete).
+// next tick removes what that made obsolete). So does a log that refused a record for
+// lack of space since the last tick. A shard whose last checkpoint the log
+// refused is asked again every tick; a shard that wrote nothing since its last
+// checkpoint writes none (coordinator.Engine.Checkpoint).
 func (r *Runtime) compactor() {
 	defer close(r.compactDone)
 	t := time.NewTicker(r.o.CompactInterval)
@@ -604,11 +615,20 @@ func (r *Runtime) compact(ctx context.Context) {
 		}
 		segs = r.wal.Segments()
 	}
+	// A spare or reserved segment that could not be built for lack of space is retried
+	// here, once a tick: an idle log gets them back once space returns.
+	if err := r.wal.Preallocate(); err != nil {
+		r.fatal(err)
+		return
+	}
 	newest := segs[len(segs)-1]
 	all := len(segs) > r.o.CompactSegments && newest != r.lastCPSeg
 	if all {
 		r.lastCPSeg = newest
 	}
+	// The log refused a record for lack of space: a checkpoint (which may use the log's
+	// reserved segment) lets the next tick delete the segments it makes obsolete.
+	all = r.sink.noSpace.Swap(false) || all
 	// One shard at a time: a checkpoint stalls its shard while it writes a snapshot of
 	// every transaction it remembers, and the other shards go on serving meanwhile.
 	// Asked all at once, the shards all stalled together: in a two-minute soak the

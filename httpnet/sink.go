@@ -1,6 +1,7 @@
 package httpnet
 
 import (
+	"errors"
 	"io/fs"
 	"sync"
 	"sync/atomic"
@@ -24,16 +25,30 @@ type meteredSink struct {
 	m  *Metrics
 	fs *countingFS
 
+	// noSpace is set when the log refused a record for lack of space; the compactor
+	// clears it and has every shard checkpoint, so that old segments can go.
+	noSpace atomic.Bool
+
 	mu       sync.Mutex // the syncer's goroutine is the only caller; kept for safety
 	batchGen uint64
 	batchLen int
 }
 
-var _ coordlog.Sink = (*meteredSink)(nil)
+var _ coordlog.ReserveSink = (*meteredSink)(nil)
 
 func (s *meteredSink) Append(payload []byte, sync bool, done func(wal.Pos, error)) (wal.Pos, error) {
+	return s.append(s.c.Append, payload, sync, done)
+}
+
+// AppendReserved is for a checkpoint's records: they may use the log's reserved segment.
+func (s *meteredSink) AppendReserved(payload []byte, sync bool, done func(wal.Pos, error)) (wal.Pos, error) {
+	return s.append(s.c.AppendReserved, payload, sync, done)
+}
+
+func (s *meteredSink) append(appendTo func([]byte, bool, func(wal.Pos, error)) (wal.Pos, error),
+	payload []byte, sync bool, done func(wal.Pos, error)) (wal.Pos, error) {
 	start := time.Now()
-	return s.c.Append(payload, sync, func(pos wal.Pos, err error) {
+	pos, err := appendTo(payload, sync, func(pos wal.Pos, err error) {
 		if err == nil {
 			if sync {
 				s.m.logSyncLatency.Observe(time.Since(start).Seconds())
@@ -44,6 +59,10 @@ func (s *meteredSink) Append(payload []byte, sync bool, done func(wal.Pos, error
 			done(pos, err)
 		}
 	})
+	if err != nil && errors.Is(err, wal.ErrNoSpace) {
+		s.noSpace.Store(true)
+	}
+	return pos, err
 }
 
 // countInBatch counts one durable record in the current batch; the previous batch is
