@@ -286,3 +286,33 @@ func TestIDReusedAfterPresumedAbortIsANewIncarnation(t *testing.T) {
 	}
 	w.checkAtomic("t1")
 }
+
+// A finished transaction whose end record and a later checkpoint's snapshot are both
+// replayed is remembered once: it takes one place among the DoneMax remembered, so a
+// restart forgets no more than DoneMax allows.
+func TestReplayedSnapshotOfEndedTxnIsRememberedOnce(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cfg.DoneMax = 3
+	w.start()
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, w.mustSubmit(fmt.Sprintf("t%d", i), pA))
+		w.settle()
+	}
+	if err := w.e.Checkpoint(); err != nil { // snapshots of the three, after their end records
+		t.Fatal(err)
+	}
+	w.sync()
+	w.crash(false) // replays every record: begin, decision, end, then the snapshots
+	if got := w.e.Stats().Remembered; got != 3 {
+		t.Errorf("remembered after replay: %d, want 3", got)
+	}
+	if err := w.e.Checkpoint(); err != nil { // expires what is beyond DoneMax
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, err := w.e.Get(id); err != nil {
+			t.Errorf("%s forgotten after a restart, though DoneMax is 3: %v", id, err)
+		}
+	}
+}

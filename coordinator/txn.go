@@ -30,6 +30,10 @@ type txn struct {
 	payloadSum     string
 	owner          string // the API client that began it (Record.Owner)
 	recovered      bool   // found in the log at Start
+	// queued: the id is in Engine.doneIDs, the expiry queue of finished transactions. A
+	// finished transaction is queued once, however many records say it ended (its end
+	// record and the snapshots of later checkpoints, all replayed).
+	queued bool
 
 	began, decided, ended time.Time
 
@@ -123,6 +127,9 @@ func (e *Engine) apply(rec *Record) error {
 				e.phase2--
 			}
 		}
+		// A later checkpoint's snapshot of a transaction that already ended keeps the
+		// place it has in the expiry queue.
+		queued := t != nil && t.queued && rec.Type == RecSnapshot && rec.EndedUnixMs != 0
 		t = &txn{
 			id:             rec.Txn,
 			wire:           rec.TxnID,
@@ -132,6 +139,7 @@ func (e *Engine) apply(rec *Record) error {
 			payloadSum:     rec.PayloadSum,
 			owner:          rec.Owner,
 			began:          time.UnixMilli(rec.TimeUnixMs),
+			queued:         queued,
 		}
 		if t.wire == "" {
 			t.wire = rec.Txn
@@ -182,7 +190,10 @@ func (e *Engine) apply(rec *Record) error {
 		t.phase = phDone
 		t.ended = time.UnixMilli(rec.TimeUnixMs)
 		e.inflight--
-		e.doneIDs = append(e.doneIDs, t.id)
+		if !t.queued {
+			e.doneIDs = append(e.doneIDs, t.id)
+			t.queued = true
+		}
 	}
 	return nil
 }
