@@ -4,7 +4,8 @@
 //	bank --listen 127.0.0.1:9001 --data-dir data/bank1 --accounts alice=100000,bob=100000
 //
 // It serves the participant protocol (POST /prepare, /commit, /rollback, GET /status)
-// plus GET /accounts, POST /accounts/{name}/lock and /unlock, GET /healthz and GET /stats
+// plus GET /accounts, POST /accounts/{name}/lock and /unlock (admin: --admin-token-file,
+// a request signed with --secret-file, or else loopback clients only), GET /healthz and GET /stats
 // (the participant library's counters: refused requests, in-doubt queries). A prepare
 // payload's "hold_ms" makes it wait before voting, to show a prepare timeout. It stops
 // gracefully on SIGTERM or SIGINT, and exits non-zero if its log fails.
@@ -68,6 +69,7 @@ func run(args []string, stderr io.Writer) error {
 	window := flags.Duration("signature-window", participant.DefaultSignatureWindow, "a signature made longer ago (or ahead) than this is refused: replays, and clocks too far apart")
 	trusted := flags.StringSlice("trust-coordinator", nil, "base URL of a coordinator whose prepares are taken (repeatable; default: --coordinator); any: take every coordinator")
 	tokenFile := flags.String("coordinator-token-file", "", "file holding a bearer token sent with the in-doubt queries to the coordinator")
+	adminTokenFile := flags.String("admin-token-file", "", "file holding the token (Authorization: Bearer) that lock and unlock require; a request signed with --secret-file is admitted too; with neither, only loopback clients may use them")
 	def := participant.DefaultServerOptions()
 	readHeaderTimeout := flags.Duration("read-header-timeout", def.ReadHeaderTimeout, "longest time to read a request's headers")
 	readTimeout := flags.Duration("read-timeout", def.ReadTimeout, "longest time to read a whole request, body included")
@@ -116,6 +118,16 @@ func run(args []string, stderr io.Writer) error {
 			return fmt.Errorf("--coordinator-token-file %s: want one token without white space", *tokenFile)
 		}
 	}
+	var adminToken string
+	if *adminTokenFile != "" {
+		data, err := os.ReadFile(*adminTokenFile)
+		if err != nil {
+			return fmt.Errorf("--admin-token-file: %w", err)
+		}
+		if adminToken = strings.TrimSpace(string(data)); adminToken == "" || strings.ContainsAny(adminToken, " \t\r\n") {
+			return fmt.Errorf("--admin-token-file %s: want one token without white space", *adminTokenFile)
+		}
+	}
 	for name, d := range map[string]time.Duration{"--read-header-timeout": *readHeaderTimeout, "--read-timeout": *readTimeout, "--write-timeout": *writeTimeout, "--idle-timeout": *idleTimeout, "--signature-window": *window} {
 		if d <= 0 {
 			return fmt.Errorf("%s %v: must be positive", name, d)
@@ -142,6 +154,7 @@ func run(args []string, stderr io.Writer) error {
 		SignatureWindow:     *window,
 		TrustedCoordinators: trust,
 		CoordinatorToken:    token,
+		AdminToken:          adminToken,
 		OnFatal: func(err error) {
 			select {
 			case fatal <- err:

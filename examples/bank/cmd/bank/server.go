@@ -38,6 +38,10 @@ type config struct {
 	TrustedCoordinators []string
 	// CoordinatorToken is sent with the resolver's queries (Authorization: Bearer).
 	CoordinatorToken string
+	// AdminToken, if set, admits a client presenting it (Authorization: Bearer) to the
+	// admin endpoints (lock, unlock); so does a request signed with one of Keys. With
+	// neither, only loopback clients may use them.
+	AdminToken string
 	// OnFatal is told when the log fails; the process should stop.
 	OnFatal func(error)
 	// Wait is how "hold_ms" waits; nil means a timer. Tests replace it.
@@ -114,8 +118,9 @@ func newApp(c config) (*app, error) {
 	mux.Handle("/", ph)
 	mux.Handle("POST /prepare", a.holdPrepare(ph))
 	mux.HandleFunc("GET /accounts", a.accounts)
-	mux.HandleFunc("POST /accounts/{name}/lock", func(w http.ResponseWriter, r *http.Request) { a.lock(w, r, true) })
-	mux.HandleFunc("POST /accounts/{name}/unlock", func(w http.ResponseWriter, r *http.Request) { a.lock(w, r, false) })
+	admin := newAdminAuth(c.AdminToken, auth)
+	mux.HandleFunc("POST /accounts/{name}/lock", admin.wrap(func(w http.ResponseWriter, r *http.Request) { a.lock(w, r, true) }))
+	mux.HandleFunc("POST /accounts/{name}/unlock", admin.wrap(func(w http.ResponseWriter, r *http.Request) { a.lock(w, r, false) }))
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /stats", a.stats)
 	a.handler = mux
@@ -125,6 +130,9 @@ func newApp(c config) (*app, error) {
 		"signed_requests_only", auth.Signed(), "trusted_coordinators", c.TrustedCoordinators)
 	if !auth.Signed() {
 		log.Warn("bank: no shared secret (--secret-file): anyone who can reach this port can prepare, commit and roll back")
+	}
+	if admin.open() {
+		log.Warn("bank: no --admin-token-file or --secret-file: lock and unlock answer loopback clients only, without credentials")
 	}
 	return a, nil
 }
