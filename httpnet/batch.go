@@ -252,9 +252,16 @@ func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, 
 			}
 		}
 	}
+	bctx, batchSpan := ctx, trace.Span(nil)
+	if spans != nil {
+		bctx, batchSpan = t.trace.startBatch(ctx, p.url, spans)
+	}
 	err := beforeBatchSend(ops)
 	if err == nil {
-		err = t.batchExchange(ctx, p, ops, replies, buf)
+		err = t.batchExchange(bctx, p, ops, replies, buf)
+	}
+	if batchSpan != nil {
+		endBatch(batchSpan, err)
 	}
 	if err != nil {
 		if t.ctx.Err() != nil {
@@ -310,6 +317,9 @@ func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJ
 	}
 	what := fmt.Sprintf("batch of %d", len(ops))
 	req := t.httpRequest(ctx, http.MethodPost, &eps.batch, appendBatchBody(nil, ops))
+	if t.trace != nil {
+		t.trace.inject(ctx, req) // the dtc.batch span, if sendBatch started one
+	}
 	t.stats.batch.Add(1)
 	t.stats.batchOps.Add(uint64(len(ops)))
 	limit := t.o.ResponseMaxBytes + int64(len(ops))*batchResultMaxBytes

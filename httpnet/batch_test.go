@@ -41,6 +41,8 @@ type batchFake struct {
 	max     string // the header's value; "" sends none
 	paths   []string
 	batches [][]batchOp
+	// batchTraceparents holds the traceparent header of each batch request, in order.
+	batchTraceparents []string
 	// answer answers a batch; nil: each op as the single endpoint would, committed or
 	// aborted.
 	answer func(ops []batchOp) (status int, body string)
@@ -90,6 +92,7 @@ func (f *batchFake) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		f.mu.Lock()
 		f.batches = append(f.batches, req.Ops)
+		f.batchTraceparents = append(f.batchTraceparents, r.Header.Get("traceparent"))
 		f.mu.Unlock()
 		if hold {
 			f.arrived <- req.Ops

@@ -25,10 +25,15 @@ import (
 //	├─ dtc.decision.sync       from appending the decision record until it is durable
 //	├─ dtc.commit / rollback   one per phase-2 request (retries too), traceparent sent
 //	│                          on a request of its own; one in a batch says so
-//	│                          (dtc.batch.ops), and the batch request carries none:
-//	│                          it serves many traces
+//	│                          (dtc.batch.ops)
 //	└─ dtc.status              recovery's status queries (only for a transaction this
 //	                           process began: the trace does not survive a restart)
+//
+//	dtc.batch                  a POST …/batch request: the root of a trace of its own
+//	                           (it serves many transactions), linked to the dtc.commit /
+//	                           dtc.rollback span of each sampled op in it; its
+//	                           traceparent goes with the request, so that the
+//	                           participant continues that trace
 //
 // Attributes are bounded: ids, URLs, votes, states, counts and error messages cut to
 // traceTextMaxBytes; never a payload. Phase-2 spans may end after dtc.transaction,
@@ -153,6 +158,30 @@ func (tr *tracing) inject(ctx context.Context, req *http.Request) {
 		req.Header = req.Header.Clone()
 		tr.prop.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	}
+}
+
+// startBatch starts the dtc.batch span of a batch request to participant, a new root
+// linked to the phase-2 span of each traced op (spans, nil where an op is not traced),
+// and returns ctx holding it.
+func (tr *tracing) startBatch(ctx context.Context, participant string, spans []trace.Span) (context.Context, trace.Span) {
+	links := make([]trace.Link, 0, len(spans))
+	for _, s := range spans {
+		if s != nil {
+			links = append(links, trace.Link{SpanContext: s.SpanContext()})
+		}
+	}
+	_, span := tr.tracer.Start(ctx, "dtc.batch", trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithLinks(links...),
+		trace.WithAttributes(attribute.String("dtc.participant", bounded(participant)), attribute.Int("dtc.batch.ops", len(spans))))
+	return trace.ContextWithSpan(ctx, span), span
+}
+
+// endBatch ends a batch request's span; err is what failed the whole request.
+func endBatch(span trace.Span, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, bounded(err.Error()))
+	}
+	span.End()
 }
 
 // endSend ends a participant request's span with its reply.

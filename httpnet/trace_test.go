@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -198,6 +199,72 @@ func TestUnsampledTransactionsMakeNoSpans(t *testing.T) {
 		n.mu.Unlock()
 		if len(got) != 1 || !strings.HasPrefix(got[0], "00-"+clientTraceID+"-") || !strings.HasSuffix(got[0], "-00") {
 			t.Errorf("participant %s got traceparent %q with its prepare, want the client's trace, not sampled", n.addr, got)
+		}
+	}
+}
+
+// A batch request (phase 2 of several transactions to one participant) carries the
+// traceparent of a dtc.batch span: the root of a trace of its own, linked to the
+// dtc.commit span of each transaction in the batch.
+func TestBatchRequestsCarryTheirOwnTrace(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	f := newBatchFake(t, "64")
+	f.set(func(f *batchFake) { f.hold = true })
+	c := startCoord(t, "", func(o *httpnet.Options) {
+		o.TracerProvider = tp
+		o.Shards = 1
+		o.Transport.BatchInflight = 1 // what comes while a batch is held waits for the next
+	})
+	c.waitReady()
+	body := func(id string) string { return `{"id":"` + id + `","participants":["` + f.url + `"]}` }
+	postTraced(t, c, body("b1")) // answered once decided; its commit is then held, alone
+	if ops := f.next(); len(ops) != 1 {
+		t.Fatalf("first batch: %v", ops)
+	}
+	postTraced(t, c, body("b2"))
+	postTraced(t, c, body("b3"))
+	f.release <- struct{}{}
+	if ops := f.next(); len(ops) != 2 {
+		t.Fatalf("second batch: %v, want the commits of b2 and b3", ops)
+	}
+	f.release <- struct{}{}
+	eventually(t, "both batch spans end", func() bool { return len(spansOf(exp, "dtc.batch")) == 2 })
+
+	commits := map[trace.SpanID]bool{}
+	for _, s := range spansOf(exp, "dtc.commit") {
+		if attr(s, "dtc.batch.ops") == "2" {
+			commits[s.SpanContext.SpanID()] = true
+		}
+	}
+	if len(commits) != 2 {
+		t.Fatalf("%d dtc.commit spans in the batch of 2", len(commits))
+	}
+	f.mu.Lock()
+	tps := slices.Clone(f.batchTraceparents)
+	f.mu.Unlock()
+	for i, b := range spansOf(exp, "dtc.batch") {
+		if b.Parent.IsValid() || b.SpanContext.TraceID().String() == clientTraceID {
+			t.Errorf("dtc.batch %d is not a root of its own trace: parent %v", i, b.Parent)
+		}
+		if attr(b, "dtc.participant") != f.url {
+			t.Errorf("dtc.batch %d attributes: %v", i, b.Attributes)
+		}
+		want := "00-" + b.SpanContext.TraceID().String() + "-" + b.SpanContext.SpanID().String() + "-01"
+		if !slices.Contains(tps, want) {
+			t.Errorf("no batch request carried dtc.batch %d's traceparent %s: got %q", i, want, tps)
+		}
+		if attr(b, "dtc.batch.ops") != "2" {
+			continue
+		}
+		if len(b.Links) != 2 {
+			t.Fatalf("dtc.batch of 2 has %d links", len(b.Links))
+		}
+		for _, l := range b.Links {
+			if !commits[l.SpanContext.SpanID()] || l.SpanContext.TraceID().String() != clientTraceID {
+				t.Errorf("dtc.batch links to %v, not to a dtc.commit of its ops", l.SpanContext)
+			}
 		}
 	}
 }
