@@ -244,7 +244,7 @@ func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, 
 	var spans []trace.Span // of the traced ops, by index; nil when none is
 	if t.trace != nil {
 		for i := range ops {
-			if _, span := t.trace.startSend(ctx, &ops[i].m, len(ops)); span != nil {
+			if _, span := t.trace.startSend(&ops[i].m); span != nil {
 				if spans == nil {
 					spans = make([]trace.Span, len(ops))
 				}
@@ -252,13 +252,15 @@ func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, 
 			}
 		}
 	}
-	bctx, batchSpan := ctx, trace.Span(nil)
+	var batchSpan trace.Span
+	var sc trace.SpanContext
 	if spans != nil {
-		bctx, batchSpan = t.trace.startBatch(ctx, p.url, spans)
+		batchSpan = t.trace.startBatch(ctx, p.url, spans)
+		sc = batchSpan.SpanContext()
 	}
 	err := beforeBatchSend(ops)
 	if err == nil {
-		err = t.batchExchange(bctx, p, ops, replies, buf)
+		err = t.batchExchange(ctx, p, ops, replies, buf, sc)
 	}
 	if batchSpan != nil {
 		endBatch(batchSpan, err)
@@ -298,8 +300,9 @@ func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, 
 
 // batchExchange performs the batch request of ops to p and reads each op's answer into
 // replies[i] (State and Conflict, or Err for an op the participant answered with an
-// error). An error fails every op: the request got no usable answer.
-func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJob, replies []coordinator.Reply, buf *[]byte) error {
+// error). An error fails every op: the request got no usable answer. sc, if valid, goes
+// with the request as its traceparent.
+func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJob, replies []coordinator.Reply, buf *[]byte, sc trace.SpanContext) error {
 	var timeout time.Duration // the longest of the ops', as the engines give every phase-2 request the same
 	for _, j := range ops {
 		d := j.m.Timeout
@@ -318,7 +321,7 @@ func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJ
 	what := fmt.Sprintf("batch of %d", len(ops))
 	req := t.httpRequest(ctx, http.MethodPost, &eps.batch, appendBatchBody(nil, ops))
 	if t.trace != nil {
-		t.trace.inject(ctx, req) // the dtc.batch span, if sendBatch started one
+		t.trace.inject(sc, req) // the dtc.batch span, if sendBatch started one
 	}
 	t.stats.batch.Add(1)
 	t.stats.batchOps.Add(uint64(len(ops)))

@@ -341,7 +341,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, who Principal) {
 			v          coordinator.View
 			err        error
 		)
-		ctx, span, remembered = tr.startTxn(r, req.ID, len(req.Participants))
+		ctx, span, remembered = tr.startTxn(r, req.ID)
 		defer func() {
 			if remembered && err != nil && beganNot(err) {
 				tr.forget(req.ID)

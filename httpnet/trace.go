@@ -2,6 +2,7 @@ package httpnet
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"sync"
@@ -24,8 +25,8 @@ import (
 //	│                          traceparent so that the participant continues the trace
 //	├─ dtc.decision.sync       from appending the decision record until it is durable
 //	├─ dtc.commit / rollback   one per phase-2 request (retries too), traceparent sent
-//	│                          on a request of its own; one in a batch says so
-//	│                          (dtc.batch.ops)
+//	│                          on a request of its own (one in a batch is linked
+//	│                          from the batch's dtc.batch span)
 //	└─ dtc.status              recovery's status queries (only for a transaction this
 //	                           process began: the trace does not survive a restart)
 //
@@ -35,8 +36,9 @@ import (
 //	                           traceparent goes with the request, so that the
 //	                           participant continues that trace
 //
-// Attributes are bounded: ids, URLs, votes, states, counts and error messages cut to
-// traceTextMaxBytes; never a payload. Phase-2 spans may end after dtc.transaction,
+// Attributes are bounded: ids, URLs, votes, counts, the state of a participant that
+// contradicts the decision, and error messages cut to traceTextMaxBytes; never a
+// payload. Phase-2 spans may end after dtc.transaction,
 // which ends with the client's answer.
 
 // tracedTxnsMax bounds the transactions whose trace context is remembered for their
@@ -79,10 +81,11 @@ func newTracing(tp trace.TracerProvider) *tracing {
 // client's traceparent if it sent one, and remembers its context for id's child spans.
 // forget is true when it was remembered (and must be forgotten if the transaction
 // never begins).
-func (tr *tracing) startTxn(r *http.Request, id string, participants int) (ctx context.Context, span trace.Span, remembered bool) {
+func (tr *tracing) startTxn(r *http.Request, id string) (ctx context.Context, span trace.Span, remembered bool) {
 	ctx = tr.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	// The participants are its dtc.prepare children: their count is not repeated here.
 	ctx, span = tr.tracer.Start(ctx, "dtc.transaction", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("dtc.txn.id", bounded(id)), attribute.Int("dtc.participants", participants)))
+		trace.WithAttributes(attribute.String("dtc.txn.id", bounded(id))))
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	if _, dup := tr.txns[id]; !dup && len(tr.txns) < tracedTxnsMax {
@@ -123,47 +126,84 @@ func (tr *tracing) lookup(wire string) *txnTrace {
 	return tr.txns[client]
 }
 
-// startSend starts the span of a request to a participant. The returned context holds
-// it (inject puts it in the request's headers); span is nil when the transaction is not
-// traced.
-func (tr *tracing) startSend(ctx context.Context, m *coordinator.Message, batchOps int) (context.Context, trace.Span) {
+// startSend starts the span of a request to a participant and returns the span context
+// to send with it (inject puts it in the request's headers): the span's, or for a
+// transaction that is traced but not sampled, its trace's (marked not sampled). span is
+// nil when no span is made, and sc invalid when the transaction is not traced.
+func (tr *tracing) startSend(m *coordinator.Message) (sc trace.SpanContext, span trace.Span) {
 	tt := tr.lookup(m.Txn)
 	if tt == nil {
-		return ctx, nil
+		return trace.SpanContext{}, nil
 	}
 	if !tt.sampled {
 		// Not recorded: no span, but the participant still learns the trace (and that
 		// it is not sampled), as W3C trace context asks.
-		return trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(tt.ctx)), nil
+		return trace.SpanContextFromContext(tt.ctx), nil
 	}
 	// The transaction's ids are on its dtc.transaction span; a child names the
-	// participant only.
-	attrs := [3]attribute.KeyValue{
-		attribute.String("dtc.participant", bounded(m.URL)),
-		attribute.Int("dtc.participant.index", m.Participant),
-	}
-	n := 2
-	if batchOps > 0 {
-		attrs[n] = attribute.Int("dtc.batch.ops", batchOps)
-		n++
-	}
-	_, span := tr.tracer.Start(tt.ctx, "dtc."+m.Kind.String(), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs[:n]...))
-	return trace.ContextWithSpan(ctx, span), span
+	// participant only (by URL: its index in the transaction would say it again; that
+	// it went in a batch, the batch's dtc.batch span says, with a link to it). Every
+	// attribute costs a few allocations when the span is made and more when it is
+	// exported, on every request: measured, they were a good part of tracing's cost.
+	_, span = tr.tracer.Start(tt.ctx, spanName(m.Kind), trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("dtc.participant", bounded(m.URL))))
+	return span.SpanContext(), span
 }
 
-// inject writes ctx's span (if any) into req's headers as traceparent, on a copy of
-// them: requests share their headers (httpRequest).
-func (tr *tracing) inject(ctx context.Context, req *http.Request) {
-	if trace.SpanContextFromContext(ctx).IsValid() {
-		req.Header = req.Header.Clone()
-		tr.prop.Inject(ctx, propagation.HeaderCarrier(req.Header))
+// spanName is the name of a participant request's span, without building it each time.
+func spanName(k coordinator.MsgKind) string {
+	switch k {
+	case coordinator.MsgPrepare:
+		return "dtc.prepare"
+	case coordinator.MsgCommit:
+		return "dtc.commit"
+	case coordinator.MsgRollback:
+		return "dtc.rollback"
+	case coordinator.MsgStatus:
+		return "dtc.status"
 	}
+	return "dtc." + k.String()
+}
+
+// inject writes sc (if valid) into req's headers as traceparent, on a copy of them:
+// requests share their headers (httpRequest). The copy shares the values, which nobody
+// changes; traceparent is formatted here, without the propagator's generic carrier,
+// unless there is a tracestate to send too.
+func (tr *tracing) inject(sc trace.SpanContext, req *http.Request) {
+	if !sc.IsValid() {
+		return
+	}
+	h := make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		h[k] = v
+	}
+	req.Header = h
+	if sc.TraceState().Len() > 0 {
+		tr.prop.Inject(trace.ContextWithSpanContext(context.Background(), sc), propagation.HeaderCarrier(h))
+		return
+	}
+	h[traceparentHeader] = []string{traceparent(sc)}
+}
+
+// traceparentHeader is the W3C header, in canonical form.
+const traceparentHeader = "Traceparent"
+
+// traceparent formats sc as a W3C traceparent (version 00).
+func traceparent(sc trace.SpanContext) string {
+	var b [55]byte // 00-<32 hex>-<16 hex>-<2 hex>
+	tid, sid := sc.TraceID(), sc.SpanID()
+	b[0], b[1], b[2] = '0', '0', '-'
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	hex.Encode(b[53:55], []byte{byte(sc.TraceFlags())})
+	return string(b[:])
 }
 
 // startBatch starts the dtc.batch span of a batch request to participant, a new root
-// linked to the phase-2 span of each traced op (spans, nil where an op is not traced),
-// and returns ctx holding it.
-func (tr *tracing) startBatch(ctx context.Context, participant string, spans []trace.Span) (context.Context, trace.Span) {
+// linked to the phase-2 span of each traced op (spans, nil where an op is not traced).
+func (tr *tracing) startBatch(ctx context.Context, participant string, spans []trace.Span) trace.Span {
 	links := make([]trace.Link, 0, len(spans))
 	for _, s := range spans {
 		if s != nil {
@@ -173,7 +213,7 @@ func (tr *tracing) startBatch(ctx context.Context, participant string, spans []t
 	_, span := tr.tracer.Start(ctx, "dtc.batch", trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithLinks(links...),
 		trace.WithAttributes(attribute.String("dtc.participant", bounded(participant)), attribute.Int("dtc.batch.ops", len(spans))))
-	return trace.ContextWithSpan(ctx, span), span
+	return span
 }
 
 // endBatch ends a batch request's span; err is what failed the whole request.
@@ -198,9 +238,10 @@ func endSend(span trace.Span, r *coordinator.Reply) {
 			span.SetAttributes(attribute.String("dtc.reason", bounded(r.Reason)))
 		}
 	default:
-		span.SetAttributes(attribute.String("dtc.participant.state", string(r.State)))
+		// The state a participant answers phase 2 with is the expected one but for a
+		// conflict (a heuristic hazard): only then is it worth an attribute.
 		if r.Conflict {
-			span.SetAttributes(attribute.Bool("dtc.conflict", true))
+			span.SetAttributes(attribute.String("dtc.participant.state", string(r.State)), attribute.Bool("dtc.conflict", true))
 		}
 	}
 	span.End()

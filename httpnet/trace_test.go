@@ -232,9 +232,15 @@ func TestBatchRequestsCarryTheirOwnTrace(t *testing.T) {
 	f.release <- struct{}{}
 	eventually(t, "both batch spans end", func() bool { return len(spansOf(exp, "dtc.batch")) == 2 })
 
+	inBatch := map[trace.SpanID]bool{} // the dtc.transaction spans of b2 and b3
+	for _, s := range spansOf(exp, "dtc.transaction") {
+		if id := attr(s, "dtc.txn.id"); id == "b2" || id == "b3" {
+			inBatch[s.SpanContext.SpanID()] = true
+		}
+	}
 	commits := map[trace.SpanID]bool{}
 	for _, s := range spansOf(exp, "dtc.commit") {
-		if attr(s, "dtc.batch.ops") == "2" {
+		if inBatch[s.Parent.SpanID()] {
 			commits[s.SpanContext.SpanID()] = true
 		}
 	}

@@ -454,12 +454,15 @@ const (
 // do performs one request and turns the answer into a Reply.
 func (t *Transport) do(ctx context.Context, m coordinator.Message, buf *[]byte) coordinator.Reply {
 	r := coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind}
-	var span trace.Span
+	var (
+		sc   trace.SpanContext
+		span trace.Span
+	)
 	if t.trace != nil {
-		ctx, span = t.trace.startSend(ctx, &m, 0)
+		sc, span = t.trace.startSend(&m)
 		defer endSend(span, &r)
 	}
-	err := t.exchange(ctx, m, &r, buf)
+	err := t.exchange(ctx, m, &r, buf, sc)
 	if err != nil {
 		var se *sendError
 		if !errors.As(err, &se) {
@@ -479,7 +482,8 @@ func (t *Transport) do(ctx context.Context, m coordinator.Message, buf *[]byte) 
 
 // exchange performs the request of m and reads the answer into r. The answer's body is
 // read into *buf, which is grown as needed and kept for the next exchange when small.
-func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coordinator.Reply, buf *[]byte) error {
+// sc, if valid, goes with the request as its traceparent.
+func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coordinator.Reply, buf *[]byte, sc trace.SpanContext) error {
 	timeout := m.Timeout
 	if timeout <= 0 {
 		timeout = t.o.RequestTimeout
@@ -499,7 +503,7 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 		return &sendError{kind: errKindMalformed, msg: err.Error()}
 	}
 	if t.trace != nil {
-		t.trace.inject(ctx, req)
+		t.trace.inject(sc, req)
 	}
 	t.stats.count(m.Kind)
 	resp, body, eof, err := t.fetch(req, m.Kind.String(), m.URL, timeout, t.o.ResponseMaxBytes, buf)
