@@ -136,6 +136,33 @@ func (ino *memInode) crash(name string, keep func(string, []byte) int) {
 	ino.dirty, ino.resized = false, false
 }
 
+// Clone returns a deep copy of m, durable and current contents alike, with
+// the same fault hooks: a test can crash the copy in several ways from one
+// state. Handles opened on m do not work on the copy.
+func (m *MemFS) Clone() *MemFS {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := &MemFS{dirs: maps.Clone(m.dirs), names: map[string]*memInode{},
+		durable: map[string]*memInode{}, faults: m.faults, gen: m.gen + 1}
+	copies := map[*memInode]*memInode{}
+	dup := func(ino *memInode) *memInode {
+		if cp, ok := copies[ino]; ok {
+			return cp
+		}
+		cp := *ino
+		cp.durable, cp.current = slices.Clone(ino.durable), slices.Clone(ino.current)
+		copies[ino] = &cp
+		return &cp
+	}
+	for name, ino := range m.names {
+		c.names[name] = dup(ino)
+	}
+	for name, ino := range m.durable {
+		c.durable[name] = dup(ino)
+	}
+	return c
+}
+
 // FlipBit flips bit (0..7) of the byte at off in both the durable and the
 // current content of the file name: a bit rotting on the disk. It panics if
 // the file or the offset does not exist (a broken test).
