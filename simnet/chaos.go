@@ -175,6 +175,16 @@ func (s *sim) fatal(node int, why string) {
 	s.restartAfter(node, uniform(s.chaosRng, s.knobs.RestartMin, s.knobs.RestartMax))
 }
 
+// startFailed is a process that died while starting (its log did not open, or an
+// fsync of its repair failed): like any crash, its disk forgets what it wrote and did
+// not sync, torn if the power failed during the start's fsync. Keeping those writes
+// would let the next start read, as if durable, a torn tail's repair that never
+// reached the disk, and the next torn crash would tear through bytes that belong to
+// no frame of the sync it cuts.
+func (s *sim) startFailed(node int) {
+	s.diskOf(node).crash()
+}
+
 // powerCut arms a crash at the node's next fsync: the sync fails, and a prefix of what
 // it had written survives (a torn final write).
 func (s *sim) powerCut(node int) {

@@ -153,6 +153,7 @@ func (c *coordNode) restart() {
 	if err := c.start(); err != nil {
 		s.stats.RestartsFailed++
 		s.up[coordID] = false
+		s.startFailed(coordID)
 		s.note(coordID, "does not start: %v", err)
 		if errors.Is(err, wal.ErrNoSpace) || errors.Is(err, wal.ErrSyncFailed) {
 			s.after(200*time.Millisecond, c.restart) // the disk may have room later

@@ -1,6 +1,7 @@
 package simnet
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -98,11 +99,11 @@ func (d *disk) crash() {
 		lo, hi int64 // the bytes the flip may hit
 	}
 	var flips []flip
-	d.fs.CrashTorn(func(name string, unsynced []byte) int {
+	d.fs.CrashTornAt(func(name string, lo int64, unsynced []byte) int {
 		k := s.diskRng.IntN(len(unsynced) + 1)
 		s.tracef(d.node, "disk: torn write keeps %d of %d unsynced bytes of %s", k, len(unsynced), shortName(name))
 		if k > 0 && s.knobs.BitFlipRate > 0 && s.diskRng.Float64() < s.knobs.BitFlipRate {
-			if lo, hi, ok := d.tornPayload(name, int64(k), int64(len(unsynced))); ok {
+			if lo, hi, ok := d.tornPayload(name, lo, int64(k), unsynced); ok {
 				flips = append(flips, flip{name, lo, hi})
 			}
 		}
@@ -118,35 +119,29 @@ func (d *disk) crash() {
 	d.frames = nil
 }
 
-// tornPayload finds, in segment file name whose unsynced writes were cut after k of n
-// bytes, the written part of the payload of the frame the cut went through: garbage
-// there is still a torn write (the frame's end was never written). It reports false if
-// the cut fell between frames or inside a frame header: the wal's torn-tail rule (a
-// prefix of a frame, then zeros) has no room for garbage in a length field, and such a
-// log is refused as corrupt by design.
-func (d *disk) tornPayload(name string, k, n int64) (lo, hi int64, ok bool) {
+// tornPayload finds, in segment file name whose unsynced bytes (from offset base on)
+// were cut after k of them, the written part of the payload of the frame the cut went
+// through: garbage there is still a torn write (the frame's end was never written). It
+// reports false if the cut fell between frames, inside a frame header or outside the
+// frames of the sync that was running (the unsynced bytes may hold more than its
+// frames): the wal's torn-tail rule (a prefix of a frame, then zeros) has no room for
+// garbage in a length field or in a complete frame, and such a log is refused as
+// corrupt by design. Each frame's end is read from its own length field, never
+// inferred from the extent of the unsynced bytes.
+func (d *disk) tornPayload(name string, base, k int64, unsynced []byte) (lo, hi int64, ok bool) {
 	seg, isSeg := segmentIndex(name)
 	if !isSeg {
 		return 0, 0, false
 	}
-	var starts []int64
-	for _, p := range d.frames {
-		if p.Segment == seg {
-			starts = append(starts, p.Offset)
-		}
-	}
-	if len(starts) == 0 {
-		return 0, 0, false
-	}
-	base := starts[0] // the hull of unsynced writes begins with this sync's first frame
 	cut := base + k
-	for i, start := range starts {
-		end := base + n
-		if i+1 < len(starts) {
-			end = starts[i+1]
+	for _, p := range d.frames {
+		if p.Segment != seg || p.Offset < base || p.Offset+8 > base+int64(len(unsynced)) {
+			continue
 		}
-		if start+8 < cut && cut < end {
-			return start + 8, cut, true
+		rel := p.Offset - base
+		end := p.Offset + 8 + int64(binary.LittleEndian.Uint32(unsynced[rel:]))
+		if p.Offset+8 < cut && cut < end {
+			return p.Offset + 8, cut, true
 		}
 	}
 	return 0, 0, false

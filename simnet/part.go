@@ -116,6 +116,7 @@ func (p *partNode) restart() {
 		s.stats.RestartsFailed++
 		s.up[p.id] = false
 		p.core = nil
+		s.startFailed(p.id)
 		s.note(p.id, "does not start: %v", err)
 		if errors.Is(err, wal.ErrNoSpace) || errors.Is(err, wal.ErrSyncFailed) {
 			s.after(200*time.Millisecond, p.restart)

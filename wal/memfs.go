@@ -93,6 +93,16 @@ func (m *MemFS) Crash() { m.CrashTorn(nil) }
 // synced). keep is called in name order, with the file's durable name. A nil
 // keep keeps nothing.
 func (m *MemFS) CrashTorn(keep func(name string, unsynced []byte) int) {
+	if keep == nil {
+		m.CrashTornAt(nil)
+		return
+	}
+	m.CrashTornAt(func(name string, _ int64, unsynced []byte) int { return keep(name, unsynced) })
+}
+
+// CrashTornAt is CrashTorn, telling keep also where in the file the unsynced
+// bytes begin (off), so that it can tell which frames they hold.
+func (m *MemFS) CrashTornAt(keep func(name string, off int64, unsynced []byte) int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.gen++
@@ -116,11 +126,11 @@ func (m *MemFS) CrashTorn(keep func(name string, unsynced []byte) int) {
 	m.durable = maps.Clone(survivors)
 }
 
-func (ino *memInode) crash(name string, keep func(string, []byte) int) {
+func (ino *memInode) crash(name string, keep func(string, int64, []byte) int) {
 	if ino.dirty && keep != nil {
 		lo, hi := ino.dirtyLo, min(ino.dirtyHi, int64(len(ino.current)))
 		if lo < hi {
-			k := int64(keep(name, slices.Clone(ino.current[lo:hi])))
+			k := int64(keep(name, lo, slices.Clone(ino.current[lo:hi])))
 			k = max(0, min(k, hi-lo))
 			if k > 0 {
 				res := slices.Clone(ino.durable)
