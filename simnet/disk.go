@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"strings"
 	"syscall"
 
@@ -166,30 +167,81 @@ func segmentPath(dir string, idx uint64) string { return fmt.Sprintf("%s/%016x.w
 
 func shortName(name string) string { return name[strings.LastIndexByte(name, '/')+1:] }
 
-// flipFirstRecord flips a bit in the payload of the first record of the oldest segment:
-// rot in the middle of the log, which the wal must refuse to open.
-func (d *disk) flipFirstRecord() error {
+// frame is where one valid record lies in a segment file: its frame at off, its
+// payload from off+8 to end.
+type frame struct{ off, end int64 }
+
+// syncedFrames lists the valid frames of segment content b, in order, up to the first
+// one that is not valid (a torn tail) or the end marker. Called on the durable content
+// (right after a crash, or anywhere in a sealed segment), they are synced records.
+func syncedFrames(b []byte) []frame {
+	const header, frameHeader = 24, 8
+	var out []frame
+	for off := int64(header); off+frameHeader <= int64(len(b)); {
+		n := int64(binary.LittleEndian.Uint32(b[off:]))
+		crc := binary.LittleEndian.Uint32(b[off+4:])
+		end := off + frameHeader + n
+		if n == 0 && crc == 0 || end > int64(len(b)) {
+			break
+		}
+		h := crc32.Update(crc32.Checksum(b[off:off+4], castagnoli), castagnoli, b[off+frameHeader:end])
+		if h != crc {
+			break
+		}
+		out = append(out, frame{off, end})
+		off = end
+	}
+	return out
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// rot flips a bit in the payload of a synced record of the node's log, as rot on the
+// platter would: the last durable record (a decision already told, a prepare already
+// ACKed) if last, else one drawn among all of them. It may be called on the disk of
+// a node that runs as well as on one that is down: only durable bytes count. The log must refuse to
+// open, naming the segment and offset; the simulator counts that refusal as expected
+// (s.rotted) and any other refusal as a durability violation. It reports false if the
+// log holds no record yet.
+func (d *disk) rot(last bool) (bool, error) {
 	names, err := d.fs.ReadDir(d.dir)
 	if err != nil {
-		return err
+		return false, err
 	}
+	type rec struct {
+		name string
+		f    frame
+	}
+	var recs []rec
 	for _, n := range names {
 		if _, ok := segmentIndex(n); !ok {
 			continue
 		}
-		path := d.dir + "/" + n
-		b, err := d.fs.ReadFile(path)
+		b, err := d.fs.ReadDurable(d.dir + "/" + n)
 		if err != nil {
-			return err
+			return false, err
 		}
-		const header, frameHeader = 24, 8
-		if len(b) < header+frameHeader+1 || b[header] == 0 && b[header+1] == 0 && b[header+2] == 0 && b[header+3] == 0 {
-			return fmt.Errorf("%s holds no record", n)
+		for _, f := range syncedFrames(b) {
+			recs = append(recs, rec{n, f})
 		}
-		off := int64(header + frameHeader)
-		d.fs.FlipBit(path, off, 3)
-		d.s.tracef(d.node, "disk: bit 3 of byte %d of %s flips (rot in the first record)", off, n)
-		return nil
 	}
-	return fmt.Errorf("no segment in %s", d.dir)
+	if len(recs) == 0 {
+		return false, nil
+	}
+	s := d.s
+	r, what := recs[len(recs)-1], "the last durable record"
+	if !last {
+		r, what = recs[s.diskRng.IntN(len(recs))], "a synced record"
+	}
+	off := r.f.off + 4 // an empty payload: rot in its CRC
+	if n := r.f.end - r.f.off - 8; n > 0 {
+		off = r.f.off + 8 + s.diskRng.Int64N(n)
+	}
+	bit := uint(s.diskRng.IntN(8))
+	d.fs.FlipBit(d.dir+"/"+r.name, off, bit)
+	s.stats.RotFlips++
+	s.rotted[d.node] = true
+	s.rotDown[d.node] = s.rotDown[d.node] || !s.up[d.node]
+	s.tracef(d.node, "disk: bit %d of byte %d of %s flips: rot in %s (frame at offset %d)", bit, off, r.name, what, r.f.off)
+	return true, nil
 }

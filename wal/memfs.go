@@ -200,6 +200,18 @@ func (m *MemFS) ReadFile(name string) ([]byte, error) {
 	return slices.Clone(ino.current), nil
 }
 
+// ReadDurable returns a copy of the durable content of the file name: what a
+// crash now would leave of it.
+func (m *MemFS) ReadDurable(name string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ino := m.names[filepath.Clean(name)]
+	if ino == nil {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: fs.ErrNotExist}
+	}
+	return slices.Clone(ino.durable), nil
+}
+
 // MkdirAll creates dir and its parents. Directories are durable at once.
 func (m *MemFS) MkdirAll(dir string) error {
 	m.mu.Lock()
