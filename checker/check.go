@@ -17,9 +17,12 @@ const (
 	KindLiveness        = "liveness"
 	KindLinearizability = "linearizability"
 	KindBank            = "bank"
+	// KindDurability: a log refused to start (or lost a record) with no rot injected:
+	// the simulator reports it, the history cannot show it.
+	KindDurability = "durability"
 )
 
-var kindOrder = []string{KindAtomicity, KindValidity, KindStability, KindLiveness, KindLinearizability, KindBank}
+var kindOrder = []string{KindAtomicity, KindValidity, KindStability, KindLiveness, KindLinearizability, KindBank, KindDurability}
 
 // Violation is one broken invariant. Detail is a complete sentence naming the
 // transaction, who saw what and when.

@@ -38,6 +38,10 @@ type Knobs struct {
 	RestartMax      time.Duration
 	TornRate        float64
 	BitFlipRate     float64
+	// RotRate is the fraction of the other crashes (not torn) after which a bit of a
+	// synced record rots while the node is down: the last durable record or, half of
+	// the time, any synced one. Its log must refuse to start (that ends the run).
+	RotRate float64
 
 	// Disk: an fsync takes a time drawn from [SyncLatencyMin, SyncLatencyMax] and fails
 	// with probability SyncErrRate (fatal: the node crashes and restarts). A disk fills
@@ -154,6 +158,11 @@ func Draw(seed uint64) Knobs {
 		k.Passive = 1 + r.IntN(3)
 		k.PassiveNoStatus = r.IntN(k.Passive + 1)
 	}
+	// Rot ends a run at the next start of the node: rare, so that most runs go on to
+	// the heal phase. Drawn after the rest for the same reason.
+	if k.CrashEvery > 0 && r.IntN(8) == 0 {
+		k.RotRate = rate(0.02, 0.2)
+	}
 	return k
 }
 
@@ -187,6 +196,9 @@ func (k Knobs) String() string {
 		if k.BitFlipRate > 0 {
 			f("bitflip=%.2f", k.BitFlipRate)
 		}
+		if k.RotRate > 0 {
+			f("rot=%.3f", k.RotRate)
+		}
 	}
 	f("fsync=%v..%v", k.SyncLatencyMin, k.SyncLatencyMax)
 	if k.SyncErrRate > 0 {
@@ -211,7 +223,7 @@ func (k Knobs) Validate() error {
 	}{
 		{"LatencyTailRate", k.LatencyTailRate}, {"DropRate", k.DropRate}, {"DupRate", k.DupRate},
 		{"OneWayRate", k.OneWayRate}, {"CoordCrashShare", k.CoordCrashShare}, {"TornRate", k.TornRate},
-		{"BitFlipRate", k.BitFlipRate}, {"SyncErrRate", k.SyncErrRate},
+		{"BitFlipRate", k.BitFlipRate}, {"RotRate", k.RotRate}, {"SyncErrRate", k.SyncErrRate},
 	} {
 		if r.v < 0 || r.v > 1 {
 			return fmt.Errorf("faults: %s is %v, must be within [0, 1]", r.name, r.v)

@@ -86,7 +86,7 @@ const (
 	ActPartition                       // cut Node from Peer ("" = everyone), both ways unless OneWay
 	ActFailSync                        // the next Count fsyncs of Node fail
 	ActDiskFull                        // Node's disk refuses writes
-	ActFlipBit                         // flip a bit in the last durable record of Node's log
+	ActFlipBit                         // flip a bit in the last durable record of Node's log (Anywhere: any synced record)
 	ActDrop                            // drop the message at the point (a send point or QueryAnswered)
 	ActDelay                           // delay the message at the point by Until
 )
@@ -99,6 +99,9 @@ type Action struct {
 	OneWay bool   // ActPartition: only Node → Peer is cut
 	Torn   bool   // ActCrash: keep a torn prefix of the unsynced log tail
 	Count  int    // ActFailSync: how many fsyncs fail (at least 1)
+	// ActFlipBit: the record is drawn among every synced record of the log, not the
+	// last durable one.
+	Anywhere bool
 }
 
 // At starts a fault that fires at virtual time d.
@@ -181,9 +184,17 @@ func (f Fault) FailSyncs(node string, n int) Fault {
 // FillDisk makes node's disk refuse every write.
 func (f Fault) FillDisk(node string) Fault { f.Do = Action{Kind: ActDiskFull, Node: node}; return f }
 
-// FlipBit flips a bit in the last durable record of node's log: rot in the middle of
-// the log (once more records follow it), which must stop the node from starting.
+// FlipBit flips a bit in the payload of the last durable record of node's log (a
+// decision already told, a prepare already ACKed): rot, which must stop the node from
+// starting next time, with an error naming the segment and offset. Nothing may be
+// truncated away as if it were a torn tail.
 func (f Fault) FlipBit(node string) Fault { f.Do = Action{Kind: ActFlipBit, Node: node}; return f }
+
+// FlipBitAnywhere is FlipBit in a synced record drawn among all of node's log.
+func (f Fault) FlipBitAnywhere(node string) Fault {
+	f.Do = Action{Kind: ActFlipBit, Node: node, Anywhere: true}
+	return f
+}
 
 // Drop loses the message being sent at the fault's point.
 func (f Fault) Drop() Fault {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dtc-project/dtc/checker"
 	"github.com/dtc-project/dtc/faults"
 )
 
@@ -122,8 +123,8 @@ func (s *sim) apply(f faults.Fault) {
 			})
 		}
 	case faults.ActFlipBit:
-		if err := s.diskOf(node).flipFirstRecord(); err != nil {
-			s.tracef(node, "fault: no bit to flip: %v", err)
+		if ok, err := s.diskOf(node).rot(!a.Anywhere); err != nil || !ok {
+			s.tracef(node, "fault: no synced record to flip a bit in (%v)", err)
 		}
 	}
 }
@@ -173,6 +174,42 @@ func (s *sim) fatal(node int, why string) {
 	}
 	s.crash(node, why)
 	s.restartAfter(node, uniform(s.chaosRng, s.knobs.RestartMin, s.knobs.RestartMax))
+}
+
+// startFailed is a process that died while starting (its log did not open, or an
+// fsync of its repair failed): like any crash, its disk forgets what it wrote and did
+// not sync, torn if the power failed during the start's fsync. Keeping those writes
+// would let the next start read, as if durable, a torn tail's repair that never
+// reached the disk, and the next torn crash would tear through bytes that belong to
+// no frame of the sync it cuts.
+func (s *sim) startFailed(node int) {
+	s.diskOf(node).crash()
+}
+
+// refused judges a start that failed because the node's log is corrupt. After injected
+// rot that is what the log must do: the refusal is expected and ends the run (an
+// operator must step in; nothing after it can be asked of the cluster). Without rot it
+// is a durability violation: the log lost what it had made durable to a fault it must
+// survive.
+func (s *sim) refused(node int, err error) {
+	if s.rotted[node] {
+		s.stats.RotRefusals++
+		s.note(node, "refuses to start after rot, as it must: %v", err)
+		s.rotStop = true
+		s.stopped = true
+		return
+	}
+	s.violation(checker.KindDurability, "", "%s refuses to start with no rot injected: %v", s.names[node], err)
+}
+
+// started is a node that started: after rot injected while it was down that is a
+// log that accepted a corrupt record, a durability violation. (Rot injected while it
+// ran may have been in a segment it removed since.)
+func (s *sim) started(node int) {
+	if s.rotDown[node] {
+		s.violation(checker.KindDurability, "", "%s starts although a synced record of its log rotted", s.names[node])
+	}
+	s.rotted[node], s.rotDown[node] = false, false
 }
 
 // powerCut arms a crash at the node's next fsync: the sync fails, and a prefix of what
@@ -248,6 +285,17 @@ func (s *sim) randomCrash() {
 			s.powerCut(node)
 		} else {
 			s.crash(node, "random")
+			if k.RotRate > 0 && s.chaosRng.Float64() < k.RotRate {
+				last := s.chaosRng.IntN(2) == 0
+				d := s.diskOf(node)
+				s.atBoundary(func() { // after the crash: the disk holds only what is durable
+					if ok, err := d.rot(last); err != nil {
+						s.tracef(node, "fault: no bit to flip: %v", err)
+					} else if ok {
+						s.note(node, "rot: a bit of a synced record flips while it is down")
+					}
+				})
+			}
 			s.restartAfter(node, uniform(s.chaosRng, k.RestartMin, k.RestartMax))
 		}
 	}

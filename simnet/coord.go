@@ -153,15 +153,19 @@ func (c *coordNode) restart() {
 	if err := c.start(); err != nil {
 		s.stats.RestartsFailed++
 		s.up[coordID] = false
+		s.startFailed(coordID)
 		s.note(coordID, "does not start: %v", err)
 		if errors.Is(err, wal.ErrNoSpace) || errors.Is(err, wal.ErrSyncFailed) {
 			s.after(200*time.Millisecond, c.restart) // the disk may have room later
-		} else if !errors.Is(err, wal.ErrCorrupt) {
+		} else if errors.Is(err, wal.ErrCorrupt) {
+			s.refused(coordID, err)
+		} else {
 			s.violation("restart", "", "coordinator cannot restart: %v", err)
 		}
 		c.eng = nil
 		return
 	}
+	s.started(coordID)
 	s.note(coordID, "restarted (restart %d)", c.restarts)
 }
 

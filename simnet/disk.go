@@ -1,8 +1,10 @@
 package simnet
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"strings"
 	"syscall"
 
@@ -98,11 +100,11 @@ func (d *disk) crash() {
 		lo, hi int64 // the bytes the flip may hit
 	}
 	var flips []flip
-	d.fs.CrashTorn(func(name string, unsynced []byte) int {
+	d.fs.CrashTornAt(func(name string, lo int64, unsynced []byte) int {
 		k := s.diskRng.IntN(len(unsynced) + 1)
 		s.tracef(d.node, "disk: torn write keeps %d of %d unsynced bytes of %s", k, len(unsynced), shortName(name))
 		if k > 0 && s.knobs.BitFlipRate > 0 && s.diskRng.Float64() < s.knobs.BitFlipRate {
-			if lo, hi, ok := d.tornPayload(name, int64(k), int64(len(unsynced))); ok {
+			if lo, hi, ok := d.tornPayload(name, lo, int64(k), unsynced); ok {
 				flips = append(flips, flip{name, lo, hi})
 			}
 		}
@@ -118,35 +120,29 @@ func (d *disk) crash() {
 	d.frames = nil
 }
 
-// tornPayload finds, in segment file name whose unsynced writes were cut after k of n
-// bytes, the written part of the payload of the frame the cut went through: garbage
-// there is still a torn write (the frame's end was never written). It reports false if
-// the cut fell between frames or inside a frame header: the wal's torn-tail rule (a
-// prefix of a frame, then zeros) has no room for garbage in a length field, and such a
-// log is refused as corrupt by design.
-func (d *disk) tornPayload(name string, k, n int64) (lo, hi int64, ok bool) {
+// tornPayload finds, in segment file name whose unsynced bytes (from offset base on)
+// were cut after k of them, the written part of the payload of the frame the cut went
+// through: garbage there is still a torn write (the frame's end was never written). It
+// reports false if the cut fell between frames, inside a frame header or outside the
+// frames of the sync that was running (the unsynced bytes may hold more than its
+// frames): the wal's torn-tail rule (a prefix of a frame, then zeros) has no room for
+// garbage in a length field or in a complete frame, and such a log is refused as
+// corrupt by design. Each frame's end is read from its own length field, never
+// inferred from the extent of the unsynced bytes.
+func (d *disk) tornPayload(name string, base, k int64, unsynced []byte) (lo, hi int64, ok bool) {
 	seg, isSeg := segmentIndex(name)
 	if !isSeg {
 		return 0, 0, false
 	}
-	var starts []int64
-	for _, p := range d.frames {
-		if p.Segment == seg {
-			starts = append(starts, p.Offset)
-		}
-	}
-	if len(starts) == 0 {
-		return 0, 0, false
-	}
-	base := starts[0] // the hull of unsynced writes begins with this sync's first frame
 	cut := base + k
-	for i, start := range starts {
-		end := base + n
-		if i+1 < len(starts) {
-			end = starts[i+1]
+	for _, p := range d.frames {
+		if p.Segment != seg || p.Offset < base || p.Offset+8 > base+int64(len(unsynced)) {
+			continue
 		}
-		if start+8 < cut && cut < end {
-			return start + 8, cut, true
+		rel := p.Offset - base
+		end := p.Offset + 8 + int64(binary.LittleEndian.Uint32(unsynced[rel:]))
+		if p.Offset+8 < cut && cut < end {
+			return p.Offset + 8, cut, true
 		}
 	}
 	return 0, 0, false
@@ -171,30 +167,81 @@ func segmentPath(dir string, idx uint64) string { return fmt.Sprintf("%s/%016x.w
 
 func shortName(name string) string { return name[strings.LastIndexByte(name, '/')+1:] }
 
-// flipFirstRecord flips a bit in the payload of the first record of the oldest segment:
-// rot in the middle of the log, which the wal must refuse to open.
-func (d *disk) flipFirstRecord() error {
+// frame is where one valid record lies in a segment file: its frame at off, its
+// payload from off+8 to end.
+type frame struct{ off, end int64 }
+
+// syncedFrames lists the valid frames of segment content b, in order, up to the first
+// one that is not valid (a torn tail) or the end marker. Called on the durable content
+// (right after a crash, or anywhere in a sealed segment), they are synced records.
+func syncedFrames(b []byte) []frame {
+	const header, frameHeader = 24, 8
+	var out []frame
+	for off := int64(header); off+frameHeader <= int64(len(b)); {
+		n := int64(binary.LittleEndian.Uint32(b[off:]))
+		crc := binary.LittleEndian.Uint32(b[off+4:])
+		end := off + frameHeader + n
+		if n == 0 && crc == 0 || end > int64(len(b)) {
+			break
+		}
+		h := crc32.Update(crc32.Checksum(b[off:off+4], castagnoli), castagnoli, b[off+frameHeader:end])
+		if h != crc {
+			break
+		}
+		out = append(out, frame{off, end})
+		off = end
+	}
+	return out
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// rot flips a bit in the payload of a synced record of the node's log, as rot on the
+// platter would: the last durable record (a decision already told, a prepare already
+// ACKed) if last, else one drawn among all of them. It may be called on the disk of
+// a node that runs as well as on one that is down: only durable bytes count. The log must refuse to
+// open, naming the segment and offset; the simulator counts that refusal as expected
+// (s.rotted) and any other refusal as a durability violation. It reports false if the
+// log holds no record yet.
+func (d *disk) rot(last bool) (bool, error) {
 	names, err := d.fs.ReadDir(d.dir)
 	if err != nil {
-		return err
+		return false, err
 	}
+	type rec struct {
+		name string
+		f    frame
+	}
+	var recs []rec
 	for _, n := range names {
 		if _, ok := segmentIndex(n); !ok {
 			continue
 		}
-		path := d.dir + "/" + n
-		b, err := d.fs.ReadFile(path)
+		b, err := d.fs.ReadDurable(d.dir + "/" + n)
 		if err != nil {
-			return err
+			return false, err
 		}
-		const header, frameHeader = 24, 8
-		if len(b) < header+frameHeader+1 || b[header] == 0 && b[header+1] == 0 && b[header+2] == 0 && b[header+3] == 0 {
-			return fmt.Errorf("%s holds no record", n)
+		for _, f := range syncedFrames(b) {
+			recs = append(recs, rec{n, f})
 		}
-		off := int64(header + frameHeader)
-		d.fs.FlipBit(path, off, 3)
-		d.s.tracef(d.node, "disk: bit 3 of byte %d of %s flips (rot in the first record)", off, n)
-		return nil
 	}
-	return fmt.Errorf("no segment in %s", d.dir)
+	if len(recs) == 0 {
+		return false, nil
+	}
+	s := d.s
+	r, what := recs[len(recs)-1], "the last durable record"
+	if !last {
+		r, what = recs[s.diskRng.IntN(len(recs))], "a synced record"
+	}
+	off := r.f.off + 4 // an empty payload: rot in its CRC
+	if n := r.f.end - r.f.off - 8; n > 0 {
+		off = r.f.off + 8 + s.diskRng.Int64N(n)
+	}
+	bit := uint(s.diskRng.IntN(8))
+	d.fs.FlipBit(d.dir+"/"+r.name, off, bit)
+	s.stats.RotFlips++
+	s.rotted[d.node] = true
+	s.rotDown[d.node] = s.rotDown[d.node] || !s.up[d.node]
+	s.tracef(d.node, "disk: bit %d of byte %d of %s flips: rot in %s (frame at offset %d)", bit, off, r.name, what, r.f.off)
+	return true, nil
 }

@@ -13,7 +13,8 @@
 //	          coordinator.Engine ── coordlog.ShardLog ── coordlog.SyncSink ── wal.Log
 //	                                                                            │
 //	          disks: wal.MemFS per node — unsynced writes lost in a crash, torn  ▼
-//	          final writes, bit flips, fsync errors (fatal), a full disk
+//	          final writes, bit flips in torn frames, rot in synced records, fsync
+//	          errors (fatal), a full disk
 //
 // The scheduler is a heap of events ordered by virtual time and insertion order. Every
 // random choice is drawn from a PCG stream seeded by the run's seed (one stream per
@@ -35,6 +36,14 @@
 //     votes, what participants applied, final states) goes through checker.Check, the
 //     final balances through checker.CheckBank, and the simulator adds what it checks
 //     online (a participant must never ACK a prepare after acknowledging the rollback).
+//
+// Rot (Knobs.RotRate, or a FlipBit fault) flips a bit in a synced record: the last
+// durable one, or any. The node's log must then refuse to start, naming segment and
+// offset; that refusal is expected and ends the run there (liveness and the final
+// balances are not checked: a node is down until an operator steps in). A log that
+// refuses to start with no rot injected, or starts despite rot injected while it was
+// down, is a durability violation. A start that fails is a crash like any other: its
+// disk forgets what the start wrote and did not sync.
 //
 // The coordinator checkpoints every 700 ms of virtual time and removes the segments its
 // last completed checkpoint made obsolete, as the daemon does; participants checkpoint

@@ -116,14 +116,18 @@ func (p *partNode) restart() {
 		s.stats.RestartsFailed++
 		s.up[p.id] = false
 		p.core = nil
+		s.startFailed(p.id)
 		s.note(p.id, "does not start: %v", err)
 		if errors.Is(err, wal.ErrNoSpace) || errors.Is(err, wal.ErrSyncFailed) {
 			s.after(200*time.Millisecond, p.restart)
-		} else if !errors.Is(err, wal.ErrCorrupt) {
+		} else if errors.Is(err, wal.ErrCorrupt) {
+			s.refused(p.id, err)
+		} else {
 			s.violation("restart", "", "%s cannot restart: %v", p.name, err)
 		}
 		return
 	}
+	s.started(p.id)
 	s.note(p.id, "restarted (restart %d)", p.restarts)
 }
 

@@ -72,6 +72,13 @@ type sim struct {
 	// incarnations: every transaction id (client id and nonce) a participant was sent.
 	incarnations  map[string]bool
 	simViolations []checker.Violation
+	// rotted: nodes whose synced records rot was injected into; their log must refuse
+	// to open. rotStop: a log refused, as it had to; the run ends there, and nothing
+	// after it (liveness, balances) can be asked of it.
+	// rotDown: the rot was injected while the node was down, so nothing can have
+	// removed the record before the node's next start.
+	rotted, rotDown map[int]bool
+	rotStop         bool
 
 	stats Stats
 }
@@ -85,7 +92,9 @@ type Stats struct {
 	Crashes        int
 	CoordCrashes   int
 	TornCrashes    int
-	BitFlips       int
+	BitFlips       int // bits flipped in torn frames (garbage the log repairs)
+	RotFlips       int // bits flipped in synced records (rot the log must refuse)
+	RotRefusals    int // starts refused, as they must be, after rot was injected
 	SyncErrors     int
 	DiskFullErrors int
 	Partitions     int
@@ -137,6 +146,7 @@ func newSim(o Options) *sim {
 	s.rolledBack = map[string]bool{}
 	s.presumedAborted = map[string]int64{}
 	s.incarnations = map[string]bool{}
+	s.rotted, s.rotDown = map[int]bool{}, map[int]bool{}
 
 	s.coordCfg = coordinator.DefaultConfig()
 	s.coordCfg.PrepareTimeout = s.knobs.PrepareTimeout

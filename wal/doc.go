@@ -132,7 +132,10 @@
 //
 // Repair. A read-write Open overwrites a torn tail with zeros (the file
 // keeps its size: "truncating" here means zeroing, since segments are
-// preallocated), fsyncs it, and appends from there. It also removes empty
+// preallocated), and appends from there. It zeroes back to front in three
+// steps, each fsynced: the payload, then the CRC, then the length, so that a
+// power cut during the repair leaves a torn tail again (or the end marker),
+// never an end marker followed by the rest of the torn frame. It also removes empty
 // segments beyond the spare. A read-only Open (Options.ReadOnly, for
 // `dtc log dump`) changes nothing and reports the torn tail through
 // Log.TornTail.

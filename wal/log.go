@@ -271,18 +271,43 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 	}
 	l.active.f = f
 	if bad != nil {
-		// Zero the torn frame, so that shorter frames written over it do not
-		// leave its bytes behind them.
-		if err := writeZeros(f, bad.off, bad.end); err != nil {
-			return fatalError(fmt.Sprintf("wal: open: zero torn tail of segment %d (%s) at offset %d",
-				l.active.index, segmentName(l.active.index), bad.off), err)
-		}
-		if err := f.Sync(); err != nil {
-			return fatalError(fmt.Sprintf("wal: open: sync segment %d (%s)",
-				l.active.index, segmentName(l.active.index)), err)
+		if err := repairTorn(f, l.active.index, bad); err != nil {
+			return err
 		}
 	}
 	return l.preallocateSpare()
+}
+
+// repairTorn zeroes the torn frame bad in the segment file f, so that shorter
+// frames written over it do not leave its bytes behind them. The power may
+// fail during the repair too, keeping a prefix of what it wrote; so it zeroes
+// back to front, syncing after each step, and every state a crash can leave
+// is still a torn tail (or a clean end):
+//
+//  1. the payload: the header still claims the same extent, whose last byte
+//     and everything after it stay zero;
+//  2. the CRC: the length still claims the extent, now all zeros;
+//  3. the length: a prefix of it zeroed reads lower (or zero, and with the
+//     CRC already zero that is the end marker).
+//
+// Zeroing the whole frame in one write would not do: a prefix of zeros over
+// the header followed by the rest of the torn payload is an end marker
+// followed by data, which is corruption.
+func repairTorn(f File, seg uint64, bad *badFrame) error {
+	steps := [][2]int64{{bad.off + frameHeaderSize, bad.end}, {bad.off + 4, bad.off + frameHeaderSize}, {bad.off, bad.off + 4}}
+	for _, st := range steps {
+		if st[0] >= st[1] {
+			continue
+		}
+		if err := writeZeros(f, st[0], st[1]); err != nil {
+			return fatalError(fmt.Sprintf("wal: open: zero torn tail of segment %d (%s) at offset %d",
+				seg, segmentName(seg), bad.off), err)
+		}
+		if err := f.Sync(); err != nil {
+			return fatalError(fmt.Sprintf("wal: open: sync segment %d (%s)", seg, segmentName(seg)), err)
+		}
+	}
+	return nil
 }
 
 // notTorn is the corruption error for a bad frame that would be a torn tail

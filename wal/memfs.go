@@ -93,6 +93,16 @@ func (m *MemFS) Crash() { m.CrashTorn(nil) }
 // synced). keep is called in name order, with the file's durable name. A nil
 // keep keeps nothing.
 func (m *MemFS) CrashTorn(keep func(name string, unsynced []byte) int) {
+	if keep == nil {
+		m.CrashTornAt(nil)
+		return
+	}
+	m.CrashTornAt(func(name string, _ int64, unsynced []byte) int { return keep(name, unsynced) })
+}
+
+// CrashTornAt is CrashTorn, telling keep also where in the file the unsynced
+// bytes begin (off), so that it can tell which frames they hold.
+func (m *MemFS) CrashTornAt(keep func(name string, off int64, unsynced []byte) int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.gen++
@@ -116,11 +126,11 @@ func (m *MemFS) CrashTorn(keep func(name string, unsynced []byte) int) {
 	m.durable = maps.Clone(survivors)
 }
 
-func (ino *memInode) crash(name string, keep func(string, []byte) int) {
+func (ino *memInode) crash(name string, keep func(string, int64, []byte) int) {
 	if ino.dirty && keep != nil {
 		lo, hi := ino.dirtyLo, min(ino.dirtyHi, int64(len(ino.current)))
 		if lo < hi {
-			k := int64(keep(name, slices.Clone(ino.current[lo:hi])))
+			k := int64(keep(name, lo, slices.Clone(ino.current[lo:hi])))
 			k = max(0, min(k, hi-lo))
 			if k > 0 {
 				res := slices.Clone(ino.durable)
@@ -134,6 +144,33 @@ func (ino *memInode) crash(name string, keep func(string, []byte) int) {
 	}
 	ino.current = slices.Clone(ino.durable)
 	ino.dirty, ino.resized = false, false
+}
+
+// Clone returns a deep copy of m, durable and current contents alike, with
+// the same fault hooks: a test can crash the copy in several ways from one
+// state. Handles opened on m do not work on the copy.
+func (m *MemFS) Clone() *MemFS {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := &MemFS{dirs: maps.Clone(m.dirs), names: map[string]*memInode{},
+		durable: map[string]*memInode{}, faults: m.faults, gen: m.gen + 1}
+	copies := map[*memInode]*memInode{}
+	dup := func(ino *memInode) *memInode {
+		if cp, ok := copies[ino]; ok {
+			return cp
+		}
+		cp := *ino
+		cp.durable, cp.current = slices.Clone(ino.durable), slices.Clone(ino.current)
+		copies[ino] = &cp
+		return &cp
+	}
+	for name, ino := range m.names {
+		c.names[name] = dup(ino)
+	}
+	for name, ino := range m.durable {
+		c.durable[name] = dup(ino)
+	}
+	return c
 }
 
 // FlipBit flips bit (0..7) of the byte at off in both the durable and the
@@ -161,6 +198,18 @@ func (m *MemFS) ReadFile(name string) ([]byte, error) {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: fs.ErrNotExist}
 	}
 	return slices.Clone(ino.current), nil
+}
+
+// ReadDurable returns a copy of the durable content of the file name: what a
+// crash now would leave of it.
+func (m *MemFS) ReadDurable(name string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ino := m.names[filepath.Clean(name)]
+	if ino == nil {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: fs.ErrNotExist}
+	}
+	return slices.Clone(ino.durable), nil
 }
 
 // MkdirAll creates dir and its parents. Directories are durable at once.

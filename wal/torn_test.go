@@ -116,3 +116,64 @@ func TestCrashLosesUnsyncedKeepsSynced(t *testing.T) {
 		t.Fatal("Append on a failed log succeeded")
 	}
 }
+
+// TestPowerCutDuringTheRepairOfATornTail: Open finds a torn tail and zeroes
+// it, and the power fails during the fsync of that repair, keeping each
+// possible prefix of the repair's writes. The log must open again (the torn
+// tail is still a torn tail, or gone), with the synced records, and go on.
+func TestPowerCutDuringTheRepairOfATornTail(t *testing.T) {
+	synced := []string{payload(1, 100), payload(2, 30)}
+	tornRec := payload(3, 150)
+	frameLen := len(appendFrame(nil, []byte(tornRec), payloadCRC([]byte(tornRec))))
+	for cut := 9; cut < frameLen; cut += 7 { // the first crash keeps cut bytes of the frame
+		for step := 0; ; step++ { // the power fails during the repair's step-th fsync
+			m, o := memOptions()
+			l, _ := openLog(t, o)
+			want := appendAll(t, l, synced...)
+			mustSync(t, l)
+			torn := appendAll(t, l, tornRec)[0]
+			seg := segPath(o, torn.pos.Segment)
+			failSyncOf(m, seg)
+			wantErr(t, "Sync", l.Sync(), ErrSyncFailed)
+			m.SetFaults(MemFSFaults{})
+			m.CrashTorn(func(string, []byte) int { return cut })
+
+			syncs := 0
+			m.SetFaults(MemFSFaults{SyncErr: func(n string) error {
+				if n != seg {
+					return nil
+				}
+				syncs++
+				if syncs == step+1 {
+					return syscall.EIO
+				}
+				return nil
+			}})
+			_, err := Open(o, nil)
+			m.SetFaults(MemFSFaults{})
+			if err == nil {
+				break // the repair has fewer fsyncs than step+1: every case is done
+			}
+			wantErr(t, "Open", err, ErrSyncFailed)
+			for keep := 0; ; keep++ {
+				m2 := m.Clone()
+				more := false
+				m2.CrashTorn(func(_ string, unsynced []byte) int {
+					more = keep < len(unsynced)
+					return keep
+				})
+				o2 := o
+				o2.FS = m2
+				l, got := openLog(t, o2)
+				sameRecords(t, got, want)
+				all := append(append([]rec(nil), want...), appendAll(t, l, "x")...)
+				mustSync(t, l)
+				mustClose(t, l)
+				sameRecords(t, replayAll(t, o2), all)
+				if !more {
+					break
+				}
+			}
+		}
+	}
+}

@@ -64,7 +64,7 @@ func (p profile) knobs(seed uint64) *faults.Knobs {
 			k.RestartMax = k.RestartMin + between(0, time.Second)
 		}
 	} else if !on("disk") {
-		k.CrashEvery, k.TornRate, k.BitFlipRate = 0, 0, 0
+		k.CrashEvery, k.TornRate, k.BitFlipRate, k.RotRate = 0, 0, 0, 0
 	}
 	if on("disk") {
 		if k.SyncErrRate == 0 {
@@ -87,7 +87,7 @@ func (p profile) knobs(seed uint64) *faults.Knobs {
 		}
 	} else {
 		k.SyncErrRate, k.DiskFullEvery, k.DiskFullFor = 0, 0, 0
-		k.TornRate, k.BitFlipRate = 0, 0
+		k.TornRate, k.BitFlipRate, k.RotRate = 0, 0, 0
 	}
 	if on("partition") {
 		if k.PartitionEvery == 0 {

@@ -134,6 +134,7 @@ func shrink(o simnet.Options, profileName string, res *simnet.Result) (*shrunkCa
 		func(k *faults.Knobs) bool { v := k.LatencyTailRate > 0; k.LatencyTailRate = 0; return v },
 		func(k *faults.Knobs) bool { v := k.SyncErrRate > 0; k.SyncErrRate = 0; return v },
 		func(k *faults.Knobs) bool { v := k.BitFlipRate > 0; k.BitFlipRate = 0; return v },
+		func(k *faults.Knobs) bool { v := k.RotRate > 0; k.RotRate = 0; return v },
 		func(k *faults.Knobs) bool { v := k.TornRate > 0; k.TornRate = 0; return v },
 		func(k *faults.Knobs) bool {
 			v := k.CrashEvery > 0

@@ -432,6 +432,8 @@ func (s *simSummary) add(r *simnet.Result) {
 	s.stats.CoordCrashes += st.CoordCrashes
 	s.stats.TornCrashes += st.TornCrashes
 	s.stats.BitFlips += st.BitFlips
+	s.stats.RotFlips += st.RotFlips
+	s.stats.RotRefusals += st.RotRefusals
 	s.stats.SyncErrors += st.SyncErrors
 	s.stats.DiskFullErrors += st.DiskFullErrors
 	s.stats.Partitions += st.Partitions
@@ -463,6 +465,7 @@ func (s *simSummary) rows(from uint64, wall time.Duration) [][2]string {
 		{"  fsync errors", fmt.Sprint(st.SyncErrors)},
 		{"  disk-full refusals", fmt.Sprint(st.DiskFullErrors)},
 		{"  bit flips", fmt.Sprint(st.BitFlips)},
+		{"  rot (refused, as it must be)", fmt.Sprintf("%d (%d)", st.RotFlips, st.RotRefusals)},
 		{"  call timeouts", fmt.Sprint(st.Timeouts)},
 	}
 	v := "0"
