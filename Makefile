@@ -27,7 +27,9 @@ vet:
 # The whole suite: formatting, vet, unit tests, scenarios, then the race detector on the
 # concurrent packages. go test ./... includes the chaos campaigns: a simulated one of 300
 # swarm seeds (cmd/chaos) and a short real one, dtc and three banks with 34 kill -9s,
-# proxy faults and failpoints, plus a deliberately broken build it must catch (chaosreal).
+# proxy faults and failpoints, plus a deliberately broken build it must catch, and a
+# cluster one: three dtc serve --cluster nodes over an embedded etcd, kill -9s and
+# SIGSTOPs past the lease (chaosreal).
 test: lint
 	$(GO) test -count=1 $(PKGS)
 	DTC_TEST_DB_RESTART=1 $(GO) test -count=1 -run TestDatabaseRestart ./sqlpart/
@@ -68,13 +70,16 @@ race:
 # A short fault campaign from the command line: simulated swarm seeds, then real dtc and
 # bank processes built with their failpoints live (go build -toolexec, in a cache and a
 # temporary directory of their own: the tree is never rewritten, which the last step
-# checks). Reports go to $TMPDIR/dtc-chaos; see README "Chaos".
+# checks), then the same with dtc as a cluster of three nodes over an embedded etcd,
+# nodes killed and paused (SIGSTOP) past their lease. Reports go to $TMPDIR/dtc-chaos;
+# see README "Chaos".
 CHAOS_SEEDS    ?= 200
 CHAOS_DURATION ?= 30s
 CHAOS_SEED     ?= 1
 chaos:
 	$(GO) run ./cmd/chaos sim --seeds $(CHAOS_SEEDS) --from 1 --progress never
 	$(GO) run ./cmd/chaos real --duration $(CHAOS_DURATION) --seed $(CHAOS_SEED) --passive 2
+	$(GO) run ./cmd/chaos real --duration $(CHAOS_DURATION) --seed $(CHAOS_SEED) --cluster 3 --pauses 3
 	@if git status --porcelain 2>/dev/null | grep -E '__failpoint_(stash|binding)__|failpoint_toolexec_extra'; then \
 		echo "chaos: failpoint rewrites were left in the source tree"; exit 1; fi
 

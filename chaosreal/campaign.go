@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/dtc-project/dtc/checker"
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
@@ -36,6 +38,7 @@ const (
 	FaultProxyDrop       = "proxy drop"
 	FaultProxyBlackhole  = "proxy blackhole"
 	FaultHealRestart     = "heal: restart without failpoints"
+	FaultPause           = "SIGSTOP node"
 )
 
 // FaultEvent is one fault on the timeline.
@@ -82,6 +85,11 @@ type Result struct {
 	// PassiveStates counts, by state, the transactions the passive participants hold
 	// at the end (Options.Passive): none may be "prepared".
 	PassiveStates map[string]int
+	// FencedWrites (Options.Cluster) sums, over the pauses, the writes etcd refused the
+	// paused node after it resumed (its dtc_cluster_fenced_writes_total); Pauses lists
+	// each pause's figure.
+	FencedWrites int
+	Pauses       []PauseResult
 
 	WorkDir    string // kept if the campaign failed or KeepWork
 	ReportPath string // the HTML report, if written
@@ -98,6 +106,9 @@ func (r *Result) ReplayCommand() string {
 	cmd := fmt.Sprintf("go run ./cmd/chaos real --seed %d --duration %v", r.Seed, r.Options.Duration)
 	if r.Options.Break {
 		cmd += " --break"
+	}
+	if r.Options.Cluster > 0 {
+		cmd += fmt.Sprintf(" --cluster %d", r.Options.Cluster)
 	}
 	return cmd
 }
@@ -130,11 +141,16 @@ type campaign struct {
 	acked    map[string]map[string]bool // wire → participants that ACKed and were not seen applying
 	healing  bool
 
-	coord       *proc
+	coords      []*proc // dtc, or the cluster's nodes n1..nN
 	banks       []*proc
 	passives    []*proc // examples/passive: never asks about transactions in doubt
 	proxies     []*Proxy
-	coordURL    string
+	coordURLs   []string
+	etcd        *etcdServer      // the embedded etcd of a cluster campaign, if any
+	etcdc       *clientv3.Client // the campaign's own client of the cluster's etcd
+	clusterName string
+	paused      map[*proc]bool // stopped by SIGSTOP: the killer leaves them alone
+	pauses      []PauseResult
 	bankURLs    []string // direct, for the harness's own reads
 	passiveURLs []string // likewise
 	partURLs    []string // through the proxies: what dtc is given; the banks, then the passive ones
@@ -157,7 +173,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		o: o, rec: checker.NewRecorder(),
 		rng:    rand.New(rand.NewPCG(o.Seed, 0x7265616c)), // "real"
 		faults: map[string]int{}, txns: map[string]*txnInfo{}, wires: map[string]bool{},
-		acked: map[string]map[string]bool{}, restart: map[*proc]time.Duration{},
+		acked: map[string]map[string]bool{}, restart: map[*proc]time.Duration{}, paused: map[*proc]bool{},
 		stopping: make(chan struct{}),
 	}
 	res := &Result{Seed: o.Seed, Options: o}
@@ -208,6 +224,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	for i := range c.proxies {
 		nem.Go(func() { c.proxyFaults(faultCtx, i) })
 	}
+	nem.Go(func() { c.pauser(faultCtx) })
 	nem.Go(func() { c.healthWatch(faultCtx) })
 	progressDone := make(chan struct{})
 	go c.progress(faultCtx, res.Start, progressDone)
@@ -235,6 +252,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Faults = c.faults
 	res.Timeline = slices.Clone(c.timeline)
 	res.Samples = slices.Clone(c.samples)
+	res.Pauses = slices.Clone(c.pauses)
+	for _, p := range c.pauses {
+		res.FencedWrites += p.FencedWrites
+	}
 	res.Calls = c.calls
 	res.Txns = len(c.txns)
 	for _, t := range c.txns {
@@ -312,11 +333,16 @@ func freePort() (string, error) {
 
 func (c *campaign) setup(ctx context.Context, bins Binaries, work string) error {
 	o := c.o
-	coordAddr, err := freePort()
-	if err != nil {
-		return fmt.Errorf("chaosreal: %w", err)
+	nodes := max(1, o.Cluster)
+	coordAddrs := make([]string, nodes)
+	for i := range coordAddrs {
+		a, err := freePort()
+		if err != nil {
+			return fmt.Errorf("chaosreal: %w", err)
+		}
+		coordAddrs[i] = a
+		c.coordURLs = append(c.coordURLs, "http://"+a)
 	}
-	c.coordURL = "http://" + coordAddr
 	accounts := make([]string, o.Accounts)
 	for i := range accounts {
 		accounts[i] = fmt.Sprintf("a%d=%d", i, o.InitialBalance)
@@ -329,7 +355,7 @@ func (c *campaign) setup(ctx context.Context, bins Binaries, work string) error 
 		}
 		p := newProc(name, bins.Bank, []string{
 			"--listen", addr, "--data-dir", filepath.Join(work, name),
-			"--accounts", strings.Join(accounts, ","), "--coordinator", c.coordURL,
+			"--accounts", strings.Join(accounts, ","), "--coordinator", c.coordURLs[0],
 			"--in-doubt-after", "1s", "--resolve-interval", "250ms", "--log-level", "warn",
 		}, filepath.Join(work, name+".log"))
 		c.banks = append(c.banks, p)
@@ -361,13 +387,18 @@ func (c *campaign) setup(ctx context.Context, bins Binaries, work string) error 
 		c.proxies = append(c.proxies, px)
 		c.partURLs = append(c.partURLs, "http://"+px.Addr()+"/prepare")
 	}
-	args := []string{
-		"serve", "--listen", coordAddr, "--data-dir", filepath.Join(work, "coord"),
+	common := []string{
 		"--prepare-timeout", o.PrepareTimeout.String(), "--recovery-timeout", o.RecoveryTimeout.String(),
-		"--request-timeout", "1s", "--retry-backoff-max", "300ms", "--shards", "2",
-		"--segment-size", "256KiB", "--shutdown-grace", "1s", "--log-level", "warn",
+		"--request-timeout", "1s", "--retry-backoff-max", "300ms",
+		"--shutdown-grace", "1s", "--log-level", "warn",
 	}
-	c.coord = newProc("coord", bins.DTC, append(args, o.CoordArgs...), filepath.Join(work, "coord.log"))
+	if o.Cluster == 0 {
+		args := append([]string{"serve", "--listen", coordAddrs[0], "--data-dir", filepath.Join(work, "coord"),
+			"--shards", "2", "--segment-size", "256KiB"}, common...)
+		c.coords = []*proc{newProc("coord", bins.DTC, append(args, o.CoordArgs...), filepath.Join(work, "coord.log"))}
+	} else if err := c.setupCluster(ctx, bins, work, coordAddrs, common); err != nil {
+		return err
+	}
 	for _, p := range c.procs() {
 		if err := p.start(c.drawFailpoints(p, false)); err != nil {
 			return err
@@ -379,8 +410,10 @@ func (c *campaign) setup(ctx context.Context, bins Binaries, work string) error 
 			return fmt.Errorf("chaosreal: %s does not start: %w; %v", p.name, err, p.lastExit().lastLines)
 		}
 	}
-	if err := waitOK(ctx, c.coordURL+"/healthz", 15*time.Second); err != nil {
-		return fmt.Errorf("chaosreal: dtc does not start: %w; %v", err, c.coord.lastExit().lastLines)
+	for i, p := range c.coords {
+		if err := waitOK(ctx, c.coordURLs[i]+"/healthz", 15*time.Second); err != nil {
+			return fmt.Errorf("chaosreal: %s does not start: %w; %v", p.name, err, p.lastExit().lastLines)
+		}
 	}
 	for _, p := range c.procs() {
 		c.sup.Go(func() { c.supervise(p) })
@@ -392,7 +425,9 @@ func (c *campaign) setup(ctx context.Context, bins Binaries, work string) error 
 func (c *campaign) participants() []*proc { return append(slices.Clone(c.banks), c.passives...) }
 
 // procs are every process: the participants, then dtc.
-func (c *campaign) procs() []*proc { return append(c.participants(), c.coord) }
+func (c *campaign) procs() []*proc { return append(c.participants(), c.coords...) }
+
+func (c *campaign) isCoord(p *proc) bool { return slices.Contains(c.coords, p) }
 
 func (c *campaign) isPassive(p *proc) bool { return slices.Contains(c.passives, p) }
 
@@ -456,7 +491,7 @@ func getJSON(ctx context.Context, u string, out any) error {
 // Break and CoordFailpoints. While healing: none of the drawn ones.
 func (c *campaign) drawFailpoints(p *proc, healing bool) string {
 	var terms []string
-	isCoord := p == c.coord
+	isCoord := c.isCoord(p)
 	if isCoord {
 		if c.o.Break {
 			f, _ := faults.FailpointNamed("coordlog/decisionNotSynced")
@@ -464,6 +499,13 @@ func (c *campaign) drawFailpoints(p *proc, healing bool) string {
 		}
 		if c.o.CoordFailpoints != "" {
 			terms = append(terms, c.o.CoordFailpoints)
+		}
+		if c.o.Cluster > 0 && c.o.Pauses > 0 {
+			// Every batch of a shard's log waits a moment before it leaves, so that a
+			// SIGSTOP often lands with a write in hand: sent after the resume, past the
+			// lease, it shows the owner compare refusing the zombie.
+			f, _ := faults.FailpointNamed("cluster/beforeLogWrite")
+			terms = append(terms, f.Path()+"=sleep(150)")
 		}
 	}
 	if healing || c.isPassive(p) { // the passive participant has no failpoints
@@ -595,15 +637,15 @@ func (c *campaign) killer(ctx context.Context) {
 		c.mu.Lock()
 		var target *proc
 		if c.rng.Float64() < o.CoordKillShare {
-			target = c.coord
+			target = c.coords[c.rng.IntN(len(c.coords))]
 		} else {
 			parts := c.participants()
 			target = parts[c.rng.IntN(len(parts))]
 		}
-		if !target.running() { // down already: take another that is up
+		if !target.running() || c.paused[target] { // down or paused already: take another that is up
 			var up []*proc
 			for _, p := range c.procs() {
-				if p.running() {
+				if p.running() && !c.paused[p] {
 					up = append(up, p)
 				}
 			}
@@ -622,7 +664,7 @@ func (c *campaign) killer(ctx context.Context) {
 		}
 		if pid := target.kill(); pid != 0 {
 			kind := FaultKillParticipant
-			if target == c.coord {
+			if c.isCoord(target) {
 				kind = FaultKillCoord
 			}
 			c.fault(target.name, kind, fmt.Sprintf("pid %d, restart after %v", pid, d.Round(time.Millisecond)), d)
@@ -770,10 +812,14 @@ func (c *campaign) heal() {
 // transaction unfinished, no bank holding a prepared transaction.
 func (c *campaign) waitQuiet(ctx context.Context) (bool, string) {
 	deadline := time.Now().Add(c.o.HealMax)
-	cl, _ := client.New(c.coordURL, client.Options{MaxRetries: -1, HTTPClient: harnessHTTP})
+	var cls []*client.Client // one per node: in a cluster each lists only its own shards
+	for _, u := range c.coordURLs {
+		cl, _ := client.New(u, client.Options{MaxRetries: -1, HTTPClient: harnessHTTP})
+		cls = append(cls, cl)
+	}
 	why := ""
 	for {
-		why = c.unresolved(ctx, cl)
+		why = c.unresolved(ctx, cls)
 		if why == "" {
 			return true, ""
 		}
@@ -787,28 +833,36 @@ func (c *campaign) waitQuiet(ctx context.Context) (bool, string) {
 	}
 }
 
-func (c *campaign) unresolved(ctx context.Context, cl *client.Client) string {
+func (c *campaign) unresolved(ctx context.Context, cls []*client.Client) string {
 	var what []string
 	for _, p := range c.procs() {
 		if !p.running() {
 			what = append(what, p.name+" is down")
 		}
 	}
-	if err := cl.Ready(ctx); err != nil {
-		return strings.Join(append(what, "dtc is not ready: "+err.Error()), "; ")
-	}
-	for _, st := range []string{"preparing", "committing", "aborting", "in-doubt"} {
-		page, err := cl.List(ctx, client.ListOptions{State: st, Limit: 5})
-		if err != nil {
-			what = append(what, "dtc list: "+err.Error())
-			break
+	for i, cl := range cls {
+		name := c.coords[i].name
+		if err := cl.Ready(ctx); err != nil {
+			return strings.Join(append(what, name+" is not ready: "+err.Error()), "; ")
 		}
-		if len(page.Transactions) > 0 {
-			var ids []string
-			for _, v := range page.Transactions {
-				ids = append(ids, v.ID)
+		for _, st := range []string{"preparing", "committing", "aborting", "in-doubt"} {
+			page, err := cl.List(ctx, client.ListOptions{State: st, Limit: 5})
+			if err != nil {
+				what = append(what, name+" list: "+err.Error())
+				break
 			}
-			what = append(what, fmt.Sprintf("dtc holds %s transactions (%s)", st, strings.Join(ids, ", ")))
+			if len(page.Transactions) > 0 {
+				var ids []string
+				for _, v := range page.Transactions {
+					ids = append(ids, v.ID)
+				}
+				what = append(what, fmt.Sprintf("%s holds %s transactions (%s)", name, st, strings.Join(ids, ", ")))
+			}
+		}
+	}
+	if c.o.Cluster > 0 {
+		if why := c.shardsUnowned(ctx); why != "" {
+			what = append(what, why)
 		}
 	}
 	for i, u := range c.bankURLs {
@@ -867,6 +921,12 @@ func (c *campaign) shutdown() {
 	wg.Wait()
 	for _, px := range c.proxies {
 		px.Close()
+	}
+	if c.etcdc != nil {
+		_ = c.etcdc.Close()
+	}
+	if c.etcd != nil {
+		c.etcd.close()
 	}
 }
 

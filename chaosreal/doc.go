@@ -31,6 +31,16 @@
 // cast), a phase-2 request once it was forwarded, and an acknowledgement when it passes;
 // a participant's "prepared" status answer counts as a vote, as in the simulator.
 //
+// Cluster mode (Options.Cluster): dtc runs as nodes n1..nN of one cluster (dtc serve
+// --cluster) over an etcd embedded in the campaign's process (cluster.go); clients send
+// their calls to the nodes in turn; kill -9s aimed at the coordinator hit one node; and
+// the pauser stops a node (SIGSTOP) past its lease, then resumes it (SIGCONT). Every
+// node runs with the failpoint cluster/beforeLogWrite holding each log batch 150ms, so
+// that a pause often lands with a write in hand: sent after the resume, the owner
+// compare must refuse it, which the node's dtc_cluster_fenced_writes_total, read after
+// each resume, shows (Result.Pauses). The heal also waits until every shard has an owner
+// holding a live lease.
+//
 // The seed drives every choice; the processes' timing is real, so a seed replays the
 // campaign's plan, not its run. Nothing in a campaign decides correctness by time: only
 // the checker does, on what was observed.

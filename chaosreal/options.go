@@ -65,6 +65,26 @@ type Options struct {
 	// CoordArgs are extra flags for dtc serve (they win over the campaign's own).
 	CoordArgs []string
 
+	// Cluster, when positive, runs the coordinator as that many nodes n1..nN of one
+	// cluster (dtc serve --cluster) instead of one dtc with a local log: the shards'
+	// logs live in an etcd started inside the campaign's process (or EtcdEndpoints),
+	// clients spread their calls over every node, a kill -9 aimed at the coordinator
+	// hits one node, and Pauses nodes are stopped (SIGSTOP) for PauseFor, past their
+	// lease, then resumed (SIGCONT): a zombie that still believes it owns its shards.
+	// After each resume the campaign reads the node's dtc_cluster_fenced_writes_total
+	// (Result.FencedWrites): the writes etcd refused it. Break cannot be combined.
+	Cluster       int
+	ClusterShards int           // dtc serve --cluster-shards (default 8)
+	LeaseTTL      time.Duration // dtc serve --lease-ttl (default 1s)
+	// Pauses is how many SIGSTOPs the fault phase deals (default: one per 10s of
+	// Duration, at least one; NoPauses: none); PauseFor is how long each lasts
+	// (default LeaseTTL + 2s; more than LeaseTTL).
+	Pauses   int
+	NoPauses bool
+	PauseFor time.Duration
+	// EtcdEndpoints is an etcd of your own (client URLs); default: an embedded one.
+	EtcdEndpoints []string
+
 	// ClientTimeout bounds one client call (default 3s); a call that ends without an
 	// answer is tried again with the same id up to ClientRetries times (default 2).
 	ClientTimeout time.Duration
@@ -154,6 +174,17 @@ func (o Options) withDefaults() Options {
 	defDur(&o.PrepareTimeout, time.Second)
 	defDur(&o.RecoveryTimeout, time.Second)
 	defDur(&o.HealMax, 45*time.Second)
+	if o.Cluster > 0 {
+		def(&o.ClusterShards, 8)
+		defDur(&o.LeaseTTL, time.Second)
+		if o.Pauses == 0 && !o.NoPauses {
+			o.Pauses = max(1, int(o.Duration/(10*time.Second)))
+		}
+		defDur(&o.PauseFor, o.LeaseTTL+2*time.Second)
+	}
+	if o.NoPauses || o.Cluster == 0 {
+		o.Pauses = 0
+	}
 	return o
 }
 
@@ -213,6 +244,26 @@ func (o Options) Validate() error {
 	}
 	if o.ClientTimeout < 100*time.Millisecond || o.ClientRetries < 0 {
 		errs = append(errs, errors.New("ClientTimeout must be at least 100ms and ClientRetries not negative"))
+	}
+	if o.Cluster < 0 || o.Cluster > 9 {
+		errs = append(errs, fmt.Errorf("Cluster %d: must be 0 (one dtc, local log) to 9 nodes", o.Cluster))
+	}
+	if o.Cluster > 0 {
+		if o.Break {
+			errs = append(errs, errors.New("Break arms a bug of the local log: it cannot be combined with Cluster"))
+		}
+		if o.ClusterShards < 1 || o.ClusterShards > 1024 {
+			errs = append(errs, fmt.Errorf("ClusterShards %d: must be 1..1024", o.ClusterShards))
+		}
+		if o.LeaseTTL < time.Second || o.LeaseTTL%time.Second != 0 {
+			errs = append(errs, fmt.Errorf("LeaseTTL %v: a whole number of seconds, at least 1s", o.LeaseTTL))
+		}
+		if o.Pauses < 0 || o.Pauses > 1000 {
+			errs = append(errs, fmt.Errorf("Pauses %d: must be 0..1000", o.Pauses))
+		}
+		if o.PauseFor <= o.LeaseTTL || o.PauseFor > time.Minute {
+			errs = append(errs, fmt.Errorf("PauseFor %v: must exceed LeaseTTL %v (a pause past the lease), at most 1m", o.PauseFor, o.LeaseTTL))
+		}
 	}
 	if o.HealMax < time.Second {
 		errs = append(errs, fmt.Errorf("HealMax %v: at least 1s", o.HealMax))

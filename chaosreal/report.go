@@ -112,7 +112,13 @@ func WriteReport(dir string, r *Result) (string, error) {
 
 func timeline(r *Result, end int64) htmlreport.Timeline {
 	t := htmlreport.Timeline{Start: r.Start, End: end, Lanes: []string{"coord"},
-		Kinds: []string{FaultKillCoord, FaultKillParticipant, FaultProxyDelay, FaultProxyDrop, FaultProxyBlackhole, FaultArmed, FaultFailpointDeath}}
+		Kinds: []string{FaultKillCoord, FaultKillParticipant, FaultPause, FaultProxyDelay, FaultProxyDrop, FaultProxyBlackhole, FaultArmed, FaultFailpointDeath}}
+	if r.Options.Cluster > 0 {
+		t.Lanes = nil
+		for i := range r.Options.Cluster {
+			t.Lanes = append(t.Lanes, fmt.Sprintf("n%d", i+1))
+		}
+	}
 	for i := range r.Options.Participants {
 		t.Lanes = append(t.Lanes, fmt.Sprintf("p%d", i+1))
 	}
@@ -127,7 +133,7 @@ func timeline(r *Result, end int64) htmlreport.Timeline {
 		switch f.Kind {
 		case FaultProxyDelay, FaultProxyDrop, FaultProxyBlackhole:
 			t.Spans = append(t.Spans, htmlreport.Span{Lane: "proxy " + f.Target, From: f.At, To: f.At + int64(f.For), Kind: f.Kind, Label: label})
-		case FaultKillCoord, FaultKillParticipant:
+		case FaultKillCoord, FaultKillParticipant, FaultPause:
 			t.Spans = append(t.Spans, htmlreport.Span{Lane: f.Target, From: f.At, To: f.At + int64(f.For), Kind: f.Kind, Label: label})
 		default:
 			t.Marks = append(t.Marks, htmlreport.Mark{Lane: f.Target, At: f.At, Kind: f.Kind, Label: label})

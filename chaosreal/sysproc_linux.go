@@ -13,3 +13,6 @@ func sysProcAttr() *syscall.SysProcAttr {
 }
 
 func terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
+
+func pauseProcess(p *os.Process) error  { return p.Signal(syscall.SIGSTOP) }
+func resumeProcess(p *os.Process) error { return p.Signal(syscall.SIGCONT) }

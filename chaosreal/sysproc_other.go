@@ -3,6 +3,7 @@
 package chaosreal
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -11,3 +12,8 @@ import (
 func sysProcAttr() *syscall.SysProcAttr { return nil }
 
 func terminate(p *os.Process) error { return p.Signal(os.Interrupt) }
+
+var errNoPause = errors.New("chaosreal: pausing a process (SIGSTOP) is done on Linux only")
+
+func pauseProcess(*os.Process) error  { return errNoPause }
+func resumeProcess(*os.Process) error { return errNoPause }

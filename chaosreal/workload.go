@@ -52,10 +52,23 @@ func (c *campaign) client(ctx context.Context, idx int) {
 	r := rand.New(rand.NewPCG(c.o.Seed, uint64(1000+idx)))
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, Proxy: nil}}
 	defer hc.CloseIdleConnections()
-	cl, err := client.New(c.coordURL, client.Options{HTTPClient: hc, MaxRetries: 3, RetryWaitMax: 300 * time.Millisecond, UserAgent: "dtc-chaos"})
-	if err != nil {
-		panic(err) // the URL is ours
+	// One client per node, each with the others as further endpoints: the calls go to
+	// the nodes in turn (a cluster's any node answers), and a node that cannot be
+	// reached passes the call on.
+	var cls []*client.Client
+	for k := range c.coordURLs {
+		first := (idx + k) % len(c.coordURLs)
+		var others []string
+		for j := 1; j < len(c.coordURLs); j++ {
+			others = append(others, c.coordURLs[(first+j)%len(c.coordURLs)])
+		}
+		cl, err := client.New(c.coordURLs[first], client.Options{HTTPClient: hc, Endpoints: others, MaxRetries: 3, RetryWaitMax: 300 * time.Millisecond, UserAgent: "dtc-chaos"})
+		if err != nil {
+			panic(err) // the URLs are ours
+		}
+		cls = append(cls, cl)
 	}
+	calls := 0
 	for n := 1; ctx.Err() == nil; n++ {
 		partIdx, legs := c.transfer(r)
 		id := fmt.Sprintf("c%d-%d", idx+1, n)
@@ -87,6 +100,8 @@ func (c *campaign) client(ctx context.Context, idx int) {
 			start := now()
 			op := c.rec.Submit(idx, id, names, start)
 			callCtx, cancel := context.WithTimeout(context.Background(), c.o.ClientTimeout)
+			cl := cls[calls%len(cls)]
+			calls++
 			v, err := cl.Submit(callCtx, req)
 			cancel()
 			end := now()
@@ -175,7 +190,7 @@ func (c *campaign) tapped(ev TapEvent) {
 // client id and every incarnation, what every participant holds for every incarnation
 // it may know, and the balances.
 func (c *campaign) collect(ctx context.Context, res *Result) {
-	cl, _ := client.New(c.coordURL, client.Options{MaxRetries: 5, RetryWaitMax: 200 * time.Millisecond, HTTPClient: harnessHTTP})
+	cl, _ := client.New(c.coordURLs[0], client.Options{Endpoints: c.coordURLs[1:], MaxRetries: 5, RetryWaitMax: 200 * time.Millisecond, HTTPClient: harnessHTTP})
 	c.mu.Lock()
 	ids := slices.Clone(c.order)
 	wires := map[string]bool{}

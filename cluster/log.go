@@ -9,11 +9,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pingcap/failpoint"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/internal/fp"
 )
 
 // ErrFenced: this node no longer owns the shard (the owner key's revision changed, or
@@ -414,6 +416,9 @@ func (l *Log) write(batch []pendingRecord) bool {
 		}
 	}
 	owned := clientv3.Compare(clientv3.CreateRevision(l.o.Keys.Owner(l.o.Shard)), "=", l.o.OwnerRevision)
+	// A chaos build may hold the batch here (faults.Failpoints): a node stopped (SIGSTOP)
+	// during the hold sends it once resumed, past its lease, and the compare refuses it.
+	failpoint.Inject("beforeLogWrite", func(v failpoint.Value) { _ = fp.Act("cluster/beforeLogWrite", v) })
 	backoff := 10 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), l.o.WriteTimeout)

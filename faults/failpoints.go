@@ -70,6 +70,10 @@ var Failpoints = []Failpoint{
 		Doc: "httpnet's transport, each commit request before it leaves (after the decision is durable): panic dies between the durable decision and the first commit sent; error loses the request (the engine retries it)",
 	},
 	{
+		Name: "cluster/beforeLogWrite", Process: "coord", Actions: []string{ActionSleep},
+		Doc: "cluster.Log, a batch of a shard's records taken for an etcd transaction, before it is sent: sleep holds it, so that a node stopped (SIGSTOP) during the hold sends it after it resumes, past its lease: the owner compare must refuse it (chaos real --cluster arms it in every node)",
+	},
+	{
 		Name: "coordlog/decisionNotSynced", Process: "coord", Actions: []string{"return(true)"}, Broken: true,
 		Doc: "a deliberate bug: the decision record is reported durable as soon as it is appended, and synced only with the next lazy flush: phase 2 and the client's answer may run ahead of a decision that a crash then loses",
 	},

@@ -34,6 +34,13 @@ the transfers also name one of them:
   failpoints at the durability points, armed in some process incarnations (--failpoints,
   --failpoint-actions, --failpoint-rate): panic (the process dies there), sleep, error.
 
+With --cluster N, dtc runs as N nodes of one cluster (dtc serve --cluster) over an etcd
+started inside this process (or --etcd-endpoints): clients spread their calls over every
+node, the coordinator's kill -9s hit one node at a time, and --pauses nodes are stopped
+(SIGSTOP) for --pause-for, past their lease (--lease-ttl), then resumed (SIGCONT). After
+each resume the node's dtc_cluster_fenced_writes_total is read: the writes etcd refused
+the zombie. The heal also waits until every shard has a live owner.
+
 Then it heals (proxies pass, every process up without failpoints), waits until every
 transaction is resolved, checks the history with the same checker as the simulator plus
 the bank invariant on the banks' own balances, writes the HTML report, and stops every
@@ -61,6 +68,9 @@ type realFlags struct {
 	healMax, clientTimeout            time.Duration
 	prepareTimeout, recoveryTimeout   time.Duration
 	restartMin, restartMax, proxyEvry time.Duration
+	nodes, clusterShards, pauses      int
+	leaseTTL, pauseFor                time.Duration
+	etcdEndpoints                     []string
 }
 
 func runReal(args []string, stdout, stderr io.Writer) int {
@@ -91,6 +101,12 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.work, "work-dir", "", "directory for data and process logs (default: a temporary one, removed after a clean campaign)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the work directory after a clean campaign")
 	fs.StringVar(&f.bin, "bin", "", "directory with prebuilt failpoint binaries dtc and bank, and passive (default: build them)")
+	fs.IntVar(&f.nodes, "cluster", 0, "run dtc as this many cluster nodes over etcd (0: one dtc with its local log)")
+	fs.IntVar(&f.clusterShards, "cluster-shards", 8, "with --cluster: the cluster's shards")
+	fs.DurationVar(&f.leaseTTL, "lease-ttl", time.Second, "with --cluster: the nodes' etcd lease (whole seconds)")
+	fs.IntVar(&f.pauses, "pauses", 0, "with --cluster: SIGSTOPs of a node in the fault phase (default one per 10s; 0 with --pauses=0 given: none)")
+	fs.DurationVar(&f.pauseFor, "pause-for", 0, "with --cluster: how long a node stays stopped (default --lease-ttl + 2s)")
+	fs.StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", nil, "with --cluster: an etcd of your own (client URLs; default: one embedded in this process)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print every fault as it happens")
 	fs.Usage = func() { fmt.Fprintf(stderr, "%s%s", realUsage, fs.FlagUsages()) }
 	if err := fs.Parse(args); err != nil {
@@ -113,6 +129,8 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 		FailpointRate: f.failpointRate, FailpointActions: f.actions, Break: f.breakIt,
 		HealMax: f.healMax, ClientTimeout: f.clientTimeout, PrepareTimeout: f.prepareTimeout, RecoveryTimeout: f.recoveryTimeout,
 		WorkDir: f.work, KeepWork: f.keep,
+		Cluster: f.nodes, ClusterShards: f.clusterShards, LeaseTTL: f.leaseTTL, Pauses: f.pauses,
+		NoPauses: fs.Changed("pauses") && f.pauses == 0, PauseFor: f.pauseFor, EtcdEndpoints: f.etcdEndpoints,
 	}
 	if o.CoordKillShare == 0 {
 		o.CoordKillShare = 1e-9 // "0" means the default; a tiny share means none
@@ -166,7 +184,11 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fmt.Fprintf(stdout, "chaos real: seed %d, %v of faults, %d banks, %d clients\n", f.seed, f.duration, f.participants, f.clients)
+	coord := "one dtc"
+	if f.nodes > 0 {
+		coord = fmt.Sprintf("a cluster of %d dtc nodes", f.nodes)
+	}
+	fmt.Fprintf(stdout, "chaos real: seed %d, %v of faults, %s, %d banks, %d clients\n", f.seed, f.duration, coord, f.participants, f.clients)
 	start := time.Now()
 	res, err := chaosreal.Run(ctx, o)
 	if res != nil {
@@ -200,10 +222,14 @@ func printRealSummary(w io.Writer, r *chaosreal.Result, wall time.Duration) {
 	fmt.Fprintf(w, "  %-34s %d\n", "kill -9", r.Kills())
 	for _, k := range []string{chaosreal.FaultKillCoord, chaosreal.FaultKillParticipant, chaosreal.FaultFailpointDeath, chaosreal.FaultFailpointError,
 		chaosreal.FaultDied, chaosreal.FaultUnhealthy, chaosreal.FaultArmed, chaosreal.FaultProxyDelay, chaosreal.FaultProxyDrop,
-		chaosreal.FaultProxyBlackhole, chaosreal.FaultHealRestart} {
+		chaosreal.FaultProxyBlackhole, chaosreal.FaultHealRestart, chaosreal.FaultPause} {
 		if n := r.Faults[k]; n > 0 {
 			fmt.Fprintf(w, "    %-32s %d\n", k, n)
 		}
+	}
+	for _, p := range r.Pauses {
+		fmt.Fprintf(w, "    %-32s %s for %v: %d writes refused by etcd after the resume, %d leases lost %s\n",
+			"pause", p.Node, p.For, p.FencedWrites, p.LeasesLost, p.Error)
 	}
 	if r.Report != nil {
 		fmt.Fprintf(w, "  %-34s %d txns, %d client ops, %d model ops, porcupine %s\n", "history", r.Report.Txns, r.Report.Ops, r.Report.ModelOps, r.Report.Porcupine)

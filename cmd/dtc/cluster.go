@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -27,6 +29,44 @@ type clusterFlags struct {
 	nodeURL   *string
 	leaseTTL  *time.Duration
 	shards    *int
+	tls       etcdTLSFlags
+}
+
+// etcdTLSFlags are the flags of TLS toward etcd, shared by dtc serve and dtc cluster.
+type etcdTLSFlags struct{ ca, cert, key *string }
+
+func addEtcdTLSFlags(fs *pflag.FlagSet) etcdTLSFlags {
+	return etcdTLSFlags{
+		ca:   fs.String("etcd-ca", "", "PEM CA that signs etcd's server certificate (https:// endpoints; default: the system's roots)"),
+		cert: fs.String("etcd-cert", "", "PEM client certificate dtc presents to etcd (etcd's --client-cert-auth)"),
+		key:  fs.String("etcd-key", "", "PEM private key of --etcd-cert"),
+	}
+}
+
+// config is the TLS configuration toward etcd: nil for http:// endpoints without TLS
+// flags. TLS flags need https:// endpoints, and https:// endpoints get TLS (the
+// system's roots unless --etcd-ca).
+func (f etcdTLSFlags) config(endpoints []string) (*tls.Config, error) {
+	given := *f.ca != "" || *f.cert != "" || *f.key != ""
+	secure := 0
+	for _, e := range endpoints {
+		if strings.HasPrefix(e, "https://") {
+			secure++
+		}
+	}
+	switch {
+	case secure > 0 && secure < len(endpoints):
+		return nil, errors.New("--etcd-endpoints: mixes http:// and https:// URLs; use one scheme")
+	case given && secure == 0:
+		return nil, errors.New("--etcd-ca, --etcd-cert and --etcd-key need https:// --etcd-endpoints")
+	case secure == 0:
+		return nil, nil
+	}
+	c, err := httpnet.ClientTLSConfig(*f.ca, *f.cert, *f.key)
+	if err != nil {
+		return nil, fmt.Errorf("--etcd-ca, --etcd-cert, --etcd-key: %w", err)
+	}
+	return c, nil
 }
 
 func addClusterFlags(fs *pflag.FlagSet) *clusterFlags {
@@ -37,6 +77,7 @@ func addClusterFlags(fs *pflag.FlagSet) *clusterFlags {
 		nodeURL:   fs.String("node-url", "", "base URL other nodes forward requests to (cluster mode; default http://<listen address>); --advertise-url should be the cluster's shared address"),
 		leaseTTL:  fs.Duration("lease-ttl", 2*time.Second, "the node's etcd lease: how long a dead node's shards wait before others take them over (whole seconds; cluster mode)"),
 		shards:    fs.Int("cluster-shards", 64, "number of shards when this node creates the cluster; an existing cluster keeps its own (cluster mode)"),
+		tls:       addEtcdTLSFlags(fs),
 	}
 }
 
@@ -51,7 +92,11 @@ func (c *clusterFlags) check() error {
 	if err := cluster.CheckName("--node-id", *c.nodeID); err != nil {
 		return err
 	}
-	if _, err := parseEndpoints(*c.endpoints); err != nil {
+	eps, err := parseEndpoints(*c.endpoints)
+	if err != nil {
+		return err
+	}
+	if _, err := c.tls.config(eps); err != nil {
 		return err
 	}
 	if *c.leaseTTL < time.Second || *c.leaseTTL%time.Second != 0 {
@@ -85,13 +130,18 @@ func parseEndpoints(s string) ([]string, error) {
 	return out, nil
 }
 
-// etcdClient connects to etcd; its own logs go nowhere (dtc logs what matters).
-func etcdClient(endpoints string) (*clientv3.Client, error) {
+// etcdClient connects to etcd, over TLS with https:// endpoints; its own logs go
+// nowhere (dtc logs what matters).
+func etcdClient(endpoints string, tf etcdTLSFlags) (*clientv3.Client, error) {
 	eps, err := parseEndpoints(endpoints)
 	if err != nil {
 		return nil, err
 	}
-	c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	tc, err := tf.config(eps)
+	if err != nil {
+		return nil, err
+	}
+	c, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: tc, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to etcd at %s: %w", endpoints, err)
 	}
@@ -100,7 +150,7 @@ func etcdClient(endpoints string) (*clientv3.Client, error) {
 
 // options fills o.Cluster; the caller closes the returned client after the runtime.
 func (c *clusterFlags) options(o *httpnet.Options, listenAddr string) (*clientv3.Client, error) {
-	ec, err := etcdClient(*c.endpoints)
+	ec, err := etcdClient(*c.endpoints, c.tls)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +165,7 @@ func (c *clusterFlags) options(o *httpnet.Options, listenAddr string) (*clientv3
 	return ec, nil
 }
 
-const clusterHelp = `Usage: dtc cluster status --cluster NAME --etcd-endpoints URL[,URL…]
+const clusterHelp = `Usage: dtc cluster status --cluster NAME --etcd-endpoints URL[,URL…] [--etcd-ca FILE [--etcd-cert FILE --etcd-key FILE]]
 
 Shows a cluster as etcd holds it: its number of shards, the live nodes (id, API
 address, when they joined, the time left on their lease) and which node owns each shard.
@@ -132,13 +182,14 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	name := fs.String("cluster", "", "the cluster's name")
 	endpoints := fs.String("etcd-endpoints", "", "comma-separated etcd client URLs")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	tf := addEtcdTLSFlags(fs)
 	if ok, code := parse(fs, clusterHelp, args, nil, stdout, stderr); !ok {
 		return code
 	}
 	if err := cluster.CheckName("--cluster", *name); err != nil {
 		return usageError(stderr, "cluster", "%v", err)
 	}
-	ec, err := etcdClient(*endpoints)
+	ec, err := etcdClient(*endpoints, tf)
 	if err != nil {
 		return usageError(stderr, "cluster", "%v", err)
 	}

@@ -74,7 +74,9 @@ through the node's etcd lease (--lease-ttl). Live nodes share the shards; when a
 dies, the others take its shards over after its lease expires and resume them from
 their logs. Any node answers any request: one about a shard another node owns is
 forwarded to it once. Tell participants the cluster's shared address (a load balancer
-or DNS name) with --advertise-url, and each node's own address with --node-url.
+or DNS name) with --advertise-url, and each node's own address with --node-url. Give
+etcd https:// endpoints to reach it over TLS: --etcd-ca is the CA of its server
+certificate, --etcd-cert and --etcd-key a client certificate if etcd asks for one.
 
 Exit codes:
   0  stopped cleanly after SIGTERM or SIGINT

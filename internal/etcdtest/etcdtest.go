@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 )
@@ -28,7 +29,18 @@ type Server struct {
 }
 
 // Start starts an etcd member and stops it when the test ends.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return start(t, TLS{}) }
+
+// TLS are PEM files for an etcd that serves its clients over TLS: its certificate and
+// key, and the CA of the client certificates it requires (ClientCA; empty: none
+// required).
+type TLS struct{ Cert, Key, ClientCA string }
+
+// StartTLS starts an etcd member whose clients speak TLS (Endpoint is https://…), and
+// stops it when the test ends.
+func StartTLS(t testing.TB, files TLS) *Server { return start(t, files) }
+
+func start(t testing.TB, files TLS) *Server {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = "test"
@@ -36,6 +48,11 @@ func Start(t testing.TB) *Server {
 	cfg.LogLevel = "fatal" // "error" prints the listeners closing at every Close
 	cfg.LogOutputs = []string{"stderr"}
 	client, peer := freeURL(t), freeURL(t)
+	if files.Cert != "" {
+		client.Scheme = "https"
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: files.Cert, KeyFile: files.Key,
+			TrustedCAFile: files.ClientCA, ClientCertAuth: files.ClientCA != ""}
+	}
 	cfg.ListenClientUrls = []url.URL{client}
 	cfg.AdvertiseClientUrls = []url.URL{client}
 	cfg.ListenPeerUrls = []url.URL{peer}
