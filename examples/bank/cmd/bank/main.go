@@ -36,6 +36,7 @@ import (
 	"github.com/dtc-project/dtc/examples/bank"
 	"github.com/dtc-project/dtc/internal/dirlock"
 	"github.com/dtc-project/dtc/internal/maxprocs"
+	"github.com/dtc-project/dtc/locks"
 	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/wal"
 )
@@ -67,6 +68,7 @@ func run(args []string, stderr io.Writer) error {
 	secretFile := flags.String("secret-file", "", "keys shared with dtc (dtc serve --participant-secret-file): only requests signed with one of them may prepare, commit, roll back or batch")
 	window := flags.Duration("signature-window", participant.DefaultSignatureWindow, "a signature made longer ago (or ahead) than this is refused: replays, and clocks too far apart")
 	trusted := flags.StringSlice("trust-coordinator", nil, "base URL of a coordinator whose prepares are taken (repeatable; default: --coordinator); any: take every coordinator")
+	lockPolicy := flags.String("lock-policy", "none", "locks on the accounts a transfer touches, from prepare to phase 2: none, no-wait (a conflict votes NACK), wait (waits, reported to the coordinator), wound-wait (an older transaction aborts a younger holder) or occ (prepare checks the versions in the payload's \"reads\")")
 	tokenFile := flags.String("coordinator-token-file", "", "file holding a bearer token sent with the in-doubt queries to the coordinator")
 	def := participant.DefaultServerOptions()
 	readHeaderTimeout := flags.Duration("read-header-timeout", def.ReadHeaderTimeout, "longest time to read a request's headers")
@@ -87,6 +89,10 @@ func run(args []string, stderr io.Writer) error {
 	initial, err := bank.ParseAccounts(*accounts)
 	if err != nil {
 		return fmt.Errorf("--accounts: %w", err)
+	}
+	policy, err := locks.ParsePolicy(*lockPolicy)
+	if err != nil {
+		return fmt.Errorf("--lock-policy: %w", err)
 	}
 	var keys []participant.Key
 	if *secretFile != "" {
@@ -142,6 +148,8 @@ func run(args []string, stderr io.Writer) error {
 		SignatureWindow:     *window,
 		TrustedCoordinators: trust,
 		CoordinatorToken:    token,
+		LockPolicy:          policy,
+		SelfURL:             "http://" + *listen + "/prepare",
 		OnFatal: func(err error) {
 			select {
 			case fatal <- err:
