@@ -69,7 +69,7 @@ func newMiniCoord(t *testing.T, policy locks.Policy, broken bool) *miniCoord {
 		}
 		cfg := participant.DefaultConfig()
 		cfg.Locks = locks.DefaultConfig(policy)
-		p, err := participant.OpenSync(cfg, svc, clock{}, wal.Options{FS: wal.NewMemFS(), Dir: prefix, SegmentSizeBytes: 1 << 20})
+		p, err := participant.OpenSync(cfg, svc, clock{}, wal.Options{FS: wal.NewMemFS(), Dir: prefix, SegmentSizeBytes: 64 << 10})
 		must(t, err)
 		p.SetLockObserver(c)
 		c.banks[i] = &contentionBank{bank: b, p: p}
