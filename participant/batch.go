@@ -124,7 +124,7 @@ func (h *handler) decodeBatchRequest(w http.ResponseWriter, r *http.Request, sh 
 		return true
 	}
 	var req BatchRequest // not into c.ops: an absent "ops" must stay nil
-	if !h.decodeLimited(w, r, bytes.NewReader(c.body.Bytes()), bodyMax, &req) {
+	if !h.decodeLimited(w, r, bytes.NewReader(c.body.Bytes()), bodyMax, true, &req) {
 		return false
 	}
 	if req.Ops == nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/dtc-project/dtc/locks"
 )
 
 // Config holds the participant core's limits. Start from DefaultConfig; every field must
@@ -36,6 +38,10 @@ type Config struct {
 	PayloadMaxBytes int
 	// CoordinatorMaxBytes bounds the coordinator URL given with a prepare.
 	CoordinatorMaxBytes int
+	// Locks chooses the lock policy and the lock table's bounds (package locks). Any
+	// policy but none needs a Service that implements Keyed (and Versioned for occ).
+	// The zero value, or policy none, takes no locks.
+	Locks locks.Config
 }
 
 // DefaultConfig returns limits suitable for a small service.
@@ -50,6 +56,7 @@ func DefaultConfig() Config {
 		TxnIDMaxBytes:          256,
 		PayloadMaxBytes:        64 << 10,
 		CoordinatorMaxBytes:    1024,
+		Locks:                  locks.DefaultConfig(locks.PolicyNone),
 	}
 }
 
@@ -70,5 +77,10 @@ func (c Config) Validate() error {
 	positive("TxnIDMaxBytes", int64(c.TxnIDMaxBytes))
 	positive("PayloadMaxBytes", int64(c.PayloadMaxBytes))
 	positive("CoordinatorMaxBytes", int64(c.CoordinatorMaxBytes))
+	if c.Locks.Policy != "" && c.Locks.Policy != locks.PolicyNone {
+		if err := c.Locks.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("participant: config: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }

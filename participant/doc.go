@@ -32,8 +32,9 @@
 //	   ▼                                                 ▼    ▼
 //	aborted (fenced)                               aborted    committed
 //
-// What each call answers, by state (a prepare the Service refuses is NACKed and leaves
-// the transaction unknown; a different payload for a known id is NACKed):
+// What each call answers, by state (a prepare the Service refuses, or the lock table
+// refuses, is NACKed and leaves the transaction unknown; a different payload for a
+// known id is NACKed):
 //
 //	state       prepare                commit              rollback            status
 //	unknown     Service.Prepare: ACK   409 unknown         fence: 200 aborted  unknown
@@ -44,6 +45,34 @@
 //
 // Decided transactions (committed, aborted, fenced) are remembered in a window of
 // Config.DecidedMax, oldest forgotten first; a forgotten one is "unknown" again.
+//
+// # Locks and conflicts (issue 16)
+//
+// With Config.Locks naming a policy (package locks: no-wait, wait, wound-wait, occ) and
+// a Service that implements Keyed (and Versioned for occ), a prepare first asks the
+// Service for the keys the transaction reads and writes, and takes their locks (shared
+// for reads, exclusive for writes), all or none, before Service.Prepare:
+//
+//	no-wait, occ  a conflict is a NACK at once, {"vote":"NACK","reason":"conflict on
+//	              key x: …","cause":"conflict","key":"x"}; occ first compares each
+//	              version read (KeySet.ReadVersions) with Versioned.Version and NACKs
+//	              a difference ("read version 2, current version 3")
+//	wait          the prepare waits; the LockObserver hears of it (LockWait: T waits
+//	              for U on key K) and a running Resolver reports it to the coordinator
+//	              (POST {coordinator}/v1/waits), again every second while it lasts
+//	wound-wait    the same, and for every younger holder in the way (PrepareRequest.
+//	              Priority: smaller is older; 0 is the youngest) the Resolver asks
+//	              POST {coordinator}/v1/transactions/{U}/abort, Dtc-Abort-Cause: wound
+//
+// A waiting prepare ends with a NACK (cause conflict) when its transaction is rolled
+// back (the id is then fenced, as for any rollback before prepare), when its HTTP
+// request ends (CancelWait: the coordinator's deadline) or when the participant
+// closes. Locks are held until the commit or rollback record is appended and freed in
+// the same critical section, never before: everything a prepare let in next does comes
+// after that record in the log, so its ACK (its own record durable) implies the phase-2
+// record is durable too. The prepare record keeps the priority; replay and checkpoints
+// retake the locks of every transaction still prepared. The lock table is bounded
+// (locks.Config: keys, waiters, keys per transaction); a full table is a NACK.
 //
 // # Phase 2 in batches
 //

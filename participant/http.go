@@ -243,10 +243,13 @@ func (h *handler) prepare(w http.ResponseWriter, r *http.Request, sh *signedHead
 		h.coordinator.Store(&c)
 	}
 	rw := votePool.Get().(*replyWaiter[Vote])
-	h.p.prepare(req.TxnID, req.Payload, true, req.Coordinator, rw.reply) // the decoder made req.Payload
+	h.p.prepare(req.TxnID, req.Payload, true, req.Coordinator, req.Priority, rw.reply) // the decoder made req.Payload
 	v, ok := rw.await(r.Context())
 	switch {
 	case !ok:
+		// The request ended (its deadline, or the coordinator went away): a prepare
+		// still waiting for locks stops waiting.
+		h.p.CancelWait(req.TxnID, "lock wait ended: "+context.Cause(r.Context()).Error())
 	case v.ACK:
 		writeRaw(w, http.StatusOK, voteACKJSON)
 	default:
@@ -500,8 +503,8 @@ func (h *handler) decodePrepareRequest(w http.ResponseWriter, r *http.Request, s
 		return PrepareRequest{}, false
 	}
 	if whole {
-		if id, payload, coordinator, ok := parsePrepareRequest(b); ok {
-			req := PrepareRequest{TxnID: string(id)}
+		if id, payload, coordinator, priority, ok := parsePrepareRequest(b); ok {
+			req := PrepareRequest{TxnID: string(id), Priority: priority}
 			if payload != nil {
 				req.Payload = append(json.RawMessage(nil), payload...)
 			}
@@ -513,8 +516,10 @@ func (h *handler) decodePrepareRequest(w http.ResponseWriter, r *http.Request, s
 			return req, true
 		}
 	}
+	// Unknown top-level fields are ignored (issue 16's contract): a newer coordinator
+	// may send more than this participant reads.
 	req := new(PrepareRequest)
-	if !h.decodeFrom(w, r, body.replay(h, w, r), req) {
+	if !h.decodeLimited(w, r, body.replay(h, w, r), h.bodyMax, false, req) {
 		return PrepareRequest{}, false
 	}
 	return *req, true
@@ -522,35 +527,63 @@ func (h *handler) decodePrepareRequest(w http.ResponseWriter, r *http.Request, s
 
 // parsePrepareRequest reads b if it is a prepare body as the coordinator writes it
 // (httpnet's prepareBody): {"txn_id":"…"}, with ,"payload":P and then
-// ,"coordinator":"…" before the closing brace if they are there, and optionally a
-// newline after it; no backslash, control character or invalid UTF-8 inside the
-// quoted strings; P valid JSON (json.Valid) with no space before or after it. The
-// strict decoder reads each such body to the same request (the payload raw, as here);
+// ,"coordinator":"…" before the closing brace if they are there, and ,"priority":N
+// (a decimal int64 as json.Marshal writes it, once) after any of these fields, and
+// optionally a newline after it; no backslash, control character or invalid UTF-8
+// inside the quoted strings; P valid JSON (json.Valid) with no space before or after
+// it. The decoder reads each such body to the same request (the payload raw, as here);
 // ok is false for anything else. The results are parts of b.
-func parsePrepareRequest(b []byte) (id, payload, coordinator []byte, ok bool) {
+func parsePrepareRequest(b []byte) (id, payload, coordinator []byte, priority int64, ok bool) {
 	b = bytes.TrimSuffix(b, []byte("\n"))
 	if b, ok = bytes.CutPrefix(b, []byte(`{"txn_id":"`)); !ok {
-		return nil, nil, nil, false
+		return nil, nil, nil, 0, false
 	}
 	if id, b, ok = cutPlainString(b); !ok {
-		return nil, nil, nil, false
+		return nil, nil, nil, 0, false
+	}
+	sawPriority := false
+	cutPriority := func() bool {
+		rest, found := bytes.CutPrefix(b, []byte(`,"priority":`))
+		if !found {
+			return true
+		}
+		if sawPriority {
+			return false
+		}
+		n := 0
+		for n < len(rest) && (rest[n] == '-' && n == 0 || rest[n] >= '0' && rest[n] <= '9') {
+			n++
+		}
+		v, err := strconv.ParseInt(string(rest[:n]), 10, 64)
+		// As json.Marshal writes it: no leading zero, no "-0".
+		if err != nil || strconv.FormatInt(v, 10) != string(rest[:n]) {
+			return false
+		}
+		priority, b, sawPriority = v, rest[n:], true
+		return true
+	}
+	if !cutPriority() {
+		return nil, nil, nil, 0, false
 	}
 	if rest, found := bytes.CutPrefix(b, []byte(`,"payload":`)); found {
 		n := jsonValueLen(rest)
 		if n == 0 || isJSONSpace(rest[0]) || isJSONSpace(rest[n-1]) || !json.Valid(rest[:n]) {
-			return nil, nil, nil, false
+			return nil, nil, nil, 0, false
 		}
 		payload, b = rest[:n], rest[n:]
 	}
+	if !cutPriority() {
+		return nil, nil, nil, 0, false
+	}
 	if rest, found := bytes.CutPrefix(b, []byte(`,"coordinator":"`)); found {
 		if coordinator, b, ok = cutPlainString(rest); !ok {
-			return nil, nil, nil, false
+			return nil, nil, nil, 0, false
 		}
 	}
-	if string(b) != "}" {
-		return nil, nil, nil, false
+	if !cutPriority() || string(b) != "}" {
+		return nil, nil, nil, 0, false
 	}
-	return id, payload, coordinator, true
+	return id, payload, coordinator, priority, true
 }
 
 // cutPlainString cuts b at the first '"': v is what comes before it, rest what comes
@@ -625,13 +658,16 @@ func (h *handler) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
 
 // decodeFrom is decode reading body, r's body already bounded by h.bodyMax.
 func (h *handler) decodeFrom(w http.ResponseWriter, r *http.Request, body io.Reader, dst any) bool {
-	return h.decodeLimited(w, r, body, h.bodyMax, dst)
+	return h.decodeLimited(w, r, body, h.bodyMax, true, dst)
 }
 
-// decodeLimited is decode reading body, r's body already bounded by limit.
-func (h *handler) decodeLimited(w http.ResponseWriter, r *http.Request, body io.Reader, limit int64, dst any) bool {
+// decodeLimited is decode reading body, r's body already bounded by limit; strict
+// refuses unknown fields.
+func (h *handler) decodeLimited(w http.ResponseWriter, r *http.Request, body io.Reader, limit int64, strict bool, dst any) bool {
 	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	err := dec.Decode(dst)
 	if err == nil {
 		if _, terr := dec.Token(); terr != io.EOF {

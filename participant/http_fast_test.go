@@ -148,6 +148,17 @@ var prepareBodies = []string{
 	`{"txn_id":"t","COORDINATOR":"http://c"}`,
 	`{"txn_id":"t","paylod":{}}`,
 	`{"txn_id":"t","extra":1}`,
+	// Priorities (issue 16), where the fast path takes them and where it does not.
+	`{"txn_id":"t","payload":{},"coordinator":"http://c","priority":1733450000000000001}`,
+	`{"txn_id":"t","priority":-5,"payload":{}}`,
+	`{"txn_id":"t","payload":{},"priority":7,"coordinator":"http://c"}`,
+	`{"txn_id":"t","priority":1,"priority":2}`,
+	`{"txn_id":"t","priority":01}`,
+	`{"txn_id":"t","priority":-0}`,
+	`{"txn_id":"t","priority":1.5}`,
+	`{"txn_id":"t","priority":"1"}`,
+	`{"txn_id":"t","priority":9223372036854775808}`,
+	`{"txn_id":"t","priority":}`,
 	`{"txn_id":"t","payload":1,"payload":2}`,
 	`{"txn_id":"t","coordinator":"http://a","coordinator":"http://b"}`,
 	`{"txn_id":"a","txn_id":"b"}`,
@@ -187,7 +198,7 @@ func TestParsePrepareRequestAgreesWithDecoder(t *testing.T) {
 		t.Errorf("the fast path took only %d bodies", accepted)
 	}
 	for _, body := range prepareBodies[:6] {
-		if _, _, _, ok := parsePrepareRequest([]byte(body)); !ok {
+		if _, _, _, _, ok := parsePrepareRequest([]byte(body)); !ok {
 			t.Errorf("%q: fast path refused a coordinator's body", body)
 		}
 	}
@@ -197,7 +208,7 @@ func TestParsePrepareRequestAgreesWithDecoder(t *testing.T) {
 // strict decoder does, and reports whether it read it.
 func checkParsePrepareRequest(t *testing.T, body []byte) bool {
 	t.Helper()
-	id, payload, coordinator, ok := parsePrepareRequest(body)
+	id, payload, coordinator, priority, ok := parsePrepareRequest(body)
 	if !ok {
 		return false
 	}
@@ -210,7 +221,7 @@ func checkParsePrepareRequest(t *testing.T, body []byte) bool {
 	if _, err := dec.Token(); err != io.EOF {
 		t.Fatalf("%q: fast path read it, decoder finds more: %v", body, err)
 	}
-	if req.TxnID != string(id) || !bytes.Equal(req.Payload, payload) || (req.Payload == nil) != (payload == nil) || req.Coordinator != string(coordinator) {
+	if req.TxnID != string(id) || !bytes.Equal(req.Payload, payload) || (req.Payload == nil) != (payload == nil) || req.Coordinator != string(coordinator) || req.Priority != priority {
 		t.Fatalf("%q: fast path read %q %q %q, decoder %q %q %q", body, id, payload, coordinator, req.TxnID, req.Payload, req.Coordinator)
 	}
 	return true
@@ -258,7 +269,9 @@ func strictAndFast[T any](t *testing.T, body []byte, bodyMax int64, readErr erro
 	}
 	strictV, strictOK, strictW := run(func(w http.ResponseWriter, r *http.Request) (T, bool) {
 		var v T
-		ok := h.decode(w, r, &v)
+		// A prepare body may carry fields this participant does not know (issue 16).
+		_, lenient := any(v).(PrepareRequest)
+		ok := h.decodeLimited(w, r, http.MaxBytesReader(w, r.Body, h.bodyMax), h.bodyMax, !lenient, &v)
 		return v, ok
 	})
 	fastV, fastOK, fastW := run(func(w http.ResponseWriter, r *http.Request) (T, bool) { return fast(h, w, r) })

@@ -50,7 +50,7 @@ func TestHandler(t *testing.T) {
 		{"empty txn_id", "POST", "/commit", `{"txn_id":""}`, 400, `"code":"missing_field"`},
 		{"control character in txn_id", "POST", "/commit", `{"txn_id":"a\u0001b"}`, 400, `"code":"invalid_field","message":"txn_id: invalid transaction id: contains control character`},
 		{"txn_id too long", "POST", "/commit", `{"txn_id":"` + strings.Repeat("x", 257) + `"}`, 400, `"message":"txn_id: invalid transaction id: 257 bytes, at most 256"`},
-		{"unknown field", "POST", "/prepare", `{"txn_id":"t5","paylod":{}}`, 400, `"code":"unknown_field","message":"unknown field \"paylod\""`},
+		{"unknown field", "POST", "/commit", `{"txn_id":"t5","paylod":{}}`, 400, `"code":"unknown_field","message":"unknown field \"paylod\""`},
 		{"bad coordinator", "POST", "/prepare", `{"txn_id":"t5","coordinator":"ftp://x"}`, 400, `"code":"invalid_field","message":"coordinator:`},
 		{"oversized body", "POST", "/prepare", `{"txn_id":"t6","payload":"` + strings.Repeat("x", 500) + `"}`, 413, `"code":"body_too_large"`},
 		{"status without txn_id", "GET", "/status", ``, 400, `"code":"missing_field"`},

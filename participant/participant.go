@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dtc-project/dtc/locks"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -50,6 +51,17 @@ type Participant struct {
 
 	stats Stats
 
+	// The lock table (Config.Locks; nil under policy none) and the prepares waiting
+	// for it: see lockwait.go.
+	table     *locks.Table
+	keyed     Keyed
+	versioned Versioned
+	pending   map[string]*pendingPrepare
+	lockObs   LockObserver
+	// later holds answers and notifications made under the lock, run once it is
+	// released (unlockAndRun).
+	later []func()
+
 	// resolvers counts the Resolvers running for this participant (Resolver.Run): while
 	// one runs, the participant asks the coordinator about transactions in doubt, and
 	// its handler says so (HeaderInDoubt).
@@ -70,6 +82,7 @@ type txn struct {
 	payload     json.RawMessage
 	coordinator string
 	preparedAt  time.Time
+	priority    int64   // from its prepare (wound-wait)
 	waiting     *record // the latest record for this txn that is not durable yet
 }
 
@@ -165,6 +178,9 @@ type Stats struct {
 	CompactionFailures int // RemoveBefore failures (retried at the next checkpoint)
 	ReplayedRecords    int // records read from the log at startup
 	SkippedRecords     int // of which older than the first checkpoint (already in it)
+	LockWaits          int // prepares that had to wait for locks
+	LockWaiting        int // prepares waiting for locks now
+	LockedKeys         int // keys locked or awaited now
 }
 
 // New returns a participant that has not read its log yet: call Replay for every
@@ -176,11 +192,19 @@ func New(cfg Config, svc Service, clock Clock) (*Participant, error) {
 	if svc == nil || clock == nil {
 		return nil, errors.New("participant: New needs a Service and a Clock")
 	}
+	table, keyed, versioned, err := newLockTable(cfg.Locks, svc)
+	if err != nil {
+		return nil, err
+	}
 	return &Participant{
-		cfg:   cfg,
-		svc:   svc,
-		clock: clock,
-		txns:  make(map[string]*txn),
+		cfg:       cfg,
+		svc:       svc,
+		clock:     clock,
+		txns:      make(map[string]*txn),
+		table:     table,
+		keyed:     keyed,
+		versioned: versioned,
+		pending:   make(map[string]*pendingPrepare),
 	}, nil
 }
 
@@ -261,7 +285,12 @@ func (p *Participant) replayLocked(r logRecord) error {
 		if r.PreparedAt != nil {
 			at = *r.PreparedAt
 		}
-		p.addPreparedLocked(preparedTxn(r.TxnID, r.Payload, r.Coordinator, at))
+		t := preparedTxn(r.TxnID, r.Payload, r.Coordinator, at)
+		t.priority = r.Priority
+		p.addPreparedLocked(t)
+		if err := p.retakeLocksLocked(t); err != nil {
+			return err
+		}
 	case recCommit, recRollback:
 		if t == nil || t.state != StatePrepared {
 			return fmt.Errorf("txn %q is not prepared", r.TxnID)
@@ -276,6 +305,9 @@ func (p *Participant) replayLocked(r logRecord) error {
 		t.durable = t.state
 		p.prepared--
 		p.rememberDecidedLocked(t)
+		if p.table != nil {
+			p.table.Release(r.TxnID) // nothing waits during replay
+		}
 	case recFence:
 		if t != nil {
 			return fmt.Errorf("txn %q is already %s", r.TxnID, t.state)
@@ -326,11 +358,19 @@ func (p *Participant) restoreLocked(c *checkpoint) error {
 	p.txns = make(map[string]*txn, len(c.Prepared))
 	p.prepared = 0
 	p.decided = decidedRing{}
+	if p.table != nil {
+		p.table, _ = locks.New(p.cfg.Locks) // validated by New
+	}
 	for _, e := range c.Prepared {
 		if p.txns[e.TxnID] != nil {
 			return fmt.Errorf("txn %q twice", e.TxnID)
 		}
-		p.addPreparedLocked(preparedTxn(e.TxnID, e.Payload, e.Coordinator, e.PreparedAt))
+		t := preparedTxn(e.TxnID, e.Payload, e.Coordinator, e.PreparedAt)
+		t.priority = e.Priority
+		p.addPreparedLocked(t)
+		if err := p.retakeLocksLocked(t); err != nil {
+			return err
+		}
 	}
 	for _, e := range c.Decided {
 		if p.txns[e.TxnID] != nil {
@@ -407,7 +447,10 @@ func (p *Participant) Close() error {
 		}
 	}
 	p.outbox = nil
-	p.mu.Unlock()
+	for id := range p.pending {
+		p.cancelWaitLocked(id, "participant unavailable: "+ErrClosed.Error())
+	}
+	p.unlockAndRun()
 	for i := range deliver {
 		deliver[i].deliver()
 	}
@@ -437,23 +480,29 @@ func (p *Participant) mustStartedLocked() {
 // payload must be JSON (or empty); the service sees it compacted. coordinator is the
 // base URL asked about the transaction if it is left in doubt ("" for the default).
 func (p *Participant) Prepare(txnID string, payload json.RawMessage, coordinator string, reply func(Vote)) {
-	p.prepare(txnID, payload, false, coordinator, reply)
+	p.prepare(txnID, payload, false, coordinator, 0, reply)
+}
+
+// PreparePriority is Prepare with the transaction's priority (PrepareRequest.Priority),
+// which the wound-wait lock policy uses.
+func (p *Participant) PreparePriority(txnID string, payload json.RawMessage, coordinator string, priority int64, reply func(Vote)) {
+	p.prepare(txnID, payload, false, coordinator, priority, reply)
 }
 
 // prepare is Prepare; payloadOwned says that the caller gives payload away (it does not
 // keep or change it), so the core may keep it rather than a copy.
-func (p *Participant) prepare(txnID string, payload json.RawMessage, payloadOwned bool, coordinator string, reply func(Vote)) {
+func (p *Participant) prepare(txnID string, payload json.RawMessage, payloadOwned bool, coordinator string, priority int64, reply func(Vote)) {
 	p.mu.Lock()
 	p.mustStartedLocked()
-	v, wait := p.prepareLocked(txnID, payload, payloadOwned, coordinator, reply)
-	p.mu.Unlock()
+	v, wait := p.prepareLocked(txnID, payload, payloadOwned, coordinator, priority, reply)
+	p.unlockAndRun()
 	if !wait {
 		reply(v)
 	}
 	p.flush()
 }
 
-func (p *Participant) prepareLocked(id string, payload json.RawMessage, payloadOwned bool, coordinator string, reply func(Vote)) (Vote, bool) {
+func (p *Participant) prepareLocked(id string, payload json.RawMessage, payloadOwned bool, coordinator string, priority int64, reply func(Vote)) (Vote, bool) {
 	if p.failed != nil {
 		return nackf("participant unavailable: %v", p.failed), false
 	}
@@ -491,6 +540,13 @@ func (p *Participant) prepareLocked(id string, payload json.RawMessage, payloadO
 			panic(fmt.Sprintf("participant: txn %q in state %q", id, t.state))
 		}
 	}
+	if pw := p.pending[id]; pw != nil { // waiting for locks: answer with it
+		if !bytes.Equal(pw.payload, payload) {
+			return nack("already prepared with a different payload"), false
+		}
+		pw.replies = append(pw.replies, reply)
+		return Vote{}, true
+	}
 	if p.prepared >= p.cfg.PreparedMax {
 		return nack("too many prepared transactions"), false
 	}
@@ -498,22 +554,38 @@ func (p *Participant) prepareLocked(id string, payload json.RawMessage, payloadO
 		return nack("too busy: too many records waiting to be persisted"), false
 	}
 	t := preparedTxn(id, payload, coordinator, p.clock.Now())
+	t.priority = priority
 	t.durable = StateUnknown
 	// The record takes t's time: a time of its own would escape to the heap.
-	data := encodeRecord(logRecord{Type: recPrepare, TxnID: id, Payload: payload, Coordinator: coordinator, PreparedAt: &t.preparedAt})
+	data := encodeRecord(logRecord{Type: recPrepare, TxnID: id, Payload: payload, Coordinator: coordinator, PreparedAt: &t.preparedAt, Priority: priority})
 	if n := p.store.RecordMaxBytes(); len(data) > n {
 		return nackf("prepare record too large: %d bytes, the log takes at most %d", len(data), n), false
 	}
-	if err := p.svc.Prepare(id, payload); err != nil {
+	if granted, v, wait := p.acquireLocked(id, payload, coordinator, priority, reply); !granted {
+		return v, wait
+	}
+	return p.servicePrepareLocked(t, data, reply)
+}
+
+// servicePrepareLocked asks the Service to prepare t, whose locks (if any) are held,
+// and appends its prepare record, data. A refusal releases the locks. reply, if not
+// nil, waits for the record.
+func (p *Participant) servicePrepareLocked(t *txn, data []byte, reply func(Vote)) (Vote, bool) {
+	if err := p.svc.Prepare(t.id, t.payload); err != nil {
 		reason := err.Error()
 		if reason == "" {
 			reason = "refused by the service"
+		}
+		if p.table != nil {
+			p.releaseLocked(t.id)
 		}
 		return nack(reason), false
 	}
 	p.addPreparedLocked(t)
 	r := p.appendLocked(data, t, StatePrepared)
-	r.waiters = append(r.waiters, waiter{vote: reply, txn: t})
+	if reply != nil {
+		r.waiters = append(r.waiters, waiter{vote: reply, txn: t})
+	}
 	return Vote{}, true
 }
 
@@ -536,7 +608,7 @@ func (p *Participant) phase2(id string, outcome State, reply func(Result)) {
 	p.mu.Lock()
 	p.mustStartedLocked()
 	res, wait := p.phase2Locked(id, outcome, reply)
-	p.mu.Unlock()
+	p.unlockAndRun()
 	if !wait {
 		reply(res)
 	}
@@ -553,6 +625,10 @@ func (p *Participant) phase2Locked(id string, outcome State, reply func(Result))
 	t := p.txns[id]
 	if t == nil && outcome == StateCommitted {
 		return Result{State: StateUnknown, Conflict: true}, false
+	}
+	if t == nil && outcome == StateAborted {
+		// A prepare waiting for locks ends with a NACK; the fence below keeps it out.
+		p.cancelWaitLocked(id, "rolled back while waiting for locks")
 	}
 	if t == nil || t.state == StatePrepared {
 		if p.inflight.len() >= p.cfg.InflightMax {
@@ -576,6 +652,11 @@ func (p *Participant) phase2Locked(id string, outcome State, reply func(Result))
 			data = encodeRecord(logRecord{Type: recRollback, TxnID: id})
 		}
 		p.appendLocked(data, t, t.state)
+		// Only now, with the phase-2 record ahead of anything a waiting prepare does
+		// next, may the locks go (see lockwait.go).
+		if !t.fenced {
+			p.releaseLocked(id)
+		}
 	}
 	// t is decided now; answer once that is durable.
 	if t.waiting == nil {
@@ -680,6 +761,10 @@ func (p *Participant) Stats() Stats {
 	s.Prepared = p.prepared
 	s.Decided = p.decided.len()
 	s.Inflight = p.inflight.len()
+	s.LockWaiting = len(p.pending)
+	if p.table != nil {
+		s.LockedKeys = p.table.Keys()
+	}
 	return s
 }
 
@@ -740,7 +825,7 @@ func (p *Participant) checkpointLocked() (*record, error) {
 	c := &checkpoint{Service: normalizeBlob(snap), Prepared: []preparedEntry{}, Decided: []decidedEntry{}}
 	for _, t := range p.txns {
 		if t.state == StatePrepared {
-			c.Prepared = append(c.Prepared, preparedEntry{TxnID: t.id, Payload: t.payload, Coordinator: t.coordinator, PreparedAt: t.preparedAt})
+			c.Prepared = append(c.Prepared, preparedEntry{TxnID: t.id, Payload: t.payload, Coordinator: t.coordinator, PreparedAt: t.preparedAt, Priority: t.priority})
 		}
 	}
 	sort.Slice(c.Prepared, func(i, j int) bool { return c.Prepared[i].TxnID < c.Prepared[j].TxnID })

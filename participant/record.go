@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/dtc-project/dtc/internal/jsonstr"
@@ -25,6 +26,7 @@ type logRecord struct {
 	Payload     json.RawMessage `json:"payload,omitempty"`
 	Coordinator string          `json:"coordinator,omitempty"`
 	PreparedAt  *time.Time      `json:"prepared_at,omitempty"`
+	Priority    int64           `json:"priority,omitempty"` // prepare: the transaction's priority (wound-wait)
 	Change      blob            `json:"change,omitempty"`
 	Checkpoint  *checkpoint     `json:"checkpoint,omitempty"`
 }
@@ -42,6 +44,7 @@ type preparedEntry struct {
 	Payload     json.RawMessage `json:"payload,omitempty"`
 	Coordinator string          `json:"coordinator,omitempty"`
 	PreparedAt  time.Time       `json:"prepared_at"`
+	Priority    int64           `json:"priority,omitempty"`
 }
 
 type decidedEntry struct {
@@ -177,6 +180,9 @@ func recordSizeBytes(r *logRecord) int {
 	if r.PreparedAt != nil {
 		n += len(`,"prepared_at":""`) + len(time.RFC3339Nano)
 	}
+	if r.Priority != 0 {
+		n += len(`,"priority":`) + 20
+	}
 	return n
 }
 
@@ -207,6 +213,10 @@ func appendRecord(b []byte, r *logRecord) (_ []byte, ok bool) {
 			return nil, false
 		}
 		b = append(b, '"')
+	}
+	if r.Priority != 0 {
+		b = append(b, `,"priority":`...)
+		b = strconv.AppendInt(b, r.Priority, 10)
 	}
 	return append(b, '}'), true
 }

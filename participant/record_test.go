@@ -42,6 +42,8 @@ func TestEncodeRecordAsJSONMarshal(t *testing.T) {
 	for _, r := range []logRecord{
 		{Type: recPrepare, TxnID: "t-1@00c0ffee", Payload: json.RawMessage(`{"a":1}`), Coordinator: "http://127.0.0.1:7070", PreparedAt: &at},
 		{Type: recPrepare, TxnID: "t-1", PreparedAt: &at},
+		{Type: recPrepare, TxnID: "t-1", PreparedAt: &at, Priority: 1733450000000000001},
+		{Type: recPrepare, TxnID: "t-1", Coordinator: "http://c", Priority: -9223372036854775808},
 		{Type: recPrepare, TxnID: "t-1", PreparedAt: &atZone},
 		{Type: recPrepare, TxnID: "t-1", PreparedAt: &atRound},
 		{Type: recPrepare, TxnID: "t-1", PreparedAt: &zero},

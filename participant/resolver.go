@@ -41,6 +41,12 @@ type ResolverOptions struct {
 	// coordinator whose API asks for one (a token allowed to read transactions). A
 	// coordinator that does not ask ignores it.
 	BearerToken string
+	// ParticipantURL is this participant's prepare URL as its coordinators know it,
+	// sent with the lock waits it reports (POST /v1/waits). Optional.
+	ParticipantURL string
+	// WaitReportInterval is how often a lock wait still going on is reported again
+	// (at most 1s, the coordinator's expectation). Default 1s.
+	WaitReportInterval time.Duration
 }
 
 // Resolver finds transactions left in doubt (prepared longer than
@@ -81,12 +87,15 @@ type inDoubtTrack struct {
 // coordinator cannot be reached shows in CoordinatorUnreachable (and in its status
 // answer, see HandlerOptions.Resolver) until it is resolved.
 type ResolverStats struct {
-	Rounds      uint64 `json:"rounds"`      // rounds run
-	Attempts    uint64 `json:"attempts"`    // queries to a coordinator (or attempts without one to ask)
-	Resolved    uint64 `json:"resolved"`    // transactions committed or rolled back on the coordinator's answer
-	Pending     uint64 `json:"pending"`     // answers "still in progress"
-	Unreachable uint64 `json:"unreachable"` // attempts without a usable answer: no coordinator known, connection error, timeout, a status other than 200 or the coordinator's 404
-	Conflicts   uint64 `json:"conflicts"`   // answers contradicting this participant's state (heuristic hazards)
+	Rounds      uint64 `json:"rounds"`       // rounds run
+	Attempts    uint64 `json:"attempts"`     // queries to a coordinator (or attempts without one to ask)
+	Resolved    uint64 `json:"resolved"`     // transactions committed or rolled back on the coordinator's answer
+	Pending     uint64 `json:"pending"`      // answers "still in progress"
+	Unreachable uint64 `json:"unreachable"`  // attempts without a usable answer: no coordinator known, connection error, timeout, a status other than 200 or the coordinator's 404
+	Conflicts   uint64 `json:"conflicts"`    // answers contradicting this participant's state (heuristic hazards)
+	WaitReports uint64 `json:"wait_reports"` // lock waits reported (POST /v1/waits), answered 202
+	Wounds      uint64 `json:"wounds"`       // aborts asked for younger holders (wound-wait), answered 200
+	ReportFails uint64 `json:"report_fails"` // wait reports and wounds without that answer
 	// InDoubt is the number of transactions in doubt at the last round, and
 	// CoordinatorUnreachable those of them whose last query got no usable answer.
 	InDoubt                int `json:"in_doubt"`
@@ -149,6 +158,9 @@ func NewResolver(p *Participant, o ResolverOptions) (*Resolver, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.WaitReportInterval <= 0 || o.WaitReportInterval > time.Second {
+		o.WaitReportInterval = time.Second
 	}
 	return &Resolver{p: p, o: o, log: o.Logger, track: make(map[string]*inDoubtTrack)}, nil
 }
@@ -242,9 +254,19 @@ func (r *Resolver) count(f func(*ResolverStats)) {
 //
 // While Run runs, the participant's handler tells every coordinator that it asks
 // (HeaderInDoubt), which lets them keep their begin records lazy.
+//
+// Under a lock policy that waits (wait, wound-wait), Run also reports the lock waits to
+// the coordinators (see runWaitReports).
 func (r *Resolver) Run(ctx context.Context) {
 	r.p.resolvers.Add(1)
 	defer r.p.resolvers.Add(-1)
+	if r.p.LockPolicy().Waits() {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		wg.Go(func() { r.runWaitReports(ctx) })
+	}
 	t := time.NewTicker(r.o.Interval)
 	defer t.Stop()
 	for {

@@ -36,6 +36,32 @@ type Updater interface {
 	Update(change []byte) error
 }
 
+// KeySet is what one transaction touches at this participant: the keys it reads
+// (locked shared) and writes (locked exclusive), and, for the occ policy, the version of
+// each key as the transaction read it.
+type KeySet struct {
+	Reads  []string
+	Writes []string
+	// ReadVersions (occ): key → version the transaction read. Each is compared with
+	// Versioned.Version at prepare; a difference is a conflict.
+	ReadVersions map[string]uint64
+}
+
+// Keyed is implemented by a Service that names the keys of its transactions, so that
+// the participant locks them from prepare until phase 2 (Config.Locks). Keys is called
+// under the core's lock before Service.Prepare, and again on replay for transactions
+// still prepared: it must depend only on its arguments. An error NACKs the prepare.
+type Keyed interface {
+	Keys(txnID string, payload json.RawMessage) (KeySet, error)
+}
+
+// Versioned is implemented by a Service under the occ policy: Version returns a key's
+// current version, which the service changes (in its own, durable state) whenever a
+// commit writes the key. Called under the core's lock.
+type Versioned interface {
+	Version(key string) uint64
+}
+
 // Clock tells the time. The core reads it only to stamp prepared transactions (for
 // InDoubt); the simulator gives it virtual time.
 type Clock interface {

@@ -41,14 +41,23 @@ const (
 type Vote struct {
 	ACK    bool
 	Reason string // why the vote is NACK; empty for ACK
+	// Cause classifies a NACK for the coordinator: CauseConflict, or "" for any other
+	// refusal. Key is the key in conflict.
+	Cause string
+	Key   string
 }
+
+// CauseConflict is Vote.Cause of a NACK refused for a conflict with another
+// transaction (a lock held under no-wait or occ, a version read that changed, a lock
+// wait that ended), so that the coordinator records abort cause "conflict".
+const CauseConflict = "conflict"
 
 // Response is the vote as it goes on the wire.
 func (v Vote) Response() VoteResponse {
 	if v.ACK {
 		return VoteResponse{Vote: VoteACK}
 	}
-	return VoteResponse{Vote: VoteNACK, Reason: v.Reason}
+	return VoteResponse{Vote: VoteNACK, Reason: v.Reason, Cause: v.Cause, Key: v.Key}
 }
 
 func ack() Vote                     { return Vote{ACK: true} }
@@ -86,6 +95,10 @@ type PrepareRequest struct {
 	// Coordinator is the base URL of the coordinator that runs the transaction, asked
 	// about it if the participant is left in doubt. Optional.
 	Coordinator string `json:"coordinator,omitempty"`
+	// Priority is the transaction's priority, assigned by the coordinator at begin and
+	// the same at every participant: smaller is older. 0: none given (youngest). Only
+	// the wound-wait lock policy uses it.
+	Priority int64 `json:"priority,omitempty"`
 }
 
 // TxnRequest is the body of POST …/commit and POST …/rollback.
@@ -97,6 +110,9 @@ type TxnRequest struct {
 type VoteResponse struct {
 	Vote   string `json:"vote"`
 	Reason string `json:"reason,omitempty"`
+	// Cause and Key: see Vote.
+	Cause string `json:"cause,omitempty"`
+	Key   string `json:"key,omitempty"`
 }
 
 // StateResponse is the answer to commit, rollback and status.

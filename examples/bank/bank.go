@@ -14,6 +14,15 @@
 // insufficient funds. Money is conserved: across the participants of a transaction the
 // amounts sum to zero, and commit and rollback move nothing else.
 //
+// # Keys and versions (lock policies, issue 16)
+//
+// The Bank implements participant.Keyed: a transaction writes every account its ops
+// name (one exclusive lock each), and reads the accounts of the optional payload field
+// "reads", {"reads":{"alice":3}}, which also gives, for the occ policy, the version of
+// each account as the client read it (GET /accounts). It implements
+// participant.Versioned: an account's version counts the commits that changed it; it
+// is part of the bank's state (snapshot and replay), so it survives restarts.
+//
 // The optional payload field "hold_ms" asks the bank's HTTP layer to wait that long
 // before voting, to show a prepare timeout; the Bank itself ignores it beyond checking
 // its range.
@@ -57,6 +66,9 @@ type Payload struct {
 	Ops []Op `json:"ops"`
 	// HoldMS: the HTTP layer waits this long before voting (a testing knob).
 	HoldMS int64 `json:"hold_ms,omitempty"`
+	// Reads are the accounts the client read to decide this transaction, each at the
+	// version it read (occ validates them; the other policies lock them shared).
+	Reads map[string]uint64 `json:"reads,omitempty"`
 }
 
 // ErrMalformed is wrapped by every refusal of a payload that does not parse or breaks
@@ -80,6 +92,7 @@ type account struct {
 	reserved int64 // debits of prepared transactions
 	incoming int64 // credits of prepared transactions
 	locked   bool
+	version  uint64 // commits that changed the account
 }
 
 // delta is a prepared transaction's effect on one account.
@@ -90,8 +103,10 @@ type delta struct {
 }
 
 var (
-	_ participant.Service = (*Bank)(nil)
-	_ participant.Updater = (*Bank)(nil)
+	_ participant.Service   = (*Bank)(nil)
+	_ participant.Updater   = (*Bank)(nil)
+	_ participant.Keyed     = (*Bank)(nil)
+	_ participant.Versioned = (*Bank)(nil)
 )
 
 // New returns a bank with the given accounts and balances. The participant logs this
@@ -144,6 +159,14 @@ func ParsePayload(data []byte) (Payload, error) {
 	case p.HoldMS < 0 || p.HoldMS > HoldMax.Milliseconds():
 		return p, fmt.Errorf("%w: hold_ms %d out of range [0, %d]", ErrMalformed, p.HoldMS, HoldMax.Milliseconds())
 	}
+	if len(p.Reads) > OpsMax {
+		return p, fmt.Errorf("%w: %d reads, at most %d", ErrMalformed, len(p.Reads), OpsMax)
+	}
+	for name := range p.Reads {
+		if err := checkName(name); err != nil {
+			return p, fmt.Errorf("%w: reads: %v", ErrMalformed, err)
+		}
+	}
 	for i, op := range p.Ops {
 		if err := checkName(op.Account); err != nil {
 			return p, fmt.Errorf("%w: op %d: %v", ErrMalformed, i, err)
@@ -153,6 +176,34 @@ func ParsePayload(data []byte) (Payload, error) {
 		}
 	}
 	return p, nil
+}
+
+// Keys names the accounts a transaction writes (its ops) and reads (its "reads", with
+// their versions): participant.Keyed.
+func (b *Bank) Keys(_ string, payload json.RawMessage) (participant.KeySet, error) {
+	p, err := ParsePayload(payload)
+	if err != nil {
+		return participant.KeySet{}, err
+	}
+	ks := participant.KeySet{ReadVersions: p.Reads}
+	for _, op := range p.Ops {
+		ks.Writes = append(ks.Writes, op.Account)
+	}
+	for name := range p.Reads {
+		ks.Reads = append(ks.Reads, name)
+	}
+	return ks, nil
+}
+
+// Version returns an account's version: the number of commits that changed it (0 for
+// an unknown account): participant.Versioned.
+func (b *Bank) Version(name string) uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if a := b.accounts[name]; a != nil {
+		return a.version
+	}
+	return 0
 }
 
 // Prepare reserves the transaction's debits and notes its credits; see the package
@@ -234,6 +285,7 @@ func (b *Bank) release(txnID string, apply bool) {
 		a.incoming -= d.Credit
 		if apply {
 			a.balance += d.Credit - d.Debit
+			a.version++
 		}
 		if a.reserved < 0 || a.incoming < 0 || a.balance < 0 {
 			panic(fmt.Sprintf("bank: account %q out of balance after %q: %+v", d.Account, txnID, *a))
@@ -292,6 +344,7 @@ type Account struct {
 	Incoming  int64  `json:"incoming"`  // credits of prepared transactions
 	Available int64  `json:"available"` // balance − reserved
 	Locked    bool   `json:"locked"`
+	Version   uint64 `json:"version"` // commits that changed it (occ reads)
 }
 
 // Accounts returns every account, sorted by name.
@@ -301,7 +354,7 @@ func (b *Bank) Accounts() []Account {
 	out := make([]Account, 0, len(b.accounts))
 	for name, a := range b.accounts {
 		out = append(out, Account{Name: name, Balance: a.balance, Reserved: a.reserved,
-			Incoming: a.incoming, Available: a.balance - a.reserved, Locked: a.locked})
+			Incoming: a.incoming, Available: a.balance - a.reserved, Locked: a.locked, Version: a.version})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -350,6 +403,7 @@ type snapshotAccount struct {
 	Name    string `json:"name"`
 	Balance int64  `json:"balance"`
 	Locked  bool   `json:"locked,omitempty"`
+	Version uint64 `json:"version,omitempty"`
 }
 
 type snapshotHold struct {
@@ -364,7 +418,7 @@ func (b *Bank) Snapshot() ([]byte, error) {
 	defer b.mu.Unlock()
 	s := snapshot{Accounts: []snapshotAccount{}, Holds: []snapshotHold{}}
 	for name, a := range b.accounts {
-		s.Accounts = append(s.Accounts, snapshotAccount{Name: name, Balance: a.balance, Locked: a.locked})
+		s.Accounts = append(s.Accounts, snapshotAccount{Name: name, Balance: a.balance, Locked: a.locked, Version: a.version})
 	}
 	sort.Slice(s.Accounts, func(i, j int) bool { return s.Accounts[i].Name < s.Accounts[j].Name })
 	for id, h := range b.holds {
@@ -388,7 +442,7 @@ func (b *Bank) Restore(data []byte) error {
 		if accounts[a.Name] != nil || a.Balance < 0 || a.Balance > BalanceMax {
 			return fmt.Errorf("bank: restore: account %q duplicated or out of range", a.Name)
 		}
-		accounts[a.Name] = &account{balance: a.Balance, locked: a.Locked}
+		accounts[a.Name] = &account{balance: a.Balance, locked: a.Locked, version: a.Version}
 	}
 	holds := make(map[string][]delta, len(s.Holds))
 	for _, h := range s.Holds {

@@ -216,7 +216,7 @@ func TestBankUnderParticipantSurvivesCrash(t *testing.T) {
 		p.Prepare(id, payload, "", func(v participant.Vote) { got = fmt.Sprint(v.Response()) })
 		return got
 	}
-	if v := vote("t1", pay("alice", -400, "bob", 400)); v != "{ACK }" {
+	if v := vote("t1", pay("alice", -400, "bob", 400)); v != "{ACK   }" {
 		t.Fatal(v)
 	}
 	if v := vote("t2", pay("alice", -700, "bob", 700)); !strings.Contains(v, "insufficient funds") {

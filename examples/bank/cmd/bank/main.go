@@ -37,6 +37,7 @@ import (
 	"github.com/dtc-project/dtc/examples/bank"
 	"github.com/dtc-project/dtc/internal/dirlock"
 	"github.com/dtc-project/dtc/internal/maxprocs"
+	"github.com/dtc-project/dtc/locks"
 	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/wal"
 )
@@ -68,6 +69,7 @@ func run(args []string, stderr io.Writer) error {
 	secretFile := flags.String("secret-file", "", "keys shared with dtc (dtc serve --participant-secret-file): only requests signed with one of them may prepare, commit, roll back or batch")
 	window := flags.Duration("signature-window", participant.DefaultSignatureWindow, "a signature made longer ago (or ahead) than this is refused: replays, and clocks too far apart")
 	trusted := flags.StringSlice("trust-coordinator", nil, "base URL of a coordinator whose prepares are taken (repeatable; default: --coordinator); any: take every coordinator")
+	lockPolicy := flags.String("lock-policy", "none", "locks on the accounts a transfer touches, from prepare to phase 2: none, no-wait (a conflict votes NACK), wait (waits, reported to the coordinator), wound-wait (an older transaction aborts a younger holder) or occ (prepare checks the versions in the payload's \"reads\")")
 	tokenFile := flags.String("coordinator-token-file", "", "file holding a bearer token sent with the in-doubt queries to the coordinator")
 	adminTokenFile := flags.String("admin-token-file", "", "file holding the token (Authorization: Bearer) that lock and unlock require; a request signed with --secret-file is admitted too; with neither, only loopback clients may use them")
 	def := participant.DefaultServerOptions()
@@ -89,6 +91,10 @@ func run(args []string, stderr io.Writer) error {
 	initial, err := bank.ParseAccounts(*accounts)
 	if err != nil {
 		return fmt.Errorf("--accounts: %w", err)
+	}
+	policy, err := locks.ParsePolicy(*lockPolicy)
+	if err != nil {
+		return fmt.Errorf("--lock-policy: %w", err)
 	}
 	var keys []participant.Key
 	if *secretFile != "" {
@@ -155,6 +161,8 @@ func run(args []string, stderr io.Writer) error {
 		TrustedCoordinators: trust,
 		CoordinatorToken:    token,
 		AdminToken:          adminToken,
+		LockPolicy:          policy,
+		SelfURL:             "http://" + *listen + "/prepare",
 		OnFatal: func(err error) {
 			select {
 			case fatal <- err:

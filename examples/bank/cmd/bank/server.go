@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dtc-project/dtc/examples/bank"
+	"github.com/dtc-project/dtc/locks"
 	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/wal"
 )
@@ -42,6 +43,11 @@ type config struct {
 	// admin endpoints (lock, unlock); so does a request signed with one of Keys. With
 	// neither, only loopback clients may use them.
 	AdminToken string
+	// LockPolicy locks the accounts a transfer touches (participant.Config.Locks);
+	// "" is none.
+	LockPolicy locks.Policy
+	// SelfURL is this bank's prepare URL, sent with the lock waits it reports.
+	SelfURL string
 	// OnFatal is told when the log fails; the process should stop.
 	OnFatal func(error)
 	// Wait is how "hold_ms" waits; nil means a timer. Tests replace it.
@@ -81,6 +87,9 @@ func newApp(c config) (*app, error) {
 	if c.InDoubtAfter > 0 {
 		cfg.InDoubtAfter = c.InDoubtAfter
 	}
+	if c.LockPolicy != "" {
+		cfg.Locks = locks.DefaultConfig(c.LockPolicy)
+	}
 	opts := wal.Options{FS: c.FS, Dir: c.DataDir, SegmentSizeBytes: 16 << 20}
 	log := c.Logger
 	p, err := participant.OpenGroupSync(cfg, b, c.Clock, opts, wal.GroupSyncerOptions{
@@ -99,6 +108,8 @@ func newApp(c config) (*app, error) {
 		Interval:    c.ResolveInterval,
 		Logger:      log,
 		BearerToken: c.CoordinatorToken,
+		// The waits are reported with the in-doubt queries' client and token.
+		ParticipantURL: c.SelfURL,
 	})
 	if err != nil {
 		return nil, errors.Join(err, p.Close())

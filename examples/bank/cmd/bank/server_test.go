@@ -89,8 +89,8 @@ func TestBankEndToEnd(t *testing.T) {
 
 	c.expect("GET", "/healthz", "", 200, `{"status":"ok"}`)
 	c.expect("GET", "/accounts", "", 200,
-		`{"accounts":[{"name":"alice","balance":100000,"reserved":0,"incoming":0,"available":100000,"locked":false},`+
-			`{"name":"bob","balance":100000,"reserved":0,"incoming":0,"available":100000,"locked":false}],"total":200000}`)
+		`{"accounts":[{"name":"alice","balance":100000,"reserved":0,"incoming":0,"available":100000,"locked":false,"version":0},`+
+			`{"name":"bob","balance":100000,"reserved":0,"incoming":0,"available":100000,"locked":false,"version":0}],"total":200000}`)
 
 	transfer := `{"ops":[{"account":"alice","amount":-100},{"account":"bob","amount":100}]}`
 	c.expect("POST", "/prepare", `{"txn_id":"t1","payload":`+transfer+`}`, 200, `{"vote":"ACK"}`)
@@ -106,7 +106,7 @@ func TestBankEndToEnd(t *testing.T) {
 	c.expect("POST", "/prepare", `{"txn_id":"t2","payload":{"ops":[{"account":"zed","amount":1}]}}`, 200, `unknown account \"zed\"`)
 	c.expect("POST", "/prepare", `{"txn_id":"t2","payload":{"ops":"all"}}`, 200, `"reason":"malformed payload`)
 
-	c.expect("POST", "/accounts/bob/lock", "", 200, `{"name":"bob","balance":100100,"reserved":0,"incoming":0,"available":100100,"locked":true}`)
+	c.expect("POST", "/accounts/bob/lock", "", 200, `{"name":"bob","balance":100100,"reserved":0,"incoming":0,"available":100100,"locked":true,"version":1}`)
 	c.expect("POST", "/prepare", `{"txn_id":"t3","payload":`+transfer+`}`, 200, `account \"bob\" is locked`)
 	c.expect("POST", "/accounts/bob/unlock", "", 200, `"locked":false`)
 	c.expect("POST", "/accounts/zed/lock", "", 404, `"code":"not_found"`)
@@ -130,7 +130,8 @@ func TestBankEndToEnd(t *testing.T) {
 	c.expect("POST", "/rollback", `{"txn_id":"t5"}`, 200, `{"state":"aborted"}`)
 
 	// Malformed requests.
-	c.expect("POST", "/prepare", `{"txn_id":"t7","bogus":1}`, 400, `"code":"unknown_field"`)
+	// Unknown prepare fields are ignored (issue 16: a newer coordinator may send more).
+	c.expect("POST", "/prepare", `{"txn_id":"t7","bogus":1}`, 200, `"reason":"malformed payload: empty`)
 	c.expect("POST", "/commit", `{}`, 400, `"code":"missing_field"`)
 	c.expect("POST", "/prepare", `{"txn_id":"t7","payload":"`+strings.Repeat("x", bodyMaxBytes)+`"}`, 413, `"code":"body_too_large"`)
 	c.expect("GET", "/nope", "", 404, `"code":"not_found"`)
@@ -166,8 +167,8 @@ func TestBankEndToEnd(t *testing.T) {
 	defer srv.Close()
 	c = client{t, srv.URL}
 	c.expect("GET", "/accounts", "", 200,
-		`{"accounts":[{"name":"alice","balance":99900,"reserved":0,"incoming":0,"available":99900,"locked":true},`+
-			`{"name":"bob","balance":100100,"reserved":0,"incoming":0,"available":100100,"locked":false}],"total":200000}`)
+		`{"accounts":[{"name":"alice","balance":99900,"reserved":0,"incoming":0,"available":99900,"locked":true,"version":1},`+
+			`{"name":"bob","balance":100100,"reserved":0,"incoming":0,"available":100100,"locked":false,"version":1}],"total":200000}`)
 	c.expect("GET", "/status?txn_id=t1", "", 200, `{"state":"committed"}`)
 	c.expect("POST", "/prepare", `{"txn_id":"t4","payload":`+transfer+`}`, 200, `fenced`)
 }
