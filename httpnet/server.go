@@ -828,6 +828,14 @@ func appendView(b []byte, v *coordinator.View) (_ []byte, ok bool) {
 		b = append(b, `,"reason":`...)
 		b = jsonstr.Append(b, v.Reason)
 	}
+	if v.AbortCause != "" {
+		b = append(b, `,"abort_cause":`...)
+		b = jsonstr.Append(b, string(v.AbortCause))
+	}
+	if v.Priority != 0 {
+		b = append(b, `,"priority":`...)
+		b = strconv.AppendInt(b, v.Priority, 10)
+	}
 	b = append(b, `,"participants":`...)
 	if v.Participants == nil {
 		b = append(b, "null"...)

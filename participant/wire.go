@@ -86,6 +86,9 @@ type PrepareRequest struct {
 	// Coordinator is the base URL of the coordinator that runs the transaction, asked
 	// about it if the participant is left in doubt. Optional.
 	Coordinator string `json:"coordinator,omitempty"`
+	// Priority is the transaction's priority (issue 16): assigned once by the
+	// coordinator at begin, smaller is older; 0 when none was given.
+	Priority int64 `json:"priority,omitempty"`
 }
 
 // TxnRequest is the body of POST …/commit and POST …/rollback.

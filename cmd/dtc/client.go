@@ -378,6 +378,12 @@ func printView(w io.Writer, v client.View, asJSON bool) {
 	if v.Reason != "" {
 		fmt.Fprintf(w, "  reason: %s\n", v.Reason)
 	}
+	if v.AbortCause != "" {
+		fmt.Fprintf(w, "  abort cause: %s\n", v.AbortCause)
+	}
+	if v.Priority != 0 {
+		fmt.Fprintf(w, "  priority: %d (smaller is older)\n", v.Priority)
+	}
 	// Times as the admin page writes them: UTC to the millisecond, and offsets from
 	// the begin.
 	at := func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") }
