@@ -151,7 +151,8 @@ type observer struct {
 	m     *Metrics
 	log   *slog.Logger
 	shard int
-	trace *tracing // nil when tracing is off
+	trace *tracing  // nil when tracing is off
+	dl    *detector // nil when deadlock detection is off
 }
 
 var _ coordinator.Observer = observer{}
@@ -171,6 +172,7 @@ func (o observer) Observe(n coordinator.Note) {
 			o.log.Debug("transaction begun", "txn", n.Txn, "shard", o.shard)
 		}
 	case coordinator.NoteDecided:
+		o.dl.decided(n.Txn)
 		if n.Commit {
 			o.m.committed.Inc()
 		} else {

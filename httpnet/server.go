@@ -214,6 +214,25 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 			s.methodNotAllowed(w, r, "GET, HEAD, POST")
 		}
 		return "/v1/transactions"
+	case path == "/v1/waits":
+		if r.Method != http.MethodPost {
+			s.methodNotAllowed(w, r, "POST")
+		} else {
+			s.waits(w, r)
+		}
+		return path
+	case strings.HasPrefix(path, "/v1/transactions/") && strings.HasSuffix(path, "/abort"):
+		id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/transactions/"), "/abort")
+		if id == "" || strings.Contains(id, "/") {
+			s.fail(w, http.StatusNotFound, CodeNoRoute, fmt.Sprintf("no route %s: use /v1/transactions/{id}/abort", path))
+			return "other"
+		}
+		if r.Method != http.MethodPost {
+			s.methodNotAllowed(w, r, "POST")
+		} else {
+			s.abortTxn(w, r, id)
+		}
+		return "/v1/transactions/{id}/abort"
 	case strings.HasPrefix(path, "/v1/transactions/") && strings.HasSuffix(path, "/forget"):
 		id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/transactions/"), "/forget")
 		if id == "" || strings.Contains(id, "/") {
