@@ -25,7 +25,16 @@
 // snapshot carry the optional "owner" (Request.Owner: the API client that began the
 // transaction); it is omitted when empty, so logs written before it existed read as
 // before (their transactions have no owner) and logs without authentication are
-// unchanged.
+// unchanged. Begin and snapshot also carry the transaction's "priority" (Priority: its
+// begin time in Unix nanoseconds with a hash of its id in the low bits; smaller is older),
+// sent in every prepare and used by participants for wound-wait and by the deadlock
+// detector to pick the youngest of a cycle; a decision and a snapshot carry the abort's
+// "cause" (AbortCause). A log without them reads as before: the priority is derived from
+// the begin time, and the cause is absent.
+//
+// Engine.Abort aborts a transaction that is not decided yet (a client cancelling it, an
+// older transaction wounding it, the deadlock detector's victim); a decided one is never
+// changed, so it is idempotent.
 //
 // # The rule
 //

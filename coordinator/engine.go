@@ -204,6 +204,7 @@ func (e *Engine) Submit(req Request, done func(View)) (View, error) {
 		PrepareTimeoutMs: req.PrepareTimeout.Milliseconds(),
 		PayloadSum:       sum,
 		Owner:            req.Owner,
+		Priority:         Priority(now, id),
 	}
 	// The begin record may be lazy only if every participant asks about the
 	// transactions it holds in doubt: then a begin lost in a crash is harmless, since no
@@ -249,7 +250,7 @@ func (e *Engine) sendPrepares(t *txn) {
 		t.parts[i].seq = e.seq
 		e.env.Transport.Send(Message{
 			Kind: MsgPrepare, Txn: t.wire, Participant: i, URL: t.parts[i].url,
-			Payload: t.payloads[i], Seq: e.seq, Timeout: left,
+			Payload: t.payloads[i], Priority: t.priority, Seq: e.seq, Timeout: left,
 		})
 	}
 	t.payloads = nil
@@ -388,6 +389,9 @@ func (e *Engine) onVote(t *txn, r Reply) {
 	cause := CauseError
 	if p.vote == VoteNACK {
 		cause = CauseNACK
+		if r.Cause == string(CauseConflict) {
+			cause = CauseConflict
+		}
 	}
 	e.decide(t, Abort, cause, fmt.Sprintf("%s voted %s: %s", p.url, p.vote, p.reason))
 }
@@ -537,7 +541,7 @@ func (e *Engine) appendDecision(t *txn) {
 	}
 	rec := &Record{
 		Type: RecDecision, Txn: t.id, TimeUnixMs: e.env.Clock.Now().UnixMilli(),
-		Decision: t.decision, Votes: votes, Reason: t.reason,
+		Decision: t.decision, Votes: votes, Reason: t.reason, Cause: t.cause,
 	}
 	if err := e.append(rec, true); err != nil {
 		// Disk full or similar: the decision is not durable, so nobody may hear it. Try
@@ -647,6 +651,55 @@ func (e *Engine) Forget(id, reason string) (View, error) {
 		}
 	}
 	e.end(t, true)
+	return t.view(), nil
+}
+
+// Abort aborts a transaction that is not decided yet, with cause and reason: a client
+// cancelling it (CauseClient), an older transaction wounding it (CauseWound), the
+// deadlock detector choosing it as a victim (CauseDeadlock). A decided transaction is
+// never changed, so Abort is idempotent: a second call, or one that comes after the
+// commit, changes nothing and answers the outcome. id is the client's id or the one the
+// participants see. On success done (if not nil) is called exactly once, with the view,
+// once the decision is durable — at once when it already is. The returned view is the
+// transaction as it stands now (aborting, or its outcome). ErrNotFound for an unknown
+// id, ErrRecovering while the engine is not ready.
+func (e *Engine) Abort(id string, cause AbortCause, reason string, done func(View)) (View, error) {
+	if !e.Ready() {
+		return View{}, ErrRecovering
+	}
+	if cause == CauseNone {
+		panic("coordinator: Abort without a cause")
+	}
+	if client, _, ok := SplitTxnID(id); ok {
+		if t := e.txns[client]; t != nil && t.wire != id {
+			return View{}, ErrNotFound // another incarnation: never begun, as far as this one goes
+		}
+		id = client
+	}
+	t := e.txns[id]
+	if t == nil {
+		return View{}, ErrNotFound
+	}
+	if t.phase >= phPhase2 {
+		if done != nil {
+			done(t.view())
+		}
+		return t.view(), nil
+	}
+	if done != nil {
+		if len(t.waiters) >= e.cfg.WaitersMax {
+			return View{}, fmt.Errorf("coordinator: %w: %d callers already wait on %q (WaitersMax)",
+				ErrBusy, len(t.waiters), t.id)
+		}
+		t.waiters = append(t.waiters, done)
+	}
+	if t.phase == phPreparing || t.phase == phQuerying {
+		if reason == "" {
+			reason = "no reason given"
+		}
+		// Nobody voted what is left: their prepares' answers no longer matter.
+		e.decide(t, Abort, cause, fmt.Sprintf("aborted (%s): %s", cause, reason))
+	}
 	return t.view(), nil
 }
 

@@ -84,7 +84,11 @@ type Message struct {
 	Participant int    // index in the transaction's participant list
 	URL         string // the participant's prepare URL, as the client gave it
 	Payload     json.RawMessage
-	Seq         uint64 // unique per engine; echoed in the Reply
+	// Priority (prepare only) is the transaction's priority, the same in every prepare
+	// and after a restart: smaller is older. Participants that take locks use it for
+	// wound-wait; 0 means none is known.
+	Priority int64
+	Seq      uint64 // unique per engine; echoed in the Reply
 	// Timeout is how long the engine will wait for this answer (for prepare: the time
 	// left before the transaction's deadline). Zero means the transport's default.
 	Timeout time.Duration
@@ -124,16 +128,34 @@ const (
 	NoteLogRefused
 )
 
-// AbortCause classifies why a transaction aborted, for metrics.
+// AbortCause classifies why a transaction aborted: it is logged with the decision, shown
+// by the API (abort_cause) and counted by the metrics.
 type AbortCause string
 
 const (
 	CauseNone     AbortCause = ""
 	CauseNACK     AbortCause = "nack"     // a participant voted NACK
+	CauseConflict AbortCause = "conflict" // a participant voted NACK with cause conflict (a lock or a stale read)
 	CauseTimeout  AbortCause = "timeout"  // no vote before the prepare deadline
 	CauseError    AbortCause = "error"    // a participant gave no usable answer
+	CauseDeadlock AbortCause = "deadlock" // the victim of a cycle in the wait-for graph
+	CauseWound    AbortCause = "wound"    // wounded by an older transaction (wound-wait)
+	CauseClient   AbortCause = "client"   // aborted on request through the API
 	CauseRecovery AbortCause = "recovery" // decided by recovery after a restart
 )
+
+// AbortCauses lists every cause an abort may have, in a fixed order (for metrics).
+var AbortCauses = []AbortCause{CauseNACK, CauseConflict, CauseTimeout, CauseError, CauseDeadlock, CauseWound, CauseClient, CauseRecovery}
+
+// ParseAbortCause returns the cause s names; ok is false for any other string (and for "").
+func ParseAbortCause(s string) (AbortCause, bool) {
+	for _, c := range AbortCauses {
+		if string(c) == s {
+			return c, true
+		}
+	}
+	return CauseNone, false
+}
 
 // Note is one observation passed to the Observer.
 type Note struct {

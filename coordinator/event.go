@@ -15,9 +15,11 @@ type Reply struct {
 	// body that does not parse. Prepare counts it as a failed vote; phase 2 and status
 	// queries retry.
 	Err error
-	// Vote and Reason answer a prepare.
+	// Vote and Reason answer a prepare. Cause, on a NACK, is the class the participant
+	// gave ("conflict": a lock it could not take or a stale read); empty for none.
 	Vote   Vote
 	Reason string
+	Cause  string
 	// State answers commit, rollback and status. Conflict is set when the participant
 	// refused phase 2 because its state contradicts it (HTTP 409): a heuristic hazard.
 	State    PState

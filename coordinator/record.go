@@ -60,11 +60,18 @@ type Record struct {
 	// Older logs have none: their transactions belong to no client, and only a reader
 	// of every transaction sees them.
 	Owner string `json:"owner,omitempty"`
+	// Priority orders transactions for deadlock victims and wound-wait (begin,
+	// snapshot): assigned once at begin, smaller is older. Older logs have none (0): such
+	// a transaction gets a priority from its begin time when replayed.
+	Priority int64 `json:"priority,omitempty"`
 
 	// decision, snapshot
 	Decision Decision `json:"decision,omitempty"`
 	Votes    []Vote   `json:"votes,omitempty"` // one per participant, in order
 	Reason   string   `json:"reason,omitempty"`
+	// Cause classifies an abort (decision, snapshot): nack, conflict, timeout, error,
+	// deadlock, wound, client or recovery. Older logs have none.
+	Cause AbortCause `json:"cause,omitempty"`
 
 	// hazard (one participant), snapshot (per participant, "" for none)
 	Participant *int     `json:"participant,omitempty"`

@@ -34,9 +34,11 @@ const (
 	keyTxnID            = `,"txn_id":`
 	keyBeganMs          = `,"began_ms":`
 	keyOwner            = `,"owner":`
+	keyPriority         = `,"priority":`
 	keyDecision         = `,"decision":`
 	keyVotes            = `,"votes":`
 	keyReason           = `,"reason":`
+	keyCause            = `,"cause":`
 	keyParticipant      = `,"participant":`
 	keyHazard           = `,"hazard":`
 	keyHazards          = `,"hazards":`
@@ -84,6 +86,10 @@ func appendRecord(dst []byte, r *Record) []byte {
 		dst = append(dst, keyOwner...)
 		dst = jsonstr.Append(dst, r.Owner)
 	}
+	if r.Priority != 0 {
+		dst = append(dst, keyPriority...)
+		dst = strconv.AppendInt(dst, r.Priority, 10)
+	}
 	if r.Decision != "" {
 		dst = append(dst, keyDecision...)
 		dst = jsonstr.Append(dst, string(r.Decision))
@@ -95,6 +101,10 @@ func appendRecord(dst []byte, r *Record) []byte {
 	if r.Reason != "" {
 		dst = append(dst, keyReason...)
 		dst = jsonstr.Append(dst, r.Reason)
+	}
+	if r.Cause != "" {
+		dst = append(dst, keyCause...)
+		dst = jsonstr.Append(dst, string(r.Cause))
 	}
 	if r.Participant != nil {
 		dst = append(dst, keyParticipant...)
@@ -163,6 +173,9 @@ func encodedLen(r *Record) int {
 	if r.Owner != "" {
 		n += len(keyOwner) + len(r.Owner) + 2
 	}
+	if r.Priority != 0 {
+		n += len(keyPriority) + intLen(r.Priority)
+	}
 	if r.Decision != "" {
 		n += len(keyDecision) + len(r.Decision) + 2
 	}
@@ -171,6 +184,9 @@ func encodedLen(r *Record) int {
 	}
 	if r.Reason != "" {
 		n += len(keyReason) + len(r.Reason) + 2
+	}
+	if r.Cause != "" {
+		n += len(keyCause) + len(r.Cause) + 2
 	}
 	if r.Participant != nil {
 		n += len(keyParticipant) + intLen(int64(*r.Participant))

@@ -69,7 +69,7 @@ func TestEncodeRecordTable(t *testing.T) {
 		{Type: RecCheckpoint, Bracket: "end"},
 		{Type: RecSnapshot, Txn: "t1", TimeUnixMs: 5, Participants: []string{"http://a", "http://b", "http://c"},
 			PrepareTimeoutMs: 30000, PayloadSum: "00000000deadbeef", TxnID: "t1@0000000000000001", BeganUnixMs: 1, Owner: "alice<&>",
-			Decision: Commit, Votes: []Vote{VoteACK, VoteACK, VoteACK}, Reason: "why", Participant: &seven,
+			Priority: 1767225600123456789, Decision: Commit, Votes: []Vote{VoteACK, VoteACK, VoteACK}, Reason: "why", Cause: CauseDeadlock, Participant: &seven,
 			Hazard: "h", Hazards: []string{"", "aborted after commit", ""}, Acked: []bool{true, false, true},
 			EndedUnixMs: 9, DecidedUnixMs: 8, Bracket: "p"},
 		{Type: RecSnapshot, Txn: "t1", Participants: []string{}, Votes: []Vote{}, Hazards: []string{}, Acked: []bool{}},
@@ -81,7 +81,7 @@ func TestEncodeRecordTable(t *testing.T) {
 	for _, s := range trickyStrings {
 		recs = append(recs, &Record{
 			Type: RecordType(s), Txn: s, Participants: []string{s, "x", s}, PayloadSum: s, TxnID: s,
-			Decision: Decision(s), Votes: []Vote{Vote(s)}, Reason: s, Hazard: s, Hazards: []string{s}, Bracket: s,
+			Decision: Decision(s), Votes: []Vote{Vote(s)}, Reason: s, Cause: AbortCause(s), Hazard: s, Hazards: []string{s}, Bracket: s,
 		})
 	}
 	for _, r := range recs {
@@ -273,9 +273,11 @@ func TestEncodeRecordKnowsEveryField(t *testing.T) {
 		{"TxnID", "string", `json:"txn_id,omitempty"`},
 		{"BeganUnixMs", "int64", `json:"began_ms,omitempty"`},
 		{"Owner", "string", `json:"owner,omitempty"`},
+		{"Priority", "int64", `json:"priority,omitempty"`},
 		{"Decision", "coordinator.Decision", `json:"decision,omitempty"`},
 		{"Votes", "[]coordinator.Vote", `json:"votes,omitempty"`},
 		{"Reason", "string", `json:"reason,omitempty"`},
+		{"Cause", "coordinator.AbortCause", `json:"cause,omitempty"`},
 		{"Participant", "*int", `json:"participant,omitempty"`},
 		{"Hazard", "string", `json:"hazard,omitempty"`},
 		{"Hazards", "[]string", `json:"hazards,omitempty"`},

@@ -25,7 +25,8 @@ type txn struct {
 	phase          phase
 	decision       Decision
 	reason         string     // why it aborted, in words
-	cause          AbortCause // why it aborted, as a class (not logged: a replayed decision has none)
+	cause          AbortCause // why it aborted, as a class (logged with the decision; none in older logs)
+	priority       int64      // smaller is older; assigned once at begin (Record.Priority)
 	prepareTimeout time.Duration
 	payloadSum     string
 	owner          string // the API client that began it (Record.Owner)
@@ -140,6 +141,14 @@ func (e *Engine) apply(rec *Record) error {
 			owner:          rec.Owner,
 			began:          time.UnixMilli(rec.TimeUnixMs),
 			queued:         queued,
+			priority:       rec.Priority,
+		}
+		if t.priority == 0 { // a log written before priorities: derive one from its begin
+			began := t.began
+			if rec.BeganUnixMs != 0 {
+				began = time.UnixMilli(rec.BeganUnixMs)
+			}
+			t.priority = Priority(began, rec.Txn)
 		}
 		if t.wire == "" {
 			t.wire = rec.Txn
@@ -167,7 +176,7 @@ func (e *Engine) apply(rec *Record) error {
 		if t.phase >= phDeciding {
 			return nil
 		}
-		t.decision, t.reason, t.phase = rec.Decision, rec.Reason, phDeciding
+		t.decision, t.reason, t.cause, t.phase = rec.Decision, rec.Reason, rec.Cause, phDeciding
 		for i := range t.parts {
 			if i < len(rec.Votes) {
 				t.parts[i].vote = rec.Votes[i]
@@ -218,7 +227,7 @@ func (e *Engine) applySnapshot(t *txn, rec *Record) error {
 	if rec.Decision == Undecided {
 		return nil
 	}
-	t.decision, t.phase = rec.Decision, phDeciding
+	t.decision, t.cause, t.phase = rec.Decision, rec.Cause, phDeciding
 	if rec.DecidedUnixMs != 0 {
 		t.decided = time.UnixMilli(rec.DecidedUnixMs)
 	}
@@ -242,7 +251,7 @@ func (t *txn) snapshot(now time.Time) *Record {
 	rec := &Record{
 		Type: RecSnapshot, Txn: t.id, TxnID: t.wire, TimeUnixMs: now.UnixMilli(),
 		Participants: make([]string, n), PrepareTimeoutMs: t.prepareTimeout.Milliseconds(),
-		PayloadSum: t.payloadSum, BeganUnixMs: t.began.UnixMilli(), Owner: t.owner,
+		PayloadSum: t.payloadSum, BeganUnixMs: t.began.UnixMilli(), Owner: t.owner, Priority: t.priority,
 	}
 	var hazards bool
 	for i := range t.parts {
@@ -252,7 +261,7 @@ func (t *txn) snapshot(now time.Time) *Record {
 	// Only a decision the log accepted may be carried forward; one still waiting to be
 	// appended is not on disk and must not reach it by this back door.
 	if t.decisionLSN != 0 || t.phase >= phPhase2 {
-		rec.Decision, rec.Reason = t.decision, t.reason
+		rec.Decision, rec.Reason, rec.Cause = t.decision, t.reason, t.cause
 		if !t.decided.IsZero() {
 			rec.DecidedUnixMs = t.decided.UnixMilli()
 		}
@@ -273,4 +282,24 @@ func (t *txn) snapshot(now time.Time) *Record {
 		rec.EndedUnixMs = t.ended.UnixMilli()
 	}
 	return rec
+}
+
+// priorityTieBits is how many low bits of a priority the transaction id's hash fills:
+// two transactions begun within the same 1024 ns are ordered by their hashes.
+const priorityTieBits = 10
+
+// Priority is the priority of a transaction begun at began with the client id id:
+// smaller is older. It is the begin time in Unix nanoseconds whose low priorityTieBits
+// bits are replaced by a hash of the id, so that transactions begun at the same instant
+// (the simulator's clock, a coarse clock) are still ordered, the same way every time.
+// It is at least 1 (0 means "none" on the wire).
+func Priority(began time.Time, id string) int64 {
+	h := uint64(14695981039346656037) // FNV-1a
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	const mask = 1<<priorityTieBits - 1
+	p := began.UnixNano()&^mask | int64(h&mask)
+	return max(p, 1)
 }

@@ -20,9 +20,15 @@ type View struct {
 	ID string `json:"id"`
 	// TxnID is the id the participants know this transaction by: ID, the incarnation
 	// separator '@' and a nonce drawn when it began. A participant in doubt asks about it.
-	TxnID        string            `json:"txn_id"`
-	State        string            `json:"state"`
-	Reason       string            `json:"reason,omitempty"`
+	TxnID  string `json:"txn_id"`
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+	// AbortCause classifies an abort once it is final (state aborted): nack, conflict,
+	// timeout, error, deadlock, wound, client or recovery; empty otherwise, and for a
+	// transaction aborted by an older version that did not log it.
+	AbortCause AbortCause `json:"abort_cause,omitempty"`
+	// Priority orders transactions for deadlock victims and wound-wait: smaller is older.
+	Priority     int64             `json:"priority,omitempty"`
 	Participants []ParticipantView `json:"participants"`
 	PhaseTwoDone bool              `json:"phase2_done"`
 	Hazard       bool              `json:"heuristic_hazard,omitempty"`
@@ -101,9 +107,13 @@ func (t *txn) view() View {
 		Recovered:    t.recovered,
 		BeganAt:      t.began.UTC(),
 		Owner:        t.owner,
+		Priority:     t.priority,
 	}
 	if v.Final() {
 		v.Reason = t.reason
+		if t.decision == Abort {
+			v.AbortCause = t.cause
+		}
 		if !t.decided.IsZero() {
 			d := t.decided.UTC()
 			v.DecidedAt = &d

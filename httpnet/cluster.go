@@ -94,6 +94,7 @@ func openCluster(o Options) (*Runtime, error) {
 		compactDone: make(chan struct{}),
 		samplerDone: make(chan struct{}),
 	}
+	r.dl = r.newDetector()
 	cs := &clusterState{r: r, o: co, keys: cluster.Keys{Cluster: co.Name}, metrics: cluster.NewMetrics(), runDone: make(chan struct{})}
 	node, err := cluster.NewNode(cluster.NodeOptions{
 		Client: co.Client, Cluster: co.Name, NodeID: co.NodeID, APIAddr: co.APIAddr,
@@ -219,7 +220,7 @@ func (cs *clusterState) StartShard(ctx context.Context, n int, rev int64) error 
 		Transport: r.transport.For(s.deliver),
 		Log:       log,
 		Rand:      newRand(),
-		Observer:  observer{m: r.metrics, log: r.lg, shard: n},
+		Observer:  observer{m: r.metrics, log: r.lg, shard: n, dl: r.dl},
 	})
 	if err == nil {
 		for _, rec := range recs {

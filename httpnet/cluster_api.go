@@ -95,6 +95,34 @@ func (h *ClusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.route(w, r, body, idOnly.ID)
+	case r.URL.Path == "/v1/waits" && r.Method == http.MethodPost:
+		// The waiter's owner keeps the edges out of it: a cycle is found when all of its
+		// transactions live on one node (see deadlock.go).
+		body, err := io.ReadAll(io.LimitReader(r.Body, h.o.BodyMaxBytes+1))
+		if err != nil {
+			h.api.fail(w, http.StatusBadRequest, CodeMalformedJSON, "reading the body: "+err.Error())
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var rep WaitReport
+		if int64(len(body)) > h.o.BodyMaxBytes || json.Unmarshal(body, &rep) != nil || rep.Waiter == "" || len(rep.Waiter) > 1024 {
+			h.api.ServeHTTP(w, r)
+			return
+		}
+		h.route(w, r, body, rep.Waiter)
+	case strings.HasPrefix(r.URL.Path, "/v1/transactions/") && strings.HasSuffix(r.URL.Path, "/abort") && r.Method == http.MethodPost:
+		id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/transactions/"), "/abort")
+		if id == "" || strings.Contains(id, "/") || len(id) > 1024 {
+			h.api.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, h.o.BodyMaxBytes+1))
+		if err != nil {
+			h.api.fail(w, http.StatusBadRequest, CodeMalformedJSON, "reading the body: "+err.Error())
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		h.route(w, r, body, id)
 	case strings.HasPrefix(r.URL.Path, "/v1/transactions/") && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		id := strings.TrimPrefix(r.URL.Path, "/v1/transactions/")
 		if id == "" || strings.Contains(id, "/") || len(id) > 1024 {
@@ -144,7 +172,7 @@ func (h *ClusterHandler) forward(w http.ResponseWriter, r *http.Request, body []
 		refuse(fmt.Sprintf("shard %d's owner %s has a bad address %q: %v", n, owner, addr, err))
 		return
 	}
-	for _, k := range []string{"Content-Type", "Accept", "Authorization"} {
+	for _, k := range []string{"Content-Type", "Accept", "Authorization", HeaderAbortCause} {
 		if v := r.Header.Get(k); v != "" {
 			req.Header.Set(k, v)
 		}

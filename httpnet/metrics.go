@@ -20,6 +20,7 @@ type Metrics struct {
 	begun             prometheus.Counter
 	committed         prometheus.Counter
 	aborted           *prometheus.CounterVec // reason: nack, timeout, error, recovery
+	aborts            *prometheus.CounterVec // cause: every coordinator.AbortCause
 	decisionLatency   prometheus.Histogram
 	totalLatency      prometheus.Histogram
 	participantErrs   *prometheus.CounterVec // kind, request
@@ -38,6 +39,10 @@ const (
 	AbortTimeout  = string(coordinator.CauseTimeout)
 	AbortError    = string(coordinator.CauseError)
 	AbortRecovery = string(coordinator.CauseRecovery)
+	AbortConflict = string(coordinator.CauseConflict)
+	AbortDeadlock = string(coordinator.CauseDeadlock)
+	AbortWound    = string(coordinator.CauseWound)
+	AbortClient   = string(coordinator.CauseClient)
 )
 
 // newMetrics registers the metrics in a new registry, together with the Go runtime and
@@ -57,8 +62,12 @@ func newMetrics() *Metrics {
 		}),
 		aborted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dtc_transactions_aborted_total",
-			Help: "Transactions whose abort decision became durable, by reason class: nack (a participant voted NACK), timeout (no vote before the deadline), error (a participant gave no usable answer), recovery (decided after a restart).",
+			Help: "Transactions whose abort decision became durable, by reason class: the same label values as dtc_aborts_total's cause (kept for dashboards written before it).",
 		}, []string{"reason"}),
+		aborts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dtc_aborts_total",
+			Help: "Transactions whose abort decision became durable, by cause: nack (a participant voted NACK), conflict (a NACK for a lock or a stale read), timeout (no vote before the deadline), error (no usable answer), deadlock (victim of a wait-for cycle), wound (wounded by an older transaction), client (aborted through the API), recovery (decided after a restart).",
+		}, []string{"cause"}),
 		decisionLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "dtc_prepare_duration_seconds",
 			Help:    "From begin until the decision is durable (the prepare phase plus the decision's sync), for transactions begun by this process.",
@@ -108,7 +117,10 @@ func newMetrics() *Metrics {
 	for _, r := range []string{AbortNACK, AbortTimeout, AbortError, AbortRecovery} {
 		m.aborted.WithLabelValues(r)
 	}
-	reg.MustRegister(m.begun, m.committed, m.aborted, m.decisionLatency, m.totalLatency,
+	for _, c := range coordinator.AbortCauses {
+		m.aborts.WithLabelValues(string(c))
+	}
+	reg.MustRegister(m.begun, m.committed, m.aborted, m.aborts, m.decisionLatency, m.totalLatency,
 		m.participantErrs, m.hazards, m.logRefused, m.logSyncLatency, m.logRecordsPerSync, m.fsyncLatency,
 		m.httpRequests, m.rejected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -118,10 +130,16 @@ func newMetrics() *Metrics {
 // Registry is where the metrics are registered; /metrics serves it.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// abortClass is the class of an abort: the engine's cause, and recovery for every
-// transaction found undecided in the log.
-func abortClass(n coordinator.Note) string {
-	if n.Recovered || n.Cause == coordinator.CauseNone {
+// abortClass is the label of an abort on both dtc_transactions_aborted_total (reason)
+// and dtc_aborts_total (cause): the engine's cause, and recovery for a transaction found
+// undecided in the log (unless the detector, a wound or a client aborted it first).
+func abortClass(n coordinator.Note) string { return abortCause(n) }
+
+// abortCause is the cause of an abort for dtc_aborts_total: the engine's, and recovery
+// for a transaction found undecided in the log that gave none.
+func abortCause(n coordinator.Note) string {
+	if n.Cause == coordinator.CauseNone || (n.Recovered && n.Cause != coordinator.CauseDeadlock &&
+		n.Cause != coordinator.CauseWound && n.Cause != coordinator.CauseClient) {
 		return AbortRecovery
 	}
 	return string(n.Cause)
@@ -133,7 +151,8 @@ type observer struct {
 	m     *Metrics
 	log   *slog.Logger
 	shard int
-	trace *tracing // nil when tracing is off
+	trace *tracing  // nil when tracing is off
+	dl    *detector // nil when deadlock detection is off
 }
 
 var _ coordinator.Observer = observer{}
@@ -153,10 +172,12 @@ func (o observer) Observe(n coordinator.Note) {
 			o.log.Debug("transaction begun", "txn", n.Txn, "shard", o.shard)
 		}
 	case coordinator.NoteDecided:
+		o.dl.decided(n.Txn)
 		if n.Commit {
 			o.m.committed.Inc()
 		} else {
 			o.m.aborted.WithLabelValues(abortClass(n)).Inc()
+			o.m.aborts.WithLabelValues(abortClass(n)).Inc()
 		}
 		if !n.Recovered {
 			o.m.decisionLatency.Observe(n.Elapsed.Seconds())

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dtc-project/dtc/coordinator"
@@ -59,6 +60,11 @@ type Options struct {
 	// TracerProvider, when set, traces every transaction begun through the API
 	// (trace.go): off by default. dtc serve --otlp-endpoint sets it.
 	TracerProvider trace.TracerProvider
+	// NoDeadlockDetection turns the wait-for graph off (dtc serve
+	// --deadlock-detection=false): POST /v1/waits is still answered 202, and ignored.
+	NoDeadlockDetection bool
+	// WaitEdgesMax bounds the wait-for graph's edges. Default waitfor.DefaultEdgesMax.
+	WaitEdgesMax int
 	// Cluster, if set, makes the runtime one node of a cluster: the shards' logs are in
 	// etcd and DataDir, FS, Shards and the segment options are unused (cluster.go).
 	Cluster *ClusterOptions
@@ -105,6 +111,9 @@ func (o Options) Validate() error {
 	}
 	if o.InboxCap < 1 {
 		errs = append(errs, fmt.Errorf("InboxCap must be positive, got %d", o.InboxCap))
+	}
+	if o.WaitEdgesMax < 0 {
+		errs = append(errs, fmt.Errorf("WaitEdgesMax must not be negative, got %d", o.WaitEdgesMax))
 	}
 	if o.LazyFlushInterval < 0 {
 		errs = append(errs, fmt.Errorf("LazyFlushInterval must not be negative, got %v", o.LazyFlushInterval))
@@ -154,7 +163,9 @@ type Runtime struct {
 	samplerDone chan struct{}
 	history     history
 	started     time.Time
-	trace       *tracing // nil when tracing is off
+	trace       *tracing           // nil when tracing is off
+	dl          *detector          // nil when deadlock detection is off
+	waitsOff    prometheus.Counter // wait reports ignored because detection is off
 }
 
 // Open replays the log in o.DataDir into o.Shards engines, starts them, and returns the
@@ -190,6 +201,7 @@ func Open(o Options) (*Runtime, error) {
 	r.fs = &countingFS{FS: o.FS, m: r.metrics}
 	r.sink = &meteredSink{m: r.metrics, fs: r.fs}
 	r.metrics.reg.MustRegister(newStatsCollector(r), newTransportCollector(r.transport))
+	r.dl = r.newDetector()
 
 	for i := 0; i < o.Shards; i++ {
 		s := newShard(i, o.InboxCap, r.lg)
@@ -204,7 +216,7 @@ func Open(o Options) (*Runtime, error) {
 			Transport: r.transport.For(s.deliver),
 			Log:       engLog,
 			Rand:      newRand(),
-			Observer:  observer{m: r.metrics, log: r.lg, shard: i, trace: r.trace},
+			Observer:  observer{m: r.metrics, log: r.lg, shard: i, trace: r.trace, dl: r.dl},
 		})
 		if err != nil {
 			r.transport.Close()

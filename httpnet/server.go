@@ -214,6 +214,25 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 			s.methodNotAllowed(w, r, "GET, HEAD, POST")
 		}
 		return "/v1/transactions"
+	case path == "/v1/waits":
+		if r.Method != http.MethodPost {
+			s.methodNotAllowed(w, r, "POST")
+		} else {
+			s.waits(w, r)
+		}
+		return path
+	case strings.HasPrefix(path, "/v1/transactions/") && strings.HasSuffix(path, "/abort"):
+		id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/transactions/"), "/abort")
+		if id == "" || strings.Contains(id, "/") {
+			s.fail(w, http.StatusNotFound, CodeNoRoute, fmt.Sprintf("no route %s: use /v1/transactions/{id}/abort", path))
+			return "other"
+		}
+		if r.Method != http.MethodPost {
+			s.methodNotAllowed(w, r, "POST")
+		} else {
+			s.abortTxn(w, r, id)
+		}
+		return "/v1/transactions/{id}/abort"
 	case strings.HasPrefix(path, "/v1/transactions/") && strings.HasSuffix(path, "/forget"):
 		id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/transactions/"), "/forget")
 		if id == "" || strings.Contains(id, "/") {
@@ -827,6 +846,14 @@ func appendView(b []byte, v *coordinator.View) (_ []byte, ok bool) {
 	if v.Reason != "" {
 		b = append(b, `,"reason":`...)
 		b = jsonstr.Append(b, v.Reason)
+	}
+	if v.AbortCause != "" {
+		b = append(b, `,"abort_cause":`...)
+		b = jsonstr.Append(b, string(v.AbortCause))
+	}
+	if v.Priority != 0 {
+		b = append(b, `,"priority":`...)
+		b = strconv.AppendInt(b, v.Priority, 10)
 	}
 	b = append(b, `,"participants":`...)
 	if v.Participants == nil {

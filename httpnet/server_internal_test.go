@@ -51,7 +51,8 @@ func TestAppendViewIsMarshal(t *testing.T) {
 		return b.String()
 	}
 	if got, want := fields(coordinator.View{}), "ID string id; TxnID string txn_id; State string state; "+
-		"Reason string reason,omitempty; Participants []coordinator.ParticipantView participants; "+
+		"Reason string reason,omitempty; AbortCause coordinator.AbortCause abort_cause,omitempty; "+
+		"Priority int64 priority,omitempty; Participants []coordinator.ParticipantView participants; "+
 		"PhaseTwoDone bool phase2_done; Hazard bool heuristic_hazard,omitempty; Recovered bool recovered,omitempty; "+
 		"BeganAt time.Time began_at; DecidedAt *time.Time decided_at,omitempty; EndedAt *time.Time ended_at,omitempty; "+
 		"Owner string owner,omitempty; "; got != want {
@@ -86,7 +87,8 @@ func TestAppendViewIsMarshal(t *testing.T) {
 	for range 3000 {
 		v := coordinator.View{ID: pick(strs), TxnID: pick(strs), State: pick(strs), Reason: pick(strs),
 			PhaseTwoDone: rng.IntN(2) == 0, Hazard: rng.IntN(2) == 0, Recovered: rng.IntN(2) == 0,
-			BeganAt: times[rng.IntN(len(times))], DecidedAt: pickTime(), EndedAt: pickTime(), Owner: pick(strs)}
+			BeganAt: times[rng.IntN(len(times))], DecidedAt: pickTime(), EndedAt: pickTime(), Owner: pick(strs),
+			AbortCause: coordinator.AbortCause(pick(strs)), Priority: []int64{0, 1, -1, 1767225600123456789}[rng.IntN(4)]}
 		if n := rng.IntN(4); n > 0 {
 			v.Participants = make([]coordinator.ParticipantView, n-1)
 			for i := range v.Participants {

@@ -60,16 +60,22 @@ type StatsTotals struct {
 	Decided          StatsDecision `json:"decided"`
 }
 
-// StatsAborted counts aborts by cause (the reason label of dtc_transactions_aborted_total).
+// StatsAborted counts aborts by cause (the cause label of dtc_aborts_total).
 type StatsAborted struct {
 	NACK     uint64 `json:"nack"`
+	Conflict uint64 `json:"conflict"`
 	Timeout  uint64 `json:"timeout"`
 	Error    uint64 `json:"error"`
+	Deadlock uint64 `json:"deadlock"`
+	Wound    uint64 `json:"wound"`
+	Client   uint64 `json:"client"`
 	Recovery uint64 `json:"recovery"`
 }
 
 // Total is the sum of every cause.
-func (a StatsAborted) Total() uint64 { return a.NACK + a.Timeout + a.Error + a.Recovery }
+func (a StatsAborted) Total() uint64 {
+	return a.NACK + a.Conflict + a.Timeout + a.Error + a.Deadlock + a.Wound + a.Client + a.Recovery
+}
 
 // StatsDecision counts the decisions timed by the latency histogram (those of
 // transactions begun by this process) and the sum of their latencies.
@@ -164,10 +170,14 @@ func (r *Runtime) sample(ctx context.Context) StatsSample {
 		Begun:     counterValue(m.begun),
 		Committed: counterValue(m.committed),
 		Aborted: StatsAborted{
-			NACK:     counterValue(m.aborted.WithLabelValues(AbortNACK)),
-			Timeout:  counterValue(m.aborted.WithLabelValues(AbortTimeout)),
-			Error:    counterValue(m.aborted.WithLabelValues(AbortError)),
-			Recovery: counterValue(m.aborted.WithLabelValues(AbortRecovery)),
+			NACK:     counterValue(m.aborts.WithLabelValues(AbortNACK)),
+			Conflict: counterValue(m.aborts.WithLabelValues(AbortConflict)),
+			Timeout:  counterValue(m.aborts.WithLabelValues(AbortTimeout)),
+			Error:    counterValue(m.aborts.WithLabelValues(AbortError)),
+			Deadlock: counterValue(m.aborts.WithLabelValues(AbortDeadlock)),
+			Wound:    counterValue(m.aborts.WithLabelValues(AbortWound)),
+			Client:   counterValue(m.aborts.WithLabelValues(AbortClient)),
+			Recovery: counterValue(m.aborts.WithLabelValues(AbortRecovery)),
 		},
 		HeuristicHazards: counterValue(m.hazards),
 	}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -544,7 +545,7 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 			r.Vote = coordinator.VoteACK
 			return nil
 		}
-		var vr participant.VoteResponse
+		var vr voteAnswer
 		if err := json.Unmarshal(body, &vr); err != nil {
 			return malformed("vote does not parse")
 		}
@@ -554,6 +555,9 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 			r.Vote = coordinator.VoteACK
 		case participant.VoteNACK:
 			r.Vote, r.Reason = coordinator.VoteNACK, sanitizeReason(vr.Reason)
+			if vr.Cause == string(coordinator.CauseConflict) {
+				r.Cause = vr.Cause
+			}
 			if r.Reason == "" {
 				r.Reason = "no reason given"
 			}
@@ -574,6 +578,16 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 		}
 	}
 	return nil
+}
+
+// voteAnswer is a prepare's answer: participant.VoteResponse and, on a NACK, the cause
+// and key of issue 16's contract ({"vote":"NACK","reason":…,"cause":"conflict","key":…}).
+// Only cause conflict means anything to the coordinator; the key is in the reason.
+type voteAnswer struct {
+	Vote   string `json:"vote"`
+	Reason string `json:"reason,omitempty"`
+	Cause  string `json:"cause,omitempty"`
+	Key    string `json:"key,omitempty"`
 }
 
 // asksInDoubt reports whether an answer's header says that its participant asks the
@@ -878,13 +892,17 @@ func (t *Transport) prepareBody(m coordinator.Message) ([]byte, error) {
 		buf.WriteString(`,"payload":`)
 		var compact bytes.Buffer
 		if err := json.Compact(&compact, m.Payload); err != nil {
-			return json.Marshal(participant.PrepareRequest{TxnID: m.Txn, Payload: m.Payload, Coordinator: t.o.AdvertiseURL})
+			return json.Marshal(participant.PrepareRequest{TxnID: m.Txn, Payload: m.Payload, Coordinator: t.o.AdvertiseURL, Priority: m.Priority})
 		}
 		json.HTMLEscape(buf, compact.Bytes())
 	}
 	if t.o.AdvertiseURL != "" {
 		buf.WriteString(`,"coordinator":`)
 		buf.Write(jsonstr.Append(buf.AvailableBuffer(), t.o.AdvertiseURL))
+	}
+	if m.Priority != 0 {
+		buf.WriteString(`,"priority":`)
+		buf.Write(strconv.AppendInt(buf.AvailableBuffer(), m.Priority, 10))
 	}
 	buf.WriteByte('}')
 	return buf.Bytes(), nil

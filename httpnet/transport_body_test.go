@@ -22,9 +22,10 @@ func TestRequestBodiesAreJSONMarshal(t *testing.T) {
 			if got := txnBody(id); !bytes.Equal(got, want) {
 				t.Errorf("txnBody(%q) = %s, want %s", id, got, want)
 			}
-			for _, p := range payloads {
-				m := coordinator.Message{Txn: id, Payload: []byte(p)}
-				want, wantErr := json.Marshal(participant.PrepareRequest{TxnID: id, Payload: m.Payload, Coordinator: adv})
+			for i, p := range payloads {
+				prio := []int64{0, 1767225600123456789, 1}[i%3]
+				m := coordinator.Message{Txn: id, Payload: []byte(p), Priority: prio}
+				want, wantErr := json.Marshal(participant.PrepareRequest{TxnID: id, Payload: m.Payload, Coordinator: adv, Priority: prio})
 				got, err := tr.prepareBody(m)
 				if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
 					t.Errorf("prepareBody(%q, %q): error %v, want %v", id, p, err, wantErr)

@@ -52,6 +52,11 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		{args: []string{"submit", "--payload", "{}", "http://a/prepare={}"}, code: 2, stderr: []string{"both after '=' and in --payload"}},
 		{args: []string{"submit", "--coordinator", "nowhere", "http://a/prepare"}, code: 2, stderr: []string{"--coordinator"}},
 		{args: []string{"get"}, code: 2, stderr: []string{"exactly one transaction id"}},
+		{args: []string{"abort"}, code: 2, stderr: []string{"exactly one transaction id"}},
+		{args: []string{"abort", "--help"}, code: 0, stdout: []string{"Usage: dtc abort", "never changed"}},
+		{args: []string{"submit", "--retry", "0", "http://a/prepare"}, code: 2, stderr: []string{"--retry takes 1 to 100"}},
+		{args: []string{"submit", "--retry", "2", "--async", "http://a/prepare"}, code: 2, stderr: []string{"--retry cannot go with --async"}},
+		{args: []string{"serve", "--help"}, code: 0, stdout: []string{"--deadlock-detection"}},
 		{args: []string{"log"}, code: 2, stderr: []string{"Usage: dtc log dump"}},
 		{args: []string{"log", "rotate"}, code: 2, stderr: []string{`unknown subcommand "rotate"`}},
 	} {

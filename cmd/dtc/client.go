@@ -35,6 +35,12 @@ Examples:
       'http://127.0.0.1:9001/prepare={"account":"alice","amount":-10}' \
       'http://127.0.0.1:9002/prepare={"account":"bob","amount":10}'
   dtc submit --payload '{"sku":"x1"}' --payload '{"sku":"x1"}' URL1 URL2
+  dtc submit --retry 5 --retry-backoff 100ms URL1 URL2
+
+With --retry N, a transaction aborted for a conflict, a deadlock or a timeout is run
+again as a new transaction (with --id, the later attempts are ID-r2, ID-r3, …) after a
+backoff that doubles from --retry-backoff (jittered, capped at 2s), N attempts in all.
+Each aborted attempt is reported on stderr; the last one is printed.
 
 Exit codes:
   0  committed (with --async: accepted)
@@ -106,12 +112,17 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		payloads = fs.StringArray("payload", nil, "JSON payload of the next participant, in order (repeat per participant)")
 		async    = fs.Bool("async", false, "return as soon as the transaction has begun (exit 0), without waiting for the outcome")
 		wait     = fs.Duration("wait", 2*time.Minute, "give up waiting for the answer after this long (the transaction still completes)")
+		retry    = fs.Int("retry", 1, "attempts in all: retry a transaction aborted for conflict, deadlock or timeout as a new one (1: no retry; at most 100)")
+		backoff  = fs.Duration("retry-backoff", 50*time.Millisecond, "wait before the first retry; doubles after each (jittered, capped at 2s)")
 	)
 	if ok, code := parse(fs, submitHelp, args, clientEnv, stdout, stderr); !ok {
 		return code
 	}
 	if fs.NArg() == 0 {
 		return usageError(stderr, "submit", "name at least one participant by its prepare URL")
+	}
+	if *retry < 1 || *retry > 100 || *backoff <= 0 || (*async && *retry > 1) {
+		return usageError(stderr, "submit", "--retry takes 1 to 100 attempts and --retry-backoff a positive duration, and --retry cannot go with --async")
 	}
 	if len(*payloads) > fs.NArg() {
 		return usageError(stderr, "submit", "%d --payload flags for %d participants", len(*payloads), fs.NArg())
@@ -144,9 +155,16 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		v   client.View
 		err error
 	)
-	if *async {
+	switch {
+	case *async:
 		v, err = c.SubmitAsync(ctx, req)
-	} else {
+	case *retry > 1:
+		v, _, err = c.SubmitRetry(ctx, req, client.RetryOptions{Attempts: *retry, Backoff: *backoff,
+			OnRetry: func(attempt int, v client.View, wait time.Duration) {
+				fmt.Fprintf(stderr, "dtc submit: attempt %d (%s) aborted (%s): %s; retrying in %v\n",
+					attempt, v.ID, v.AbortCause, v.Reason, wait.Round(time.Millisecond))
+			}})
+	default:
 		v, err = c.Submit(ctx, req)
 	}
 	if err != nil {
@@ -207,6 +225,51 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	printView(stdout, v, *asJSON)
+	return exitOK
+}
+
+const abortHelp = `Usage: dtc abort [flags] TXN_ID [--reason TEXT]
+
+Aborts a transaction that is not decided yet: its participants are rolled back, and
+dtc get shows abort cause "client". A decided transaction is never changed: dtc abort
+then prints it as it is (committed, or aborted for its own cause), so it is safe to
+repeat. Needs a submit client (its own transactions) or an admin client when dtc serve
+has --tokens.
+
+Example:
+  dtc abort order-7 --reason "customer cancelled"
+
+Exit codes:
+  0  aborted (now or before)
+  1  not found, or committed before the abort came
+  2  error
+`
+
+func runAbort(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	coord, asJSON, fs := clientFlags("abort")
+	reason := fs.String("reason", "", "why (optional; it goes to the log and the transaction's reason)")
+	if ok, code := parse(fs, abortHelp, args, clientEnv, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		return usageError(stderr, "abort", "give exactly one transaction id")
+	}
+	c, code := newClient(stderr, "abort", coord)
+	if c == nil {
+		return code
+	}
+	v, err := c.Abort(ctx, fs.Arg(0), *reason)
+	if err != nil {
+		fmt.Fprintf(stderr, "dtc abort: %v\n", err)
+		if client.IsNotFound(err) {
+			return exitNo
+		}
+		return exitError
+	}
+	printView(stdout, v, *asJSON)
+	if v.State != client.StateAborted {
+		return exitNo
+	}
 	return exitOK
 }
 
@@ -377,6 +440,12 @@ func printView(w io.Writer, v client.View, asJSON bool) {
 	}
 	if v.Reason != "" {
 		fmt.Fprintf(w, "  reason: %s\n", v.Reason)
+	}
+	if v.AbortCause != "" {
+		fmt.Fprintf(w, "  abort cause: %s\n", v.AbortCause)
+	}
+	if v.Priority != 0 {
+		fmt.Fprintf(w, "  priority: %d (smaller is older)\n", v.Priority)
 	}
 	// Times as the admin page writes them: UTC to the millisecond, and offsets from
 	// the begin.

@@ -35,6 +35,7 @@ func commands() []command {
 		{"submit", "run one transaction across participants and print its outcome", runSubmit},
 		{"get", "show one transaction", runGet},
 		{"list", "list transactions (in doubt, heuristic, by state)", runList},
+		{"abort", "abort a transaction that is not decided yet", runAbort},
 		{"forget", "end a decided transaction whose participant is gone for good (admin)", runForget},
 		{"log", "inspect the coordinator's log (log dump)", runLog},
 		{"token", "make a bearer token for an API client and its tokens-file line", runToken},

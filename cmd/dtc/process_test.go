@@ -614,6 +614,24 @@ func TestCLIAgainstTheDaemon(t *testing.T) {
 	if code, _, errs = dtc("get", "nope"); code != 1 || !strings.Contains(errs, "not_found") {
 		t.Errorf("get unknown: exit %d %s", code, errs)
 	}
+	if code, out, errs = dtc("get", "cli-2"); code != 0 || !strings.Contains(out, "abort cause: nack") || !strings.Contains(out, "priority: ") {
+		t.Errorf("get shows the abort cause and priority: exit %d\n%s%s", code, out, errs)
+	}
+	// Abort never changes a decided transaction: committed stays committed (exit 1).
+	if code, out, errs = dtc("abort", "cli-1", "--reason", "too late"); code != 1 || !strings.HasPrefix(out, "committed cli-1") {
+		t.Errorf("abort after commit: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs = dtc("abort", "cli-2"); code != 0 || !strings.HasPrefix(out, "aborted cli-2") || !strings.Contains(out, "abort cause: nack") {
+		t.Errorf("abort of an aborted one: exit %d\n%s%s", code, out, errs)
+	}
+	if code, _, errs = dtc("abort", "nope"); code != 1 || !strings.Contains(errs, "not_found") {
+		t.Errorf("abort unknown: exit %d %s", code, errs)
+	}
+	// --retry retries only conflict, deadlock and timeout: a NACK for funds is final.
+	code, out, errs = dtc("submit", "--retry", "3", "--id", "cli-3", pa+`={"ops":[{"account":"alice","amount":-500}]}`)
+	if code != 1 || !strings.HasPrefix(out, "aborted cli-3") || strings.Contains(errs, "retrying") {
+		t.Errorf("submit --retry of a NACK: exit %d\n%s%s", code, out, errs)
+	}
 	code, out, _ = dtc("list", "--state", "aborted")
 	if code != 0 || !strings.Contains(out, "cli-2") || strings.Contains(out, "cli-1") {
 		t.Errorf("list: exit %d\n%s", code, out)

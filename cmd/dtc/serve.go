@@ -62,6 +62,14 @@ see the README, "Participant request signing"): participants that hold the same 
 refuse requests from anyone else. The file has one key a line, "SECRET" or
 "KEY_ID SECRET", a secret at least 32 characters long (e.g. openssl rand -hex 32).
 
+Deadlocks (issue 16): participants that make a prepare wait for a lock report it
+(POST /v1/waits); dtc keeps one wait-for graph over all its shards and, when a report
+closes a cycle, aborts the cycle's youngest transaction at once (abort cause deadlock).
+--deadlock-detection=false ignores the reports. In a cluster each node finds only the
+cycles whose transactions all live on it. POST /v1/waits and POST
+/v1/transactions/{id}/abort (Dtc-Abort-Cause: wound) are accepted from participants
+without a token when they name transactions by the id they were told (id@nonce).
+
 Examples:
   dtc serve --listen 127.0.0.1:7070 --data-dir /var/lib/dtc
   dtc serve --listen 10.0.0.5:7070 --data-dir /var/lib/dtc --advertise-url https://10.0.0.5:7070 \
@@ -99,6 +107,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		requestTimeout  = fs.Duration("request-timeout", def.RequestTimeout, "timeout of one commit, rollback or status request to a participant")
 		backoffMax      = fs.Duration("retry-backoff-max", def.RetryBackoffMax, "longest wait between two phase-2 retries to one participant")
 		secretFile      = fs.String("participant-secret-file", "", "file of keys shared with the participants: every request to them is signed with its first key")
+		deadlocks       = fs.Bool("deadlock-detection", true, "keep a wait-for graph from the participants' wait reports (POST /v1/waits) and abort the youngest transaction of each cycle at once (cause deadlock); false: reports are ignored and deadlocks end at the prepare deadline")
 		noBatch         = fs.Bool("no-batch", false, "never use POST …/batch, even with participants that offer it (Dtc-Batch-Max): every commit and rollback is a request of its own")
 		retention       = fs.Duration("done-retention", def.DoneRetention, "how long a finished transaction is remembered (its id stays reserved)")
 		doneMax         = fs.Int("done-max", 100_000, "most finished transactions remembered, split evenly across the shards (about 1 KiB each); beyond it the oldest is forgotten before --done-retention")
@@ -278,6 +287,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		Logger:            lg,
 		TracerProvider:    tracing,
 		Cluster:           clusterOpts.Cluster,
+
+		NoDeadlockDetection: !*deadlocks,
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -303,7 +314,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		defer stopReload()
 	}
 	lg.Info("serving", "listen", addr, "advertise", *advertise, "data_dir", *dataDir, "shards", *shards,
-		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout, "phase2_batching", !*noBatch, "signed_participant_requests", signer != nil,
+		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout, "phase2_batching", !*noBatch, "signed_participant_requests", signer != nil, "deadlock_detection", *deadlocks,
 		"auth", auth != nil, "tls", serverTLS != nil, "mtls", *clientCA != "",
 		"participants_allowed", strings.Join(allow.Rules(), " "), "otlp_endpoint", *otlpEndpoint)
 	so := httpnet.ServeOptions{Grace: *grace, Logger: lg, TLS: serverTLS,
