@@ -338,7 +338,12 @@ func refusesBatches(status int) bool { return protocol.RefusesBatches(status) }
 
 // appendBatchBody appends the JSON of the protocol.BatchRequest of ops.
 func appendBatchBody(b []byte, ops []sendJob) []byte {
-	bops := make([]protocol.BatchOp, len(ops))
+	var small [64]protocol.BatchOp // on the stack, for the usual batches
+	bops := small[:0]
+	if len(ops) > len(small) {
+		bops = make([]protocol.BatchOp, 0, len(ops))
+	}
+	bops = bops[:len(ops)]
 	for i, j := range ops {
 		bops[i] = protocol.BatchOp{Op: protocol.BatchOpCommit, TxnID: j.m.Txn}
 		if j.m.Kind == coordinator.MsgRollback {

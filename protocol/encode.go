@@ -27,7 +27,8 @@ func AppendPrepareRequest(b []byte, req *PrepareRequest) ([]byte, error) {
 		buf.WriteString(`,"payload":`)
 		var compact bytes.Buffer
 		if err := json.Compact(&compact, req.Payload); err != nil {
-			data, err := json.Marshal(req)
+			v := *req // req itself does not escape: a copy does, on this path only
+			data, err := json.Marshal(v)
 			if err != nil {
 				return b, err
 			}
