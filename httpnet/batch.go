@@ -1,12 +1,9 @@
 package httpnet
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -14,8 +11,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dtc-project/dtc/coordinator"
-	"github.com/dtc-project/dtc/internal/jsonstr"
 	"github.com/dtc-project/dtc/participant"
+	"github.com/dtc-project/dtc/protocol"
 )
 
 // Phase-2 batching, the coordinator's side: a participant that offers it (the
@@ -33,7 +30,7 @@ import (
 // together in the next, as records wait for the next fsync in a group commit.
 
 // batchOpsMax bounds the ops of one batch request, whatever a participant offers.
-const batchOpsMax = 1024
+const batchOpsMax = protocol.BatchOpsMax
 
 // batchPeersMax bounds Transport.batchPeers. When it is full, the participants with
 // nothing queued and nothing in flight are forgotten, but not those that refused a batch
@@ -90,26 +87,6 @@ func (p *batchPeer) take(ops []sendJob) []sendJob {
 	return ops
 }
 
-// parseBatchMax reads a Dtc-Batch-Max value: decimal digits only (no sign, no space),
-// at least 1; values above batchOpsMax are batchOpsMax.
-func parseBatchMax(s string) (int, bool) {
-	if s == "" {
-		return 0, false
-	}
-	n := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = min(n*10+int(c-'0'), batchOpsMax+1) // saturates: no overflow
-	}
-	if n < 1 {
-		return 0, false
-	}
-	return min(n, batchOpsMax), true
-}
-
 // noteBatchMax remembers that the participant of prepareURL offers batching, when h
 // (an answer of it) says so with exactly one well-formed Dtc-Batch-Max. With
 // TransportOptions.NoBatch it remembers nothing: batchPeers stays empty, and every
@@ -118,14 +95,14 @@ func (t *Transport) noteBatchMax(prepareURL string, h http.Header) {
 	if t.o.NoBatch {
 		return
 	}
-	v, ok := h[participant.HeaderBatchMax] // in canonical form, as the keys are
+	v, ok := h[protocol.HeaderBatchMax] // in canonical form, as the keys are
 	if !ok {
 		return
 	}
 	if len(v) != 1 {
 		return
 	}
-	n, ok := parseBatchMax(v[0])
+	n, ok := protocol.ParseBatchMax(v[0])
 	if !ok {
 		return
 	}
@@ -319,7 +296,7 @@ func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJ
 		return &sendError{kind: errKindMalformed, msg: err.Error()}
 	}
 	what := fmt.Sprintf("batch of %d", len(ops))
-	req := t.httpRequest(ctx, http.MethodPost, &eps.batch, appendBatchBody(nil, ops))
+	req := t.httpRequest(ctx, http.MethodPost, &eps.Batch, appendBatchBody(nil, ops))
 	if t.trace != nil {
 		t.trace.inject(sc, req) // the dtc.batch span, if sendBatch started one
 	}
@@ -336,12 +313,12 @@ func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJ
 	case refusesBatches(resp.StatusCode) && !offersFewerOps(resp.Header, len(ops)):
 		t.refuseBatch(p)
 		return &sendError{kind: errKindStatus, msg: fmt.Sprintf("%s %s: HTTP %d: %s (the participant takes no batches: its commits and rollbacks go one by one for %v)",
-			what, &eps.batch, resp.StatusCode, snippet(body), batchRefuseFor)}
+			what, &eps.Batch, resp.StatusCode, snippet(body), batchRefuseFor)}
 	default:
-		return statusError(what, &eps.batch, resp.StatusCode, body)
+		return statusError(what, &eps.Batch, resp.StatusCode, body)
 	}
-	if err := parseBatchAnswer(body, replies, &eps.batch); err != nil {
-		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: HTTP 200: %v: %s", what, &eps.batch, err, snippet(body))}
+	if err := parseBatchAnswer(body, replies, &eps.Batch); err != nil {
+		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: HTTP 200: %v: %s", what, &eps.Batch, err, snippet(body))}
 	}
 	if asksInDoubt(resp.Header) {
 		for i := range replies {
@@ -357,11 +334,11 @@ func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJ
 // taken the new limit; the ops fail this once, like any unanswered batch, and go again
 // in batches that fit instead of one by one for batchRefuseFor.
 func offersFewerOps(h http.Header, ops int) bool {
-	v := h[participant.HeaderBatchMax]
+	v := h[protocol.HeaderBatchMax]
 	if len(v) != 1 {
 		return false
 	}
-	n, ok := parseBatchMax(v[0])
+	n, ok := protocol.ParseBatchMax(v[0])
 	return ok && n < ops
 }
 
@@ -370,143 +347,37 @@ func offersFewerOps(h http.Header, ops int) bool {
 // and 429 (busy) is the same answer every time (no such endpoint, a body it cannot
 // read, one larger than it takes), so every retry of the same ops in a batch would get
 // it again, and with them every transaction they travel with.
-func refusesBatches(status int) bool {
-	return status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
-}
+func refusesBatches(status int) bool { return protocol.RefusesBatches(status) }
 
-// appendBatchBody appends the JSON of the participant.BatchRequest of ops, as
-// json.Marshal writes it.
+// appendBatchBody appends the JSON of the protocol.BatchRequest of ops.
 func appendBatchBody(b []byte, ops []sendJob) []byte {
-	n := len(`{"ops":[]}`)
-	for _, j := range ops {
-		n += len(`{"op":"rollback","txn_id":""},`) + len(j.m.Txn) + 8
+	var small [64]protocol.BatchOp // on the stack, for the usual batches
+	bops := small[:0]
+	if len(ops) > len(small) {
+		bops = make([]protocol.BatchOp, 0, len(ops))
 	}
-	b = append(make([]byte, 0, len(b)+n), b...)
-	b = append(b, `{"ops":[`...)
+	bops = bops[:len(ops)]
 	for i, j := range ops {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		op := participant.BatchOpCommit
+		bops[i] = protocol.BatchOp{Op: protocol.BatchOpCommit, TxnID: j.m.Txn}
 		if j.m.Kind == coordinator.MsgRollback {
-			op = participant.BatchOpRollback
+			bops[i].Op = protocol.BatchOpRollback
 		}
-		b = append(b, `{"op":"`...)
-		b = append(b, op...)
-		b = append(b, `","txn_id":`...)
-		b = jsonstr.Append(b, j.m.Txn)
-		b = append(b, '}')
 	}
-	return append(b, "]}"...)
-}
-
-// batchResultForm is a result as package participant writes the usual ones.
-type batchResultForm struct {
-	state    participant.State
-	conflict bool
-}
-
-// batchResultForms are the results participants give most, byte for byte.
-var batchResultForms = func() map[string]batchResultForm {
-	m := make(map[string]batchResultForm)
-	for _, s := range participantStates {
-		m[`{"state":"`+string(s)+`"}`] = batchResultForm{state: s}
-		m[`{"state":"`+string(s)+`","conflict":true}`] = batchResultForm{state: s, conflict: true}
-	}
-	return m
-}()
-
-// batchAnswer is the body of a 200 answer to a batch, participant.BatchResponse, as the
-// strict decoder reads it: with pointers, so that a missing field is told from a zero
-// one and the error can say which was wrong.
-type batchAnswer struct {
-	Results []batchResult `json:"results"`
-}
-
-type batchResult struct {
-	State    *participant.State     `json:"state"`
-	Conflict *bool                  `json:"conflict"`
-	Error    *participant.ErrorBody `json:"error"`
+	return protocol.AppendBatchRequest(b, bops)
 }
 
 // parseBatchAnswer reads the results of a 200 answer to a batch into replies, one to
-// each: State and Conflict, or Err. It fails, and the caller fails every op, unless
-// the body is exactly one JSON object with one well-formed result per op and no field
-// it does not know: a result with a state it does not know, with both a state and an
-// error, or with neither, fails the whole answer.
+// each (protocol.ParseBatchAnswer): State and Conflict, or Err for an op the
+// participant answered with an error. u is the batch endpoint, for the errors.
 func parseBatchAnswer(body []byte, replies []coordinator.Reply, u fmt.Stringer) error {
-	if parseUsualBatchAnswer(body, replies) {
-		return nil
-	}
-	var a batchAnswer
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&a); err != nil {
-		return fmt.Errorf("results do not parse: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("results do not parse: more after the JSON object")
-	}
-	if len(a.Results) != len(replies) {
-		return fmt.Errorf("%d results for %d ops", len(a.Results), len(replies))
-	}
-	for i, res := range a.Results {
-		r := &replies[i]
-		switch {
-		case res.Error != nil && (res.State != nil || res.Conflict != nil):
-			return fmt.Errorf("result %d has an error and a state", i)
-		case res.Error != nil:
-			if res.Error.Code == "" {
-				return fmt.Errorf("result %d has an error without a code", i)
-			}
-			kind := errKindStatus
-			if res.Error.Code == participant.CodeUnavailable {
-				kind = errKind5xx // what the single endpoint answers with 503
-			}
-			r.Err = &sendError{kind: kind, msg: fmt.Sprintf("%s %s (op %d of %d): %s: %s",
-				r.Kind, u, i+1, len(replies), res.Error.Code, res.Error.Message)}
-			r.State, r.Conflict = "", false
-		case res.State == nil:
-			return fmt.Errorf("result %d has neither a state nor an error", i)
-		case !knownState(*res.State):
-			return fmt.Errorf("result %d has unknown state %q", i, *res.State)
-		default:
-			r.State = coordinator.PState(*res.State)
-			r.Conflict = res.Conflict != nil && *res.Conflict
+	return protocol.ParseBatchAnswer(body, replies, func(i int, e *protocol.ErrorBody) error {
+		kind := errKindStatus
+		if e.Code == protocol.CodeUnavailable {
+			kind = errKind5xx // what the single endpoint answers with 503
 		}
-	}
-	return nil
-}
-
-// parseUsualBatchAnswer reads body into replies when it is written as package
-// participant writes it and every result is one of batchResultForms; otherwise it
-// reports false, and leaves the body to the strict decoder.
-func parseUsualBatchAnswer(body []byte, replies []coordinator.Reply) bool {
-	b, ok := bytes.CutPrefix(bytes.TrimSuffix(body, []byte("\n")), []byte(`{"results":[`))
-	if !ok {
-		return false
-	}
-	if b, ok = bytes.CutSuffix(b, []byte("]}")); !ok {
-		return false
-	}
-	for i := range replies {
-		if i > 0 {
-			if b, ok = bytes.CutPrefix(b, []byte(",")); !ok {
-				return false
-			}
-		}
-		end := bytes.IndexByte(b, '}')
-		if end < 0 {
-			return false
-		}
-		f, ok := batchResultForms[string(b[:end+1])]
-		if !ok {
-			return false
-		}
-		replies[i].State, replies[i].Conflict = coordinator.PState(f.state), f.conflict
-		b = b[end+1:]
-	}
-	return len(b) == 0
+		return &sendError{kind: kind, msg: fmt.Sprintf("%s %s (op %d of %d): %s: %s",
+			replies[i].Kind, u, i+1, len(replies), e.Code, e.Message)}
+	})
 }
 
 // transportCounters count the requests a Transport begins, by kind.

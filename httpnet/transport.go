@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,14 +11,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/pingcap/failpoint"
 
@@ -27,8 +21,8 @@ import (
 
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/internal/fp"
-	"github.com/dtc-project/dtc/internal/jsonstr"
 	"github.com/dtc-project/dtc/participant"
+	"github.com/dtc-project/dtc/protocol"
 )
 
 // TransportOptions configure a Transport. Zero values mean the defaults.
@@ -142,7 +136,7 @@ type Transport struct {
 	wg      sync.WaitGroup // every sender goroutine
 
 	endpointsMu sync.Mutex
-	endpoints   map[string]*endpointURLs // by prepare URL; at most endpointCacheMax
+	endpoints   map[string]*protocol.Endpoints // by prepare URL; at most endpointCacheMax
 
 	batchMu    sync.Mutex
 	batchPeers map[string]*batchPeer // participants that offer batching, by prepare URL; at most batchPeersMax
@@ -177,14 +171,6 @@ type sendJob struct {
 // refilled, so that a stream of distinct participant URLs costs parsing, not memory.
 const endpointCacheMax = 1024
 
-// endpointURLs are the parsed endpoints of one participant, derived from its prepare
-// URL by participant.Endpoint. They are never modified: requests share them (neither
-// a RoundTripper nor the Client modifies a request's URL), a status query gets a copy
-// with its query.
-type endpointURLs struct {
-	prepare, commit, rollback, status, batch url.URL
-}
-
 // NewTransport returns a Transport with a pooled keep-alive HTTP client.
 func NewTransport(o TransportOptions) *Transport {
 	o.setDefaults()
@@ -215,7 +201,7 @@ func NewTransport(o TransportOptions) *Transport {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Transport{o: o, client: client, direct: direct, ctx: ctx, cancel: cancel, jobs: make(chan sendJob),
-		endpoints: make(map[string]*endpointURLs), batchPeers: make(map[string]*batchPeer)}
+		endpoints: make(map[string]*protocol.Endpoints), batchPeers: make(map[string]*batchPeer)}
 }
 
 // For returns the coordinator.Transport of one engine: each reply is passed to deliver,
@@ -362,7 +348,7 @@ func (t *Transport) send(ctx context.Context, j sendJob, buf *[]byte) {
 func (t *Transport) takeHostSlot(prepareURL string) (string, bool) {
 	host := prepareURL
 	if eps, err := t.endpointsOf(prepareURL); err == nil {
-		host = eps.prepare.Host
+		host = eps.Prepare.Host
 	}
 	t.hostMu.Lock()
 	defer t.hostMu.Unlock()
@@ -512,89 +498,37 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 		return err
 	}
 	defer finishResponse(resp, eof)
-	var vote string // for the error of an unknown one
-	malformed := func(what string) error {
-		detail := what
-		if what == "unknown vote" {
-			detail = fmt.Sprintf("unknown vote %q", vote)
-		}
-		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: HTTP %d: %s: %s",
-			m.Kind, req.URL, resp.StatusCode, detail, snippet(body)),
-			public: fmt.Sprintf("%s: HTTP %d: %s", m.Kind, resp.StatusCode, what)}
-	}
 	r.Asks = asksInDoubt(resp.Header)
-	switch {
-	case resp.StatusCode == http.StatusOK:
-	case resp.StatusCode == http.StatusConflict && (m.Kind == coordinator.MsgCommit || m.Kind == coordinator.MsgRollback):
-		st, ok := parseState(body)
-		if !ok {
-			return malformed("409 without a state")
-		}
-		r.State, r.Conflict = coordinator.PState(st), true
-		return nil
-	case m.Kind == coordinator.MsgStatus && (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed):
-		// A participant without a status endpoint cannot tell: recovery rolls back.
-		r.State, r.Reason = coordinator.PUnknown, fmt.Sprintf("cannot tell: status answered HTTP %d", resp.StatusCode)
-		return nil
-	default:
-		return statusError(m.Kind.String(), req.URL, resp.StatusCode, body)
+	rep, err := protocol.Interpret(protocol.Answer{Kind: m.Kind, Status: resp.StatusCode, Body: body, Asks: r.Asks})
+	if err != nil {
+		return answerError(m.Kind.String(), req.URL, err, body)
 	}
-	switch m.Kind {
-	case coordinator.MsgPrepare:
-		if isVoteACK(body) {
-			r.Vote = coordinator.VoteACK
-			return nil
-		}
-		var vr voteAnswer
-		if err := json.Unmarshal(body, &vr); err != nil {
-			return malformed("vote does not parse")
-		}
-		vote = vr.Vote
-		switch vr.Vote {
-		case participant.VoteACK:
-			r.Vote = coordinator.VoteACK
-		case participant.VoteNACK:
-			r.Vote, r.Reason = coordinator.VoteNACK, sanitizeReason(vr.Reason)
-			if vr.Cause == string(coordinator.CauseConflict) {
-				r.Cause = vr.Cause
-			}
-			if r.Reason == "" {
-				r.Reason = "no reason given"
-			}
-		default:
-			return malformed("unknown vote")
-		}
-	default:
-		st, ok := parseState(body)
-		switch {
-		case !ok && m.Kind == coordinator.MsgStatus:
-			// A status that does not parse is no status either: this participant
-			// cannot tell, and recovery rolls back rather than wait for ever.
-			r.State, r.Reason = coordinator.PUnknown, "cannot tell: status answer does not parse"
-		case !ok:
-			return malformed("no known state")
-		default:
-			r.State = coordinator.PState(st)
-		}
-	}
+	r.Vote, r.Reason, r.Cause, r.State, r.Conflict, r.Asks = rep.Vote, rep.Reason, rep.Cause, rep.State, rep.Conflict, rep.Asks
 	return nil
 }
 
-// voteAnswer is a prepare's answer: participant.VoteResponse and, on a NACK, the cause
-// and key of issue 16's contract ({"vote":"NACK","reason":…,"cause":"conflict","key":…}).
-// Only cause conflict means anything to the coordinator; the key is in the reason.
-type voteAnswer struct {
-	Vote   string `json:"vote"`
-	Reason string `json:"reason,omitempty"`
-	Cause  string `json:"cause,omitempty"`
-	Key    string `json:"key,omitempty"`
+// answerError is the sendError of an answer protocol.Interpret found unusable: what
+// names the request, u its URL, body the answer (its start goes into the details).
+func answerError(what string, u *url.URL, err error, body []byte) error {
+	ae, ok := err.(*protocol.AnswerError)
+	if !ok {
+		return &sendError{kind: errKindMalformed, msg: fmt.Sprintf("%s %s: %v", what, u, err)}
+	}
+	kind := errKindMalformed
+	switch ae.Class {
+	case protocol.Class5xx:
+		kind = errKind5xx
+	case protocol.ClassStatus:
+		kind = errKindStatus
+	}
+	return &sendError{kind: kind, msg: fmt.Sprintf("%s %s: %s: %s", what, u, ae.Detail, snippet(body)),
+		public: fmt.Sprintf("%s: %s", what, ae.What)}
 }
 
 // asksInDoubt reports whether an answer's header says that its participant asks the
 // coordinator about the transactions it holds in doubt (participant.HeaderInDoubt).
 func asksInDoubt(h http.Header) bool {
-	v := h[participant.HeaderInDoubt] // in canonical form, as the keys are
-	return len(v) == 1 && v[0] == participant.InDoubtAsk
+	return protocol.AsksInDoubt(h[protocol.HeaderInDoubt]) // in canonical form, as the keys are
 }
 
 // roundTrip sends req and returns the answer, as the Client would: through the
@@ -712,44 +646,6 @@ func readAnswer(body io.Reader, buf []byte, limit int64) (data []byte, eof bool,
 	return buf, false, nil
 }
 
-// participantStates are the states a participant may answer with.
-var participantStates = []participant.State{participant.StateUnknown, participant.StatePrepared, participant.StateCommitted, participant.StateAborted}
-
-// The answers participants give most, as package participant writes them (the
-// trailing newline is optional).
-var (
-	voteACKAnswer = []byte(`{"vote":"ACK"}`)
-	stateAnswers  = func() map[string]participant.State {
-		m := make(map[string]participant.State)
-		for _, s := range participantStates {
-			m[`{"state":"`+string(s)+`"}`] = s
-		}
-		return m
-	}()
-)
-
-// isVoteACK reports whether body is exactly the ACK vote; other bodies, ACKs written
-// differently included, are for json.Unmarshal.
-func isVoteACK(body []byte) bool {
-	return bytes.Equal(bytes.TrimSuffix(body, []byte("\n")), voteACKAnswer)
-}
-
-// parseState reads a StateResponse with a known state from body: the usual answers by
-// comparison, anything else with json.Unmarshal.
-func parseState(body []byte) (participant.State, bool) {
-	if st, ok := stateAnswers[string(bytes.TrimSuffix(body, []byte("\n")))]; ok {
-		return st, true
-	}
-	var sr participant.StateResponse
-	if json.Unmarshal(body, &sr) != nil || !knownState(sr.State) {
-		return "", false
-	}
-	return sr.State, true
-}
-
-// knownState reports whether s is one of participantStates.
-func knownState(s participant.State) bool { return slices.Contains(participantStates, s) }
-
 // request builds the HTTP request for m: its endpoint is derived from the prepare URL by
 // replacing the last path element.
 func (t *Transport) request(ctx context.Context, m coordinator.Message) (*http.Request, error) {
@@ -769,17 +665,17 @@ func (t *Transport) request(ctx context.Context, m coordinator.Message) (*http.R
 	)
 	switch m.Kind {
 	case coordinator.MsgPrepare:
-		u = &eps.prepare
-		if body, err = t.prepareBody(m); err != nil {
+		u = &eps.Prepare
+		if body, err = protocol.AppendPrepareRequest(nil, &protocol.PrepareRequest{TxnID: m.Txn, Payload: m.Payload, Coordinator: t.o.AdvertiseURL, Priority: m.Priority}); err != nil {
 			return nil, fmt.Errorf("httpnet: encoding %s request: %w", m.Kind, err)
 		}
 	case coordinator.MsgCommit:
-		u, body = &eps.commit, txnBody(m.Txn)
+		u, body = &eps.Commit, protocol.AppendTxnRequest(nil, m.Txn)
 	case coordinator.MsgRollback:
-		u, body = &eps.rollback, txnBody(m.Txn)
+		u, body = &eps.Rollback, protocol.AppendTxnRequest(nil, m.Txn)
 	case coordinator.MsgStatus:
-		status := eps.status
-		status.RawQuery = "txn_id=" + url.QueryEscape(m.Txn)
+		status := eps.Status
+		status.RawQuery = protocol.StatusQuery(m.Txn)
 		u, method = &status, http.MethodGet
 	}
 	return t.httpRequest(ctx, method, u, body), nil
@@ -831,38 +727,19 @@ var (
 )
 
 // endpointsOf returns the endpoints of the participant whose prepare URL is prepareURL,
-// from the cache or parsed (participant.Endpoint, then url.Parse as http.NewRequest
-// does) and cached.
-func (t *Transport) endpointsOf(prepareURL string) (*endpointURLs, error) {
+// from the cache or parsed (protocol.ParseEndpoints) and cached. They are never
+// modified: requests share them (neither a RoundTripper nor the Client modifies a
+// request's URL), a status query gets a copy with its query.
+func (t *Transport) endpointsOf(prepareURL string) (*protocol.Endpoints, error) {
 	t.endpointsMu.Lock()
 	eps := t.endpoints[prepareURL]
 	t.endpointsMu.Unlock()
 	if eps != nil {
 		return eps, nil
 	}
-	eps = new(endpointURLs)
-	for _, e := range []struct {
-		name string
-		dst  *url.URL
-	}{
-		{participant.EndpointPrepare, &eps.prepare},
-		{participant.EndpointCommit, &eps.commit},
-		{participant.EndpointRollback, &eps.rollback},
-		{participant.EndpointStatus, &eps.status},
-		{participant.EndpointBatch, &eps.batch},
-	} {
-		s, err := participant.Endpoint(prepareURL, e.name)
-		if err != nil {
-			return nil, err
-		}
-		u, err := url.Parse(s)
-		if err != nil {
-			return nil, fmt.Errorf("httpnet: request to %s: %w", s, err)
-		}
-		if strings.HasSuffix(u.Host, ":") { // as http.NewRequest does
-			u.Host = strings.TrimSuffix(u.Host, ":")
-		}
-		*e.dst = *u
+	eps, err := protocol.ParseEndpoints(prepareURL)
+	if err != nil {
+		return nil, err
 	}
 	t.endpointsMu.Lock()
 	if len(t.endpoints) >= endpointCacheMax {
@@ -871,41 +748,6 @@ func (t *Transport) endpointsOf(prepareURL string) (*endpointURLs, error) {
 	t.endpoints[prepareURL] = eps
 	t.endpointsMu.Unlock()
 	return eps, nil
-}
-
-// txnBody is the JSON of participant.TxnRequest{TxnID: id}, as json.Marshal writes it.
-func txnBody(id string) []byte {
-	b := make([]byte, 0, len(`{"txn_id":""}`)+len(id)+8)
-	b = append(b, `{"txn_id":`...)
-	b = jsonstr.Append(b, id)
-	return append(b, '}')
-}
-
-// prepareBody is the JSON of the participant.PrepareRequest of m, as json.Marshal
-// writes it: the payload compacted and HTML-escaped, empty fields left out. A payload
-// that is not valid JSON is json.Marshal's to refuse, with its error.
-func (t *Transport) prepareBody(m coordinator.Message) ([]byte, error) {
-	buf := bytes.NewBuffer(make([]byte, 0, 64+len(m.Txn)+len(m.Payload)+len(t.o.AdvertiseURL)))
-	buf.WriteString(`{"txn_id":`)
-	buf.Write(jsonstr.Append(buf.AvailableBuffer(), m.Txn))
-	if len(m.Payload) > 0 {
-		buf.WriteString(`,"payload":`)
-		var compact bytes.Buffer
-		if err := json.Compact(&compact, m.Payload); err != nil {
-			return json.Marshal(participant.PrepareRequest{TxnID: m.Txn, Payload: m.Payload, Coordinator: t.o.AdvertiseURL, Priority: m.Priority})
-		}
-		json.HTMLEscape(buf, compact.Bytes())
-	}
-	if t.o.AdvertiseURL != "" {
-		buf.WriteString(`,"coordinator":`)
-		buf.Write(jsonstr.Append(buf.AvailableBuffer(), t.o.AdvertiseURL))
-	}
-	if m.Priority != 0 {
-		buf.WriteString(`,"priority":`)
-		buf.Write(strconv.AppendInt(buf.AvailableBuffer(), m.Priority, 10))
-	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
 }
 
 // prepareSlack is how much longer than the engine's deadline a prepare request may run.
@@ -931,36 +773,6 @@ func classify(what, u string, timeout time.Duration, err error) error {
 	}
 	return &sendError{kind: errKindConnection, msg: fmt.Sprintf("%s %s: %v", what, u, err),
 		public: what + ": no connection to the participant (details in the coordinator's log)"}
-}
-
-// reasonMaxBytes bounds a NACK's reason as dtc keeps and shows it.
-const reasonMaxBytes = 256
-
-// sanitizeReason makes a participant's NACK reason fit to show: valid UTF-8, control
-// characters as spaces, at most reasonMaxBytes (cut at a character, marked with …).
-func sanitizeReason(s string) string {
-	clean := true
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f {
-			clean = false
-			break
-		}
-	}
-	if clean && len(s) <= reasonMaxBytes {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
-		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
-			r = ' '
-		}
-		if b.Len()+utf8.RuneLen(r) > reasonMaxBytes-len("…") {
-			b.WriteString("…")
-			break
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 // snippet is the start of a body, for error messages.

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"sync"
 
-	"github.com/dtc-project/dtc/internal/jsonstr"
+	"github.com/dtc-project/dtc/protocol"
 )
 
 // batchBodyMaxBytes is the bound of a batch body for at most maxOps ops with txn ids of
@@ -94,7 +94,7 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request, sh *signedHeader
 			c.results[i].State, c.results[i].Conflict = res.State, res.Conflict
 		}
 	}
-	c.out = appendBatchResponse(c.out[:0], c.results)
+	c.out = protocol.AppendBatchResponse(c.out[:0], c.results)
 	writeRaw(w, http.StatusOK, c.out)
 	c.release()
 }
@@ -119,7 +119,7 @@ func (h *handler) decodeBatchRequest(w http.ResponseWriter, r *http.Request, sh 
 	if !h.authBody(w, r, sh, c.body.Bytes()) {
 		return false
 	}
-	if ops, ok := parseBatchRequest(c.body.Bytes(), c.ops[:0], h.batchMax); ok {
+	if ops, ok := protocol.ParseBatchRequest(c.body.Bytes(), c.ops[:0], h.batchMax); ok {
 		c.ops = ops
 		return true
 	}
@@ -159,78 +159,4 @@ func (h *handler) checkBatchOps(w http.ResponseWriter, r *http.Request, ops []Ba
 		}
 	}
 	return true
-}
-
-// parseBatchRequest reads b if it is exactly {"ops":[O,O,…]} (optionally followed by a
-// newline), each O {"op":"commit","txn_id":"…"} or {"op":"rollback","txn_id":"…"}, with
-// no backslash, control character or invalid UTF-8 inside the id's quotes, and at most
-// maxOps ops: bodies the strict decoder reads to the same ops. It appends them to ops;
-// ok is false for anything else (ops is then garbage).
-func parseBatchRequest(b []byte, ops []BatchOp, maxOps int) (_ []BatchOp, ok bool) {
-	b = bytes.TrimSuffix(b, []byte("\n"))
-	if b, ok = bytes.CutPrefix(b, []byte(`{"ops":[`)); !ok {
-		return ops, false
-	}
-	for {
-		if len(ops) == maxOps {
-			return ops, false // the strict path gives the error
-		}
-		var op string
-		if rest, found := bytes.CutPrefix(b, []byte(`{"op":"commit","txn_id":"`)); found {
-			op, b = BatchOpCommit, rest
-		} else if rest, found := bytes.CutPrefix(b, []byte(`{"op":"rollback","txn_id":"`)); found {
-			op, b = BatchOpRollback, rest
-		} else {
-			return ops, false
-		}
-		var id []byte
-		if id, b, ok = cutPlainString(b); !ok || len(b) == 0 || b[0] != '}' {
-			return ops, false
-		}
-		ops = append(ops, BatchOp{Op: op, TxnID: string(id)})
-		b = b[1:]
-		if len(b) > 0 && b[0] == ',' {
-			b = b[1:]
-			continue
-		}
-		return ops, string(b) == "]}"
-	}
-}
-
-// appendBatchResponse appends BatchResponse{Results: results} as json.Marshal writes
-// it, and a newline.
-func appendBatchResponse(b []byte, results []BatchResult) []byte {
-	b = append(b, `{"results":[`...)
-	for i := range results {
-		res := &results[i]
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '{')
-		comma := false
-		if res.State != "" {
-			b = append(b, `"state":`...)
-			b = jsonstr.Append(b, string(res.State))
-			comma = true
-		}
-		if res.Conflict {
-			if comma {
-				b = append(b, ',')
-			}
-			b = append(b, `"conflict":true`...)
-			comma = true
-		}
-		if res.Error != nil {
-			if comma {
-				b = append(b, ',')
-			}
-			b = append(b, `"error":{"code":`...)
-			b = jsonstr.Append(b, res.Error.Code)
-			b = append(b, `,"message":`...)
-			b = jsonstr.Append(b, res.Error.Message)
-			b = append(b, '}')
-		}
-		b = append(b, '}')
-	}
-	return append(b, "]}\n"...)
 }

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/dtc-project/dtc/protocol"
 	"time"
 
 	"github.com/dtc-project/dtc/wal"
@@ -60,7 +62,7 @@ func FuzzDecodeBatchRequest(f *testing.F) {
 		strictErr := dec.Decode(&strict)
 		if strictErr == nil {
 			if _, err := dec.Token(); err != io.EOF {
-				strictErr = errTrailing
+				strictErr = protocol.ErrTrailing
 			}
 		}
 		if ops, ok := parseBatchRequest(body, nil, 4); ok {

@@ -15,11 +15,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/dtc-project/dtc/protocol"
 )
 
 // DefaultBatchMaxOps is HandlerOptions.BatchMaxOps when it is not set.
@@ -61,14 +62,14 @@ type HandlerOptions struct {
 
 // Error codes in ErrorBody.Code.
 const (
-	CodeMalformedJSON    = "malformed_json"
-	CodeUnknownField     = "unknown_field"
-	CodeMissingField     = "missing_field"
-	CodeInvalidField     = "invalid_field"
-	CodeBodyTooLarge     = "body_too_large"
-	CodeMethodNotAllowed = "method_not_allowed"
-	CodeNotFound         = "not_found"
-	CodeUnavailable      = "unavailable"
+	CodeMalformedJSON    = protocol.CodeMalformedJSON
+	CodeUnknownField     = protocol.CodeUnknownField
+	CodeMissingField     = protocol.CodeMissingField
+	CodeInvalidField     = protocol.CodeInvalidField
+	CodeBodyTooLarge     = protocol.CodeBodyTooLarge
+	CodeMethodNotAllowed = protocol.CodeMethodNotAllowed
+	CodeNotFound         = protocol.CodeNotFound
+	CodeUnavailable      = protocol.CodeUnavailable
 )
 
 // NACK reasons of a prepare refused by Auth.TrustsCoordinator.
@@ -251,9 +252,9 @@ func (h *handler) prepare(w http.ResponseWriter, r *http.Request, sh *signedHead
 		// still waiting for locks stops waiting.
 		h.p.CancelWait(req.TxnID, "lock wait ended: "+context.Cause(r.Context()).Error())
 	case v.ACK:
-		writeRaw(w, http.StatusOK, voteACKJSON)
+		writeRaw(w, http.StatusOK, protocol.VoteACKAnswer())
 	default:
-		writeJSON(w, http.StatusOK, v.Response())
+		writeRaw(w, http.StatusOK, protocol.AppendVoteResponse(nil, v.Response()))
 	}
 }
 
@@ -433,7 +434,7 @@ func (h *handler) decodeTxnRequest(w http.ResponseWriter, r *http.Request, sh *s
 		return "", false
 	}
 	if whole {
-		if id, ok := parseTxnRequest(b); ok {
+		if id, ok := protocol.ParseTxnRequest(b); ok {
 			return id, true
 		}
 	}
@@ -475,22 +476,6 @@ func (h *handler) signedBody(w http.ResponseWriter, r *http.Request, sh *signedH
 	return b, true, true
 }
 
-// parseTxnRequest reads b if it is exactly {"txn_id":"…"} or that and a newline, with
-// no backslash, control character or invalid UTF-8 inside the quotes — bodies the
-// strict decoder would read to the same id; ok is false for anything else.
-func parseTxnRequest(b []byte) (id string, ok bool) {
-	const prefix, suffix = `{"txn_id":"`, `"}`
-	b = bytes.TrimSuffix(b, []byte("\n"))
-	if len(b) < len(prefix)+len(suffix) || string(b[:len(prefix)]) != prefix || string(b[len(b)-len(suffix):]) != suffix {
-		return "", false
-	}
-	v := b[len(prefix) : len(b)-len(suffix)]
-	if !isPlainString(v) {
-		return "", false
-	}
-	return string(v), true
-}
-
 // decodePrepareRequest is decode for a PrepareRequest, with a fast path for the bodies
 // the coordinator sends (parsePrepareRequest). Any other body, or one that does not end
 // within prepareRequestPrefixMaxBytes, goes to decode unchanged (the bytes read are
@@ -503,7 +488,7 @@ func (h *handler) decodePrepareRequest(w http.ResponseWriter, r *http.Request, s
 		return PrepareRequest{}, false
 	}
 	if whole {
-		if id, payload, coordinator, priority, ok := parsePrepareRequest(b); ok {
+		if id, payload, coordinator, priority, ok := protocol.ParsePrepareRequest(b); ok {
 			req := PrepareRequest{TxnID: string(id), Priority: priority}
 			if payload != nil {
 				req.Payload = append(json.RawMessage(nil), payload...)
@@ -525,129 +510,6 @@ func (h *handler) decodePrepareRequest(w http.ResponseWriter, r *http.Request, s
 	return *req, true
 }
 
-// parsePrepareRequest reads b if it is a prepare body as the coordinator writes it
-// (httpnet's prepareBody): {"txn_id":"…"}, with ,"payload":P and then
-// ,"coordinator":"…" before the closing brace if they are there, and ,"priority":N
-// (a decimal int64 as json.Marshal writes it, once) after any of these fields, and
-// optionally a newline after it; no backslash, control character or invalid UTF-8
-// inside the quoted strings; P valid JSON (json.Valid) with no space before or after
-// it. The decoder reads each such body to the same request (the payload raw, as here);
-// ok is false for anything else. The results are parts of b.
-func parsePrepareRequest(b []byte) (id, payload, coordinator []byte, priority int64, ok bool) {
-	b = bytes.TrimSuffix(b, []byte("\n"))
-	if b, ok = bytes.CutPrefix(b, []byte(`{"txn_id":"`)); !ok {
-		return nil, nil, nil, 0, false
-	}
-	if id, b, ok = cutPlainString(b); !ok {
-		return nil, nil, nil, 0, false
-	}
-	sawPriority := false
-	cutPriority := func() bool {
-		rest, found := bytes.CutPrefix(b, []byte(`,"priority":`))
-		if !found {
-			return true
-		}
-		if sawPriority {
-			return false
-		}
-		n := 0
-		for n < len(rest) && (rest[n] == '-' && n == 0 || rest[n] >= '0' && rest[n] <= '9') {
-			n++
-		}
-		v, err := strconv.ParseInt(string(rest[:n]), 10, 64)
-		// As json.Marshal writes it: no leading zero, no "-0".
-		if err != nil || strconv.FormatInt(v, 10) != string(rest[:n]) {
-			return false
-		}
-		priority, b, sawPriority = v, rest[n:], true
-		return true
-	}
-	if !cutPriority() {
-		return nil, nil, nil, 0, false
-	}
-	if rest, found := bytes.CutPrefix(b, []byte(`,"payload":`)); found {
-		n := jsonValueLen(rest)
-		if n == 0 || isJSONSpace(rest[0]) || isJSONSpace(rest[n-1]) || !json.Valid(rest[:n]) {
-			return nil, nil, nil, 0, false
-		}
-		payload, b = rest[:n], rest[n:]
-	}
-	if !cutPriority() {
-		return nil, nil, nil, 0, false
-	}
-	if rest, found := bytes.CutPrefix(b, []byte(`,"coordinator":"`)); found {
-		if coordinator, b, ok = cutPlainString(rest); !ok {
-			return nil, nil, nil, 0, false
-		}
-	}
-	if !cutPriority() || string(b) != "}" {
-		return nil, nil, nil, 0, false
-	}
-	return id, payload, coordinator, priority, true
-}
-
-// cutPlainString cuts b at the first '"': v is what comes before it, rest what comes
-// after. ok is false if there is none or v is not isPlainString.
-func cutPlainString(b []byte) (v, rest []byte, ok bool) {
-	i := bytes.IndexByte(b, '"')
-	if i < 0 || !isPlainString(b[:i]) {
-		return nil, nil, false
-	}
-	return b[:i], b[i+1:], true
-}
-
-// isPlainString reports whether v, between quotes, is a JSON string that reads as
-// itself: valid UTF-8 with no quote, backslash or control character.
-func isPlainString(v []byte) bool {
-	for _, c := range v {
-		if c == '"' || c == '\\' || c < 0x20 {
-			return false
-		}
-	}
-	return utf8.Valid(v)
-}
-
-// jsonValueLen returns the length of the JSON value at the start of b as its quotes and
-// brackets alone tell (json.Valid must still judge it), or 0 if b ends first. A value
-// that is not an object, array or string ends before the first ',', '}' or ']' of
-// its level.
-func jsonValueLen(b []byte) int {
-	depth := 0
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			for i++; i < len(b) && b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++
-				}
-			}
-			if i >= len(b) {
-				return 0
-			}
-			if depth == 0 {
-				return i + 1
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth == 0 {
-				return i
-			}
-			if depth--; depth == 0 {
-				return i + 1
-			}
-		case ',':
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	return 0
-}
-
-// isJSONSpace reports whether c is white space to JSON.
-func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
 // decode reads one JSON object into dst, rejecting unknown fields, trailing data and
 // bodies over the limit; it answers the request itself when it returns false. It is
 // the strict path that the fast ones (decodeTxnRequest, decodePrepareRequest) must
@@ -664,19 +526,7 @@ func (h *handler) decodeFrom(w http.ResponseWriter, r *http.Request, body io.Rea
 // decodeLimited is decode reading body, r's body already bounded by limit; strict
 // refuses unknown fields.
 func (h *handler) decodeLimited(w http.ResponseWriter, r *http.Request, body io.Reader, limit int64, strict bool, dst any) bool {
-	dec := json.NewDecoder(body)
-	if strict {
-		dec.DisallowUnknownFields()
-	}
-	err := dec.Decode(dst)
-	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errTrailing
-			if terr != nil && !isSyntaxOrEOF(terr) {
-				err = terr
-			}
-		}
-	}
+	err := protocol.Decode(body, dst, strict)
 	if err == nil {
 		return true
 	}
@@ -694,7 +544,7 @@ func (h *handler) decodeLimited(w http.ResponseWriter, r *http.Request, body io.
 		msg = "empty body: expected a JSON object"
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		msg = "body ends in the middle of the JSON object"
-	case errors.Is(err, errTrailing):
+	case errors.Is(err, protocol.ErrTrailing):
 		msg = "unexpected data after the JSON object"
 	case errors.As(err, &syntax):
 		msg = fmt.Sprintf("invalid JSON at byte %d: %v", syntax.Offset, syntax)
@@ -711,13 +561,6 @@ func (h *handler) decodeLimited(w http.ResponseWriter, r *http.Request, body io.
 	}
 	h.fail(w, r, status, code, msg)
 	return false
-}
-
-var errTrailing = errors.New("trailing data")
-
-func isSyntaxOrEOF(err error) bool {
-	var syntax *json.SyntaxError
-	return errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // checkCoordinatorURL accepts an absolute http(s) URL without query or fragment.
@@ -737,34 +580,12 @@ func checkCoordinatorURL(s string, maxBytes int) error {
 
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	h.log.Debug("participant: request refused", "method", r.Method, "path", r.URL.Path, "status", status, "code", code, "message", msg)
-	writeJSON(w, status, ErrorResponse{Error: ErrorBody{Code: code, Message: msg}})
-}
-
-// The most frequent answers, as writeJSON would encode them.
-var (
-	voteACKJSON        = mustJSON(VoteResponse{Vote: VoteACK})
-	stateCommittedJSON = mustJSON(StateResponse{State: StateCommitted})
-	stateAbortedJSON   = mustJSON(StateResponse{State: StateAborted})
-)
-
-func mustJSON(v any) []byte {
-	data, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("participant: encoding %T: %v", v, err))
-	}
-	return append(data, '\n')
+	writeRaw(w, status, protocol.AppendErrorResponse(nil, code, msg))
 }
 
 // writeState writes StateResponse{State: s}, precomputed for the outcomes.
 func writeState(w http.ResponseWriter, status int, s State) {
-	switch s {
-	case StateCommitted:
-		writeRaw(w, status, stateCommittedJSON)
-	case StateAborted:
-		writeRaw(w, status, stateAbortedJSON)
-	default:
-		writeJSON(w, status, StateResponse{State: s})
-	}
+	writeRaw(w, status, protocol.StateAnswer(s))
 }
 
 // writeRaw writes data, a JSON document ending in a newline, as writeJSON does.
@@ -774,14 +595,9 @@ func writeRaw(w http.ResponseWriter, status int, data []byte) {
 	_, _ = w.Write(data)
 }
 
+// writeJSON writes v, a protocol message, as protocol.AppendJSON encodes it.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("participant: encoding %T: %v", v, err))
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(data, '\n'))
+	writeRaw(w, status, protocol.AppendJSON(nil, v))
 }
 
 // bounded cuts s to at most n bytes, for a span's name or attribute.

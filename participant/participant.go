@@ -1,6 +1,8 @@
 package participant
 
 import (
+	"github.com/dtc-project/dtc/protocol"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -376,7 +378,7 @@ func (p *Participant) restoreLocked(c *checkpoint) error {
 		if p.txns[e.TxnID] != nil {
 			return fmt.Errorf("txn %q twice", e.TxnID)
 		}
-		if !e.State.decided() {
+		if !protocol.Decided(e.State) {
 			return fmt.Errorf("txn %q listed as decided in state %q", e.TxnID, e.State)
 		}
 		t := &txn{id: e.TxnID, state: e.State, durable: e.State, fenced: e.Fenced}
@@ -836,7 +838,7 @@ func (p *Participant) checkpointLocked() (*record, error) {
 	// Decisions still on their way to disk join the window, in log order, when they get
 	// there; after a restart from this checkpoint they are in it already.
 	p.inflight.each(func(r *record) {
-		if r.txn != nil && r.sets.decided() {
+		if r.txn != nil && protocol.Decided(r.sets) {
 			add(r.txn)
 		}
 	})
@@ -911,7 +913,7 @@ func (p *Participant) recordDone(r *record, pos wal.Pos, err error) {
 			t.durable = r.sets
 			if t.waiting == r {
 				t.waiting = nil
-				if t.state.decided() {
+				if protocol.Decided(t.state) {
 					p.rememberDecidedLocked(t)
 				}
 			}

@@ -231,3 +231,6 @@ func decodeRecord(data []byte) (logRecord, error) {
 	}
 	return r, nil
 }
+
+// isJSONSpace reports whether c is white space to JSON.
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

@@ -1,17 +1,15 @@
 package participant
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/dtc-project/dtc/protocol"
 )
 
 // ResolverOptions configure a Resolver.
@@ -51,7 +49,8 @@ type ResolverOptions struct {
 
 // Resolver finds transactions left in doubt (prepared longer than
 // Config.InDoubtAfter: the coordinator's phase 2 has not reached this participant) and
-// asks their coordinator, GET {coordinator}/v1/transactions/{id}:
+// asks their coordinator, GET {coordinator}/v1/transactions/{id}, and acts on the
+// answer by the protocol's rule (protocol.InDoubtVerdict):
 //
 //	200 "state":"committed"             → commit
 //	200 "state":"aborted"               → rollback
@@ -379,33 +378,15 @@ func (r *Resolver) resolve(ctx context.Context, t InDoubtTxn) Resolution {
 	return res
 }
 
-// coordinatorTxn is the part of the coordinator's transaction resource the resolver
-// reads.
-type coordinatorTxn struct {
-	ID    string `json:"id"`     // the client's id
-	TxnID string `json:"txn_id"` // the id participants see (the client's id and an incarnation nonce)
-	State string `json:"state"`
-}
-
 // ask returns StateCommitted or StateAborted when the coordinator's answer settles the
-// transaction, StateUnknown otherwise; detail says why. reached is false when no usable
-// answer came (see ResolverStats.Unreachable).
+// transaction, StateUnknown otherwise (protocol.InDoubtVerdict); detail says why.
+// reached is false when no usable answer came (see ResolverStats.Unreachable).
 func (r *Resolver) ask(ctx context.Context, base, id string) (_ State, detail string, reached bool) {
-	st, detail := r.query(ctx, base, id)
-	return st, detail, st != StateUnknown || strings.HasPrefix(detail, coordinatorSays)
-}
-
-// coordinatorSays starts the detail of an answer that the coordinator gave in due
-// form but that does not settle the transaction (a state still in progress).
-const coordinatorSays = "coordinator: "
-
-func (r *Resolver) query(ctx context.Context, base, id string) (State, string) {
-	u := strings.TrimSuffix(base, "/") + "/v1/transactions/" + url.PathEscape(id)
 	ctx, cancel := context.WithTimeout(ctx, r.o.QueryTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, protocol.CoordinatorTxnURL(base, id), nil)
 	if err != nil {
-		return StateUnknown, err.Error()
+		return StateUnknown, err.Error(), false
 	}
 	req.Header.Set("Accept", "application/json")
 	if r.o.BearerToken != "" {
@@ -413,37 +394,12 @@ func (r *Resolver) query(ctx context.Context, base, id string) (State, string) {
 	}
 	resp, err := r.o.Client.Do(req)
 	if err != nil {
-		return StateUnknown, err.Error()
+		return StateUnknown, err.Error(), false
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, r.o.ResponseMaxBytes))
 	if err != nil {
-		return StateUnknown, fmt.Sprintf("reading answer: %v", err)
+		return StateUnknown, fmt.Sprintf("reading answer: %v", err), false
 	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		var ct coordinatorTxn
-		if err := json.Unmarshal(body, &ct); err != nil {
-			return StateUnknown, fmt.Sprintf("answer does not parse: %v", err)
-		}
-		if about := ct.TxnID; about != id && (about != "" || ct.ID != id) {
-			return StateUnknown, fmt.Sprintf("answer is about txn %q", cmp.Or(about, ct.ID))
-		}
-		switch ct.State {
-		case string(StateCommitted):
-			return StateCommitted, "coordinator: committed"
-		case string(StateAborted):
-			return StateAborted, "coordinator: aborted"
-		default:
-			return StateUnknown, fmt.Sprintf(coordinatorSays+"%q", ct.State)
-		}
-	case http.StatusNotFound:
-		var e ErrorResponse
-		if err := json.Unmarshal(body, &e); err != nil || e.Error.Code != CodeTxnNotFound {
-			return StateUnknown, fmt.Sprintf("404 without the coordinator's %q error: wrong coordinator URL?", CodeTxnNotFound)
-		}
-		return StateAborted, "coordinator: unknown transaction (presumed abort)"
-	default:
-		return StateUnknown, fmt.Sprintf("coordinator answered %s", resp.Status)
-	}
+	return protocol.InDoubtVerdict(id, resp.StatusCode, resp.Status, body)
 }

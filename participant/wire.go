@@ -1,40 +1,36 @@
 package participant
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
-	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/dtc-project/dtc/protocol"
 )
 
 // State is what a participant knows about one transaction, as the status endpoint and
-// the phase-2 answers report it.
-type State string
+// the phase-2 answers report it: the protocol's (and the engine's) one state type.
+type State = protocol.State
 
 // The states of a transaction at a participant.
 const (
 	// StateUnknown: never prepared here, or forgotten (see Config.DecidedMax), or its
 	// prepare record is not durable yet.
-	StateUnknown State = "unknown"
+	StateUnknown = protocol.StateUnknown
 	// StatePrepared: the prepare record is durable; the participant can still commit or
 	// roll back.
-	StatePrepared State = "prepared"
+	StatePrepared = protocol.StatePrepared
 	// StateCommitted: the commit record is durable.
-	StateCommitted State = "committed"
+	StateCommitted = protocol.StateCommitted
 	// StateAborted: the rollback (or fence) record is durable.
-	StateAborted State = "aborted"
+	StateAborted = protocol.StateAborted
 )
-
-// decided reports whether s is an outcome.
-func (s State) decided() bool { return s == StateCommitted || s == StateAborted }
 
 // Wire values of VoteResponse.Vote.
 const (
-	VoteACK  = "ACK"
-	VoteNACK = "NACK"
+	VoteACK  = protocol.VoteACK
+	VoteNACK = protocol.VoteNACK
 )
 
 // Vote is the core's answer to a prepare.
@@ -88,154 +84,53 @@ var (
 	ErrNoUpdater = errors.New("participant: service does not implement Updater")
 )
 
-// PrepareRequest is the body of POST …/prepare.
-type PrepareRequest struct {
-	TxnID   string          `json:"txn_id"`
-	Payload json.RawMessage `json:"payload,omitempty"`
-	// Coordinator is the base URL of the coordinator that runs the transaction, asked
-	// about it if the participant is left in doubt. Optional.
-	Coordinator string `json:"coordinator,omitempty"`
-	// Priority is the transaction's priority, assigned by the coordinator at begin and
-	// the same at every participant: smaller is older. 0: none given (youngest). Only
-	// the wound-wait lock policy uses it.
-	Priority int64 `json:"priority,omitempty"`
-}
-
-// TxnRequest is the body of POST …/commit and POST …/rollback.
-type TxnRequest struct {
-	TxnID string `json:"txn_id"`
-}
-
-// VoteResponse is the answer to a prepare: Vote is VoteACK or VoteNACK.
-type VoteResponse struct {
-	Vote   string `json:"vote"`
-	Reason string `json:"reason,omitempty"`
-	// Cause and Key: see Vote.
-	Cause string `json:"cause,omitempty"`
-	Key   string `json:"key,omitempty"`
-}
-
-// StateResponse is the answer to commit, rollback and status.
-type StateResponse struct {
-	State State `json:"state"`
-
-	// Only in the status answer of a transaction in doubt (prepared for longer than
-	// Config.InDoubtAfter), the rest only if the handler has a Resolver
-	// (HandlerOptions.Resolver) that has asked about it:
-
-	// InDoubtSince is when it became in doubt (RFC 3339).
-	InDoubtSince string `json:"in_doubt_since,omitempty"`
-	// ResolveAttempts is how many times its coordinator was asked.
-	ResolveAttempts int `json:"resolve_attempts,omitempty"`
-	// CoordinatorUnreachable: the last query got no usable answer, since
-	// UnreachableSince (RFC 3339), for the reason LastResolveError.
-	CoordinatorUnreachable bool   `json:"coordinator_unreachable,omitempty"`
-	UnreachableSince       string `json:"unreachable_since,omitempty"`
-	LastResolveError       string `json:"last_resolve_error,omitempty"`
-}
-
-// ErrorResponse is the body of every 4xx and 5xx answer.
-type ErrorResponse struct {
-	Error ErrorBody `json:"error"`
-}
-
-// ErrorBody says what was wrong: Code is stable and machine-readable, Message is for
-// people.
-type ErrorBody struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
+// The messages of the participant protocol, defined in package protocol.
+type (
+	PrepareRequest = protocol.PrepareRequest
+	TxnRequest     = protocol.TxnRequest
+	VoteResponse   = protocol.VoteResponse
+	StateResponse  = protocol.StateResponse
+	ErrorResponse  = protocol.ErrorResponse
+	ErrorBody      = protocol.ErrorBody
+	BatchRequest   = protocol.BatchRequest
+	BatchOp        = protocol.BatchOp
+	BatchResponse  = protocol.BatchResponse
+	BatchResult    = protocol.BatchResult
+)
 
 // CodeTxnNotFound is the error code of the coordinator's 404 for a transaction it has no
 // record of: the only 404 that means "presumed aborted" to a participant in doubt.
-const CodeTxnNotFound = "not_found"
+const CodeTxnNotFound = protocol.CodeTxnNotFound
 
 // Names of a participant's endpoints, the last path element of their URLs.
 const (
-	EndpointPrepare  = "prepare"
-	EndpointCommit   = "commit"
-	EndpointRollback = "rollback"
-	EndpointStatus   = "status"
-	// EndpointBatch takes many transactions' commits and rollbacks in one request
-	// (BatchRequest); see HeaderBatchMax.
-	EndpointBatch = "batch"
+	EndpointPrepare  = protocol.EndpointPrepare
+	EndpointCommit   = protocol.EndpointCommit
+	EndpointRollback = protocol.EndpointRollback
+	EndpointStatus   = protocol.EndpointStatus
+	EndpointBatch    = protocol.EndpointBatch
 )
 
-// HeaderBatchMax is the response header by which a participant offers the batch
-// endpoint: every answer of NewHandler's handler carries it, with the most ops one
-// BatchRequest may hold (HandlerOptions.BatchMaxOps) in decimal. A coordinator that has
-// seen it may send that participant's commits and rollbacks as POST …/batch; one that
-// has not must use …/commit and …/rollback.
-const HeaderBatchMax = "Dtc-Batch-Max"
+// HeaderBatchMax (protocol.HeaderBatchMax): every answer of NewHandler's handler
+// carries it, with HandlerOptions.BatchMaxOps.
+const HeaderBatchMax = protocol.HeaderBatchMax
 
-// HeaderInDoubt is the response header by which a participant tells the coordinator how
-// it deals with the transactions it holds in doubt (prepared, and no phase 2 has come).
-// The one value defined, InDoubtAsk, says that it asks the coordinator
-// (GET {coordinator}/v1/transactions/{id}, presumed abort on not_found). A coordinator
-// may keep the begin record of a transaction lazy only if every participant of it said
-// so on its last answer; for any other, the begin is durable before the prepare is sent,
-// so that a restarted coordinator can find the transaction and resolve it by itself.
-// NewHandler's handler sends it on every answer while a Resolver runs
-// (Participant.Asks).
-const HeaderInDoubt = "Dtc-In-Doubt"
+// HeaderInDoubt (protocol.HeaderInDoubt): NewHandler's handler sends it on every answer
+// while a Resolver runs (Participant.Asks).
+const HeaderInDoubt = protocol.HeaderInDoubt
 
 // InDoubtAsk is HeaderInDoubt's value for a participant that asks.
-const InDoubtAsk = "ask"
+const InDoubtAsk = protocol.InDoubtAsk
 
 // Values of BatchOp.Op.
 const (
-	BatchOpCommit   = "commit"
-	BatchOpRollback = "rollback"
+	BatchOpCommit   = protocol.BatchOpCommit
+	BatchOpRollback = protocol.BatchOpRollback
 )
 
-// BatchRequest is the body of POST …/batch: phase-2 calls for many transactions. Each
-// op does what POST …/commit or …/rollback with its txn_id does, in the order given.
-type BatchRequest struct {
-	Ops []BatchOp `json:"ops"`
-}
-
-// BatchOp is one call of a BatchRequest: Op is BatchOpCommit or BatchOpRollback.
-type BatchOp struct {
-	Op    string `json:"op"`
-	TxnID string `json:"txn_id"`
-}
-
-// BatchResponse is the 200 answer to POST …/batch: Results[i] answers Ops[i].
-type BatchResponse struct {
-	Results []BatchResult `json:"results"`
-}
-
-// BatchResult is the answer to one op, in one of three forms: {"state":S} what a 200 of
-// the single endpoint would carry, {"state":S,"conflict":true} what its 409 would
-// carry, {"error":{…}} what its 4xx or 5xx would carry (same codes).
-type BatchResult struct {
-	State    State      `json:"state,omitempty"`
-	Conflict bool       `json:"conflict,omitempty"`
-	Error    *ErrorBody `json:"error,omitempty"`
-}
-
-// Endpoint derives one of a participant's endpoints from its prepare URL by replacing
-// the last path element (query and fragment are dropped):
-// Endpoint("http://h:9001/bank/prepare", EndpointCommit) is "http://h:9001/bank/commit".
-func Endpoint(prepareURL, name string) (string, error) {
-	u, err := url.Parse(prepareURL)
-	if err != nil {
-		return "", fmt.Errorf("participant: bad participant URL %q: %w", prepareURL, err)
-	}
-	if u.Scheme == "" || u.Host == "" {
-		return "", fmt.Errorf("participant: participant URL %q is not absolute", prepareURL)
-	}
-	p := u.Path
-	i := strings.LastIndexByte(p, '/')
-	u.Path = p[:i+1] + name
-	if i < 0 {
-		u.Path = "/" + name
-	}
-	u.RawPath = ""
-	u.RawQuery = ""
-	u.Fragment = ""
-	return u.String(), nil
-}
+// Endpoint derives one of a participant's endpoints from its prepare URL
+// (protocol.Endpoint).
+func Endpoint(prepareURL, name string) (string, error) { return protocol.Endpoint(prepareURL, name) }
 
 // ValidateTxnID checks a transaction id as the participant accepts it: non-empty, at
 // most maxBytes bytes, valid UTF-8 without control characters.

@@ -116,3 +116,22 @@ func TestScenarioCheckerCatchesABeginThatIsAlwaysLazy(t *testing.T) {
 	}
 	catches(t, simnet.BreakBeginAlwaysLazy, knobs, nil, checker.KindLiveness)
 }
+
+func TestScenarioCheckerCatchesABrokenBatchEncoder(t *testing.T) {
+	// More clients than participants, so that phase-2 messages queue behind a batch in
+	// flight and leave together, commits and rollbacks mixed.
+	catches(t, simnet.BreakBatchEncoder, swarmKnobs, func(o *simnet.Options) { o.Clients = 8 },
+		checker.KindAtomicity, checker.KindBank, checker.KindStability)
+}
+
+func TestScenarioCheckerCatchesAResolverThatPresumesCommit(t *testing.T) {
+	// Coordinator crashes lose lazy begins: participants in doubt then hear "not found",
+	// which means aborted.
+	knobs := func(seed uint64) *faults.Knobs {
+		k := crashy(seed)
+		k.CoordCrashShare = 0.9
+		return k
+	}
+	catches(t, simnet.BreakResolverPresumesCommit, knobs, nil,
+		checker.KindAtomicity, checker.KindBank, checker.KindStability)
+}

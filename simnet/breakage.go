@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/participant"
 )
 
 // The deliberate bugs of Options.Break. Each is a decorator around a real component, so
@@ -80,14 +81,14 @@ func (c *coordNode) rewriteStatus(r *coordinator.Reply) {
 // unfencedRollback, under BreakNoFencing, answers a rollback of a transaction the
 // participant does not know with "aborted" without writing the fence: a prepare that
 // arrives later is then ACKed.
-func (p *partNode) unfencedRollback(m coordinator.Message, answer func(any, error)) bool {
+func (p *partNode) unfencedRollback(txn, what string, done func(participant.Result)) bool {
 	s := p.s
-	if s.o.Break&BreakNoFencing == 0 || p.core.Status(m.Txn) != "unknown" {
+	if s.o.Break&BreakNoFencing == 0 || p.core.Status(txn) != participant.StateUnknown {
 		return false
 	}
-	s.tracef(p.id, "BROKEN: rollback %s #%d of an unknown transaction answered without a fence", m.Txn, m.Seq)
-	s.rolledBack[p.name+" "+m.Txn] = true
-	answer(coordinator.Reply{State: coordinator.PAborted}, nil)
+	s.tracef(p.id, "BROKEN: %s of an unknown transaction answered without a fence", what)
+	s.rolledBack[p.name+" "+txn] = true
+	done(participant.Result{State: participant.StateAborted})
 	return true
 }
 

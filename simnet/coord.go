@@ -9,6 +9,7 @@ import (
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/coordlog"
 	"github.com/dtc-project/dtc/faults"
+	"github.com/dtc-project/dtc/protocol"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -39,6 +40,8 @@ type coordNode struct {
 	walDied     error // the wal failed: the process must crash
 	restarts    int
 	attempts    map[string]int // BreakPhase2GivesUp: phase-2 sends per "txn participant"
+	// batchPeers: the participants that offer phase-2 batching, by prepare URL (batch.go).
+	batchPeers map[string]*batchPeer
 }
 
 type lsnTxn struct {
@@ -65,6 +68,7 @@ func (c *coordNode) start() error {
 	s := c.s
 	c.inc = s.inc[coordID]
 	c.lsn, c.decision, c.requests, c.walDied, c.syncAt = 0, nil, nil, nil, maxTime
+	c.batchPeers = map[string]*batchPeer{}
 	env := coordinator.Env{
 		Clock:     coordClock{c, c.inc},
 		Transport: coordTransport{c, c.inc},
@@ -290,7 +294,10 @@ func (c *coordNode) submit(req coordinator.Request, reply func(resp any, err err
 	c.kick()
 }
 
-// get serves a participant's query about a transaction in doubt.
+// get serves a participant's query about a transaction in doubt,
+// GET /v1/transactions/{id}, answering what the API server answers, in the part of it a
+// participant reads: 200 with the transaction (protocol.CoordinatorTxn), 404 with the
+// not_found error for one it has no record of, 503 while it cannot tell.
 func (c *coordNode) get(id string, asker *partNode, reply func(resp any, err error)) {
 	s := c.s
 	v, err := c.eng.Get(id)
@@ -318,7 +325,14 @@ func (c *coordNode) get(id string, asker *partNode, reply func(resp any, err err
 			s.rec.Told(id, outcomeOf(v.State), asker.name+" (status query)", s.now)
 		}
 	}
-	reply(v, err)
+	switch {
+	case errors.Is(err, coordinator.ErrNotFound):
+		reply(errorAnswer(404, protocol.CodeTxnNotFound, err.Error()), nil)
+	case err != nil:
+		reply(errorAnswer(503, "unavailable", err.Error()), nil)
+	default:
+		reply(wireAnswer{status: 200, body: protocol.AppendJSON(nil, protocol.CoordinatorTxn{ID: v.ID, TxnID: v.TxnID, State: v.State})}, nil)
+	}
 }
 
 func outcomeOf(state string) checker.Outcome {
@@ -467,6 +481,8 @@ func (t coordTransport) Send(m coordinator.Message) {
 	reply := func(r coordinator.Reply) {
 		r.Txn, r.Participant, r.Seq, r.Kind = m.Txn, m.Participant, m.Seq, m.Kind
 		if c.alive(t.inc) {
+			c.rewriteStatus(&r)
+			c.everyoneAsks(&r)
 			c.step(r)
 		}
 	}
@@ -484,8 +500,8 @@ func (t coordTransport) Send(m coordinator.Message) {
 		return
 	}
 	what := fmt.Sprintf("%s %s #%d", m.Kind, m.Txn, m.Seq)
-	s.tracef(coordID, "→ %s %s", p.name, what)
 	if mf.drop {
+		s.tracef(coordID, "→ %s %s", p.name, what)
 		s.tracef(coordID, "  → %s dropped by the schedule", p.name)
 		s.after(timeout, func() {
 			s.tracef(coordID, "%s → %s timed out after %v", what, p.name, timeout)
@@ -493,20 +509,38 @@ func (t coordTransport) Send(m coordinator.Message) {
 		})
 		return
 	}
-	if mf.delay > 0 {
-		s.tracef(coordID, "  → %s delayed %v by the schedule", p.name, mf.delay)
+	if mf.delay == 0 && (m.Kind == coordinator.MsgCommit || m.Kind == coordinator.MsgRollback) && c.enqueueBatch(p, m, timeout, reply) {
+		return
 	}
-	s.callDelayed(coordID, p.id, mf.delay, timeout, what,
-		func(answer func(any, error)) { p.handle(m, answer) },
+	c.sendOne(p, m, mf.delay, timeout, reply)
+}
+
+// sendOne sends m on its own, after delay, and replies with the participant's answer
+// read by protocol.Interpret, or with the reason there was none.
+func (c *coordNode) sendOne(p *partNode, m coordinator.Message, delay, timeout time.Duration, reply func(coordinator.Reply)) {
+	s := c.s
+	inc := c.inc
+	req := encodeRequest(m, coordURL)
+	s.tracef(coordID, "→ %s %s", p.name, req.what)
+	if delay > 0 {
+		s.tracef(coordID, "  → %s delayed %v by the schedule", p.name, delay)
+	}
+	s.callDelayed(coordID, p.id, delay, timeout, req.what,
+		func(answer func(any, error)) { p.handle(req, answer) },
 		func(resp any, err error) {
 			if err != nil {
 				reply(coordinator.Reply{Err: err})
 				return
 			}
-			r := resp.(coordinator.Reply)
-			r.Txn, r.Kind = m.Txn, m.Kind
-			c.rewriteStatus(&r)
-			c.everyoneAsks(&r)
+			a := resp.(wireAnswer)
+			if c.alive(inc) {
+				c.noteBatchMax(p, a)
+			}
+			r, err := protocol.Interpret(protocol.Answer{Kind: m.Kind, Status: a.status, Body: a.body, Asks: a.asks})
+			if err != nil {
+				s.tracef(coordID, "%s: %v", req.what, err)
+				r = coordinator.Reply{Err: err}
+			}
 			reply(r)
 		})
 }

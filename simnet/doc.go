@@ -48,7 +48,20 @@
 // The coordinator checkpoints every 700 ms of virtual time and removes the segments its
 // last completed checkpoint made obsolete, as the daemon does; participants checkpoint
 // as their core decides. Participants resolve transactions in doubt by asking the
-// coordinator (participant.Resolver's rules, over the simulated network).
+// coordinator over the simulated network and reading its answer by the rule
+// participant.Resolver reads it by (protocol.InDoubtVerdict).
+//
+// # The wire
+//
+// Every message between the coordinator and a participant crosses the simulated
+// network as the bytes package protocol writes (wire.go): the participant decodes them
+// with protocol's parsers, answers with protocol's encoders and an HTTP status, and the
+// coordinator reads the answer with protocol.Interpret, as httpnet does. Phase 2 goes
+// in batches the way httpnet's transport sends it (batch.go): to participants that
+// offer batching, at most their limit to a request, one request in flight each, with
+// participants that offer none, that refuse every batch, or whose limit changes with a
+// restart (a batch refused once); an op a participant cannot do fails alone in its
+// batch's answer.
 //
 // Deliberate bugs (Options.Break) are decorators around the real components, to show
 // that the checker catches what they break.

@@ -110,6 +110,13 @@ const (
 	// transactions in doubt, so that it never syncs a begin before the prepares: a
 	// passive participant that prepared before a crash stays prepared for ever.
 	BreakBeginAlwaysLazy
+	// BreakBatchEncoder encodes a phase-2 batch with the transactions of its first two
+	// ops swapped (when one is a commit and the other a rollback): a participant commits
+	// what was aborted and rolls back what was committed.
+	BreakBatchEncoder
+	// BreakResolverPresumesCommit makes participants in doubt read the coordinator's
+	// "not found" as committed instead of presumed aborted.
+	BreakResolverPresumesCommit
 )
 
 // Breakages lists every deliberate bug with its name.
@@ -124,6 +131,8 @@ var Breakages = []struct {
 	{"recovery-presumes-commit", BreakRecoveryPresumesCommit},
 	{"phase2-gives-up", BreakPhase2GivesUp},
 	{"begin-always-lazy", BreakBeginAlwaysLazy},
+	{"batch-encoder", BreakBatchEncoder},
+	{"resolver-presumes-commit", BreakResolverPresumesCommit},
 }
 
 func (b Breakage) String() string {

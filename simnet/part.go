@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"github.com/dtc-project/dtc/checker"
-	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/examples/bank"
 	"github.com/dtc-project/dtc/faults"
 	"github.com/dtc-project/dtc/participant"
+	"github.com/dtc-project/dtc/protocol"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -146,70 +146,109 @@ func (p *partNode) checkFailed(inc int) {
 
 func (p *partNode) point(ev faults.Event, txn string) { p.s.point(p.id, ev, txn, -1) }
 
-// handle serves one request of the coordinator, answering through answer once the
-// participant core has answered (after its record is durable).
-func (p *partNode) handle(m coordinator.Message, answer func(any, error)) {
+// answer is a participant's answer with its headers: whether it asks about
+// transactions in doubt, and the batch size it offers.
+func (p *partNode) answer(status int, body []byte) wireAnswer {
+	return wireAnswer{status: status, body: body, asks: !p.passive, batchMax: p.batchMax()}
+}
+
+// handle serves one request of the coordinator, as participant's handler serves it:
+// it decodes the body, calls the core, and answers through answer, with the bytes the
+// handler writes, once the core has answered (after its record is durable).
+func (p *partNode) handle(req wireRequest, answer func(any, error)) {
 	s := p.s
 	inc := p.inc
 	defer p.checkFailed(inc)
-	s.incarnations[m.Txn] = true
-	switch m.Kind {
-	case coordinator.MsgPrepare:
-		p.point(faults.RecvPrepare, m.Txn)
+	switch req.endpoint {
+	case protocol.EndpointPrepare:
+		pr, err := decodePrepare(req.body)
+		if err != nil {
+			answer(errorAnswer(400, protocol.CodeMalformedJSON, err.Error()), nil)
+			return
+		}
+		s.incarnations[pr.TxnID] = true
+		p.point(faults.RecvPrepare, pr.TxnID)
 		if !p.alive(inc) {
 			return
 		}
-		p.core.Prepare(m.Txn, m.Payload, coordURL, func(v participant.Vote) {
+		p.core.Prepare(pr.TxnID, pr.Payload, pr.Coordinator, func(v participant.Vote) {
 			if !p.alive(inc) {
 				return
 			}
-			s.rec.Voted(m.Txn, p.name, v.ACK, s.now)
-			p.checkFence(m.Txn, v)
+			s.rec.Voted(pr.TxnID, p.name, v.ACK, s.now)
+			p.checkFence(pr.TxnID, v)
 			if v.ACK {
-				s.tracef(p.id, "votes ACK on %s #%d", m.Txn, m.Seq)
-				p.point(faults.Ack, m.Txn)
-				answer(coordinator.Reply{Vote: coordinator.VoteACK, Asks: !p.passive}, nil)
+				s.tracef(p.id, "votes ACK on %s", req.what)
+				p.point(faults.Ack, pr.TxnID)
 			} else {
-				s.tracef(p.id, "votes NACK on %s #%d: %s", m.Txn, m.Seq, v.Reason)
-				p.point(faults.Nack, m.Txn)
-				answer(coordinator.Reply{Vote: coordinator.VoteNACK, Reason: v.Reason, Asks: !p.passive}, nil)
+				s.tracef(p.id, "votes NACK on %s: %s", req.what, v.Reason)
+				p.point(faults.Nack, pr.TxnID)
 			}
+			answer(p.answer(200, protocol.AppendVoteResponse(nil, v.Response())), nil)
 		})
-	case coordinator.MsgCommit, coordinator.MsgRollback:
-		want, ev, recv := participant.StateCommitted, faults.Committed, faults.RecvCommit
-		if m.Kind == coordinator.MsgRollback {
-			want, ev, recv = participant.StateAborted, faults.RolledBack, faults.RecvRollback
-		}
-		p.point(recv, m.Txn)
-		if !p.alive(inc) {
+	case protocol.EndpointCommit, protocol.EndpointRollback:
+		txn, err := decodeTxn(req.body)
+		if err != nil {
+			answer(errorAnswer(400, protocol.CodeMalformedJSON, err.Error()), nil)
 			return
 		}
-		if m.Kind == coordinator.MsgRollback && p.unfencedRollback(m, answer) {
-			return
-		}
-		p.phase2(m.Txn, want, fmt.Sprintf("%s %s #%d", m.Kind, m.Txn, m.Seq), func(res participant.Result) {
-			if res.Err != nil {
-				answer(nil, fmt.Errorf("503: %w", res.Err))
-				return
+		s.incarnations[txn] = true
+		p.phase2Op(txn, req.endpoint == protocol.EndpointCommit, req.what, func(res participant.Result) {
+			switch {
+			case res.Err != nil:
+				answer(errorAnswer(503, protocol.CodeUnavailable, res.Err.Error()), nil)
+			case res.Conflict:
+				answer(p.answer(409, protocol.AppendStateResponse(nil, res.State)), nil)
+			default:
+				answer(p.answer(200, protocol.AppendStateResponse(nil, res.State)), nil)
 			}
-			p.point(ev, m.Txn)
-			answer(coordinator.Reply{State: coordinator.PState(res.State), Conflict: res.Conflict, Asks: !p.passive}, nil)
 		})
-	case coordinator.MsgStatus:
+	case protocol.EndpointBatch:
+		p.handleBatch(req, answer)
+	case protocol.EndpointStatus:
+		txn := statusTxn(req.query)
+		s.incarnations[txn] = true
 		if p.noStatus {
-			// As httpnet's transport reads a 404 from a service with no status endpoint.
-			s.tracef(p.id, "status of %s: no status endpoint (404)", m.Txn)
-			answer(coordinator.Reply{State: coordinator.PUnknown, Reason: "cannot tell: status answered HTTP 404"}, nil)
+			// A service with no status endpoint: its router answers 404.
+			s.tracef(p.id, "status of %s: no status endpoint (404)", txn)
+			answer(wireAnswer{status: 404, body: []byte("404 page not found\n")}, nil)
 			return
 		}
-		st := p.core.Status(m.Txn)
-		s.tracef(p.id, "status of %s: %s", m.Txn, st)
+		st := p.core.Status(txn)
+		s.tracef(p.id, "status of %s: %s", txn, st)
 		if st == participant.StatePrepared {
 			// Reporting prepared is a durable yes: recovery counts it as a vote.
-			s.rec.Voted(m.Txn, p.name, true, s.now)
+			s.rec.Voted(txn, p.name, true, s.now)
 		}
-		answer(coordinator.Reply{State: coordinator.PState(st), Asks: !p.passive}, nil)
+		answer(p.answer(200, protocol.AppendStateResponse(nil, st)), nil)
+	default:
+		answer(wireAnswer{status: 404, body: []byte("404 page not found\n")}, nil)
 	}
+}
+
+// phase2Op serves one commit or rollback, alone or in a batch: the failpoint of its
+// arrival, then the core. done is not called if the process dies first.
+func (p *partNode) phase2Op(txn string, commit bool, what string, done func(participant.Result)) {
+	inc := p.inc
+	want, ev, recv := participant.StateCommitted, faults.Committed, faults.RecvCommit
+	if !commit {
+		want, ev, recv = participant.StateAborted, faults.RolledBack, faults.RecvRollback
+	}
+	p.point(recv, txn)
+	if !p.alive(inc) {
+		return
+	}
+	if !commit && p.unfencedRollback(txn, what, done) {
+		return
+	}
+	p.phase2(txn, want, what, func(res participant.Result) {
+		if res.Err == nil {
+			p.point(ev, txn)
+		}
+		if p.alive(inc) {
+			done(res)
+		}
+	})
 }
 
 // phase2 commits or rolls back txn in the core and records what it applied.
@@ -270,8 +309,9 @@ func (p *partNode) scheduleResolve(inc int) {
 }
 
 // resolve asks the coordinator about the transactions prepared for too long, as
-// participant.Resolver does over HTTP: committed → commit, aborted or not found
-// (presumed abort) → rollback, anything else → ask again later.
+// participant.Resolver does over HTTP, and acts on its answer by the same rule,
+// protocol.InDoubtVerdict: committed → commit, aborted or not found (presumed abort) →
+// rollback, anything else → ask again later.
 func (p *partNode) resolve(inc int) {
 	s := p.s
 	n := 0
@@ -293,24 +333,15 @@ func (p *partNode) resolve(inc int) {
 					return
 				}
 				delete(p.querying, id)
-				var want participant.State
-				switch {
-				case errors.Is(err, coordinator.ErrNotFound):
-					want = participant.StateAborted
-				case err != nil:
+				if err != nil {
 					s.tracef(p.id, "query %s: %v: still in doubt", id, err)
 					return
-				default:
-					v := resp.(coordinator.View)
-					switch v.State {
-					case coordinator.StateCommitted:
-						want = participant.StateCommitted
-					case coordinator.StateAborted:
-						want = participant.StateAborted
-					default:
-						s.tracef(p.id, "query %s: %s: still in doubt", id, v.State)
-						return
-					}
+				}
+				a := resp.(wireAnswer)
+				want, detail, _ := p.verdict(id, a)
+				if want == participant.StateUnknown {
+					s.tracef(p.id, "query %s: %s: still in doubt", id, detail)
+					return
 				}
 				p.phase2(id, want, "resolve "+id, func(participant.Result) {})
 				p.checkFailed(inc)
@@ -455,3 +486,14 @@ func (s *sim) balances() (map[string]int64, error) {
 }
 
 var _ = checker.Committed
+
+// verdict is protocol.InDoubtVerdict on the coordinator's answer about txn, or, under
+// BreakResolverPresumesCommit, a broken rule that reads "not found" as committed.
+func (p *partNode) verdict(txn string, a wireAnswer) (protocol.State, string, bool) {
+	st, detail, reached := protocol.InDoubtVerdict(txn, a.status, "", a.body)
+	if p.s.o.Break&BreakResolverPresumesCommit != 0 && a.status == 404 && st == protocol.StateAborted {
+		p.s.tracef(p.id, "BROKEN: %s not found at the coordinator, presumed committed", txn)
+		return protocol.StateCommitted, "presumed commit (broken)", reached
+	}
+	return st, detail, reached
+}

@@ -104,6 +104,9 @@ type Stats struct {
 	TornRepaired   int // restarts whose log had a torn tail, repaired
 	Checkpoints    int // coordinator checkpoints written
 	Compactions    int // times the coordinator removed segments a checkpoint made obsolete
+	// Phase-2 batching: batch requests sent and the ops they carried, batches refused
+	// (4xx: batching stopped for a while), ops answered with an error inside a batch.
+	Batches, BatchOps, BatchesRefused, BatchOpsFailed int
 }
 
 var (

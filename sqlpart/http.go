@@ -2,7 +2,7 @@ package sqlpart
 
 import (
 	"bytes"
-	"encoding/json"
+
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/dtc-project/dtc/participant"
+	"github.com/dtc-project/dtc/protocol"
 )
 
 // HandlerOptions configure NewHandler.
@@ -91,7 +92,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !v.ACK {
 			h.log.Info("sqlpart: NACK", "txn_id", req.TxnID, "reason", v.Reason)
 		}
-		writeJSON(w, http.StatusOK, v.Response())
+		writeRaw(w, http.StatusOK, protocol.AppendVoteResponse(nil, v.Response()))
 	case participant.EndpointCommit, participant.EndpointRollback:
 		var req participant.TxnRequest
 		if !h.decode(w, r, &req) || !h.checkTxnID(w, r, req.TxnID) {
@@ -109,9 +110,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, http.StatusServiceUnavailable, participant.CodeUnavailable, res.Err.Error())
 		case res.Conflict:
 			h.log.Error("sqlpart: phase 2 contradicts the database's state (heuristic hazard)", "txn_id", req.TxnID, "call", name, "state", res.State)
-			writeJSON(w, http.StatusConflict, participant.StateResponse{State: res.State})
+			writeRaw(w, http.StatusConflict, protocol.StateAnswer(res.State))
 		default:
-			writeJSON(w, http.StatusOK, participant.StateResponse{State: res.State})
+			writeRaw(w, http.StatusOK, protocol.StateAnswer(res.State))
 		}
 	case participant.EndpointStatus:
 		id := r.URL.Query().Get("txn_id")
@@ -128,7 +129,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, http.StatusServiceUnavailable, participant.CodeUnavailable, err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, participant.StateResponse{State: s})
+		writeRaw(w, http.StatusOK, protocol.StateAnswer(s))
 	}
 }
 
@@ -154,18 +155,15 @@ func (h *handler) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
 		h.fail(w, r, http.StatusRequestEntityTooLarge, participant.CodeBodyTooLarge, fmt.Sprintf("body over %d bytes", h.bodyMax))
 		return false
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		code := participant.CodeMalformedJSON
-		if strings.HasPrefix(err.Error(), "json: unknown field") {
-			code = participant.CodeUnknownField
+	if err := protocol.DecodeStrict(bytes.NewReader(body), dst); err != nil {
+		switch {
+		case errors.Is(err, protocol.ErrTrailing):
+			h.fail(w, r, http.StatusBadRequest, participant.CodeMalformedJSON, "body: data after the JSON object")
+		case strings.HasPrefix(err.Error(), "json: unknown field"):
+			h.fail(w, r, http.StatusBadRequest, participant.CodeUnknownField, fmt.Sprintf("body: %v", err))
+		default:
+			h.fail(w, r, http.StatusBadRequest, participant.CodeMalformedJSON, fmt.Sprintf("body: %v", err))
 		}
-		h.fail(w, r, http.StatusBadRequest, code, fmt.Sprintf("body: %v", err))
-		return false
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		h.fail(w, r, http.StatusBadRequest, participant.CodeMalformedJSON, "body: data after the JSON object")
 		return false
 	}
 	return true
@@ -173,15 +171,12 @@ func (h *handler) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
 
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	h.log.Debug("sqlpart: request refused", "method", r.Method, "path", r.URL.Path, "status", status, "code", code, "message", msg)
-	writeJSON(w, status, participant.ErrorResponse{Error: participant.ErrorBody{Code: code, Message: msg}})
+	writeRaw(w, status, protocol.AppendErrorResponse(nil, code, msg))
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("sqlpart: encoding %T: %v", v, err))
-	}
+// writeRaw writes data, a protocol message encoded by package protocol.
+func writeRaw(w http.ResponseWriter, status int, data []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(data, '\n'))
+	_, _ = w.Write(data)
 }

@@ -213,10 +213,10 @@ func TestBankUnderParticipantSurvivesCrash(t *testing.T) {
 	p, b := open(map[string]int64{"alice": 1000, "bob": 1000})
 	vote := func(id string, payload json.RawMessage) string {
 		var got string
-		p.Prepare(id, payload, "", func(v participant.Vote) { got = fmt.Sprint(v.Response()) })
+		p.Prepare(id, payload, "", func(v participant.Vote) { r := v.Response(); got = fmt.Sprint(r.Vote, " ", r.Reason) })
 		return got
 	}
-	if v := vote("t1", pay("alice", -400, "bob", 400)); v != "{ACK   }" {
+	if v := vote("t1", pay("alice", -400, "bob", 400)); v != "ACK " {
 		t.Fatal(v)
 	}
 	if v := vote("t2", pay("alice", -700, "bob", 700)); !strings.Contains(v, "insufficient funds") {
