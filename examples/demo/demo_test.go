@@ -123,7 +123,8 @@ func checkNothingLeft(t *testing.T, out string, ports []int) {
 }
 
 func TestDemoExit(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	binaries(t) // built before the clock starts: the bound is on the demo, not the compiler
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd, ports, runDir := demoCmd(t, ctx, "--exit")
 	var stdout, stderr bytes.Buffer
@@ -182,7 +183,8 @@ func TestDemoExit(t *testing.T) {
 
 // TestDemoInterrupt runs the demo as make run does and stops it as a user would.
 func TestDemoInterrupt(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	binaries(t) // built before the clock starts: the bound is on the demo, not the compiler
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd, ports, _ := demoCmd(t, ctx)
 	pr, pw := io.Pipe()
@@ -232,7 +234,8 @@ func TestDemoInterrupt(t *testing.T) {
 }
 
 func TestDemoRefusesBusyPort(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	binaries(t) // built before the clock starts: the bound is on the demo, not the compiler
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd, ports, _ := demoCmd(t, ctx, "--exit")
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", ports[2]))
