@@ -58,8 +58,11 @@
 //     callbacks into a coalescing 1-buffered signal per shard, so the log never waits
 //     for a shard.
 //   - The runtime owns one compactor goroutine (a ticker): it removes log segments
-//     before the lowest checkpoint of all shards and asks the shards to checkpoint, one
-//     after the other, when the log has more than CompactSegments segments.
+//     before the lowest checkpoint of all shards, rebuilds the log's spare and reserved
+//     segment if a full disk stopped that, and asks the shards to checkpoint, one after
+//     the other, when the log has more than CompactSegments segments or refused a record
+//     for lack of space (a checkpoint may use the reserved segment, so a full disk frees
+//     itself). A shard that wrote nothing since its last checkpoint writes none.
 //   - The runtime owns one sampler goroutine (stats.go, a ticker): once a second it
 //     reads the counters and asks the shards for their gauges (as a scrape does), into
 //     a ring of the last 300 samples that GET /v1/stats serves to the admin page (/ui/,

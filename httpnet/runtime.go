@@ -153,6 +153,7 @@ type Runtime struct {
 	compactCancel context.CancelFunc
 	compactDone   chan struct{}
 	lastCPSeg     uint64 // newest segment when checkpoints were last requested (compactor only)
+	preallocTicks int    // ticks since the log's missing spare or reserve was last retried (compactor only)
 	fatalOnce     sync.Once
 	closeOnce     sync.Once
 	closeErr      error
@@ -271,6 +272,11 @@ func Open(o Options) (*Runtime, error) {
 // checkpoint, the compactor then deletes the segments that made obsolete, and dtc serves
 // again without a restart. It costs one segment (SegmentSizeBytes) of disk.
 const logReservedSegments = 1
+
+// preallocRetryTicks: a spare or reserved segment that a full disk kept the log from
+// building is retried every this many compaction ticks (10 s by default), or as soon as
+// the compactor removed segments.
+const preallocRetryTicks = 10
 
 func (r *Runtime) walOptions() wal.Options {
 	return wal.Options{FS: r.fs, Dir: r.o.DataDir, SegmentSizeBytes: r.o.SegmentSizeBytes,
@@ -615,6 +621,7 @@ func (r *Runtime) compact(ctx context.Context) {
 	if len(segs) == 0 {
 		return
 	}
+	removed := false
 	if before, ok := coordlog.RemovableBefore(r.logs); ok && before > segs[0] {
 		if err := r.wal.RemoveBefore(before); err != nil {
 			if errors.Is(err, wal.ErrSyncFailed) {
@@ -623,15 +630,24 @@ func (r *Runtime) compact(ctx context.Context) {
 			}
 			r.lg.Error("removing old log segments failed; retried at the next tick", "before", before, "error", err)
 		} else {
+			removed = true
 			r.lg.Debug("removed old log segments", "before", before)
 		}
 		segs = r.wal.Segments()
 	}
 	// A spare or reserved segment that could not be built for lack of space is retried
-	// here, once a tick: an idle log gets them back once space returns.
-	if err := r.wal.Preallocate(); err != nil {
-		r.fatal(err)
-		return
+	// here, so that an idle log gets them back once space returns: at once when segments
+	// were just removed, else every preallocRetryTicks ticks (each try on a full disk
+	// writes zeros until the disk refuses, and removes them).
+	if r.wal.Ahead() < 1+logReservedSegments {
+		r.preallocTicks++
+		if removed || r.preallocTicks >= preallocRetryTicks {
+			r.preallocTicks = 0
+			if err := r.wal.Preallocate(); err != nil {
+				r.fatal(err)
+				return
+			}
+		}
 	}
 	newest := segs[len(segs)-1]
 	all := len(segs) > r.o.CompactSegments && newest != r.lastCPSeg

@@ -2,7 +2,9 @@ package httpnet_test
 
 // The attacks of issue 12 against the API, each replayed and shown refused.
 // Authentication and roles: TestAPIAuthorizesByRole (auth_test.go); TLS:
-// tls_test.go.
+// tls_test.go; a full disk that recovers without a restart and an idle coordinator that
+// writes nothing: TestFullDiskRecoversByItself, TestFullDiskFreesItsOwnSegments and
+// TestIdleCoordinatorWritesNoCheckpoints (disk_test.go).
 
 import (
 	"context"

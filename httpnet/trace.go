@@ -50,6 +50,12 @@ const tracedTxnsMax = 65536
 // messages).
 const traceTextMaxBytes = 256
 
+// The span kinds as start options, made once: made per span, each is an allocation.
+var (
+	serverKind = trace.WithSpanKind(trace.SpanKindServer)
+	clientKind = trace.WithSpanKind(trace.SpanKindClient)
+)
+
 // tracerName is the instrumentation scope of dtc's spans.
 const tracerName = "github.com/dtc-project/dtc/httpnet"
 
@@ -84,7 +90,7 @@ func newTracing(tp trace.TracerProvider) *tracing {
 func (tr *tracing) startTxn(r *http.Request, id string) (ctx context.Context, span trace.Span, remembered bool) {
 	ctx = tr.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	// The participants are its dtc.prepare children: their count is not repeated here.
-	ctx, span = tr.tracer.Start(ctx, "dtc.transaction", trace.WithSpanKind(trace.SpanKindServer),
+	ctx, span = tr.tracer.Start(ctx, "dtc.transaction", serverKind,
 		trace.WithAttributes(attribute.String("dtc.txn.id", bounded(id))))
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
@@ -145,7 +151,7 @@ func (tr *tracing) startSend(m *coordinator.Message) (sc trace.SpanContext, span
 	// it went in a batch, the batch's dtc.batch span says, with a link to it). Every
 	// attribute costs a few allocations when the span is made and more when it is
 	// exported, on every request: measured, they were a good part of tracing's cost.
-	_, span = tr.tracer.Start(tt.ctx, spanName(m.Kind), trace.WithSpanKind(trace.SpanKindClient),
+	_, span = tr.tracer.Start(tt.ctx, spanName(m.Kind), clientKind,
 		trace.WithAttributes(attribute.String("dtc.participant", bounded(m.URL))))
 	return span.SpanContext(), span
 }
@@ -210,7 +216,7 @@ func (tr *tracing) startBatch(ctx context.Context, participant string, spans []t
 			links = append(links, trace.Link{SpanContext: s.SpanContext()})
 		}
 	}
-	_, span := tr.tracer.Start(ctx, "dtc.batch", trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindClient),
+	_, span := tr.tracer.Start(ctx, "dtc.batch", trace.WithNewRoot(), clientKind,
 		trace.WithLinks(links...),
 		trace.WithAttributes(attribute.String("dtc.participant", bounded(participant)), attribute.Int("dtc.batch.ops", len(spans))))
 	return span
