@@ -213,7 +213,10 @@ func (p *Participant) grantedLocked(pw *pendingPrepare) (Vote, bool) {
 	t.priority = pw.priority
 	t.durable = StateUnknown
 	data := encodeRecord(logRecord{Type: recPrepare, TxnID: pw.id, Payload: pw.payload, Coordinator: pw.coordinator, PreparedAt: &t.preparedAt, Priority: pw.priority})
-	// The size was checked before the prepare was queued; the time has the same length.
+	// Checked again: the time written may be longer than when the prepare was queued.
+	if n := p.store.RecordMaxBytes(); len(data) > n {
+		return nackf("prepare record too large: %d bytes, the log takes at most %d", len(data), n), false
+	}
 	v, wait := p.servicePrepareLocked(t, data, nil)
 	if wait {
 		for _, reply := range pw.replies {
