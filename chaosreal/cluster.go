@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,10 +13,10 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
 	"github.com/dtc-project/dtc/cluster"
+	"github.com/dtc-project/dtc/internal/etcdrun"
 )
 
 // PauseResult is one SIGSTOP of a cluster node (Options.Cluster) and what the node's
@@ -35,71 +34,18 @@ type PauseResult struct {
 	Error        string `json:"error,omitempty"` // why the counters could not be read
 }
 
-// etcdStartMax bounds the wait for the embedded etcd to be ready: a guard against a
-// hang, not a measure of speed.
-const etcdStartMax = time.Minute
-
-// etcdServer is an etcd member running inside the campaign's process.
-type etcdServer struct {
-	e        *embed.Etcd
-	endpoint string
-}
-
-// startEtcd starts a single-member etcd on free loopback ports, its data in dir and its
-// own log in dir/etcd.log.
-func startEtcd(ctx context.Context, dir string) (*etcdServer, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("chaosreal: %w", err)
-	}
-	cfg := embed.NewConfig()
-	cfg.Name = "chaos"
-	cfg.Dir = filepath.Join(dir, "data")
-	cfg.LogLevel = "error"
-	cfg.LogOutputs = []string{filepath.Join(dir, "etcd.log")}
-	var urls [2]url.URL
-	for i := range urls {
-		addr, err := freePort()
-		if err != nil {
-			return nil, fmt.Errorf("chaosreal: %w", err)
-		}
-		urls[i] = url.URL{Scheme: "http", Host: addr}
-	}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{urls[0]}, []url.URL{urls[0]}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{urls[1]}, []url.URL{urls[1]}
-	cfg.InitialCluster = cfg.Name + "=" + urls[1].String()
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("chaosreal: starting etcd: %w", err)
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		e.Close()
-		return nil, fmt.Errorf("chaosreal: etcd failed: %w", err)
-	case <-time.After(etcdStartMax):
-		e.Close()
-		return nil, fmt.Errorf("chaosreal: etcd not ready after %v", etcdStartMax)
-	case <-ctx.Done():
-		e.Close()
-		return nil, ctx.Err()
-	}
-	return &etcdServer{e: e, endpoint: urls[0].String()}, nil
-}
-
-func (s *etcdServer) close() { s.e.Close() }
-
 // setupCluster starts etcd (unless EtcdEndpoints) and defines the nodes n1..nN of a
 // cluster of a name of its own, one listening on each of addrs.
 func (c *campaign) setupCluster(ctx context.Context, bins Binaries, work string, addrs, common []string) error {
 	o := c.o
 	eps := o.EtcdEndpoints
 	if len(eps) == 0 {
-		s, err := startEtcd(ctx, filepath.Join(work, "etcd"))
+		s, err := etcdrun.Start(ctx, filepath.Join(work, "etcd"))
 		if err != nil {
-			return err
+			return fmt.Errorf("chaosreal: %w", err)
 		}
 		c.etcd = s
-		eps = []string{s.endpoint}
+		eps = []string{s.Endpoint}
 	}
 	ec, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
