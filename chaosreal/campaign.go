@@ -506,7 +506,7 @@ func (c *campaign) drawFailpoints(p *proc, healing bool) string {
 			// SIGSTOP often lands with a write in hand: sent after the resume, past the
 			// lease, it shows the owner compare refusing the zombie.
 			f, _ := faults.FailpointNamed("cluster/beforeLogWrite")
-			terms = append(terms, f.Path()+"=sleep(150)")
+			terms = append(terms, f.Path()+"=sleep(250)")
 		}
 	}
 	if healing || c.isPassive(p) { // the passive participant has no failpoints

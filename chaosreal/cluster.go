@@ -119,8 +119,8 @@ func (c *campaign) pauser(ctx context.Context) {
 			return
 		case <-time.After(time.Until(start.Add(t))):
 		}
-		// A node that is up and serving its metrics (not one starting again after a
-		// kill), while another one is up too.
+		// A node that is up, serving its metrics and owning shards (not one starting
+		// again after a kill), while another one is up too.
 		k := -1
 		for try := 0; try < 20 && k < 0 && ctx.Err() == nil; try++ {
 			c.mu.Lock()
@@ -136,7 +136,7 @@ func (c *campaign) pauser(ctx context.Context) {
 			}
 			c.mu.Unlock()
 			if k >= 0 {
-				if _, err := readClusterCounters(c.coordURLs[k]); err != nil {
+				if cc, err := readClusterCounters(c.coordURLs[k]); err != nil || cc.owned == 0 {
 					c.mu.Lock()
 					delete(c.paused, c.coords[k])
 					c.mu.Unlock()
@@ -178,14 +178,20 @@ func (c *campaign) pause(i int, p *proc, base string) {
 	if _, err := p.signal(resumeProcess); err != nil {
 		c.logf("%s: SIGCONT: %v", p.name, err)
 	}
+	// Until a refused write shows, or a second after the node found its lease lost (a
+	// write it had in hand is answered by then), or LeaseTTL + 3s.
 	deadline := time.Now().Add(o.LeaseTTL + 3*time.Second)
+	var lostAt time.Time
 	for r.Error == "" {
 		after, err := readClusterCounters(base)
 		if err == nil {
 			r.FencedWrites = int(after.fenced - before.fenced)
 			r.LeasesLost = int(after.leasesLost - before.leasesLost)
+			if r.LeasesLost > 0 && lostAt.IsZero() {
+				lostAt = time.Now()
+			}
 		}
-		if err == nil && r.FencedWrites > 0 {
+		if err == nil && (r.FencedWrites > 0 || (!lostAt.IsZero() && time.Since(lostAt) > time.Second)) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -207,7 +213,7 @@ func (c *campaign) pause(i int, p *proc, base string) {
 }
 
 // clusterCounters are a node's cluster counters, from its /metrics.
-type clusterCounters struct{ fenced, leasesLost float64 }
+type clusterCounters struct{ fenced, leasesLost, owned float64 }
 
 func readClusterCounters(base string) (clusterCounters, error) {
 	var cc clusterCounters
@@ -236,6 +242,8 @@ func readClusterCounters(base string) (clusterCounters, error) {
 			dst = &cc.fenced
 		case "dtc_cluster_leases_lost_total":
 			dst = &cc.leasesLost
+		case "dtc_cluster_shards_owned":
+			dst = &cc.owned
 		}
 		if !ok || dst == nil {
 			continue
@@ -250,7 +258,7 @@ func readClusterCounters(base string) (clusterCounters, error) {
 	if err := sc.Err(); err != nil {
 		return cc, err
 	}
-	if seen < 2 {
+	if seen < 3 {
 		return cc, fmt.Errorf("%s/metrics has no dtc_cluster counters: not a cluster node", base)
 	}
 	return cc, nil
