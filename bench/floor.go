@@ -287,6 +287,11 @@ func startHTTP(h http.Handler) (*httpServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: listening on 127.0.0.1: %w", err)
 	}
+	return serveOn(ln, h), nil
+}
+
+// serveOn serves h on ln, with the settings of dtc's servers.
+func serveOn(ln net.Listener, h http.Handler) *httpServer {
 	s := &httpServer{
 		srv: &http.Server{
 			Handler:           h,
@@ -298,7 +303,7 @@ func startHTTP(h http.Handler) (*httpServer, error) {
 		done: make(chan error, 1),
 	}
 	go func() { s.done <- s.srv.Serve(ln) }()
-	return s, nil
+	return s
 }
 
 // close shuts the server down (its connections are idle once the load has stopped) and

@@ -23,6 +23,7 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/faults"
+	"github.com/dtc-project/dtc/internal/etcdrun"
 )
 
 // Fault kinds, as counted in Result.Faults and drawn on the timeline.
@@ -146,7 +147,7 @@ type campaign struct {
 	passives    []*proc // examples/passive: never asks about transactions in doubt
 	proxies     []*Proxy
 	coordURLs   []string
-	etcd        *etcdServer      // the embedded etcd of a cluster campaign, if any
+	etcd        *etcdrun.Server  // the embedded etcd of a cluster campaign, if any
 	etcdc       *clientv3.Client // the campaign's own client of the cluster's etcd
 	clusterName string
 	paused      map[*proc]bool // stopped by SIGSTOP: the killer leaves them alone
@@ -505,7 +506,7 @@ func (c *campaign) drawFailpoints(p *proc, healing bool) string {
 			// SIGSTOP often lands with a write in hand: sent after the resume, past the
 			// lease, it shows the owner compare refusing the zombie.
 			f, _ := faults.FailpointNamed("cluster/beforeLogWrite")
-			terms = append(terms, f.Path()+"=sleep(150)")
+			terms = append(terms, f.Path()+"=sleep(250)")
 		}
 	}
 	if healing || c.isPassive(p) { // the passive participant has no failpoints
@@ -926,7 +927,7 @@ func (c *campaign) shutdown() {
 		_ = c.etcdc.Close()
 	}
 	if c.etcd != nil {
-		c.etcd.close()
+		c.etcd.Close()
 	}
 }
 

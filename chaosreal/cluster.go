@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,10 +13,10 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
 	"github.com/dtc-project/dtc/cluster"
+	"github.com/dtc-project/dtc/internal/etcdrun"
 )
 
 // PauseResult is one SIGSTOP of a cluster node (Options.Cluster) and what the node's
@@ -35,71 +34,18 @@ type PauseResult struct {
 	Error        string `json:"error,omitempty"` // why the counters could not be read
 }
 
-// etcdStartMax bounds the wait for the embedded etcd to be ready: a guard against a
-// hang, not a measure of speed.
-const etcdStartMax = time.Minute
-
-// etcdServer is an etcd member running inside the campaign's process.
-type etcdServer struct {
-	e        *embed.Etcd
-	endpoint string
-}
-
-// startEtcd starts a single-member etcd on free loopback ports, its data in dir and its
-// own log in dir/etcd.log.
-func startEtcd(ctx context.Context, dir string) (*etcdServer, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("chaosreal: %w", err)
-	}
-	cfg := embed.NewConfig()
-	cfg.Name = "chaos"
-	cfg.Dir = filepath.Join(dir, "data")
-	cfg.LogLevel = "error"
-	cfg.LogOutputs = []string{filepath.Join(dir, "etcd.log")}
-	var urls [2]url.URL
-	for i := range urls {
-		addr, err := freePort()
-		if err != nil {
-			return nil, fmt.Errorf("chaosreal: %w", err)
-		}
-		urls[i] = url.URL{Scheme: "http", Host: addr}
-	}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{urls[0]}, []url.URL{urls[0]}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{urls[1]}, []url.URL{urls[1]}
-	cfg.InitialCluster = cfg.Name + "=" + urls[1].String()
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("chaosreal: starting etcd: %w", err)
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		e.Close()
-		return nil, fmt.Errorf("chaosreal: etcd failed: %w", err)
-	case <-time.After(etcdStartMax):
-		e.Close()
-		return nil, fmt.Errorf("chaosreal: etcd not ready after %v", etcdStartMax)
-	case <-ctx.Done():
-		e.Close()
-		return nil, ctx.Err()
-	}
-	return &etcdServer{e: e, endpoint: urls[0].String()}, nil
-}
-
-func (s *etcdServer) close() { s.e.Close() }
-
 // setupCluster starts etcd (unless EtcdEndpoints) and defines the nodes n1..nN of a
 // cluster of a name of its own, one listening on each of addrs.
 func (c *campaign) setupCluster(ctx context.Context, bins Binaries, work string, addrs, common []string) error {
 	o := c.o
 	eps := o.EtcdEndpoints
 	if len(eps) == 0 {
-		s, err := startEtcd(ctx, filepath.Join(work, "etcd"))
+		s, err := etcdrun.Start(ctx, filepath.Join(work, "etcd"))
 		if err != nil {
-			return err
+			return fmt.Errorf("chaosreal: %w", err)
 		}
 		c.etcd = s
-		eps = []string{s.endpoint}
+		eps = []string{s.Endpoint}
 	}
 	ec, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -173,8 +119,8 @@ func (c *campaign) pauser(ctx context.Context) {
 			return
 		case <-time.After(time.Until(start.Add(t))):
 		}
-		// A node that is up and serving its metrics (not one starting again after a
-		// kill), while another one is up too.
+		// A node that is up, serving its metrics and owning shards (not one starting
+		// again after a kill), while another one is up too.
 		k := -1
 		for try := 0; try < 20 && k < 0 && ctx.Err() == nil; try++ {
 			c.mu.Lock()
@@ -190,7 +136,7 @@ func (c *campaign) pauser(ctx context.Context) {
 			}
 			c.mu.Unlock()
 			if k >= 0 {
-				if _, err := readClusterCounters(c.coordURLs[k]); err != nil {
+				if cc, err := readClusterCounters(c.coordURLs[k]); err != nil || cc.owned == 0 {
 					c.mu.Lock()
 					delete(c.paused, c.coords[k])
 					c.mu.Unlock()
@@ -232,14 +178,20 @@ func (c *campaign) pause(i int, p *proc, base string) {
 	if _, err := p.signal(resumeProcess); err != nil {
 		c.logf("%s: SIGCONT: %v", p.name, err)
 	}
+	// Until a refused write shows, or a second after the node found its lease lost (a
+	// write it had in hand is answered by then), or LeaseTTL + 3s.
 	deadline := time.Now().Add(o.LeaseTTL + 3*time.Second)
+	var lostAt time.Time
 	for r.Error == "" {
 		after, err := readClusterCounters(base)
 		if err == nil {
 			r.FencedWrites = int(after.fenced - before.fenced)
 			r.LeasesLost = int(after.leasesLost - before.leasesLost)
+			if r.LeasesLost > 0 && lostAt.IsZero() {
+				lostAt = time.Now()
+			}
 		}
-		if err == nil && r.FencedWrites > 0 {
+		if err == nil && (r.FencedWrites > 0 || (!lostAt.IsZero() && time.Since(lostAt) > time.Second)) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -261,7 +213,7 @@ func (c *campaign) pause(i int, p *proc, base string) {
 }
 
 // clusterCounters are a node's cluster counters, from its /metrics.
-type clusterCounters struct{ fenced, leasesLost float64 }
+type clusterCounters struct{ fenced, leasesLost, owned float64 }
 
 func readClusterCounters(base string) (clusterCounters, error) {
 	var cc clusterCounters
@@ -290,6 +242,8 @@ func readClusterCounters(base string) (clusterCounters, error) {
 			dst = &cc.fenced
 		case "dtc_cluster_leases_lost_total":
 			dst = &cc.leasesLost
+		case "dtc_cluster_shards_owned":
+			dst = &cc.owned
 		}
 		if !ok || dst == nil {
 			continue
@@ -304,7 +258,7 @@ func readClusterCounters(base string) (clusterCounters, error) {
 	if err := sc.Err(); err != nil {
 		return cc, err
 	}
-	if seen < 2 {
+	if seen < 3 {
 		return cc, fmt.Errorf("%s/metrics has no dtc_cluster counters: not a cluster node", base)
 	}
 	return cc, nil

@@ -12,7 +12,9 @@ import (
 // load runs, and nodes stopped (SIGSTOP) past their 1s lease, then resumed. No
 // violation, nothing left prepared (the heal waits for that), every shard owned again,
 // and a paused node wrote nothing once it lost its lease: etcd refused its writes (the
-// fenced compare), as its dtc_cluster_fenced_writes_total shows.
+// fenced compare), as its dtc_cluster_fenced_writes_total shows: at least one of the
+// pauses must land while the node holds a write (each batch is held 250ms before it
+// leaves, cluster/beforeLogWrite), which it sends when resumed.
 func TestARealClusterCampaignHoldsUp(t *testing.T) {
 	b := testBinaries(t)
 	o := Options{
@@ -20,10 +22,14 @@ func TestARealClusterCampaignHoldsUp(t *testing.T) {
 		Duration:       20 * time.Second,
 		Cluster:        3,
 		LeaseTTL:       time.Second,
-		Pauses:         3,
+		Pauses:         4,
 		PauseFor:       2500 * time.Millisecond,
 		Kills:          10,
 		CoordKillShare: 0.5,
+		// A shard's new engine syncs each begin before the prepares leave, until it
+		// learns the banks ask about doubt; held 250ms, that eats a 1s prepare deadline.
+		PrepareTimeout: 3 * time.Second,
+		ClientTimeout:  6 * time.Second,
 		NoFailpoints:   true, // the coordinator's are the local log's; the single-node campaign arms them
 		Binaries:       b,
 		Progress:       testWriter{t},

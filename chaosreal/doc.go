@@ -35,7 +35,7 @@
 // --cluster) over an etcd embedded in the campaign's process (cluster.go); clients send
 // their calls to the nodes in turn; kill -9s aimed at the coordinator hit one node; and
 // the pauser stops a node (SIGSTOP) past its lease, then resumes it (SIGCONT). Every
-// node runs with the failpoint cluster/beforeLogWrite holding each log batch 150ms, so
+// node runs with the failpoint cluster/beforeLogWrite holding each log batch 250ms, so
 // that a pause often lands with a write in hand: sent after the resume, the owner
 // compare must refuse it, which the node's dtc_cluster_fenced_writes_total, read after
 // each resume, shows (Result.Pauses). The heal also waits until every shard has an owner

@@ -314,3 +314,7 @@ func shardOf(id string, n int) int {
 	h ^= h >> 32 // fold the high bits in: FNV's low bits alone mix short keys poorly
 	return int(h % uint64(n))
 }
+
+// ShardOf is the shard (of n) that transaction id belongs to: the local log's shards and
+// a cluster's alike. Tools use it to find an id of a given shard.
+func ShardOf(id string, n int) int { return shardOf(id, n) }

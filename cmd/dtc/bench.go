@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 
 	"github.com/dtc-project/dtc/bench"
@@ -54,8 +55,24 @@ spans over OTLP/HTTP (as dtc serve --otlp-endpoint) to a collector in the proces
 discards them; --tracing compare runs the benchmark with it off, then on (the floor
 gets 2s of each), and reports the throughput lost.
 
+With --sql (and --participants 2) it measures transfers across one PostgreSQL and one
+MariaDB table (--pg-dsn, --mysql-dsn; tables of the run's own, dropped after): through
+dtc (its API and log, in this process) and two sqlpart participants over HTTP, then the
+floor: the same statements with PREPARE TRANSACTION / XA PREPARE and COMMIT PREPARED /
+XA COMMIT driven directly, no coordinator (--concurrency default 8, each on an account
+row of its own; --duration default 5s each). It checks that nothing is left prepared.
+
+With --cluster N it measures cluster mode instead (in this process: an embedded etcd,
+the nodes, two participants that answer without a disk, the clients): the throughput of
+the single node over its local log, then of clusters of 1..N nodes over etcd (clients
+round-robin over the nodes; --concurrency default 32, --duration default 5s each), then
+the takeover time over --kills abrupt node deaths (no handoff, the lease left to expire;
+--lease-ttl): from the death to each of the node's shards answering again elsewhere.
+
 Examples:
   dtc bench                                   # 2 participants, concurrency 64, 10s
+  dtc bench --cluster 3                       # cluster mode against the local log, takeover
+  dtc bench --participants 2 --sql            # PostgreSQL + MariaDB, against their own 2PC
   dtc bench --participants 5 --concurrency 64
   dtc bench --concurrency 1 --json | jq .sync_floor_p50_ratio
   dtc bench --concurrency 1 --passive         # the latency a synced begin costs
@@ -85,6 +102,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		soak         = fs.Float64("soak", 0, "run a soak at this fraction of the maximum throughput instead (e.g. 0.8)")
 		sampleEvery  = fs.Duration("sample-every", 5*time.Second, "soak: how often memory is sampled")
 		traceRatio   = fs.Float64("tracing-sample-ratio", 1, "with --tracing on or compare: the fraction of transactions traced (as dtc serve --otlp-sample-ratio)")
+		clusterNodes = fs.Int("cluster", 0, "measure cluster mode instead: the local-log single node, then clusters of 1..N nodes over an etcd embedded in this process, then the takeover time")
+		kills        = fs.Int("kills", 20, "with --cluster: node deaths the takeover measure deals (0: no takeover measure)")
+		leaseTTL     = fs.Duration("lease-ttl", 2*time.Second, "with --cluster: the takeover cluster's lease TTL (whole seconds)")
+		clShards     = fs.Int("cluster-shards", 64, "with --cluster: shards of the clusters whose throughput is measured")
+		sqlBench     = fs.Bool("sql", false, "with --participants 2: transfers across one PostgreSQL and one MariaDB table through sqlpart participants, against the databases' own two-phase commit driven directly")
+		pgDSN        = fs.String("pg-dsn", "postgres://postgres@127.0.0.1:5432/test", "with --sql: the PostgreSQL database")
+		myDSN        = fs.String("mysql-dsn", "mysql://root@127.0.0.1:3306/test", "with --sql: the MariaDB/MySQL database")
 		tracing      = fs.String("tracing", "off", "OpenTelemetry tracing of dtc, exported over OTLP/HTTP to a collector in the process that discards it: off, on, or compare (a run with it off, then one with it on, and the difference)")
 	)
 	if ok, code := parse(fs, benchHelp, args, []string{}, stdout, stderr); !ok {
@@ -92,6 +116,32 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if fs.NArg() > 0 {
 		return usageError(stderr, "bench", "unexpected argument %q", fs.Arg(0))
+	}
+	if *sqlBench {
+		if *participants != 2 {
+			return usageError(stderr, "bench", "--sql measures 2 participants (one PostgreSQL, one MariaDB table); got --participants %d", *participants)
+		}
+		d := *duration
+		if !fs.Changed("duration") {
+			d = 5 * time.Second
+		}
+		c := *concurrency
+		if !fs.Changed("concurrency") {
+			c = 8
+		}
+		return benchSQL(ctx, bench.SQLOptions{PostgresDSN: *pgDSN, MySQLDSN: *myDSN, Concurrency: c, Duration: d}, *jsonOut, stdout, stderr)
+	}
+	if *clusterNodes > 0 {
+		d := *duration
+		if !fs.Changed("duration") {
+			d = 5 * time.Second
+		}
+		c := *concurrency
+		if !fs.Changed("concurrency") {
+			c = 32
+		}
+		return benchCluster(ctx, bench.EtcdOptions{Nodes: *clusterNodes, Shards: *clShards, Concurrency: c, Duration: d,
+			Kills: *kills, NoTakeover: *kills == 0, LeaseTTL: *leaseTTL}, *jsonOut, stdout, stderr)
 	}
 	o := bench.Options{
 		Participants: *participants, Concurrency: *concurrency, Duration: *duration,
@@ -209,6 +259,78 @@ func benchTracingCompare(ctx context.Context, o bench.Options, jsonOut bool, std
 		}
 	}
 	if off.Errors > 0 || on.Errors > 0 {
+		return exitNo
+	}
+	return exitOK
+}
+
+// benchCluster runs dtc bench --cluster: throughput of the local log and of clusters of
+// 1..N nodes, then the takeover time.
+func benchCluster(ctx context.Context, o bench.EtcdOptions, jsonOut bool, stdout, stderr io.Writer) int {
+	if err := o.Validate(); err != nil {
+		return usageError(stderr, "bench", "%v", err)
+	}
+	if !jsonOut {
+		o.Progress = stderr
+	}
+	res, err := bench.RunEtcdCluster(ctx, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "dtc bench: %v\n", err)
+		return exitNo
+	}
+	if jsonOut {
+		if err := json.NewEncoder(stdout).Encode(res); err != nil {
+			fmt.Fprintf(stderr, "dtc bench: %v\n", err)
+			return exitNo
+		}
+		return exitOK
+	}
+	o = res.Options
+	fmt.Fprintf(stdout, "cluster mode against the local log, %d clients, %v each, 2 participants answering without a disk;\n", o.Concurrency, o.Duration)
+	fmt.Fprintf(stdout, "etcd, every node, the participants and the clients run in this process and share its cores (%d)\n", runtime.NumCPU())
+	fmt.Fprintf(stdout, "  local log, 1 node:              %8.0f txn/s\n", res.LocalTPS)
+	for i, tps := range res.ClusterTPS {
+		fmt.Fprintf(stdout, "  cluster, %d node(s), %d shards: %8.0f txn/s  %5.1f %% of the local log\n", i+1, o.Shards, tps, 100*res.Ratio[i])
+	}
+	if res.Failed > 0 {
+		fmt.Fprintf(stdout, "  submissions that did not commit: %d\n", res.Failed)
+	}
+	if res.Kills > 0 {
+		fmt.Fprintf(stdout, "takeover, %d kills of a node (no handoff) in a cluster of %d, %d shards, lease %v:\n", res.Kills, o.Nodes, o.TakeoverShards, o.LeaseTTL)
+		p := res.Takeover
+		fmt.Fprintf(stdout, "  per shard (%d):          p50 %v  p99 %v  max %v\n", p.N, p.P50.Round(time.Millisecond), p.P99.Round(time.Millisecond), p.Max.Round(time.Millisecond))
+		p = res.KillWorst
+		fmt.Fprintf(stdout, "  per kill, its last shard: p50 %v  p99 %v  max %v\n", p.P50.Round(time.Millisecond), p.P99.Round(time.Millisecond), p.Max.Round(time.Millisecond))
+	}
+	return exitOK
+}
+
+// benchSQL runs dtc bench --participants 2 --sql.
+func benchSQL(ctx context.Context, o bench.SQLOptions, jsonOut bool, stdout, stderr io.Writer) int {
+	if err := o.Validate(); err != nil {
+		return usageError(stderr, "bench", "%v", err)
+	}
+	if !jsonOut {
+		o.Progress = stderr
+	}
+	res, err := bench.RunSQL(ctx, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "dtc bench: %v\n", err)
+		return exitNo
+	}
+	if jsonOut {
+		if err := json.NewEncoder(stdout).Encode(res); err != nil {
+			fmt.Fprintf(stderr, "dtc bench: %v\n", err)
+			return exitNo
+		}
+	} else {
+		o = res.Options
+		fmt.Fprintf(stdout, "transfers across a PostgreSQL and a MariaDB table, %d in flight, %v each:\n", o.Concurrency, o.Duration)
+		fmt.Fprintf(stdout, "  dtc (HTTP API, its log, two sqlpart participants): %7.0f transfers/s (%d did not commit)\n", res.DtcTPS, res.DtcFailed)
+		fmt.Fprintf(stdout, "  floor (the databases' own 2PC, driven directly):   %7.0f transfers/s (%d failed)\n", res.FloorTPS, res.FloorFailed)
+		fmt.Fprintf(stdout, "  dtc / floor: %.2f\n", res.Ratio)
+	}
+	if res.DtcFailed > 0 || res.FloorFailed > 0 {
 		return exitNo
 	}
 	return exitOK
