@@ -304,20 +304,28 @@ func TestDeadlockDetectedOverHTTP(t *testing.T) {
 	}
 }
 
-// With detection off, nothing breaks the cycle: both transactions wait out their
-// prepare deadline and abort with cause timeout.
+// With detection off, nothing breaks the cycle: both transactions wait until the prepare
+// deadline. The first to reach it aborts with cause timeout; its rollback may free the
+// other's key just before the other's own deadline (then that one commits), so the test
+// asserts that neither was decided before the older one's deadline, and that a timeout
+// ended the wait.
 func TestDeadlockWithoutDetectionTimesOut(t *testing.T) {
 	c := startCoord(t, "", func(o *httpnet.Options) { o.NoDeadlockDetection = true })
 	c.waitReady()
 	a, b := newLockPart(t, c.url), newLockPart(t, c.url)
 	const deadline = 400 * time.Millisecond
 	t1, t2 := deadlockPair(t, c, a, b, 0, deadline)
-	for _, id := range []string{t1, t2} {
-		v := c.waitView(id, "decided", client.View.Final)
-		if v.State != client.StateAborted || v.AbortCause != coordinator.CauseTimeout || v.DecidedAt.Sub(v.BeganAt) < deadline {
-			t.Fatalf("%s: %s (%s) after %v: %s", id, v.State, v.AbortCause, v.DecidedAt.Sub(v.BeganAt), v.Reason)
+	v1 := c.waitView(t1, "decided", client.View.Final)
+	v2 := c.waitView(t2, "decided", client.View.Final)
+	if v1.State != client.StateAborted || v1.AbortCause != coordinator.CauseTimeout {
+		t.Fatalf("%s (the older): %s (%s): %s", t1, v1.State, v1.AbortCause, v1.Reason)
+	}
+	for _, v := range []client.View{v1, v2} {
+		if waited := v.DecidedAt.Sub(v1.BeganAt); waited < deadline || v.AbortCause == coordinator.CauseDeadlock {
+			t.Fatalf("%s: %s (%s) %v after %s began, before its %v deadline", v.ID, v.State, v.AbortCause, waited, t1, deadline)
 		}
 	}
+	t.Logf("%s: %s (%s); %s: %s (%s)", t1, v1.State, v1.AbortCause, t2, v2.State, v2.AbortCause)
 	st, metrics := get(t, c.url+"/metrics")
 	if st != 200 || !bytes.Contains([]byte(metrics), []byte(`dtc_wait_reports_total{result="off"}`)) ||
 		bytes.Contains([]byte(metrics), []byte(`dtc_wait_reports_total{result="off"} 0`)) {

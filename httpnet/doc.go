@@ -107,7 +107,17 @@
 // response headers (TransportOptions.ResponseHeaderMaxBytes) and may use TLS with a
 // client certificate (TransportOptions.TLS, ClientTLSConfig). Serve's http.Server has
 // read, write and idle timeouts (ServeOptions); a submit takes its in-flight slot only
-// once its body is read.
+// once its body is read. POST /v1/waits and POST /v1/transactions/{id}/abort take the
+// same trust as that query: without credentials, a caller naming every transaction by
+// its participant id is served as a participant (deadlock_api.go, asParticipant).
+//
+// # Deadlock detection (deadlock.go)
+//
+// One waitfor.Graph per process, above the shards, behind a mutex: a wait report's
+// transactions are looked up on their shards (only preparing ones count), its edges
+// added, and the youngest transaction of each cycle it closes aborted through its
+// shard (Engine.Abort, cause deadlock). Each shard's observer drops a transaction's
+// edges when its decision is durable. Options.NoDeadlockDetection turns it off.
 //
 // # Startup, recovery and shutdown
 //
@@ -137,7 +147,9 @@
 // ErrStopped, and nothing more of it is answered, since shardFor checks Node.Valid.
 // A handoff stops routing to the shard, lets its undecided transactions decide,
 // checkpoints, stops it and flushes its log. ClusterHandler wraps the Server: a request
-// about a transaction of a shard owned elsewhere is forwarded once to its owner.
+// about a transaction of a shard owned elsewhere is forwarded once to its owner (a wait
+// report: to the waiter's owner; each node has its own wait-for graph, so a cycle whose
+// transactions live on different nodes is not found, and ends at the prepare deadline).
 //
 // # What is fatal
 //

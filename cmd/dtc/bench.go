@@ -50,6 +50,17 @@ loop long enough to fill what dtc remembers of finished transactions, then a pro
 holds F × that for --duration in an open loop, and samples RSS, the live heap and
 goroutines, then says whether any of them grew.
 
+With --contention K it instead runs the contention benchmark (issue 16): two in-memory
+participants that lock one key each per transaction from prepare to phase 2, K hot keys
+each, --concurrency clients (closed loop) of transfers in a random direction, for
+--duration under each policy in turn: timeout-only (participants wait; deadlock
+detection off, so a deadlock lasts until the prepare deadline, --contention-timeout),
+detection (participants report their waits; the coordinator aborts the youngest of a
+cycle at once) and wound-wait (an older transaction aborts a younger holder). It prints
+committed txn/s (and its ratio to timeout-only), p50/p99 latency, aborts by cause,
+deadlocks found and the mean time from a cycle's closing report to its victim's durable
+abort.
+
 With --tracing on, dtc traces every transaction with OpenTelemetry and exports the
 spans over OTLP/HTTP (as dtc serve --otlp-endpoint) to a collector in the process that
 discards them; --tracing compare runs the benchmark with it off, then on (the floor
@@ -78,6 +89,7 @@ Examples:
   dtc bench --concurrency 1 --passive         # the latency a synced begin costs
   dtc bench --soak 0.8 --duration 2m
   dtc bench --tracing compare --duration 10s  # what OpenTelemetry tracing costs
+  dtc bench --contention 4 --duration 10s     # timeout-only vs detection vs wound-wait
 
 Exit codes:
   0  the run finished without errors (a soak: and nothing grew)
@@ -109,6 +121,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		sqlBench     = fs.Bool("sql", false, "with --participants 2: transfers across one PostgreSQL and one MariaDB table through sqlpart participants, against the databases' own two-phase commit driven directly")
 		pgDSN        = fs.String("pg-dsn", "postgres://postgres@127.0.0.1:5432/test", "with --sql: the PostgreSQL database")
 		myDSN        = fs.String("mysql-dsn", "mysql://root@127.0.0.1:3306/test", "with --sql: the MariaDB/MySQL database")
+		contention   = fs.Int("contention", 0, "instead: the contention benchmark with this many hot keys per participant (see above)")
+		contTimeout  = fs.Duration("contention-timeout", 5*time.Second, "--contention: the coordinator's prepare deadline (dtc serve's default)")
 		tracing      = fs.String("tracing", "off", "OpenTelemetry tracing of dtc, exported over OTLP/HTTP to a collector in the process that discards it: off, on, or compare (a run with it off, then one with it on, and the difference)")
 	)
 	if ok, code := parse(fs, benchHelp, args, []string{}, stdout, stderr); !ok {
@@ -142,6 +156,29 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		return benchCluster(ctx, bench.EtcdOptions{Nodes: *clusterNodes, Shards: *clShards, Concurrency: c, Duration: d,
 			Kills: *kills, NoTakeover: *kills == 0, LeaseTTL: *leaseTTL}, *jsonOut, stdout, stderr)
+	}
+	if *contention != 0 {
+		if *contention < 0 || *contTimeout <= 0 {
+			return usageError(stderr, "bench", "--contention takes a positive number of hot keys and --contention-timeout a positive duration")
+		}
+		co := bench.ContentionOptions{HotKeys: *contention, Concurrency: *concurrency, Duration: *duration, PrepareTimeout: *contTimeout}
+		rs, err := bench.RunContention(ctx, co)
+		if err != nil {
+			fmt.Fprintf(stderr, "dtc bench: %v\n", err)
+			return exitNo
+		}
+		if *jsonOut {
+			b, _ := json.MarshalIndent(rs, "", "  ")
+			fmt.Fprintf(stdout, "%s\n", b)
+		} else {
+			bench.WriteContention(stdout, co, rs)
+		}
+		for _, r := range rs {
+			if r.Errors > 0 {
+				return exitNo
+			}
+		}
+		return exitOK
 	}
 	o := bench.Options{
 		Participants: *participants, Concurrency: *concurrency, Duration: *duration,
