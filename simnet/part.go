@@ -71,7 +71,13 @@ func (p *partNode) start() error {
 	if err != nil {
 		return err
 	}
-	core, err := participant.New(s.partCfg, b, partClock{s})
+	cfg := s.partCfg
+	if p.busy() {
+		// A busy participant: few records may wait for a sync, so that phase-2 calls
+		// beyond them fail (ErrBusy) while others pass, alone or inside a batch.
+		cfg.InflightMax = min(cfg.InflightMax, busyInflightMax)
+	}
+	core, err := participant.New(cfg, b, partClock{s})
 	if err != nil {
 		return err
 	}
