@@ -284,22 +284,10 @@ func (r *Resolver) Run(ctx context.Context) {
 func (r *Resolver) ResolveOnce(ctx context.Context) []Resolution {
 	r.roundMu.Lock()
 	defer r.roundMu.Unlock()
-	all := r.p.InDoubt(r.o.Clock.Now())
-	r.forgetResolved(all)
-	if len(all) == 0 {
-		r.next = 0
+	batch := r.nextRoundLocked()
+	if len(batch) == 0 {
 		return nil
 	}
-	if r.next >= len(all) {
-		r.next = 0
-	}
-	n := min(len(all), r.o.QueriesPerRoundMax)
-	batch := make([]InDoubtTxn, 0, n)
-	for i := range n {
-		batch = append(batch, all[(r.next+i)%len(all)])
-	}
-	r.next = (r.next + n) % len(all)
-
 	out := make([]Resolution, len(batch))
 	sem := make(chan struct{}, r.o.ConcurrencyMax)
 	var wg sync.WaitGroup
@@ -315,44 +303,86 @@ func (r *Resolver) ResolveOnce(ctx context.Context) []Resolution {
 	return out
 }
 
-func (r *Resolver) resolve(ctx context.Context, t InDoubtTxn) Resolution {
-	res := Resolution{TxnID: t.ID}
-	base := t.Coordinator
-	if base == "" {
-		base = r.o.Coordinator
+// NextRound returns the in-doubt transactions to ask about in the next round: up to
+// QueriesPerRoundMax, going on where the last round stopped. A caller that asks the
+// coordinator by its own means (the simulator, over its simulated network) asks
+// about each and passes the answer to Settle; ResolveOnce does both over HTTP.
+func (r *Resolver) NextRound() []InDoubtTxn {
+	r.roundMu.Lock()
+	defer r.roundMu.Unlock()
+	return r.nextRoundLocked()
+}
+
+func (r *Resolver) nextRoundLocked() []InDoubtTxn {
+	all := r.p.InDoubt(r.o.Clock.Now())
+	r.forgetResolved(all)
+	if len(all) == 0 {
+		r.next = 0
+		return nil
 	}
+	if r.next >= len(all) {
+		r.next = 0
+	}
+	n := min(len(all), r.o.QueriesPerRoundMax)
+	batch := make([]InDoubtTxn, 0, n)
+	for i := range n {
+		batch = append(batch, all[(r.next+i)%len(all)])
+	}
+	r.next = (r.next + n) % len(all)
+	return batch
+}
+
+// coordinatorOf is the base URL to ask about t, "" if none is known.
+func (r *Resolver) coordinatorOf(t InDoubtTxn) string {
+	if t.Coordinator != "" {
+		return t.Coordinator
+	}
+	return r.o.Coordinator
+}
+
+func (r *Resolver) resolve(ctx context.Context, t InDoubtTxn) Resolution {
+	base := r.coordinatorOf(t)
 	if base == "" {
-		res.Outcome, res.Detail = ResolvedPending, "no coordinator known for it"
+		res := Resolution{TxnID: t.ID, Outcome: ResolvedPending, Detail: "no coordinator known for it"}
 		tr := r.noteAttempt(t.ID, false, res.Detail)
 		r.log.Warn("participant: transaction in doubt and no coordinator to ask", "txn_id", t.ID,
 			"prepared_at", t.PreparedAt, "attempt", tr.attempts)
 		return res
 	}
 	verdict, detail, reached := r.ask(ctx, base, t.ID)
-	res.Detail = detail
+	ch := make(chan Resolution, 1)
+	r.Settle(t, verdict, detail, reached, func(res Resolution) { ch <- res })
+	select {
+	case res := <-ch:
+		return res
+	case <-ctx.Done():
+		return Resolution{TxnID: t.ID, Outcome: ResolvedError, Detail: ctx.Err().Error()}
+	}
+}
+
+// Settle acts on what the coordinator answered about t, read by
+// protocol.InDoubtVerdict (verdict, detail, reached): it commits or rolls back t, or
+// leaves it in doubt, counts and logs it, and calls done once with what it did, after
+// the participant's record is durable. It never blocks.
+func (r *Resolver) Settle(t InDoubtTxn, verdict State, detail string, reached bool, done func(Resolution)) {
+	res := Resolution{TxnID: t.ID, Detail: detail}
 	tr := r.noteAttempt(t.ID, reached, detail)
 	if !reached {
 		res.Outcome = ResolvedPending
 		r.log.Warn("participant: transaction in doubt and its coordinator cannot be reached", "txn_id", t.ID,
-			"coordinator", base, "prepared_at", t.PreparedAt, "attempt", tr.attempts,
+			"coordinator", r.coordinatorOf(t), "prepared_at", t.PreparedAt, "attempt", tr.attempts,
 			"unreachable_since", tr.unreachableSince, "why", detail)
-		return res
+		done(res)
+		return
 	}
-	switch verdict {
-	case StateCommitted, StateAborted:
-		ch := make(chan Result, 1)
-		if verdict == StateCommitted {
-			r.p.Commit(t.ID, func(x Result) { ch <- x })
-		} else {
-			r.p.Rollback(t.ID, func(x Result) { ch <- x })
-		}
-		var x Result
-		select {
-		case x = <-ch:
-		case <-ctx.Done():
-			res.Outcome, res.Detail = ResolvedError, ctx.Err().Error()
-			return res
-		}
+	if verdict != StateCommitted && verdict != StateAborted {
+		r.count(func(s *ResolverStats) { s.Pending++ })
+		res.Outcome = ResolvedPending
+		r.log.Info("participant: transaction still in doubt", "txn_id", t.ID, "coordinator", r.coordinatorOf(t), "attempt", tr.attempts, "why", detail)
+		done(res)
+		return
+	}
+	settled := func(x Result) {
 		switch {
 		case x.Err != nil:
 			res.Outcome, res.Detail = ResolvedError, x.Err.Error()
@@ -370,12 +400,13 @@ func (r *Resolver) resolve(ctx context.Context, t InDoubtTxn) Resolution {
 			res.Outcome = ResolvedRolledBack
 			r.log.Info("participant: resolved in-doubt transaction", "txn_id", t.ID, "outcome", "rolled back", "why", detail, "attempt", tr.attempts)
 		}
-	default:
-		r.count(func(s *ResolverStats) { s.Pending++ })
-		res.Outcome = ResolvedPending
-		r.log.Info("participant: transaction still in doubt", "txn_id", t.ID, "coordinator", base, "attempt", tr.attempts, "why", detail)
+		done(res)
 	}
-	return res
+	if verdict == StateCommitted {
+		r.p.Commit(t.ID, settled)
+	} else {
+		r.p.Rollback(t.ID, settled)
+	}
 }
 
 // ask returns StateCommitted or StateAborted when the coordinator's answer settles the

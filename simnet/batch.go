@@ -22,7 +22,9 @@ import (
 // Participants differ, drawn from the seed without touching its streams
 // (batchOffer): some offer no batching, some offer it and refuse every batch (a proxy
 // that does not route …/batch), the others offer a small limit that may change with
-// every restart, so that a batch sized for the old limit is refused once.
+// every restart, so that a batch sized for the old limit is refused once; some of
+// those are busy (few records may wait for a sync), so that a batch comes back
+// half-answered: some ops done, the others failed with ErrBusy.
 
 // batchRefuseFor is how long a participant that refused a batch gets its phase 2 one
 // by one (httpnet's batchRefuseFor).
@@ -195,6 +197,16 @@ func (p *partNode) batchOffer() (maxOps int, refuses bool) {
 		return 4, true // offers, and refuses every batch
 	}
 	return 1 + int(mix64(h+uint64(p.restarts))%4), false
+}
+
+// busyInflightMax is participant.Config.InflightMax of a busy participant (busy).
+const busyInflightMax = 3
+
+// busy reports whether p is one of the participants that keep few records waiting for
+// a sync (busyInflightMax), drawn as batchOffer draws: among those that batch, so that
+// batches come back half-answered.
+func (p *partNode) busy() bool {
+	return mix64(p.s.o.Seed^uint64(p.id)*0x9e3779b97f4a7c15)%8 == 2
 }
 
 func (p *partNode) batchMax() int {

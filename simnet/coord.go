@@ -3,6 +3,8 @@ package simnet
 import (
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/dtc-project/dtc/checker"
@@ -298,8 +300,13 @@ func (c *coordNode) submit(req coordinator.Request, reply func(resp any, err err
 // GET /v1/transactions/{id}, answering what the API server answers, in the part of it a
 // participant reads: 200 with the transaction (protocol.CoordinatorTxn), 404 with the
 // not_found error for one it has no record of, 503 while it cannot tell.
-func (c *coordNode) get(id string, asker *partNode, reply func(resp any, err error)) {
+func (c *coordNode) get(u string, asker *partNode, reply func(resp any, err error)) {
 	s := c.s
+	id, ok := txnOfURL(u)
+	if !ok {
+		reply(errorAnswer(404, "no_route", "no route for "+u), nil)
+		return
+	}
 	v, err := c.eng.Get(id)
 	if mf := s.point(asker.id, faults.QueryAnswered, id, asker.id); mf.drop {
 		s.tracef(coordID, "  → %s answer about %s dropped by the schedule", asker.name, id)
@@ -543,4 +550,15 @@ func (c *coordNode) sendOne(p *partNode, m coordinator.Message, delay, timeout t
 			}
 			reply(r)
 		})
+}
+
+// txnOfURL reads the transaction id of a query URL, {coordURL}/v1/transactions/{id}, as
+// the API server's router does.
+func txnOfURL(u string) (string, bool) {
+	rest, ok := strings.CutPrefix(u, coordURL+"/v1/transactions/")
+	if !ok || rest == "" || strings.Contains(rest, "/") {
+		return "", false
+	}
+	id, err := url.PathUnescape(rest)
+	return id, err == nil
 }

@@ -47,9 +47,10 @@
 //
 // The coordinator checkpoints every 700 ms of virtual time and removes the segments its
 // last completed checkpoint made obsolete, as the daemon does; participants checkpoint
-// as their core decides. Participants resolve transactions in doubt by asking the
-// coordinator over the simulated network and reading its answer by the rule
-// participant.Resolver reads it by (protocol.InDoubtVerdict).
+// as their core decides. Participants resolve transactions in doubt with the real
+// participant.Resolver: it picks the transactions to ask about (NextRound), the
+// question and the coordinator's encoded answer cross the simulated network, the answer
+// is read by protocol.InDoubtVerdict, and the Resolver acts on it (Settle).
 //
 // # The wire
 //

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/dtc-project/dtc/checker"
@@ -31,7 +32,8 @@ type partNode struct {
 	core     *participant.Participant
 	bank     *bank.Bank
 	store    *partStore
-	querying map[string]bool // in-doubt transactions asked about, answer pending
+	querying map[string]bool       // in-doubt transactions asked about, answer pending
+	resolver *participant.Resolver // nil for a passive participant
 	restarts int
 	failed   bool // its log failed: it is about to crash
 }
@@ -71,7 +73,13 @@ func (p *partNode) start() error {
 	if err != nil {
 		return err
 	}
-	core, err := participant.New(s.partCfg, b, partClock{s})
+	cfg := s.partCfg
+	if p.busy() {
+		// A busy participant: few records may wait for a sync, so that phase-2 calls
+		// beyond them fail (ErrBusy) while others pass, alone or inside a batch.
+		cfg.InflightMax = min(cfg.InflightMax, busyInflightMax)
+	}
+	core, err := participant.New(cfg, b, partClock{s})
 	if err != nil {
 		return err
 	}
@@ -100,6 +108,12 @@ func (p *partNode) start() error {
 	stats := core.Stats()
 	s.tracef(p.id, "starts: %d records replayed, %d prepared", stats.ReplayedRecords, stats.Prepared)
 	if !p.passive {
+		r, err := participant.NewResolver(core, participant.ResolverOptions{Coordinator: coordURL, Clock: partClock{s},
+			QueriesPerRoundMax: queriesPerRoundMax, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return err
+		}
+		p.resolver = r
 		p.scheduleResolve(p.inc)
 	}
 	return nil
@@ -308,43 +322,57 @@ func (p *partNode) scheduleResolve(inc int) {
 	})
 }
 
-// resolve asks the coordinator about the transactions prepared for too long, as
-// participant.Resolver does over HTTP, and acts on its answer by the same rule,
-// protocol.InDoubtVerdict: committed → commit, aborted or not found (presumed abort) →
-// rollback, anything else → ask again later.
+// resolve runs one round of the participant's Resolver (participant.Resolver, the
+// code a real participant runs): the Resolver picks the transactions in doubt to ask
+// about, the question and its answer cross the simulated network as HTTP would carry
+// them, the answer is read by protocol.InDoubtVerdict and the Resolver acts on it
+// (Settle): committed → commit, aborted or not found (presumed abort) → rollback,
+// anything else → ask again later.
 func (p *partNode) resolve(inc int) {
 	s := p.s
-	n := 0
-	for _, t := range p.core.InDoubt(s.time()) {
-		if n >= queriesPerRoundMax {
-			break
-		}
+	for _, t := range p.resolver.NextRound() {
 		if p.querying[t.ID] {
 			continue
 		}
-		n++
+		t := t
 		id := t.ID
 		p.querying[id] = true
+		u := protocol.CoordinatorTxnURL(t.Coordinator, id)
 		s.tracef(p.id, "in doubt about %s: asks the coordinator", id)
 		s.call(p.id, coordID, queryTimeout, "query "+id,
-			func(answer func(any, error)) { s.coord.get(id, p, answer) },
+			func(answer func(any, error)) { s.coord.get(u, p, answer) },
 			func(resp any, err error) {
 				if !p.alive(inc) {
 					return
 				}
 				delete(p.querying, id)
+				var (
+					verdict = participant.StateUnknown
+					detail  string
+					reached bool
+				)
 				if err != nil {
-					s.tracef(p.id, "query %s: %v: still in doubt", id, err)
-					return
+					detail = err.Error()
+				} else {
+					verdict, detail, reached = p.verdict(id, resp.(wireAnswer))
 				}
-				a := resp.(wireAnswer)
-				want, detail, _ := p.verdict(id, a)
-				if want == participant.StateUnknown {
-					s.tracef(p.id, "query %s: %s: still in doubt", id, detail)
-					return
-				}
-				p.phase2(id, want, "resolve "+id, func(participant.Result) {})
-				p.checkFailed(inc)
+				p.resolver.Settle(t, verdict, detail, reached, func(res participant.Resolution) {
+					if !p.alive(inc) {
+						return
+					}
+					switch res.Outcome {
+					case participant.ResolvedCommitted:
+						s.tracef(p.id, "resolve %s: committed", id)
+						s.rec.Applied(id, p.name, checker.Committed, s.now)
+					case participant.ResolvedRolledBack:
+						s.tracef(p.id, "resolve %s: aborted", id)
+						s.rec.Applied(id, p.name, checker.Aborted, s.now)
+						s.rolledBack[p.name+" "+id] = true
+					default:
+						s.tracef(p.id, "resolve %s: %s: %s", id, res.Outcome, res.Detail)
+					}
+					p.checkFailed(inc)
+				})
 			})
 	}
 }
