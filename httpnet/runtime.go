@@ -129,7 +129,7 @@ type Runtime struct {
 	wal       *wal.Log
 	syncer    *wal.GroupSyncer
 	sink      *meteredSink
-	fs        *countingFS // o.FS, with its fsyncs counted and timed
+	fs        *wal.SyncCountingFS // o.FS, with its fsyncs counted and timed
 	shards    []*shard
 	logs      []*coordlog.ShardLog
 	cl        *clusterState // cluster mode only; then wal, syncer, sink, fs, shards and logs are unused
@@ -187,7 +187,9 @@ func Open(o Options) (*Runtime, error) {
 	r.transport.metrics = r.metrics
 	r.trace = newTracing(o.TracerProvider)
 	r.transport.trace = r.trace
-	r.fs = &countingFS{FS: o.FS, m: r.metrics}
+	r.fs = wal.NewSyncCountingFS(o.FS, func(_ string, took time.Duration, _ error) {
+		r.metrics.fsyncLatency.Observe(took.Seconds())
+	})
 	r.sink = &meteredSink{m: r.metrics, fs: r.fs}
 	r.metrics.reg.MustRegister(newStatsCollector(r), newTransportCollector(r.transport))
 
@@ -588,21 +590,19 @@ func (r *Runtime) compact(ctx context.Context) {
 		r.cl.compact(ctx)
 		return
 	}
+	before, removed, err := coordlog.RemoveObsolete(r.wal, r.logs)
+	switch {
+	case errors.Is(err, wal.ErrSyncFailed):
+		r.fatal(err)
+		return
+	case err != nil:
+		r.lg.Error("removing old log segments failed; retried at the next tick", "before", before, "error", err)
+	case removed:
+		r.lg.Debug("removed old log segments", "before", before)
+	}
 	segs := r.wal.Segments()
 	if len(segs) == 0 {
 		return
-	}
-	if before, ok := coordlog.RemovableBefore(r.logs); ok && before > segs[0] {
-		if err := r.wal.RemoveBefore(before); err != nil {
-			if errors.Is(err, wal.ErrSyncFailed) {
-				r.fatal(err)
-				return
-			}
-			r.lg.Error("removing old log segments failed; retried at the next tick", "before", before, "error", err)
-		} else {
-			r.lg.Debug("removed old log segments", "before", before)
-		}
-		segs = r.wal.Segments()
 	}
 	newest := segs[len(segs)-1]
 	all := len(segs) > r.o.CompactSegments && newest != r.lastCPSeg
