@@ -1,4 +1,4 @@
-package main
+package chaossim
 
 import (
 	"fmt"
@@ -17,20 +17,20 @@ var outcomeNames = []string{string(checker.Committed), string(checker.Aborted), 
 
 // writeSimReport writes a simulated campaign's report.html into dir, next to the
 // failing seeds' porcupine views and shrunk cases.
-func writeSimReport(dir string, s *simSummary, failures []failure, example *simnet.Result, f simFlags, wall time.Duration) (string, error) {
+func writeSimReport(dir string, s *simSummary, failures []failure, example *simnet.Result, f Options, wall time.Duration) (string, error) {
 	verdict := "OK: no violation"
 	if s.failed > 0 {
 		verdict = fmt.Sprintf("FAIL: %d of %d seeds broke a rule", s.failed, s.seeds)
 	}
-	d := htmlreport.New(fmt.Sprintf("dtc chaos sim — seeds %d..%d — %s", f.from, f.from+uint64(max(s.seeds, 1))-1, verdict))
+	d := htmlreport.New(fmt.Sprintf("dtc chaos sim — seeds %d..%d — %s", f.From, f.From+uint64(max(s.seeds, 1))-1, verdict))
 	d.Verdict(s.failed == 0, verdict)
 	d.H2("Summary")
 	var rows [][]any
-	for _, r := range s.rows(f.from, wall) {
+	for _, r := range s.rows(f.From, wall) {
 		rows = append(rows, []any{r[0], r[1]})
 	}
 	rows = append(rows, []any{"command", fmt.Sprintf("go run ./cmd/chaos sim --seeds %d --from %d --txns %d --participants %d --clients %d --accounts %d --profile %s",
-		s.seeds, f.from, f.txns, f.participants, f.clients, f.accounts, f.profile)})
+		s.seeds, f.From, f.Txns, f.Participants, f.Clients, f.Accounts, f.Profile)})
 	d.Table([]string{"", ""}, rows)
 
 	if len(failures) > 0 {
