@@ -157,8 +157,8 @@ func shrink(o simnet.Options, profileName string, res *simnet.Result) (*ShrunkCa
 }
 
 // scheduleFromNotes turns the faults a run's swarm injected (its history's notes) into an
-// explicit schedule: crashes with the restart that followed, power cuts, partitions and
-// full disks with how long they lasted. Fsync errors stay a rate (SyncErrRate): they are
+// explicit schedule: crashes with the restart that followed, power cuts, rot, partitions
+// and full disks with how long they lasted. Fsync errors stay a rate (SyncErrRate): they are
 // drawn from the disk's own stream, which a schedule would reshuffle.
 func scheduleFromNotes(notes []checker.Note, k faults.Knobs) faults.Schedule {
 	var s faults.Schedule
@@ -201,6 +201,10 @@ func scheduleFromNotes(notes []checker.Note, k faults.Knobs) faults.Schedule {
 				f = f.Partition(node, parts[0])
 			}
 			s = append(s, f.For(d))
+		case what == "rot: a bit of the last durable record flips while it is down":
+			s = append(s, faults.At(at).FlipBit(node))
+		case what == "rot: a bit of a synced record flips while it is down":
+			s = append(s, faults.At(at).FlipBitAnywhere(node))
 		case strings.HasPrefix(what, "disk full for "):
 			d, err := time.ParseDuration(strings.TrimPrefix(what, "disk full for "))
 			if err == nil {

@@ -19,6 +19,9 @@ func TestScheduleFromNotesReadsTheSwarmsFaults(t *testing.T) {
 		{At: ms(600), What: "p2: disk full for 300ms"},
 		{At: ms(700), What: "coord: crashes: fsync failed: power cut during fsync"},
 		{At: ms(800), What: "p2: crashes: its log failed: whatever"},
+		{At: ms(900), What: "p3: crashes: random"},
+		{At: ms(900), What: "p3: rot: a bit of the last durable record flips while it is down"},
+		{At: ms(950), What: "p1: rot: a bit of a synced record flips while it is down"},
 	}
 	var got []string
 	for _, f := range scheduleFromNotes(notes, faults.Calm()) {
@@ -30,6 +33,9 @@ func TestScheduleFromNotesReadsTheSwarmsFaults(t *testing.T) {
 		"at 500ms, isolate coord for 20ms",
 		"at 600ms, fill the disk of p2 for 300ms",
 		"at 699.999ms, crash coord tearing its log tail",
+		"at 900ms, crash p3 for 100ms",
+		"at 900ms, flip a bit in the last durable record of the log of p3",
+		"at 950ms, flip a bit in a synced record of the log of p1",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
