@@ -363,7 +363,7 @@ func (s *simSummary) rows(from uint64, wall time.Duration) [][2]string {
 		{"  fsync errors", fmt.Sprint(st.SyncErrors)},
 		{"  disk-full refusals", fmt.Sprint(st.DiskFullErrors)},
 		{"  bit flips", fmt.Sprint(st.BitFlips)},
-		{"  rot (refused, as it must be)", fmt.Sprintf("%d (%d)", st.RotFlips, st.RotRefusals)},
+		{"  rot (refusals)", fmt.Sprintf("%d (%d)", st.RotFlips, st.RotRefusals)},
 		{"  call timeouts", fmt.Sprint(st.Timeouts)},
 	}
 	v := "0"
