@@ -8,15 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dtc-project/dtc/chaosreal/htmlreport"
 	"github.com/dtc-project/dtc/checker"
+	"github.com/dtc-project/dtc/htmlreport"
 )
-
-// outcomeSeries orders outcomes in the plots.
-var outcomeSeries = []string{string(checker.Committed), string(checker.Aborted), string(checker.Unknown)}
-
-// OutcomeColors are the plots' colors of committed, aborted and unknown.
-var OutcomeColors = []string{"#2a9d5c", "#edae49", "#d1495b"}
 
 // WriteReport writes the campaign's report into dir: report.html (summary, fault
 // timeline, outcomes and latency over time, violations) and, next to it, porcupine's
@@ -88,9 +82,9 @@ func WriteReport(dir string, r *Result) (string, error) {
 	d.P("Each dot is a client call: when it was submitted, and how long it took (log scale).")
 	pts := make([]htmlreport.Point, 0, len(r.Samples))
 	for _, s := range r.Samples {
-		pts = append(pts, htmlreport.Point{X: s.At, Y: float64(s.Latency) / 1e6, Series: max(slices.Index(outcomeSeries, string(s.Outcome)), 0)})
+		pts = append(pts, htmlreport.Point{X: s.At, Y: float64(s.Latency) / 1e6, Series: max(slices.Index(htmlreport.OutcomeNames, string(s.Outcome)), 0)})
 	}
-	d.Scatter(htmlreport.Scatter{Start: r.Start, End: end, Points: pts, Series: outcomeSeries, Colors: OutcomeColors, YLabel: "ms", Log: true})
+	d.Scatter(htmlreport.Scatter{Start: r.Start, End: end, Points: pts, Series: htmlreport.OutcomeNames, Colors: htmlreport.OutcomeColors, YLabel: "ms", Log: true})
 
 	if r.Report != nil {
 		d.H2("History (porcupine)")
@@ -148,16 +142,16 @@ func outcomeBars(samples []Sample, start, end int64) htmlreport.Bars {
 	n := int((end-start)/width) + 1
 	vals := make([][]float64, n)
 	for i := range vals {
-		vals[i] = make([]float64, len(outcomeSeries))
+		vals[i] = make([]float64, len(htmlreport.OutcomeNames))
 	}
 	for _, s := range samples {
 		i := int((s.At - start) / width)
 		if i < 0 || i >= n {
 			continue
 		}
-		vals[i][max(slices.Index(outcomeSeries, string(s.Outcome)), 0)]++
+		vals[i][max(slices.Index(htmlreport.OutcomeNames, string(s.Outcome)), 0)]++
 	}
-	return htmlreport.Bars{Series: outcomeSeries, Colors: OutcomeColors, Values: vals, Start: start, Width: width, YLabel: "calls/s"}
+	return htmlreport.Bars{Series: htmlreport.OutcomeNames, Colors: htmlreport.OutcomeColors, Values: vals, Start: start, Width: width, YLabel: "calls/s"}
 }
 
 func notesText(notes []checker.Note, start int64) string {

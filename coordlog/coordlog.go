@@ -148,6 +148,23 @@ func RemovableBefore(shards []*ShardLog) (seg uint64, ok bool) {
 	return seg, len(shards) > 0
 }
 
+// RemoveObsolete is one compaction step: it removes the segments of l before the lowest
+// checkpoint floor of all shards, if there are any. It reports the segment it removed
+// up to (removed false: nothing to remove, or some shard has no floor yet). An error is
+// wal.RemoveBefore's: one that wraps wal.ErrSyncFailed has failed the log for good
+// (the caller must stop), any other leaves the log usable and the step may be retried.
+func RemoveObsolete(l *wal.Log, shards []*ShardLog) (before uint64, removed bool, err error) {
+	segs := l.Segments()
+	before, ok := RemovableBefore(shards)
+	if !ok || len(segs) == 0 || before <= segs[0] {
+		return before, false, nil
+	}
+	if err := l.RemoveBefore(before); err != nil {
+		return before, false, err
+	}
+	return before, true, nil
+}
+
 // Replay reads every durable record of the log in o (repairing a torn tail unless
 // o.ReadOnly), decodes it and hands it to fn in log order, and returns the log ready for
 // appends. A record that does not decode stops the replay with an error naming its

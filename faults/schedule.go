@@ -280,7 +280,11 @@ func (f Fault) String() string {
 	case ActDiskFull:
 		fmt.Fprintf(&b, "fill the disk of %s", a.Node)
 	case ActFlipBit:
-		fmt.Fprintf(&b, "flip a bit in the log of %s", a.Node)
+		if a.Anywhere {
+			fmt.Fprintf(&b, "flip a bit in a synced record of the log of %s", a.Node)
+		} else {
+			fmt.Fprintf(&b, "flip a bit in the last durable record of the log of %s", a.Node)
+		}
 	case ActDrop:
 		b.WriteString("drop the message")
 	case ActDelay:

@@ -138,7 +138,7 @@ type Runtime struct {
 	wal       *wal.Log
 	syncer    *wal.GroupSyncer
 	sink      *meteredSink
-	fs        *countingFS // o.FS, with its fsyncs counted and timed
+	fs        *wal.SyncCountingFS // o.FS, with its fsyncs counted and timed
 	shards    []*shard
 	logs      []*coordlog.ShardLog
 	cl        *clusterState // cluster mode only; then wal, syncer, sink, fs, shards and logs are unused
@@ -199,7 +199,9 @@ func Open(o Options) (*Runtime, error) {
 	r.transport.metrics = r.metrics
 	r.trace = newTracing(o.TracerProvider)
 	r.transport.trace = r.trace
-	r.fs = &countingFS{FS: o.FS, m: r.metrics}
+	r.fs = wal.NewSyncCountingFS(o.FS, func(_ string, took time.Duration, _ error) {
+		r.metrics.fsyncLatency.Observe(took.Seconds())
+	})
 	r.sink = &meteredSink{m: r.metrics, fs: r.fs}
 	r.metrics.reg.MustRegister(newStatsCollector(r), newTransportCollector(r.transport))
 	r.dl = r.newDetector()
@@ -617,23 +619,19 @@ func (r *Runtime) compact(ctx context.Context) {
 		r.cl.compact(ctx)
 		return
 	}
+	before, removed, err := coordlog.RemoveObsolete(r.wal, r.logs)
+	switch {
+	case errors.Is(err, wal.ErrSyncFailed):
+		r.fatal(err)
+		return
+	case err != nil:
+		r.lg.Error("removing old log segments failed; retried at the next tick", "before", before, "error", err)
+	case removed:
+		r.lg.Debug("removed old log segments", "before", before)
+	}
 	segs := r.wal.Segments()
 	if len(segs) == 0 {
 		return
-	}
-	removed := false
-	if before, ok := coordlog.RemovableBefore(r.logs); ok && before > segs[0] {
-		if err := r.wal.RemoveBefore(before); err != nil {
-			if errors.Is(err, wal.ErrSyncFailed) {
-				r.fatal(err)
-				return
-			}
-			r.lg.Error("removing old log segments failed; retried at the next tick", "before", before, "error", err)
-		} else {
-			removed = true
-			r.lg.Debug("removed old log segments", "before", before)
-		}
-		segs = r.wal.Segments()
 	}
 	// A spare or reserved segment that could not be built for lack of space is retried
 	// here, so that an idle log gets them back once space returns: at once when segments

@@ -2,7 +2,6 @@ package httpnet
 
 import (
 	"errors"
-	"io/fs"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,11 +18,11 @@ import (
 //   - records per group commit: the GroupSyncer calls the done callbacks of one batch one
 //     after the other on its goroutine, right after the fsync that made them durable and
 //     before the next one, so callbacks that see the same count of file fsyncs (kept by
-//     countingFS) belong to the same batch.
+//     a wal.SyncCountingFS) belong to the same batch.
 type meteredSink struct {
 	c  *wal.GroupSyncer
 	m  *Metrics
-	fs *countingFS
+	fs *wal.SyncCountingFS
 
 	// noSpace is set when the log refused a record for lack of space; the compactor
 	// clears it and has every shard checkpoint, so that old segments can go.
@@ -68,7 +67,7 @@ func (s *meteredSink) append(appendTo func([]byte, bool, func(wal.Pos, error)) (
 // countInBatch counts one durable record in the current batch; the previous batch is
 // observed when the first record of the next one arrives.
 func (s *meteredSink) countInBatch() {
-	gen := s.fs.syncs.Load()
+	gen := s.fs.Syncs()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if gen != s.batchGen {
@@ -78,32 +77,4 @@ func (s *meteredSink) countInBatch() {
 		s.batchGen, s.batchLen = gen, 0
 	}
 	s.batchLen++
-}
-
-// countingFS is a wal.FS whose files count and time their fsyncs.
-type countingFS struct {
-	wal.FS
-	m     *Metrics
-	syncs atomic.Uint64
-}
-
-func (c *countingFS) OpenFile(name string, flag int, perm fs.FileMode) (wal.File, error) {
-	f, err := c.FS.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return countingFile{File: f, fs: c}, nil
-}
-
-type countingFile struct {
-	wal.File
-	fs *countingFS
-}
-
-func (f countingFile) Sync() error {
-	start := time.Now()
-	err := f.File.Sync()
-	f.fs.syncs.Add(1)
-	f.fs.m.fsyncLatency.Observe(time.Since(start).Seconds())
-	return err
 }

@@ -291,6 +291,8 @@ func (s *sim) randomCrash() {
 				s.atBoundary(func() { // after the crash: the disk holds only what is durable
 					if ok, err := d.rot(last); err != nil {
 						s.tracef(node, "fault: no bit to flip: %v", err)
+					} else if ok && last {
+						s.note(node, "rot: a bit of the last durable record flips while it is down")
 					} else if ok {
 						s.note(node, "rot: a bit of a synced record flips while it is down")
 					}

@@ -120,17 +120,17 @@ func (c *coordNode) scheduleCheckpoint(inc int) {
 		if !c.alive(inc) {
 			return
 		}
-		if seg, ok := coordlog.RemovableBefore([]*coordlog.ShardLog{c.slog}); ok && c.wlog.Segments()[0] < seg {
-			if err := c.wlog.RemoveBefore(seg); err != nil {
-				s.tracef(coordID, "log: removing segments before %d: %v", seg, err)
-				if errors.Is(err, wal.ErrSyncFailed) {
-					s.fatal(coordID, fmt.Sprintf("its log failed: %v", err))
-					return
-				}
-			} else {
-				s.stats.Compactions++
-				s.tracef(coordID, "log: segments before %d removed", seg)
+		seg, removed, err := coordlog.RemoveObsolete(c.wlog, []*coordlog.ShardLog{c.slog})
+		switch {
+		case err != nil:
+			s.tracef(coordID, "log: removing segments before %d: %v", seg, err)
+			if errors.Is(err, wal.ErrSyncFailed) {
+				s.fatal(coordID, fmt.Sprintf("its log failed: %v", err))
+				return
 			}
+		case removed:
+			s.stats.Compactions++
+			s.tracef(coordID, "log: segments before %d removed", seg)
 		}
 		if c.eng.Ready() {
 			if err := c.eng.Checkpoint(); err != nil {

@@ -2,36 +2,11 @@ package wal
 
 import (
 	"fmt"
-	"io/fs"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
-
-// countingFS counts the fsyncs of data files on the FS it wraps.
-type countingFS struct {
-	FS
-	syncs atomic.Int64
-}
-
-func (c *countingFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
-	f, err := c.FS.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return countingFile{f, c}, nil
-}
-
-type countingFile struct {
-	File
-	c *countingFS
-}
-
-func (f countingFile) Sync() error {
-	f.c.syncs.Add(1)
-	return f.File.Sync()
-}
 
 // BenchmarkGroupSyncer measures group commit on real files: each appender
 // appends a 200-byte durable record and waits for its done before the next,
@@ -42,7 +17,7 @@ func (f countingFile) Sync() error {
 func BenchmarkGroupSyncer(b *testing.B) {
 	for _, appenders := range []int{1, 64} {
 		b.Run(fmt.Sprintf("appenders=%d", appenders), func(b *testing.B) {
-			cfs := &countingFS{FS: OSFS()}
+			cfs := NewSyncCountingFS(OSFS(), nil)
 			l, err := Open(Options{FS: cfs, Dir: b.TempDir()}, nil)
 			if err != nil {
 				b.Fatal(err)

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/dtc-project/dtc/checker"
-	"github.com/dtc-project/dtc/faults"
+	"github.com/dtc-project/dtc/chaossim"
 )
 
 func sim(t *testing.T, args ...string) (string, int) {
@@ -108,7 +106,7 @@ func TestAFailingSeedIsShrunkAndItsShrunkCaseReplays(t *testing.T) {
 	}
 	i := strings.Index(out, "--replay ") + len("--replay ")
 	file := out[i : i+strings.IndexByte(out[i:], '\n')]
-	c, err := loadShrunk(file)
+	c, err := chaossim.LoadShrunk(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,33 +116,6 @@ func TestAFailingSeedIsShrunkAndItsShrunkCaseReplays(t *testing.T) {
 	again, code := sim(t, "--replay", file, "--html", dir)
 	if code != 1 || !strings.HasPrefix(lastLine(again), "trace-sha256: ") {
 		t.Fatalf("replaying the shrunk case: exit %d, want 1 (it fails):\n%s", code, lastLine(again))
-	}
-}
-
-func TestScheduleFromNotesReadsTheSwarmsFaults(t *testing.T) {
-	ms := func(n int) int64 { return int64(n) * int64(time.Millisecond) }
-	notes := []checker.Note{
-		{At: ms(100), What: "p1: crashes: random"},
-		{At: ms(300), What: "p1: restarted (restart 1)"},
-		{At: ms(400), What: "c2: partition from coord, one way, for 1.5s"},
-		{At: ms(500), What: "coord: partition from everyone, both ways, for 20ms"},
-		{At: ms(600), What: "p2: disk full for 300ms"},
-		{At: ms(700), What: "coord: crashes: fsync failed: power cut during fsync"},
-		{At: ms(800), What: "p2: crashes: its log failed: whatever"},
-	}
-	var got []string
-	for _, f := range scheduleFromNotes(notes, faults.Calm()) {
-		got = append(got, f.String())
-	}
-	want := []string{
-		"at 100ms, crash p1 for 200ms",
-		"at 400ms, cut c2 → coord for 1.5s",
-		"at 500ms, isolate coord for 20ms",
-		"at 600ms, fill the disk of p2 for 300ms",
-		"at 699.999ms, crash coord tearing its log tail",
-	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

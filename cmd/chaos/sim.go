@@ -1,66 +1,41 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"strings"
-	"sync"
-	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/dtc-project/dtc/checker"
+	"github.com/dtc-project/dtc/chaossim"
 	"github.com/dtc-project/dtc/simnet"
 )
 
-type simFlags struct {
-	seed         uint64
-	seeds        int
-	from         uint64
-	duration     time.Duration
-	txns         int
-	participants int
-	clients      int
-	accounts     int
-	profile      string
-	trace        bool
-	breaks       string
-	html         string
-	parallel     int
-	verbose      bool
-	shrink       bool
-	replay       string
-	progress     string
-}
-
 // runSim is "chaos sim".
 func runSim(args []string, stdout, stderr io.Writer) int {
-	var f simFlags
+	var f chaossim.Options
 	fs := pflag.NewFlagSet("chaos sim", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Uint64Var(&f.seed, "seed", 0, "replay this one seed (prints its trace, ending with its trace-sha256)")
-	fs.IntVar(&f.seeds, "seeds", 0, "run this many seeds, from --from on (a campaign)")
-	fs.Uint64Var(&f.from, "from", 1, "first seed of a campaign")
-	fs.DurationVar(&f.duration, "duration", 0, "run seeds from --from on for this long (a campaign; with --seeds, whichever ends first)")
-	fs.IntVar(&f.txns, "txns", 200, "transfers per run")
-	fs.IntVar(&f.participants, "participants", 3, "bank participants per run")
-	fs.IntVar(&f.clients, "clients", 3, "concurrent clients per run")
-	fs.IntVar(&f.accounts, "accounts", 4, "accounts per participant (fewer: hotter)")
-	fs.StringVar(&f.profile, "profile", "swarm", "fault profile: "+profileNames())
-	fs.BoolVar(&f.trace, "trace", false, "print the trace of every run (default: on for --seed and --replay, off in a campaign)")
-	fs.StringVar(&f.breaks, "break", "", "enable deliberate bugs, comma-separated: "+breakNames())
-	fs.StringVar(&f.html, "html", filepath.Join(os.TempDir(), "dtc-chaos"), "directory for HTML reports and shrunk cases (\"\": none)")
-	fs.IntVar(&f.parallel, "parallel", runtime.GOMAXPROCS(0), "seeds run at once in a campaign")
-	fs.BoolVarP(&f.verbose, "verbose", "v", false, "in a campaign: print every seed's summary and knobs")
-	fs.BoolVar(&f.shrink, "shrink", true, "shrink each failing seed to its fewest faults and transfers")
-	fs.StringVar(&f.replay, "replay", "", "replay a shrunk case saved by a campaign (a .shrunk.json file)")
-	fs.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), always, never")
+	fs.Uint64Var(&f.Seed, "seed", 0, "replay this one seed (prints its trace, ending with its trace-sha256)")
+	fs.IntVar(&f.Seeds, "seeds", 0, "run this many seeds, from --from on (a campaign)")
+	fs.Uint64Var(&f.From, "from", 1, "first seed of a campaign")
+	fs.DurationVar(&f.Duration, "duration", 0, "run seeds from --from on for this long (a campaign; with --seeds, whichever ends first)")
+	fs.IntVar(&f.Txns, "txns", 200, "transfers per run")
+	fs.IntVar(&f.Participants, "participants", 3, "bank participants per run")
+	fs.IntVar(&f.Clients, "clients", 3, "concurrent clients per run")
+	fs.IntVar(&f.Accounts, "accounts", 4, "accounts per participant (fewer: hotter)")
+	fs.StringVar(&f.Profile, "profile", "swarm", "fault profile: "+chaossim.ProfileNames())
+	fs.BoolVar(&f.Trace, "trace", false, "print the trace of every run (default: on for --seed and --replay, off in a campaign)")
+	fs.StringVar(&f.Breaks, "break", "", "enable deliberate bugs, comma-separated: "+chaossim.BreakNames())
+	fs.StringVar(&f.HTML, "html", filepath.Join(os.TempDir(), "dtc-chaos"), "directory for HTML reports and shrunk cases (\"\": none)")
+	fs.IntVar(&f.Parallel, "parallel", runtime.GOMAXPROCS(0), "seeds run at once in a campaign")
+	fs.BoolVarP(&f.Verbose, "verbose", "v", false, "in a campaign: print every seed's summary and knobs")
+	fs.BoolVar(&f.Shrink, "shrink", true, "shrink each failing seed to its fewest faults and transfers")
+	fs.StringVar(&f.Replay, "replay", "", "replay a shrunk case saved by a campaign (a .shrunk.json file)")
+	fs.StringVar(&f.Progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), always, never")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: chaos sim (--seed N | --seeds K [--from F] | --duration D [--from F] | --replay FILE) [flags]\n\n%s", fs.FlagUsages())
 	}
@@ -76,7 +51,7 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	}
 	single := fs.Changed("seed")
 	modes := 0
-	for _, on := range []bool{single, f.seeds > 0 || f.duration > 0, f.replay != ""} {
+	for _, on := range []bool{single, f.Seeds > 0 || f.Duration > 0, f.Replay != ""} {
 		if on {
 			modes++
 		}
@@ -87,446 +62,53 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if !fs.Changed("trace") {
-		f.trace = single || f.replay != ""
+		f.Trace = single || f.Replay != ""
 	}
-	if f.seeds < 0 || f.duration < 0 {
+	if f.Seeds < 0 || f.Duration < 0 {
 		fmt.Fprintln(stderr, "chaos sim: --seeds and --duration must not be negative")
 		return 2
 	}
-	if f.progress != "auto" && f.progress != "always" && f.progress != "never" {
-		fmt.Fprintf(stderr, "chaos sim: --progress %q: want auto, always or never\n", f.progress)
+	if f.Progress != "auto" && f.Progress != "always" && f.Progress != "never" {
+		fmt.Fprintf(stderr, "chaos sim: --progress %q: want auto, always or never\n", f.Progress)
 		return 2
 	}
-	prof, err := findProfile(f.profile)
+	prof, err := chaossim.FindProfile(f.Profile)
 	if err != nil {
 		fmt.Fprintf(stderr, "chaos sim: %v\n", err)
 		return 2
 	}
-	if f.replay != "" {
-		c, err := loadShrunk(f.replay)
+	if f.Replay != "" {
+		c, err := chaossim.LoadShrunk(f.Replay)
 		if err != nil {
 			fmt.Fprintf(stderr, "chaos sim: --replay: %v\n", err)
 			return 2
 		}
-		return replay(c.options(), f, stdout, stderr)
+		return chaossim.Replay(c.Options(), f, stdout, stderr)
 	}
 	for _, c := range []struct {
 		name string
 		v    int
-	}{{"txns", f.txns}, {"participants", f.participants}, {"clients", f.clients}, {"accounts", f.accounts}} {
+	}{{"txns", f.Txns}, {"participants", f.Participants}, {"clients", f.Clients}, {"accounts", f.Accounts}} {
 		if c.v < 1 {
 			fmt.Fprintf(stderr, "chaos sim: --%s must be at least 1, got %d\n", c.name, c.v)
 			return 2
 		}
 	}
-	brk, err := parseBreaks(f.breaks)
+	brk, err := chaossim.ParseBreaks(f.Breaks)
 	if err != nil {
 		fmt.Fprintf(stderr, "chaos sim: %v\n", err)
 		return 2
 	}
-	base := simnet.Options{Txns: f.txns, Participants: f.participants, Clients: f.clients, Accounts: f.accounts, Break: brk}
+	base := simnet.Options{Txns: f.Txns, Participants: f.Participants, Clients: f.Clients, Accounts: f.Accounts, Break: brk}
 	if err := base.Validate(); err != nil {
 		fmt.Fprintf(stderr, "chaos sim: %v\n", err)
 		return 2
 	}
 	if single {
 		o := base
-		o.Seed = f.seed
-		o.Knobs = prof.knobs(f.seed)
-		return replay(o, f, stdout, stderr)
+		o.Seed = f.Seed
+		o.Knobs = prof.Knobs(f.Seed)
+		return chaossim.Replay(o, f, stdout, stderr)
 	}
-	return campaign(base, prof, f, stdout, stderr)
-}
-
-// replay runs one seed with its trace, and ends with the trace's hash.
-func replay(o simnet.Options, f simFlags, stdout, stderr io.Writer) int {
-	w := bufio.NewWriterSize(stdout, 64<<10)
-	defer w.Flush()
-	if f.trace {
-		o.Trace = w
-	}
-	res, err := simnet.Run(o)
-	if err != nil {
-		fmt.Fprintf(stderr, "chaos sim: %v\n", err)
-		return 2
-	}
-	fmt.Fprintln(w, res.Summary())
-	code := 0
-	if !res.OK() {
-		code = 1
-		cmd := replayCommand(o, f)
-		if f.replay != "" {
-			cmd = "go run ./cmd/chaos sim --replay " + f.replay
-		}
-		fmt.Fprint(w, failureText(res, cmd))
-		if f.html != "" {
-			if err := os.MkdirAll(f.html, 0o755); err == nil && res.Report != nil {
-				path := filepath.Join(f.html, fmt.Sprintf("seed-%d.html", res.Seed))
-				if err := res.WriteHTML(path); err != nil {
-					fmt.Fprintf(w, "html report: %v\n", err)
-				} else {
-					fmt.Fprintf(w, "html report: %s\n", path)
-				}
-			}
-		}
-	}
-	fmt.Fprintf(w, "trace-sha256: %s\n", res.TraceSHA256)
-	return code
-}
-
-// failureText is a failing run's report: its summary, knobs, violations, how to replay
-// it, and the end of its trace.
-func failureText(r *simnet.Result, replay string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s\nknobs: %v\n", r.Summary(), r.Knobs)
-	for _, v := range r.Violations {
-		fmt.Fprintf(&b, "  %s\n", v)
-	}
-	fmt.Fprintf(&b, "replay: %s\n", replay)
-	fmt.Fprintf(&b, "last %d trace lines:\n", len(r.Tail))
-	for _, l := range r.Tail {
-		fmt.Fprintf(&b, "  %s\n", l)
-	}
-	return b.String()
-}
-
-// replayCommand is the command that replays seed o.Seed of a campaign run with f.
-func replayCommand(o simnet.Options, f simFlags) string {
-	cmd := fmt.Sprintf("go run ./cmd/chaos sim --seed %d --participants %d --clients %d --accounts %d --txns %d",
-		o.Seed, f.participants, f.clients, f.accounts, f.txns)
-	if f.profile != "swarm" {
-		cmd += " --profile " + f.profile
-	}
-	if o.Break != 0 {
-		cmd += " --break " + o.Break.String()
-	}
-	return cmd
-}
-
-// seedRun is one seed of a campaign, as the campaign keeps it.
-type seedRun struct {
-	seed uint64
-	res  *simnet.Result
-	err  error
-}
-
-// campaign runs many seeds in parallel: a progress bar while it runs, a summary table at
-// the end, and for each failing seed its violations, replay command, shrunk schedule and
-// HTML report; the campaign's own HTML report gathers it all.
-func campaign(base simnet.Options, prof profile, f simFlags, stdout, stderr io.Writer) int {
-	start := time.Now()
-	var deadline time.Time
-	if f.duration > 0 {
-		deadline = start.Add(f.duration)
-	}
-	var (
-		mu     sync.Mutex
-		next   uint64 // index of the next seed to hand out
-		done   = map[uint64]seedRun{}
-		wg     sync.WaitGroup
-		failed int
-		ran    int
-	)
-	take := func() (uint64, bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		if (f.seeds > 0 && next >= uint64(f.seeds)) || (!deadline.IsZero() && time.Now().After(deadline)) {
-			return 0, false
-		}
-		i := next
-		next++
-		return i, true
-	}
-	finished := make(chan struct{}, 1)
-	for range max(f.parallel, 1) {
-		wg.Go(func() {
-			for {
-				i, ok := take()
-				if !ok {
-					return
-				}
-				o := base
-				o.Seed = f.from + i
-				o.Knobs = prof.knobs(o.Seed)
-				res, err := simnet.Run(o)
-				mu.Lock()
-				done[i] = seedRun{seed: o.Seed, res: res, err: err}
-				ran++
-				if err != nil || !res.OK() {
-					failed++
-				}
-				mu.Unlock()
-				select {
-				case finished <- struct{}{}:
-				default:
-				}
-			}
-		})
-	}
-	bar := newProgress(stderr, f.progress, f.seeds, f.duration, start)
-	allDone := make(chan struct{})
-	go func() { wg.Wait(); close(allDone) }()
-	sum := newSimSummary(prof.name)
-	var failures []failure
-	var example *simnet.Result // the seed with the most faults, for the report's plots
-	printed := uint64(0)
-	flush := func() {
-		for {
-			mu.Lock()
-			r, ok := done[printed]
-			delete(done, printed)
-			mu.Unlock()
-			if !ok {
-				return
-			}
-			printed++
-			bar.clear()
-			if r.err != nil {
-				fmt.Fprintf(stderr, "chaos sim: seed %d: %v\n", r.seed, r.err)
-				sum.errors++
-				continue
-			}
-			sum.add(r.res)
-			if f.verbose {
-				fmt.Fprintln(stdout, r.res.Summary())
-				fmt.Fprintf(stdout, "  knobs: %v\n", r.res.Knobs)
-			}
-			if !r.res.OK() {
-				failures = append(failures, failure{res: r.res})
-				o := base
-				o.Seed = r.seed
-				o.Knobs = prof.knobs(r.seed)
-				fmt.Fprint(stdout, failureText(r.res, replayCommand(o, f)))
-			} else if example == nil || r.res.Stats.Crashes+r.res.Stats.Partitions > example.Stats.Crashes+example.Stats.Partitions {
-				example = r.res
-			}
-			if len(failures) > 20 { // keep memory bounded: later failures keep no history
-				failures[len(failures)-1].res.History = checker.History{}
-			}
-		}
-	}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-loop:
-	for {
-		select {
-		case <-allDone:
-			break loop
-		case <-finished:
-		case <-tick.C:
-		}
-		flush()
-		mu.Lock()
-		n, bad := ran, failed
-		mu.Unlock()
-		bar.update(n, bad)
-	}
-	flush()
-	bar.clear()
-	wall := time.Since(start)
-
-	dir := ""
-	if f.html != "" {
-		dir = filepath.Join(f.html, fmt.Sprintf("sim-%s-seeds-%d-%d", time.Now().Format("20060102-150405"), f.from, f.from+uint64(sum.seeds)-1))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			fmt.Fprintf(stderr, "chaos sim: %v\n", err)
-			dir = ""
-		}
-	}
-	for i := range failures {
-		fl := &failures[i]
-		res := fl.res
-		fmt.Fprintf(stdout, "\nseed %d failed:\n", res.Seed)
-		o := base
-		o.Seed = res.Seed
-		o.Knobs = prof.knobs(res.Seed)
-		fl.replay = replayCommand(o, f)
-		fmt.Fprintf(stdout, "  replay: %s\n", fl.replay)
-		if f.shrink && res.History.Ops != nil {
-			c, err := shrink(o, prof.name, res)
-			if err != nil {
-				fmt.Fprintf(stdout, "  could not shrink: %v\n", err)
-			} else {
-				path := ""
-				if dir != "" {
-					path = filepath.Join(dir, fmt.Sprintf("seed-%d.shrunk.json", res.Seed))
-					if err := c.save(path); err != nil {
-						fmt.Fprintf(stdout, "  %v\n", err)
-						path = ""
-					}
-				}
-				fl.shrunk, fl.shrunkPath = c.describe(path), path
-				fmt.Fprint(stdout, "  "+fl.shrunk)
-			}
-		}
-		if dir != "" && res.Report != nil && res.History.Ops != nil {
-			fl.html = fmt.Sprintf("seed-%d.html", res.Seed)
-			if err := res.WriteHTML(filepath.Join(dir, fl.html)); err != nil {
-				fmt.Fprintf(stdout, "  html report: %v\n", err)
-				fl.html = ""
-			} else {
-				fmt.Fprintf(stdout, "  html report: %s\n", filepath.Join(dir, fl.html))
-			}
-		}
-	}
-	fmt.Fprintln(stdout)
-	sum.print(stdout, f.from, wall)
-	if dir != "" {
-		path, err := writeSimReport(dir, sum, failures, example, f, wall)
-		if err != nil {
-			fmt.Fprintf(stderr, "chaos sim: report: %v\n", err)
-		} else {
-			fmt.Fprintf(stdout, "campaign report: %s\n", path)
-		}
-	}
-	if sum.failed > 0 || sum.errors > 0 {
-		return 1
-	}
-	return 0
-}
-
-// failure is a failing seed of a campaign and what was made of it.
-type failure struct {
-	res        *simnet.Result
-	replay     string
-	shrunk     string
-	shrunkPath string
-	html       string
-}
-
-// simSummary adds up a campaign.
-type simSummary struct {
-	profile                                             string
-	seeds, failed, errors                               int
-	transfers, committed, aborted, unknown, unsubmitted int
-	stats                                               simnet.Stats
-	virtual                                             time.Duration
-	kinds                                               map[string]int
-	perSeed                                             []seedLine
-}
-
-type seedLine struct {
-	seed                        uint64
-	committed, aborted, unknown int
-	crashes, partitions, lost   int
-	syncErrs, diskFull          int
-	violations                  int
-}
-
-func newSimSummary(profile string) *simSummary {
-	return &simSummary{profile: profile, kinds: map[string]int{}}
-}
-
-func (s *simSummary) add(r *simnet.Result) {
-	s.seeds++
-	if !r.OK() {
-		s.failed++
-	}
-	s.transfers += r.Transfers
-	s.committed += r.Committed
-	s.aborted += r.Aborted
-	s.unknown += r.Unknown
-	s.unsubmitted += r.Unsubmitted
-	st := r.Stats
-	s.stats.Crashes += st.Crashes
-	s.stats.CoordCrashes += st.CoordCrashes
-	s.stats.TornCrashes += st.TornCrashes
-	s.stats.BitFlips += st.BitFlips
-	s.stats.RotFlips += st.RotFlips
-	s.stats.RotRefusals += st.RotRefusals
-	s.stats.SyncErrors += st.SyncErrors
-	s.stats.DiskFullErrors += st.DiskFullErrors
-	s.stats.Partitions += st.Partitions
-	s.stats.Messages += st.Messages
-	s.stats.Dropped += st.Dropped
-	s.stats.Duplicated += st.Duplicated
-	s.stats.Timeouts += st.Timeouts
-	s.stats.Restarts += st.Restarts
-	s.virtual += r.VirtualTime
-	for _, v := range r.Violations {
-		s.kinds[v.Kind]++
-	}
-	s.perSeed = append(s.perSeed, seedLine{seed: r.Seed, committed: r.Committed, aborted: r.Aborted, unknown: r.Unknown,
-		crashes: st.Crashes, partitions: st.Partitions, lost: st.Dropped, syncErrs: st.SyncErrors, diskFull: st.DiskFullErrors,
-		violations: len(r.Violations)})
-}
-
-// rows is the summary as a table of name, value.
-func (s *simSummary) rows(from uint64, wall time.Duration) [][2]string {
-	st := s.stats
-	rows := [][2]string{
-		{"seeds", fmt.Sprintf("%d (%d..%d), profile %s: %d ok, %d failed", s.seeds, from, from+uint64(max(s.seeds, 1))-1, s.profile, s.seeds-s.failed, s.failed)},
-		{"transactions", fmt.Sprintf("%d transfers: %d committed, %d aborted, %d unknown to their client, %d unsubmitted", s.transfers, s.committed, s.aborted, s.unknown, s.unsubmitted)},
-		{"faults injected", ""},
-		{"  crashes", fmt.Sprintf("%d (%d of the coordinator, %d torn)", st.Crashes, st.CoordCrashes, st.TornCrashes)},
-		{"  partitions", fmt.Sprint(st.Partitions)},
-		{"  messages lost", fmt.Sprintf("%d of %d", st.Dropped, st.Messages)},
-		{"  messages duplicated", fmt.Sprint(st.Duplicated)},
-		{"  fsync errors", fmt.Sprint(st.SyncErrors)},
-		{"  disk-full refusals", fmt.Sprint(st.DiskFullErrors)},
-		{"  bit flips", fmt.Sprint(st.BitFlips)},
-		{"  rot (refused, as it must be)", fmt.Sprintf("%d (%d)", st.RotFlips, st.RotRefusals)},
-		{"  call timeouts", fmt.Sprint(st.Timeouts)},
-	}
-	v := "0"
-	if len(s.kinds) > 0 {
-		var kinds []string
-		for k := range s.kinds {
-			kinds = append(kinds, k)
-		}
-		slices.Sort(kinds)
-		var parts []string
-		total := 0
-		for _, k := range kinds {
-			parts = append(parts, fmt.Sprintf("%s %d", k, s.kinds[k]))
-			total += s.kinds[k]
-		}
-		v = fmt.Sprintf("%d: %s", total, strings.Join(parts, ", "))
-	}
-	rows = append(rows, [2]string{"violations", v})
-	if s.errors > 0 {
-		rows = append(rows, [2]string{"runs that did not start", fmt.Sprint(s.errors)})
-	}
-	rate := float64(s.seeds) / wall.Minutes()
-	rows = append(rows, [2]string{"time", fmt.Sprintf("wall %v, %.0f seeds/min, simulated/wall %.0fx", wall.Round(time.Millisecond), rate, s.virtual.Seconds()/wall.Seconds())})
-	return rows
-}
-
-func (s *simSummary) print(w io.Writer, from uint64, wall time.Duration) {
-	fmt.Fprintln(w, "summary:")
-	for _, r := range s.rows(from, wall) {
-		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %-24s %s", r[0], r[1]), " "))
-	}
-	verdict := "OK: no violation"
-	if s.failed > 0 {
-		verdict = fmt.Sprintf("FAIL: %d of %d seeds broke a rule", s.failed, s.seeds)
-	}
-	fmt.Fprintf(w, "%d seeds (%d..%d), %d failed; %s\n", s.seeds, from, from+uint64(max(s.seeds, 1))-1, s.failed, verdict)
-}
-
-func breakNames() string {
-	var names []string
-	for _, b := range simnet.Breakages {
-		names = append(names, b.Name)
-	}
-	return strings.Join(names, ", ")
-}
-
-func parseBreaks(s string) (simnet.Breakage, error) {
-	var b simnet.Breakage
-	if s == "" || s == "none" {
-		return 0, nil
-	}
-next:
-	for _, name := range strings.Split(s, ",") {
-		name = strings.TrimSpace(name)
-		for _, x := range simnet.Breakages {
-			if x.Name == name {
-				b |= x.Break
-				continue next
-			}
-		}
-		return 0, fmt.Errorf("unknown --break %q: want one of %s", name, breakNames())
-	}
-	return b, nil
+	return chaossim.Campaign(base, prof, f, stdout, stderr)
 }

@@ -1,4 +1,4 @@
-package main
+package chaossim
 
 import (
 	"fmt"
@@ -7,30 +7,26 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dtc-project/dtc/chaosreal"
-	"github.com/dtc-project/dtc/chaosreal/htmlreport"
-	"github.com/dtc-project/dtc/checker"
+	"github.com/dtc-project/dtc/htmlreport"
 	"github.com/dtc-project/dtc/simnet"
 )
 
-var outcomeNames = []string{string(checker.Committed), string(checker.Aborted), string(checker.Unknown)}
-
 // writeSimReport writes a simulated campaign's report.html into dir, next to the
 // failing seeds' porcupine views and shrunk cases.
-func writeSimReport(dir string, s *simSummary, failures []failure, example *simnet.Result, f simFlags, wall time.Duration) (string, error) {
+func writeSimReport(dir string, s *simSummary, failures []failure, example *simnet.Result, f Options, wall time.Duration) (string, error) {
 	verdict := "OK: no violation"
 	if s.failed > 0 {
 		verdict = fmt.Sprintf("FAIL: %d of %d seeds broke a rule", s.failed, s.seeds)
 	}
-	d := htmlreport.New(fmt.Sprintf("dtc chaos sim — seeds %d..%d — %s", f.from, f.from+uint64(max(s.seeds, 1))-1, verdict))
+	d := htmlreport.New(fmt.Sprintf("dtc chaos sim — seeds %d..%d — %s", f.From, f.From+uint64(max(s.seeds, 1))-1, verdict))
 	d.Verdict(s.failed == 0, verdict)
 	d.H2("Summary")
 	var rows [][]any
-	for _, r := range s.rows(f.from, wall) {
+	for _, r := range s.rows(f.From, wall) {
 		rows = append(rows, []any{r[0], r[1]})
 	}
 	rows = append(rows, []any{"command", fmt.Sprintf("go run ./cmd/chaos sim --seeds %d --from %d --txns %d --participants %d --clients %d --accounts %d --profile %s",
-		s.seeds, f.from, f.txns, f.participants, f.clients, f.accounts, f.profile)})
+		s.seeds, f.From, f.Txns, f.Participants, f.Clients, f.Accounts, f.Profile)})
 	d.Table([]string{"", ""}, rows)
 
 	if len(failures) > 0 {
@@ -79,7 +75,7 @@ func writeSimReport(dir string, s *simSummary, failures []failure, example *simn
 		faultVals[i] = []float64{float64(l.crashes), float64(l.partitions), float64(l.syncErrs), float64(l.diskFull), float64(l.violations)}
 	}
 	d.P("Transfers of each seed, by what their client learned.")
-	d.Bars(htmlreport.Bars{Series: outcomeNames, Colors: chaosreal.OutcomeColors, Values: outcomes, Labels: labels, YLabel: "transfers", Height: 150})
+	d.Bars(htmlreport.Bars{Series: htmlreport.OutcomeNames, Colors: htmlreport.OutcomeColors, Values: outcomes, Labels: labels, YLabel: "transfers", Height: 150})
 	d.P("Faults each seed drew (its knobs), and its violations.")
 	d.Bars(htmlreport.Bars{Series: []string{"crashes", "partitions", "fsync errors", "disk-full refusals", "violations"},
 		Colors: []string{"#d1495b", "#00798c", "#edae49", "#6a4c93", "#000000"}, Values: faultVals, Labels: labels, YLabel: "count", Height: 150})
@@ -153,16 +149,16 @@ func seedSection(d *htmlreport.Doc, r *simnet.Result, why, view string) {
 		if op.Outcome == "" {
 			continue
 		}
-		si := max(slices.Index(outcomeNames, string(op.Outcome)), 0)
+		si := max(slices.Index(htmlreport.OutcomeNames, string(op.Outcome)), 0)
 		if i := int(op.Call / bucket); i < n {
 			vals[i][si]++
 		}
 		pts = append(pts, htmlreport.Point{X: op.Call, Y: float64(op.Return-op.Call) / 1e6, Series: si})
 	}
 	d.P(fmt.Sprintf("Client calls per %v of virtual time, by outcome.", time.Duration(bucket)))
-	d.Bars(htmlreport.Bars{Series: outcomeNames, Colors: chaosreal.OutcomeColors, Values: vals, Start: 0, Width: bucket, YLabel: "calls", Height: 140})
+	d.Bars(htmlreport.Bars{Series: htmlreport.OutcomeNames, Colors: htmlreport.OutcomeColors, Values: vals, Start: 0, Width: bucket, YLabel: "calls", Height: 140})
 	d.P("Latency of each client call (virtual ms, log scale).")
-	d.Scatter(htmlreport.Scatter{Start: 0, End: end, Points: pts, Series: outcomeNames, Colors: chaosreal.OutcomeColors, YLabel: "ms", Log: true, Height: 160})
+	d.Scatter(htmlreport.Scatter{Start: 0, End: end, Points: pts, Series: htmlreport.OutcomeNames, Colors: htmlreport.OutcomeColors, YLabel: "ms", Log: true, Height: 160})
 	if view != "" {
 		d.Link(view, "porcupine view of seed "+fmt.Sprint(r.Seed))
 		d.Frame(view)

@@ -1,4 +1,5 @@
-// Package htmlreport writes the campaign reports of cmd/chaos: one self-contained HTML
+// Package htmlreport writes the campaign reports of chaossim and chaosreal (chaos sim
+// and chaos real): one self-contained HTML
 // file (inline CSS and SVG, no script, nothing fetched) with tables, a fault timeline,
 // stacked bars and scatter plots drawn here. Times are int64 nanoseconds, wall-clock or
 // virtual; the x axes show seconds since a start the caller gives.

@@ -1,4 +1,4 @@
-package main
+package chaossim
 
 import (
 	"encoding/json"
@@ -17,7 +17,7 @@ import (
 // turned into an explicit schedule, then as few of those faults, as few transfers and
 // as few fault rates as still fail the same way. It is saved as JSON and replayed with
 // chaos sim --replay FILE.
-type shrunkCase struct {
+type ShrunkCase struct {
 	Seed         uint64          `json:"seed"`
 	Profile      string          `json:"profile,omitempty"`
 	Participants int             `json:"participants"`
@@ -35,9 +35,9 @@ type shrunkCase struct {
 	Exact                bool
 }
 
-func (c shrunkCase) options() simnet.Options {
+func (c ShrunkCase) Options() simnet.Options {
 	k := c.Knobs
-	brk, _ := parseBreaks(c.Break)
+	brk, _ := ParseBreaks(c.Break)
 	return simnet.Options{Seed: c.Seed, Participants: c.Participants, Clients: c.Clients, Accounts: c.Accounts,
 		Txns: c.Txns, Knobs: &k, Schedule: c.Schedule, Break: brk}
 }
@@ -47,12 +47,12 @@ const shrinkRunsMax = 250
 
 // shrink makes a failing run small. o is the failing run's options (Knobs nil for a
 // swarm seed), res its result.
-func shrink(o simnet.Options, profileName string, res *simnet.Result) (*shrunkCase, error) {
+func shrink(o simnet.Options, profileName string, res *simnet.Result) (*ShrunkCase, error) {
 	kinds := map[string]bool{}
 	for _, v := range res.Violations {
 		kinds[v.Kind] = true
 	}
-	c := &shrunkCase{Seed: o.Seed, Profile: profileName, Participants: res.Participants, Clients: res.Clients,
+	c := &ShrunkCase{Seed: o.Seed, Profile: profileName, Participants: res.Participants, Clients: res.Clients,
 		Accounts: res.Accounts, Txns: res.Transfers, Break: o.Break.String(), Knobs: res.Knobs}
 	if o.Break == 0 {
 		c.Break = ""
@@ -61,9 +61,9 @@ func shrink(o simnet.Options, profileName string, res *simnet.Result) (*shrunkCa
 		c.Kinds = append(c.Kinds, k)
 	}
 	slices.Sort(c.Kinds)
-	fails := func(x shrunkCase) bool {
+	fails := func(x ShrunkCase) bool {
 		c.Runs++
-		r, err := simnet.Run(x.options())
+		r, err := simnet.Run(x.Options())
 		if err != nil {
 			return false
 		}
@@ -157,8 +157,8 @@ func shrink(o simnet.Options, profileName string, res *simnet.Result) (*shrunkCa
 }
 
 // scheduleFromNotes turns the faults a run's swarm injected (its history's notes) into an
-// explicit schedule: crashes with the restart that followed, power cuts, partitions and
-// full disks with how long they lasted. Fsync errors stay a rate (SyncErrRate): they are
+// explicit schedule: crashes with the restart that followed, power cuts, rot, partitions
+// and full disks with how long they lasted. Fsync errors stay a rate (SyncErrRate): they are
 // drawn from the disk's own stream, which a schedule would reshuffle.
 func scheduleFromNotes(notes []checker.Note, k faults.Knobs) faults.Schedule {
 	var s faults.Schedule
@@ -201,6 +201,10 @@ func scheduleFromNotes(notes []checker.Note, k faults.Knobs) faults.Schedule {
 				f = f.Partition(node, parts[0])
 			}
 			s = append(s, f.For(d))
+		case what == "rot: a bit of the last durable record flips while it is down":
+			s = append(s, faults.At(at).FlipBit(node))
+		case what == "rot: a bit of a synced record flips while it is down":
+			s = append(s, faults.At(at).FlipBitAnywhere(node))
 		case strings.HasPrefix(what, "disk full for "):
 			d, err := time.ParseDuration(strings.TrimPrefix(what, "disk full for "))
 			if err == nil {
@@ -212,7 +216,7 @@ func scheduleFromNotes(notes []checker.Note, k faults.Knobs) faults.Schedule {
 }
 
 // describe is the shrunk case in words.
-func (c *shrunkCase) describe(path string) string {
+func (c *ShrunkCase) describe(path string) string {
 	var b strings.Builder
 	how := "its swarm faults made an explicit schedule"
 	if !c.Exact {
@@ -230,7 +234,7 @@ func (c *shrunkCase) describe(path string) string {
 	return b.String()
 }
 
-func (c *shrunkCase) save(path string) error {
+func (c *ShrunkCase) save(path string) error {
 	data, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err
@@ -238,8 +242,8 @@ func (c *shrunkCase) save(path string) error {
 	return os.WriteFile(path, append(data, '\n'), 0o644)
 }
 
-func loadShrunk(path string) (shrunkCase, error) {
-	var c shrunkCase
+func LoadShrunk(path string) (ShrunkCase, error) {
+	var c ShrunkCase
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return c, err
@@ -247,7 +251,7 @@ func loadShrunk(path string) (shrunkCase, error) {
 	if err := json.Unmarshal(data, &c); err != nil {
 		return c, fmt.Errorf("%s: %w", path, err)
 	}
-	if _, err := parseBreaks(c.Break); err != nil {
+	if _, err := ParseBreaks(c.Break); err != nil {
 		return c, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil

@@ -1,4 +1,4 @@
-package main
+package chaossim
 
 import (
 	"fmt"
@@ -13,13 +13,13 @@ import (
 // A profile narrows the swarm: each seed still draws its own knobs (faults.Draw), then
 // the profile keeps only its families of faults, switching on with a seeded rate any
 // that the draw left off. "swarm" keeps the draw as it is.
-type profile struct {
+type Profile struct {
 	name     string
 	doc      string
 	families []string // of: crash, partition, network, disk
 }
 
-var profiles = []profile{
+var profiles = []Profile{
 	{"swarm", "each seed draws its own mix of every kind of fault (the default)", nil},
 	{"calm", "no faults at all: latency only", []string{}},
 	{"crashes", "crashes and restarts of the coordinator and participants, torn log tails", []string{"crash"}},
@@ -29,7 +29,7 @@ var profiles = []profile{
 	{"everything", "every kind of fault at once", []string{"crash", "partition", "network", "disk"}},
 }
 
-func profileNames() string {
+func ProfileNames() string {
 	var names []string
 	for _, p := range profiles {
 		names = append(names, p.name)
@@ -37,17 +37,17 @@ func profileNames() string {
 	return strings.Join(names, ", ")
 }
 
-func findProfile(name string) (profile, error) {
+func FindProfile(name string) (Profile, error) {
 	for _, p := range profiles {
 		if p.name == name {
 			return p, nil
 		}
 	}
-	return profile{}, fmt.Errorf("unknown --profile %q: want one of %s", name, profileNames())
+	return Profile{}, fmt.Errorf("unknown --profile %q: want one of %s", name, ProfileNames())
 }
 
-// knobs returns the knobs of seed under the profile; nil for swarm (the simulator draws).
-func (p profile) knobs(seed uint64) *faults.Knobs {
+// Knobs returns the knobs of seed under the profile; nil for swarm (the simulator draws).
+func (p Profile) Knobs(seed uint64) *faults.Knobs {
 	if p.families == nil {
 		return nil
 	}
