@@ -137,7 +137,10 @@
 // ErrStopped, and nothing more of it is answered, since shardFor checks Node.Valid.
 // A handoff stops routing to the shard, lets its undecided transactions decide,
 // checkpoints, stops it and flushes its log. ClusterHandler wraps the Server: a request
-// about a transaction of a shard owned elsewhere is forwarded once to its owner.
+// about a transaction of a shard owned elsewhere is forwarded once to its owner, and a
+// listing asks every other owner once, in parallel, and merges the pages by id, naming
+// in the answer (partial, unreachable) the nodes that did not answer in time
+// (cluster_list.go).
 //
 // # What is fatal
 //
