@@ -14,13 +14,20 @@ async function api(path) {
   if (token) headers.Authorization = "Bearer " + token;
   const resp = await fetch(path, { headers, cache: "no-store" });
   let body = null;
-  try { body = await resp.json(); } catch (e) { body = null; }
+  try { body = JSON.parse(await resp.text(), exactInts); } catch (e) { body = null; }
   if (!resp.ok) {
     const err = new Error(body && body.error ? `${resp.status} ${body.error.code}: ${body.error.message}` : `${resp.status} ${resp.statusText}`);
     err.status = resp.status;
     throw err;
   }
   return body;
+}
+
+// exactInts keeps a priority (an int64) as the digits the API sent: a JavaScript number
+// holds integers exactly only up to 2^53, and priorities are larger. It needs the
+// reviver's source text (Chromium 114, Firefox 135); without it the number is rounded.
+function exactInts(key, value, context) {
+  return key === "priority" && context && typeof context.source === "string" ? context.source : value;
 }
 
 const $ = (id) => document.getElementById(id);
