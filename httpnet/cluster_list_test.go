@@ -110,5 +110,9 @@ func TestClusterListsEveryNode(t *testing.T) {
 	if wantRest := slices.DeleteFunc(slices.Clone(want), func(id string) bool { return slices.Contains(onN3, id) }); !slices.Equal(ids, wantRest) {
 		t.Fatalf("with n3 silent: listed %v, want %v (n3 runs %v)", ids, wantRest, onN3)
 	}
+	if p, err := nodes[0].cli.List(context.Background(), client.ListOptions{}); err != nil || !p.Partial ||
+		len(p.Unreachable) != 1 || p.Unreachable[0].Node != "n3" {
+		t.Fatalf("the Go client's page does not say it is partial: %+v %v", p, err)
+	}
 	t.Logf("n3 runs %d of the 12; unreachable: %+v", len(onN3), last.Unreachable)
 }
