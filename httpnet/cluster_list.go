@@ -1,12 +1,12 @@
 package httpnet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,14 +74,18 @@ func mergeListPages(pages []ListResponse, limit int) ListResponse {
 func (h *ClusterHandler) listCluster(w http.ResponseWriter, r *http.Request) {
 	// This node's own shards first, through its API: it checks the query and the
 	// caller's rights, and its refusal is the answer.
-	rec := httptest.NewRecorder()
+	rec := &bufferedResponse{header: http.Header{}}
 	h.api.ServeHTTP(rec, r)
-	if rec.Code != http.StatusOK {
-		copyRecorded(w, rec)
+	switch rec.code {
+	case 0:
+		return // nothing was written: the client went away
+	case http.StatusOK:
+	default:
+		rec.copyTo(w)
 		return
 	}
 	var local ListResponse
-	if err := json.Unmarshal(rec.Body.Bytes(), &local); err != nil {
+	if err := json.Unmarshal(rec.body.Bytes(), &local); err != nil {
 		h.api.fail(w, http.StatusInternalServerError, CodeInternal, "listing this node's shards: "+err.Error())
 		return
 	}
@@ -190,11 +194,33 @@ func (h *ClusterHandler) askList(ctx context.Context, r *http.Request, addr stri
 // listBodyMax bounds a node's answer to a listing: ListLimitMax views, generously.
 const listBodyMax = 64 << 20
 
-// copyRecorded writes a recorded answer.
-func copyRecorded(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
-	for k, vs := range rec.Header() {
+// bufferedResponse keeps an answer in memory: this node's part of a listing.
+type bufferedResponse struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(code int) {
+	if b.code == 0 {
+		b.code = code
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	if b.code == 0 {
+		b.code = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+// copyTo writes the kept answer to w.
+func (b *bufferedResponse) copyTo(w http.ResponseWriter) {
+	for k, vs := range b.header {
 		w.Header()[k] = vs
 	}
-	w.WriteHeader(rec.Code)
-	_, _ = w.Write(rec.Body.Bytes())
+	w.WriteHeader(b.code)
+	_, _ = w.Write(b.body.Bytes())
 }
