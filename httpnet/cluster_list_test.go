@@ -87,6 +87,10 @@ func TestClusterListsEveryNode(t *testing.T) {
 		})
 	}
 
+	if st, body := get(t, nodes[0].url+"/v1/transactions?limit=0"); st != http.StatusBadRequest {
+		t.Fatalf("a bad limit: %d %s, want the API's 400", st, body)
+	}
+
 	// n3 does not answer: n1 lists the rest and names n3 and its shards.
 	var onN3 []string
 	for _, id := range want {
