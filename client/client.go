@@ -89,9 +89,24 @@ type ListOptions struct {
 
 // Page is one page of a listing. Next is the cursor for the following page; empty on
 // the last one.
+//
+// From a node of a cluster a page covers the whole cluster; Partial is true when some
+// of it could not be asked, and Unreachable says which nodes and shards, and why: the
+// page lists the rest.
 type Page struct {
-	Transactions []View `json:"transactions"`
-	Next         string `json:"next,omitempty"`
+	Transactions []View        `json:"transactions"`
+	Next         string        `json:"next,omitempty"`
+	Partial      bool          `json:"partial,omitempty"`
+	Unreachable  []Unreachable `json:"unreachable,omitempty"`
+}
+
+// Unreachable is a part of a cluster a listing could not cover: a node that did not
+// answer (Node set) or shards that had no owner (Node empty).
+type Unreachable struct {
+	Node   string `json:"node,omitempty"`
+	Addr   string `json:"addr,omitempty"`
+	Shards []int  `json:"shards"`
+	Error  string `json:"error"`
 }
 
 // Options configure a Client. Zero values mean the defaults.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -229,6 +230,15 @@ func (n *Node) OwnerAddr(sh int) (id, addr string, ok bool) {
 	}
 	info, ok := n.nodes[id]
 	return id, info.Addr, ok
+}
+
+// Peers returns this node's last view of the cluster, as Run keeps it from etcd's
+// watch: every shard's owner (shard → node id, absent for none) and every registered
+// node's information. Both are copies.
+func (n *Node) Peers() (owners map[int]string, nodes map[string]NodeInfo) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maps.Clone(n.owners), maps.Clone(n.nodes)
 }
 
 // Kill stops the node abruptly, as a crash would: its shards stop at once, nothing is

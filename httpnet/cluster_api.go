@@ -30,12 +30,17 @@ type ClusterHandlerOptions struct {
 	// BodyMaxBytes bounds the body read to find a transaction's id; a larger one goes
 	// to the API, which refuses it (413). Default 4 MiB, as ServerOptions.
 	BodyMaxBytes int64
+	// ListTimeout bounds the other nodes' answers to a cluster-wide listing
+	// (GET /v1/transactions); a node that has not answered by then is named in the
+	// listing as unreachable. Default 5s.
+	ListTimeout time.Duration
 }
 
 // ClusterHandler is the API of a cluster node: requests about a transaction whose
 // shard this node runs go to its Server; the others are forwarded to the shard's owner
 // (one hop, with a timeout). A submission without an id is always served here (the
-// runtime draws an id of a local shard) unless the node runs no shard.
+// runtime draws an id of a local shard) unless the node runs no shard. A listing
+// (GET /v1/transactions) asks every owner and merges their pages (cluster_list.go).
 type ClusterHandler struct {
 	rt        *Runtime
 	api       *Server
@@ -55,12 +60,15 @@ func NewClusterHandler(rt *Runtime, api *Server, o ClusterHandlerOptions) *Clust
 	if o.BodyMaxBytes <= 0 {
 		o.BodyMaxBytes = 4 << 20
 	}
+	if o.ListTimeout <= 0 {
+		o.ListTimeout = 5 * time.Second
+	}
 	h := &ClusterHandler{
 		rt: rt, api: api, o: o,
 		client: &http.Client{Timeout: o.ForwardTimeout},
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dtc_cluster_forwarded_requests_total",
-			Help: "API requests forwarded to the node that owns their shard, by result: ok (an answer came back), error (the owner did not answer), refused (no owner known, or the request had been forwarded once already).",
+			Help: "API requests forwarded to the node that owns their shard, by result: ok (an answer came back), error (the owner did not answer), refused (no owner known, or the request had been forwarded once already). A cluster-wide listing counts once per node it asks.",
 		}, []string{"result"}),
 	}
 	rt.metrics.reg.MustRegister(h.forwarded)
@@ -95,6 +103,8 @@ func (h *ClusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.route(w, r, body, idOnly.ID)
+	case r.URL.Path == "/v1/transactions" && r.Method == http.MethodGet && r.Header.Get(HeaderForwarded) == "":
+		h.listCluster(w, r) // a forwarded listing is answered for this node's shards only
 	case r.URL.Path == "/v1/waits" && r.Method == http.MethodPost:
 		// The waiter's owner keeps the edges out of it: a cycle is found when all of its
 		// transactions live on one node (see deadlock.go).

@@ -50,6 +50,13 @@ func startClusterNode(t *testing.T, srv *etcdtest.Server, name, id string) *cnod
 // live node whichever node prepared it.
 func startClusterNodeBehind(t *testing.T, srv *etcdtest.Server, name, id, lb string) *cnode {
 	t.Helper()
+	return startClusterNodeWith(t, srv, name, id, lb, httpnet.ClusterHandlerOptions{}, nil)
+}
+
+// startClusterNodeWith starts a node with handler options ho, its API served through
+// wrap when wrap is not nil.
+func startClusterNodeWith(t *testing.T, srv *etcdtest.Server, name, id, lb string, ho httpnet.ClusterHandlerOptions, wrap func(http.Handler) http.Handler) *cnode {
+	t.Helper()
 	n := &cnode{t: t, id: id}
 	n.proxy = etcdtest.NewProxy(t, srv.Endpoint[len("http://"):])
 	ec, err := clientv3.New(clientv3.Config{Endpoints: []string{n.proxy.URL()}, DialTimeout: 10 * time.Second})
@@ -80,7 +87,11 @@ func startClusterNodeBehind(t *testing.T, srv *etcdtest.Server, name, id, lb str
 	}
 	n.rt = rt
 	api := httpnet.NewServer(rt, httpnet.ServerOptions{Logger: o.Logger})
-	n.srv = httptest.NewUnstartedServer(httpnet.NewClusterHandler(rt, api, httpnet.ClusterHandlerOptions{}))
+	var h http.Handler = httpnet.NewClusterHandler(rt, api, ho)
+	if wrap != nil {
+		h = wrap(h)
+	}
+	n.srv = httptest.NewUnstartedServer(h)
 	n.srv.Listener.Close()
 	n.srv.Listener = listen(t, addr)
 	n.srv.Start()

@@ -66,7 +66,8 @@
 //   - The runtime owns one sampler goroutine (stats.go, a ticker): once a second it
 //     reads the counters and asks the shards for their gauges (as a scrape does), into
 //     a ring of the last 300 samples that GET /v1/stats serves to the admin page (/ui/,
-//     files embedded from ui/; obs.go).
+//     files embedded from ui/; obs.go). On a cluster node the stats are the node's own
+//     and name it, with the cluster's nodes read from etcd (stats_cluster.go).
 //   - Tracing (trace.go) is off unless Options.TracerProvider is set. Then the API
 //     handler starts each transaction's span, the Transport a span per request to a
 //     participant (and sends traceparent), and a decorator of each engine's Log with
@@ -150,6 +151,9 @@
 // about a transaction of a shard owned elsewhere is forwarded once to its owner (a wait
 // report: to the waiter's owner; each node has its own wait-for graph, so a cycle whose
 // transactions live on different nodes is not found, and ends at the prepare deadline).
+// A listing asks every other owner once, in parallel, and merges the pages by id, naming
+// in the answer (partial, unreachable) the nodes that did not answer in time
+// (cluster_list.go).
 //
 // # What is fatal
 //

@@ -144,10 +144,14 @@ type ErrorDetail struct {
 }
 
 // ListResponse is the body of GET /v1/transactions. Next is the cursor for the next
-// page (pass it as ?after=); empty on the last page.
+// page (pass it as ?after=); empty on the last page. On a cluster node the listing
+// covers the whole cluster (cluster_list.go); Partial is true when part of it could not
+// be asked, and Unreachable says which part and why.
 type ListResponse struct {
 	Transactions []coordinator.View `json:"transactions"`
 	Next         string             `json:"next,omitempty"`
+	Partial      bool               `json:"partial,omitempty"`
+	Unreachable  []ListUnreachable  `json:"unreachable,omitempty"`
 }
 
 // statusRecorder remembers the status code, for the request counter.

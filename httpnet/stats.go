@@ -43,6 +43,9 @@ type StatsResponse struct {
 	// decision record is synced) of the transactions decided between the oldest sample
 	// and now.
 	Latency StatsLatency `json:"latency"`
+	// Cluster is set on a node of a cluster: the counts above are this node's own; the
+	// cluster's nodes are listed there, each with its own /v1/stats and /ui/.
+	Cluster *StatsCluster `json:"cluster,omitempty"`
 }
 
 // StatsNode names the process that answered.
@@ -226,6 +229,10 @@ func (r *Runtime) statsResponse(ctx context.Context) StatsResponse {
 		from = samples[0] // the ring is full: the window is what it holds
 	}
 	resp.Latency = latencyBetween(from, now)
+	if r.cl != nil {
+		resp.Cluster = r.cl.stats(ctx)
+		resp.Shards = resp.Cluster.Shards
+	}
 	return resp
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -154,5 +156,19 @@ func TestPrintViewTimes(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("dtc get's summary lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// dtc list says when a cluster's listing left a node out, and exits 3.
+func TestListPartial(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"transactions":[{"id":"a","txn_id":"a@1","state":"committed","participants":[],"phase2_done":true,"began_at":"2026-12-05T13:00:00Z"}],` +
+			`"partial":true,"unreachable":[{"node":"n3","addr":"http://n3","shards":[3,6],"error":"context deadline exceeded"}]}`))
+	}))
+	defer srv.Close()
+	code, out, errs := runCLI(t, "list", "--coordinator", srv.URL)
+	if code != 3 || !strings.Contains(out, "a") || !strings.Contains(errs, "incomplete: n3 [3 6]: context deadline exceeded") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 }

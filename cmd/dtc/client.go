@@ -1,13 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -337,9 +340,14 @@ Examples:
   dtc list --state in-doubt
   dtc list --state heuristic --json | jq .
 
+On a node of a cluster the listing covers the whole cluster. If a node did not answer
+(or shards had no owner), the rest is listed and stderr names what is missing, with
+exit code 3.
+
 Exit codes:
   0  listed (possibly nothing)
   2  error
+  3  listed, but part of the cluster did not answer (named on stderr)
 `
 
 func runList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -367,6 +375,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(tw, "ID\tSTATE\tPHASE2\tPARTICIPANTS\tBEGAN\tREASON")
 	}
 	cursor, n := *after, 0
+	missing := map[string]bool{} // parts of a cluster a page could not cover
 	for {
 		page := 1000
 		if *limit > 0 {
@@ -401,6 +410,9 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				}
 			}
 		}
+		for _, u := range p.Unreachable {
+			missing[fmt.Sprintf("%s %v: %s", cmp.Or(u.Node, "no owner"), u.Shards, u.Error)] = true
+		}
 		n += len(p.Transactions)
 		cursor = p.Next
 		if cursor == "" || (*limit > 0 && n >= *limit) {
@@ -408,8 +420,17 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	tw.Flush()
+	if len(missing) > 0 {
+		for _, m := range slices.Sorted(maps.Keys(missing)) {
+			fmt.Fprintf(stderr, "dtc list: incomplete: %s\n", m)
+		}
+		return exitPartial
+	}
 	return exitOK
 }
+
+// exitPartial is dtc list's exit code when part of a cluster did not answer.
+const exitPartial = 3
 
 // lastSaid is what a participant last answered dtc about a transaction, for people.
 func lastSaid(p client.ParticipantView) string {

@@ -14,13 +14,20 @@ async function api(path) {
   if (token) headers.Authorization = "Bearer " + token;
   const resp = await fetch(path, { headers, cache: "no-store" });
   let body = null;
-  try { body = await resp.json(); } catch (e) { body = null; }
+  try { body = JSON.parse(await resp.text(), exactInts); } catch (e) { body = null; }
   if (!resp.ok) {
     const err = new Error(body && body.error ? `${resp.status} ${body.error.code}: ${body.error.message}` : `${resp.status} ${resp.statusText}`);
     err.status = resp.status;
     throw err;
   }
   return body;
+}
+
+// exactInts keeps a priority (an int64) as the digits the API sent: a JavaScript number
+// holds integers exactly only up to 2^53, and priorities are larger. It needs the
+// reviver's source text (Chromium 114, Firefox 135); without it the number is rounded.
+function exactInts(key, value, context) {
+  return key === "priority" && context && typeof context.source === "string" ? context.source : value;
 }
 
 const $ = (id) => document.getElementById(id);
@@ -75,6 +82,7 @@ function route() {
   generation++;
   if (timer) { clearTimeout(timer); timer = null; }
   showError(null);
+  $("partial").hidden = true;
   const hash = location.hash || "#/";
   for (const v of ["overview", "list", "txn"]) $("view-" + v).hidden = true;
   if (hash.startsWith("#/txn/")) {
@@ -114,15 +122,46 @@ function loop(render) {
 // ---------------------------------------------------------------- header
 
 function renderNode(stats) {
-  $("node").textContent = (stats.node.url || location.host) + " · up since " + fmtTime(stats.node.started_at);
+  const c = stats.cluster;
+  $("node").textContent = (c ? "node " + c.node_id + " of cluster " + c.name + " · " : "") +
+    (stats.node.url || location.host) + " · up since " + fmtTime(stats.node.started_at);
   const r = $("ready");
   r.textContent = stats.ready ? "ready" : "recovering";
   r.className = "badge " + (stats.ready ? "ready" : "notready");
+  renderCluster(c);
+}
+
+// renderCluster shows the cluster's nodes (cluster mode only), each linking to its own
+// admin page: the counts on this page are this node's, the lists the whole cluster's.
+function renderCluster(c) {
+  $("cluster").hidden = !c;
+  if (!c) return;
+  $("cluster-name").textContent = c.name;
+  $("cluster-scope").textContent = `the counts and charts below are node ${c.node_id}'s own (its ${c.owned.length} of ${c.shards} shards); ` +
+    "the transaction lists cover the whole cluster";
+  const shards = (l) => l.length ? l.join(", ") : "none";
+  $("table-cluster").tBodies[0].replaceChildren(...c.nodes.map((n) => el("tr", { "data-node": n.id, class: n.id === c.node_id ? "self" : "" },
+    el("td", {}, el("code", {}, n.id)),
+    el("td", {}, n.id === c.node_id ? "this page" : el("a", { href: n.addr.replace(/\/$/, "") + "/ui/" }, n.addr + "/ui/")),
+    el("td", {}, shards(n.shards)),
+    el("td", {}, n.lease_left_seconds === undefined ? "?" : n.lease_left_seconds + " s"),
+    el("td", {}, fmtTime(n.started_at)))));
+  $("cluster-note").textContent = (c.unowned.length ? `shards with no owner right now: ${shards(c.unowned)}. ` : "") + (c.error || "");
+}
+
+// showPartial warns when a listing could not ask part of the cluster.
+function showPartial(...pages) {
+  const missing = pages.flatMap((p) => p.unreachable || []);
+  const box = $("partial");
+  box.hidden = missing.length === 0;
+  box.textContent = missing.length ? "incomplete listing: " + [...new Set(missing.map((u) =>
+    (u.node ? "node " + u.node : "unowned") + " (shards " + u.shards.join(", ") + "): " + u.error))].join("; ") : "";
 }
 
 // ---------------------------------------------------------------- overview
 
-const abortedTotal = (a) => a.nack + a.timeout + a.error + a.recovery;
+const CAUSES = ["nack", "conflict", "timeout", "error", "deadlock", "wound", "client", "recovery"];
+const abortedTotal = (a) => CAUSES.reduce((sum, c) => sum + (a[c] || 0), 0);
 
 async function renderOverview(gen) {
   const [stats, inflight, indoubt, heuristic] = await Promise.all([
@@ -133,11 +172,12 @@ async function renderOverview(gen) {
   ]);
   if (gen !== generation) return;
   renderNode(stats);
+  showPartial(inflight, indoubt, heuristic);
   const t = stats.totals;
   $("count-begun").textContent = fmtInt(t.begun);
   $("count-committed").textContent = fmtInt(t.committed);
   $("count-aborted").textContent = fmtInt(abortedTotal(t.aborted));
-  for (const c of ["nack", "timeout", "error", "recovery"]) $("count-aborted-" + c).textContent = fmtInt(t.aborted[c]);
+  for (const c of CAUSES) $("count-aborted-" + c).textContent = fmtInt(t.aborted[c]);
   $("count-hazards").textContent = fmtInt(t.heuristic_hazards);
   $("count-inflight").textContent = stats.gauges ? fmtInt(stats.gauges.inflight) : "?";
   $("count-in-doubt").textContent = stats.gauges ? fmtInt(stats.gauges.in_doubt) : "?";
@@ -258,6 +298,7 @@ async function renderList(gen, after) {
   if (after) q.set("after", after);
   const page = await api("/v1/transactions?" + q);
   if (gen !== generation) return;
+  showPartial(page);
   const match = (v) => !text || v.id.toLowerCase().includes(text) ||
     (v.participants || []).some((p) => p.url.toLowerCase().includes(text));
   const shown = page.transactions.filter(match);
@@ -289,6 +330,8 @@ async function renderTxn(id, gen) {
   st.className = "badge " + v.state;
   $("txn-flags").textContent = (v.recovered ? " · recovered after a restart" : "") + (v.heuristic_hazard ? " · HEURISTIC HAZARD" : "");
   $("txn-reason").textContent = v.reason || "";
+  $("txn-cause").textContent = v.abort_cause ? "abort cause: " + v.abort_cause : "";
+  $("txn-priority").textContent = v.priority ? (v.abort_cause ? " · " : "") + "priority: " + v.priority + " (smaller is older)" : "";
 
   const events = [{ at: v.began_at, kind: "begin", cls: "", what: "begun", why: `prepare sent to ${(v.participants || []).length} participant(s)` }];
   const decision = v.state === "committed" ? "commit" : "rollback";
