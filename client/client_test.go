@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -222,23 +223,38 @@ func TestRetriesOnlyWhereSafe(t *testing.T) {
 		})
 	}
 
-	// A retry never waits past the context.
+	// A retry never waits past the context. The context is cancelled once the 503 is in
+	// the client's hands (its body read in full), never while the request is on its way:
+	// then the only wait left to cut short is the retry's.
 	f := &fakeAPI{script: []func(http.ResponseWriter){busy(503, "3600")}}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	c, _ := client.New(srv.URL, client.Options{RetryWaitMax: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		for f.count() == 0 {
-			time.Sleep(time.Millisecond)
-		}
-		cancel()
-	}()
+	hc := &http.Client{Transport: cancelAfterAnswer{cancel: cancel}}
+	c, _ := client.New(srv.URL, client.Options{RetryWaitMax: time.Hour, HTTPClient: hc})
 	_, err := c.Get(ctx, "x")
 	var apiErr *client.Error
 	if !errors.As(err, &apiErr) || apiErr.RetryAfter != time.Hour || f.count() != 1 {
 		t.Errorf("cancelled wait: %v after %d calls", err, f.count())
 	}
+}
+
+// cancelAfterAnswer is a RoundTripper that reads each answer whole, then calls cancel.
+type cancelAfterAnswer struct{ cancel context.CancelFunc }
+
+func (c cancelAfterAnswer) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	c.cancel()
+	return resp, nil
 }
 
 func TestRequestWireFormat(t *testing.T) {
