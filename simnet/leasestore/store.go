@@ -44,6 +44,7 @@ type Store struct {
 	nextLease int64
 	down      bool
 	onWrite   func(Write)
+	written   []Write // writes not yet told to onWrite: it is called without the lock held
 	clients   map[string]*Client
 }
 
@@ -66,7 +67,8 @@ func New(now func() time.Time) *Store {
 	return &Store{now: now, rev: 1, keys: map[string][]version{}, leases: map[int64]*lease{}, clients: map[string]*Client{}}
 }
 
-// OnWrite sets a function called after every request that changed the store.
+// OnWrite sets a function called after every request that changed the store (and
+// after every lease expiry), once the store is unlocked: it may read the store.
 func (s *Store) OnWrite(f func(Write)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -105,7 +107,7 @@ func (s *Store) Down() bool {
 // checks; no client sends it.
 func (s *Store) Current(key string) (kv *mvccpb.KeyValue, ok bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end()
 	s.expire()
 	kv = s.at(key, s.rev)
 	if kv == nil {
@@ -174,9 +176,7 @@ func (s *Store) revoke(id int64, who string) {
 	for _, k := range keys {
 		s.keys[k] = append(s.keys[k], version{rev: s.rev})
 	}
-	if s.onWrite != nil {
-		s.onWrite(Write{Client: who, Revision: s.rev, Deletes: len(keys)})
-	}
+	s.written = append(s.written, Write{Client: who, Revision: s.rev, Deletes: len(keys)})
 }
 
 // at returns key's value at revision rev, or nil.
@@ -467,9 +467,7 @@ func (s *Store) txn(client string, r *etcdserverpb.TxnRequest) (*etcdserverpb.Tx
 	if len(w.Puts) > 0 || w.Deletes > 0 {
 		s.rev = rev
 		w.Revision = rev
-		if s.onWrite != nil {
-			s.onWrite(w)
-		}
+		s.written = append(s.written, w)
 	}
 	resp.Header = s.header()
 	return resp, nil
@@ -515,8 +513,22 @@ func (c *Client) SetCut(cut bool) {
 // errUnavailable is what a request gets while the store is down or the client cut off.
 var errUnavailable = status.Error(codes.Unavailable, "leasestore: the store is unreachable")
 
+// end releases the store's lock taken by begin (or by a model method), then tells
+// onWrite what was written.
+func (s *Store) end() {
+	ws, f := s.written, s.onWrite
+	s.written = nil
+	s.mu.Unlock()
+	if f == nil {
+		return
+	}
+	for _, w := range ws {
+		f(w)
+	}
+}
+
 // begin runs before every request, which holds the store's lock from then on (the
-// caller unlocks it): it fails if the store cannot be reached, and expires the leases
+// caller calls end): it fails if the store cannot be reached, and expires the leases
 // that are due.
 func (c *Client) begin() error {
 	c.s.mu.Lock()
@@ -533,7 +545,7 @@ func (c *Client) Grant(ttl time.Duration) (clientv3.LeaseID, error) {
 		return 0, status.Error(codes.InvalidArgument, "leasestore: a lease's TTL must be positive")
 	}
 	err := c.begin()
-	defer c.s.mu.Unlock()
+	defer c.s.end()
 	if err != nil {
 		return 0, err
 	}
@@ -547,7 +559,7 @@ func (c *Client) Grant(ttl time.Duration) (clientv3.LeaseID, error) {
 // if the lease expired or was revoked.
 func (c *Client) KeepAlive(id clientv3.LeaseID) error {
 	err := c.begin()
-	defer c.s.mu.Unlock()
+	defer c.s.end()
 	if err != nil {
 		return err
 	}
@@ -562,7 +574,7 @@ func (c *Client) KeepAlive(id clientv3.LeaseID) error {
 // Revoke ends the lease at once, deleting its keys.
 func (c *Client) Revoke(id clientv3.LeaseID) error {
 	err := c.begin()
-	defer c.s.mu.Unlock()
+	defer c.s.end()
 	if err != nil {
 		return err
 	}
@@ -580,7 +592,7 @@ var _ etcdserverpb.KVClient = kvClient{}
 
 func (k kvClient) Range(_ context.Context, r *etcdserverpb.RangeRequest, _ ...grpc.CallOption) (*etcdserverpb.RangeResponse, error) {
 	err := k.c.begin()
-	defer k.c.s.mu.Unlock()
+	defer k.c.s.end()
 	if err != nil {
 		return nil, err
 	}
@@ -615,7 +627,7 @@ func (k kvClient) DeleteRange(_ context.Context, r *etcdserverpb.DeleteRangeRequ
 
 func (k kvClient) Txn(_ context.Context, r *etcdserverpb.TxnRequest, _ ...grpc.CallOption) (*etcdserverpb.TxnResponse, error) {
 	err := k.c.begin()
-	defer k.c.s.mu.Unlock()
+	defer k.c.s.end()
 	if err != nil {
 		return nil, err
 	}
@@ -624,7 +636,7 @@ func (k kvClient) Txn(_ context.Context, r *etcdserverpb.TxnRequest, _ ...grpc.C
 
 func (k kvClient) Compact(_ context.Context, r *etcdserverpb.CompactionRequest, _ ...grpc.CallOption) (*etcdserverpb.CompactionResponse, error) {
 	err := k.c.begin()
-	defer k.c.s.mu.Unlock()
+	defer k.c.s.end()
 	if err != nil {
 		return nil, err
 	}
