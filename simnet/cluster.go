@@ -128,6 +128,9 @@ type clusterSim struct {
 	rng   *rand.Rand
 	// pauses: armed pauses, each firing at the owner's first log write at or after its time.
 	pauses []ClusterFault
+	// downs counts the store outages under way (they may overlap); the store is up
+	// again when the last ends.
+	downs int
 }
 
 // clusterNode is one coordinator node, as the store knows it.
@@ -135,6 +138,7 @@ type clusterNode struct {
 	name        string
 	client      *leasestore.Client
 	pausedUntil int64
+	cuts        int // cuts from the store under way (they may overlap)
 }
 
 // clusterShard is what one incarnation (the shard on one node, from its takeover to
@@ -480,12 +484,19 @@ func (s *sim) storeDown(d time.Duration) {
 	if !s.faultPhase {
 		return
 	}
+	cl := s.cl
 	s.stats.StoreOutages++
 	s.note(coordID, "the store is down for %v", d)
-	s.cl.store.SetDown(true)
+	cl.downs++
+	cl.store.SetDown(true)
 	s.after(d, func() {
-		s.cl.store.SetDown(false)
-		s.note(coordID, "the store is back; every lease renewed for its TTL")
+		if cl.downs == 0 {
+			return // the heal ended it
+		}
+		if cl.downs--; cl.downs == 0 {
+			cl.store.SetDown(false)
+			s.note(coordID, "the store is back; every lease renewed for its TTL")
+		}
 	})
 }
 
@@ -497,10 +508,16 @@ func (s *sim) cutOwner(d time.Duration) {
 	n := s.cl.nodes[s.cl.host]
 	s.stats.StoreCuts++
 	s.note(coordID, "%s is cut off from the store for %v", n.name, d)
+	n.cuts++
 	n.client.SetCut(true)
 	s.after(d, func() {
-		n.client.SetCut(false)
-		s.tracef(coordID, "%s reaches the store again", n.name)
+		if n.cuts == 0 {
+			return // the heal ended it
+		}
+		if n.cuts--; n.cuts == 0 {
+			n.client.SetCut(false)
+			s.tracef(coordID, "%s reaches the store again", n.name)
+		}
 	})
 }
 
@@ -527,9 +544,11 @@ func (s *sim) randomClusterFault() {
 // nodes resume (their zombie writes were scheduled when they paused).
 func (s *sim) healCluster() {
 	cl := s.cl
+	cl.downs = 0
 	cl.store.SetDown(false)
 	cl.pauses = nil
 	for _, n := range cl.nodes {
+		n.cuts = 0
 		n.client.SetCut(false)
 	}
 }

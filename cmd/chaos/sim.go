@@ -37,6 +37,8 @@ type simFlags struct {
 	shrink       bool
 	replay       string
 	progress     string
+	cluster      int
+	clusterEvery time.Duration
 }
 
 // runSim is "chaos sim".
@@ -60,6 +62,8 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "in a campaign: print every seed's summary and knobs")
 	fs.BoolVar(&f.shrink, "shrink", true, "shrink each failing seed to its fewest faults and transfers")
 	fs.StringVar(&f.replay, "replay", "", "replay a shrunk case saved by a campaign (a .shrunk.json file)")
+	fs.IntVar(&f.cluster, "cluster", 0, "run the coordinator as a cluster of this many nodes over a model of etcd (0: one node, its local log)")
+	fs.DurationVar(&f.clusterEvery, "cluster-fault-every", time.Second, "with --cluster: mean time between random cluster faults (a pause past the lease, a store outage, the owner cut from the store; 0: none)")
 	fs.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), always, never")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: chaos sim (--seed N | --seeds K [--from F] | --duration D [--from F] | --replay FILE) [flags]\n\n%s", fs.FlagUsages())
@@ -125,6 +129,13 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	base := simnet.Options{Txns: f.txns, Participants: f.participants, Clients: f.clients, Accounts: f.accounts, Break: brk}
+	if f.cluster < 0 || f.clusterEvery < 0 {
+		fmt.Fprintln(stderr, "chaos sim: --cluster and --cluster-fault-every must not be negative")
+		return 2
+	}
+	if f.cluster > 0 {
+		base.Cluster = &simnet.ClusterOptions{Nodes: f.cluster, FaultEvery: f.clusterEvery}
+	}
 	if err := base.Validate(); err != nil {
 		fmt.Fprintf(stderr, "chaos sim: %v\n", err)
 		return 2
@@ -199,6 +210,9 @@ func replayCommand(o simnet.Options, f simFlags) string {
 	}
 	if o.Break != 0 {
 		cmd += " --break " + o.Break.String()
+	}
+	if o.Cluster != nil {
+		cmd += fmt.Sprintf(" --cluster %d --cluster-fault-every %v", o.Cluster.Nodes, o.Cluster.FaultEvery)
 	}
 	return cmd
 }
