@@ -268,12 +268,14 @@ func (c *coordNode) startCluster() error {
 	c.kick()
 	c.scheduleCheckpoint(c.inc)
 	c.scheduleKeepAlive(c.inc)
+	c.scheduleLeaseDeadline(c.inc)
 	return nil
 }
 
-// scheduleKeepAlive renews the owner's lease every TTL/3. The node gives the shard up
-// at once when its lease is gone, or when it could not renew it for a whole TTL (the
-// store may have let it expire).
+// scheduleKeepAlive renews the owner's lease every TTL/3, as cluster.Node does. The
+// node gives the shard up at once when its lease is gone, or when a TTL has passed
+// since the last renewal was sent (the store may have let the lease expire): a deadline
+// event at that very time, like Node's expiry timer.
 func (c *coordNode) scheduleKeepAlive(inc int) {
 	s := c.s
 	ttl := s.cl.o.LeaseTTL
@@ -286,14 +288,27 @@ func (c *coordNode) scheduleKeepAlive(inc int) {
 		switch {
 		case err == nil:
 			cs.renewed = s.now
+			c.scheduleLeaseDeadline(inc)
 		case errors.Is(err, rpctypes.ErrGRPCLeaseNotFound):
 			c.loseShard(fmt.Sprintf("%s's lease is gone", cs.node.name))
 			return
-		case s.now-cs.renewed >= int64(ttl):
-			c.loseShard(fmt.Sprintf("%s could not renew its lease for %v: %v", cs.node.name, ttl, err))
-			return
+		default:
+			s.tracef(coordID, "%s: a keepalive failed: %v", cs.node.name, err)
 		}
 		c.scheduleKeepAlive(inc)
+	})
+}
+
+// scheduleLeaseDeadline gives the shard up a TTL after the last renewal, unless a
+// later one moved the deadline.
+func (c *coordNode) scheduleLeaseDeadline(inc int) {
+	s := c.s
+	ttl := s.cl.o.LeaseTTL
+	at := c.cs.renewed + int64(ttl)
+	s.at(at, func() {
+		if c.alive(inc) && c.cs.renewed+int64(ttl) <= s.now {
+			c.loseShard(fmt.Sprintf("%s could not renew its lease for %v", c.cs.node.name, ttl))
+		}
 	})
 }
 
@@ -544,6 +559,9 @@ func (s *sim) randomClusterFault() {
 // nodes resume (their zombie writes were scheduled when they paused).
 func (s *sim) healCluster() {
 	cl := s.cl
+	if cl.downs > 0 {
+		s.note(coordID, "the store is back (heal); every lease renewed for its TTL")
+	}
 	cl.downs = 0
 	cl.store.SetDown(false)
 	cl.pauses = nil
