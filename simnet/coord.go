@@ -124,7 +124,10 @@ func (c *coordNode) scheduleCheckpoint(inc int) {
 			return
 		}
 		if s.cl != nil {
-			// The cluster log deletes what a checkpoint made obsolete in its closing write.
+			// The cluster log deletes what a checkpoint made obsolete in its closing write;
+			// the store forgets old revisions, as etcd's auto-compaction does (nothing
+			// reads at a past revision across events).
+			s.cl.store.Compact(s.cl.store.Revision())
 		} else if seg, ok := coordlog.RemovableBefore([]*coordlog.ShardLog{c.slog}); ok && c.wlog.Segments()[0] < seg {
 			if err := c.wlog.RemoveBefore(seg); err != nil {
 				s.tracef(coordID, "log: removing segments before %d: %v", seg, err)

@@ -74,3 +74,60 @@ func TestClusterLogOverTheModel(t *testing.T) {
 		t.Fatalf("the zombie's record was written: %s", kv.Value)
 	}
 }
+
+// cluster.WriteBatch and cluster.ReadLog over the model, synchronously as the
+// simulator calls them: more records than one page of ReadLog (it reads the later pages
+// at the first page's revision), and a checkpoint's closing write deleting the records
+// before its opening one.
+func TestClusterWriteBatchAndReadLogPages(t *testing.T) {
+	s, _ := newStore()
+	keys := cluster.Keys{Cluster: "p"}
+	ctx := context.Background()
+	c := s.Client("a")
+	lease, _ := c.Grant(time.Minute)
+	rev, ok, err := cluster.Acquire(ctx, c.KV(), keys, 2, "a", lease)
+	if err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	const n = 1100
+	rec := func(i int) []byte {
+		b, err := coordinator.EncodeRecord(&coordinator.Record{Type: coordinator.RecEnd, Txn: fmt.Sprintf("t%04d", i), TimeUnixMs: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for from := 1; from <= n; from += 100 {
+		var batch []cluster.BatchRecord
+		for i := from; i < from+100; i++ {
+			batch = append(batch, cluster.BatchRecord{Index: uint64(i), Data: rec(i)})
+		}
+		if written, err := cluster.WriteBatch(ctx, c.KV(), keys, 2, rev, batch); err != nil || !written {
+			t.Fatalf("write from %d: %v %v", from, written, err)
+		}
+	}
+	read := func() (first string, count int, next uint64) {
+		next, err := cluster.ReadLog(ctx, c.KV(), keys, 2, func(i uint64, r *coordinator.Record) error {
+			if count == 0 {
+				first = r.Txn
+			}
+			count++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return first, count, next
+	}
+	if first, count, next := read(); first != "t0001" || count != n || next != n+1 {
+		t.Fatalf("read %d records from %s, next %d; want %d from t0001, next %d", count, first, next, n, n+1)
+	}
+	// A closing checkpoint record at n+1 whose opening one is at 1000.
+	end := cluster.BatchRecord{Index: n + 1, Data: rec(n + 1), DeleteBefore: 1000}
+	if written, err := cluster.WriteBatch(ctx, c.KV(), keys, 2, rev, []cluster.BatchRecord{end}); err != nil || !written {
+		t.Fatalf("checkpoint write: %v %v", written, err)
+	}
+	if first, count, next := read(); first != "t1000" || count != n+1-999 || next != n+2 {
+		t.Fatalf("after the checkpoint: %d records from %s, next %d; want %d from t1000, next %d", count, first, next, n+1-999, n+2)
+	}
+}
