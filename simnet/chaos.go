@@ -218,6 +218,12 @@ func (s *sim) powerCut(node int) {
 	if !s.up[node] {
 		return
 	}
+	if node == coordID && s.cl != nil {
+		// A cluster node's log is in the store, not on its disk: a power cut is a crash.
+		s.crash(coordID, "power cut")
+		s.restartAfter(coordID, uniform(s.chaosRng, s.knobs.RestartMin, s.knobs.RestartMax))
+		return
+	}
 	s.diskOf(node).powerCut = true
 	s.tracef(node, "the power will fail during its next fsync")
 }

@@ -115,8 +115,12 @@ const streamCluster = 0x636c7573
 // shard is the one shard the simulated cluster serves.
 const shard = 0
 
-// logBatchRecordsMax bounds the records of one write, as cluster.Log's default does.
-const logBatchRecordsMax = 100
+// logBatchRecordsMax bounds the records of one write, and logPendingRecordsMax the
+// records waiting for the store, as cluster.Log's defaults do.
+const (
+	logBatchRecordsMax   = 100
+	logPendingRecordsMax = 10000
+)
 
 // clusterSim is the cluster's shared state: the store and the nodes.
 type clusterSim struct {
@@ -324,6 +328,9 @@ func (c *coordNode) loseShard(why string) {
 // clusterAppend queues a record for the store, as cluster.Log.Append does.
 func (c *coordNode) clusterAppend(rec *coordinator.Record, sync bool) error {
 	cs := c.cs
+	if len(cs.pending) >= logPendingRecordsMax {
+		return cluster.ErrLogBacklog
+	}
 	b, err := coordinator.EncodeRecord(rec)
 	if err != nil {
 		return err
