@@ -350,8 +350,12 @@ func (c *coordNode) clusterAppend(rec *coordinator.Record, sync bool) error {
 	return nil
 }
 
+// logLazyFlushInterval is how long a lazy record waits for a write, cluster.Log's
+// default LazyFlushInterval.
+const logLazyFlushInterval = 50 * time.Millisecond
+
 // clusterKick schedules the next write if records wait and none is under way: at once
-// for a record someone waits for, after lazySyncDelay for lazy ones.
+// for a record someone waits for, after logLazyFlushInterval for lazy ones.
 func (c *coordNode) clusterKick() {
 	s := c.s
 	cs := c.cs
@@ -361,7 +365,7 @@ func (c *coordNode) clusterKick() {
 	cs.writing = true
 	d := time.Duration(0)
 	if cs.syncLSN < cs.pending[0].lsn {
-		d = lazySyncDelay
+		d = logLazyFlushInterval
 	}
 	inc := c.inc
 	s.after(d+cs.backoff+s.storeLatency(), func() { c.clusterWrite(inc) })
