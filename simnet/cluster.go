@@ -293,7 +293,7 @@ func (c *coordNode) scheduleKeepAlive(inc int) {
 		case err == nil:
 			cs.renewed = s.now
 			c.scheduleLeaseDeadline(inc)
-		case errors.Is(err, rpctypes.ErrGRPCLeaseNotFound):
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
 			c.loseShard(fmt.Sprintf("%s's lease is gone", cs.node.name))
 			return
 		default:

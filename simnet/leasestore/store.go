@@ -555,8 +555,8 @@ func (c *Client) Grant(ttl time.Duration) (clientv3.LeaseID, error) {
 	return clientv3.LeaseID(s.nextLease), nil
 }
 
-// KeepAlive renews the lease for its full TTL; it fails with rpctypes.ErrGRPCLeaseNotFound
-// if the lease expired or was revoked.
+// KeepAlive renews the lease for its full TTL; it fails with rpctypes.ErrLeaseNotFound
+// (the error etcd's client returns) if the lease expired or was revoked.
 func (c *Client) KeepAlive(id clientv3.LeaseID) error {
 	err := c.begin()
 	defer c.s.end()
@@ -565,7 +565,7 @@ func (c *Client) KeepAlive(id clientv3.LeaseID) error {
 	}
 	l := c.s.leases[int64(id)]
 	if l == nil {
-		return rpctypes.ErrGRPCLeaseNotFound
+		return rpctypes.ErrLeaseNotFound
 	}
 	l.deadline = c.s.now().Add(l.ttl)
 	return nil
@@ -579,7 +579,7 @@ func (c *Client) Revoke(id clientv3.LeaseID) error {
 		return err
 	}
 	if c.s.leases[int64(id)] == nil {
-		return rpctypes.ErrGRPCLeaseNotFound
+		return rpctypes.ErrLeaseNotFound
 	}
 	c.s.revoke(int64(id), c.name)
 	return nil

@@ -30,7 +30,7 @@ func newStore() (*Store, *clock) {
 // script runs the same requests against a clientv3.KV and prints what each answered,
 // revisions included, so that the model's answers can be compared with etcd's. Every
 // key lives under prefix.
-func script(kv clientv3.KV, prefix string) string {
+func script(kv clientv3.KV, leases leaser, prefix string) string {
 	ctx := context.Background()
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
@@ -118,21 +118,66 @@ func script(kv clientv3.KV, prefix string) string {
 	p("value compare on a missing key: %s succeeded=%v", errText(err), tr.Succeeded)
 	r, err = kv.Get(ctx, k(""), clientv3.WithPrefix(), clientv3.WithCountOnly())
 	dump("count", r, err)
+	// Leases: keys attached to a lease go with it, at one revision; a key put again
+	// under another lease leaves the first.
+	l1, err := leases.grant(60)
+	p("grant l1: %s", errText(err))
+	l2, err := leases.grant(60)
+	p("grant l2: %s", errText(err))
+	for _, key := range []string{"l/a", "l/b", "l/moved"} {
+		_, err := kv.Put(ctx, k(key), "x", clientv3.WithLease(l1))
+		p("put %s with l1: %s", key, errText(err))
+	}
+	_, err = kv.Put(ctx, k("l/moved"), "y", clientv3.WithLease(l2))
+	p("put l/moved with l2: %s", errText(err))
+	p("revoke l1: %s", errText(leases.revoke(l1)))
+	r, err = kv.Get(ctx, k("l/"), clientv3.WithPrefix())
+	dump("get l/ after revoking l1", r, err)
+	_, err = kv.Put(ctx, k("l/c"), "x", clientv3.WithLease(l1))
+	p("put with the revoked l1: %s", errText(err))
+	p("revoke l1 again: %s", errText(leases.revoke(l1)))
 	return b.String()
+}
+
+// leaser grants and revokes leases: the model's Client, or a real etcd client.
+type leaser interface {
+	grant(ttlSeconds int64) (clientv3.LeaseID, error)
+	revoke(clientv3.LeaseID) error
+}
+
+type modelLeases struct{ c *Client }
+
+func (m modelLeases) grant(ttl int64) (clientv3.LeaseID, error) {
+	return m.c.Grant(time.Duration(ttl) * time.Second)
+}
+func (m modelLeases) revoke(id clientv3.LeaseID) error { return m.c.Revoke(id) }
+
+type etcdLeases struct{ c *clientv3.Client }
+
+func (e etcdLeases) grant(ttl int64) (clientv3.LeaseID, error) {
+	r, err := e.c.Grant(context.Background(), ttl)
+	if err != nil {
+		return 0, err
+	}
+	return r.ID, nil
+}
+func (e etcdLeases) revoke(id clientv3.LeaseID) error {
+	_, err := e.c.Revoke(context.Background(), id)
+	return err
 }
 
 // TestScriptAgainstEtcd runs the script against the model and against a real embedded
 // etcd: every answer, revision and error must be the same.
 func TestScriptAgainstEtcd(t *testing.T) {
 	s, _ := newStore()
-	got := script(s.Client("n1").KV(), "/t/")
+	got := script(s.Client("n1").KV(), modelLeases{s.Client("n1")}, "/t/")
 	srv := etcdtest.Start(t)
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint}, DialTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	want := script(c, "/t/")
+	want := script(c, etcdLeases{c}, "/t/")
 	if got != want {
 		t.Errorf("the model answers differently from etcd.\nmodel:\n%s\netcd:\n%s", got, want)
 	}
@@ -171,7 +216,7 @@ func TestLeaseExpiresInVirtualTime(t *testing.T) {
 	if s.Revision() != rev+1 {
 		t.Errorf("the expiry deleted the key at revision %d, want %d", s.Revision(), rev+1)
 	}
-	if err := c.KeepAlive(id); !errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
+	if err := c.KeepAlive(id); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		t.Errorf("keepalive of an expired lease: %v, want lease not found", err)
 	}
 	if _, err := c.KV().Put(ctx, "k", "v", clientv3.WithLease(id)); rpctypes.Error(err) != rpctypes.ErrLeaseNotFound {
