@@ -63,7 +63,7 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.shrink, "shrink", true, "shrink each failing seed to its fewest faults and transfers")
 	fs.StringVar(&f.replay, "replay", "", "replay a shrunk case saved by a campaign (a .shrunk.json file)")
 	fs.IntVar(&f.cluster, "cluster", 0, "run the coordinator as a cluster of this many nodes over a model of etcd (0: one node, its local log)")
-	fs.DurationVar(&f.clusterEvery, "cluster-fault-every", time.Second, "with --cluster: mean time between random cluster faults (a pause past the lease, a store outage, the owner cut from the store; 0: none)")
+	fs.DurationVar(&f.clusterEvery, "cluster-fault-every", 3*time.Second, "with --cluster: mean time between random cluster faults (a pause past the lease, a store outage, the owner cut from the store; 0: none)")
 	fs.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), always, never")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: chaos sim (--seed N | --seeds K [--from F] | --duration D [--from F] | --replay FILE) [flags]\n\n%s", fs.FlagUsages())
@@ -456,6 +456,13 @@ func (s *simSummary) add(r *simnet.Result) {
 	s.stats.Duplicated += st.Duplicated
 	s.stats.Timeouts += st.Timeouts
 	s.stats.Restarts += st.Restarts
+	s.stats.Takeovers += st.Takeovers
+	s.stats.ShardsLost += st.ShardsLost
+	s.stats.FencedWrites += st.FencedWrites
+	s.stats.StoreWriteErrors += st.StoreWriteErrors
+	s.stats.Pauses += st.Pauses
+	s.stats.StoreOutages += st.StoreOutages
+	s.stats.StoreCuts += st.StoreCuts
 	s.virtual += r.VirtualTime
 	for _, v := range r.Violations {
 		s.kinds[v.Kind]++
@@ -481,6 +488,12 @@ func (s *simSummary) rows(from uint64, wall time.Duration) [][2]string {
 		{"  bit flips", fmt.Sprint(st.BitFlips)},
 		{"  rot (refused, as it must be)", fmt.Sprintf("%d (%d)", st.RotFlips, st.RotRefusals)},
 		{"  call timeouts", fmt.Sprint(st.Timeouts)},
+	}
+	if st.Takeovers > 0 {
+		rows = append(rows,
+			[2]string{"  cluster faults", fmt.Sprintf("%d pauses past the lease, %d store outages, %d owners cut from the store", st.Pauses, st.StoreOutages, st.StoreCuts)},
+			[2]string{"cluster", fmt.Sprintf("%d takeovers, %d shards given up by their node, %d log writes fenced, %d failed (store unreachable)",
+				st.Takeovers, st.ShardsLost, st.FencedWrites, st.StoreWriteErrors)})
 	}
 	v := "0"
 	if len(s.kinds) > 0 {
