@@ -35,6 +35,13 @@ func TestScenarioClusterCrashTakeover(t *testing.T) {
 		noted("crashes: scheduled").
 		noted("owns the shard (owner key created at revision").
 		happened("a takeover after the first owner", w.res.Stats.Takeovers-1)
+	// The dead node's lease runs out at most a TTL (2 s) after the crash; a takeover is
+	// tried every 100 ms.
+	if gap := w.res.Stats.TakeoverGapMax; gap <= 0 || gap > 2100*time.Millisecond {
+		t.Fatalf("the shard went unserved for %v after the crash, want at most the lease TTL + 100ms", gap)
+	} else {
+		t.Logf("the shard went unserved for %v", gap)
+	}
 }
 
 // The owner is paused (SIGSTOP) with a log write in hand for longer than its lease;

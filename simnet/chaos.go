@@ -150,6 +150,9 @@ func (s *sim) crash(node int, why string) {
 	if node == coordID {
 		s.stats.CoordCrashes++
 		s.coord.crash()
+		if s.cl != nil {
+			s.cl.lostAt = s.now // a crash, or a node giving the shard up
+		}
 	}
 	s.up[node] = false
 	s.inc[node]++

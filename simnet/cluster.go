@@ -132,6 +132,8 @@ type clusterSim struct {
 	rng   *rand.Rand
 	// pauses: armed pauses, each firing at the owner's first log write at or after its time.
 	pauses []ClusterFault
+	// lostAt is when the shard last stopped being served (-1: it is served).
+	lostAt int64
 	// downs counts the store outages under way (they may overlap); the store is up
 	// again when the last ends.
 	downs int
@@ -173,7 +175,7 @@ var (
 func newClusterSim(s *sim) *clusterSim {
 	o := s.o.Cluster.withDefaults()
 	cl := &clusterSim{o: o, keys: cluster.Keys{Cluster: "sim"}, rng: rand.New(rand.NewPCG(s.o.Seed, streamCluster)),
-		store: leasestore.New(s.time), host: -1, pauses: append([]ClusterFault(nil), o.Pauses...)}
+		store: leasestore.New(s.time), host: -1, lostAt: -1, pauses: append([]ClusterFault(nil), o.Pauses...)}
 	for i := range o.Nodes {
 		name := fmt.Sprintf("n%d", i+1)
 		cl.nodes = append(cl.nodes, &clusterNode{name: name, client: cl.store.Client(name)})
@@ -266,6 +268,10 @@ func (c *coordNode) startCluster() error {
 	c.eng = eng
 	s.up[coordID] = true
 	s.stats.Takeovers++
+	if cl.lostAt >= 0 {
+		s.stats.TakeoverGapMax = max(s.stats.TakeoverGapMax, time.Duration(s.now-cl.lostAt))
+		cl.lostAt = -1
+	}
 	s.note(coordID, "%s owns the shard (owner key created at revision %d): %d records replayed", node.name, rev, replayed)
 	eng.Start()
 	c.point(faults.Recovered, "")
@@ -463,6 +469,7 @@ func (c *coordNode) pauseNow(batch []cluster.BatchRecord) bool {
 	c.requests = nil
 	s.up[coordID] = false
 	s.inc[coordID]++
+	cl.lostAt = s.now
 	s.restartAfter(coordID, 100*time.Millisecond)
 	s.after(p.For, func() { s.zombieWrites(node, rev, batch) })
 	return true

@@ -112,6 +112,9 @@ type Stats struct {
 	// renewed, write fenced), log writes the store fenced (a zombie's included), log
 	// writes that failed (store unreachable), pauses, store outages, store cuts.
 	Takeovers, ShardsLost, FencedWrites, StoreWriteErrors, Pauses, StoreOutages, StoreCuts int
+	// TakeoverGapMax is the longest virtual time the shard went unserved: from its
+	// owner's crash, pause or giving up to the next node owning it.
+	TakeoverGapMax time.Duration
 }
 
 var (

@@ -463,6 +463,7 @@ func (s *simSummary) add(r *simnet.Result) {
 	s.stats.Pauses += st.Pauses
 	s.stats.StoreOutages += st.StoreOutages
 	s.stats.StoreCuts += st.StoreCuts
+	s.stats.TakeoverGapMax = max(s.stats.TakeoverGapMax, st.TakeoverGapMax)
 	s.virtual += r.VirtualTime
 	for _, v := range r.Violations {
 		s.kinds[v.Kind]++
@@ -492,8 +493,8 @@ func (s *simSummary) rows(from uint64, wall time.Duration) [][2]string {
 	if st.Takeovers > 0 {
 		rows = append(rows,
 			[2]string{"  cluster faults", fmt.Sprintf("%d pauses past the lease, %d store outages, %d owners cut from the store", st.Pauses, st.StoreOutages, st.StoreCuts)},
-			[2]string{"cluster", fmt.Sprintf("%d takeovers, %d shards given up by their node, %d log writes fenced, %d failed (store unreachable)",
-				st.Takeovers, st.ShardsLost, st.FencedWrites, st.StoreWriteErrors)})
+			[2]string{"cluster", fmt.Sprintf("%d takeovers, %d shards given up by their node, %d log writes fenced, %d failed (store unreachable); longest unserved %v (virtual)",
+				st.Takeovers, st.ShardsLost, st.FencedWrites, st.StoreWriteErrors, st.TakeoverGapMax.Round(time.Millisecond))})
 	}
 	v := "0"
 	if len(s.kinds) > 0 {
