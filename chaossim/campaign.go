@@ -34,6 +34,10 @@ type Options struct {
 	Shrink       bool
 	Replay       string
 	Progress     string
+	// Cluster runs the coordinator as a cluster of this many nodes over a model of etcd
+	// (0: one node, its local log), with a random cluster fault every ClusterEvery.
+	Cluster      int
+	ClusterEvery time.Duration
 }
 
 // Replay runs one seed with its trace, and ends with the trace's hash.
@@ -97,6 +101,9 @@ func replayCommand(o simnet.Options, f Options) string {
 	}
 	if o.Break != 0 {
 		cmd += " --break " + o.Break.String()
+	}
+	if o.Cluster != nil {
+		cmd += fmt.Sprintf(" --cluster %d --cluster-fault-every %v", o.Cluster.Nodes, o.Cluster.FaultEvery)
 	}
 	return cmd
 }
@@ -340,6 +347,14 @@ func (s *simSummary) add(r *simnet.Result) {
 	s.stats.Duplicated += st.Duplicated
 	s.stats.Timeouts += st.Timeouts
 	s.stats.Restarts += st.Restarts
+	s.stats.Takeovers += st.Takeovers
+	s.stats.ShardsLost += st.ShardsLost
+	s.stats.FencedWrites += st.FencedWrites
+	s.stats.StoreWriteErrors += st.StoreWriteErrors
+	s.stats.Pauses += st.Pauses
+	s.stats.StoreOutages += st.StoreOutages
+	s.stats.StoreCuts += st.StoreCuts
+	s.stats.TakeoverGapMax = max(s.stats.TakeoverGapMax, st.TakeoverGapMax)
 	s.virtual += r.VirtualTime
 	for _, v := range r.Violations {
 		s.kinds[v.Kind]++
@@ -365,6 +380,12 @@ func (s *simSummary) rows(from uint64, wall time.Duration) [][2]string {
 		{"  bit flips", fmt.Sprint(st.BitFlips)},
 		{"  rot (refusals)", fmt.Sprintf("%d (%d)", st.RotFlips, st.RotRefusals)},
 		{"  call timeouts", fmt.Sprint(st.Timeouts)},
+	}
+	if st.Takeovers > 0 {
+		rows = append(rows,
+			[2]string{"  cluster faults", fmt.Sprintf("%d pauses past the lease, %d store outages, %d owners cut from the store", st.Pauses, st.StoreOutages, st.StoreCuts)},
+			[2]string{"cluster", fmt.Sprintf("%d takeovers, %d shards given up by their node, %d log writes fenced, %d failed (store unreachable); longest unserved %v (virtual)",
+				st.Takeovers, st.ShardsLost, st.FencedWrites, st.StoreWriteErrors, st.TakeoverGapMax.Round(time.Millisecond))})
 	}
 	v := "0"
 	if len(s.kinds) > 0 {

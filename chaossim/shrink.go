@@ -18,15 +18,17 @@ import (
 // as few fault rates as still fail the same way. It is saved as JSON and replayed with
 // chaos sim --replay FILE.
 type ShrunkCase struct {
-	Seed         uint64          `json:"seed"`
-	Profile      string          `json:"profile,omitempty"`
-	Participants int             `json:"participants"`
-	Clients      int             `json:"clients"`
-	Accounts     int             `json:"accounts"`
-	Txns         int             `json:"txns"`
-	Break        string          `json:"break,omitempty"`
-	Knobs        faults.Knobs    `json:"knobs"`
-	Schedule     faults.Schedule `json:"schedule"`
+	Seed         uint64 `json:"seed"`
+	Profile      string `json:"profile,omitempty"`
+	Participants int    `json:"participants"`
+	Clients      int    `json:"clients"`
+	Accounts     int    `json:"accounts"`
+	Txns         int    `json:"txns"`
+	Break        string `json:"break,omitempty"`
+	// Cluster: a cluster run's options (its random cluster faults are not shrunk).
+	Cluster  *simnet.ClusterOptions `json:"cluster,omitempty"`
+	Knobs    faults.Knobs           `json:"knobs"`
+	Schedule faults.Schedule        `json:"schedule"`
 	// Kinds are the violation kinds the original run had; the shrunk case keeps one.
 	Kinds []string `json:"kinds"`
 	// From is what the shrinking started from.
@@ -39,7 +41,7 @@ func (c ShrunkCase) Options() simnet.Options {
 	k := c.Knobs
 	brk, _ := ParseBreaks(c.Break)
 	return simnet.Options{Seed: c.Seed, Participants: c.Participants, Clients: c.Clients, Accounts: c.Accounts,
-		Txns: c.Txns, Knobs: &k, Schedule: c.Schedule, Break: brk}
+		Txns: c.Txns, Knobs: &k, Schedule: c.Schedule, Break: brk, Cluster: c.Cluster}
 }
 
 // shrinkRunsMax bounds the runs one shrinking makes.
@@ -53,7 +55,7 @@ func shrink(o simnet.Options, profileName string, res *simnet.Result) (*ShrunkCa
 		kinds[v.Kind] = true
 	}
 	c := &ShrunkCase{Seed: o.Seed, Profile: profileName, Participants: res.Participants, Clients: res.Clients,
-		Accounts: res.Accounts, Txns: res.Transfers, Break: o.Break.String(), Knobs: res.Knobs}
+		Accounts: res.Accounts, Txns: res.Transfers, Break: o.Break.String(), Knobs: res.Knobs, Cluster: o.Cluster}
 	if o.Break == 0 {
 		c.Break = ""
 	}

@@ -41,6 +41,10 @@
 // and another node may own the shards. A node whose Run's context ends hands its shards
 // off and revokes its lease; Kill stops it as a crash would (tests).
 //
+// The simulator runs this package's Acquire, ReadLog and WriteBatch over a deterministic
+// model of etcd (simnet/leasestore), with nodes crashing, pausing past their lease,
+// cut off from etcd, and etcd down (simnet's cluster mode).
+//
 // The record format is the file log's (coordinator.EncodeRecord): `etcdctl get
 // --prefix /dtc/<cluster>/shards/<n>/log/` prints JSON a person can read.
 package cluster

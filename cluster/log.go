@@ -186,12 +186,42 @@ type Log struct {
 }
 
 type pendingRecord struct {
-	lsn   uint64
-	index uint64
-	data  []byte
-	// deleteBefore, on a checkpoint's closing record, is the index of its opening
-	// record: the records before it are deleted in the same etcd transaction.
-	deleteBefore uint64
+	lsn uint64
+	BatchRecord
+}
+
+// BatchRecord is one record of a log write: its index, its encoded bytes, and, on a
+// checkpoint's closing record, the index of its opening record (DeleteBefore): the
+// records before it are deleted in the same etcd transaction.
+type BatchRecord struct {
+	Index        uint64
+	Data         []byte
+	DeleteBefore uint64
+}
+
+// WriteBatch writes batch, records at consecutive indexes, in one etcd transaction that
+// applies only if shard's owner key still has create revision ownerRevision. written
+// is false, with a nil error, when that compare failed: the shard is fenced and nothing
+// was written. Log's writer calls it for every group commit; the simulator calls it too,
+// so that the fenced write it runs is this one.
+func WriteBatch(ctx context.Context, kv clientv3.KV, keys Keys, shard int, ownerRevision int64, batch []BatchRecord) (written bool, err error) {
+	ops := make([]clientv3.Op, 0, len(batch)+1)
+	for _, p := range batch {
+		ops = append(ops, clientv3.OpPut(keys.LogKey(shard, p.Index), string(p.Data)))
+		if p.DeleteBefore > 0 {
+			// etcd refuses a transaction that deletes a key it also puts: records of this
+			// batch older than the checkpoint stay until the next checkpoint.
+			end := min(p.DeleteBefore, batch[0].Index)
+			ops = append(ops, clientv3.OpDelete(keys.LogKey(shard, 0),
+				clientv3.WithRange(keys.LogKey(shard, end))))
+		}
+	}
+	owned := clientv3.Compare(clientv3.CreateRevision(keys.Owner(shard)), "=", ownerRevision)
+	resp, err := kv.Txn(ctx).If(owned).Then(ops...).Commit()
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
 }
 
 var _ coordinator.Log = (*Log)(nil)
@@ -224,10 +254,10 @@ func (l *Log) Append(rec *coordinator.Record, sync bool) error {
 		return fmt.Errorf("cluster: %w: a %s record of %d bytes exceeds BatchBytesMax (%d)",
 			coordinator.ErrLogUnavailable, rec.Type, len(b), l.o.BatchBytesMax)
 	}
-	p := pendingRecord{lsn: l.lsn + 1, index: l.next, data: b}
+	p := pendingRecord{lsn: l.lsn + 1, BatchRecord: BatchRecord{Index: l.next, Data: b}}
 	isCheckpoint := rec.Type == coordinator.RecCheckpoint
 	if isCheckpoint && rec.Bracket == "end" {
-		p.deleteBefore = l.cpBegin
+		p.DeleteBefore = l.cpBegin
 	}
 	l.mu.Lock()
 	switch {
@@ -251,9 +281,9 @@ func (l *Log) Append(rec *coordinator.Record, sync bool) error {
 	}
 	first := len(l.pending) == 1
 	l.mu.Unlock()
-	l.lsn, l.next = p.lsn, p.index+1
+	l.lsn, l.next = p.lsn, p.Index+1
 	if isCheckpoint && rec.Bracket == "begin" {
-		l.cpBegin = p.index
+		l.cpBegin = p.Index
 	}
 	if sync || first {
 		l.poke()
@@ -391,7 +421,7 @@ func (l *Log) takeLocked() []pendingRecord {
 	size := 0
 	n := 0
 	for n < len(l.pending) && n < l.o.BatchRecordsMax {
-		size += len(l.pending[n].data)
+		size += len(l.pending[n].Data)
 		if n > 0 && size > l.o.BatchBytesMax {
 			break
 		}
@@ -404,27 +434,19 @@ func (l *Log) takeLocked() []pendingRecord {
 // written, the compare fails, or the log is stopped. It returns false when the writer
 // must stop.
 func (l *Log) write(batch []pendingRecord) bool {
-	ops := make([]clientv3.Op, 0, len(batch)+1)
-	for _, p := range batch {
-		ops = append(ops, clientv3.OpPut(l.o.Keys.LogKey(l.o.Shard, p.index), string(p.data)))
-		if p.deleteBefore > 0 {
-			// etcd refuses a transaction that deletes a key it also puts: records of this
-			// batch older than the checkpoint stay until the next checkpoint.
-			end := min(p.deleteBefore, batch[0].index)
-			ops = append(ops, clientv3.OpDelete(l.o.Keys.LogKey(l.o.Shard, 0),
-				clientv3.WithRange(l.o.Keys.LogKey(l.o.Shard, end))))
-		}
+	records := make([]BatchRecord, len(batch))
+	for i, p := range batch {
+		records[i] = p.BatchRecord
 	}
-	owned := clientv3.Compare(clientv3.CreateRevision(l.o.Keys.Owner(l.o.Shard)), "=", l.o.OwnerRevision)
 	// A chaos build may hold the batch here (faults.Failpoints): a node stopped (SIGSTOP)
 	// during the hold sends it once resumed, past its lease, and the compare refuses it.
 	failpoint.Inject("beforeLogWrite", func(v failpoint.Value) { _ = fp.Act("cluster/beforeLogWrite", v) })
 	backoff := 10 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), l.o.WriteTimeout)
-		resp, err := l.o.KV.Txn(ctx).If(owned).Then(ops...).Commit()
+		written, err := WriteBatch(ctx, l.o.KV, l.o.Keys, l.o.Shard, l.o.OwnerRevision, records)
 		cancel()
-		if err == nil && !resp.Succeeded {
+		if err == nil && !written {
 			l.o.Metrics.FencedWrites.Inc()
 			l.fence(fmt.Errorf("%w: the owner key of shard %d no longer has create revision %d",
 				ErrFenced, l.o.Shard, l.o.OwnerRevision))

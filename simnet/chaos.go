@@ -150,6 +150,9 @@ func (s *sim) crash(node int, why string) {
 	if node == coordID {
 		s.stats.CoordCrashes++
 		s.coord.crash()
+		if s.cl != nil {
+			s.cl.lostAt = s.now // a crash, or a node giving the shard up
+		}
 	}
 	s.up[node] = false
 	s.inc[node]++
@@ -216,6 +219,12 @@ func (s *sim) started(node int) {
 // it had written survives (a torn final write).
 func (s *sim) powerCut(node int) {
 	if !s.up[node] {
+		return
+	}
+	if node == coordID && s.cl != nil {
+		// A cluster node's log is in the store, not on its disk: a power cut is a crash.
+		s.crash(coordID, "power cut")
+		s.restartAfter(coordID, uniform(s.chaosRng, s.knobs.RestartMin, s.knobs.RestartMax))
 		return
 	}
 	s.diskOf(node).powerCut = true

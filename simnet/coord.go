@@ -44,6 +44,8 @@ type coordNode struct {
 	attempts    map[string]int // BreakPhase2GivesUp: phase-2 sends per "txn participant"
 	// batchPeers: the participants that offer phase-2 batching, by prepare URL (batch.go).
 	batchPeers map[string]*batchPeer
+	// cs: in cluster mode, the shard as this incarnation owns it (cluster.go).
+	cs *clusterShard
 }
 
 type lsnTxn struct {
@@ -71,6 +73,9 @@ func (c *coordNode) start() error {
 	c.inc = s.inc[coordID]
 	c.lsn, c.decision, c.requests, c.walDied, c.syncAt = 0, nil, nil, nil, maxTime
 	c.batchPeers = map[string]*batchPeer{}
+	if c.s.cl != nil {
+		return c.startCluster()
+	}
 	env := coordinator.Env{
 		Clock:     coordClock{c, c.inc},
 		Transport: coordTransport{c, c.inc},
@@ -120,17 +125,24 @@ func (c *coordNode) scheduleCheckpoint(inc int) {
 		if !c.alive(inc) {
 			return
 		}
-		seg, removed, err := coordlog.RemoveObsolete(c.wlog, []*coordlog.ShardLog{c.slog})
-		switch {
-		case err != nil:
-			s.tracef(coordID, "log: removing segments before %d: %v", seg, err)
-			if errors.Is(err, wal.ErrSyncFailed) {
-				s.fatal(coordID, fmt.Sprintf("its log failed: %v", err))
-				return
+		if s.cl != nil {
+			// The cluster log deletes what a checkpoint made obsolete in its closing write;
+			// the store forgets old revisions, as etcd's auto-compaction does (nothing
+			// reads at a past revision across events).
+			s.cl.store.Compact(s.cl.store.Revision())
+		} else {
+			seg, removed, err := coordlog.RemoveObsolete(c.wlog, []*coordlog.ShardLog{c.slog})
+			switch {
+			case err != nil:
+				s.tracef(coordID, "log: removing segments before %d: %v", seg, err)
+				if errors.Is(err, wal.ErrSyncFailed) {
+					s.fatal(coordID, fmt.Sprintf("its log failed: %v", err))
+					return
+				}
+			case removed:
+				s.stats.Compactions++
+				s.tracef(coordID, "log: segments before %d removed", seg)
 			}
-		case removed:
-			s.stats.Compactions++
-			s.tracef(coordID, "log: segments before %d removed", seg)
 		}
 		if c.eng.Ready() {
 			if err := c.eng.Checkpoint(); err != nil {
@@ -158,6 +170,15 @@ func (c *coordNode) restart() {
 	s.stats.Restarts++
 	if err := c.start(); err != nil {
 		s.stats.RestartsFailed++
+		if s.cl != nil {
+			// A takeover that cannot happen yet (the lease of the last owner still runs,
+			// the store is unreachable): the next node tries again soon.
+			s.up[coordID] = false
+			c.eng = nil
+			s.tracef(coordID, "takeover: %v", err)
+			s.after(100*time.Millisecond, c.restart)
+			return
+		}
 		s.up[coordID] = false
 		s.startFailed(coordID)
 		s.note(coordID, "does not start: %v", err)
@@ -200,6 +221,10 @@ func (c *coordNode) kick() {
 		err := c.walDied
 		c.walDied = nil
 		s.fatal(coordID, fmt.Sprintf("its log failed: %v", err))
+		return
+	}
+	if s.cl != nil {
+		c.clusterKick()
 		return
 	}
 	if c.sink.Pending() == 0 {
@@ -428,7 +453,11 @@ func (l *coordLog) Append(rec *coordinator.Record, sync bool) error {
 	if !c.alive(inc) {
 		return errCrashed // it crashed at this point: the record is never written
 	}
-	if err := c.slog.Append(rec, sync); err != nil {
+	if c.cs != nil {
+		if err := c.clusterAppend(rec, sync); err != nil {
+			return err
+		}
+	} else if err := c.slog.Append(rec, sync); err != nil {
 		if errors.Is(err, wal.ErrSyncFailed) {
 			c.walDied = err
 		}

@@ -66,4 +66,14 @@
 //
 // Deliberate bugs (Options.Break) are decorators around the real components, to show
 // that the checker catches what they break.
+//
+// # Cluster mode
+//
+// Options.Cluster makes the coordinator one shard of a dtc cluster (cluster.go): nodes
+// own it in turn through an owner key attached to a lease in leasestore, the model of
+// etcd; a takeover runs the real cluster.Acquire and cluster.ReadLog and replays into a
+// new engine; every group commit is the real cluster.WriteBatch, fenced by the owner
+// key's create revision. Node crashes, pauses past the lease (zombies), cuts between a
+// node and the store and store outages are its faults; the store's writes are checked
+// online against the owner key.
 package simnet

@@ -37,6 +37,9 @@ type Options struct {
 	Schedule faults.Schedule
 	// Break enables deliberate bugs, to show that the checker catches them.
 	Break Breakage
+	// Cluster, if set, runs the coordinator as one shard of a cluster of nodes over a
+	// model of etcd (cluster.go).
+	Cluster *ClusterOptions
 
 	// Coordinator and Participant adjust the configurations the simulator starts from.
 	Coordinator func(*coordinator.Config)
@@ -117,6 +120,9 @@ const (
 	// BreakResolverPresumesCommit makes participants in doubt read the coordinator's
 	// "not found" as committed instead of presumed aborted.
 	BreakResolverPresumesCommit
+	// BreakUnfencedLogWrite (cluster mode) writes the shard's log without the owner
+	// key's compare: a node that lost the shard still writes records.
+	BreakUnfencedLogWrite
 )
 
 // Breakages lists every deliberate bug with its name.
@@ -133,6 +139,7 @@ var Breakages = []struct {
 	{"begin-always-lazy", BreakBeginAlwaysLazy},
 	{"batch-encoder", BreakBatchEncoder},
 	{"resolver-presumes-commit", BreakResolverPresumesCommit},
+	{"unfenced-log-write", BreakUnfencedLogWrite},
 }
 
 func (b Breakage) String() string {
@@ -209,6 +216,11 @@ func (o Options) Validate() error {
 	}
 	if o.Knobs != nil {
 		if err := o.Knobs.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if o.Cluster != nil {
+		if err := o.Cluster.Validate(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -209,6 +209,7 @@ func (s *sim) finish() *Result {
 		r.Violations = append(r.Violations, checker.Violation{Kind: checker.KindLiveness,
 			Detail: fmt.Sprintf("not resolved %v after the heal began: %s", s.o.HealMax, s.unresolved())})
 	}
+	r.Violations = append(r.Violations, s.checkServed()...)
 	r.Violations = append(r.Violations, s.simViolations...)
 	for _, v := range r.Violations {
 		s.tracef(coordID, "VIOLATION %s", v)

@@ -48,6 +48,7 @@ type sim struct {
 	cut   [][]int
 
 	coord   *coordNode
+	cl      *clusterSim // cluster mode, or nil
 	parts   []*partNode // index i is node i+1
 	byURL   map[string]*partNode
 	clients []*clientNode
@@ -107,6 +108,13 @@ type Stats struct {
 	// Phase-2 batching: batch requests sent and the ops they carried, batches refused
 	// (4xx: batching stopped for a while), ops answered with an error inside a batch.
 	Batches, BatchOps, BatchesRefused, BatchOpsFailed int
+	// Cluster mode: shard takeovers, shards given up by their node (lease gone, not
+	// renewed, write fenced), log writes the store fenced (a zombie's included), log
+	// writes that failed (store unreachable), pauses, store outages, store cuts.
+	Takeovers, ShardsLost, FencedWrites, StoreWriteErrors, Pauses, StoreOutages, StoreCuts int
+	// TakeoverGapMax is the longest virtual time the shard went unserved: from its
+	// owner's crash, pause or giving up to the next node owning it.
+	TakeoverGapMax time.Duration
 }
 
 var (
@@ -168,6 +176,9 @@ func newSim(o Options) *sim {
 	s.partCfg.CheckpointAfterBytes = 8 << 10
 	if o.Participant != nil {
 		o.Participant(&s.partCfg)
+	}
+	if o.Cluster != nil {
+		s.cl = newClusterSim(s)
 	}
 	return s
 }
@@ -416,6 +427,9 @@ func (s *sim) setup() error {
 	s.faultPhase = true
 	s.setupClients()
 	s.setupFaults()
+	if s.cl != nil {
+		s.setupClusterFaults()
+	}
 	s.after(100*time.Millisecond, s.watch)
 	return nil
 }
@@ -451,6 +465,9 @@ func (s *sim) heal() {
 		clear(s.cut[i])
 	}
 	s.coord.disk.heal()
+	if s.cl != nil {
+		s.healCluster()
+	}
 	for _, p := range s.parts {
 		p.disk.heal()
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dtc-project/dtc/faults"
 )
@@ -55,6 +56,9 @@ func TestOptionsAreValidated(t *testing.T) {
 		{Workload: []Transfer{{ID: "t1", Legs: []Leg{{Participant: "p1", Account: "a0", Amount: -5}}}}},
 		{Workload: []Transfer{{ID: "t1", Legs: []Leg{{Participant: "p9", Account: "a0", Amount: -5}, {Participant: "p1", Account: "a0", Amount: 5}}}}},
 		{Schedule: faults.Schedule{faults.At(0).Crash("p7")}},
+		{Cluster: &ClusterOptions{Nodes: -1}},
+		{Cluster: &ClusterOptions{LeaseTTL: time.Millisecond}},
+		{Cluster: &ClusterOptions{Pauses: []ClusterFault{{At: time.Second}}}},
 	} {
 		if _, err := Run(o); err == nil {
 			t.Errorf("Run(%+v) should fail", o)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -35,6 +36,8 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVarP(&f.Verbose, "verbose", "v", false, "in a campaign: print every seed's summary and knobs")
 	fs.BoolVar(&f.Shrink, "shrink", true, "shrink each failing seed to its fewest faults and transfers")
 	fs.StringVar(&f.Replay, "replay", "", "replay a shrunk case saved by a campaign (a .shrunk.json file)")
+	fs.IntVar(&f.Cluster, "cluster", 0, "run the coordinator as a cluster of this many nodes over a model of etcd (0: one node, its local log)")
+	fs.DurationVar(&f.ClusterEvery, "cluster-fault-every", 3*time.Second, "with --cluster: mean time between random cluster faults (a pause past the lease, a store outage, the owner cut from the store; 0: none)")
 	fs.StringVar(&f.Progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), always, never")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: chaos sim (--seed N | --seeds K [--from F] | --duration D [--from F] | --replay FILE) [flags]\n\n%s", fs.FlagUsages())
@@ -99,7 +102,14 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "chaos sim: %v\n", err)
 		return 2
 	}
+	if f.Cluster < 0 || f.ClusterEvery < 0 {
+		fmt.Fprintln(stderr, "chaos sim: --cluster and --cluster-fault-every must not be negative")
+		return 2
+	}
 	base := simnet.Options{Txns: f.Txns, Participants: f.Participants, Clients: f.Clients, Accounts: f.Accounts, Break: brk}
+	if f.Cluster > 0 {
+		base.Cluster = &simnet.ClusterOptions{Nodes: f.Cluster, FaultEvery: f.ClusterEvery}
+	}
 	if err := base.Validate(); err != nil {
 		fmt.Fprintf(stderr, "chaos sim: %v\n", err)
 		return 2
