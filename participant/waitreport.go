@@ -18,8 +18,10 @@ import (
 //
 //	POST {coordinator}/v1/waits  {"participant":P,"waiter":T,"holders":[U,…],"key":K}  → 202
 //
-// at once when the wait begins, and again every WaitReportInterval (≤ 1 s) while it
-// lasts, with what it waits for then (the coordinator lets edges expire). Under
+// at once when the wait begins, at once again whenever a transaction it was not told
+// of comes in its way (the key passes to a new holder: that may close a cycle), and
+// again every WaitReportInterval (≤ 1 s) while it lasts, with what it waits for then
+// (the coordinator lets edges expire). Under
 // wound-wait the participant also asks, for every younger holder U in the way,
 //
 //	POST {coordinator}/v1/transactions/{U}/abort  with header Dtc-Abort-Cause: wound  → 200
