@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,5 +125,96 @@ func TestLocksWaitToldAgainReachesTheCoordinator(t *testing.T) {
 		case <-deadline:
 			t.Fatal("the coordinator never heard that W1 waits for W0")
 		}
+	}
+}
+
+// Reports that find ConcurrencyMax in flight wait for a slot instead of being dropped
+// until the next interval: with one report allowed in flight and the coordinator holding
+// the first, the waits that begin meanwhile all reach it once it answers.
+func TestLocksWaitReportsQueueBehindTheOneInFlight(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	heard := make(chan string, 64)
+	holding := make(chan struct{})
+	coord := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var rep WaitReport
+		_ = json.NewDecoder(r.Body).Decode(&rep)
+		held := false
+		once.Do(func() { held = true })
+		if held {
+			close(holding)
+			select {
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		select {
+		case heard <- rep.Waiter:
+		default:
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer coord.Close()
+	defer close(release)
+	cfg := testConfig()
+	cfg.Locks = locks.DefaultConfig(locks.PolicyWait)
+	m := newMemLog(cfg)
+	p, err := OpenSync(cfg, newKeyedService(), m.clock, m.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	r, err := NewResolver(p, ResolverOptions{Coordinator: coord.URL, Interval: time.Hour, ConcurrencyMax: 1, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for i := 0; ; i++ { // Run sets the observer on its goroutine
+		p.mu.Lock()
+		set := p.lockObs != nil
+		p.mu.Unlock()
+		if set {
+			break
+		}
+		if i == 500 {
+			t.Fatal("Run set no lock observer")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a := &answer{}
+	prep := func(id string) {
+		p.PreparePriority(id, json.RawMessage(`{"w":["x"]}`), "", 0, func(v Vote) { a.add("prepare " + id + ": " + voteString(v)) })
+	}
+	prep("H")
+	prep("W0")
+	select { // W0's report is in flight, held by the coordinator
+	case <-holding:
+	case <-time.After(10 * time.Second):
+		t.Fatal("W0's wait was never reported")
+	}
+	for _, id := range []string{"W1", "W2", "W3"} {
+		prep(id)
+	}
+	t0 := time.Now()
+	release <- struct{}{}
+	want := map[string]bool{"W0": true, "W1": true, "W2": true, "W3": true}
+	deadline := time.After(10 * time.Second)
+	for len(want) > 0 {
+		select {
+		case id := <-heard:
+			delete(want, id)
+		case <-deadline:
+			t.Fatalf("the coordinator never heard of %v", want)
+		}
+	}
+	if s := r.Stats(); s.ReportsQueued != 3 {
+		t.Fatalf("stats %+v: want W1, W2 and W3 queued behind W0", s)
+	}
+	t.Logf("all four waits reported %v after the held report was answered (periodic reports every 1s)", time.Since(t0))
+	for _, id := range []string{"W0", "W1", "W2", "W3"} {
+		p.CancelWait(id, "test")
 	}
 }

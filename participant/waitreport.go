@@ -66,17 +66,36 @@ func (r *Resolver) runWaitReports(ctx context.Context) {
 	sem := make(chan struct{}, r.o.ConcurrencyMax)
 	done := make(chan struct{})
 	inflight := 0
-	report := func(w LockWait) {
-		select {
-		case sem <- struct{}{}:
-		default:
-			return // as many reports in flight as allowed: the next interval
-		}
+	// Reports that found ConcurrencyMax in flight wait here, the latest per waiter, and
+	// go as soon as one in flight ends: dropping them until the next interval would leave
+	// a cycle they close standing up to a second.
+	var (
+		queue  []string            // waiters, in order
+		queued map[string]LockWait // waiter -> its latest wait
+	)
+	queued = make(map[string]LockWait)
+	send := func(w LockWait) {
 		inflight++
 		go func() {
 			defer func() { <-sem; done <- struct{}{} }()
 			r.reportWait(ctx, w)
 		}()
+	}
+	report := func(w LockWait) {
+		select {
+		case sem <- struct{}{}:
+			send(w)
+			return
+		default:
+		}
+		if _, ok := queued[w.TxnID]; !ok {
+			if len(queue) >= waitReportsQueueMax {
+				return // the next interval reports it
+			}
+			queue = append(queue, w.TxnID)
+			r.count(func(s *ResolverStats) { s.ReportsQueued++ })
+		}
+		queued[w.TxnID] = w
 	}
 	t := time.NewTicker(r.o.WaitReportInterval)
 	defer t.Stop()
@@ -89,6 +108,13 @@ func (r *Resolver) runWaitReports(ctx context.Context) {
 			return
 		case <-done:
 			inflight--
+			if len(queue) > 0 {
+				w := queued[queue[0]]
+				delete(queued, queue[0])
+				queue = queue[1:]
+				sem <- struct{}{} // one just ended: a slot is free
+				send(w)
+			}
 		case w := <-began:
 			report(w)
 		case <-t.C:
