@@ -10,6 +10,7 @@ import (
 	"github.com/dtc-project/dtc/coordlog"
 	"github.com/dtc-project/dtc/faults"
 	"github.com/dtc-project/dtc/protocol"
+	"github.com/dtc-project/dtc/waitfor"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -42,6 +43,8 @@ type coordNode struct {
 	attempts    map[string]int // BreakPhase2GivesUp: phase-2 sends per "txn participant"
 	// batchPeers: the participants that offer phase-2 batching, by prepare URL (batch.go).
 	batchPeers map[string]*batchPeer
+	// graph is the wait-for graph (waits.go); nil when Options.DeadlockDetection is off.
+	graph *waitfor.Graph
 }
 
 type lsnTxn struct {
@@ -69,6 +72,10 @@ func (c *coordNode) start() error {
 	c.inc = s.inc[coordID]
 	c.lsn, c.decision, c.requests, c.walDied, c.syncAt = 0, nil, nil, nil, maxTime
 	c.batchPeers = map[string]*batchPeer{}
+	c.graph = nil
+	if s.o.DeadlockDetection {
+		c.graph = waitfor.New(waitfor.DefaultEdgesMax)
+	}
 	env := coordinator.Env{
 		Clock:     coordClock{c, c.inc},
 		Transport: coordTransport{c, c.inc},
@@ -384,6 +391,7 @@ func (o coordObserver) Observe(n coordinator.Note) {
 			d = "commit"
 		}
 		s.tracef(coordID, "decided %s: %s durable%s %s", n.Txn, d, recovered(n.Recovered), n.Reason)
+		c.decidedWaits(n.Txn)
 	case coordinator.NoteEnded:
 		s.tracef(coordID, "ended %s after %v", n.Txn, n.Elapsed)
 	case coordinator.NoteHazard:

@@ -107,6 +107,9 @@ type Stats struct {
 	// Phase-2 batching: batch requests sent and the ops they carried, batches refused
 	// (4xx: batching stopped for a while), ops answered with an error inside a batch.
 	Batches, BatchOps, BatchesRefused, BatchOpsFailed int
+	// Lock waits (issue 16): wait reports and wounds sent by participants, cycles the
+	// coordinator's detector found.
+	WaitReports, Wounds, Deadlocks int
 }
 
 var (
