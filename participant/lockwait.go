@@ -186,7 +186,16 @@ func (p *Participant) acquireLocked(id string, payload json.RawMessage, coordina
 // holder would stand until the next periodic report (up to a second). A wait that only
 // lost transactions is not told again: the coordinator drops edges to decided ones.
 func (p *Participant) retellWaitsLocked() {
-	for _, pw := range p.pending {
+	if len(p.pending) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(p.pending))
+	for id := range p.pending {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids) // the observer hears them in an order that does not depend on the map's
+	for _, id := range ids {
+		pw := p.pending[id]
 		key, waitsFor, ok := p.table.WaitsFor(pw.id)
 		if !ok {
 			panic(fmt.Sprintf("participant: %s pending but not waiting for locks", pw.id))
