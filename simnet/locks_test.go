@@ -86,6 +86,9 @@ func TestDeadlockDetectedInTheSimulator(t *testing.T) {
 		return res
 	}
 	on, off := run(locks.PolicyWait, true), run(locks.PolicyWait, false)
+	if again := run(locks.PolicyWait, true); again.TraceSHA256 != on.TraceSHA256 {
+		t.Fatal("the same seed gave two traces: wait reports made the run depend on more than the seed")
+	}
 	if on.Stats.Deadlocks == 0 {
 		t.Fatal("with detection, no deadlock was found: the workload built none")
 	}
