@@ -22,6 +22,7 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/locks"
 )
 
 // The contention benchmark (issue 16): HotKeys hot keys at each of two participants
@@ -35,7 +36,8 @@ import (
 //     youngest of each cycle at once;
 //   - wound-wait: an older transaction wounds (aborts) a younger holder; no cycle forms.
 //
-// The participants are in memory (lockPart): the benchmark measures waiting, not disks.
+// The participants are the participant library's, over a service that only names the
+// key and a log in memory (libPart): the benchmark measures waiting, not disks.
 
 // Contention policies, in the order they run.
 const (
@@ -135,21 +137,18 @@ func runPolicy(ctx context.Context, o ContentionOptions, policy string) (Content
 			return res, errors.New("dtc did not become ready within 10s")
 		}
 	}
-	lockPolicy := policyWait
+	lockPolicy := locks.PolicyWait
 	if policy == PolicyWoundWait {
-		lockPolicy = policyWoundWait
+		lockPolicy = locks.PolicyWoundWait
 	}
 	var urls [2]string
 	for i := range urls {
-		pl, err := net.Listen("tcp", "127.0.0.1:0")
+		lp, err := startLibPart(lockPolicy, apiURL, o.Logger)
 		if err != nil {
 			return res, err
 		}
-		lp := newLockPart(lockPolicy, apiURL)
-		srv := &http.Server{Handler: lp, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = srv.Serve(pl) }()
-		defer srv.Close()
-		urls[i] = "http://" + pl.Addr().String() + "/prepare"
+		defer lp.Close()
+		urls[i] = lp.url
 	}
 	c, err := client.New(apiURL, client.Options{HTTPClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Concurrency * 2}}})
 	if err != nil {

@@ -55,7 +55,8 @@
 // otherwise (set it to measure what logging costs).
 //
 // RunContention (contention.go, dtc bench --contention) is a benchmark of its own (issue
-// 16): in-memory participants that lock keys from prepare to phase 2 (lockpart.go), and
-// the committed throughput of three policies in one run: timeout-only, deadlock
+// 16): participants built on the participant library, its lock table holding keys from
+// prepare to phase 2 and its Resolver reporting waits and wounds, with a log in memory
+// (libpart.go), and the committed throughput of three policies in one run: timeout-only, deadlock
 // detection, wound-wait.
 package bench

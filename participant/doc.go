@@ -59,7 +59,9 @@
 //	              a difference ("read version 2, current version 3")
 //	wait          the prepare waits; the LockObserver hears of it (LockWait: T waits
 //	              for U on key K) and a running Resolver reports it to the coordinator
-//	              (POST {coordinator}/v1/waits), again every second while it lasts
+//	              (POST {coordinator}/v1/waits), at once again when a transaction
+//	              it was not told of comes in its way (the key passes to a new
+//	              holder), and every second while it lasts
 //	wound-wait    the same, and for every younger holder in the way (PrepareRequest.
 //	              Priority: smaller is older; 0 is the youngest) the Resolver asks
 //	              POST {coordinator}/v1/transactions/{U}/abort, Dtc-Abort-Cause: wound

@@ -72,6 +72,10 @@ type pendingPrepare struct {
 	priority    int64
 	since       time.Time
 	replies     []func(Vote) // the first prepare and its repeats
+	// told is what the LockObserver last heard this prepare waits for: a release that
+	// puts a transaction not in it in the way (a new holder of the key) tells it again
+	// at once, not at the next periodic report.
+	told []string
 }
 
 // LockWaits lists the prepares waiting for locks now, by txn id, with what each waits
@@ -168,11 +172,54 @@ func (p *Participant) acquireLocked(id string, payload json.RawMessage, coordina
 	pw := &pendingPrepare{id: id, payload: payload, coordinator: coordinator, priority: priority, since: p.clock.Now(), replies: []func(Vote){reply}}
 	p.pending[id] = pw
 	p.stats.LockWaits++
+	pw.told = a.WaitsFor
 	if o := p.lockObs; o != nil {
 		w := p.lockWaitLocked(pw, a.Key, a.WaitsFor)
 		p.later = append(p.later, func() { o.LockWaiting(w) })
 	}
 	return false, Vote{}, true
+}
+
+// retellWaitsLocked tells the LockObserver again of every prepare still waiting that
+// now waits for a transaction it was not told of: the key it waits for passed to a new
+// holder (or a request queued before it). Without this a real cycle closed by the new
+// holder would stand until the next periodic report (up to a second). A wait that only
+// lost transactions is not told again: the coordinator drops edges to decided ones.
+func (p *Participant) retellWaitsLocked() {
+	if len(p.pending) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(p.pending))
+	for id := range p.pending {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids) // the observer hears them in an order that does not depend on the map's
+	for _, id := range ids {
+		pw := p.pending[id]
+		key, waitsFor, ok := p.table.WaitsFor(pw.id)
+		if !ok {
+			panic(fmt.Sprintf("participant: %s pending but not waiting for locks", pw.id))
+		}
+		if !newIn(waitsFor, pw.told) {
+			continue
+		}
+		pw.told = waitsFor
+		p.stats.LockWaitsRetold++
+		if o := p.lockObs; o != nil {
+			w := p.lockWaitLocked(pw, key, waitsFor)
+			p.later = append(p.later, func() { o.LockWaiting(w) })
+		}
+	}
+}
+
+// newIn reports whether sorted a holds an id that sorted b does not.
+func newIn(a, b []string) bool {
+	for _, id := range a {
+		if _, found := slices.BinarySearch(b, id); !found {
+			return true
+		}
+	}
+	return false
 }
 
 // releaseLocked frees id's locks (or its place in the queue) and goes on with the
@@ -182,6 +229,7 @@ func (p *Participant) releaseLocked(id string) {
 		return
 	}
 	work := p.table.Release(id)
+	defer p.retellWaitsLocked()
 	for len(work) > 0 {
 		g := work[0]
 		work = work[1:]

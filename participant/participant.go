@@ -181,6 +181,7 @@ type Stats struct {
 	ReplayedRecords    int // records read from the log at startup
 	SkippedRecords     int // of which older than the first checkpoint (already in it)
 	LockWaits          int // prepares that had to wait for locks
+	LockWaitsRetold    int // waits told again at once: a new transaction came in their way
 	LockWaiting        int // prepares waiting for locks now
 	LockedKeys         int // keys locked or awaited now
 }

@@ -95,6 +95,9 @@ type ResolverStats struct {
 	WaitReports uint64 `json:"wait_reports"` // lock waits reported (POST /v1/waits), answered 202
 	Wounds      uint64 `json:"wounds"`       // aborts asked for younger holders (wound-wait), answered 200
 	ReportFails uint64 `json:"report_fails"` // wait reports and wounds without that answer
+	// ReportsQueued counts wait reports that found ConcurrencyMax in flight and waited
+	// for one to end (not for the next interval).
+	ReportsQueued uint64 `json:"reports_queued"`
 	// InDoubt is the number of transactions in doubt at the last round, and
 	// CoordinatorUnreachable those of them whose last query got no usable answer.
 	InDoubt                int `json:"in_doubt"`

@@ -18,8 +18,10 @@ import (
 //
 //	POST {coordinator}/v1/waits  {"participant":P,"waiter":T,"holders":[U,…],"key":K}  → 202
 //
-// at once when the wait begins, and again every WaitReportInterval (≤ 1 s) while it
-// lasts, with what it waits for then (the coordinator lets edges expire). Under
+// at once when the wait begins, at once again whenever a transaction it was not told
+// of comes in its way (the key passes to a new holder: that may close a cycle), and
+// again every WaitReportInterval (≤ 1 s) while it lasts, with what it waits for then
+// (the coordinator lets edges expire). Under
 // wound-wait the participant also asks, for every younger holder U in the way,
 //
 //	POST {coordinator}/v1/transactions/{U}/abort  with header Dtc-Abort-Cause: wound  → 200
@@ -64,17 +66,36 @@ func (r *Resolver) runWaitReports(ctx context.Context) {
 	sem := make(chan struct{}, r.o.ConcurrencyMax)
 	done := make(chan struct{})
 	inflight := 0
-	report := func(w LockWait) {
-		select {
-		case sem <- struct{}{}:
-		default:
-			return // as many reports in flight as allowed: the next interval
-		}
+	// Reports that found ConcurrencyMax in flight wait here, the latest per waiter, and
+	// go as soon as one in flight ends: dropping them until the next interval would leave
+	// a cycle they close standing up to a second.
+	var (
+		queue  []string            // waiters, in order
+		queued map[string]LockWait // waiter -> its latest wait
+	)
+	queued = make(map[string]LockWait)
+	send := func(w LockWait) {
 		inflight++
 		go func() {
 			defer func() { <-sem; done <- struct{}{} }()
 			r.reportWait(ctx, w)
 		}()
+	}
+	report := func(w LockWait) {
+		select {
+		case sem <- struct{}{}:
+			send(w)
+			return
+		default:
+		}
+		if _, ok := queued[w.TxnID]; !ok {
+			if len(queue) >= waitReportsQueueMax {
+				return // the next interval reports it
+			}
+			queue = append(queue, w.TxnID)
+			r.count(func(s *ResolverStats) { s.ReportsQueued++ })
+		}
+		queued[w.TxnID] = w
 	}
 	t := time.NewTicker(r.o.WaitReportInterval)
 	defer t.Stop()
@@ -87,6 +108,13 @@ func (r *Resolver) runWaitReports(ctx context.Context) {
 			return
 		case <-done:
 			inflight--
+			if len(queue) > 0 {
+				w := queued[queue[0]]
+				delete(queued, queue[0])
+				queue = queue[1:]
+				sem <- struct{}{} // one just ended: a slot is free
+				send(w)
+			}
 		case w := <-began:
 			report(w)
 		case <-t.C:

@@ -12,6 +12,7 @@ import (
 	"github.com/dtc-project/dtc/coordlog"
 	"github.com/dtc-project/dtc/faults"
 	"github.com/dtc-project/dtc/protocol"
+	"github.com/dtc-project/dtc/waitfor"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -46,6 +47,8 @@ type coordNode struct {
 	batchPeers map[string]*batchPeer
 	// cs: in cluster mode, the shard as this incarnation owns it (cluster.go).
 	cs *clusterShard
+	// graph is the wait-for graph (waits.go); nil when Options.DeadlockDetection is off.
+	graph *waitfor.Graph
 }
 
 type lsnTxn struct {
@@ -73,6 +76,10 @@ func (c *coordNode) start() error {
 	c.inc = s.inc[coordID]
 	c.lsn, c.decision, c.requests, c.walDied, c.syncAt = 0, nil, nil, nil, maxTime
 	c.batchPeers = map[string]*batchPeer{}
+	c.graph = nil
+	if s.o.DeadlockDetection {
+		c.graph = waitfor.New(waitfor.DefaultEdgesMax)
+	}
 	if c.s.cl != nil {
 		return c.startCluster()
 	}
@@ -416,6 +423,7 @@ func (o coordObserver) Observe(n coordinator.Note) {
 			d = "commit"
 		}
 		s.tracef(coordID, "decided %s: %s durable%s %s", n.Txn, d, recovered(n.Recovered), n.Reason)
+		c.decidedWaits(n.Txn)
 	case coordinator.NoteEnded:
 		s.tracef(coordID, "ended %s after %v", n.Txn, n.Elapsed)
 	case coordinator.NoteHazard:

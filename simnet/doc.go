@@ -64,6 +64,13 @@
 // restart (a batch refused once); an op a participant cannot do fails alone in its
 // batch's answer.
 //
+// Lock waits (issue 16, waits.go): participants under a waiting lock policy report
+// their waits to the coordinator, and under wound-wait ask it to abort younger holders,
+// as participant.Resolver does; with Options.DeadlockDetection the coordinator feeds
+// them to the real wait-for graph (package waitfor) and aborts the youngest
+// transaction of every cycle, with cause deadlock. These calls carry Go values, not
+// bytes: only the coordinator-participant protocol goes through package protocol.
+//
 // Deliberate bugs (Options.Break) are decorators around the real components, to show
 // that the checker catches what they break.
 //

@@ -41,6 +41,11 @@ type Options struct {
 	// model of etcd (cluster.go).
 	Cluster *ClusterOptions
 
+	// DeadlockDetection: the coordinator keeps a wait-for graph of the participants'
+	// lock-wait reports and aborts the youngest transaction of every cycle (waits.go);
+	// off, a deadlock lasts until the prepare deadline.
+	DeadlockDetection bool
+
 	// Coordinator and Participant adjust the configurations the simulator starts from.
 	Coordinator func(*coordinator.Config)
 	Participant func(*participant.Config)

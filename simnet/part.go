@@ -116,6 +116,10 @@ func (p *partNode) start() error {
 		p.resolver = r
 		p.scheduleResolve(p.inc)
 	}
+	if core.LockPolicy().Waits() {
+		core.SetLockObserver(lockObserver{p, p.inc})
+		p.scheduleWaitReports(p.inc)
+	}
 	return nil
 }
 
@@ -185,7 +189,7 @@ func (p *partNode) handle(req wireRequest, answer func(any, error)) {
 		if !p.alive(inc) {
 			return
 		}
-		p.core.Prepare(pr.TxnID, pr.Payload, pr.Coordinator, func(v participant.Vote) {
+		p.core.PreparePriority(pr.TxnID, pr.Payload, pr.Coordinator, pr.Priority, func(v participant.Vote) {
 			if !p.alive(inc) {
 				return
 			}

@@ -115,6 +115,9 @@ type Stats struct {
 	// TakeoverGapMax is the longest virtual time the shard went unserved: from its
 	// owner's crash, pause or giving up to the next node owning it.
 	TakeoverGapMax time.Duration
+	// Lock waits (issue 16): wait reports and wounds sent by participants, cycles the
+	// coordinator's detector found.
+	WaitReports, Wounds, Deadlocks int
 }
 
 var (

@@ -50,8 +50,9 @@ loop long enough to fill what dtc remembers of finished transactions, then a pro
 holds F × that for --duration in an open loop, and samples RSS, the live heap and
 goroutines, then says whether any of them grew.
 
-With --contention K it instead runs the contention benchmark (issue 16): two in-memory
-participants that lock one key each per transaction from prepare to phase 2, K hot keys
+With --contention K it instead runs the contention benchmark (issue 16): two participants
+built on the participant library (its lock table and wait reports, a log in memory)
+that lock one key each per transaction from prepare to phase 2, K hot keys
 each, --concurrency clients (closed loop) of transfers in a random direction, for
 --duration under each policy in turn: timeout-only (participants wait; deadlock
 detection off, so a deadlock lasts until the prepare deadline, --contention-timeout),
