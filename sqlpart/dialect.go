@@ -113,6 +113,11 @@ type dialect interface {
 	// not list it while the session is being torn down), so the connection is closed
 	// and the server's process list polled until the session is gone.
 	detach(ctx context.Context, db *sql.DB, c *sql.Conn, sessionID int64) error
+	// holdsPrepared: the session that prepared a transaction holds it until it ends
+	// (MariaDB/MySQL), so the participant parks that connection for phase 2 (park.go).
+	holdsPrepared() bool
+	// awaitSessionEnd returns once the server no longer lists session sessionID.
+	awaitSessionEnd(ctx context.Context, db *sql.DB, sessionID int64) error
 	commitPrepared(gid string) string
 	rollbackPrepared(gid string) string
 	// notPrepared reports whether err says the gid is not (or not yet, for another
@@ -189,6 +194,8 @@ func (pgDialect) abort(ctx context.Context, c *sql.Conn, _ string) error {
 
 func (pgDialect) sessionID(context.Context, *sql.Conn) (int64, error)     { return 0, nil }
 func (pgDialect) detach(context.Context, *sql.DB, *sql.Conn, int64) error { return nil }
+func (pgDialect) holdsPrepared() bool                                     { return false }
+func (pgDialect) awaitSessionEnd(context.Context, *sql.DB, int64) error   { return nil }
 func (pgDialect) commitPrepared(gid string) string                        { return "COMMIT PREPARED '" + gid + "'" }
 func (pgDialect) rollbackPrepared(gid string) string                      { return "ROLLBACK PREPARED '" + gid + "'" }
 
@@ -304,6 +311,12 @@ func (myDialect) sessionID(ctx context.Context, c *sql.Conn) (int64, error) {
 func (myDialect) detach(ctx context.Context, db *sql.DB, c *sql.Conn, sessionID int64) error {
 	_ = c.Raw(func(any) error { return driver.ErrBadConn }) // closed, not put back in the pool
 	_ = c.Close()
+	return myDialect{}.awaitSessionEnd(ctx, db, sessionID)
+}
+
+func (myDialect) holdsPrepared() bool { return true }
+
+func (myDialect) awaitSessionEnd(ctx context.Context, db *sql.DB, sessionID int64) error {
 	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 20*time.Millisecond) {
 		var n int
 		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", sessionID).Scan(&n); err != nil {

@@ -78,10 +78,15 @@
 //   - ACK only once the database has prepared the transaction.
 //   - One process per Name and database: the calls for one transaction are serialized
 //     by the process's lock; two processes with the same Name would race.
-//   - On MariaDB/MySQL the connection that prepared is closed at once, and the ACK
-//     waits until the server's process list no longer shows its session: another
-//     connection can finish a prepared XA transaction only once it is detached, and
-//     while the session is torn down XA RECOVER may not list it.
+//   - On MariaDB/MySQL the session that prepared an XA transaction holds it: another
+//     connection can finish it only once that session is gone, and while the session
+//     is torn down XA RECOVER may not list it. The connection that prepared is kept
+//     ("parked", at most PoolConnsMax/2 at once) and phase 2 runs on it, then it goes
+//     back to the pool. If it fails, its session is killed and its end awaited before
+//     another connection finishes the transaction. Beyond the bound, the connection is
+//     closed at once and the ACK waits until the server's process list no longer
+//     shows its session. MariaDB ≥ 10.5 (MySQL ≥ 5.7.7) keeps a prepared XA
+//     transaction when its session ends, so a lost connection never rolls back.
 //   - Bounds: StatementsMax, PayloadMaxBytes, PoolConnsMax, StatementTimeout,
 //     PrepareTimeout, PreparedMax (counted in memory, recounted from the database every
 //     round; NACK beyond it), ResolvePerRoundMax, ResolveConcurrencyMax,

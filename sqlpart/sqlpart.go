@@ -66,6 +66,10 @@ type Participant struct {
 	mu       sync.Mutex
 	prepared int // prepared by this participant and not decided, as last counted, plus reservations
 
+	parkMu sync.Mutex
+	parked map[string]parkedConn // by gid: sessions holding their prepared transaction (park.go)
+	closed bool                  // Close has run: nothing more is parked
+
 	roundMu sync.Mutex // one resolver round at a time
 	next    int        // where the next round starts in the prepared list
 }
@@ -104,7 +108,7 @@ func Open(ctx context.Context, cfg Config) (*Participant, error) {
 	db.SetMaxOpenConns(cfg.PoolConnsMax)
 	db.SetMaxIdleConns(cfg.PoolConnsMax)
 	db.SetConnMaxIdleTime(time.Minute)
-	p := &Participant{cfg: cfg, d: d, db: db, log: cfg.Logger, client: cfg.HTTPClient, locks: map[string]*txnLock{}}
+	p := &Participant{cfg: cfg, d: d, db: db, log: cfg.Logger, client: cfg.HTTPClient, locks: map[string]*txnLock{}, parked: map[string]parkedConn{}}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -163,7 +167,10 @@ func (p *Participant) init(ctx context.Context) error {
 }
 
 // Close closes the connection pool. Prepared transactions stay prepared in the database.
-func (p *Participant) Close() error { return p.db.Close() }
+func (p *Participant) Close() error {
+	p.closeParked()
+	return p.db.Close()
+}
 
 // Kind says which database the participant speaks to.
 func (p *Participant) Kind() Kind { return p.d.kind() }
@@ -335,8 +342,11 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 	if err != nil {
 		return nack("sqlpart: no database connection: %v", err)
 	}
-	discard := false
+	discard, parked := false, false
 	defer func() {
+		if parked {
+			return // held for phase 2 (park.go)
+		}
 		if discard {
 			// The connection's session may still hold the transaction (or, on MariaDB,
 			// holds the prepared one, which another connection can finish only once this
@@ -382,6 +392,10 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 		// same. The coordinator then aborts, and its rollback (or the resolver, which
 		// finds the gid in the prepared list) rolls it back.
 		return abort(fmt.Sprintf("sqlpart: preparing the transaction: %v", err))
+	}
+	if p.d.holdsPrepared() && p.park(gid, conn, sid) {
+		parked, done = true, true
+		return ack
 	}
 	if err := p.d.detach(ctx, p.db, conn, sid); err != nil {
 		// Prepared, but perhaps not yet finishable by another connection: NACK, which
@@ -521,6 +535,18 @@ func (p *Participant) phase2(ctx context.Context, txnID string, commit bool) par
 	}
 	gid := p.GID(txnID)
 	defer p.lock(gid)()
+	finished := false // by the session that prepared it
+	if pc, ok := p.unpark(gid); ok {
+		q := p.d.rollbackPrepared(gid)
+		if commit {
+			q = p.d.commitPrepared(gid)
+		}
+		if err := p.finishParked(ctx, pc, q); err != nil {
+			p.log.Info("sqlpart: finishing on the session that prepared failed; going on with another", "txn_id", txnID, "err", err)
+		} else {
+			finished = true
+		}
+	}
 	var lastErr error
 	for attempt := 0; attempt < phase2AttemptsMax; attempt++ {
 		if attempt > 0 {
@@ -528,7 +554,8 @@ func (p *Participant) phase2(ctx context.Context, txnID string, commit bool) par
 				return participant.Result{Err: fmt.Errorf("%w: %v (last error: %v)", ErrUnavailable, err, lastErr)}
 			}
 		}
-		res, err := p.phase2Once(ctx, txnID, gid, commit)
+		res, err := p.phase2Once(ctx, txnID, gid, commit, finished)
+		finished = false // a second try finishes (or finds finished) on its own
 		if err == nil {
 			return res
 		}
@@ -553,18 +580,22 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // phase2Once makes one try; an error means "try again".
-func (p *Participant) phase2Once(ctx context.Context, txnID, gid string, commit bool) (participant.Result, error) {
+// finished says the session that prepared it has just finished it.
+func (p *Participant) phase2Once(ctx context.Context, txnID, gid string, commit, finished bool) (participant.Result, error) {
 	// Finish it first and look only if the database says there is nothing to finish:
 	// the usual case costs one statement. COMMIT PREPARED / XA COMMIT of a gid that is
 	// prepared is what the lookup would lead to anyway; one that is not fails with
 	// "no such prepared transaction" and changes nothing.
-	q := p.d.rollbackPrepared(gid)
-	if commit {
-		q = p.d.commitPrepared(gid)
+	var err error
+	if !finished {
+		q := p.d.rollbackPrepared(gid)
+		if commit {
+			q = p.d.commitPrepared(gid)
+		}
+		sctx, cancel := context.WithTimeout(ctx, p.cfg.StatementTimeout)
+		_, err = p.db.ExecContext(sctx, q)
+		cancel()
 	}
-	sctx, cancel := context.WithTimeout(ctx, p.cfg.StatementTimeout)
-	_, err := p.db.ExecContext(sctx, q)
-	cancel()
 	prepared := err == nil
 	if err != nil && !p.d.notPrepared(err) {
 		return participant.Result{}, err
@@ -598,6 +629,12 @@ func (p *Participant) phase2Once(ctx context.Context, txnID, gid string, commit 
 		case rowAborted:
 			state = participant.StateAborted
 		}
+	}
+	if commit && r != nil && r.state == rowPreparing && p.d.holdsPrepared() {
+		// Only an ACKed (so prepared) transaction is committed; on MariaDB/MySQL one
+		// whose session is still being torn down (its process was killed) is for a
+		// moment neither finishable nor listed by XA RECOVER: look again.
+		return participant.Result{}, fmt.Errorf("sqlpart: %s is neither committed nor listed as prepared yet", gid)
 	}
 	if commit {
 		return participant.Result{State: state, Conflict: state != participant.StateCommitted}, nil

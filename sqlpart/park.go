@@ -1,0 +1,106 @@
+package sqlpart
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+)
+
+// On MariaDB/MySQL the session that prepared an XA transaction holds it: another
+// connection can commit or roll it back only once that session is gone. Rather than
+// close the session after every prepare (a new connection per transaction, and a wait
+// for the server to tear the old one down before the ACK), the participant keeps it
+// ("parks" it) and finishes the transaction on it in phase 2, as the databases' own
+// clients do; the connection then goes back to the pool. A parked connection is only
+// an optimisation: the transaction is prepared in the database whatever becomes of the
+// connection (MariaDB ≥ 10.5 and MySQL ≥ 5.7.7 keep a prepared XA transaction when
+// its session ends). When a parked connection fails, or phase 2 runs in another
+// process, the session is killed and its end awaited, and phase 2 goes the usual way.
+//
+// At most parkedMax(PoolConnsMax) connections are parked, so that the pool keeps
+// connections for prepares, phase 2 and status; beyond it a prepare detaches as before.
+
+// parkedConn is a connection holding the prepared XA transaction of one gid.
+type parkedConn struct {
+	conn      *sql.Conn
+	sessionID int64
+}
+
+// parkedMax is how many of poolConnsMax connections may be parked at once.
+func parkedMax(poolConnsMax int) int { return poolConnsMax / 2 }
+
+// park keeps conn for gid's phase 2 and reports whether it did (false: the bound is
+// reached, the caller detaches).
+func (p *Participant) park(gid string, conn *sql.Conn, sessionID int64) bool {
+	p.parkMu.Lock()
+	defer p.parkMu.Unlock()
+	if p.closed || len(p.parked) >= parkedMax(p.cfg.PoolConnsMax) {
+		return false
+	}
+	if _, dup := p.parked[gid]; dup {
+		panic(fmt.Sprintf("sqlpart: gid %s parked twice", gid)) // prepare holds gid's lock and found it not prepared
+	}
+	p.parked[gid] = parkedConn{conn: conn, sessionID: sessionID}
+	return true
+}
+
+// unpark takes gid's parked connection, if any; the caller holds gid's lock.
+func (p *Participant) unpark(gid string) (parkedConn, bool) {
+	p.parkMu.Lock()
+	defer p.parkMu.Unlock()
+	c, ok := p.parked[gid]
+	delete(p.parked, gid)
+	return c, ok
+}
+
+// ParkedCount is the number of connections holding a prepared transaction (always 0 on
+// PostgreSQL).
+func (p *Participant) ParkedCount() int {
+	p.parkMu.Lock()
+	defer p.parkMu.Unlock()
+	return len(p.parked)
+}
+
+// finishParked runs q (XA COMMIT or XA ROLLBACK of the parked gid) on its session. On
+// success the connection goes back to the pool; otherwise the session is closed, killed
+// and its end awaited, so that any other connection can finish the transaction, and
+// the error says what went wrong (the caller then goes the usual way).
+func (p *Participant) finishParked(ctx context.Context, pc parkedConn, q string) error {
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.StatementTimeout)
+	_, err := pc.conn.ExecContext(sctx, q)
+	cancel()
+	if err == nil {
+		_ = pc.conn.Close()
+		return nil
+	}
+	p.dropParked(ctx, pc)
+	return err
+}
+
+// dropParked closes a parked connection without giving it back to the pool, kills its
+// session in case the server has not noticed, and waits until the session is gone.
+func (p *Participant) dropParked(ctx context.Context, pc parkedConn) {
+	_ = pc.conn.Raw(func(any) error { return driver.ErrBadConn })
+	_ = pc.conn.Close()
+	kctx, cancel := context.WithTimeout(ctx, p.cfg.StatementTimeout)
+	defer cancel()
+	_, _ = p.db.ExecContext(kctx, fmt.Sprintf("KILL CONNECTION %d", pc.sessionID)) // fails if already gone
+	if err := p.d.awaitSessionEnd(kctx, p.db, pc.sessionID); err != nil {
+		p.log.Warn("sqlpart: waiting for a dropped session to end", "session", pc.sessionID, "err", err)
+	}
+}
+
+// closeParked drops every parked connection (at Close); their transactions stay
+// prepared in the database.
+func (p *Participant) closeParked() {
+	p.parkMu.Lock()
+	parked := p.parked
+	p.parked = map[string]parkedConn{}
+	p.closed = true
+	p.parkMu.Unlock()
+	for _, pc := range parked {
+		_ = pc.conn.Raw(func(any) error { return driver.ErrBadConn })
+		_ = pc.conn.Close()
+	}
+}
