@@ -143,6 +143,12 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 		if s.pg {
 			s.update = "UPDATE " + account + " SET balance = balance + $1 WHERE id = $2"
 		}
+		// Its resolver runs, as in dtc-sql: the participant then asks about its
+		// transactions in doubt and says so, so dtc may keep their begin records lazy.
+		rctx, stopResolver := context.WithCancel(ctx)
+		var resolver sync.WaitGroup
+		resolver.Go(func() { p.Run(rctx) })
+		defer func() { stopResolver(); resolver.Wait() }()
 		srv, err := startHTTP(sqlpart.NewHandler(p, sqlpart.HandlerOptions{Logger: quiet}))
 		if err != nil {
 			return nil, err

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtc-project/dtc/participant"
@@ -69,6 +70,8 @@ type Participant struct {
 	parkMu sync.Mutex
 	parked map[string]parkedConn // by gid: sessions holding their prepared transaction (park.go)
 	closed bool                  // Close has run: nothing more is parked
+
+	resolvers atomic.Int32 // Run calls in progress: while one runs, the participant asks (Asks)
 
 	roundMu sync.Mutex // one resolver round at a time
 	next    int        // where the next round starts in the prepared list
@@ -696,6 +699,8 @@ func (p *Participant) Status(ctx context.Context, txnID string) (participant.Sta
 // whatever its age (they are orphans of an earlier run). Run it on a goroutine its
 // owner waits for.
 func (p *Participant) Run(ctx context.Context) {
+	p.resolvers.Add(1)
+	defer p.resolvers.Add(-1)
 	p.ResolveOnce(ctx, true)
 	t := time.NewTicker(p.cfg.ResolveInterval)
 	defer t.Stop()
@@ -711,6 +716,14 @@ func (p *Participant) Run(ctx context.Context) {
 		}
 	}
 }
+
+// Asks reports whether the participant asks the coordinator about the transactions it
+// holds in doubt: while Run runs. Its handler then says so on its answers
+// (participant.HeaderInDoubt), which lets dtc keep the begin record of a transaction
+// lazy (not synced before the first prepare): if dtc crashes before its decision, the
+// transaction is unknown to it, and the resolver's question is answered "not found",
+// presumed abort.
+func (p *Participant) Asks() bool { return p.resolvers.Load() > 0 }
 
 // ResolveOnce runs one round: it lists the transactions this participant has prepared
 // in the database, and for up to ResolvePerRoundMax of those prepared longer than
