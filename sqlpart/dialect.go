@@ -14,7 +14,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" database/sql driver
 )
 
 // Kind is the database product a DSN names.
@@ -125,6 +125,11 @@ type dialect interface {
 	notPrepared(err error) bool
 	// listPrepared returns the gids of the prepared transactions that start with prefix.
 	listPrepared(ctx context.Context, db *sql.DB, prefix string) ([]string, error)
+	// insertIntent writes a new transaction's row ('preparing') in one round trip, if
+	// the dialect can, and reports whether it did: false (or an error) when gid has a
+	// row already, or it cannot; the caller then reads the row and decides (the slow
+	// path of a repeated prepare). It never waits long on a row lock.
+	insertIntent(ctx context.Context, db *sql.DB, table, gid, name, txnID, coordinator, fp string) (bool, error)
 	// SQL of the participant's table, with the dialect's placeholders.
 	intentSQL(table string) string // gid, name, txn_id, coordinator, payload_sha256
 	fenceSQL(table string) string  // gid, name, txn_id
@@ -227,6 +232,46 @@ func (pgDialect) intentSQL(t string) string {
 	return `INSERT INTO ` + t + ` (gid, name, txn_id, coordinator, payload_sha256, state) VALUES ($1, $2, $3, $4, $5, 'preparing')
 	ON CONFLICT (gid) DO UPDATE SET coordinator = EXCLUDED.coordinator, payload_sha256 = EXCLUDED.payload_sha256,
 	updated_at = clock_timestamp() WHERE ` + t + `.state = 'preparing'`
+}
+
+// insertIntent sends BEGIN, SET LOCAL synchronous_commit = off (the prepare that
+// follows syncs the log up to and past the row; a transaction that never prepared
+// needs none), SET LOCAL lock_timeout (a row claimed by a prepared transaction is
+// locked until it is finished: the slow path finds it prepared), an INSERT … ON
+// CONFLICT DO NOTHING and COMMIT as one pipelined batch: one round trip.
+func (pgDialect) insertIntent(ctx context.Context, db *sql.DB, t, gid, name, txnID, coordinator, fp string) (bool, error) {
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer c.Close() // a connection left in a transaction is discarded by the pool
+	inserted := false
+	err = c.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("sqlpart: unexpected driver connection %T", dc)
+		}
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue("SET LOCAL synchronous_commit = off")
+		b.Queue("SET LOCAL lock_timeout = 100")
+		b.Queue(`INSERT INTO `+t+` (gid, name, txn_id, coordinator, payload_sha256, state) VALUES ($1, $2, $3, $4, $5, 'preparing')
+	ON CONFLICT (gid) DO NOTHING`, gid, name, txnID, coordinator, fp)
+		b.Queue("COMMIT")
+		br := sc.Conn().SendBatch(ctx, b)
+		for i := range b.Len() {
+			tag, err := br.Exec()
+			if err != nil {
+				_ = br.Close()
+				return err
+			}
+			if i == 3 {
+				inserted = tag.RowsAffected() == 1
+			}
+		}
+		return br.Close()
+	})
+	return inserted && err == nil, err
 }
 
 func (pgDialect) fenceSQL(t string) string {
@@ -367,6 +412,12 @@ func (myDialect) intentSQL(t string) string {
 	ON DUPLICATE KEY UPDATE coordinator = IF(state = 'preparing', VALUES(coordinator), coordinator),
 	payload_sha256 = IF(state = 'preparing', VALUES(payload_sha256), payload_sha256),
 	updated_at = IF(state = 'preparing', NOW(6), updated_at)`
+}
+
+// insertIntent: not in one round trip on MariaDB/MySQL (an INSERT meeting a row locked
+// by a prepared transaction waits innodb_lock_wait_timeout), so the row is read first.
+func (myDialect) insertIntent(context.Context, *sql.DB, string, string, string, string, string, string) (bool, error) {
+	return false, nil
 }
 
 func (myDialect) fenceSQL(t string) string {

@@ -303,9 +303,16 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.PrepareTimeout)
 	defer cancel()
 
-	r, err := p.readRow(ctx, gid)
-	if err != nil {
-		return nack("sqlpart: reading the transaction's state: %v", err)
+	// The usual case, a new transaction: its row is written in one round trip where the
+	// database allows. Otherwise (or on any error) the row is read first.
+	fresh, _ := p.d.insertIntent(ctx, p.db, p.cfg.Table, gid, p.cfg.Name, txnID, coordinator, fp)
+	var r *txnRow
+	var err error
+	if !fresh {
+		r, err = p.readRow(ctx, gid)
+		if err != nil {
+			return nack("sqlpart: reading the transaction's state: %v", err)
+		}
 	}
 	if r != nil {
 		switch r.state {
@@ -337,8 +344,10 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 			p.release()
 		}
 	}()
-	if err := p.writeIntent(ctx, gid, txnID, coordinator, fp); err != nil {
-		return nack("sqlpart: recording the transaction: %v", err)
+	if !fresh {
+		if err := p.writeIntent(ctx, gid, txnID, coordinator, fp); err != nil {
+			return nack("sqlpart: recording the transaction: %v", err)
+		}
 	}
 
 	conn, err := p.db.Conn(ctx)
