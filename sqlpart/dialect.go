@@ -304,7 +304,9 @@ func (pgDialect) deletePreparingSQL(t string) string {
 
 // --- MariaDB / MySQL ---
 
-type myDialect struct{}
+type myDialect struct {
+	mariaDB bool // MariaDB, not MySQL: SET STATEMENT … FOR, max_statement_time
+}
 
 func (myDialect) kind() Kind { return MySQL }
 
@@ -414,10 +416,22 @@ func (myDialect) intentSQL(t string) string {
 	updated_at = IF(state = 'preparing', NOW(6), updated_at)`
 }
 
-// insertIntent: not in one round trip on MariaDB/MySQL (an INSERT meeting a row locked
-// by a prepared transaction waits innodb_lock_wait_timeout), so the row is read first.
-func (myDialect) insertIntent(context.Context, *sql.DB, string, string, string, string, string, string) (bool, error) {
-	return false, nil
+// insertIntent inserts the row (autocommitted). An INSERT meeting a row locked by a
+// prepared transaction (a repeated prepare) waits innodb_lock_wait_timeout: on MariaDB
+// the statement sets it to 1 s; MySQL has no SET STATEMENT, so there the row is read
+// first instead (false, nil).
+func (d myDialect) insertIntent(ctx context.Context, db *sql.DB, t, gid, name, txnID, coordinator, fp string) (bool, error) {
+	if !d.mariaDB {
+		return false, nil
+	}
+	res, err := db.ExecContext(ctx, `SET STATEMENT innodb_lock_wait_timeout = 1 FOR INSERT INTO `+t+
+		` (gid, name, txn_id, coordinator, payload_sha256, state) VALUES (?, ?, ?, ?, ?, 'preparing')`,
+		gid, name, txnID, coordinator, fp)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1 && err == nil, err
 }
 
 func (myDialect) fenceSQL(t string) string {

@@ -104,3 +104,33 @@ func (p *Participant) closeParked() {
 		_ = pc.conn.Close()
 	}
 }
+
+// sessionID is conn's session id on the server (what a parked connection's failure, or
+// a detach, needs), asked once per physical connection: connections now go back to the
+// pool after phase 2, so the question would otherwise cost a round trip per prepare.
+// The cache holds its driver connections as keys (so none is freed and its address
+// reused while listed) and is emptied when it outgrows the pool.
+func (p *Participant) sessionID(ctx context.Context, conn *sql.Conn) (int64, error) {
+	if !p.d.holdsPrepared() {
+		return 0, nil
+	}
+	var key any
+	_ = conn.Raw(func(dc any) error { key = dc; return nil })
+	p.parkMu.Lock()
+	sid, ok := p.sids[key]
+	p.parkMu.Unlock()
+	if ok {
+		return sid, nil
+	}
+	sid, err := p.d.sessionID(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	p.parkMu.Lock()
+	if len(p.sids) >= 4*p.cfg.PoolConnsMax {
+		clear(p.sids)
+	}
+	p.sids[key] = sid
+	p.parkMu.Unlock()
+	return sid, nil
+}

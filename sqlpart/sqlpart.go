@@ -70,6 +70,7 @@ type Participant struct {
 	parkMu sync.Mutex
 	parked map[string]parkedConn // by gid: sessions holding their prepared transaction (park.go)
 	closed bool                  // Close has run: nothing more is parked
+	sids   map[any]int64         // session id by driver connection (sessionID)
 
 	resolvers atomic.Int32 // Run calls in progress: while one runs, the participant asks (Asks)
 
@@ -98,11 +99,12 @@ func Open(ctx context.Context, cfg Config) (*Participant, error) {
 	if kind == PostgreSQL {
 		d = pgDialect{statementTimeout: cfg.StatementTimeout}
 	} else {
-		d = myDialect{}
 		driverName = "mysql"
-		if dsn, err = mysqlDSN(ctx, dsn, cfg.StatementTimeout); err != nil {
+		var maria bool
+		if dsn, maria, err = mysqlDSN(ctx, dsn, cfg.StatementTimeout); err != nil {
 			return nil, fmt.Errorf("sqlpart: connecting to %s: %w", redactDSN(cfg.DSN), err)
 		}
+		d = myDialect{mariaDB: maria}
 	}
 	db, err := sql.Open(driverName, dsn)
 	if err != nil {
@@ -111,7 +113,7 @@ func Open(ctx context.Context, cfg Config) (*Participant, error) {
 	db.SetMaxOpenConns(cfg.PoolConnsMax)
 	db.SetMaxIdleConns(cfg.PoolConnsMax)
 	db.SetConnMaxIdleTime(time.Minute)
-	p := &Participant{cfg: cfg, d: d, db: db, log: cfg.Logger, client: cfg.HTTPClient, locks: map[string]*txnLock{}, parked: map[string]parkedConn{}}
+	p := &Participant{cfg: cfg, d: d, db: db, log: cfg.Logger, client: cfg.HTTPClient, locks: map[string]*txnLock{}, parked: map[string]parkedConn{}, sids: map[any]int64{}}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -128,22 +130,24 @@ func Open(ctx context.Context, cfg Config) (*Participant, error) {
 }
 
 // mysqlDSN asks the server what it is: on MariaDB the DSN gets max_statement_time.
-func mysqlDSN(ctx context.Context, dsn string, timeout time.Duration) (string, error) {
+// It reports whether the server is MariaDB.
+func mysqlDSN(ctx context.Context, dsn string, timeout time.Duration) (string, bool, error) {
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(ctx, 4*timeout)
 	defer cancel()
 	var v string
 	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
-		return "", err
+		return "", false, err
 	}
 	if !strings.Contains(strings.ToLower(v), "mariadb") {
-		return dsn, nil
+		return dsn, false, nil
 	}
-	return mariaDBTimeoutDSN(dsn, timeout)
+	dsn, err = mariaDBTimeoutDSN(dsn, timeout)
+	return dsn, true, err
 }
 
 func (p *Participant) init(ctx context.Context) error {
@@ -375,7 +379,7 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 		}
 		return nack("%s", reason)
 	}
-	sid, err := p.d.sessionID(ctx, conn)
+	sid, err := p.sessionID(ctx, conn)
 	if err != nil {
 		discard = true
 		return nack("sqlpart: asking for the session id: %v", err)
