@@ -164,7 +164,9 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 		return nil, err
 	}
 	defer node.stop(false)
-	cl, err := client.New(node.url, client.Options{MaxRetries: -1})
+	// Enough idle keep-alive connections for every worker: the default client keeps 2
+	// per host, so at 8 in flight most submits opened (and closed) a TCP connection.
+	cl, err := client.New(node.url, client.Options{MaxRetries: -1, HTTPClient: newLoadClient(o.Concurrency, time.Minute)})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
