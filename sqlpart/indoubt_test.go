@@ -274,3 +274,33 @@ func TestLostParkedConnectionAfterPrepare(t *testing.T) {
 		t.Fatalf("repeated commit: %+v", r)
 	}
 }
+
+// TestParkedBound: on MariaDB at most half the pool is kept for phase 2; a prepare
+// beyond that closes its connection and awaits its session's end before the ACK, as
+// before. Both kinds commit.
+func TestParkedBound(t *testing.T) {
+	f := newFixture(t, myDSN, func(c *sqlpart.Config) { c.PoolConnsMax = 2 })
+	ctx := context.Background()
+	if v := f.p.Prepare(ctx, "b1", "", f.move("alice", 1)); !v.ACK {
+		t.Fatal(v.Reason)
+	}
+	if v := f.p.Prepare(ctx, "b2", "", f.move("bob", 2)); !v.ACK {
+		t.Fatal(v.Reason)
+	}
+	_, parked1 := f.p.ParkedSessionID(f.p.GID("b1"))
+	_, parked2 := f.p.ParkedSessionID(f.p.GID("b2"))
+	if !parked1 || parked2 || f.p.ParkedCount() != 1 {
+		t.Fatalf("parked: b1 %v, b2 %v, count %d; want only b1", parked1, parked2, f.p.ParkedCount())
+	}
+	for _, id := range []string{"b2", "b1"} {
+		if r := f.p.Commit(ctx, id); r.Err != nil || r.State != participant.StateCommitted || r.Conflict {
+			t.Fatalf("commit %s: %+v", id, r)
+		}
+	}
+	if a, b := f.balance("alice"), f.balance("bob"); a != 101 || b != 102 {
+		t.Fatalf("alice %d, bob %d; want 101, 102", a, b)
+	}
+	if g := f.prepared(); len(g) != 0 || f.p.ParkedCount() != 0 {
+		t.Fatalf("left prepared %v, parked %d", g, f.p.ParkedCount())
+	}
+}
