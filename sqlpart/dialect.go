@@ -99,9 +99,10 @@ type dialect interface {
 	// check verifies at Open that the database can prepare transactions at all.
 	check(ctx context.Context, db *sql.DB, preparedMax int) error
 	createTable(table string) string
-	// begin, on a dedicated connection, starts the transaction to be prepared as gid;
-	// prepare ends it and prepares it; abort rolls back an unprepared one.
-	begin(ctx context.Context, c *sql.Conn, gid string) error
+	// beginClaim, on a dedicated connection, starts the transaction to be prepared as
+	// gid and runs claimSQL in it: the rows it changed (1, or 0 when the transaction is
+	// fenced). prepare ends it and prepares it; abort rolls back an unprepared one.
+	beginClaim(ctx context.Context, c *sql.Conn, table, gid string) (int64, error)
 	prepare(ctx context.Context, c *sql.Conn, gid string) error
 	abort(ctx context.Context, c *sql.Conn, gid string) error
 	// sessionID is what detach needs to know of the connection, taken before begin.
@@ -181,10 +182,17 @@ func (pgDialect) createTable(t string) string {
 	updated_at timestamptz NOT NULL DEFAULT clock_timestamp())`
 }
 
-func (d pgDialect) begin(ctx context.Context, c *sql.Conn, _ string) error {
-	// One round trip (no arguments: the simple protocol, which takes both statements).
-	_, err := c.ExecContext(ctx, fmt.Sprintf("BEGIN; SET LOCAL statement_timeout = %d", max(1, d.statementTimeout.Milliseconds())))
-	return err
+// beginClaim sends BEGIN, SET LOCAL statement_timeout and the claim as one simple-
+// protocol string (the gid, made by GID of hex digits, needs no quoting): one round
+// trip. Its result is the last statement's, the claim's.
+func (d pgDialect) beginClaim(ctx context.Context, c *sql.Conn, t, gid string) (int64, error) {
+	res, err := c.ExecContext(ctx, fmt.Sprintf("BEGIN; SET LOCAL statement_timeout = %d; "+
+		"UPDATE %s SET state = 'committed', updated_at = clock_timestamp() WHERE gid = '%s' AND state = 'preparing'",
+		max(1, d.statementTimeout.Milliseconds()), t, gid))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 func (pgDialect) prepare(ctx context.Context, c *sql.Conn, gid string) error {
@@ -333,6 +341,17 @@ func (myDialect) createTable(t string) string {
 func (myDialect) begin(ctx context.Context, c *sql.Conn, gid string) error {
 	_, err := c.ExecContext(ctx, "XA START '"+gid+"'")
 	return err
+}
+
+func (d myDialect) beginClaim(ctx context.Context, c *sql.Conn, t, gid string) (int64, error) {
+	if err := d.begin(ctx, c, gid); err != nil {
+		return 0, err
+	}
+	res, err := c.ExecContext(ctx, d.claimSQL(t), gid)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 func (myDialect) prepare(ctx context.Context, c *sql.Conn, gid string) error {

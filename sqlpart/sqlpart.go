@@ -384,17 +384,13 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 		discard = true
 		return nack("sqlpart: asking for the session id: %v", err)
 	}
-	if err := p.d.begin(ctx, conn, gid); err != nil {
-		discard = true
-		return nack("sqlpart: starting the transaction: %v", err)
-	}
 	sctx, c := context.WithTimeout(ctx, p.cfg.StatementTimeout)
-	res, err := conn.ExecContext(sctx, p.d.claimSQL(p.cfg.Table), gid)
+	n, err := p.d.beginClaim(sctx, conn, p.cfg.Table, gid)
 	c()
 	if err != nil {
-		return abort(fmt.Sprintf("sqlpart: claiming the transaction's row: %v", err))
+		return abort(fmt.Sprintf("sqlpart: starting the transaction and claiming its row: %v", err))
 	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
+	if n != 1 {
 		return abort(fmt.Sprintf("sqlpart: transaction %s was rolled back here before this prepare (fenced)", txnID))
 	}
 	if err := fn(ctx, conn); err != nil {
