@@ -89,7 +89,7 @@
 //     connection can finish it only once that session is gone, and while the session
 //     is torn down XA RECOVER may not list it. The connection that prepared is kept
 //     ("parked", at most PoolConnsMax/2 at once) and phase 2 runs on it, then it goes
-//     back to the pool. If it fails, its session is killed and its end awaited before
+//     back to the pool. If it fails, it is closed and its session's end awaited before
 //     another connection finishes the transaction. Beyond the bound, the connection is
 //     closed at once and the ACK waits until the server's process list no longer
 //     shows its session. MariaDB ≥ 10.5 (MySQL ≥ 5.7.7) keeps a prepared XA

@@ -16,7 +16,8 @@ import (
 // an optimisation: the transaction is prepared in the database whatever becomes of the
 // connection (MariaDB ≥ 10.5 and MySQL ≥ 5.7.7 keep a prepared XA transaction when
 // its session ends). When a parked connection fails, or phase 2 runs in another
-// process, the session is killed and its end awaited, and phase 2 goes the usual way.
+// process, the connection is closed and its session's end awaited, and phase 2 goes
+// the usual way.
 //
 // At most parkedMax(PoolConnsMax) connections are parked, so that the pool keeps
 // connections for prepares, phase 2 and status; beyond it a prepare detaches as before.
@@ -78,15 +79,16 @@ func (p *Participant) finishParked(ctx context.Context, pc parkedConn, q string)
 	return err
 }
 
-// dropParked closes a parked connection without giving it back to the pool, kills its
-// session in case the server has not noticed, and waits until the session is gone.
+// dropParked closes a parked connection without giving it back to the pool and waits
+// (at most StatementTimeout) until the server no longer lists its session. It does not
+// KILL the session: after a server restart its id may belong to another client's
+// session (the wait then merely runs out, and phase 2 goes on).
 func (p *Participant) dropParked(ctx context.Context, pc parkedConn) {
 	_ = pc.conn.Raw(func(any) error { return driver.ErrBadConn })
 	_ = pc.conn.Close()
-	kctx, cancel := context.WithTimeout(ctx, p.cfg.StatementTimeout)
+	wctx, cancel := context.WithTimeout(ctx, p.cfg.StatementTimeout)
 	defer cancel()
-	_, _ = p.db.ExecContext(kctx, fmt.Sprintf("KILL CONNECTION %d", pc.sessionID)) // fails if already gone
-	if err := p.d.awaitSessionEnd(kctx, p.db, pc.sessionID); err != nil {
+	if err := p.d.awaitSessionEnd(wctx, p.db, pc.sessionID); err != nil {
 		p.log.Warn("sqlpart: waiting for a dropped session to end", "session", pc.sessionID, "err", err)
 	}
 }
