@@ -143,6 +143,12 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 		if s.pg {
 			s.update = "UPDATE " + account + " SET balance = balance + $1 WHERE id = $2"
 		}
+		// Its resolver runs, as in dtc-sql: the participant then asks about its
+		// transactions in doubt and says so, so dtc may keep their begin records lazy.
+		rctx, stopResolver := context.WithCancel(ctx)
+		var resolver sync.WaitGroup
+		resolver.Go(func() { p.Run(rctx) })
+		defer func() { stopResolver(); resolver.Wait() }()
 		srv, err := startHTTP(sqlpart.NewHandler(p, sqlpart.HandlerOptions{Logger: quiet}))
 		if err != nil {
 			return nil, err
@@ -158,7 +164,9 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 		return nil, err
 	}
 	defer node.stop(false)
-	cl, err := client.New(node.url, client.Options{MaxRetries: -1})
+	// Enough idle keep-alive connections for every worker: the default client keeps 2
+	// per host, so at 8 in flight most submits opened (and closed) a TCP connection.
+	cl, err := client.New(node.url, client.Options{MaxRetries: -1, HTTPClient: newLoadClient(o.Concurrency, time.Minute)})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" database/sql driver
 )
 
 // Kind is the database product a DSN names.
@@ -99,9 +99,10 @@ type dialect interface {
 	// check verifies at Open that the database can prepare transactions at all.
 	check(ctx context.Context, db *sql.DB, preparedMax int) error
 	createTable(table string) string
-	// begin, on a dedicated connection, starts the transaction to be prepared as gid;
-	// prepare ends it and prepares it; abort rolls back an unprepared one.
-	begin(ctx context.Context, c *sql.Conn, gid string) error
+	// beginClaim, on a dedicated connection, starts the transaction to be prepared as
+	// gid and runs claimSQL in it: the rows it changed (1, or 0 when the transaction is
+	// fenced). prepare ends it and prepares it; abort rolls back an unprepared one.
+	beginClaim(ctx context.Context, c *sql.Conn, table, gid string) (int64, error)
 	prepare(ctx context.Context, c *sql.Conn, gid string) error
 	abort(ctx context.Context, c *sql.Conn, gid string) error
 	// sessionID is what detach needs to know of the connection, taken before begin.
@@ -113,6 +114,11 @@ type dialect interface {
 	// not list it while the session is being torn down), so the connection is closed
 	// and the server's process list polled until the session is gone.
 	detach(ctx context.Context, db *sql.DB, c *sql.Conn, sessionID int64) error
+	// holdsPrepared: the session that prepared a transaction holds it until it ends
+	// (MariaDB/MySQL), so the participant parks that connection for phase 2 (park.go).
+	holdsPrepared() bool
+	// awaitSessionEnd returns once the server no longer lists session sessionID.
+	awaitSessionEnd(ctx context.Context, db *sql.DB, sessionID int64) error
 	commitPrepared(gid string) string
 	rollbackPrepared(gid string) string
 	// notPrepared reports whether err says the gid is not (or not yet, for another
@@ -120,6 +126,11 @@ type dialect interface {
 	notPrepared(err error) bool
 	// listPrepared returns the gids of the prepared transactions that start with prefix.
 	listPrepared(ctx context.Context, db *sql.DB, prefix string) ([]string, error)
+	// insertIntent writes a new transaction's row ('preparing') in one round trip, if
+	// the dialect can, and reports whether it did: false (or an error) when gid has a
+	// row already, or it cannot; the caller then reads the row and decides (the slow
+	// path of a repeated prepare). It never waits long on a row lock.
+	insertIntent(ctx context.Context, db *sql.DB, table, gid, name, txnID, coordinator, fp string) (bool, error)
 	// SQL of the participant's table, with the dialect's placeholders.
 	intentSQL(table string) string // gid, name, txn_id, coordinator, payload_sha256
 	fenceSQL(table string) string  // gid, name, txn_id
@@ -171,10 +182,17 @@ func (pgDialect) createTable(t string) string {
 	updated_at timestamptz NOT NULL DEFAULT clock_timestamp())`
 }
 
-func (d pgDialect) begin(ctx context.Context, c *sql.Conn, _ string) error {
-	// One round trip (no arguments: the simple protocol, which takes both statements).
-	_, err := c.ExecContext(ctx, fmt.Sprintf("BEGIN; SET LOCAL statement_timeout = %d", max(1, d.statementTimeout.Milliseconds())))
-	return err
+// beginClaim sends BEGIN, SET LOCAL statement_timeout and the claim as one simple-
+// protocol string (the gid, made by GID of hex digits, needs no quoting): one round
+// trip. Its result is the last statement's, the claim's.
+func (d pgDialect) beginClaim(ctx context.Context, c *sql.Conn, t, gid string) (int64, error) {
+	res, err := c.ExecContext(ctx, fmt.Sprintf("BEGIN; SET LOCAL statement_timeout = %d; "+
+		"UPDATE %s SET state = 'committed', updated_at = clock_timestamp() WHERE gid = '%s' AND state = 'preparing'",
+		max(1, d.statementTimeout.Milliseconds()), t, gid))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 func (pgDialect) prepare(ctx context.Context, c *sql.Conn, gid string) error {
@@ -189,6 +207,8 @@ func (pgDialect) abort(ctx context.Context, c *sql.Conn, _ string) error {
 
 func (pgDialect) sessionID(context.Context, *sql.Conn) (int64, error)     { return 0, nil }
 func (pgDialect) detach(context.Context, *sql.DB, *sql.Conn, int64) error { return nil }
+func (pgDialect) holdsPrepared() bool                                     { return false }
+func (pgDialect) awaitSessionEnd(context.Context, *sql.DB, int64) error   { return nil }
 func (pgDialect) commitPrepared(gid string) string                        { return "COMMIT PREPARED '" + gid + "'" }
 func (pgDialect) rollbackPrepared(gid string) string                      { return "ROLLBACK PREPARED '" + gid + "'" }
 
@@ -222,6 +242,46 @@ func (pgDialect) intentSQL(t string) string {
 	updated_at = clock_timestamp() WHERE ` + t + `.state = 'preparing'`
 }
 
+// insertIntent sends BEGIN, SET LOCAL synchronous_commit = off (the prepare that
+// follows syncs the log up to and past the row; a transaction that never prepared
+// needs none), SET LOCAL lock_timeout (a row claimed by a prepared transaction is
+// locked until it is finished: the slow path finds it prepared), an INSERT … ON
+// CONFLICT DO NOTHING and COMMIT as one pipelined batch: one round trip.
+func (pgDialect) insertIntent(ctx context.Context, db *sql.DB, t, gid, name, txnID, coordinator, fp string) (bool, error) {
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer c.Close() // a connection left in a transaction is discarded by the pool
+	inserted := false
+	err = c.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("sqlpart: unexpected driver connection %T", dc)
+		}
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue("SET LOCAL synchronous_commit = off")
+		b.Queue("SET LOCAL lock_timeout = 100")
+		b.Queue(`INSERT INTO `+t+` (gid, name, txn_id, coordinator, payload_sha256, state) VALUES ($1, $2, $3, $4, $5, 'preparing')
+	ON CONFLICT (gid) DO NOTHING`, gid, name, txnID, coordinator, fp)
+		b.Queue("COMMIT")
+		br := sc.Conn().SendBatch(ctx, b)
+		for i := range b.Len() {
+			tag, err := br.Exec()
+			if err != nil {
+				_ = br.Close()
+				return err
+			}
+			if i == 3 {
+				inserted = tag.RowsAffected() == 1
+			}
+		}
+		return br.Close()
+	})
+	return inserted && err == nil, err
+}
+
 func (pgDialect) fenceSQL(t string) string {
 	return `INSERT INTO ` + t + ` (gid, name, txn_id, state) VALUES ($1, $2, $3, 'aborted')
 	ON CONFLICT (gid) DO UPDATE SET state = 'aborted', updated_at = clock_timestamp() WHERE ` + t + `.state = 'preparing'`
@@ -252,7 +312,9 @@ func (pgDialect) deletePreparingSQL(t string) string {
 
 // --- MariaDB / MySQL ---
 
-type myDialect struct{}
+type myDialect struct {
+	mariaDB bool // MariaDB, not MySQL: SET STATEMENT … FOR, max_statement_time
+}
 
 func (myDialect) kind() Kind { return MySQL }
 
@@ -281,6 +343,17 @@ func (myDialect) begin(ctx context.Context, c *sql.Conn, gid string) error {
 	return err
 }
 
+func (d myDialect) beginClaim(ctx context.Context, c *sql.Conn, t, gid string) (int64, error) {
+	if err := d.begin(ctx, c, gid); err != nil {
+		return 0, err
+	}
+	res, err := c.ExecContext(ctx, d.claimSQL(t), gid)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 func (myDialect) prepare(ctx context.Context, c *sql.Conn, gid string) error {
 	if _, err := c.ExecContext(ctx, "XA END '"+gid+"'"); err != nil {
 		return err
@@ -304,6 +377,12 @@ func (myDialect) sessionID(ctx context.Context, c *sql.Conn) (int64, error) {
 func (myDialect) detach(ctx context.Context, db *sql.DB, c *sql.Conn, sessionID int64) error {
 	_ = c.Raw(func(any) error { return driver.ErrBadConn }) // closed, not put back in the pool
 	_ = c.Close()
+	return myDialect{}.awaitSessionEnd(ctx, db, sessionID)
+}
+
+func (myDialect) holdsPrepared() bool { return true }
+
+func (myDialect) awaitSessionEnd(ctx context.Context, db *sql.DB, sessionID int64) error {
 	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 20*time.Millisecond) {
 		var n int
 		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", sessionID).Scan(&n); err != nil {
@@ -354,6 +433,24 @@ func (myDialect) intentSQL(t string) string {
 	ON DUPLICATE KEY UPDATE coordinator = IF(state = 'preparing', VALUES(coordinator), coordinator),
 	payload_sha256 = IF(state = 'preparing', VALUES(payload_sha256), payload_sha256),
 	updated_at = IF(state = 'preparing', NOW(6), updated_at)`
+}
+
+// insertIntent inserts the row (autocommitted). An INSERT meeting a row locked by a
+// prepared transaction (a repeated prepare) waits innodb_lock_wait_timeout: on MariaDB
+// the statement sets it to 1 s; MySQL has no SET STATEMENT, so there the row is read
+// first instead (false, nil).
+func (d myDialect) insertIntent(ctx context.Context, db *sql.DB, t, gid, name, txnID, coordinator, fp string) (bool, error) {
+	if !d.mariaDB {
+		return false, nil
+	}
+	res, err := db.ExecContext(ctx, `SET STATEMENT innodb_lock_wait_timeout = 1 FOR INSERT INTO `+t+
+		` (gid, name, txn_id, coordinator, payload_sha256, state) VALUES (?, ?, ?, ?, ?, 'preparing')`,
+		gid, name, txnID, coordinator, fp)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1 && err == nil, err
 }
 
 func (myDialect) fenceSQL(t string) string {

@@ -40,7 +40,10 @@
 //	preparing  written (committed) before the transaction starts: it maps gid to txn id
 //	           and coordinator, so that an orphan found prepared after a crash can be
 //	           asked about. On PostgreSQL it is committed without waiting for the disk:
-//	           the prepare that follows syncs the log past it.
+//	           the prepare that follows syncs the log past it. A new transaction's row
+//	           is inserted without being read first (on PostgreSQL in one pipelined
+//	           round trip, on MariaDB with a 1 s lock wait); a row that exists, or
+//	           MySQL, takes a lookup first.
 //	committed  set by an UPDATE inside the transaction that is prepared: it becomes
 //	           visible exactly when COMMIT PREPARED / XA COMMIT commits the work, so
 //	           "committed" is never lost and never early.
@@ -51,11 +54,15 @@
 // # States of one transaction, and what each call answers
 //
 //	state (DB)                    prepare            commit             rollback          status
-//	no row / preparing, not       run, prepare: ACK  409 unknown        fence: aborted    unknown
+//	no row / preparing, not       run, prepare: ACK  409 unknown (*)    fence: aborted    unknown
 //	  prepared                    or NACK
 //	prepared (in the DB's list)   ACK (same payload) COMMIT PREPARED    ROLLBACK PREPARED prepared
 //	committed (row)               ACK (same payload) 200 committed      409 committed     committed
 //	aborted (row)                 NACK (fenced)      409 aborted        200 aborted       aborted
+//
+// (*) On MariaDB/MySQL a commit finding the row "preparing" and the gid not listed
+// retries (and answers 503 after its tries): only an ACKed, so prepared, transaction is
+// committed, and one whose session is being torn down is for a moment not listed.
 //
 // Commit and rollback always look the transaction up in the database's prepared list
 // and Table; they never guess. A database error in phase 2 is answered 503 (the
@@ -78,10 +85,15 @@
 //   - ACK only once the database has prepared the transaction.
 //   - One process per Name and database: the calls for one transaction are serialized
 //     by the process's lock; two processes with the same Name would race.
-//   - On MariaDB/MySQL the connection that prepared is closed at once, and the ACK
-//     waits until the server's process list no longer shows its session: another
-//     connection can finish a prepared XA transaction only once it is detached, and
-//     while the session is torn down XA RECOVER may not list it.
+//   - On MariaDB/MySQL the session that prepared an XA transaction holds it: another
+//     connection can finish it only once that session is gone, and while the session
+//     is torn down XA RECOVER may not list it. The connection that prepared is kept
+//     ("parked", at most PoolConnsMax/2 at once) and phase 2 runs on it, then it goes
+//     back to the pool. If it fails, it is closed and its session's end awaited before
+//     another connection finishes the transaction. Beyond the bound, the connection is
+//     closed at once and the ACK waits until the server's process list no longer
+//     shows its session. MariaDB ≥ 10.5 (MySQL ≥ 5.7.7) keeps a prepared XA
+//     transaction when its session ends, so a lost connection never rolls back.
 //   - Bounds: StatementsMax, PayloadMaxBytes, PoolConnsMax, StatementTimeout,
 //     PrepareTimeout, PreparedMax (counted in memory, recounted from the database every
 //     round; NACK beyond it), ResolvePerRoundMax, ResolveConcurrencyMax,

@@ -56,7 +56,17 @@ func NewHandler(p *Participant, o HandlerOptions) http.Handler {
 	return &handler{p: p, base: base, bodyMax: o.BodyMaxBytes, log: o.Logger}
 }
 
+// inDoubtAskHeader is participant.HeaderInDoubt's value (net/http only reads it).
+var inDoubtAskHeader = []string{participant.InDoubtAsk}
+
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// While the resolver runs and a coordinator is known to ask, every answer says the
+	// participant asks about its transactions in doubt (a prepare naming no
+	// coordinator, with none configured, takes it off again below).
+	asks := h.p.Asks()
+	if asks {
+		w.Header()[participant.HeaderInDoubt] = inDoubtAskHeader
+	}
 	name, ok := strings.CutPrefix(r.URL.Path, h.base)
 	if !ok || strings.Contains(name, "/") {
 		h.fail(w, r, http.StatusNotFound, participant.CodeNotFound, fmt.Sprintf("no endpoint %s", r.URL.Path))
@@ -87,6 +97,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				h.fail(w, r, http.StatusBadRequest, participant.CodeInvalidField, err.Error())
 				return
 			}
+		}
+		if asks && req.Coordinator == "" && h.p.cfg.Coordinator == "" {
+			delete(w.Header(), participant.HeaderInDoubt) // nobody to ask about this one
 		}
 		v := h.p.Prepare(r.Context(), req.TxnID, req.Coordinator, req.Payload)
 		if !v.ACK {

@@ -3,6 +3,7 @@ package sqlpart_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -229,5 +230,77 @@ func TestLostConnectionBeforePrepare(t *testing.T) {
 	}
 	if b := f.balance("bob"); b != 100 {
 		t.Fatalf("bob %d, want 100", b)
+	}
+}
+
+// TestLostParkedConnectionAfterPrepare: on MariaDB the session that prepared a
+// transaction is kept for its phase 2; it is killed (KILL CONNECTION) after the ACK.
+// The transaction stays prepared, and the commit that follows succeeds on another
+// connection. Nothing rolls it back.
+func TestLostParkedConnectionAfterPrepare(t *testing.T) {
+	f := newFixture(t, myDSN, nil)
+	ctx := context.Background()
+	if v := f.p.Prepare(ctx, "k1", "", f.move("bob", 25)); !v.ACK {
+		t.Fatal(v.Reason)
+	}
+	sid, ok := f.p.ParkedSessionID(f.p.GID("k1"))
+	if !ok {
+		t.Fatal("the session that prepared k1 is not kept for its phase 2")
+	}
+	if _, err := f.admin.Exec(fmt.Sprintf("KILL CONNECTION %d", sid)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the killed session to be gone", func() bool {
+		var n int
+		_ = f.admin.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", sid).Scan(&n)
+		return n == 0
+	})
+	if g := f.prepared(); len(g) != 1 || g[0] != f.p.GID("k1") {
+		t.Fatalf("after the kill, prepared %v, want [%s]", g, f.p.GID("k1"))
+	}
+	if s, err := f.p.Status(ctx, "k1"); err != nil || s != participant.StatePrepared {
+		t.Fatalf("status after the kill: %q %v", s, err)
+	}
+	if r := f.p.Commit(ctx, "k1"); r.Err != nil || r.State != participant.StateCommitted || r.Conflict {
+		t.Fatalf("commit after the kill: %+v", r)
+	}
+	if b := f.balance("bob"); b != 125 {
+		t.Fatalf("bob %d, want 125", b)
+	}
+	if n := f.p.ParkedCount(); n != 0 {
+		t.Fatalf("%d connections still parked", n)
+	}
+	if r := f.p.Commit(ctx, "k1"); r.Err != nil || r.State != participant.StateCommitted || r.Conflict {
+		t.Fatalf("repeated commit: %+v", r)
+	}
+}
+
+// TestParkedBound: on MariaDB at most half the pool is kept for phase 2; a prepare
+// beyond that closes its connection and awaits its session's end before the ACK, as
+// before. Both kinds commit.
+func TestParkedBound(t *testing.T) {
+	f := newFixture(t, myDSN, func(c *sqlpart.Config) { c.PoolConnsMax = 2 })
+	ctx := context.Background()
+	if v := f.p.Prepare(ctx, "b1", "", f.move("alice", 1)); !v.ACK {
+		t.Fatal(v.Reason)
+	}
+	if v := f.p.Prepare(ctx, "b2", "", f.move("bob", 2)); !v.ACK {
+		t.Fatal(v.Reason)
+	}
+	_, parked1 := f.p.ParkedSessionID(f.p.GID("b1"))
+	_, parked2 := f.p.ParkedSessionID(f.p.GID("b2"))
+	if !parked1 || parked2 || f.p.ParkedCount() != 1 {
+		t.Fatalf("parked: b1 %v, b2 %v, count %d; want only b1", parked1, parked2, f.p.ParkedCount())
+	}
+	for _, id := range []string{"b2", "b1"} {
+		if r := f.p.Commit(ctx, id); r.Err != nil || r.State != participant.StateCommitted || r.Conflict {
+			t.Fatalf("commit %s: %+v", id, r)
+		}
+	}
+	if a, b := f.balance("alice"), f.balance("bob"); a != 101 || b != 102 {
+		t.Fatalf("alice %d, bob %d; want 101, 102", a, b)
+	}
+	if g := f.prepared(); len(g) != 0 || f.p.ParkedCount() != 0 {
+		t.Fatalf("left prepared %v, parked %d", g, f.p.ParkedCount())
 	}
 }

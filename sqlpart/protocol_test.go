@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,5 +248,48 @@ func TestPreparedMax(t *testing.T) {
 				t.Fatalf("alice %d bob %d, want 101 101", a, b)
 			}
 		})
+	}
+}
+
+// TestInDoubtHeader: while Run runs, answers say the participant asks the coordinator
+// about its transactions in doubt (so dtc may keep begin records lazy), except a
+// prepare's that names no coordinator when none is configured; without Run, none do.
+func TestInDoubtHeader(t *testing.T) {
+	f := newFixture(t, pgDSN, nil)
+	h := serve(t, f.p)
+	ask := func(endpoint string, body any) string {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		resp, err := http.Post(h.srv.URL+"/"+endpoint, "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get(participant.HeaderInDoubt)
+	}
+	withCoord := participant.PrepareRequest{TxnID: "h1", Payload: f.move("alice", 1), Coordinator: "http://127.0.0.1:1"}
+	if got := ask("prepare", withCoord); got != "" {
+		t.Fatalf("without Run: %s %q", participant.HeaderInDoubt, got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	wg.Go(func() { f.p.Run(ctx) })
+	eventually(t, "Run to start", f.p.Asks)
+	if got := ask("rollback", participant.TxnRequest{TxnID: "h1"}); got != participant.InDoubtAsk {
+		t.Fatalf("rollback with Run: %s %q", participant.HeaderInDoubt, got)
+	}
+	withCoord.TxnID = "h2"
+	if got := ask("prepare", withCoord); got != participant.InDoubtAsk {
+		t.Fatalf("prepare naming a coordinator, with Run: %s %q", participant.HeaderInDoubt, got)
+	}
+	if got := ask("commit", participant.TxnRequest{TxnID: "h2"}); got != participant.InDoubtAsk {
+		t.Fatalf("commit with Run: %s %q", participant.HeaderInDoubt, got)
+	}
+	if got := ask("prepare", participant.PrepareRequest{TxnID: "h3", Payload: f.move("alice", 1)}); got != "" {
+		t.Fatalf("prepare naming no coordinator: %s %q", participant.HeaderInDoubt, got)
+	}
+	if r := f.p.Rollback(context.Background(), "h3"); r.Err != nil {
+		t.Fatal(r.Err)
 	}
 }

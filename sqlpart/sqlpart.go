@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtc-project/dtc/participant"
@@ -66,6 +67,13 @@ type Participant struct {
 	mu       sync.Mutex
 	prepared int // prepared by this participant and not decided, as last counted, plus reservations
 
+	parkMu sync.Mutex
+	parked map[string]parkedConn // by gid: sessions holding their prepared transaction (park.go)
+	closed bool                  // Close has run: nothing more is parked
+	sids   map[any]int64         // session id by driver connection (sessionID)
+
+	resolvers atomic.Int32 // Run calls in progress: while one runs, the participant asks (Asks)
+
 	roundMu sync.Mutex // one resolver round at a time
 	next    int        // where the next round starts in the prepared list
 }
@@ -91,11 +99,12 @@ func Open(ctx context.Context, cfg Config) (*Participant, error) {
 	if kind == PostgreSQL {
 		d = pgDialect{statementTimeout: cfg.StatementTimeout}
 	} else {
-		d = myDialect{}
 		driverName = "mysql"
-		if dsn, err = mysqlDSN(ctx, dsn, cfg.StatementTimeout); err != nil {
+		var maria bool
+		if dsn, maria, err = mysqlDSN(ctx, dsn, cfg.StatementTimeout); err != nil {
 			return nil, fmt.Errorf("sqlpart: connecting to %s: %w", redactDSN(cfg.DSN), err)
 		}
+		d = myDialect{mariaDB: maria}
 	}
 	db, err := sql.Open(driverName, dsn)
 	if err != nil {
@@ -104,7 +113,7 @@ func Open(ctx context.Context, cfg Config) (*Participant, error) {
 	db.SetMaxOpenConns(cfg.PoolConnsMax)
 	db.SetMaxIdleConns(cfg.PoolConnsMax)
 	db.SetConnMaxIdleTime(time.Minute)
-	p := &Participant{cfg: cfg, d: d, db: db, log: cfg.Logger, client: cfg.HTTPClient, locks: map[string]*txnLock{}}
+	p := &Participant{cfg: cfg, d: d, db: db, log: cfg.Logger, client: cfg.HTTPClient, locks: map[string]*txnLock{}, parked: map[string]parkedConn{}, sids: map[any]int64{}}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -121,22 +130,24 @@ func Open(ctx context.Context, cfg Config) (*Participant, error) {
 }
 
 // mysqlDSN asks the server what it is: on MariaDB the DSN gets max_statement_time.
-func mysqlDSN(ctx context.Context, dsn string, timeout time.Duration) (string, error) {
+// It reports whether the server is MariaDB.
+func mysqlDSN(ctx context.Context, dsn string, timeout time.Duration) (string, bool, error) {
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(ctx, 4*timeout)
 	defer cancel()
 	var v string
 	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
-		return "", err
+		return "", false, err
 	}
 	if !strings.Contains(strings.ToLower(v), "mariadb") {
-		return dsn, nil
+		return dsn, false, nil
 	}
-	return mariaDBTimeoutDSN(dsn, timeout)
+	dsn, err = mariaDBTimeoutDSN(dsn, timeout)
+	return dsn, true, err
 }
 
 func (p *Participant) init(ctx context.Context) error {
@@ -163,7 +174,10 @@ func (p *Participant) init(ctx context.Context) error {
 }
 
 // Close closes the connection pool. Prepared transactions stay prepared in the database.
-func (p *Participant) Close() error { return p.db.Close() }
+func (p *Participant) Close() error {
+	p.closeParked()
+	return p.db.Close()
+}
 
 // Kind says which database the participant speaks to.
 func (p *Participant) Kind() Kind { return p.d.kind() }
@@ -293,9 +307,16 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.PrepareTimeout)
 	defer cancel()
 
-	r, err := p.readRow(ctx, gid)
-	if err != nil {
-		return nack("sqlpart: reading the transaction's state: %v", err)
+	// The usual case, a new transaction: its row is written in one round trip where the
+	// database allows. Otherwise (or on any error) the row is read first.
+	fresh, _ := p.d.insertIntent(ctx, p.db, p.cfg.Table, gid, p.cfg.Name, txnID, coordinator, fp)
+	var r *txnRow
+	var err error
+	if !fresh {
+		r, err = p.readRow(ctx, gid)
+		if err != nil {
+			return nack("sqlpart: reading the transaction's state: %v", err)
+		}
 	}
 	if r != nil {
 		switch r.state {
@@ -327,16 +348,21 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 			p.release()
 		}
 	}()
-	if err := p.writeIntent(ctx, gid, txnID, coordinator, fp); err != nil {
-		return nack("sqlpart: recording the transaction: %v", err)
+	if !fresh {
+		if err := p.writeIntent(ctx, gid, txnID, coordinator, fp); err != nil {
+			return nack("sqlpart: recording the transaction: %v", err)
+		}
 	}
 
 	conn, err := p.db.Conn(ctx)
 	if err != nil {
 		return nack("sqlpart: no database connection: %v", err)
 	}
-	discard := false
+	discard, parked := false, false
 	defer func() {
+		if parked {
+			return // held for phase 2 (park.go)
+		}
 		if discard {
 			// The connection's session may still hold the transaction (or, on MariaDB,
 			// holds the prepared one, which another connection can finish only once this
@@ -353,22 +379,18 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 		}
 		return nack("%s", reason)
 	}
-	sid, err := p.d.sessionID(ctx, conn)
+	sid, err := p.sessionID(ctx, conn)
 	if err != nil {
 		discard = true
 		return nack("sqlpart: asking for the session id: %v", err)
 	}
-	if err := p.d.begin(ctx, conn, gid); err != nil {
-		discard = true
-		return nack("sqlpart: starting the transaction: %v", err)
-	}
 	sctx, c := context.WithTimeout(ctx, p.cfg.StatementTimeout)
-	res, err := conn.ExecContext(sctx, p.d.claimSQL(p.cfg.Table), gid)
+	n, err := p.d.beginClaim(sctx, conn, p.cfg.Table, gid)
 	c()
 	if err != nil {
-		return abort(fmt.Sprintf("sqlpart: claiming the transaction's row: %v", err))
+		return abort(fmt.Sprintf("sqlpart: starting the transaction and claiming its row: %v", err))
 	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
+	if n != 1 {
 		return abort(fmt.Sprintf("sqlpart: transaction %s was rolled back here before this prepare (fenced)", txnID))
 	}
 	if err := fn(ctx, conn); err != nil {
@@ -382,6 +404,10 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 		// same. The coordinator then aborts, and its rollback (or the resolver, which
 		// finds the gid in the prepared list) rolls it back.
 		return abort(fmt.Sprintf("sqlpart: preparing the transaction: %v", err))
+	}
+	if p.d.holdsPrepared() && p.park(gid, conn, sid) {
+		parked, done = true, true
+		return ack
 	}
 	if err := p.d.detach(ctx, p.db, conn, sid); err != nil {
 		// Prepared, but perhaps not yet finishable by another connection: NACK, which
@@ -521,6 +547,18 @@ func (p *Participant) phase2(ctx context.Context, txnID string, commit bool) par
 	}
 	gid := p.GID(txnID)
 	defer p.lock(gid)()
+	finished := false // by the session that prepared it
+	if pc, ok := p.unpark(gid); ok {
+		q := p.d.rollbackPrepared(gid)
+		if commit {
+			q = p.d.commitPrepared(gid)
+		}
+		if err := p.finishParked(ctx, pc, q); err != nil {
+			p.log.Info("sqlpart: finishing on the session that prepared failed; going on with another", "txn_id", txnID, "err", err)
+		} else {
+			finished = true
+		}
+	}
 	var lastErr error
 	for attempt := 0; attempt < phase2AttemptsMax; attempt++ {
 		if attempt > 0 {
@@ -528,7 +566,8 @@ func (p *Participant) phase2(ctx context.Context, txnID string, commit bool) par
 				return participant.Result{Err: fmt.Errorf("%w: %v (last error: %v)", ErrUnavailable, err, lastErr)}
 			}
 		}
-		res, err := p.phase2Once(ctx, txnID, gid, commit)
+		res, err := p.phase2Once(ctx, txnID, gid, commit, finished)
+		finished = false // a second try finishes (or finds finished) on its own
 		if err == nil {
 			return res
 		}
@@ -553,18 +592,22 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // phase2Once makes one try; an error means "try again".
-func (p *Participant) phase2Once(ctx context.Context, txnID, gid string, commit bool) (participant.Result, error) {
+// finished says the session that prepared it has just finished it.
+func (p *Participant) phase2Once(ctx context.Context, txnID, gid string, commit, finished bool) (participant.Result, error) {
 	// Finish it first and look only if the database says there is nothing to finish:
 	// the usual case costs one statement. COMMIT PREPARED / XA COMMIT of a gid that is
 	// prepared is what the lookup would lead to anyway; one that is not fails with
 	// "no such prepared transaction" and changes nothing.
-	q := p.d.rollbackPrepared(gid)
-	if commit {
-		q = p.d.commitPrepared(gid)
+	var err error
+	if !finished {
+		q := p.d.rollbackPrepared(gid)
+		if commit {
+			q = p.d.commitPrepared(gid)
+		}
+		sctx, cancel := context.WithTimeout(ctx, p.cfg.StatementTimeout)
+		_, err = p.db.ExecContext(sctx, q)
+		cancel()
 	}
-	sctx, cancel := context.WithTimeout(ctx, p.cfg.StatementTimeout)
-	_, err := p.db.ExecContext(sctx, q)
-	cancel()
 	prepared := err == nil
 	if err != nil && !p.d.notPrepared(err) {
 		return participant.Result{}, err
@@ -598,6 +641,12 @@ func (p *Participant) phase2Once(ctx context.Context, txnID, gid string, commit 
 		case rowAborted:
 			state = participant.StateAborted
 		}
+	}
+	if commit && r != nil && r.state == rowPreparing && p.d.holdsPrepared() {
+		// Only an ACKed (so prepared) transaction is committed; on MariaDB/MySQL one
+		// whose session is still being torn down (its process was killed) is for a
+		// moment neither finishable nor listed by XA RECOVER: look again.
+		return participant.Result{}, fmt.Errorf("sqlpart: %s is neither committed nor listed as prepared yet", gid)
 	}
 	if commit {
 		return participant.Result{State: state, Conflict: state != participant.StateCommitted}, nil
@@ -659,6 +708,8 @@ func (p *Participant) Status(ctx context.Context, txnID string) (participant.Sta
 // whatever its age (they are orphans of an earlier run). Run it on a goroutine its
 // owner waits for.
 func (p *Participant) Run(ctx context.Context) {
+	p.resolvers.Add(1)
+	defer p.resolvers.Add(-1)
 	p.ResolveOnce(ctx, true)
 	t := time.NewTicker(p.cfg.ResolveInterval)
 	defer t.Stop()
@@ -674,6 +725,14 @@ func (p *Participant) Run(ctx context.Context) {
 		}
 	}
 }
+
+// Asks reports whether the participant asks the coordinator about the transactions it
+// holds in doubt: while Run runs. Its handler then says so on its answers
+// (participant.HeaderInDoubt), which lets dtc keep the begin record of a transaction
+// lazy (not synced before the first prepare): if dtc crashes before its decision, the
+// transaction is unknown to it, and the resolver's question is answered "not found",
+// presumed abort.
+func (p *Participant) Asks() bool { return p.resolvers.Load() > 0 }
 
 // ResolveOnce runs one round: it lists the transactions this participant has prepared
 // in the database, and for up to ResolvePerRoundMax of those prepared longer than

@@ -498,12 +498,13 @@ func startDTC(t testing.TB) *dtcNode {
 // gate is a proxy in front of a participant that can hold its commits (or another
 // endpoint's calls).
 type gate struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	what string // the endpoint held; "commit" unless set
-	hold bool
-	held int
-	open chan struct{}
+	srv   *httptest.Server
+	mu    sync.Mutex
+	what  string // the endpoint held; "commit" unless set
+	hold  bool
+	after bool // forward the call, then hold its reply
+	held  int
+	open  chan struct{}
 }
 
 func newGate(t testing.TB, target string) *gate {
@@ -513,12 +514,32 @@ func newGate(t testing.TB, target string) *gate {
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/"+g.endpoint()) {
 			g.mu.Lock()
-			hold := g.hold
-			if hold {
-				g.held++
-			}
+			hold, after := g.hold, g.after
 			open := g.open
 			g.mu.Unlock()
+			if hold && after {
+				rec := httptest.NewRecorder()
+				rp.ServeHTTP(rec, r)
+				g.mu.Lock()
+				g.held++
+				g.mu.Unlock()
+				select {
+				case <-open:
+				case <-r.Context().Done():
+					return
+				}
+				for k, v := range rec.Header() {
+					w.Header()[k] = v
+				}
+				w.WriteHeader(rec.Code)
+				_, _ = w.Write(rec.Body.Bytes())
+				return
+			}
+			if hold {
+				g.mu.Lock()
+				g.held++
+				g.mu.Unlock()
+			}
 			if hold {
 				select {
 				case <-open:
@@ -538,6 +559,13 @@ func (g *gate) holdCommits() { g.holdCalls("commit") }
 func (g *gate) holdCalls(endpoint string) {
 	g.mu.Lock()
 	g.what, g.hold = endpoint, true
+	g.mu.Unlock()
+}
+
+// holdReplies forwards endpoint's calls and holds their replies.
+func (g *gate) holdReplies(endpoint string) {
+	g.mu.Lock()
+	g.what, g.hold, g.after = endpoint, true, true
 	g.mu.Unlock()
 }
 
@@ -640,81 +668,110 @@ func firstTxnID(t testing.TB, d *dtcNode, id string) string {
 	return v.TxnID
 }
 
-// TestKill9OfDTC: dtc is killed with SIGKILL at two steps of a transfer between
-// PostgreSQL and MariaDB. While PostgreSQL's prepare is held (MariaDB has prepared):
-// the restarted dtc finds a transaction without a decision and aborts it, so MariaDB
-// rolls back and PostgreSQL is fenced. While the commit to PostgreSQL is held (the
-// decision is logged): the restarted dtc carries the commit to both.
+// TestKill9OfDTC: dtc is killed with SIGKILL at every step of a transfer between a
+// PostgreSQL and a MariaDB table, and restarted; gates in front of the participants
+// hold the step. After each, both databases agree (the transfer is on both or on
+// neither), dtc's outcome matches them, and nothing of the participants is left
+// prepared. A transfer without a decision ends aborted (dtc's recovery, or presumed
+// abort when its begin was lazy and dtc answers 404); one with a decision ends
+// committed, its phase 2 repeated where it had already been done.
 func TestKill9OfDTC(t *testing.T) {
 	d := startDTC(t)
 	pg := startSQL(t, pgDSN, "--in-doubt-after", "500ms", "--resolve-interval", "100ms")
 	my := startSQL(t, myDSN, "--in-doubt-after", "500ms", "--resolve-interval", "100ms")
-	gpg := newGate(t, pg.url)
 	ctx := context.Background()
-	submit := func(id string, amount int64) {
-		go func() { // its answer may never come: dtc is killed under it
-			_, _ = d.cli.Submit(ctx, client.Request{ID: id, Participants: []client.Participant{
-				{URL: gpg.srv.URL + "/prepare", Payload: pg.move("alice", -amount)},
-				{URL: my.url + "/prepare", Payload: my.move("bob", amount)},
+	alice, bob := int64(100), int64(100) // expected: PostgreSQL's alice, MariaDB's bob
+	steps := []struct {
+		name   string
+		commit bool // the step is after the decision
+		// arm sets the gates in front of PostgreSQL and MariaDB; reached says the
+		// step has been reached (dtc is killed then).
+		arm     func(gpg, gmy *gate)
+		reached func(gpg, gmy *gate, id func() string) bool
+	}{{
+		name: "before any prepare is sent",
+		arm:  func(gpg, gmy *gate) { gpg.holdCalls("prepare"); gmy.holdCalls("prepare") },
+		reached: func(gpg, gmy *gate, _ func() string) bool {
+			return gpg.heldCount() > 0 && gmy.heldCount() > 0
+		},
+	}, {
+		name: "after MariaDB prepared, PostgreSQL's prepare held",
+		arm:  func(gpg, gmy *gate) { gpg.holdCalls("prepare") },
+		reached: func(gpg, gmy *gate, _ func() string) bool {
+			g, err := listPrepared(my.db, my.dsn, gidPrefix(my.name))
+			return gpg.heldCount() > 0 && err == nil && len(g) == 1
+		},
+	}, {
+		name: "after the decision is durable, before any commit is sent", commit: true,
+		arm: func(gpg, gmy *gate) { gpg.holdCommits(); gmy.holdCommits() },
+		reached: func(gpg, gmy *gate, _ func() string) bool {
+			return gpg.heldCount() > 0 && gmy.heldCount() > 0
+		},
+	}, {
+		name: "between the two commits (MariaDB committed, PostgreSQL's held)", commit: true,
+		arm: func(gpg, gmy *gate) { gpg.holdCommits() },
+		reached: func(gpg, gmy *gate, id func() string) bool {
+			return gpg.heldCount() > 0 && my.status(id()) == "committed"
+		},
+	}, {
+		name: "after both commits, before dtc hears them (no end record)", commit: true,
+		arm: func(gpg, gmy *gate) { gpg.holdReplies("commit"); gmy.holdReplies("commit") },
+		reached: func(gpg, gmy *gate, id func() string) bool {
+			return gpg.heldCount() > 0 && gmy.heldCount() > 0 && pg.status(id()) == "committed" && my.status(id()) == "committed"
+		},
+	}}
+	for i, st := range steps {
+		clientID := fmt.Sprintf("kill-%d", i)
+		gpg, gmy := newGate(t, pg.url), newGate(t, my.url)
+		st.arm(gpg, gmy)
+		var wg sync.WaitGroup
+		wg.Go(func() { // its answer may never come: dtc is killed under it
+			_, _ = d.cli.Submit(ctx, client.Request{ID: clientID, Participants: []client.Participant{
+				{URL: gpg.srv.URL + "/prepare", Payload: pg.move("alice", -10)},
+				{URL: gmy.srv.URL + "/prepare", Payload: my.move("bob", 10)},
 			}})
-		}()
-	}
-	restartDTC := func() {
+		})
+		id := func() string { return firstTxnID(t, d, clientID) }
+		eventually(t, st.name+": reached", func() bool { return st.reached(gpg, gmy, id) })
 		d.proc.kill()
+		wg.Wait()
 		d.proc.start()
-		eventually(t, "dtc is ready again", func() bool { return d.cli.Ready(ctx) == nil })
-	}
-	outcome := func(id string) string {
-		v, err := d.cli.Get(ctx, id)
-		if err != nil {
-			return err.Error()
+		eventually(t, st.name+": dtc ready again", func() bool { return d.cli.Ready(ctx) == nil })
+		gpg.release()
+		gmy.release()
+		want := "aborted"
+		if st.commit {
+			want = "committed"
+			alice, bob = alice-10, bob+10
 		}
-		for _, p := range v.Participants {
-			if !p.Acked {
-				return "phase 2 under way"
+		var got string
+		eventually(t, st.name+": the outcome at dtc", func() bool {
+			v, err := d.cli.Get(ctx, clientID)
+			switch {
+			case err != nil:
+				got = err.Error()
+				return !st.commit && strings.Contains(got, "404") // lazy begin lost: presumed abort
+			case string(v.State) != want:
+				got = string(v.State)
+				return false
 			}
+			for _, p := range v.Participants {
+				if !p.Acked {
+					got = "phase 2 under way"
+					return false
+				}
+			}
+			got = want
+			return true
+		})
+		eventually(t, st.name+": nothing left prepared", func() bool {
+			a, err1 := listPrepared(pg.db, pg.dsn, gidPrefix(pg.name))
+			b, err2 := listPrepared(my.db, my.dsn, gidPrefix(my.name))
+			return err1 == nil && err2 == nil && len(a) == 0 && len(b) == 0
+		})
+		if a, b := pg.balance("alice"), my.balance("bob"); a != alice || b != bob {
+			t.Fatalf("%s (dtc: %s): PostgreSQL alice %d, MariaDB bob %d; want %d, %d", st.name, got, a, b, alice, bob)
 		}
-		return string(v.State)
-	}
-
-	gpg.holdCalls("prepare")
-	submit("during-prepare", 10)
-	eventually(t, "PostgreSQL's prepare to be held", func() bool { return gpg.heldCount() > 0 })
-	eventually(t, "MariaDB to have prepared", func() bool {
-		g, err := listPrepared(my.db, my.dsn, gidPrefix(my.name))
-		return err == nil && len(g) == 1
-	})
-	restartDTC()
-	gpg.release()
-	// dtc logged no decision (and, its begin being lazy, may have no record at all:
-	// then it answers 404, presumed abort). Either way MariaDB's prepared transaction
-	// must end rolled back, by dtc's rollback or by its own resolver asking dtc.
-	eventually(t, "during-prepare aborted or unknown at dtc", func() bool {
-		o := outcome("during-prepare")
-		return o == "aborted" || strings.Contains(o, "404")
-	})
-	t.Logf("dtc about during-prepare: %s", outcome("during-prepare"))
-	eventually(t, "MariaDB's prepared transaction to be rolled back", func() bool {
-		g, err := listPrepared(my.db, my.dsn, gidPrefix(my.name))
-		return err == nil && len(g) == 0
-	})
-	if a, b := pg.balance("alice"), my.balance("bob"); a != 100 || b != 100 {
-		t.Fatalf("after during-prepare: alice %d, bob %d; want 100, 100", a, b)
-	}
-
-	gpg2 := newGate(t, pg.url)
-	gpg2.holdCommits()
-	go func() {
-		_, _ = d.cli.Submit(ctx, client.Request{ID: "during-commit", Participants: []client.Participant{
-			{URL: gpg2.srv.URL + "/prepare", Payload: pg.move("alice", -20)},
-			{URL: my.url + "/prepare", Payload: my.move("bob", 20)},
-		}})
-	}()
-	eventually(t, "the commit to PostgreSQL to be held", func() bool { return gpg2.heldCount() > 0 })
-	restartDTC()
-	gpg2.release()
-	eventually(t, "during-commit to end committed at both", func() bool { return outcome("during-commit") == "committed" })
-	if a, b := pg.balance("alice"), my.balance("bob"); a != 80 || b != 120 {
-		t.Fatalf("after during-commit: alice %d, bob %d; want 80, 120", a, b)
+		t.Logf("%s: dtc says %s; alice %d, bob %d", st.name, got, alice, bob)
 	}
 }
