@@ -278,20 +278,27 @@ func (e *Engine) resubmit(t *txn, req *Request, sum string, done func(View)) (Vi
 	if !t.sameRequest(req, sum) {
 		return View{}, fmt.Errorf("coordinator: %w: %q", ErrConflict, t.id)
 	}
-	if t.phase >= phPhase2 {
-		if done != nil {
-			done(t.view())
-		}
-		return t.view(), nil
-	}
-	if done != nil {
-		if len(t.waiters) >= e.cfg.WaitersMax {
-			return View{}, fmt.Errorf("coordinator: %w: %d callers already wait on %q (WaitersMax)",
-				ErrBusy, len(t.waiters), t.id)
-		}
-		t.waiters = append(t.waiters, done)
+	if err := e.await(t, done); err != nil {
+		return View{}, err
 	}
 	return t.view(), nil
+}
+
+// await has done (if not nil) called with t's view once t's decision is durable: at
+// once if it already is, else when it becomes so. ErrBusy if WaitersMax callers already
+// wait on t.
+func (e *Engine) await(t *txn, done func(View)) error {
+	switch {
+	case done == nil:
+	case t.phase >= phPhase2:
+		done(t.view())
+	case len(t.waiters) >= e.cfg.WaitersMax:
+		return fmt.Errorf("coordinator: %w: %d callers already wait on %q (WaitersMax)",
+			ErrBusy, len(t.waiters), t.id)
+	default:
+		t.waiters = append(t.waiters, done)
+	}
+	return nil
 }
 
 // Get returns a transaction's view, by the client's id or by the id the participants see
@@ -680,18 +687,8 @@ func (e *Engine) Abort(id string, cause AbortCause, reason string, done func(Vie
 	if t == nil {
 		return View{}, ErrNotFound
 	}
-	if t.phase >= phPhase2 {
-		if done != nil {
-			done(t.view())
-		}
-		return t.view(), nil
-	}
-	if done != nil {
-		if len(t.waiters) >= e.cfg.WaitersMax {
-			return View{}, fmt.Errorf("coordinator: %w: %d callers already wait on %q (WaitersMax)",
-				ErrBusy, len(t.waiters), t.id)
-		}
-		t.waiters = append(t.waiters, done)
+	if err := e.await(t, done); err != nil {
+		return View{}, err
 	}
 	if t.phase == phPreparing || t.phase == phQuerying {
 		if reason == "" {
