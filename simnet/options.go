@@ -128,6 +128,14 @@ const (
 	// BreakUnfencedLogWrite (cluster mode) writes the shard's log without the owner
 	// key's compare: a node that lost the shard still writes records.
 	BreakUnfencedLogWrite
+	// BreakDetectorNeverAborts makes the coordinator's deadlock detector find the cycles
+	// of the wait-for graph but never abort their victims: a deadlock lasts until the
+	// prepare deadline even with Options.DeadlockDetection.
+	BreakDetectorNeverAborts
+	// BreakWoundWaitYoungerWounds makes a participant under wound-wait ask for the abort
+	// of every transaction its prepare waits for, older ones too: the younger wounds the
+	// older.
+	BreakWoundWaitYoungerWounds
 )
 
 // Breakages lists every deliberate bug with its name.
@@ -145,6 +153,8 @@ var Breakages = []struct {
 	{"batch-encoder", BreakBatchEncoder},
 	{"resolver-presumes-commit", BreakResolverPresumesCommit},
 	{"unfenced-log-write", BreakUnfencedLogWrite},
+	{"detector-never-aborts", BreakDetectorNeverAborts},
+	{"wound-wait-younger-wounds", BreakWoundWaitYoungerWounds},
 }
 
 func (b Breakage) String() string {

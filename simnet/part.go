@@ -185,6 +185,7 @@ func (p *partNode) handle(req wireRequest, answer func(any, error)) {
 			return
 		}
 		s.incarnations[pr.TxnID] = true
+		s.priorities[pr.TxnID] = pr.Priority
 		p.point(faults.RecvPrepare, pr.TxnID)
 		if !p.alive(inc) {
 			return
