@@ -197,6 +197,7 @@ func (p *partNode) handle(req wireRequest, answer func(any, error)) {
 			s.rec.Voted(pr.TxnID, p.name, v.ACK, s.now)
 			p.checkFence(pr.TxnID, v)
 			if v.ACK {
+				s.readAtAck(pr.TxnID, p)
 				s.tracef(p.id, "votes ACK on %s", req.what)
 				p.point(faults.Ack, pr.TxnID)
 			} else {
