@@ -105,3 +105,12 @@ func TestScenarioCheckerCatchesAYoungerTransactionThatWounds(t *testing.T) {
 	}
 	t.Logf("caught: %s", v)
 }
+
+// Participants given the wait policy that take no locks: prepares of one account
+// overlap, two transfers decide on the same version of it, and no serial order of the
+// committed transfers explains what they read.
+func TestScenarioCheckerCatchesLocksThatAreNotTaken(t *testing.T) {
+	o := simnet.Options{Seed: 1, Txns: 60, Accounts: 2, Participants: 2, Clients: 4, Break: simnet.BreakLocksNotTaken,
+		Participant: func(c *participant.Config) { c.Locks = locks.DefaultConfig(locks.PolicyWait) }}
+	simulate(t, o).violation(checker.KindSerializability)
+}

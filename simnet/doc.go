@@ -72,7 +72,9 @@
 // bytes: only the coordinator-participant protocol goes through package protocol.
 // Two online checks judge them (waitcheck.go): a wound's victim must be younger than
 // its wounder, and with detection on no transaction is aborted at its prepare deadline
-// while on a cycle of the waits the coordinator was told of.
+// while on a cycle of the waits the coordinator was told of. Under no-wait, wait and
+// wound-wait the committed transfers must be serializable (serial.go): some serial
+// order explains every account as a participant's first ACK found it, and the end.
 //
 // Deliberate bugs (Options.Break) are decorators around the real components, to show
 // that the checker catches what they break.

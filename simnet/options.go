@@ -136,6 +136,9 @@ const (
 	// of every transaction its prepare waits for, older ones too: the younger wounds the
 	// older.
 	BreakWoundWaitYoungerWounds
+	// BreakLocksNotTaken starts the participants without locks (policy none) whatever
+	// lock policy they were given: prepares of one account overlap.
+	BreakLocksNotTaken
 )
 
 // Breakages lists every deliberate bug with its name.
@@ -155,6 +158,7 @@ var Breakages = []struct {
 	{"unfenced-log-write", BreakUnfencedLogWrite},
 	{"detector-never-aborts", BreakDetectorNeverAborts},
 	{"wound-wait-younger-wounds", BreakWoundWaitYoungerWounds},
+	{"locks-not-taken", BreakLocksNotTaken},
 }
 
 func (b Breakage) String() string {

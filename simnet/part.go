@@ -10,6 +10,7 @@ import (
 	"github.com/dtc-project/dtc/checker"
 	"github.com/dtc-project/dtc/examples/bank"
 	"github.com/dtc-project/dtc/faults"
+	"github.com/dtc-project/dtc/locks"
 	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/protocol"
 	"github.com/dtc-project/dtc/wal"
@@ -74,6 +75,9 @@ func (p *partNode) start() error {
 		return err
 	}
 	cfg := s.partCfg
+	if s.o.Break&BreakLocksNotTaken != 0 {
+		cfg.Locks.Policy = locks.PolicyNone
+	}
 	if p.busy() {
 		// A busy participant: few records may wait for a sync, so that phase-2 calls
 		// beyond them fail (ErrBusy) while others pass, alone or inside a batch.

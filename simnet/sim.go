@@ -77,6 +77,7 @@ type sim struct {
 	// with, and the wait edges the coordinator was told of while detection is on.
 	priorities map[string]int64
 	waitEdges  map[string]map[string]bool
+	badWounds  map[string]bool // "wounder victim" pairs already reported
 	// Serializability under lock policies (serial.go): what each transaction id read
 	// at its first ACKs, and the runs by client id.
 	serial map[string]*serialReads

@@ -48,7 +48,11 @@ func (s *sim) youngerWounds(w participant.LockWait) participant.LockWait {
 func (s *sim) checkWound(wounder, victim, by string) {
 	pw, okW := s.priorities[wounder]
 	pv, okV := s.priorities[victim]
-	if okW && okV && pv <= pw {
+	if okW && okV && pv <= pw && !s.badWounds[wounder+" "+victim] {
+		if s.badWounds == nil {
+			s.badWounds = map[string]bool{}
+		}
+		s.badWounds[wounder+" "+victim] = true // reported once, not at every repeated report
 		s.violation(KindWoundWait, victim, "%s asked to abort %s (priority %d) for %s (priority %d): under wound-wait only an older transaction wounds a younger one",
 			by, victim, pv, wounder, pw)
 	}
