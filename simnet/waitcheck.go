@@ -19,10 +19,11 @@ import (
 // Deadlock liveness, with Options.DeadlockDetection: no transaction is aborted for its
 // prepare deadline (cause timeout) while it is on a cycle of the wait edges the
 // coordinator was told of. The simulator keeps those edges itself (waitEdges, by client
-// id): an edge waiter → holder is kept from the report the coordinator accepted (both
-// preparing) until either is decided or an abort of either is accepted; a coordinator
-// crash drops them all, as it drops the real graph. Every such cycle was closed by one
-// report, which the detector must have turned into an abort of one of its transactions.
+// id): an edge waiter → holder is kept from the report the coordinator's graph accepted
+// (both preparing; a report refused for the graph's bound adds none) until either is
+// decided or an abort of either is accepted; a coordinator crash drops them all, as it
+// drops the real graph. Every such cycle was closed by one report, which the detector
+// must have turned into an abort of one of its transactions.
 
 // KindWoundWait and KindDeadlockLiveness are the kinds of these checks' violations.
 const (

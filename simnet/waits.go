@@ -90,12 +90,12 @@ func (c *coordNode) waits(w participant.LockWait, from *partNode, reply func(any
 	if !ok || len(holders) == 0 {
 		return
 	}
-	s.noteWaits(waiter.ID, holders)
 	cycles, err := c.graph.Add(waiter, holders)
 	if err != nil {
 		s.tracef(coordID, "wait report of %s from %s refused: %v", w.TxnID, from.name, err)
 		return
 	}
+	s.noteWaits(waiter.ID, holders)
 	for _, cy := range cycles {
 		s.stats.Deadlocks++
 		reason := fmt.Sprintf("cycle %s (reported by %s waiting for key %q)", cy, from.name, w.Key)
