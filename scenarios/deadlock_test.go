@@ -62,3 +62,55 @@ func TestScenarioTwoServiceDeadlockWithoutTheDetectorWaitsOutThePrepareDeadline(
 		t.Fatalf("the workload ended at %v of virtual time, before the 1 s prepare deadline", w.res.HealAt)
 	}
 }
+
+// A detector that finds the cycle but never aborts its victim: both transactions wait
+// out the prepare deadline, and the first to reach it is on a cycle of reported waits.
+func TestScenarioCheckerCatchesADetectorThatNeverAborts(t *testing.T) {
+	o := deadlockOptions(true)
+	o.Break = simnet.BreakDetectorNeverAborts
+	w := simulate(t, o)
+	v := w.violation(simnet.KindDeadlockLiveness)
+	if !strings.Contains(v.Detail, "cycle") || !strings.HasPrefix(v.Txn, "t1") {
+		t.Fatalf("want t1 caught waiting on the cycle, got %s", v)
+	}
+	t.Logf("caught: %s", v)
+}
+
+// The same two transactions under wound-wait: t1, the older, wounds t2 at p2 and
+// commits; t2, the younger, waits for t1 at p1 and is aborted. No deadlock forms.
+func TestScenarioWoundWaitTheOlderWoundsTheYoungerAndCommits(t *testing.T) {
+	o := deadlockOptions(false)
+	o.Participant = func(c *participant.Config) { c.Locks = locks.DefaultConfig(locks.PolicyWoundWait) }
+	w := simulate(t, o).noViolations().
+		committedEverywhere("t1").clientLearned("t1", checker.Committed).
+		abortedEverywhere("t2").clientLearned("t2", checker.Aborted)
+	if st := w.res.Stats; st.Wounds != 1 {
+		t.Fatalf("%d wounds, want 1: t1 wounding t2", st.Wounds)
+	}
+	if w.res.HealAt >= time.Second {
+		t.Fatalf("the workload ended at %v of virtual time, after the 1 s prepare deadline", w.res.HealAt)
+	}
+}
+
+// A wound-wait where the younger wounds the older too: t2, waiting for t1 at p1, asks
+// for t1's abort.
+func TestScenarioCheckerCatchesAYoungerTransactionThatWounds(t *testing.T) {
+	o := deadlockOptions(false)
+	o.Participant = func(c *participant.Config) { c.Locks = locks.DefaultConfig(locks.PolicyWoundWait) }
+	o.Break = simnet.BreakWoundWaitYoungerWounds
+	w := simulate(t, o)
+	v := w.violation(simnet.KindWoundWait)
+	if !strings.HasPrefix(v.Txn, "t1") {
+		t.Fatalf("want t1 wounded by t2, got %s", v)
+	}
+	t.Logf("caught: %s", v)
+}
+
+// Participants given the wait policy that take no locks: prepares of one account
+// overlap, two transfers decide on the same version of it, and no serial order of the
+// committed transfers explains what they read.
+func TestScenarioCheckerCatchesLocksThatAreNotTaken(t *testing.T) {
+	o := simnet.Options{Seed: 1, Txns: 60, Accounts: 2, Participants: 2, Clients: 4, Break: simnet.BreakLocksNotTaken,
+		Participant: func(c *participant.Config) { c.Locks = locks.DefaultConfig(locks.PolicyWait) }}
+	simulate(t, o).violation(checker.KindSerializability)
+}

@@ -80,6 +80,7 @@ func (c *coordNode) start() error {
 	if s.o.DeadlockDetection {
 		c.graph = waitfor.New(waitfor.DefaultEdgesMax)
 	}
+	s.resetWaits()
 	if c.s.cl != nil {
 		return c.startCluster()
 	}
@@ -423,6 +424,10 @@ func (o coordObserver) Observe(n coordinator.Note) {
 			d = "commit"
 		}
 		s.tracef(coordID, "decided %s: %s durable%s %s", n.Txn, d, recovered(n.Recovered), n.Reason)
+		if !n.Commit && n.Cause == coordinator.CauseTimeout {
+			s.timedOut(n.Txn)
+		}
+		s.dropWaits(clientID(n.Txn))
 		c.decidedWaits(n.Txn)
 	case coordinator.NoteEnded:
 		s.tracef(coordID, "ended %s after %v", n.Txn, n.Elapsed)

@@ -70,6 +70,11 @@
 // them to the real wait-for graph (package waitfor) and aborts the youngest
 // transaction of every cycle, with cause deadlock. These calls carry Go values, not
 // bytes: only the coordinator-participant protocol goes through package protocol.
+// Two online checks judge them (waitcheck.go): a wound's victim must be younger than
+// its wounder, and with detection on no transaction is aborted at its prepare deadline
+// while on a cycle of the waits the coordinator was told of. Under no-wait, wait and
+// wound-wait the committed transfers must be serializable (serial.go): some serial
+// order explains every account as a participant's first ACK found it, and the end.
 //
 // Deliberate bugs (Options.Break) are decorators around the real components, to show
 // that the checker catches what they break.

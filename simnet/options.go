@@ -128,6 +128,17 @@ const (
 	// BreakUnfencedLogWrite (cluster mode) writes the shard's log without the owner
 	// key's compare: a node that lost the shard still writes records.
 	BreakUnfencedLogWrite
+	// BreakDetectorNeverAborts makes the coordinator's deadlock detector find the cycles
+	// of the wait-for graph but never abort their victims: a deadlock lasts until the
+	// prepare deadline even with Options.DeadlockDetection.
+	BreakDetectorNeverAborts
+	// BreakWoundWaitYoungerWounds makes a participant under wound-wait ask for the abort
+	// of every transaction its prepare waits for, older ones too: the younger wounds the
+	// older.
+	BreakWoundWaitYoungerWounds
+	// BreakLocksNotTaken starts the participants without locks (policy none) whatever
+	// lock policy they were given: prepares of one account overlap.
+	BreakLocksNotTaken
 )
 
 // Breakages lists every deliberate bug with its name.
@@ -145,6 +156,9 @@ var Breakages = []struct {
 	{"batch-encoder", BreakBatchEncoder},
 	{"resolver-presumes-commit", BreakResolverPresumesCommit},
 	{"unfenced-log-write", BreakUnfencedLogWrite},
+	{"detector-never-aborts", BreakDetectorNeverAborts},
+	{"wound-wait-younger-wounds", BreakWoundWaitYoungerWounds},
+	{"locks-not-taken", BreakLocksNotTaken},
 }
 
 func (b Breakage) String() string {

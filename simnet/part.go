@@ -10,6 +10,7 @@ import (
 	"github.com/dtc-project/dtc/checker"
 	"github.com/dtc-project/dtc/examples/bank"
 	"github.com/dtc-project/dtc/faults"
+	"github.com/dtc-project/dtc/locks"
 	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/protocol"
 	"github.com/dtc-project/dtc/wal"
@@ -74,6 +75,9 @@ func (p *partNode) start() error {
 		return err
 	}
 	cfg := s.partCfg
+	if s.o.Break&BreakLocksNotTaken != 0 {
+		cfg.Locks.Policy = locks.PolicyNone
+	}
 	if p.busy() {
 		// A busy participant: few records may wait for a sync, so that phase-2 calls
 		// beyond them fail (ErrBusy) while others pass, alone or inside a batch.
@@ -185,6 +189,7 @@ func (p *partNode) handle(req wireRequest, answer func(any, error)) {
 			return
 		}
 		s.incarnations[pr.TxnID] = true
+		s.priorities[pr.TxnID] = pr.Priority
 		p.point(faults.RecvPrepare, pr.TxnID)
 		if !p.alive(inc) {
 			return
@@ -196,6 +201,7 @@ func (p *partNode) handle(req wireRequest, answer func(any, error)) {
 			s.rec.Voted(pr.TxnID, p.name, v.ACK, s.now)
 			p.checkFence(pr.TxnID, v)
 			if v.ACK {
+				s.readAtAck(pr.TxnID, p)
 				s.tracef(p.id, "votes ACK on %s", req.what)
 				p.point(faults.Ack, pr.TxnID)
 			} else {

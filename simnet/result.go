@@ -204,6 +204,7 @@ func (s *sim) finish() *Result {
 		r.Balances = bal
 		total := int64(s.o.Participants) * int64(s.o.Accounts) * s.o.InitialBalance
 		r.Violations = append(r.Violations, checker.CheckBank(total, bal)...)
+		r.Violations = append(r.Violations, s.checkSerializable(r.History)...)
 	}
 	if !r.Quiet && !s.rotStop {
 		r.Violations = append(r.Violations, checker.Violation{Kind: checker.KindLiveness,

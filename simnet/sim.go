@@ -73,6 +73,15 @@ type sim struct {
 	// incarnations: every transaction id (client id and nonce) a participant was sent.
 	incarnations  map[string]bool
 	simViolations []checker.Violation
+	// Lock-wait checks (waitcheck.go): the priority each transaction id was prepared
+	// with, and the wait edges the coordinator was told of while detection is on.
+	priorities map[string]int64
+	waitEdges  map[string]map[string]bool
+	badWounds  map[string]bool // "wounder victim" pairs already reported
+	// Serializability under lock policies (serial.go): what each transaction id read
+	// at its first ACKs, and the runs by client id.
+	serial map[string]*serialReads
+	runs   map[string]*txnRun
 	// rotted: nodes whose synced records rot was injected into; their log must refuse
 	// to open. rotStop: a log refused, as it had to; the run ends there, and nothing
 	// after it (liveness, balances) can be asked of it.
@@ -160,6 +169,8 @@ func newSim(o Options) *sim {
 	s.rolledBack = map[string]bool{}
 	s.presumedAborted = map[string]int64{}
 	s.incarnations = map[string]bool{}
+	s.priorities = map[string]int64{}
+	s.serial = map[string]*serialReads{}
 	s.rotted, s.rotDown = map[int]bool{}, map[int]bool{}
 
 	s.coordCfg = coordinator.DefaultConfig()

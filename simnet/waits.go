@@ -43,10 +43,12 @@ func (o lockObserver) LockWaiting(w participant.LockWait) {
 func (p *partNode) reportWait(w participant.LockWait) {
 	s := p.s
 	s.stats.WaitReports++
+	w = p.s.youngerWounds(w)
 	s.call(p.id, coordID, queryTimeout, fmt.Sprintf("waits %s -> %v", w.TxnID, w.WaitsFor),
 		func(answer func(any, error)) { s.coord.waits(w, p, answer) },
 		func(any, error) {})
 	for _, id := range w.Wound {
+		s.checkWound(w.TxnID, id, p.name)
 		s.stats.Wounds++
 		reason := fmt.Sprintf("wounded by older transaction %s waiting for key %s", w.TxnID, w.Key)
 		s.call(p.id, coordID, queryTimeout, "wound "+id,
@@ -93,10 +95,14 @@ func (c *coordNode) waits(w participant.LockWait, from *partNode, reply func(any
 		s.tracef(coordID, "wait report of %s from %s refused: %v", w.TxnID, from.name, err)
 		return
 	}
+	s.noteWaits(waiter.ID, holders)
 	for _, cy := range cycles {
 		s.stats.Deadlocks++
 		reason := fmt.Sprintf("cycle %s (reported by %s waiting for key %q)", cy, from.name, w.Key)
 		s.tracef(coordID, "deadlock: %s", reason)
+		if s.o.Break&BreakDetectorNeverAborts != 0 {
+			continue
+		}
 		c.abort(cy.Victim.ID, coordinator.CauseDeadlock, reason, func(any, error) {})
 	}
 }
@@ -122,6 +128,7 @@ func (c *coordNode) abort(id string, cause coordinator.AbortCause, reason string
 		s.tracef(coordID, "abort %s (%s): %v", id, cause, err)
 		reply(wireAnswer{status: 503}, nil)
 	default:
+		s.abortRequested(id)
 		reply(wireAnswer{status: 200}, nil)
 	}
 	c.kick()
