@@ -175,9 +175,16 @@ type frame struct{ off, end int64 }
 // one that is not valid (a torn tail) or the end marker. Called on the durable content
 // (right after a crash, or anywhere in a sealed segment), they are synced records.
 func syncedFrames(b []byte) []frame {
-	const header, frameHeader = 24, 8
+	const frameHeader = 8
+	if len(b) < 12 {
+		return nil
+	}
+	header := int64(32) // format version 2; version 1's header is 24 bytes
+	if binary.LittleEndian.Uint32(b[8:]) == 1 {
+		header = 24
+	}
 	var out []frame
-	for off := int64(header); off+frameHeader <= int64(len(b)); {
+	for off := header; off+frameHeader <= int64(len(b)); {
 		n := int64(binary.LittleEndian.Uint32(b[off:]))
 		crc := binary.LittleEndian.Uint32(b[off+4:])
 		end := off + frameHeader + n

@@ -11,12 +11,12 @@ import (
 // refuses it with a *CorruptError that names the right segment and offset.
 //
 // The log: segment 1 holds records A, B, C (100-byte payloads, at offsets
-// 24, 132, 240, ending at 348); with multi, segment 1 is filled and sealed
+// 32, 140, 248, ending at 356); with multi, segment 1 is filled and sealed
 // and records D, E follow in segment 2. The spare segment follows the last.
 func TestCorruption(t *testing.T) {
 	const (
-		a, b, c = 24, 132, 240 // frame offsets in segment 1
-		end     = 348          // end of C
+		a, b, c = 32, 140, 248 // frame offsets in segment 1
+		end     = 356          // end of C
 	)
 	type flip struct {
 		seg uint64
@@ -48,9 +48,11 @@ func TestCorruption(t *testing.T) {
 		{"zeros after the last record", false, flips{{1, 1000, 5}}, 1, end, "end-of-records marker followed by data at offset 1000"},
 		{"last bytes of the segment", false, flips{{1, 4095, 0}}, 1, end, "followed by data at offset 4095"},
 		{"header magic", false, flips{{1, 0, 1}}, 1, 0, "bad magic"},
-		{"header version", false, flips{{1, 8, 1}}, 1, 0, "header crc mismatch"},
+		{"header version", false, flips{{1, 8, 1}}, 1, 0, "unsupported format version 0"},
+		{"header version, low bit", false, flips{{1, 8, 0}}, 1, 0, "unsupported format version 3"},
 		{"header index", false, flips{{1, 12, 0}}, 1, 0, "header crc mismatch"},
-		{"header crc", false, flips{{1, 22, 3}}, 1, 0, "header crc mismatch"},
+		{"header built size", false, flips{{1, 22, 3}}, 1, 0, "header crc mismatch"},
+		{"header crc", false, flips{{1, 29, 3}}, 1, 0, "header crc mismatch"},
 		{"spare segment header", false, flips{{2, 16, 2}}, 2, 0, "header crc mismatch"},
 		{"spare segment zeros", false, flips{{2, 2000, 2}}, 2, headerSize, "followed by data"},
 		{"sealed segment, middle record", true, flips{{1, b + 30, 0}}, 1, b, "crc mismatch"},

@@ -41,7 +41,7 @@
 // calls it directly. Only the GroupSyncer owns goroutines: the one that syncs,
 // and, while the spare segment is being built, the one that builds it.
 //
-// # On-disk format (version 1)
+// # On-disk format (version 2)
 //
 // All integers are little-endian. CRCs are CRC-32C (Castagnoli).
 //
@@ -49,18 +49,26 @@
 // %016x.wal after their index, in lowercase hex ("0000000000000001.wal");
 // indices start at 1 and are consecutive: a missing index between the first
 // and the last segment is corruption. A segment being built is named
-// %016x.wal.tmp until it is complete; Open removes such leftovers. Other
-// files in the directory are ignored.
+// %016x.wal.tmp until it is complete; Open removes such leftovers, unless
+// one holds a valid record (see "Lost renames" below). Other files in the
+// directory are ignored.
 //
-// Segment header, 24 bytes at offset 0:
+// Segment header, 32 bytes at offset 0:
 //
 //	offset size  field
 //	0      8     magic "DTCWAL01"
-//	8      4     format version, 1
+//	8      4     format version, 2
 //	12     8     segment index (must match the file name)
-//	20     4     CRC of bytes 0..20
+//	20     8     the file's size when it was built (Options.SegmentSizeBytes then)
+//	28     4     CRC of bytes 0..28
 //
-// Frames follow the header back to back, from offset 24. One frame is one
+// Version 1, written by older builds and still read, has a 24-byte header
+// without the size (the CRC at offset 20, covering bytes 0..20); its frames
+// start at offset 24. Open writes into a version-1 active segment where it
+// left off, removes version-1 spares, and builds every new segment in the
+// current version.
+//
+// Frames follow the header back to back, from offset 32. One frame is one
 // record:
 //
 //	offset size  field
@@ -123,6 +131,19 @@
 //     matches for a length one bit away), and no valid frame starts inside
 //     its claimed extent (its length would then be damaged and synced
 //     records would follow).
+//
+// Short segments. Every segment is built at its full size and fsynced before
+// it is used, so a segment file shorter than its header's size was cut by a
+// disk that lied about fsync, or by a copy taken while the log was written.
+// If the records it still shows end at an end-of-records marker, the bytes it
+// lost were zeros (the writer never skips bytes) and Open accepts it, with
+// room for fewer records; otherwise they may have held synced records, and
+// Open refuses it as corruption at the offset where its records stop.
+//
+// Lost renames. A .tmp file that holds a valid record was renamed and used
+// before a crash that undid the rename (its directory's fsync had reported
+// success): Open finishes the rename instead of removing the file, so its
+// synced records are kept. A read-only Open reads it under its .tmp name.
 //
 // Anything else is corruption, and Open fails with a *CorruptError
 // (errors.Is ErrCorrupt) naming the segment file and offset: a bad header,

@@ -34,7 +34,7 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	if e.Offset < headerSize {
+	if e.Offset < headerSizeV1 {
 		return fmt.Sprintf("wal: corrupt segment %d (%s) at offset %d: %s",
 			e.Segment, segmentName(e.Segment), e.Offset, e.Reason)
 	}

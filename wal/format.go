@@ -12,8 +12,9 @@ import (
 // The on-disk format; doc.go describes it in words.
 const (
 	segmentMagic    = "DTCWAL01"
-	formatVersion   = 1
-	headerSize      = 24 // magic 8 | version 4 | segment index 8 | header crc 4
+	formatVersion   = 2
+	headerSize      = 32 // version 2: magic 8 | version 4 | segment index 8 | built size 8 | header crc 4
+	headerSizeV1    = 24 // version 1, still read: magic 8 | version 4 | segment index 8 | header crc 4
 	frameHeaderSize = 8  // payload length 4 | crc 4
 	segmentExt      = ".wal"
 	tmpExt          = ".tmp"
@@ -37,32 +38,58 @@ func parseSegmentName(name string) (uint64, bool) {
 	return idx, true
 }
 
-// encodeHeader returns the header of segment idx.
-func encodeHeader(idx uint64) []byte {
+// encodeHeader returns the header of segment idx, a file of size bytes.
+func encodeHeader(idx uint64, size int64) []byte {
 	h := make([]byte, headerSize)
 	copy(h, segmentMagic)
 	binary.LittleEndian.PutUint32(h[8:], formatVersion)
 	binary.LittleEndian.PutUint64(h[12:], idx)
-	binary.LittleEndian.PutUint32(h[20:], crc32.Checksum(h[:20], castagnoli))
+	binary.LittleEndian.PutUint64(h[20:], uint64(size))
+	binary.LittleEndian.PutUint32(h[28:], crc32.Checksum(h[:28], castagnoli))
 	return h
 }
 
-// checkHeader returns why h is not a valid header of segment idx, or "".
-func checkHeader(h []byte, idx uint64) string {
-	switch {
-	case len(h) < headerSize:
-		return fmt.Sprintf("segment file is %d bytes, shorter than its %d-byte header", len(h), headerSize)
-	case string(h[:8]) != segmentMagic:
-		return fmt.Sprintf("bad magic %q in header, want %q", h[:8], segmentMagic)
-	case binary.LittleEndian.Uint32(h[20:]) != crc32.Checksum(h[:20], castagnoli):
-		return "header crc mismatch"
-	case binary.LittleEndian.Uint32(h[8:]) != formatVersion:
-		return fmt.Sprintf("unsupported format version %d (this build reads version %d)",
-			binary.LittleEndian.Uint32(h[8:]), formatVersion)
-	case binary.LittleEndian.Uint64(h[12:]) != idx:
-		return fmt.Sprintf("header names segment %d", binary.LittleEndian.Uint64(h[12:]))
+// segHeader is what a valid segment header says.
+type segHeader struct {
+	version uint32
+	len     int64 // the header's length: the first frame starts here
+	built   int64 // the file's size when it was built; 0 in version 1, which does not record it
+}
+
+// parseHeader reads the header at the start of segment content b, which must be
+// segment idx's, and returns it, or why it is not a valid header.
+func parseHeader(b []byte, idx uint64) (segHeader, string) {
+	if len(b) < headerSizeV1 {
+		return segHeader{}, fmt.Sprintf("segment file is %d bytes, shorter than its %d-byte header", len(b), headerSizeV1)
 	}
-	return ""
+	if string(b[:8]) != segmentMagic {
+		return segHeader{}, fmt.Sprintf("bad magic %q in header, want %q", b[:8], segmentMagic)
+	}
+	h := segHeader{version: binary.LittleEndian.Uint32(b[8:])}
+	switch h.version {
+	case 1:
+		h.len = headerSizeV1
+	case formatVersion:
+		h.len = headerSize
+		if len(b) < headerSize {
+			return segHeader{}, fmt.Sprintf("segment file is %d bytes, shorter than its %d-byte header", len(b), headerSize)
+		}
+	default:
+		// A bit flip in the version field reads as an unknown version: say both.
+		return segHeader{}, fmt.Sprintf("unsupported format version %d (this build reads versions 1 and %d), or a damaged header",
+			h.version, formatVersion)
+	}
+	crcAt := h.len - 4
+	switch {
+	case binary.LittleEndian.Uint32(b[crcAt:]) != crc32.Checksum(b[:crcAt], castagnoli):
+		return segHeader{}, "header crc mismatch"
+	case binary.LittleEndian.Uint64(b[12:]) != idx:
+		return segHeader{}, fmt.Sprintf("header names segment %d", binary.LittleEndian.Uint64(b[12:]))
+	}
+	if h.version >= 2 {
+		h.built = int64(binary.LittleEndian.Uint64(b[20:]))
+	}
+	return h, ""
 }
 
 // frameCRC is the checksum of a frame: CRC-32C over the 4 length bytes, then
@@ -107,6 +134,7 @@ type scanResult struct {
 	records int
 	end     int64     // offset just after the last valid record
 	bad     *badFrame // first invalid frame, or nil
+	marker  bool      // the records end at an end-of-records marker (not at the file's end)
 }
 
 // tornCheckBudgetPerByte bounds the checksum work spent deciding whether a
@@ -116,14 +144,14 @@ type scanResult struct {
 // Only ever spent on a bad frame, i.e. after a crash.
 const tornCheckBudgetPerByte = 64
 
-// scanFrames reads the frames of segment content b (header included), calling
+// scanFrames reads the frames of segment content b (a header of hdrLen bytes included), calling
 // emit for each valid record in order, and stops at the end-of-records marker
 // or at the first invalid frame. It does not decide whether an invalid frame
 // is a torn tail or corruption: the caller does, knowing which segment is the
 // last.
-func scanFrames(b []byte, emit func(off int64, payload []byte) error) (scanResult, error) {
+func scanFrames(b []byte, hdrLen int64, emit func(off int64, payload []byte) error) (scanResult, error) {
 	size := int64(len(b))
-	off := int64(headerSize)
+	off := hdrLen
 	res := scanResult{end: off}
 	for {
 		if size-off < frameHeaderSize {
@@ -142,6 +170,7 @@ func scanFrames(b []byte, emit func(off int64, payload []byte) error) (scanResul
 				res.bad = &badFrame{off: off, end: size,
 					reason: fmt.Sprintf("end-of-records marker followed by data at offset %d", off+frameHeaderSize+int64(i))}
 			}
+			res.marker = true
 			return res, nil
 		}
 		if int64(n) > size-off-frameHeaderSize {

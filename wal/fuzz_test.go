@@ -23,10 +23,10 @@ func FuzzScanFrames(f *testing.F) {
 	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 'a'})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4})
 	f.Fuzz(func(t *testing.T, body []byte) {
-		seg := append(encodeHeader(1), body...)
+		seg := append(encodeHeader(1, int64(headerSize+len(body))), body...)
 		var reenc []byte
 		next := int64(headerSize)
-		res, err := scanFrames(seg, func(off int64, payload []byte) error {
+		res, err := scanFrames(seg, headerSize, func(off int64, payload []byte) error {
 			if off != next {
 				t.Fatalf("record at %d, want %d", off, next)
 			}

@@ -77,7 +77,7 @@ func hexDumpDir(t *testing.T, m *MemFS, dir string) string {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	b.WriteString("# wal on-disk format, version 1: a log of 4 KiB segments holding 4 records.\n")
+	b.WriteString("# wal on-disk format, version 2: a log of 4 KiB segments holding 4 records.\n")
 	b.WriteString("# Rewrite with: go test ./wal -run TestFormatGolden -update\n")
 	for _, name := range names {
 		content, err := m.ReadFile(filepath.Join(dir, name))

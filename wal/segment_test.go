@@ -17,13 +17,13 @@ func TestOptionsValidate(t *testing.T) {
 	}{
 		{"defaults", Options{FS: m, Dir: "/d"}, ""},
 		{"smallest segments, default record limit fits", Options{FS: m, Dir: "/d", SegmentSizeBytes: 4096}, ""},
-		{"largest record that fits", Options{FS: m, Dir: "/d", SegmentSizeBytes: 4096, RecordMaxBytes: 4096 - 32}, ""},
+		{"largest record that fits", Options{FS: m, Dir: "/d", SegmentSizeBytes: 4096, RecordMaxBytes: 4096 - 40}, ""},
 		{"no FS", Options{Dir: "/d"}, "Options.FS is required"},
 		{"no Dir", Options{FS: m}, "Options.Dir is required"},
 		{"segment too small", Options{FS: m, Dir: "/d", SegmentSizeBytes: 4095}, "SegmentSizeBytes is 4095"},
 		{"segment negative", Options{FS: m, Dir: "/d", SegmentSizeBytes: -1}, "SegmentSizeBytes is -1"},
 		{"segment too large", Options{FS: m, Dir: "/d", SegmentSizeBytes: 2 << 30}, "SegmentSizeBytes"},
-		{"record does not fit", Options{FS: m, Dir: "/d", SegmentSizeBytes: 4096, RecordMaxBytes: 4096 - 31}, "RecordMaxBytes is 4065, must fit"},
+		{"record does not fit", Options{FS: m, Dir: "/d", SegmentSizeBytes: 4096, RecordMaxBytes: 4096 - 39}, "RecordMaxBytes is 4057, must fit"},
 		{"record negative", Options{FS: m, Dir: "/d", RecordMaxBytes: -1}, "RecordMaxBytes is -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,17 +57,17 @@ func TestSegmentRotation(t *testing.T) {
 		want     []Pos
 	}{
 		{"one record fills a segment", []int{fill, 0, 10},
-			[]Pos{{1, 24}, {2, 24}, {2, 32}}},
+			[]Pos{{1, 32}, {2, 32}, {2, 40}}},
 		{"last record fills the rest", []int{1000, fill - 1008, 1},
-			[]Pos{{1, 24}, {1, 1032}, {2, 24}}},
+			[]Pos{{1, 32}, {1, 1040}, {2, 32}}},
 		{"one byte too many", []int{1000, fill - 1007, 1},
-			[]Pos{{1, 24}, {2, 24}, {2, 4096}}[:2]},
+			[]Pos{{1, 32}, {2, 32}, {2, 4096}}[:2]},
 		{"less than a frame header left", []int{fill - 7, 0},
-			[]Pos{{1, 24}, {2, 24}}},
+			[]Pos{{1, 32}, {2, 32}}},
 		{"exactly a frame header left", []int{fill - 8, 0, 0},
-			[]Pos{{1, 24}, {1, 4088}, {2, 24}}},
+			[]Pos{{1, 32}, {1, 4088}, {2, 32}}},
 		{"many small records", []int{500, 500, 500, 500, 500, 500, 500, 500, 500},
-			[]Pos{{1, 24}, {1, 532}, {1, 1040}, {1, 1548}, {1, 2056}, {1, 2564}, {1, 3072}, {1, 3580}, {2, 24}}},
+			[]Pos{{1, 32}, {1, 540}, {1, 1048}, {1, 1556}, {1, 2064}, {1, 2572}, {1, 3080}, {1, 3588}, {2, 32}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, o := memOptions()
@@ -386,7 +386,7 @@ func TestReplayError(t *testing.T) {
 		}
 		return nil
 	})
-	if !errors.Is(err, stop) || !strings.Contains(err.Error(), "segment 1 offset 33") {
+	if !errors.Is(err, stop) || !strings.Contains(err.Error(), "segment 1 offset 41") {
 		t.Fatalf("Open: %v", err)
 	}
 }

@@ -30,8 +30,8 @@ func TestTornTailAtEveryOffset(t *testing.T) {
 		{"mid segment", []string{payload(1, 100), payload(2, 30), payload(3, 200)}, payload(4, 150)},
 		{"empty payload", []string{payload(1, 100)}, ""},
 		{"first record of the log", nil, payload(1, 40)},
-		// 4064 bytes fill segment 1 exactly: the torn record is the first of segment 2.
-		{"first frame of a new segment", []string{payload(1, 4064)}, payload(2, 60)},
+		// 4056 bytes fill segment 1 exactly: the torn record is the first of segment 2.
+		{"first frame of a new segment", []string{payload(1, 4056)}, payload(2, 60)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
