@@ -74,6 +74,10 @@ type Log struct {
 	failed      error // first fatal error; the log is unusable once set
 	closed      bool
 	torn        *tornTail
+	// unrenamed names, for a read-only Open, the segments found under their
+	// .tmp name with records in them (a lost rename, see rollForward): they are
+	// read from there.
+	unrenamed map[uint64]string
 }
 
 // segment is one segment file of a Log.
@@ -153,11 +157,15 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 			idxs = append(idxs, idx)
 			continue
 		}
-		// A spare whose build a crash interrupted.
-		if base, ok := strings.CutSuffix(name, tmpExt); ok && !o.ReadOnly {
-			if _, ok := parseSegmentName(base); ok {
-				if err := o.FS.Remove(filepath.Join(o.Dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return fmt.Errorf("wal: open: remove unfinished segment: %w", err)
+		// A spare whose build a crash interrupted, or a segment whose rename was lost.
+		if base, ok := strings.CutSuffix(name, tmpExt); ok {
+			if idx, ok := parseSegmentName(base); ok {
+				kept, err := l.rollForward(idx, name, slices.Contains(names, base))
+				if err != nil {
+					return err
+				}
+				if kept {
+					idxs = append(idxs, idx)
 				}
 			}
 		}
@@ -187,8 +195,9 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 		bad     *badFrame
 		badAt   int
 		lastRec int // index in idxs of the last segment with records
-		ends    = make([]int64, len(idxs))
-		sizes   = make([]int64, len(idxs))
+		ends     = make([]int64, len(idxs))
+		sizes    = make([]int64, len(idxs))
+		versions = make([]uint32, len(idxs))
 	)
 	for i, idx := range idxs {
 		content, err := l.readSegment(idx, &buf)
@@ -196,19 +205,24 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 			return err
 		}
 		sizes[i] = int64(len(content))
-		if reason := checkHeader(content, idx); reason != "" {
+		hdr, reason := parseHeader(content, idx)
+		if reason != "" {
 			if bad != nil {
 				return notTorn(idxs[badAt], bad, idx)
 			}
 			return &CorruptError{Segment: idx, Offset: 0, Reason: reason}
 		}
+		versions[i] = hdr.version
 		if bad != nil {
-			if firstNonZero(content[headerSize:]) >= 0 {
+			if firstNonZero(content[hdr.len:]) >= 0 {
 				return notTorn(idxs[badAt], bad, idx)
+			}
+			if err := checkSize(idx, hdr, content, hdr.len, int64(len(content))-hdr.len >= frameHeaderSize); err != nil {
+				return err
 			}
 			continue
 		}
-		res, err := scanFrames(content, func(off int64, payload []byte) error {
+		res, err := scanFrames(content, hdr.len, func(off int64, payload []byte) error {
 			if replay == nil {
 				return nil
 			}
@@ -218,6 +232,9 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 			return nil
 		})
 		if err != nil {
+			return err
+		}
+		if err := checkSize(idx, hdr, content, res.end, res.bad == nil && res.marker); err != nil {
 			return err
 		}
 		if res.records > 0 {
@@ -244,11 +261,12 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 	}
 
 	// Keep the segments after the active one as the spare and the reserve,
-	// as many as wanted and as long as each can hold the largest record;
-	// remove every other empty segment after the active one, newest first so
-	// that the sequence stays without gaps whatever a crash keeps.
+	// as many as wanted and as long as each is of the current format and can
+	// hold the largest record; remove every other empty segment after the
+	// active one, newest first so that the sequence stays without gaps
+	// whatever a crash keeps.
 	keep := activeAt
-	for j := activeAt + 1; j < len(idxs) && j-activeAt <= 1+o.ReservedSegments &&
+	for j := activeAt + 1; j < len(idxs) && j-activeAt <= 1+o.ReservedSegments && versions[j] == formatVersion &&
 		sizes[j] >= headerSize+frameHeaderSize+int64(o.RecordMaxBytes); j++ {
 		keep = j
 	}
@@ -277,6 +295,81 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 	}
 	return l.preallocateSpare()
 }
+
+// rollForward deals with tmpName, the .tmp file of segment idx found by Open,
+// and reports whether it is now segment idx. A .tmp file is a segment being
+// built (a header and zeros): a crash interrupted its build, and it is removed.
+// But if it holds a valid record, it was renamed and used before the crash,
+// and the rename was lost: the directory's fsync said it was durable and it
+// was not (a disk that lies about fsync). Its records were synced and may
+// have been reported durable, so Open finishes the rename rather than delete
+// them; a read-only Open reads the segment where it is. If a file with the
+// final name exists too (exists), nothing explains both: corruption.
+func (l *Log) rollForward(idx uint64, tmpName string, exists bool) (bool, error) {
+	o := l.o
+	tmp := filepath.Join(o.Dir, tmpName)
+	records, err := l.tmpRecords(idx, tmp)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case records && exists:
+		return false, &CorruptError{Segment: idx, Offset: 0,
+			Reason: fmt.Sprintf("%s holds records, and so does %s: a segment's rename was lost and then redone", tmpName, segmentName(idx))}
+	case records && o.ReadOnly:
+		if l.unrenamed == nil {
+			l.unrenamed = map[uint64]string{}
+		}
+		l.unrenamed[idx] = tmp
+		return true, nil
+	case records:
+		if err := o.FS.Rename(tmp, l.path(idx)); err != nil {
+			return false, fmt.Errorf("wal: open: finish the lost rename of %s: %w", tmpName, err)
+		}
+		if err := o.FS.SyncDir(o.Dir); err != nil {
+			return false, fatalError(fmt.Sprintf("wal: open: sync directory %s", o.Dir), err)
+		}
+		return true, nil
+	case o.ReadOnly:
+		return false, nil
+	}
+	if err := o.FS.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("wal: open: remove unfinished segment: %w", err)
+	}
+	return false, nil
+}
+
+// tmpRecords reports whether the file at path holds segment idx's header and at
+// least one valid record after it.
+func (l *Log) tmpRecords(idx uint64, path string) (bool, error) {
+	f, err := l.o.FS.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return false, fmt.Errorf("wal: open: %s: %w", filepath.Base(path), err)
+	}
+	defer f.Close() // read-only: nothing to lose
+	size, err := f.Size()
+	if err != nil || size > maxSegmentSizeBytes {
+		return false, err // a file too large to be a segment is left for the operator
+	}
+	b := make([]byte, size)
+	if n, err := f.ReadAt(b, 0); n < len(b) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return false, fmt.Errorf("wal: open: read %s: %w", filepath.Base(path), err)
+	}
+	hdr, reason := parseHeader(b, idx)
+	if reason != "" {
+		return false, nil
+	}
+	res, err := scanFrames(b, hdr.len, func(int64, []byte) error { return errStopScan })
+	if errors.Is(err, errStopScan) {
+		return true, nil
+	}
+	return res.records > 0, err
+}
+
+var errStopScan = errors.New("wal: a record found")
 
 // repairTorn zeroes the torn frame bad in the segment file f, so that shorter
 // frames written over it do not leave its bytes behind them. The power may
@@ -310,6 +403,24 @@ func repairTorn(f File, seg uint64, bad *badFrame) error {
 	return nil
 }
 
+// checkSize refuses segment idx if its file is shorter than it was built
+// (version 2 headers record that size) and the records it still shows do not
+// end at an end-of-records marker (ended): the missing bytes may then have
+// held records, synced and reported durable, and no rule can tell. A short
+// file whose records end at a marker lost only zeros: the writer never
+// skips bytes, so nothing was written after the marker. Such a file is
+// accepted, with room for fewer records. Only a disk that lies about fsync,
+// or a copy of the log taken while it was written, cuts a segment short:
+// every segment is built at its full size and fsynced before it is used.
+func checkSize(idx uint64, hdr segHeader, content []byte, end int64, ended bool) error {
+	if hdr.built == 0 || int64(len(content)) >= hdr.built || ended {
+		return nil
+	}
+	return &CorruptError{Segment: idx, Offset: end,
+		Reason: fmt.Sprintf("segment file cut short: %d bytes, built as %d, and no end-of-records marker after the last record: records after offset %d may be lost",
+			len(content), hdr.built, end)}
+}
+
 // notTorn is the corruption error for a bad frame that would be a torn tail
 // if the later segment later were empty.
 func notTorn(seg uint64, bad *badFrame, later uint64) error {
@@ -319,7 +430,11 @@ func notTorn(seg uint64, bad *badFrame, later uint64) error {
 
 // readSegment reads the whole file of segment idx into *buf and returns it.
 func (l *Log) readSegment(idx uint64, buf *[]byte) ([]byte, error) {
-	f, err := l.o.FS.OpenFile(l.path(idx), os.O_RDONLY, 0)
+	path := l.path(idx)
+	if p, ok := l.unrenamed[idx]; ok {
+		path = p
+	}
+	f, err := l.o.FS.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("wal: open: segment %d: %w", idx, err)
 	}
@@ -678,7 +793,7 @@ func (l *Log) buildSegment(idx uint64) error {
 	if err != nil {
 		return &buildError{step: "create " + filepath.Base(tmp), err: err}
 	}
-	if _, err := f.WriteAt(encodeHeader(idx), 0); err != nil {
+	if _, err := f.WriteAt(encodeHeader(idx, l.o.SegmentSizeBytes), 0); err != nil {
 		_ = f.Close()
 		_ = fsys.Remove(tmp)
 		return &buildError{step: "write header", err: err}

@@ -189,6 +189,41 @@ func (m *MemFS) FlipBit(name string, off int64, bit uint) {
 	}
 }
 
+// CutShort cuts the file name to size bytes, durably: a disk that lost the end
+// of a file it had reported synced, or a copy of it taken while it was written.
+// It panics if the file does not exist or is not longer than size.
+func (m *MemFS) CutShort(name string, size int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ino := m.names[filepath.Clean(name)]
+	if ino == nil || size < 0 || size >= int64(len(ino.current)) {
+		panic(fmt.Sprintf("wal: MemFS.CutShort(%q, %d): no such file or not that long", name, size))
+	}
+	ino.current = ino.current[:size:size]
+	if size < int64(len(ino.durable)) {
+		ino.durable = ino.durable[:size:size]
+	}
+}
+
+// LoseRename undoes the rename of oldname to newname, durably: a directory
+// whose fsync reported the rename durable and lost it. It panics if newname
+// does not exist or oldname does.
+func (m *MemFS) LoseRename(oldname, newname string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	oldname, newname = filepath.Clean(oldname), filepath.Clean(newname)
+	ino := m.names[newname]
+	if ino == nil || m.names[oldname] != nil {
+		panic(fmt.Sprintf("wal: MemFS.LoseRename(%q, %q): no such rename to undo", oldname, newname))
+	}
+	delete(m.names, newname)
+	m.names[oldname] = ino
+	if d := m.durable[newname]; d != nil {
+		delete(m.durable, newname)
+		m.durable[oldname] = d
+	}
+}
+
 // ReadFile returns a copy of the current content of the file name.
 func (m *MemFS) ReadFile(name string) ([]byte, error) {
 	m.mu.Lock()
