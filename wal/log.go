@@ -191,10 +191,10 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 	// frame; after it, the later segments only have to be empty for the bad
 	// frame to be a torn tail.
 	var (
-		buf     []byte
-		bad     *badFrame
-		badAt   int
-		lastRec int // index in idxs of the last segment with records
+		buf      []byte
+		bad      *badFrame
+		badAt    int
+		lastRec  int // index in idxs of the last segment with records
 		ends     = make([]int64, len(idxs))
 		sizes    = make([]int64, len(idxs))
 		versions = make([]uint32, len(idxs))
