@@ -339,6 +339,9 @@ func (s *simSummary) add(r *simnet.Result) {
 	s.stats.BitFlips += st.BitFlips
 	s.stats.RotFlips += st.RotFlips
 	s.stats.RotRefusals += st.RotRefusals
+	s.stats.ShortCuts += st.ShortCuts
+	s.stats.LossyCuts += st.LossyCuts
+	s.stats.LostRenames += st.LostRenames
 	s.stats.SyncErrors += st.SyncErrors
 	s.stats.DiskFullErrors += st.DiskFullErrors
 	s.stats.Partitions += st.Partitions
@@ -378,7 +381,9 @@ func (s *simSummary) rows(from uint64, wall time.Duration) [][2]string {
 		{"  fsync errors", fmt.Sprint(st.SyncErrors)},
 		{"  disk-full refusals", fmt.Sprint(st.DiskFullErrors)},
 		{"  bit flips", fmt.Sprint(st.BitFlips)},
-		{"  rot (refusals)", fmt.Sprintf("%d (%d)", st.RotFlips, st.RotRefusals)},
+		{"  rot", fmt.Sprintf("%d bits flipped in synced records", st.RotFlips)},
+		{"  disk lies", fmt.Sprintf("%d segments cut short (%d where records may be lost), %d renames lost", st.ShortCuts, st.LossyCuts, st.LostRenames)},
+		{"  refusals to start", fmt.Sprintf("%d, as they must (after rot or a lossy cut)", st.RotRefusals)},
 		{"  call timeouts", fmt.Sprint(st.Timeouts)},
 	}
 	if st.Takeovers > 0 {

@@ -42,6 +42,13 @@ type Knobs struct {
 	// synced record rots while the node is down: the last durable record or, half of
 	// the time, any synced one. Its log must refuse to start (that ends the run).
 	RotRate float64
+	// LieRate is the fraction of the other crashes (not torn, no rot) after which the
+	// disk shows, while the node is down, a lie it told about fsync: half of the time
+	// a segment file of its log cut short at a random length (its log must refuse to
+	// start if the lost bytes may have held records, and start otherwise), half of the
+	// time the renames of its newest segments lost, from the last one holding records
+	// on (its log must start with every synced record).
+	LieRate float64
 
 	// Disk: an fsync takes a time drawn from [SyncLatencyMin, SyncLatencyMax] and fails
 	// with probability SyncErrRate (fatal: the node crashes and restarts). A disk fills
@@ -163,6 +170,9 @@ func Draw(seed uint64) Knobs {
 	if k.CrashEvery > 0 && r.IntN(8) == 0 {
 		k.RotRate = rate(0.02, 0.2)
 	}
+	if k.CrashEvery > 0 && r.IntN(6) == 0 {
+		k.LieRate = rate(0.02, 0.3)
+	}
 	return k
 }
 
@@ -199,6 +209,9 @@ func (k Knobs) String() string {
 		if k.RotRate > 0 {
 			f("rot=%.3f", k.RotRate)
 		}
+		if k.LieRate > 0 {
+			f("disk-lies=%.3f", k.LieRate)
+		}
 	}
 	f("fsync=%v..%v", k.SyncLatencyMin, k.SyncLatencyMax)
 	if k.SyncErrRate > 0 {
@@ -223,7 +236,7 @@ func (k Knobs) Validate() error {
 	}{
 		{"LatencyTailRate", k.LatencyTailRate}, {"DropRate", k.DropRate}, {"DupRate", k.DupRate},
 		{"OneWayRate", k.OneWayRate}, {"CoordCrashShare", k.CoordCrashShare}, {"TornRate", k.TornRate},
-		{"BitFlipRate", k.BitFlipRate}, {"RotRate", k.RotRate}, {"SyncErrRate", k.SyncErrRate},
+		{"BitFlipRate", k.BitFlipRate}, {"RotRate", k.RotRate}, {"LieRate", k.LieRate}, {"SyncErrRate", k.SyncErrRate},
 	} {
 		if r.v < 0 || r.v > 1 {
 			return fmt.Errorf("faults: %s is %v, must be within [0, 1]", r.name, r.v)

@@ -82,13 +82,15 @@ type ActionKind uint8
 
 // The actions.
 const (
-	ActCrash     ActionKind = iota + 1 // crash Node (For: restart after; default RestartMin)
-	ActPartition                       // cut Node from Peer ("" = everyone), both ways unless OneWay
-	ActFailSync                        // the next Count fsyncs of Node fail
-	ActDiskFull                        // Node's disk refuses writes
-	ActFlipBit                         // flip a bit in the last durable record of Node's log (Anywhere: any synced record)
-	ActDrop                            // drop the message at the point (a send point or QueryAnswered)
-	ActDelay                           // delay the message at the point by Until
+	ActCrash       ActionKind = iota + 1 // crash Node (For: restart after; default RestartMin)
+	ActPartition                         // cut Node from Peer ("" = everyone), both ways unless OneWay
+	ActFailSync                          // the next Count fsyncs of Node fail
+	ActDiskFull                          // Node's disk refuses writes
+	ActFlipBit                           // flip a bit in the last durable record of Node's log (Anywhere: any synced record)
+	ActDrop                              // drop the message at the point (a send point or QueryAnswered)
+	ActDelay                             // delay the message at the point by Until
+	ActCutShort                          // cut Node's newest segment holding records at its last record (Anywhere: among the zeros after them)
+	ActLoseRenames                       // undo the renames of Node's newest segments, from the last holding records on
 )
 
 // Action is what a Fault does to whom.
@@ -100,7 +102,8 @@ type Action struct {
 	Torn   bool   // ActCrash: keep a torn prefix of the unsynced log tail
 	Count  int    // ActFailSync: how many fsyncs fail (at least 1)
 	// ActFlipBit: the record is drawn among every synced record of the log, not the
-	// last durable one.
+	// last durable one. ActCutShort: the cut falls among the zeros after the records,
+	// losing nothing, not at the start of the last one.
 	Anywhere bool
 }
 
@@ -196,6 +199,28 @@ func (f Fault) FlipBitAnywhere(node string) Fault {
 	return f
 }
 
+// CutShort cuts the newest segment file of node's log that holds records at the start
+// of its last record, durably: the disk lost the end of a file it had reported synced,
+// and with it a record reported durable. The cut falls on a frame boundary, so what is
+// left reads as a clean log; the log must see from the segment's recorded size that it
+// is short and refuse to start, rather than start without the record.
+func (f Fault) CutShort(node string) Fault { f.Do = Action{Kind: ActCutShort, Node: node}; return f }
+
+// CutShortAfterRecords cuts that segment among the zeros after its records' end
+// marker: only zeros are lost, and the log must start with every record.
+func (f Fault) CutShortAfterRecords(node string) Fault {
+	f.Do = Action{Kind: ActCutShort, Node: node, Anywhere: true}
+	return f
+}
+
+// LoseRenames undoes, durably, the renames of node's newest segment files from the
+// last one holding records on: a directory fsync that reported them durable and lost
+// them. The log must finish the renames and start with every synced record.
+func (f Fault) LoseRenames(node string) Fault {
+	f.Do = Action{Kind: ActLoseRenames, Node: node}
+	return f
+}
+
 // Drop loses the message being sent at the fault's point.
 func (f Fault) Drop() Fault {
 	f.mustPoint("Drop")
@@ -217,7 +242,7 @@ func (f Fault) For(d time.Duration) Fault { f.Until = d; return f }
 // Validate reports a fault that cannot be carried out.
 func (f Fault) Validate() error {
 	switch f.Do.Kind {
-	case ActCrash, ActPartition, ActFailSync, ActDiskFull, ActFlipBit:
+	case ActCrash, ActPartition, ActFailSync, ActDiskFull, ActFlipBit, ActCutShort, ActLoseRenames:
 	case ActDrop, ActDelay:
 		if f.On == nil || !(strings.HasPrefix(string(f.On.Event), "send ") || f.On.Event == QueryAnswered) {
 			return fmt.Errorf("faults: %v: Drop and Delay need a When at a send point or QueryAnswered", f)
@@ -285,6 +310,14 @@ func (f Fault) String() string {
 		} else {
 			fmt.Fprintf(&b, "flip a bit in the last durable record of the log of %s", a.Node)
 		}
+	case ActCutShort:
+		if a.Anywhere {
+			fmt.Fprintf(&b, "cut the newest segment of %s short after its records", a.Node)
+		} else {
+			fmt.Fprintf(&b, "cut the newest segment of %s short at its last record", a.Node)
+		}
+	case ActLoseRenames:
+		fmt.Fprintf(&b, "lose the renames of the newest segments of %s", a.Node)
 	case ActDrop:
 		b.WriteString("drop the message")
 	case ActDelay:

@@ -210,6 +210,58 @@ func TestScenarioABitFlippedInTheLastDurableRecordOfAParticipantStopsItFromStart
 	}
 }
 
+func TestScenarioASegmentCutShortAtItsLastRecordStopsTheParticipantFromStarting(t *testing.T) {
+	// p1 crashes as t1's commit reaches it; while it is down its disk loses the end of
+	// the segment holding t1's prepare, cut exactly where that record starts: what is
+	// left reads as a clean log one record shorter. The segment's header says how long
+	// it was built, so the log must refuse to open rather than forget the prepare.
+	w := simulate(t, simnet.Options{
+		Workload: []simnet.Transfer{Move("t1", 10, "p1", "p2")},
+		Schedule: faults.Schedule{
+			faults.When("p1", faults.RecvCommit).Txn("t1").Crash("p1").For(time.Second),
+			faults.When("p1", faults.RecvCommit).Txn("t1").CutShort("p1"),
+		},
+	}).noViolations()
+	w.happened("lossy cuts", w.res.Stats.LossyCuts)
+	w.noted("refuses to start after rot or a cut, as it must: wal: corrupt record in segment 1 (0000000000000001.wal) at offset")
+	w.noted("segment file cut short")
+	if !w.res.RotStop {
+		t.Fatal("the run did not stop at the refusal")
+	}
+}
+
+func TestScenarioASegmentCutShortAfterItsRecordsLosesNothing(t *testing.T) {
+	// The same cut among the zeros after p1's records (past their end marker): nothing
+	// written was lost, so p1 must start, with t1's prepare, and commit t1.
+	w := simulate(t, simnet.Options{
+		Workload: []simnet.Transfer{Move("t1", 10, "p1", "p2")},
+		Schedule: faults.Schedule{
+			faults.When("p1", faults.RecvCommit).Txn("t1").Crash("p1").For(time.Second),
+			faults.When("p1", faults.RecvCommit).Txn("t1").CutShortAfterRecords("p1"),
+		},
+	}).noViolations().committedEverywhere("t1")
+	w.happened("cuts", w.res.Stats.ShortCuts)
+	if w.res.Stats.LossyCuts != 0 {
+		t.Fatalf("the cut after the records counted as lossy")
+	}
+}
+
+func TestScenarioLostRenamesOfAParticipantsSegmentsKeepItsPrepare(t *testing.T) {
+	// p1 crashes as t1's commit reaches it, and its directory loses the renames of its
+	// segment holding t1's prepare and of the spare after it: both are .tmp files
+	// again. The log must finish the rename of the one holding records (a build never
+	// writes one) instead of removing it as an unfinished spare, or p1 forgets its
+	// prepare and never applies t1.
+	w := simulate(t, simnet.Options{
+		Workload: []simnet.Transfer{Move("t1", 10, "p1", "p2")},
+		Schedule: faults.Schedule{
+			faults.When("p1", faults.RecvCommit).Txn("t1").Crash("p1").For(time.Second),
+			faults.When("p1", faults.RecvCommit).Txn("t1").LoseRenames("p1"),
+		},
+	}).noViolations().committedEverywhere("t1")
+	w.happened("lost renames", w.res.Stats.LostRenames)
+}
+
 func TestScenarioTheCoordinatorsCheckpointsLetItDropOldSegmentsAndRestartFromThem(t *testing.T) {
 	w := simulate(t, simnet.Options{
 		Txns: 300, SegmentSizeBytes: 8 << 10,

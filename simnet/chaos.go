@@ -126,6 +126,14 @@ func (s *sim) apply(f faults.Fault) {
 		if ok, err := s.diskOf(node).rot(!a.Anywhere); err != nil || !ok {
 			s.tracef(node, "fault: no synced record to flip a bit in (%v)", err)
 		}
+	case faults.ActCutShort:
+		if err := s.diskOf(node).cutAt(a.Anywhere); err != nil {
+			s.tracef(node, "fault: no segment to cut short (%v)", err)
+		}
+	case faults.ActLoseRenames:
+		if err := s.diskOf(node).loseRenames(); err != nil {
+			s.tracef(node, "fault: no rename to lose (%v)", err)
+		}
 	}
 }
 
@@ -197,12 +205,12 @@ func (s *sim) startFailed(node int) {
 func (s *sim) refused(node int, err error) {
 	if s.rotted[node] {
 		s.stats.RotRefusals++
-		s.note(node, "refuses to start after rot, as it must: %v", err)
+		s.note(node, "refuses to start after rot or a cut, as it must: %v", err)
 		s.rotStop = true
 		s.stopped = true
 		return
 	}
-	s.violation(checker.KindDurability, "", "%s refuses to start with no rot injected: %v", s.names[node], err)
+	s.violation(checker.KindDurability, "", "%s refuses to start with no rot or lossy cut injected: %v", s.names[node], err)
 }
 
 // started is a node that started: after rot injected while it was down that is a
@@ -210,7 +218,7 @@ func (s *sim) refused(node int, err error) {
 // ran may have been in a segment it removed since.)
 func (s *sim) started(node int) {
 	if s.rotDown[node] {
-		s.violation(checker.KindDurability, "", "%s starts although a synced record of its log rotted", s.names[node])
+		s.violation(checker.KindDurability, "", "%s starts although a synced record of its log rotted or was cut off", s.names[node])
 	}
 	s.rotted[node], s.rotDown[node] = false, false
 }
@@ -304,6 +312,20 @@ func (s *sim) randomCrash() {
 						s.note(node, "rot: a bit of the last durable record flips while it is down")
 					} else if ok {
 						s.note(node, "rot: a bit of a synced record flips while it is down")
+					}
+				})
+			} else if k.LieRate > 0 && s.chaosRng.Float64() < k.LieRate {
+				short := s.chaosRng.IntN(2) == 0
+				d := s.diskOf(node)
+				s.atBoundary(func() {
+					var err error
+					if short {
+						err = d.cutShort()
+					} else {
+						err = d.loseRenames()
+					}
+					if err != nil {
+						s.tracef(node, "fault: no disk lie told: %v", err)
 					}
 				})
 			}

@@ -252,3 +252,146 @@ func (d *disk) rot(last bool) (bool, error) {
 	s.tracef(d.node, "disk: bit %d of byte %d of %s flips: rot in %s (frame at offset %d)", bit, off, r.name, what, r.f.off)
 	return true, nil
 }
+
+// segmentFiles lists the node's segment files, oldest first, with their durable
+// content.
+func (d *disk) segmentFiles() ([]string, [][]byte, error) {
+	if d.s.up[d.node] {
+		// A running log holds its files open and would write through the lie.
+		return nil, nil, fmt.Errorf("%s is running: disk lies are told to a node that is down", d.s.names[d.node])
+	}
+	names, err := d.fs.ReadDir(d.dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	var segs []string
+	var contents [][]byte
+	for _, n := range names { // ReadDir sorts: segment names sort by index
+		if _, ok := segmentIndex(n); !ok {
+			continue
+		}
+		b, err := d.fs.ReadDurable(d.dir + "/" + n)
+		if err != nil {
+			return nil, nil, err
+		}
+		segs, contents = append(segs, n), append(contents, b)
+	}
+	return segs, contents, nil
+}
+
+// cutShort cuts a segment file of the node's log, drawn at random, short at a random
+// length, durably: a disk that lost the end of a file it had reported synced (or a
+// copy of the log taken while it was written). Half of the time the cut falls within
+// the segment's records or just after them, otherwise anywhere in the file. The cut is
+// lossy unless the records the file still holds end at an end-of-records marker (8
+// zero bytes) before it: then only zeros were lost, and the log must start; when it is
+// lossy the log must refuse to (s.rotted, s.rotDown: a start is a durability
+// violation, a refusal is expected and ends the run). Called on a node that is down.
+func (d *disk) cutShort() error {
+	segs, contents, err := d.segmentFiles()
+	if err != nil || len(segs) == 0 {
+		return err
+	}
+	s := d.s
+	i := s.diskRng.IntN(len(segs))
+	size := int64(len(contents[i]))
+	if size == 0 {
+		return nil
+	}
+	_, end := recordsEnd(contents[i])
+	cut := s.diskRng.Int64N(size)
+	if s.diskRng.IntN(2) == 0 {
+		cut = s.diskRng.Int64N(min(size, end+frameHeaderBytes*2))
+	}
+	return d.cut(segs[i], contents[i], cut)
+}
+
+// recordsEnd returns where the last record of segment content b starts and ends (both
+// the end of its header if it holds none).
+func recordsEnd(b []byte) (last, end int64) {
+	last, end = 32, 32 // the header of format version 2, which the simulated logs write
+	if fr := syncedFrames(b); len(fr) > 0 {
+		last, end = fr[len(fr)-1].off, fr[len(fr)-1].end
+	}
+	return last, end
+}
+
+// cutAt is the scheduled cut: the newest segment holding records, at the start of its
+// last record (lossy), or 8 bytes after the end marker that follows its records (only
+// zeros lost).
+func (d *disk) cutAt(afterRecords bool) error {
+	segs, contents, err := d.segmentFiles()
+	if err != nil || len(segs) == 0 {
+		return err
+	}
+	i := len(segs) - 1
+	for j := len(segs) - 1; j >= 0; j-- {
+		if len(syncedFrames(contents[j])) > 0 {
+			i = j
+			break
+		}
+	}
+	last, end := recordsEnd(contents[i])
+	cut := last
+	if afterRecords {
+		cut = end + 2*frameHeaderBytes
+	}
+	if cut >= int64(len(contents[i])) {
+		return fmt.Errorf("%s is %d bytes, too short to cut at %d", segs[i], len(contents[i]), cut)
+	}
+	return d.cut(segs[i], contents[i], cut)
+}
+
+// cut cuts segment file name, of durable content b, at cut, and sets what the node's
+// next start must do.
+func (d *disk) cut(name string, b []byte, cut int64) error {
+	s := d.s
+	size := int64(len(b))
+	_, end := recordsEnd(b)
+	lossy := cut < end+frameHeaderBytes || !allZero(b[end:end+frameHeaderBytes])
+	d.fs.CutShort(d.dir+"/"+name, cut)
+	s.stats.ShortCuts++
+	if lossy {
+		s.stats.LossyCuts++
+		s.rotted[d.node], s.rotDown[d.node] = true, true
+	}
+	s.note(d.node, "disk lie: %s is cut short to %d of its %d bytes (records end at %d; lossy %v) while it is down", name, cut, size, end, lossy)
+	return nil
+}
+
+const frameHeaderBytes = 8
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// loseRenames undoes, durably, the renames of the node's newest segment files, from
+// the last one holding records on: a directory whose fsyncs reported those renames
+// durable and lost them. The files come back under their .tmp names; the log must
+// finish the renames of those holding records and start with every synced record.
+// Called on a node that is down.
+func (d *disk) loseRenames() error {
+	segs, contents, err := d.segmentFiles()
+	if err != nil || len(segs) == 0 {
+		return err
+	}
+	from := len(segs) - 1
+	for j := len(segs) - 1; j >= 0; j-- {
+		if len(syncedFrames(contents[j])) > 0 {
+			from = j
+			break
+		}
+	}
+	for j := from; j < len(segs); j++ {
+		path := d.dir + "/" + segs[j]
+		d.fs.LoseRename(path+".tmp", path)
+		d.s.stats.LostRenames++
+	}
+	d.s.note(d.node, "disk lie: the renames of %d segment files from %s on are lost while it is down", len(segs)-from, segs[from])
+	return nil
+}

@@ -45,6 +45,13 @@
 // down, is a durability violation. A start that fails is a crash like any other: its
 // disk forgets what the start wrote and did not sync.
 //
+// Disk lies (Knobs.LieRate, or the CutShort and LoseRenames faults) are told while a
+// node is down, as if the disk had lied about an fsync: a segment file cut short
+// (lossy when the bytes lost may have held records: then the log must refuse to start,
+// as after rot; otherwise it must start with every record), or the renames of the
+// newest segment files lost, from the last one holding records on (the log must finish
+// them and start with every synced record).
+//
 // The coordinator checkpoints every 700 ms of virtual time and removes the segments its
 // last completed checkpoint made obsolete, as the daemon does; participants checkpoint
 // as their core decides. Participants resolve transactions in doubt with the real

@@ -104,7 +104,10 @@ type Stats struct {
 	TornCrashes    int
 	BitFlips       int // bits flipped in torn frames (garbage the log repairs)
 	RotFlips       int // bits flipped in synced records (rot the log must refuse)
-	RotRefusals    int // starts refused, as they must be, after rot was injected
+	RotRefusals    int // starts refused, as they must be, after rot or a lossy cut was injected
+	ShortCuts      int // segment files cut short by a disk lie (lossy: records may be lost)
+	LossyCuts      int
+	LostRenames    int // segment renames undone by a disk lie
 	SyncErrors     int
 	DiskFullErrors int
 	Partitions     int
