@@ -206,8 +206,8 @@ func (f Fault) FlipBitAnywhere(node string) Fault {
 // is short and refuse to start, rather than start without the record.
 func (f Fault) CutShort(node string) Fault { f.Do = Action{Kind: ActCutShort, Node: node}; return f }
 
-// CutShortAfterRecords cuts that segment among the zeros after its records' end
-// marker: only zeros are lost, and the log must start with every record.
+// CutShortAfterRecords cuts that segment halfway through the zeros after its records'
+// end marker: only zeros are lost, and the log must start with every record.
 func (f Fault) CutShortAfterRecords(node string) Fault {
 	f.Do = Action{Kind: ActCutShort, Node: node, Anywhere: true}
 	return f

@@ -23,6 +23,10 @@ import (
 //	disk; the next start read them as durable, and    928de76's parent as the  failed); the flip stays in the frame the
 //	the next torn crash left old garbage behind (or   issue reported them);    cut goes through; wal: repair zeroes back
 //	flipped a bit in a complete frame): "corrupt"     replayed here            to front. TestScenarioAStartThatFails…
+//	a segment cut short among its zeros was accepted  chaos sim seed 458 (of   wal: nothing more is written into a
+//	and written on; a torn write in it then looked    20000, the first run     segment accepted short: appends go on
+//	like a cut through records, and the log refused   with disk lies)          in the next one.
+//	to start: "segment file cut short"                                         TestScenarioATornWriteAfterASegment…
 
 // TestScenarioIDReusedAfterThePresumedAbortIsANewIncarnation replays DESIGN §7
 // "reusing a client-chosen id after the coordinator presumed it aborted":
@@ -101,4 +105,29 @@ func TestScenarioAStartThatFailsDuringTheRepairOfATornTailLosesTheRepair(t *test
 	w.noViolations().noted("does not start: wal: open: sync segment 1")
 	w.happened("torn crashes", w.res.Stats.TornCrashes).happened("bit flips", w.res.Stats.BitFlips)
 	w.happened("torn tails repaired", w.res.Stats.TornRepaired)
+}
+
+// TestScenarioATornWriteAfterASegmentCutShortIsStillATornTail replays what chaos sim
+// seed 458 found:
+//
+//  1. At 50 ms p1 crashes, and while it is down its disk cuts its segment short among
+//     the zeros after its records (nothing written is lost).
+//  2. p1 restarts: its log accepts the short segment, as it must.
+//  3. At p1's first prepare after 300 ms the power fails during the fsync: a torn tail.
+//
+// The log used to go on writing in the short segment; the torn frame there then had no
+// end marker after it, which is what a cut through records looks like, and p1 refused
+// to start. Now nothing more is written into a segment accepted short, and the torn
+// tail is repaired like any other.
+func TestScenarioATornWriteAfterASegmentCutShortIsStillATornTail(t *testing.T) {
+	w := simulate(t, simnet.Options{Txns: 100, Knobs: Calm(), Schedule: faults.Schedule{
+		faults.At(50 * time.Millisecond).Crash("p1").For(100 * time.Millisecond),
+		faults.At(50 * time.Millisecond).CutShortAfterRecords("p1"),
+		faults.When("p1", faults.AppendPrepare).After(300 * time.Millisecond).CrashTorn("p1"),
+	}})
+	w.noViolations().happened("cuts", w.res.Stats.ShortCuts).happened("torn tails repaired", w.res.Stats.TornRepaired)
+}
+
+func TestScenarioATornWriteAfterASegmentCutShortSwarmSeed458(t *testing.T) {
+	simulate(t, simnet.Options{Seed: 458, Knobs: swarmKnobs(458)}).noViolations()
 }

@@ -317,8 +317,8 @@ func recordsEnd(b []byte) (last, end int64) {
 }
 
 // cutAt is the scheduled cut: the newest segment holding records, at the start of its
-// last record (lossy), or 8 bytes after the end marker that follows its records (only
-// zeros lost).
+// last record (lossy), or halfway through the zeros after the end marker that follows
+// its records (only zeros lost).
 func (d *disk) cutAt(afterRecords bool) error {
 	segs, contents, err := d.segmentFiles()
 	if err != nil || len(segs) == 0 {
@@ -334,7 +334,8 @@ func (d *disk) cutAt(afterRecords bool) error {
 	last, end := recordsEnd(contents[i])
 	cut := last
 	if afterRecords {
-		cut = end + 2*frameHeaderBytes
+		// Halfway through the zeros after the end marker: room is left for records.
+		cut = end + frameHeaderBytes + (int64(len(contents[i]))-end-frameHeaderBytes)/2
 	}
 	if cut >= int64(len(contents[i])) {
 		return fmt.Errorf("%s is %d bytes, too short to cut at %d", segs[i], len(contents[i]), cut)

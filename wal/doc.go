@@ -136,8 +136,10 @@
 // it is used, so a segment file shorter than its header's size was cut by a
 // disk that lied about fsync, or by a copy taken while the log was written.
 // If the records it still shows end at an end-of-records marker, the bytes it
-// lost were zeros (the writer never skips bytes) and Open accepts it, with
-// room for fewer records; otherwise they may have held synced records, and
+// lost were zeros (the writer never skips bytes) and Open accepts it, but
+// writes nothing more into it (appends go on in the next segment, and a
+// short spare is rebuilt): a torn write in it could not be told from a cut;
+// otherwise they may have held synced records, and
 // Open refuses it as corruption at the offset where its records stop.
 //
 // Lost renames. A .tmp file that holds a valid record was renamed and used

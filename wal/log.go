@@ -198,6 +198,7 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 		ends     = make([]int64, len(idxs))
 		sizes    = make([]int64, len(idxs))
 		versions = make([]uint32, len(idxs))
+		short    = make([]bool, len(idxs)) // shorter than built, and accepted (checkSize)
 	)
 	for i, idx := range idxs {
 		content, err := l.readSegment(idx, &buf)
@@ -213,6 +214,7 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 			return &CorruptError{Segment: idx, Offset: 0, Reason: reason}
 		}
 		versions[i] = hdr.version
+		short[i] = hdr.built > 0 && sizes[i] < hdr.built
 		if bad != nil {
 			if firstNonZero(content[hdr.len:]) >= 0 {
 				return notTorn(idxs[badAt], bad, idx)
@@ -255,6 +257,12 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 	}
 	l.first = idxs[0]
 	l.active = &segment{index: idxs[activeAt], capacity: sizes[activeAt]}
+	if short[activeAt] {
+		// Nothing more goes into a segment cut short: the first append moves on to
+		// the spare. Written on, its records would no longer end at the marker that
+		// made it acceptable, and a torn tail in it could not be told from a cut.
+		l.active.capacity = ends[activeAt]
+	}
 	l.writeOff = ends[activeAt]
 	if o.ReadOnly {
 		return nil
@@ -266,7 +274,7 @@ func (l *Log) open(replay func(Pos, []byte) error) error {
 	// active one, newest first so that the sequence stays without gaps
 	// whatever a crash keeps.
 	keep := activeAt
-	for j := activeAt + 1; j < len(idxs) && j-activeAt <= 1+o.ReservedSegments && versions[j] == formatVersion &&
+	for j := activeAt + 1; j < len(idxs) && j-activeAt <= 1+o.ReservedSegments && versions[j] == formatVersion && !short[j] &&
 		sizes[j] >= headerSize+frameHeaderSize+int64(o.RecordMaxBytes); j++ {
 		keep = j
 	}
@@ -409,7 +417,8 @@ func repairTorn(f File, seg uint64, bad *badFrame) error {
 // held records, synced and reported durable, and no rule can tell. A short
 // file whose records end at a marker lost only zeros: the writer never
 // skips bytes, so nothing was written after the marker. Such a file is
-// accepted, with room for fewer records. Only a disk that lies about fsync,
+// accepted, and Open writes nothing more into it (the next append goes to the
+// spare; a short spare is rebuilt). Only a disk that lies about fsync,
 // or a copy of the log taken while it was written, cuts a segment short:
 // every segment is built at its full size and fsynced before it is used.
 func checkSize(idx uint64, hdr segHeader, content []byte, end int64, ended bool) error {
