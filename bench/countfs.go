@@ -17,11 +17,15 @@ import (
 // those fsyncs. It wraps another FS (the OS's) and changes nothing, unless noSync is
 // set: then the segment fsyncs return at once (LogNoSync, not durable).
 //
+// The fsyncs are counted and timed by a wal.SyncCountingFS, the one counting FS, whose
+// OnSync hook files them here (segments, other files); countFS adds what only the bench
+// wants: records and bytes written, segment builds, directory fsyncs.
+//
 // httpnet's /metrics has no count of fsyncs (dtc_log_sync_duration_seconds is observed
 // once per record that asked for a sync, not once per fsync), so the bench counts them
 // here, below the log, where it is exact.
 type countFS struct {
-	wal.FS
+	wal.FS // a *wal.SyncCountingFS over the base FS
 	noSync bool
 
 	syncs   atomic.Int64 // fsyncs of segment files (group commits)
@@ -54,7 +58,33 @@ const (
 )
 
 func newCountFS(base wal.FS, noSync bool) *countFS {
-	return &countFS{FS: base, noSync: noSync, syncHist: new(hist)}
+	c := &countFS{noSync: noSync, syncHist: new(hist)}
+	if noSync {
+		base = skipSegmentSyncsFS{base}
+	}
+	c.FS = wal.NewSyncCountingFS(base, c.synced)
+	return c
+}
+
+// synced files one fsync that the wal.SyncCountingFS saw: a segment's is counted and,
+// unless noSync (then it did nothing), timed; any other file's is counted as other.
+func (c *countFS) synced(name string, took time.Duration, err error) {
+	if !strings.HasSuffix(name, segmentSuffix) {
+		c.other.Add(1)
+		return
+	}
+	c.syncs.Add(1)
+	if c.noSync {
+		return
+	}
+	c.syncNs.Add(int64(took))
+	c.mu.Lock()
+	h, tl := c.syncHist, c.syncTL
+	c.mu.Unlock()
+	h.Record(took)
+	if tl != nil {
+		tl.record(took, err != nil)
+	}
 }
 
 // fsCounts is a snapshot of a countFS's counters.
@@ -103,7 +133,10 @@ func (c *countFS) OpenFile(name string, flag int, perm fs.FileMode) (wal.File, e
 		}
 		c.mu.Unlock()
 	}
-	return &countFile{File: f, fs: c, segment: strings.HasSuffix(name, segmentSuffix)}, nil
+	if !strings.HasSuffix(name, segmentSuffix) {
+		return f, nil
+	}
+	return &countFile{File: f, fs: c}, nil
 }
 
 // Rename of a .tmp file ends the build that created it.
@@ -138,17 +171,18 @@ func (c *countFS) SyncDir(dir string) error {
 	return c.FS.SyncDir(dir)
 }
 
+// countFile is a segment file in use (not one being built), whose fsyncs the
+// wal.SyncCountingFS below counts.
 type countFile struct {
 	wal.File
-	fs      *countFS
-	segment bool // a segment in use, not one being built
+	fs *countFS
 }
 
 // WriteAt counts the frames in p: the log writes whole frames (length 4 | crc 4 |
 // payload), back to back, from a frame boundary.
 func (f *countFile) WriteAt(p []byte, off int64) (int, error) {
 	n, err := f.File.WriteAt(p, off)
-	if f.segment && err == nil {
+	if err == nil {
 		f.fs.records.Add(countFrames(p))
 		f.fs.bytes.Add(int64(n))
 	}
@@ -171,25 +205,18 @@ func countFrames(p []byte) int64 {
 	return n
 }
 
-func (f *countFile) Sync() error {
-	if !f.segment {
-		f.fs.other.Add(1)
-		return f.File.Sync()
+// skipSegmentSyncsFS is an FS whose segment files' fsyncs return at once (LogNoSync);
+// the other files' sync.
+type skipSegmentSyncsFS struct{ wal.FS }
+
+func (s skipSegmentSyncsFS) OpenFile(name string, flag int, perm fs.FileMode) (wal.File, error) {
+	f, err := s.FS.OpenFile(name, flag, perm)
+	if err != nil || !strings.HasSuffix(name, segmentSuffix) {
+		return f, err
 	}
-	f.fs.syncs.Add(1)
-	if f.fs.noSync {
-		return nil
-	}
-	start := time.Now()
-	err := f.File.Sync()
-	d := time.Since(start)
-	f.fs.syncNs.Add(int64(d))
-	f.fs.mu.Lock()
-	h, tl := f.fs.syncHist, f.fs.syncTL
-	f.fs.mu.Unlock()
-	h.Record(d)
-	if tl != nil {
-		tl.record(d, err != nil)
-	}
-	return err
+	return skipSyncFile{f}, nil
 }
+
+type skipSyncFile struct{ wal.File }
+
+func (skipSyncFile) Sync() error { return nil }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/dtc-project/dtc/httpnet"
 	"github.com/dtc-project/dtc/internal/etcdrun"
+	"github.com/dtc-project/dtc/protocol"
 )
 
 // EtcdOptions configure RunEtcdCluster: dtc's cluster mode against the single node
@@ -163,14 +164,14 @@ func RunEtcdCluster(ctx context.Context, o EtcdOptions) (*EtcdResult, error) {
 	answer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		switch r.URL.Path {
-		case "/prepare":
-			_, _ = io.WriteString(w, `{"vote":"ACK"}`)
-		case "/commit":
-			_, _ = io.WriteString(w, `{"state":"committed"}`)
-		case "/rollback":
-			_, _ = io.WriteString(w, `{"state":"aborted"}`)
+		case "/" + protocol.EndpointPrepare:
+			_, _ = w.Write(protocol.VoteACKAnswer())
+		case "/" + protocol.EndpointCommit:
+			_, _ = w.Write(protocol.StateAnswer(protocol.StateCommitted))
+		case "/" + protocol.EndpointRollback:
+			_, _ = w.Write(protocol.StateAnswer(protocol.StateAborted))
 		default:
-			_, _ = io.WriteString(w, `{"state":"unknown"}`)
+			_, _ = w.Write(protocol.StateAnswer(protocol.StateUnknown))
 		}
 	})
 	var parts []string

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dtc-project/dtc/protocol"
 )
 
 // The raw-HTTP floor: the same HTTP exchanges as a dtc transaction with K participants,
@@ -71,14 +73,22 @@ func (s floorSyncs) onPath() int {
 	return n
 }
 
-// Canned bodies, shaped and sized like the protocol's.
+// Canned bodies, the protocol's own, encoded once by package protocol.
+const floorTxnID = "0123456789abcdef0123456789abcdef"
+
 var (
-	floorPrepareBody = []byte(`{"txn_id":"0123456789abcdef0123456789abcdef","coordinator":"http://127.0.0.1:65535"}`)
-	floorCommitBody  = []byte(`{"txn_id":"0123456789abcdef0123456789abcdef"}`)
-	voteACK          = []byte(`{"vote":"ACK"}` + "\n")
-	stateCommitted   = []byte(`{"state":"committed"}` + "\n")
-	stateAborted     = []byte(`{"state":"aborted"}` + "\n")
-	stateUnknown     = []byte(`{"state":"unknown"}` + "\n")
+	floorPrepareBody = func() []byte {
+		b, err := protocol.AppendPrepareRequest(nil, &protocol.PrepareRequest{TxnID: floorTxnID, Coordinator: "http://127.0.0.1:65535"})
+		if err != nil {
+			panic(err)
+		}
+		return b
+	}()
+	floorCommitBody = protocol.AppendTxnRequest(nil, floorTxnID)
+	voteACK         = protocol.VoteACKAnswer()
+	stateCommitted  = protocol.StateAnswer(protocol.StateCommitted)
+	stateAborted    = protocol.StateAnswer(protocol.StateAborted)
+	stateUnknown    = protocol.StateAnswer(protocol.StateUnknown)
 )
 
 // floorView is the outer answer: a view of a committed transaction with k participants,
@@ -232,10 +242,10 @@ func (f *floorServers) close() {
 // request is answered only after a record is synced to sf.
 func syncingPrepare(sf *syncFile) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if endpointOf(r) == "prepare" {
+		if endpointOf(r) == protocol.EndpointPrepare {
 			_, _ = io.Copy(io.Discard, r.Body)
 			if err := sf.sync(); err != nil {
-				http.Error(w, `{"error":{"code":"internal","message":"the floor's sync failed"}}`, http.StatusInternalServerError)
+				writeProtocolError(w, http.StatusInternalServerError, protocol.CodeUnavailable, "the floor's sync failed: "+err.Error())
 				return
 			}
 			writeCanned(w, voteACK)
@@ -250,13 +260,13 @@ func syncingPrepare(sf *syncFile) http.Handler {
 func protocolNoop(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
 	switch endpointOf(r) {
-	case "prepare":
+	case protocol.EndpointPrepare:
 		writeCanned(w, voteACK)
-	case "commit":
+	case protocol.EndpointCommit:
 		writeCanned(w, stateCommitted)
-	case "rollback":
+	case protocol.EndpointRollback:
 		writeCanned(w, stateAborted)
-	case "status":
+	case protocol.EndpointStatus:
 		writeCanned(w, stateUnknown)
 	default:
 		http.NotFound(w, r)

@@ -1,11 +1,14 @@
 package bench
 
 import (
-	"encoding/json"
+	"bytes"
+	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/dtc-project/dtc/participant"
+	"github.com/dtc-project/dtc/protocol"
 )
 
 // noopParticipant is ModeNoop's participant: protocolNoop, plus the batch endpoint and
@@ -25,27 +28,78 @@ func noopParticipant(o Options) http.HandlerFunc {
 
 var noopInDoubtHeader = []string{participant.InDoubtAsk}
 
+// noopBatchBodyMaxBytes bounds a batch body the no-op participant reads.
+const noopBatchBodyMaxBytes = 4 << 20
+
+// noopBatch is the memory of one batch call, reused (noopBatchPool) by later ones.
+type noopBatch struct {
+	body    bytes.Buffer
+	ops     []protocol.BatchOp
+	results []protocol.BatchResult
+	out     []byte
+}
+
+// noopBatchKeepOps bounds the ops of a noopBatch that goes back to the pool, so that
+// one large batch does not pin its memory.
+const noopBatchKeepOps = 256
+
+var noopBatchPool = sync.Pool{New: func() any { return new(noopBatch) }}
+
+func (c *noopBatch) release() {
+	if len(c.ops) > noopBatchKeepOps || c.body.Cap() > noopBatchKeepOps*128 {
+		return
+	}
+	c.body.Reset()
+	clear(c.ops)
+	c.ops, c.results, c.out = c.ops[:0], c.results[:0], c.out[:0]
+	noopBatchPool.Put(c)
+}
+
 func noopAnswer(w http.ResponseWriter, r *http.Request) {
 	w.Header()[participant.HeaderBatchMax] = noopBatchHeader
 	if endpointOf(r) != participant.EndpointBatch {
 		protocolNoop(w, r)
 		return
 	}
-	var req participant.BatchRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&req); err != nil ||
-		len(req.Ops) == 0 || len(req.Ops) > participant.DefaultBatchMaxOps {
-		http.Error(w, "bad batch", http.StatusBadRequest)
+	c := noopBatchPool.Get().(*noopBatch)
+	defer c.release()
+	if _, err := c.body.ReadFrom(http.MaxBytesReader(w, r.Body, noopBatchBodyMaxBytes)); err != nil {
+		writeProtocolError(w, http.StatusBadRequest, protocol.CodeMalformedJSON, fmt.Sprintf("reading the body: %v", err))
 		return
 	}
-	resp := participant.BatchResponse{Results: make([]participant.BatchResult, len(req.Ops))}
-	for i, op := range req.Ops {
-		resp.Results[i].State = participant.StateAborted
+	// The bodies the coordinator writes by the fast parser, any other by the strict
+	// decoder, as the participant package reads them.
+	ops, ok := protocol.ParseBatchRequest(c.body.Bytes(), c.ops[:0], participant.DefaultBatchMaxOps)
+	if !ok {
+		var req protocol.BatchRequest
+		if err := protocol.DecodeStrict(bytes.NewReader(c.body.Bytes()), &req); err != nil {
+			writeProtocolError(w, http.StatusBadRequest, protocol.CodeMalformedJSON, err.Error())
+			return
+		}
+		ops = req.Ops
+	}
+	c.ops = ops
+	if len(ops) == 0 || len(ops) > participant.DefaultBatchMaxOps {
+		writeProtocolError(w, http.StatusBadRequest, protocol.CodeInvalidField,
+			fmt.Sprintf("ops: %d, want 1 to %d", len(ops), participant.DefaultBatchMaxOps))
+		return
+	}
+	c.results = append(c.results[:0], make([]protocol.BatchResult, len(ops))...)
+	for i, op := range ops {
+		c.results[i].State = participant.StateAborted
 		if op.Op == participant.BatchOpCommit {
-			resp.Results[i].State = participant.StateCommitted
+			c.results[i].State = participant.StateCommitted
 		}
 	}
+	c.out = protocol.AppendBatchResponse(c.out[:0], c.results)
+	writeCanned(w, c.out)
+}
+
+// writeProtocolError answers the protocol's JSON error.
+func writeProtocolError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(&resp)
+	w.WriteHeader(status)
+	_, _ = w.Write(protocol.AppendErrorResponse(nil, code, msg))
 }
 
 // noopBatchHeader offers the batch size of participant.NewHandler's default.

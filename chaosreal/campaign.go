@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,6 +23,7 @@ import (
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/faults"
 	"github.com/dtc-project/dtc/internal/etcdrun"
+	"github.com/dtc-project/dtc/protocol"
 )
 
 // Fault kinds, as counted in Result.Faults and drawn on the timeline.
@@ -468,23 +468,32 @@ func getOK(ctx context.Context, u string) error {
 }
 
 func getJSON(ctx context.Context, u string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	body, err := get200(ctx, u)
 	if err != nil {
 		return err
 	}
+	return json.Unmarshal(body, out)
+}
+
+// get200 GETs u and returns the body of its 200 answer; any other status is an error.
+func get200(ctx context.Context, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := harnessHTTP.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: HTTP %d: %.200s", u, resp.StatusCode, body)
+		return nil, fmt.Errorf("%s: HTTP %d: %.200s", u, resp.StatusCode, body)
 	}
-	return json.Unmarshal(body, out)
+	return body, nil
 }
 
 // drawFailpoints picks the GO_FAILPOINTS of a new incarnation of p: maybe one failpoint
@@ -938,5 +947,5 @@ func clientIDOf(wire string) string {
 }
 
 func statusURL(bank, wire string) string {
-	return bank + "/status?txn_id=" + url.QueryEscape(wire)
+	return bank + "/" + protocol.EndpointStatus + "?" + protocol.StatusQuery(wire)
 }

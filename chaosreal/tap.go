@@ -2,14 +2,16 @@ package chaosreal
 
 import (
 	"bufio"
-	"encoding/json"
+	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"path"
 	"slices"
 	"sync"
 
-	"github.com/dtc-project/dtc/participant"
+	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/protocol"
 )
 
 // The tap reads the HTTP exchanges a Proxy forwards between dtc and a participant:
@@ -123,25 +125,49 @@ func (t *tapConn) parseRequest(req *http.Request, body []byte, at int64) tapRequ
 	ev := TapEvent{Participant: t.participant, Call: path.Base(req.URL.Path), At: at}
 	switch {
 	case req.Method == http.MethodGet:
-		ev.TxnID = req.URL.Query().Get("txn_id")
-	case ev.Call == participant.EndpointBatch:
-		var b participant.BatchRequest
-		if json.Unmarshal(body, &b) != nil || len(b.Ops) == 0 {
+		ev.TxnID = protocol.StatusTxnID(req.URL.RawQuery)
+	case ev.Call == protocol.EndpointBatch:
+		ops := readBatchOps(body)
+		if len(ops) == 0 {
 			return tapRequest{evs: []TapEvent{ev}} // no transaction: the checker ignores it
 		}
-		tr := tapRequest{evs: make([]TapEvent, len(b.Ops)), batch: true}
-		for i, op := range b.Ops {
+		tr := tapRequest{evs: make([]TapEvent, len(ops)), batch: true}
+		for i, op := range ops {
 			tr.evs[i] = TapEvent{Participant: t.participant, Call: op.Op, TxnID: op.TxnID, At: at}
 		}
 		return tr
 	default:
-		var b struct {
-			TxnID string `json:"txn_id"`
-		}
-		_ = json.Unmarshal(body, &b)
-		ev.TxnID = b.TxnID
+		ev.TxnID = readTxnID(body)
 	}
 	return tapRequest{evs: []TapEvent{ev}}
+}
+
+// readBatchOps reads the ops of a batch body, as the participant's fast parser reads the
+// ones the coordinator writes, any other leniently (unknown fields ignored): the tap
+// reports what was sent, and the participant judges it. nil if none can be read.
+func readBatchOps(body []byte) []protocol.BatchOp {
+	if ops, ok := protocol.ParseBatchRequest(body, nil, protocol.BatchOpsMax); ok {
+		return ops
+	}
+	var req protocol.BatchRequest
+	if protocol.Decode(bytes.NewReader(body), &req, false) != nil {
+		return nil
+	}
+	return req.Ops
+}
+
+// readTxnID reads the txn_id of a prepare, commit or rollback body, leniently as
+// readBatchOps; "" if none can be read.
+func readTxnID(body []byte) string {
+	if id, ok := protocol.ParseTxnRequest(body); ok {
+		return id
+	}
+	if id, _, _, _, ok := protocol.ParsePrepareRequest(body); ok {
+		return string(id)
+	}
+	var req protocol.TxnRequest
+	_ = protocol.Decode(bytes.NewReader(body), &req, false)
+	return req.TxnID
 }
 
 func (t *tapConn) readAnswers() {
@@ -173,32 +199,46 @@ func (t *tapConn) readAnswers() {
 	}
 }
 
-// answerEvents turns an answer into the events of its request's answers. An op of a
-// batch is answered as its single request would have been: 200 with its state, 409 with
-// the state it conflicts with, or, for an op's error, 500 with no state. A batch
-// answered other than 200 with one result per op answers every op with its status and
-// no state.
+// tapKinds are the engine's kinds of the single calls, by endpoint.
+var tapKinds = map[string]coordinator.MsgKind{
+	protocol.EndpointPrepare:  coordinator.MsgPrepare,
+	protocol.EndpointCommit:   coordinator.MsgCommit,
+	protocol.EndpointRollback: coordinator.MsgRollback,
+	protocol.EndpointStatus:   coordinator.MsgStatus,
+}
+
+// answerEvents turns an answer into the events of its request's answers, read as the
+// coordinator reads them (protocol.Interpret, protocol.ParseBatchAnswer): an answer
+// the coordinator would take as no answer has no vote and no state. An op of a batch is
+// answered as its single request would have been: 200 with its state, 409 with the
+// state it conflicts with, or, for an op's error, 500 with no state. A batch answered
+// other than 200 with one result per op answers every op with its status and no state.
 func answerEvents(tr tapRequest, status int, body []byte, at int64) []TapEvent {
 	evs := tr.evs
 	for i := range evs {
 		evs[i].Answer, evs[i].Status, evs[i].At = true, status, at
 	}
 	if !tr.batch {
-		var b struct {
-			Vote  string `json:"vote"`
-			State string `json:"state"`
+		kind, ok := tapKinds[evs[0].Call]
+		if !ok {
+			return evs
 		}
-		_ = json.Unmarshal(body, &b)
-		evs[0].Vote, evs[0].State = b.Vote, b.State
+		r, err := protocol.Interpret(protocol.Answer{Kind: kind, Status: status, Body: body})
+		if err == nil {
+			evs[0].Vote, evs[0].State = string(r.Vote), string(r.State)
+		}
 		return evs
 	}
-	var b participant.BatchResponse
-	if status != http.StatusOK || json.Unmarshal(body, &b) != nil || len(b.Results) != len(evs) {
+	if status != http.StatusOK {
 		return evs
 	}
-	for i, r := range b.Results {
+	replies := make([]coordinator.Reply, len(evs))
+	if protocol.ParseBatchAnswer(body, replies, func(int, *protocol.ErrorBody) error { return errTapOpFailed }) != nil {
+		return evs
+	}
+	for i, r := range replies {
 		switch {
-		case r.Error != nil:
+		case r.Err != nil:
 			evs[i].Status = http.StatusInternalServerError
 		case r.Conflict:
 			evs[i].Status, evs[i].State = http.StatusConflict, string(r.State)
@@ -208,6 +248,9 @@ func answerEvents(tr tapRequest, status int, body []byte, at int64) []TapEvent {
 	}
 	return evs
 }
+
+// errTapOpFailed marks an op of a batch answered with an error.
+var errTapOpFailed = errors.New("chaosreal: the op was answered with an error")
 
 // chunkReader reads the chunks of one direction, and tells when the message about to be
 // read began: the read time of the chunk holding its first byte.

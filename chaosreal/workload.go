@@ -12,6 +12,7 @@ import (
 
 	"github.com/dtc-project/dtc/checker"
 	"github.com/dtc-project/dtc/client"
+	"github.com/dtc-project/dtc/protocol"
 )
 
 // leg is one account's part in a transfer.
@@ -242,13 +243,15 @@ func (c *campaign) collect(ctx context.Context, res *Result) {
 			}
 			return "unknown"
 		}
-		var st struct {
-			State string `json:"state"`
-		}
-		if err := getJSON(ctx, statusURL(bankOf[p], wire), &st); err != nil {
+		body, err := get200(ctx, statusURL(bankOf[p], wire))
+		if err != nil {
 			return "error: " + err.Error()
 		}
-		return st.State
+		st, ok := protocol.ParseState(body)
+		if !ok {
+			return "error: the status answer has no known state"
+		}
+		return string(st)
 	}
 	// Client ids: the calls that never learned their outcome are judged under the
 	// incarnation the coordinator holds for the id now (their open end allows every

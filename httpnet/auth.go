@@ -288,19 +288,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, what string, 
 	return p, false
 }
 
-// participantView is what a participant's query by the id it was told gets when it
-// comes without credentials: enough to resolve a transaction in doubt
-// (participant.Resolver reads id, txn_id and state), nothing more.
-type participantView struct {
-	ID    string `json:"id"`
-	TxnID string `json:"txn_id"`
-	State string `json:"state"`
-}
-
 // getAuthorized serves GET /v1/transactions/{id}. A query by a participant's id
 // (client id, '@', nonce) needs no credentials: knowing the nonce proves it was told
 // of the transaction, and a wrong nonce is answered 404 like an unknown id. Without
-// credentials it gets participantView.
+// credentials it gets protocol.CoordinatorTxn: enough to resolve a transaction in doubt
+// (protocol.InDoubtVerdict reads id, txn_id and state), nothing more.
 func (s *Server) getAuthorized(w http.ResponseWriter, r *http.Request, id string) {
 	if s.o.Auth != nil && strings.IndexByte(id, '@') >= 0 {
 		if _, has := r.Header["Authorization"]; !has && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {

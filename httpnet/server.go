@@ -22,6 +22,7 @@ import (
 
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/internal/jsonstr"
+	"github.com/dtc-project/dtc/protocol"
 )
 
 // Error codes of the API: the "code" in {"error":{"code","message"}}. They are stable;
@@ -566,7 +567,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, id string, who Prin
 	}
 	switch {
 	case wireOnly:
-		writeJSON(w, http.StatusOK, participantView{ID: v.ID, TxnID: v.TxnID, State: v.State})
+		writeBody(w, http.StatusOK, protocol.MarshalAnswer(protocol.CoordinatorTxn{ID: v.ID, TxnID: v.TxnID, State: v.State}))
 		return
 	case who.Role == RoleSubmit && v.Owner != who.Name:
 		s.fail(w, http.StatusForbidden, CodeForbidden,

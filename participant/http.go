@@ -316,7 +316,7 @@ var (
 )
 
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
-	id := r.URL.Query().Get("txn_id")
+	id := protocol.StatusTxnID(r.URL.RawQuery)
 	if !h.checkTxnID(w, r, id) {
 		return
 	}

@@ -73,8 +73,18 @@ func ParseEndpoints(prepareURL string) (*Endpoints, error) {
 	return eps, nil
 }
 
+// statusTxnParam is the query parameter of GET …/status that names the transaction.
+const statusTxnParam = "txn_id"
+
 // StatusQuery is the query of GET …/status for txnID.
-func StatusQuery(txnID string) string { return "txn_id=" + url.QueryEscape(txnID) }
+func StatusQuery(txnID string) string { return statusTxnParam + "=" + url.QueryEscape(txnID) }
+
+// StatusTxnID reads the transaction id of GET …/status from the raw query of its URL, as
+// http.Request.URL.Query().Get reads it (malformed pairs are skipped); "" if it has none.
+func StatusTxnID(rawQuery string) string {
+	v, _ := url.ParseQuery(rawQuery)
+	return v.Get(statusTxnParam)
+}
 
 // CoordinatorTxnURL is where a participant in doubt asks its coordinator, whose base URL
 // is base, about txnID.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -289,5 +290,23 @@ func TestEndpoints(t *testing.T) {
 	}
 	if _, err := Endpoint("/prepare", EndpointCommit); err == nil {
 		t.Error("a relative URL has no endpoints")
+	}
+}
+
+// The status query carries any id, and is read as net/http reads a query.
+func TestStatusQueryRoundTrips(t *testing.T) {
+	for _, id := range append(testIDs, "a&txn_id=b", "a b+c", "x=y;z") {
+		if got := StatusTxnID(StatusQuery(id)); got != id {
+			t.Errorf("StatusTxnID(StatusQuery(%q)) = %q", id, got)
+		}
+	}
+	for _, q := range []string{"", "txn_id=", "other=1", "txn_id=a&txn_id=b", "x=%zz&txn_id=a", "txn_id=%zz", "txn_id=a;b"} {
+		u, err := url.Parse("http://h/status?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := StatusTxnID(u.RawQuery), u.Query().Get("txn_id"); got != want {
+			t.Errorf("StatusTxnID(%q) = %q, want %q as net/url reads it", q, got, want)
+		}
 	}
 }

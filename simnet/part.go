@@ -230,7 +230,7 @@ func (p *partNode) handle(req wireRequest, answer func(any, error)) {
 	case protocol.EndpointBatch:
 		p.handleBatch(req, answer)
 	case protocol.EndpointStatus:
-		txn := statusTxn(req.query)
+		txn := protocol.StatusTxnID(req.query)
 		s.incarnations[txn] = true
 		if p.noStatus {
 			// A service with no status endpoint: its router answers 404.

@@ -3,7 +3,6 @@ package simnet
 import (
 	"bytes"
 	"fmt"
-	"net/url" // parsing a status query only
 
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/protocol"
@@ -84,15 +83,6 @@ func decodeBatch(body []byte, maxOps int) ([]protocol.BatchOp, error) {
 	var req protocol.BatchRequest
 	err := protocol.DecodeStrict(bytes.NewReader(body), &req)
 	return req.Ops, err
-}
-
-// statusTxn reads the txn_id of a status query.
-func statusTxn(query string) string {
-	v, err := url.ParseQuery(query)
-	if err != nil {
-		return ""
-	}
-	return v.Get("txn_id")
 }
 
 // errorAnswer is an answer with the protocol's JSON error.

@@ -128,7 +128,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeRaw(w, http.StatusOK, protocol.StateAnswer(res.State))
 		}
 	case participant.EndpointStatus:
-		id := r.URL.Query().Get("txn_id")
+		id := protocol.StatusTxnID(r.URL.RawQuery)
 		if id == "" {
 			h.fail(w, r, http.StatusBadRequest, participant.CodeMissingField, "status needs ?txn_id=")
 			return

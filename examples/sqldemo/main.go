@@ -51,6 +51,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dtc-project/dtc/client"
+	"github.com/dtc-project/dtc/protocol"
 	"github.com/dtc-project/dtc/sqlpart"
 )
 
@@ -426,14 +427,17 @@ func (n *node) up() bool {
 }
 
 func (n *node) status(txnID string) string {
-	resp, err := http.Get(n.url + "/status?txn_id=" + url.QueryEscape(txnID))
+	resp, err := http.Get(n.url + "/" + protocol.EndpointStatus + "?" + protocol.StatusQuery(txnID))
 	if err != nil {
 		return err.Error()
 	}
 	defer resp.Body.Close()
-	var s struct{ State string }
-	_ = json.NewDecoder(resp.Body).Decode(&s)
-	return s.State
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err.Error()
+	}
+	st, _ := protocol.ParseState(body) // "" for an answer without a known state
+	return string(st)
 }
 
 func (n *node) move(id string, amount int64) json.RawMessage {

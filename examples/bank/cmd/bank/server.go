@@ -14,6 +14,7 @@ import (
 	"github.com/dtc-project/dtc/examples/bank"
 	"github.com/dtc-project/dtc/locks"
 	"github.com/dtc-project/dtc/participant"
+	"github.com/dtc-project/dtc/protocol"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -158,28 +159,40 @@ func (a *app) holdPrepare(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data, err := io.ReadAll(io.LimitReader(r.Body, bodyMaxBytes+1))
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "malformed_body", err.Error())
+			writeError(w, http.StatusBadRequest, protocol.CodeMalformedJSON, "reading the body: "+err.Error())
 			return
 		}
 		// Too large a body goes on to the participant handler, which answers 413.
 		r.Body = io.NopCloser(bytes.NewReader(data))
-		var req struct {
-			TxnID   string `json:"txn_id"`
-			Payload struct {
-				HoldMS int64 `json:"hold_ms"`
-			} `json:"payload"`
-		}
-		if json.Unmarshal(data, &req) == nil && req.Payload.HoldMS > 0 && req.Payload.HoldMS <= bank.HoldMax.Milliseconds() &&
-			a.auth.Verify(r, data) == nil {
-			d := time.Duration(req.Payload.HoldMS) * time.Millisecond
-			a.log.Info("bank: holding prepare before voting", "txn_id", req.TxnID, "hold", d)
-			if err := a.wait(r.Context(), d); err != nil {
-				writeError(w, http.StatusServiceUnavailable, "unavailable", "gave up holding the prepare: "+err.Error())
+		if id, hold := prepareHold(data); hold > 0 && a.auth.Verify(r, data) == nil {
+			a.log.Info("bank: holding prepare before voting", "txn_id", id, "hold", hold)
+			if err := a.wait(r.Context(), hold); err != nil {
+				writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "gave up holding the prepare: "+err.Error())
 				return
 			}
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// prepareHold reads a prepare body (package protocol reads the request, the bank its
+// payload) for its transaction and the hold its payload asks for; 0 if the body or
+// the payload does not parse, or asks for none: the participant handler refuses such a
+// prepare at once.
+func prepareHold(body []byte) (txnID string, hold time.Duration) {
+	id, payload, _, _, ok := protocol.ParsePrepareRequest(body)
+	if !ok {
+		var req protocol.PrepareRequest
+		if protocol.Decode(bytes.NewReader(body), &req, false) != nil {
+			return "", 0
+		}
+		id, payload = []byte(req.TxnID), req.Payload
+	}
+	p, err := bank.ParsePayload(payload)
+	if err != nil {
+		return string(id), 0
+	}
+	return string(id), time.Duration(p.HoldMS) * time.Millisecond
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -215,9 +228,9 @@ func (a *app) lock(w http.ResponseWriter, r *http.Request, locked bool) {
 	}
 	switch {
 	case errors.Is(err, bank.ErrUnknownAccount):
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no account %q", name))
+		writeError(w, http.StatusNotFound, protocol.CodeNotFound, fmt.Sprintf("no account %q", name))
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, err.Error())
 	default:
 		acct, _ := a.bank.Account(name)
 		a.log.Info("bank: account lock changed", "account", name, "locked", locked)
@@ -227,7 +240,7 @@ func (a *app) lock(w http.ResponseWriter, r *http.Request, locked bool) {
 
 func (a *app) healthz(w http.ResponseWriter, r *http.Request) {
 	if err := a.p.Err(); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -257,6 +270,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(data, '\n'))
 }
 
+// writeError answers the protocol's JSON error, the shape of every error the bank
+// answers, on its participant endpoints and its own alike.
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, participant.ErrorResponse{Error: participant.ErrorBody{Code: code, Message: msg}})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(protocol.AppendErrorResponse(nil, code, msg))
 }
