@@ -70,7 +70,7 @@ func (a *adminAuth) wrap(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, bodyMaxBytes))
 		if err != nil {
-			writeError(w, http.StatusRequestEntityTooLarge, "too_large", "request body too large")
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
 			return
 		}
 		if why := a.check(r, body); why != "" {
