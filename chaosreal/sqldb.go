@@ -97,19 +97,10 @@ func openSQLNode(ctx context.Context, o Options, seq int64, i int) (*sqlNode, er
 	n.accounts, n.txns = base, base+"_txns"
 	n.partName = strings.ReplaceAll(base, "_", "-")
 	n.prefix = gidPrefix(n.partName)
-	driver, dsn := "pgx", n.dsn
-	if n.kind == sqlMariaDB {
-		d, err := mysqlDriverDSN(n.dsn)
-		if err != nil {
-			return nil, err
-		}
-		driver, dsn = "mysql", d
-	}
-	db, err := sql.Open(driver, dsn)
+	db, err := openDB(n.kind, n.dsn)
 	if err != nil {
 		return nil, fmt.Errorf("chaosreal: %s: %w", n.name, err)
 	}
-	db.SetMaxOpenConns(4)
 	n.db = db
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -134,6 +125,24 @@ func openSQLNode(ctx context.Context, o Options, seq int64, i int) (*sqlNode, er
 		}
 	}
 	return n, nil
+}
+
+// openDB opens the harness's own connections to a database of kind at dsn.
+func openDB(kind, dsn string) (*sql.DB, error) {
+	driver := "pgx"
+	if kind == sqlMariaDB {
+		d, err := mysqlDriverDSN(dsn)
+		if err != nil {
+			return nil, err
+		}
+		driver, dsn = "mysql", d
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(4)
+	return db, nil
 }
 
 // mysqlDriverDSN turns mysql://user:pass@host:port/db?params into the driver's DSN.
