@@ -27,9 +27,10 @@ vet:
 # The whole suite: formatting, vet, unit tests, scenarios, then the race detector on the
 # concurrent packages. go test ./... includes the chaos campaigns: a simulated one of 300
 # swarm seeds (cmd/chaos) and a short real one, dtc and three banks with 34 kill -9s,
-# proxy faults and failpoints, plus a deliberately broken build it must catch, and a
+# proxy faults and failpoints, plus a deliberately broken build it must catch, a
 # cluster one: three dtc serve --cluster nodes over an embedded etcd, kill -9s and
-# SIGSTOPs past the lease (chaosreal).
+# SIGSTOPs past the lease, and one with two SQL participants (dtc-sql over PostgreSQL
+# and MariaDB, skipped if the databases do not answer) (chaosreal).
 test: lint
 	$(GO) test -count=1 $(PKGS)
 	DTC_TEST_DB_RESTART=1 $(GO) test -count=1 -run TestDatabaseRestart ./sqlpart/

@@ -17,6 +17,7 @@ type Binaries struct {
 	DTC     string // dtc (cmd/dtc)
 	Bank    string // bank (examples/bank/cmd/bank)
 	Passive string // passive (examples/passive): has no failpoints of its own
+	SQL     string // dtc-sql (cmd/dtc-sql): has no failpoints of its own
 	// Failpoints reports whether they were built with failpoints live.
 	Failpoints bool
 }
@@ -51,7 +52,7 @@ func CacheDir() string {
 	return filepath.Join(d, "dtc-chaos", "go-build")
 }
 
-// Build compiles dtc and bank from the module at moduleDir into outDir with their
+// Build compiles dtc, bank, passive and dtc-sql from the module at moduleDir into outDir with their
 // failpoints live: go build -toolexec failpoint-toolexec, which rewrites the markers in
 // copies under a temporary directory of its own (removed afterwards), never in the
 // source tree. It checks that the binaries really evaluate failpoints.
@@ -71,10 +72,11 @@ func Build(ctx context.Context, moduleDir, outDir string) (Binaries, error) {
 	out, _ := filepath.Abs(outDir)
 	env := []string{"GOCACHE=" + CacheDir(), "TMPDIR=" + tmp}
 	if _, err := goOutput(ctx, moduleDir, env, "build", "-toolexec="+strings.TrimSpace(tool), "-o", out+string(filepath.Separator),
-		"./cmd/dtc", "./examples/bank/cmd/bank", "./examples/passive"); err != nil {
+		"./cmd/dtc", "./examples/bank/cmd/bank", "./examples/passive", "./cmd/dtc-sql"); err != nil {
 		return Binaries{}, fmt.Errorf("chaosreal: failpoint build: %w", err)
 	}
-	b := Binaries{DTC: filepath.Join(out, "dtc"), Bank: filepath.Join(out, "bank"), Passive: filepath.Join(out, "passive"), Failpoints: true}
+	b := Binaries{DTC: filepath.Join(out, "dtc"), Bank: filepath.Join(out, "bank"), Passive: filepath.Join(out, "passive"),
+		SQL: filepath.Join(out, "dtc-sql"), Failpoints: true}
 	for _, bin := range []string{b.DTC, b.Bank} {
 		live, err := HasFailpoints(bin)
 		if err != nil {

@@ -86,6 +86,11 @@ type Result struct {
 	// PassiveStates counts, by state, the transactions the passive participants hold
 	// at the end (Options.Passive): none may be "prepared".
 	PassiveStates map[string]int
+	// SQLStates counts, by state, the transactions the SQL participants' databases hold
+	// at the end (Options.SQL), read from the databases: committed and aborted from
+	// dtc-sql's table, prepared if the database still holds the transaction prepared
+	// (none may be), unknown otherwise (a NACK, or a prepare cut short).
+	SQLStates map[string]int
 	// FencedWrites (Options.Cluster) sums, over the pauses, the writes etcd refused the
 	// paused node after it resumed (its dtc_cluster_fenced_writes_total); Pauses lists
 	// each pause's figure.
@@ -111,6 +116,9 @@ func (r *Result) ReplayCommand() string {
 	if r.Options.Cluster > 0 {
 		cmd += fmt.Sprintf(" --cluster %d", r.Options.Cluster)
 	}
+	if r.Options.SQL > 0 {
+		cmd += fmt.Sprintf(" --sql %d", r.Options.SQL)
+	}
 	return cmd
 }
 
@@ -123,6 +131,9 @@ type txnInfo struct {
 	ops     []int // recorder handles of calls that ended without an outcome
 	outcome checker.Outcome
 	wires   []string // incarnations named in the coordinator's answers
+	// sqlLegs are the legs of the SQL participants it names, by participant: what a
+	// commit there adds to its accounts.
+	sqlLegs map[string][]leg
 }
 
 // campaign is one run.
@@ -145,6 +156,8 @@ type campaign struct {
 	coords      []*proc // dtc, or the cluster's nodes n1..nN
 	banks       []*proc
 	passives    []*proc // examples/passive: never asks about transactions in doubt
+	sqls        []*proc // dtc-sql: s1..sN
+	sqlNodes    []*sqlNode
 	proxies     []*Proxy
 	coordURLs   []string
 	etcd        *etcdrun.Server  // the embedded etcd of a cluster campaign, if any
@@ -154,7 +167,8 @@ type campaign struct {
 	pauses      []PauseResult
 	bankURLs    []string // direct, for the harness's own reads
 	passiveURLs []string // likewise
-	partURLs    []string // through the proxies: what dtc is given; the banks, then the passive ones
+	sqlURLs     []string // likewise
+	partURLs    []string // through the proxies: what dtc is given; the banks, the passive ones, the SQL ones
 	restart     map[*proc]time.Duration
 
 	stopping chan struct{}
@@ -207,6 +221,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		bins = b
 	}
+	if o.SQL > 0 && bins.SQL == "" {
+		return nil, fmt.Errorf("chaosreal: SQL participants need the dtc-sql binary (Binaries.SQL)")
+	}
+	defer c.closeSQL(ctx) // after shutdown: dtc-sql must be stopped first
 	defer c.shutdown()
 	if err := c.setup(ctx, bins, work); err != nil {
 		return nil, err
@@ -277,7 +295,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if res.Report.Violations == nil && !res.Report.OK() {
 			res.Violations = append(res.Violations, checker.Violation{Kind: checker.KindLinearizability, Detail: res.Report.String()})
 		}
-		res.WantTotal = int64(o.Participants) * int64(o.Accounts) * o.InitialBalance
+		res.WantTotal = int64(o.Participants+o.SQL) * int64(o.Accounts) * o.InitialBalance
 		if res.Balances != nil {
 			res.Violations = append(res.Violations, checker.CheckBank(res.WantTotal, res.Balances)...)
 		}
@@ -388,6 +406,32 @@ func (c *campaign) setup(ctx context.Context, bins Binaries, work string) error 
 		c.proxies = append(c.proxies, px)
 		c.partURLs = append(c.partURLs, "http://"+px.Addr()+"/prepare")
 	}
+	seq := campaignSeq.Add(1)
+	for i := range o.SQL {
+		n, err := openSQLNode(ctx, o, seq, i)
+		if err != nil {
+			return err
+		}
+		c.sqlNodes = append(c.sqlNodes, n)
+		addr, err := freePort()
+		if err != nil {
+			return fmt.Errorf("chaosreal: %w", err)
+		}
+		p := newProc(n.name, bins.SQL, []string{
+			"--listen", addr, "--dsn", n.dsn, "--name", n.partName, "--table", n.txns,
+			"--coordinator", c.coordURLs[0], "--max-prepared", "16",
+			"--in-doubt-after", "1s", "--resolve-interval", "250ms",
+			"--statement-timeout", "2s", "--prepare-timeout", "5s", "--log-level", "warn",
+		}, filepath.Join(work, n.name+".log"))
+		c.sqls = append(c.sqls, p)
+		c.sqlURLs = append(c.sqlURLs, "http://"+addr)
+		px, err := NewProxy(n.name, addr, func() *tapConn { return newTapConn(n.name, c.tapped) })
+		if err != nil {
+			return err
+		}
+		c.proxies = append(c.proxies, px)
+		c.partURLs = append(c.partURLs, "http://"+px.Addr()+"/prepare")
+	}
 	common := []string{
 		"--prepare-timeout", o.PrepareTimeout.String(), "--recovery-timeout", o.RecoveryTimeout.String(),
 		"--request-timeout", "1s", "--retry-backoff-max", "300ms",
@@ -405,7 +449,7 @@ func (c *campaign) setup(ctx context.Context, bins Binaries, work string) error 
 			return err
 		}
 	}
-	direct := append(slices.Clone(c.bankURLs), c.passiveURLs...)
+	direct := append(append(slices.Clone(c.bankURLs), c.passiveURLs...), c.sqlURLs...)
 	for i, p := range c.participants() {
 		if err := waitOK(ctx, direct[i]+"/healthz", 15*time.Second); err != nil {
 			return fmt.Errorf("chaosreal: %s does not start: %w; %v", p.name, err, p.lastExit().lastLines)
@@ -422,8 +466,10 @@ func (c *campaign) setup(ctx context.Context, bins Binaries, work string) error 
 	return nil
 }
 
-// participants are every participant process: the banks, then the passive ones.
-func (c *campaign) participants() []*proc { return append(slices.Clone(c.banks), c.passives...) }
+// participants are every participant process: the banks, the passive ones, the SQL ones.
+func (c *campaign) participants() []*proc {
+	return append(append(slices.Clone(c.banks), c.passives...), c.sqls...)
+}
 
 // procs are every process: the participants, then dtc.
 func (c *campaign) procs() []*proc { return append(c.participants(), c.coords...) }
@@ -431,6 +477,18 @@ func (c *campaign) procs() []*proc { return append(c.participants(), c.coords...
 func (c *campaign) isCoord(p *proc) bool { return slices.Contains(c.coords, p) }
 
 func (c *campaign) isPassive(p *proc) bool { return slices.Contains(c.passives, p) }
+
+func (c *campaign) isSQL(p *proc) bool { return slices.Contains(c.sqls, p) }
+
+// closeSQL rolls back whatever the SQL participants' databases still hold prepared of
+// the campaign, and drops its tables. The processes must be stopped.
+func (c *campaign) closeSQL(ctx context.Context) {
+	for _, n := range c.sqlNodes {
+		if left := n.close(ctx); len(left) > 0 {
+			c.logf("%s: rolled back %d transactions left prepared in the database", n.name, len(left))
+		}
+	}
+}
 
 // waitOK polls url until it answers 200, within d.
 func waitOK(ctx context.Context, u string, d time.Duration) error {
@@ -518,7 +576,7 @@ func (c *campaign) drawFailpoints(p *proc, healing bool) string {
 			terms = append(terms, f.Path()+"=sleep(250)")
 		}
 	}
-	if healing || c.isPassive(p) { // the passive participant has no failpoints
+	if healing || c.isPassive(p) || c.isSQL(p) { // the passive and SQL participants have no failpoints
 		return strings.Join(terms, ";")
 	}
 	kind := "participant"
@@ -908,6 +966,15 @@ func (c *campaign) unresolved(ctx context.Context, cls []*client.Client) string 
 		if len(prepared) > 0 {
 			slices.Sort(prepared)
 			what = append(what, fmt.Sprintf("%s holds %d prepared transactions (%s)", c.passives[i].name, len(prepared), strings.Join(prepared[:min(3, len(prepared))], ", ")))
+		}
+	}
+	for _, n := range c.sqlNodes {
+		gids, err := n.prepared(ctx)
+		switch {
+		case err != nil:
+			what = append(what, n.name+": "+err.Error())
+		case len(gids) > 0:
+			what = append(what, fmt.Sprintf("%s's database holds %d prepared transactions (%s)", n.name, len(gids), strings.Join(gids[:min(3, len(gids))], ", ")))
 		}
 	}
 	return strings.Join(what, "; ")

@@ -2,6 +2,8 @@ package chaosreal
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,6 +131,93 @@ func TestARealCampaignHoldsUp(t *testing.T) {
 	if _, err := os.Stat(res.ReportPath); err != nil {
 		t.Errorf("no report: %v", err)
 	}
+}
+
+// TestARealCampaignWithSQLParticipants: dtc, three banks and two dtc-sql processes,
+// s1 over PostgreSQL and s2 over MariaDB, killed and behind faulty proxies like the
+// banks; half the transfers have a SQL leg. No violation: the money across the banks'
+// and the databases' accounts is constant, every database account holds what its
+// committed transactions add up to, and nothing is left prepared. The campaign's tables
+// are gone afterwards. Skipped if the databases do not answer (DTC_TEST_PG_DSN,
+// DTC_TEST_MYSQL_DSN; see .ci/databases).
+func TestARealCampaignWithSQLParticipants(t *testing.T) {
+	b := testBinaries(t)
+	o := Options{
+		Seed:        20260415,
+		Duration:    15 * time.Second,
+		Kills:       14,
+		SQL:         2,
+		PostgresDSN: envOr("DTC_TEST_PG_DSN", DefaultPostgresDSN),
+		MySQLDSN:    envOr("DTC_TEST_MYSQL_DSN", DefaultMySQLDSN),
+		HealMax:     20 * time.Second,
+		Binaries:    b,
+		Progress:    testWriter{t},
+	}
+	res, err := Run(context.Background(), o)
+	if errors.Is(err, ErrNoDatabase) {
+		t.Skipf("the SQL participants' databases are not answering: %v (start them with .ci/databases, or set DTC_TEST_PG_DSN / DTC_TEST_MYSQL_DSN)", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	logSummary(t, res)
+	t.Logf("SQL participants' transactions: %v", res.SQLStates)
+	if !res.OK() {
+		t.Fatalf("%d violations; work dir kept at %s", len(res.Violations), res.WorkDir)
+	}
+	if res.SQLStates["committed"] == 0 || res.SQLStates["prepared"] != 0 {
+		t.Errorf("the SQL participants end with %v: want commits, nothing prepared", res.SQLStates)
+	}
+	if res.SQLStates["aborted"]+res.SQLStates["unknown"] == 0 {
+		t.Errorf("no SQL leg aborted (an overdraft's NACK, at least): %v", res.SQLStates)
+	}
+	var sqlAccounts int
+	for a := range res.Balances {
+		if strings.HasPrefix(a, "s1/") || strings.HasPrefix(a, "s2/") {
+			sqlAccounts++
+		}
+	}
+	if sqlAccounts != 2*4 {
+		t.Errorf("%d SQL accounts in the balances, want 8: %v", sqlAccounts, res.Balances)
+	}
+	sqlKills := 0
+	for _, f := range res.Timeline {
+		if f.Kind == FaultKillParticipant && strings.HasPrefix(f.Target, "s") {
+			sqlKills++
+		}
+	}
+	t.Logf("%d kill -9s hit a SQL participant", sqlKills)
+	// Nothing of the campaign is left in the databases.
+	like := fmt.Sprintf("chaos_%d_%d_%%", o.Seed, os.Getpid())
+	for _, q := range []struct{ kind, dsn, sql string }{
+		{sqlPostgres, o.PostgresDSN, "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE $1"},
+		{sqlMariaDB, o.MySQLDSN, "SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name LIKE ?"},
+	} {
+		n := &sqlNode{kind: q.kind}
+		db, err := openDB(q.kind, q.dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tables int
+		if err := db.QueryRow(q.sql, like).Scan(&tables); err != nil || tables != 0 {
+			t.Errorf("%s: %d tables of the campaign left (%v)", q.kind, tables, err)
+		}
+		n.db = db
+		for i := range o.SQL {
+			n.name, n.prefix = fmt.Sprintf("s%d", i+1), gidPrefix(fmt.Sprintf("chaos-%d-%d-%d-s%d", o.Seed, os.Getpid(), campaignSeq.Load(), i+1))
+			if gids, err := n.prepared(context.Background()); err != nil || len(gids) > 0 {
+				t.Errorf("%s: prepared transactions of the campaign left: %v (%v)", q.kind, gids, err)
+			}
+		}
+		db.Close()
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
 }
 
 // TestARealCampaignCatchesABrokenBuild arms coordlog/decisionNotSynced: the decision is

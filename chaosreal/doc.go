@@ -8,7 +8,7 @@
 //	  killer: kill -9 + restart ──────────────────┴───────────────┴──▶ Recorder
 //	  proxy faults: delay, drop, blackhole   failpoints: GO_FAILPOINTS per incarnation
 //
-// Run builds both programs with their failpoint markers live (Build: go build -toolexec
+// Run builds the programs with their failpoint markers live (Build: go build -toolexec
 // failpoint-toolexec, in a build cache and a temporary directory of its own, so the
 // source tree is never rewritten), starts dtc and the banks on loopback, each with its own
 // data directory, and puts a Proxy in front of every bank: dtc is given the proxies'
@@ -40,6 +40,23 @@
 // compare must refuse it, which the node's dtc_cluster_fenced_writes_total, read after
 // each resume, shows (Result.Pauses). The heal also waits until every shard has an owner
 // holding a live lease.
+//
+// SQL participants (Options.SQL, sqldb.go): s1..sN are dtc-sql processes, s1, s3, … over
+// PostgreSQL and s2, s4, … over MariaDB, each behind its proxy and killed like the banks
+// (they have no failpoints). Each has an account table of its own, made for the campaign
+// with a CHECK (balance >= 0), and its own dtc-sql table of transactions (--table); both
+// are named after the seed, the campaign's pid and a counter, and are dropped at the end,
+// after whatever the database still holds prepared under the participant's gid prefix
+// is rolled back. Half the transfers move money between a bank and a SQL participant
+// (or between two SQL ones): the SQL leg is an UPDATE of the payload, and an overdraft
+// (one in twenty such transfers debits more than all the money there is) breaks the
+// CHECK, a NACK. The check reads the databases themselves, never through dtc-sql: the
+// heal also waits until no transaction of theirs is prepared (pg_prepared_xacts, XA
+// RECOVER); each transaction's final state at sN is what dtc-sql's table (committed,
+// aborted) and the prepared list say, and every transaction in that table is judged;
+// the balances join the money invariant; every account must hold InitialBalance plus
+// the legs of the transactions the table records as committed; no client id may have
+// committed at one participant under two incarnations; and nothing may be left prepared.
 //
 // The seed drives every choice; the processes' timing is real, so a seed replays the
 // campaign's plan, not its run. Nothing in a campaign decides correctness by time: only

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/dtc-project/dtc/faults"
@@ -25,10 +26,22 @@ type Options struct {
 	// ones have no status endpoint either. With any, half the transfers also name one
 	// of them (one in twenty with a payload that makes it vote NACK), so only dtc's
 	// recovery can resolve what they hold. They are killed like the banks.
-	Passive        int
-	Clients        int   // concurrent clients (default 4)
-	Accounts       int   // accounts per bank, a0..aK-1 (default 4)
-	InitialBalance int64 // cents in each account at the start (default 1000)
+	Passive int
+	// SQL is how many SQL participants s1..sN join the banks (default 0): each a dtc-sql
+	// process in front of a database of its own kind, PostgreSQL for s1, s3, …
+	// (PostgresDSN) and MariaDB for s2, s4, … (MySQLDSN), with an account table of its
+	// own (accounts a0..aK-1, InitialBalance each, CHECK balance >= 0) made for the
+	// campaign and dropped at its end. With any, half the transfers move money between
+	// a bank and a SQL participant, or between two SQL participants: their SQL leg is an
+	// UPDATE of the payload, and an overdraft breaks the CHECK, a NACK. They are killed
+	// like the banks; the check reads their balances and what they committed from the
+	// databases themselves.
+	SQL            int
+	PostgresDSN    string // default postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+	MySQLDSN       string // default mysql://root@127.0.0.1:3306/test
+	Clients        int    // concurrent clients (default 4)
+	Accounts       int    // accounts per bank, a0..aK-1 (default 4)
+	InitialBalance int64  // cents in each account at the start (default 1000)
 
 	// Kills is how many kill -9s the fault phase deals, at moments drawn uniformly over
 	// it (default: one per 1.5s). NoKills turns them off. CoordKillShare is the share
@@ -128,6 +141,12 @@ func (o Options) withDefaults() Options {
 	defDur(&o.Duration, 60*time.Second)
 	def(&o.Participants, 3)
 	def(&o.Clients, 4)
+	if o.PostgresDSN == "" {
+		o.PostgresDSN = DefaultPostgresDSN
+	}
+	if o.MySQLDSN == "" {
+		o.MySQLDSN = DefaultMySQLDSN
+	}
 	def(&o.Accounts, 4)
 	if o.InitialBalance == 0 {
 		o.InitialBalance = 1000
@@ -188,6 +207,13 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// The databases of the SQL participants unless Options say otherwise: those of make
+// test (.ci/databases).
+const (
+	DefaultPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	DefaultMySQLDSN    = "mysql://root@127.0.0.1:3306/test"
+)
+
 // Validate reports options that cannot be run.
 func (o Options) Validate() error {
 	o = o.withDefaults()
@@ -200,6 +226,17 @@ func (o Options) Validate() error {
 	}
 	if o.Passive < 0 || o.Passive > 16 {
 		errs = append(errs, fmt.Errorf("Passive %d: must be 0..16", o.Passive))
+	}
+	if o.SQL < 0 || o.SQL > 8 {
+		errs = append(errs, fmt.Errorf("SQL %d: must be 0..8", o.SQL))
+	}
+	if o.SQL > 0 {
+		if !strings.HasPrefix(o.PostgresDSN, "postgres://") && !strings.HasPrefix(o.PostgresDSN, "postgresql://") {
+			errs = append(errs, fmt.Errorf("PostgresDSN %q: want postgres://…", o.PostgresDSN))
+		}
+		if !strings.HasPrefix(o.MySQLDSN, "mysql://") && !strings.HasPrefix(o.MySQLDSN, "mariadb://") {
+			errs = append(errs, fmt.Errorf("MySQLDSN %q: want mysql://…", o.MySQLDSN))
+		}
 	}
 	if o.Clients < 1 || o.Clients > 64 {
 		errs = append(errs, fmt.Errorf("Clients %d: must be 1..64", o.Clients))

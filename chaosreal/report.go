@@ -31,7 +31,7 @@ func WriteReport(dir string, r *Result) (string, error) {
 	rows := [][]any{
 		{"seed", fmt.Sprint(r.Seed)},
 		{"replay the plan", r.ReplayCommand()},
-		{"processes", fmt.Sprintf("dtc and %d banks on 127.0.0.1, each bank behind a fault-injecting proxy; %d clients", o.Participants, o.Clients)},
+		{"processes", processes(o)},
 		{"fault phase", o.Duration.String()},
 		{"heal phase", fmt.Sprintf("%v (quiet: %v)", r.HealTook.Round(time.Millisecond), r.Quiet)},
 		{"transactions", fmt.Sprintf("%d ids, %d calls: %d committed, %d aborted, %d unknown to their client", r.Txns, r.Calls, r.Committed, r.Aborted, r.Unknown)},
@@ -47,6 +47,10 @@ func WriteReport(dir string, r *Result) (string, error) {
 	}
 	if r.Report != nil {
 		rows = append(rows, []any{"history", fmt.Sprintf("%d txns, %d client ops, %d model ops, porcupine %s", r.Report.Txns, r.Report.Ops, r.Report.ModelOps, r.Report.Porcupine)})
+	}
+	if r.SQLStates != nil {
+		rows = append(rows, []any{"SQL participants' transactions", fmt.Sprintf("%d committed, %d aborted, %d unknown (NACKed or cut short), %d prepared, read from the databases",
+			r.SQLStates["committed"], r.SQLStates["aborted"], r.SQLStates["unknown"], r.SQLStates["prepared"])})
 	}
 	if r.Balances != nil {
 		var total int64
@@ -160,4 +164,16 @@ func notesText(notes []checker.Note, start int64) string {
 		fmt.Fprintf(&b, "%9.3fs  %s\n", float64(n.At-start)/1e9, n.What)
 	}
 	return b.String()
+}
+
+// processes says what the campaign ran.
+func processes(o Options) string {
+	s := fmt.Sprintf("dtc and %d banks", o.Participants)
+	if o.Passive > 0 {
+		s += fmt.Sprintf(", %d passive participants", o.Passive)
+	}
+	if o.SQL > 0 {
+		s += fmt.Sprintf(", %d SQL participants (dtc-sql over PostgreSQL and MariaDB)", o.SQL)
+	}
+	return s + fmt.Sprintf(" on 127.0.0.1, each participant behind a fault-injecting proxy; %d clients", o.Clients)
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +48,60 @@ func (c *campaign) transfer(r *rand.Rand) (parts []int, legs map[int][]leg) {
 	return parts, legs
 }
 
+// bankPayload is a bank's prepare payload: its legs.
+func bankPayload(legs []leg) json.RawMessage {
+	b, _ := json.Marshal(struct {
+		Ops []leg `json:"ops"`
+	}{legs})
+	return b
+}
+
+// sqlLeg is one participant's part in a transfer with a SQL leg.
+type sqlLeg struct {
+	part    int    // index in partURLs
+	name    string // p1, s1, …
+	sql     *sqlNode
+	leg     leg
+	payload json.RawMessage
+}
+
+// sqlOverdraftEvery: one in this many transfers with a SQL leg debits a SQL account by
+// more than all the money there is, so that its CHECK fails and dtc-sql votes NACK.
+const sqlOverdraftEvery = 20
+
+// sqlTransfer draws a transfer with a SQL leg: an amount between a bank's account and
+// a SQL participant's, either way, or (one in three, with two SQL participants or
+// more) between two SQL participants. Overdrafts abort: the bank's for want of funds,
+// the SQL one by its CHECK (balance >= 0).
+func (c *campaign) sqlTransfer(r *rand.Rand) []sqlLeg {
+	o := c.o
+	amount := 1 + r.Int64N(o.InitialBalance/3+1)
+	overdraft := r.IntN(sqlOverdraftEvery) == 0
+	if overdraft {
+		amount = int64(o.Participants+o.SQL)*int64(o.Accounts)*o.InitialBalance + 1
+	}
+	acct := func() string { return fmt.Sprintf("a%d", r.IntN(o.Accounts)) }
+	sqlEnd := func(k int, amount int64) sqlLeg {
+		n := c.sqlNodes[k]
+		l := leg{acct(), amount}
+		return sqlLeg{part: len(c.banks) + len(c.passives) + k, name: n.name, sql: n, leg: l, payload: n.move(l.Account, l.Amount)}
+	}
+	bankEnd := func(b int, amount int64) sqlLeg {
+		l := leg{acct(), amount}
+		return sqlLeg{part: b, name: c.banks[b].name, leg: l, payload: bankPayload([]leg{l})}
+	}
+	if o.SQL >= 2 && r.IntN(3) == 0 {
+		from := r.IntN(o.SQL)
+		to := (from + 1 + r.IntN(o.SQL-1)) % o.SQL
+		return []sqlLeg{sqlEnd(from, -amount), sqlEnd(to, amount)}
+	}
+	s, b := r.IntN(o.SQL), r.IntN(o.Participants)
+	if overdraft || r.IntN(2) == 0 {
+		return []sqlLeg{sqlEnd(s, -amount), bankEnd(b, amount)}
+	}
+	return []sqlLeg{bankEnd(b, -amount), sqlEnd(s, amount)}
+}
+
 // client submits transfers one at a time until ctx ends. A call that ends without an
 // answer leaves its outcome unknown; the same id is tried again (the coordinator answers
 // it with the same transaction) up to ClientRetries times.
@@ -71,16 +127,28 @@ func (c *campaign) client(ctx context.Context, idx int) {
 	}
 	calls := 0
 	for n := 1; ctx.Err() == nil; n++ {
-		partIdx, legs := c.transfer(r)
 		id := fmt.Sprintf("c%d-%d", idx+1, n)
 		req := client.Request{ID: id}
 		var names []string
-		for _, i := range partIdx {
-			payload, _ := json.Marshal(struct {
-				Ops []leg `json:"ops"`
-			}{legs[i]})
-			req.Participants = append(req.Participants, client.Participant{URL: c.partURLs[i], Payload: payload})
-			names = append(names, c.banks[i].name)
+		var sqlLegs map[string][]leg
+		if len(c.sqls) > 0 && r.IntN(2) == 0 {
+			// A transfer with a SQL leg (drawn only with SQL participants, so that the
+			// plans of campaigns without them stay as they were).
+			legs := c.sqlTransfer(r)
+			sqlLegs = map[string][]leg{}
+			for _, l := range legs {
+				req.Participants = append(req.Participants, client.Participant{URL: c.partURLs[l.part], Payload: l.payload})
+				names = append(names, l.name)
+				if l.sql != nil {
+					sqlLegs[l.name] = append(sqlLegs[l.name], l.leg)
+				}
+			}
+		} else {
+			partIdx, legs := c.transfer(r)
+			for _, i := range partIdx {
+				req.Participants = append(req.Participants, client.Participant{URL: c.partURLs[i], Payload: bankPayload(legs[i])})
+				names = append(names, c.banks[i].name)
+			}
 		}
 		if len(c.passives) > 0 && r.IntN(2) == 0 {
 			// A passive participant too: only dtc can resolve what it holds.
@@ -92,7 +160,7 @@ func (c *campaign) client(ctx context.Context, idx int) {
 			req.Participants = append(req.Participants, p)
 			names = append(names, c.passives[q].name)
 		}
-		t := &txnInfo{parts: names, outcome: checker.Unknown}
+		t := &txnInfo{parts: names, outcome: checker.Unknown, sqlLegs: sqlLegs}
 		c.mu.Lock()
 		c.txns[id] = t
 		c.order = append(c.order, id)
@@ -233,7 +301,47 @@ func (c *campaign) collect(ctx context.Context, res *Result) {
 			res.PassiveStates[st]++
 		}
 	}
+	// The SQL participants' states, read once from their databases: what dtc-sql's
+	// table and the database's prepared transactions say of every transaction it
+	// recorded. Every one of those is judged, also one no tap saw.
+	sqlStates := map[string]map[string]string{}
+	sqlRows := map[string]map[string]txnRow{}
+	for _, n := range c.sqlNodes {
+		rows, err := n.rows(ctx)
+		var prepared []string
+		if err == nil {
+			prepared, err = n.prepared(ctx)
+		}
+		if err != nil {
+			res.Violations = append(res.Violations, checker.Violation{Kind: checker.KindLiveness,
+				Detail: fmt.Sprintf("%s: its transactions cannot be read from the database at the end: %v", n.name, err)})
+			sqlStates[n.name] = nil
+			continue
+		}
+		if len(prepared) > 0 {
+			res.Violations = append(res.Violations, checker.Violation{Kind: checker.KindLiveness,
+				Detail: fmt.Sprintf("%s: the database (%s) still holds %d of its transactions prepared after the heal: %s", n.name, n.kind, len(prepared), strings.Join(prepared[:min(5, len(prepared))], ", "))})
+		}
+		sqlRows[n.name] = rows
+		sqlStates[n.name] = n.states(rows, prepared)
+		for id, st := range sqlStates[n.name] {
+			if res.SQLStates == nil {
+				res.SQLStates = map[string]int{}
+			}
+			res.SQLStates[st]++
+			wires[id] = true
+		}
+	}
 	partState := func(p, wire string) string {
+		if states, sql := sqlStates[p]; sql {
+			if states == nil {
+				return "error: its states could not be read from the database"
+			}
+			if st, ok := states[wire]; ok {
+				return st
+			}
+			return "unknown"
+		}
 		if states, passive := passiveStates[p]; passive {
 			if states == nil {
 				return "error: its states could not be read"
@@ -308,6 +416,11 @@ func (c *campaign) collect(ctx context.Context, res *Result) {
 	wg.Wait()
 
 	bal := map[string]int64{}
+	vs, ok := c.collectSQL(ctx, sqlRows, bal)
+	res.Violations = append(res.Violations, vs...)
+	if !ok {
+		return
+	}
 	for i, u := range c.bankURLs {
 		var acc struct {
 			Accounts []struct {
@@ -325,4 +438,63 @@ func (c *campaign) collect(ctx context.Context, res *Result) {
 		}
 	}
 	res.Balances = bal
+}
+
+// collectSQL reads every SQL participant's balances from its database into bal
+// ("s1/a0" → cents), and checks them against what its table says it committed: each
+// account must hold InitialBalance plus the legs of the transactions committed there,
+// and no client id may have committed there under two incarnations (its money would
+// have moved twice). ok is false if a balance could not be read.
+func (c *campaign) collectSQL(ctx context.Context, rows map[string]map[string]txnRow, bal map[string]int64) (vs []checker.Violation, ok bool) {
+	for _, n := range c.sqlNodes {
+		b, err := n.balances(ctx)
+		if err != nil {
+			return append(vs, checker.Violation{Kind: checker.KindBank,
+				Detail: fmt.Sprintf("%s: balances cannot be read from the database at the end: %v", n.name, err)}), false
+		}
+		for a, v := range b {
+			bal[n.name+"/"+a] = v
+		}
+		r, read := rows[n.name]
+		if !read {
+			continue // reported already
+		}
+		want := map[string]int64{}
+		for a := range b {
+			want[a] = c.o.InitialBalance
+		}
+		byClient := map[string][]string{}
+		c.mu.Lock()
+		for id, row := range r {
+			if row.state != "committed" {
+				continue
+			}
+			cid := clientIDOf(id)
+			byClient[cid] = append(byClient[cid], id)
+			t := c.txns[cid]
+			if t == nil {
+				vs = append(vs, checker.Violation{Kind: checker.KindValidity, Txn: id,
+					Detail: fmt.Sprintf("txn %s committed at %s, which no client submitted", id, n.name)})
+				continue
+			}
+			for _, l := range t.sqlLegs[n.name] {
+				want[l.Account] += l.Amount
+			}
+		}
+		c.mu.Unlock()
+		for _, cid := range slices.Sorted(maps.Keys(byClient)) {
+			if ids := byClient[cid]; len(ids) > 1 {
+				slices.Sort(ids)
+				vs = append(vs, checker.Violation{Kind: checker.KindAtomicity, Txn: ids[0],
+					Detail: fmt.Sprintf("client id %s committed at %s under %d incarnations (%s): its money moved more than once", cid, n.name, len(ids), strings.Join(ids, ", "))})
+			}
+		}
+		for _, a := range slices.Sorted(maps.Keys(want)) {
+			if b[a] != want[a] {
+				vs = append(vs, checker.Violation{Kind: checker.KindBank,
+					Detail: fmt.Sprintf("%s/%s holds %d cents in the database, but the transactions its table records as committed make %d (%+d)", n.name, a, b[a], want[a], b[a]-want[a])})
+			}
+		}
+	}
+	return vs, true
 }

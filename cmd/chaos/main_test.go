@@ -156,6 +156,8 @@ func TestSimRefusesBadFlags(t *testing.T) {
 		{"real", "--failpoints", "coordlog/decisionNotSynced"},
 		{"real", "--failpoint-actions", "explode"},
 		{"real", "--participants", "1"},
+		{"real", "--participants", "sqlite"},
+		{"real", "--participants", "3,sql", "--sql", "9"},
 		{"real", "extra"},
 	} {
 		if code := run(args, &out, &errb); code != 2 {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,7 +26,12 @@ Builds dtc and the bank with their failpoints live, starts dtc and --participant
 and drives a transfer workload for --duration while injecting faults. With --passive N,
 N passive participants (examples/passive: they never ask about transactions in doubt,
 and every other one has no status endpoint) join, each behind its proxy too, and half
-the transfers also name one of them:
+the transfers also name one of them. With --sql N (or --participants sql: two), N SQL
+participants join too, each a dtc-sql process behind its proxy, alternately over
+PostgreSQL (--pg-dsn) and MariaDB (--mysql-dsn), with an account table of its own made for
+the campaign (CHECK balance >= 0) and dropped at its end: half the transfers then move
+money between a bank and a SQL participant, or between two SQL participants, whose leg is
+an UPDATE (an overdraft breaks the CHECK: a NACK). The faults:
 
   kill -9 of the coordinator and of participants at random moments (--kills), each
   restarted on the same data directory;
@@ -43,9 +49,12 @@ the zombie. The heal also waits until every shard has a live owner.
 
 Then it heals (proxies pass, every process up without failpoints), waits until every
 transaction is resolved, checks the history with the same checker as the simulator plus
-the bank invariant on the banks' own balances, writes the HTML report, and stops every
-process it started (also on Ctrl-C). The seed drives every choice; the processes' timing
-is real, so a seed replays the same plan, not the same run.
+the bank invariant on the banks' own balances (and the SQL participants', read straight
+from the databases, where every account must also hold what the transactions dtc-sql
+recorded as committed there add up to, and nothing of the campaign may be left prepared),
+writes the HTML report, and stops every process it started (also on Ctrl-C). The seed
+drives every choice; the processes' timing is real, so a seed replays the same plan, not
+the same run.
 
 Exit codes: 0 no violation, 1 violations, 2 bad flags or the campaign could not run.
 
@@ -55,8 +64,10 @@ flags:
 type realFlags struct {
 	duration                          time.Duration
 	seed                              uint64
-	participants, clients, accounts   int
-	passive                           int
+	participants                      participantsValue
+	clients, accounts                 int
+	passive, sql                      int
+	pgDSN, mysqlDSN                   string
 	kills                             int
 	coordShare                        float64
 	proxy                             []string
@@ -79,8 +90,12 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.DurationVar(&f.duration, "duration", time.Minute, "length of the fault phase (the heal phase follows)")
 	fs.Uint64Var(&f.seed, "seed", 0, "seed of every choice the campaign makes (default: drawn from the clock, and printed)")
-	fs.IntVar(&f.participants, "participants", 3, "bank processes")
+	f.participants = participantsValue{banks: 3}
+	fs.Var(&f.participants, "participants", "bank processes; \"sql\" adds two SQL participants (as --sql 2), \"4,sql\" both")
 	fs.IntVar(&f.passive, "passive", 0, "passive participant processes (never ask about transactions in doubt; every other one without a status endpoint)")
+	fs.IntVar(&f.sql, "sql", 0, "SQL participant processes (dtc-sql): s1, s3, … over PostgreSQL, s2, s4, … over MariaDB")
+	fs.StringVar(&f.pgDSN, "pg-dsn", chaosreal.DefaultPostgresDSN, "with --sql: the PostgreSQL database (max_prepared_transactions >= 16)")
+	fs.StringVar(&f.mysqlDSN, "mysql-dsn", chaosreal.DefaultMySQLDSN, "with --sql: the MariaDB database")
 	fs.IntVar(&f.clients, "clients", 4, "concurrent clients")
 	fs.IntVar(&f.accounts, "accounts", 4, "accounts per bank")
 	fs.IntVar(&f.kills, "kills", 0, "kill -9s in the fault phase (default one per 1.5s; 0 with --kills=0 given: none)")
@@ -100,7 +115,7 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.report, "report", filepath.Join(os.TempDir(), "dtc-chaos"), "directory of the HTML report (a subdirectory per campaign)")
 	fs.StringVar(&f.work, "work-dir", "", "directory for data and process logs (default: a temporary one, removed after a clean campaign)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the work directory after a clean campaign")
-	fs.StringVar(&f.bin, "bin", "", "directory with prebuilt failpoint binaries dtc and bank, and passive (default: build them)")
+	fs.StringVar(&f.bin, "bin", "", "directory with prebuilt failpoint binaries dtc and bank, and passive and dtc-sql (default: build them)")
 	fs.IntVar(&f.nodes, "cluster", 0, "run dtc as this many cluster nodes over etcd (0: one dtc with its local log)")
 	fs.IntVar(&f.clusterShards, "cluster-shards", 8, "with --cluster: the cluster's shards")
 	fs.DurationVar(&f.leaseTTL, "lease-ttl", time.Second, "with --cluster: the nodes' etcd lease (whole seconds)")
@@ -122,8 +137,12 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 	if !fs.Changed("seed") {
 		f.seed = uint64(time.Now().UnixNano()) % 1_000_000
 	}
+	if !fs.Changed("sql") && f.participants.sql {
+		f.sql = 2
+	}
 	o := chaosreal.Options{
-		Seed: f.seed, Duration: f.duration, Participants: f.participants, Passive: f.passive, Clients: f.clients, Accounts: f.accounts,
+		Seed: f.seed, Duration: f.duration, Participants: f.participants.banks, Passive: f.passive, Clients: f.clients, Accounts: f.accounts,
+		SQL: f.sql, PostgresDSN: f.pgDSN, MySQLDSN: f.mysqlDSN,
 		Kills: f.kills, NoKills: fs.Changed("kills") && f.kills == 0, CoordKillShare: f.coordShare,
 		RestartMin: f.restartMin, RestartMax: f.restartMax, ProxyEvery: f.proxyEvry,
 		FailpointRate: f.failpointRate, FailpointActions: f.actions, Break: f.breakIt,
@@ -149,7 +168,7 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 		o.Failpoints = f.failpoints
 	}
 	if f.bin != "" {
-		o.Binaries = chaosreal.Binaries{DTC: filepath.Join(f.bin, "dtc"), Bank: filepath.Join(f.bin, "bank"), Passive: filepath.Join(f.bin, "passive")}
+		o.Binaries = chaosreal.Binaries{DTC: filepath.Join(f.bin, "dtc"), Bank: filepath.Join(f.bin, "bank"), Passive: filepath.Join(f.bin, "passive"), SQL: filepath.Join(f.bin, "dtc-sql")}
 		live, err := chaosreal.HasFailpoints(o.Binaries.DTC)
 		if err != nil {
 			fmt.Fprintf(stderr, "chaos real: --bin: %v\n", err)
@@ -188,7 +207,14 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 	if f.nodes > 0 {
 		coord = fmt.Sprintf("a cluster of %d dtc nodes", f.nodes)
 	}
-	fmt.Fprintf(stdout, "chaos real: seed %d, %v of faults, %s, %d banks, %d clients\n", f.seed, f.duration, coord, f.participants, f.clients)
+	parts := fmt.Sprintf("%d banks", o.Participants)
+	if o.Passive > 0 {
+		parts += fmt.Sprintf(", %d passive", o.Passive)
+	}
+	if o.SQL > 0 {
+		parts += fmt.Sprintf(", %d SQL (PostgreSQL and MariaDB)", o.SQL)
+	}
+	fmt.Fprintf(stdout, "chaos real: seed %d, %v of faults, %s, %s, %d clients\n", f.seed, f.duration, coord, parts, f.clients)
 	start := time.Now()
 	res, err := chaosreal.Run(ctx, o)
 	if res != nil {
@@ -234,12 +260,20 @@ func printRealSummary(w io.Writer, r *chaosreal.Result, wall time.Duration) {
 	if r.Report != nil {
 		fmt.Fprintf(w, "  %-34s %d txns, %d client ops, %d model ops, porcupine %s\n", "history", r.Report.Txns, r.Report.Ops, r.Report.ModelOps, r.Report.Porcupine)
 	}
+	if r.SQLStates != nil {
+		fmt.Fprintf(w, "  %-34s %d committed, %d aborted, %d unknown (NACKed or cut short), %d prepared\n", "SQL participants' transactions",
+			r.SQLStates["committed"], r.SQLStates["aborted"], r.SQLStates["unknown"], r.SQLStates["prepared"])
+	}
 	if r.Balances != nil {
 		var total int64
 		for _, b := range r.Balances {
 			total += b
 		}
-		fmt.Fprintf(w, "  %-34s %d cents across %d accounts (want %d)\n", "bank total", total, len(r.Balances), r.WantTotal)
+		what := "bank total"
+		if o.SQL > 0 {
+			what = "bank and SQL total"
+		}
+		fmt.Fprintf(w, "  %-34s %d cents across %d accounts (want %d)\n", what, total, len(r.Balances), r.WantTotal)
 	}
 	if r.Report != nil {
 		fmt.Fprintf(w, "  %-34s %d\n", "violations", len(r.Violations))
@@ -264,3 +298,36 @@ func printRealSummary(w io.Writer, r *chaosreal.Result, wall time.Duration) {
 	}
 	fmt.Fprintln(w, verdict)
 }
+
+// participantsValue is --participants: a number of banks, "sql" (two SQL participants
+// alongside the default banks, as --sql 2), or both, "4,sql".
+type participantsValue struct {
+	banks int
+	sql   bool
+}
+
+func (v *participantsValue) String() string {
+	s := strconv.Itoa(v.banks)
+	if v.sql {
+		s += ",sql"
+	}
+	return s
+}
+
+func (v *participantsValue) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		switch part = strings.TrimSpace(part); part {
+		case "sql":
+			v.sql = true
+		default:
+			n, err := strconv.Atoi(part)
+			if err != nil {
+				return fmt.Errorf("%q: want a number of banks, sql, or both (4,sql)", part)
+			}
+			v.banks = n
+		}
+	}
+	return nil
+}
+
+func (v *participantsValue) Type() string { return "banks[,sql]" }
