@@ -214,7 +214,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 			dir = m
 		}
-		c.logf("building dtc and bank with failpoints live (GOCACHE %s)", CacheDir())
+		c.logf("building dtc, the participants and dtc-sql with failpoints live (GOCACHE %s)", CacheDir())
 		b, err := Build(ctx, dir, filepath.Join(work, "bin"))
 		if err != nil {
 			return nil, err
