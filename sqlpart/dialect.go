@@ -363,6 +363,10 @@ func (d myDialect) beginClaim(ctx context.Context, c *sql.Conn, t, gid string) (
 	if err != nil {
 		return 0, err
 	}
+	n, err := res.RowsAffected()
+	if err != nil || n != 1 {
+		return n, err // fenced: no statements, nothing to set back
+	}
 	if d.noWait {
 		// For the transaction's statements only (endStatements sets it back): the
 		// participant's own statements on pooled connections keep the server's wait.
@@ -375,7 +379,7 @@ func (d myDialect) beginClaim(ctx context.Context, c *sql.Conn, t, gid string) (
 			return 0, err
 		}
 	}
-	return res.RowsAffected()
+	return n, nil
 }
 
 func (d myDialect) endStatements(ctx context.Context, c *sql.Conn) error {
