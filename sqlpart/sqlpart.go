@@ -433,7 +433,7 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 	}
 	var watchers sync.WaitGroup
 	wctx, stopWatch := context.WithCancel(ctx)
-	if p.watch && rp.pid != 0 {
+	if p.watch && rp.pid != 0 && rp.coordinator != "" { // no coordinator, nobody to tell
 		watchers.Go(func() { p.watchWaits(wctx, rp) })
 	}
 	err = fn(ctx, conn)

@@ -281,9 +281,10 @@ func (p *Participant) watchWaits(ctx context.Context, rp *runningPrepare) {
 				p.wstats.blocked.Add(1)
 			}
 			if newIn(holders, told) || time.Since(toldAt) >= p.cfg.WaitReportInterval {
-				if p.reportWait(ctx, rp, holders, key) {
-					told, toldAt = holders, time.Now()
-				}
+				// A report that failed is made again at the next interval, as the
+				// library does, not at every poll.
+				p.reportWait(ctx, rp, holders, key)
+				told, toldAt = holders, time.Now()
 			}
 		}
 		t.Reset(p.cfg.WaitPollInterval)
@@ -300,38 +301,38 @@ func newIn(a, b []string) bool {
 	return false
 }
 
-// reportWait tells rp's coordinator that it waits for holders; it reports whether the
-// coordinator took the report.
-func (p *Participant) reportWait(ctx context.Context, rp *runningPrepare, holders []string, key string) bool {
+// reportWait tells rp's coordinator that it waits for holders (a failure is counted).
+func (p *Participant) reportWait(ctx context.Context, rp *runningPrepare, holders []string, key string) {
 	if rp.coordinator == "" {
-		return false
+		return
 	}
 	body, _ := json.Marshal(participant.WaitReport{Participant: p.cfg.ParticipantURL, Waiter: rp.txnID, Holders: holders, Key: key})
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.QueryTimeout)
 	defer cancel()
 	u := strings.TrimSuffix(rp.coordinator, "/") + "/v1/waits"
-	fail := func(why string) bool {
+	fail := func(why string) {
 		if ctx.Err() == nil {
 			p.wstats.reportFails.Add(1)
 			p.log.Debug("sqlpart: lock wait report failed", "url", u, "txn_id", rp.txnID, "why", why)
 		}
-		return false
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return fail(err.Error())
+		fail(err.Error())
+		return
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return fail(err.Error())
+		fail(err.Error())
+		return
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted {
-		return fail(resp.Status)
+		fail(resp.Status)
+		return
 	}
 	p.wstats.reports.Add(1)
 	p.log.Debug("sqlpart: reported a lock wait", "txn_id", rp.txnID, "holders", holders, "key", key)
-	return true
 }
