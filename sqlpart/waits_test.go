@@ -114,8 +114,10 @@ func TestBlockersMapPreparedGIDToTxnID(t *testing.T) {
 		if _, err := c.ExecContext(ctx, "UPDATE "+f.account+" SET balance = balance + 1 WHERE id = 'bob'"); err != nil {
 			t.Fatal(err)
 		}
-		return 0, nil, func() { _, _ = c.ExecContext(ctx, "ROLLBACK"); c.Close() }
+		var once sync.Once
+		return 0, nil, func() { once.Do(func() { _, _ = c.ExecContext(ctx, "ROLLBACK"); c.Close() }) }
 	}()
+	defer endHolder() // before the cleanups, which wait for the blocked session
 	pid2, done2, end2 := blockOn(t, f, "bob")
 	eventually(t, "the second session to block on bob", func() bool { return isBlocked(t, f, pid2) })
 	if holders, key, err := f.p.Blockers(ctx, pid2, coord); err != nil || len(holders) != 0 || key == "" {
@@ -136,6 +138,48 @@ func TestBlockersMapPreparedGIDToTxnID(t *testing.T) {
 	end()
 	if holders, key, err := f.p.Blockers(ctx, pid, coord); err != nil || len(holders) != 0 || key != "" {
 		t.Fatalf("blockers of a session no longer waiting: %q (key %q), %v", holders, key, err)
+	}
+}
+
+// A rollback that comes while the transaction's prepare is blocked on a row lock (the
+// coordinator aborted it: a deadlock's victim) cancels the prepare, which NACKs, and
+// the rollback answers at once, without waiting for the lock; the holder commits.
+func TestRollbackCancelsBlockedPrepare(t *testing.T) {
+	f := newFixture(t, pgDSN, func(c *sqlpart.Config) { c.StatementTimeout = 30 * time.Second })
+	ctx := context.Background()
+	// Nothing listens there: the wait's reports fail, which changes nothing here.
+	const coord = "http://127.0.0.1:9"
+	if v := f.p.Prepare(ctx, "rb-holder", coord, f.move("alice", -1)); !v.ACK {
+		t.Fatalf("prepare rb-holder: %s", v.Reason)
+	}
+	votes := make(chan participant.Vote, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { votes <- f.p.Prepare(ctx, "rb-waiter", coord, f.move("alice", -2)) })
+	// Its first report (made once it is found blocked) has failed: a report cut short
+	// by the rollback below would not count.
+	eventually(t, "rb-waiter's prepare to be found blocked behind rb-holder, and reported", func() bool {
+		s := f.p.LockWaitStats()
+		return s.Blocked == 1 && s.ReportFails > 0
+	})
+	if r := f.p.Rollback(ctx, "rb-waiter"); r.Err != nil || r.State != participant.StateAborted {
+		t.Fatalf("rollback rb-waiter: %+v", r)
+	}
+	v := <-votes
+	if v.ACK || !strings.Contains(v.Reason, "rolled back") {
+		t.Fatalf("rb-waiter's prepare: %+v, want NACK because it was rolled back", v)
+	}
+	if r := f.p.Commit(ctx, "rb-holder"); r.Err != nil || r.State != participant.StateCommitted {
+		t.Fatalf("commit rb-holder: %+v", r)
+	}
+	if b := f.balance("alice"); b != 99 {
+		t.Fatalf("alice: %d, want 99", b)
+	}
+	if s := f.p.LockWaitStats(); s.Cancelled != 1 || s.Reports != 0 {
+		t.Fatalf("stats %+v: want one cancelled prepare and no report taken", s)
+	}
+	if left := f.prepared(); len(left) != 0 {
+		t.Fatalf("left prepared: %v", left)
 	}
 }
 
@@ -464,8 +508,8 @@ func TestDeadlockAcrossTwoPostgreSQLDatabases(t *testing.T) {
 		}
 	}
 	slices.Sort(took)
-	t.Logf("PostgreSQL participants, %d deadlocks: closing prepare in -> victim's abort decided: median %v, max %v, min %v",
-		rounds, took[len(took)/2], took[len(took)-1], took[0])
+	t.Logf("PostgreSQL participants, %d deadlocks: closing prepare in -> victim's abort decided: median %v, max %v, min %v (all: %v)",
+		rounds, took[len(took)/2], took[len(took)-1], took[0], took)
 	t.Logf("A: %+v; B: %+v", a.f.p.LockWaitStats(), b.f.p.LockWaitStats())
 	// A decision is final before its phase 2 is done: the last commit may still be on
 	// its way.
