@@ -67,6 +67,26 @@ type Config struct {
 	RetainDecided     time.Duration
 	GCRowsPerRoundMax int
 
+	// LockPolicy is what a prepare's statement does when it meets a row lock held by
+	// another transaction (see the package doc, "Lock waits"). LockWait (the default)
+	// waits, up to StatementTimeout; on PostgreSQL the participant then tells the
+	// prepare's coordinator which dtc transactions it waits for (POST /v1/waits), so
+	// that the coordinator can break a deadlock across databases. LockNoWait fails the
+	// statement at once: the prepare is NACKed with cause conflict.
+	LockPolicy LockPolicy
+	// ParticipantURL is how this participant is named in its wait reports (its prepare
+	// URL, e.g. http://127.0.0.1:9101/prepare). Optional: the coordinator only quotes it.
+	ParticipantURL string
+	// WaitPollInterval (PostgreSQL, LockWait): a prepare's statement that has not
+	// returned after this long is looked at in pg_locks, and again every
+	// WaitPollInterval while it is blocked. WaitReportInterval: a wait still going on
+	// is reported again this often (at once when a new transaction comes in its way).
+	WaitPollInterval   time.Duration
+	WaitReportInterval time.Duration
+	// WaitConnsMax bounds the connections (a pool of their own) that look for the
+	// blockers of waiting prepares.
+	WaitConnsMax int
+
 	// HTTPClient queries the coordinator. Default: a client of its own.
 	HTTPClient *http.Client
 	// Logger: default slog.Default().
@@ -93,8 +113,26 @@ func DefaultConfig() Config {
 		QueryTimeout:          5 * time.Second,
 		RetainDecided:         24 * time.Hour,
 		GCRowsPerRoundMax:     1000,
+		LockPolicy:            LockWait,
+		WaitPollInterval:      10 * time.Millisecond,
+		WaitReportInterval:    time.Second,
+		WaitConnsMax:          2,
 	}
 }
+
+// LockPolicy says what a prepare's statement does when it meets a row lock.
+type LockPolicy string
+
+// The lock policies.
+const (
+	// LockWait: the statement waits for the lock (up to StatementTimeout); on
+	// PostgreSQL the wait is reported to the coordinator.
+	LockWait LockPolicy = "wait"
+	// LockNoWait: the statement fails at once (PostgreSQL: lock_timeout 1 ms;
+	// MariaDB: innodb_lock_wait_timeout 0, MySQL: 1 s, the least it allows) and the
+	// prepare is NACKed with cause conflict.
+	LockNoWait LockPolicy = "no-wait"
+)
 
 var (
 	nameRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -136,5 +174,16 @@ func (c Config) Validate() error {
 	positive("QueryTimeout", int64(c.QueryTimeout))
 	positive("RetainDecided", int64(c.RetainDecided))
 	positive("GCRowsPerRoundMax", int64(c.GCRowsPerRoundMax))
+	switch c.LockPolicy {
+	case LockWait, LockNoWait:
+	default:
+		bad("LockPolicy %q: want %q or %q", c.LockPolicy, LockWait, LockNoWait)
+	}
+	positive("WaitPollInterval", int64(c.WaitPollInterval))
+	positive("WaitReportInterval", int64(c.WaitReportInterval))
+	positive("WaitConnsMax", int64(c.WaitConnsMax))
+	if len(c.ParticipantURL) > 2048 {
+		bad("ParticipantURL: %d bytes, at most 2048", len(c.ParticipantURL))
+	}
 	return errors.Join(errs...)
 }

@@ -104,6 +104,9 @@ type dialect interface {
 	// fenced). prepare ends it and prepares it; abort rolls back an unprepared one.
 	beginClaim(ctx context.Context, c *sql.Conn, table, gid string) (int64, error)
 	prepare(ctx context.Context, c *sql.Conn, gid string) error
+	// endStatements undoes, after the transaction's statements, what beginClaim set for
+	// them alone in the session (MariaDB/MySQL no-wait: the lock wait timeout).
+	endStatements(ctx context.Context, c *sql.Conn) error
 	abort(ctx context.Context, c *sql.Conn, gid string) error
 	// sessionID is what detach needs to know of the connection, taken before begin.
 	sessionID(ctx context.Context, c *sql.Conn) (int64, error)
@@ -145,6 +148,7 @@ type dialect interface {
 
 type pgDialect struct {
 	statementTimeout time.Duration // also set in the server, which then stops the statement itself
+	noWait           bool          // LockNoWait: lock_timeout 1 ms for the transaction
 }
 
 func (pgDialect) kind() Kind { return PostgreSQL }
@@ -182,13 +186,18 @@ func (pgDialect) createTable(t string) string {
 	updated_at timestamptz NOT NULL DEFAULT clock_timestamp())`
 }
 
-// beginClaim sends BEGIN, SET LOCAL statement_timeout and the claim as one simple-
+// beginClaim sends BEGIN, SET LOCAL statement_timeout (and, under no-wait, SET LOCAL
+// lock_timeout = 1 ms: PostgreSQL's 0 means no limit) and the claim as one simple-
 // protocol string (the gid, made by GID of hex digits, needs no quoting): one round
 // trip. Its result is the last statement's, the claim's.
 func (d pgDialect) beginClaim(ctx context.Context, c *sql.Conn, t, gid string) (int64, error) {
-	res, err := c.ExecContext(ctx, fmt.Sprintf("BEGIN; SET LOCAL statement_timeout = %d; "+
+	noWait := ""
+	if d.noWait {
+		noWait = "SET LOCAL lock_timeout = 1; "
+	}
+	res, err := c.ExecContext(ctx, fmt.Sprintf("BEGIN; SET LOCAL statement_timeout = %d; %s"+
 		"UPDATE %s SET state = 'committed', updated_at = clock_timestamp() WHERE gid = '%s' AND state = 'preparing'",
-		max(1, d.statementTimeout.Milliseconds()), t, gid))
+		max(1, d.statementTimeout.Milliseconds()), noWait, t, gid))
 	if err != nil {
 		return 0, err
 	}
@@ -199,6 +208,8 @@ func (pgDialect) prepare(ctx context.Context, c *sql.Conn, gid string) error {
 	_, err := c.ExecContext(ctx, "PREPARE TRANSACTION '"+gid+"'")
 	return err
 }
+
+func (pgDialect) endStatements(context.Context, *sql.Conn) error { return nil }
 
 func (pgDialect) abort(ctx context.Context, c *sql.Conn, _ string) error {
 	_, err := c.ExecContext(ctx, "ROLLBACK")
@@ -314,6 +325,7 @@ func (pgDialect) deletePreparingSQL(t string) string {
 
 type myDialect struct {
 	mariaDB bool // MariaDB, not MySQL: SET STATEMENT … FOR, max_statement_time
+	noWait  bool // LockNoWait: innodb_lock_wait_timeout 0 (MySQL: 1) for the statements
 }
 
 func (myDialect) kind() Kind { return MySQL }
@@ -351,7 +363,31 @@ func (d myDialect) beginClaim(ctx context.Context, c *sql.Conn, t, gid string) (
 	if err != nil {
 		return 0, err
 	}
-	return res.RowsAffected()
+	n, err := res.RowsAffected()
+	if err != nil || n != 1 {
+		return n, err // fenced: no statements, nothing to set back
+	}
+	if d.noWait {
+		// For the transaction's statements only (endStatements sets it back): the
+		// participant's own statements on pooled connections keep the server's wait.
+		// MariaDB ≥ 10.3 takes 0 (no wait at all); MySQL's least is 1 s.
+		timeout := 1
+		if d.mariaDB {
+			timeout = 0
+		}
+		if _, err := c.ExecContext(ctx, fmt.Sprintf("SET SESSION innodb_lock_wait_timeout = %d", timeout)); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+func (d myDialect) endStatements(ctx context.Context, c *sql.Conn) error {
+	if !d.noWait {
+		return nil
+	}
+	_, err := c.ExecContext(ctx, "SET SESSION innodb_lock_wait_timeout = DEFAULT")
+	return err
 }
 
 func (myDialect) prepare(ctx context.Context, c *sql.Conn, gid string) error {

@@ -70,6 +70,46 @@
 // Before the prepare, any error (a statement's, a constraint's, a lost connection, a
 // timeout) rolls the work back and is NACK with the database's message.
 //
+// # Lock waits
+//
+// A prepare's statement that meets a row lock held by another transaction does what
+// Config.LockPolicy says:
+//
+//	wait     it waits, up to StatementTimeout. On PostgreSQL the participant reports
+//	         the wait to the prepare's coordinator (Config.Coordinator if the prepare
+//	         named none) as the participant library does, so that a deadlock across
+//	         two databases (T1 holds x at A and waits for y at B, T2 the reverse) is
+//	         broken by aborting its youngest transaction, not left to the deadline:
+//	           POST {coordinator}/v1/waits {"participant","waiter","holders","key"} → 202
+//	         A statement still running after WaitPollInterval is looked at, and again
+//	         every WaitPollInterval, on a pool of its own (WaitConnsMax):
+//	         pg_blocking_pids(backend) names the sessions in its way. One running
+//	         another prepare of this participant is that prepare's transaction (the
+//	         participant keeps backend pid → transaction while its prepares run); a
+//	         prepared transaction (pid 0) is found through pg_locks: the lock the
+//	         statement waits for, granted to a holder without a pid, whose
+//	         transaction-id lock leads to pg_prepared_xacts.gid, whose row in Table
+//	         gives the dtc transaction id. The wait is reported at once, at once again
+//	         when a transaction not reported comes in its way, every WaitReportInterval
+//	         while it lasts, and no more once it ends. Only transactions of the same
+//	         coordinator are reported; blockers that are not dtc transactions known
+//	         here (another client's session, another participant's prepare still
+//	         running its statements) are not. MariaDB/MySQL waits are not reported.
+//	no-wait  it fails at once: PostgreSQL SET LOCAL lock_timeout = 1 (ms; 0 would mean
+//	         no limit); MariaDB SET SESSION innodb_lock_wait_timeout = 0 (MySQL: 1 s,
+//	         its least) for the statements only, set back before XA END. The vote is
+//	         NACK with cause conflict and the database's message.
+//
+// Under either policy a lock the database refused for a deadlock it saw itself (both
+// transactions in one database) is NACK with cause conflict too.
+//
+// A rollback that finds its transaction's prepare still running its statements (on
+// PostgreSQL) cancels it: the blocked statement is cancelled (pgx sends a cancel request
+// and closes the connection, so the backend rolls back), the prepare answers NACK, and
+// the rollback then fences the transaction. This is what frees a deadlock victim's
+// locks at the participant where its prepare was blocked. LockWaitStats counts the
+// waits, reports and cancellations.
+//
 // # In doubt
 //
 // Run's first round asks the coordinator about every transaction this participant has
@@ -94,7 +134,7 @@
 //     closed at once and the ACK waits until the server's process list no longer
 //     shows its session. MariaDB ≥ 10.5 (MySQL ≥ 5.7.7) keeps a prepared XA
 //     transaction when its session ends, so a lost connection never rolls back.
-//   - Bounds: StatementsMax, PayloadMaxBytes, PoolConnsMax, StatementTimeout,
+//   - Bounds: StatementsMax, PayloadMaxBytes, PoolConnsMax, WaitConnsMax, StatementTimeout,
 //     PrepareTimeout, PreparedMax (counted in memory, recounted from the database every
 //     round; NACK beyond it), ResolvePerRoundMax, ResolveConcurrencyMax,
 //     GCRowsPerRoundMax.

@@ -178,13 +178,18 @@ func newFixture(t testing.TB, dsn string, tweak func(*sqlpart.Config)) *fixture 
 	if tweak != nil {
 		tweak(&f.cfg)
 	}
-	f.open()
+	// Registered before the participant opens: an Open that fails (t.Fatal) must not
+	// leave the tables behind.
 	t.Cleanup(func() {
 		if f.p != nil {
 			f.p.Close()
 		}
-		// Finish whatever a failed test left prepared, so that the databases stay clean.
-		gids, _ := listPrepared(f.admin, dsn, f.prefix)
+		// Finish whatever a failed test left prepared, so that the databases stay clean
+		// (none without a prefix: that would be every test's, every session's).
+		var gids []string
+		if f.prefix != "" {
+			gids, _ = listPrepared(f.admin, dsn, f.prefix)
+		}
 		for _, g := range gids {
 			q := "ROLLBACK PREPARED '" + g + "'"
 			if !isPG(dsn) {
@@ -200,6 +205,7 @@ func newFixture(t testing.TB, dsn string, tweak func(*sqlpart.Config)) *fixture 
 			}
 		}
 	})
+	f.open()
 	return f
 }
 

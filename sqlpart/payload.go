@@ -147,9 +147,9 @@ func runStatements(ctx context.Context, q Execer, stmts []stmt, timeout time.Dur
 		cancel()
 		if err != nil {
 			if timedOut {
-				return fmt.Errorf("statement %d: timed out after %v: %v", i+1, timeout, err)
+				return fmt.Errorf("statement %d: timed out after %v: %w", i+1, timeout, err)
 			}
-			return fmt.Errorf("statement %d: %v", i+1, err)
+			return fmt.Errorf("statement %d: %w", i+1, err)
 		}
 		if s.rows != nil {
 			n, err := res.RowsAffected()

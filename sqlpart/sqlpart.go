@@ -76,6 +76,11 @@ type Participant struct {
 
 	roundMu sync.Mutex // one resolver round at a time
 	next    int        // where the next round starts in the prepared list
+
+	run    running   // prepares that a rollback may cancel (waits.go)
+	watch  bool      // PostgreSQL and LockWait: blocked prepares are reported
+	waitDB *sql.DB   // the pool that looks for blockers (watch only)
+	wstats waitStats // LockWaitStats
 }
 
 // Open connects to the database, checks that it can prepare transactions, creates Table
@@ -97,14 +102,14 @@ func Open(ctx context.Context, cfg Config) (*Participant, error) {
 	var d dialect
 	driverName := "pgx"
 	if kind == PostgreSQL {
-		d = pgDialect{statementTimeout: cfg.StatementTimeout}
+		d = pgDialect{statementTimeout: cfg.StatementTimeout, noWait: cfg.LockPolicy == LockNoWait}
 	} else {
 		driverName = "mysql"
 		var maria bool
 		if dsn, maria, err = mysqlDSN(ctx, dsn, cfg.StatementTimeout); err != nil {
 			return nil, fmt.Errorf("sqlpart: connecting to %s: %w", redactDSN(cfg.DSN), err)
 		}
-		d = myDialect{mariaDB: maria}
+		d = myDialect{mariaDB: maria, noWait: cfg.LockPolicy == LockNoWait}
 	}
 	db, err := sql.Open(driverName, dsn)
 	if err != nil {
@@ -113,7 +118,18 @@ func Open(ctx context.Context, cfg Config) (*Participant, error) {
 	db.SetMaxOpenConns(cfg.PoolConnsMax)
 	db.SetMaxIdleConns(cfg.PoolConnsMax)
 	db.SetConnMaxIdleTime(time.Minute)
-	p := &Participant{cfg: cfg, d: d, db: db, log: cfg.Logger, client: cfg.HTTPClient, locks: map[string]*txnLock{}, parked: map[string]parkedConn{}, sids: map[any]int64{}}
+	p := &Participant{cfg: cfg, d: d, db: db, log: cfg.Logger, client: cfg.HTTPClient, locks: map[string]*txnLock{}, parked: map[string]parkedConn{}, sids: map[any]int64{},
+		run: running{byGID: map[string]*runningPrepare{}, byPID: map[uint32]*runningPrepare{}}}
+	if kind == PostgreSQL && cfg.LockPolicy == LockWait {
+		if p.waitDB, err = sql.Open(driverName, dsn); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("sqlpart: opening %s: %w", redactDSN(cfg.DSN), err)
+		}
+		p.waitDB.SetMaxOpenConns(cfg.WaitConnsMax)
+		p.waitDB.SetMaxIdleConns(cfg.WaitConnsMax)
+		p.waitDB.SetConnMaxIdleTime(time.Minute)
+		p.watch = true
+	}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -123,7 +139,7 @@ func Open(ctx context.Context, cfg Config) (*Participant, error) {
 	h := sha256.Sum256([]byte(cfg.Name))
 	p.prefix = gidPrefixBase + hex.EncodeToString(h[:4]) + "_"
 	if err := p.init(ctx); err != nil {
-		db.Close()
+		p.closePools()
 		return nil, err
 	}
 	return p, nil
@@ -176,6 +192,13 @@ func (p *Participant) init(ctx context.Context) error {
 // Close closes the connection pool. Prepared transactions stay prepared in the database.
 func (p *Participant) Close() error {
 	p.closeParked()
+	return p.closePools()
+}
+
+func (p *Participant) closePools() error {
+	if p.waitDB != nil {
+		_ = p.waitDB.Close()
+	}
 	return p.db.Close()
 }
 
@@ -306,6 +329,17 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 	defer p.lock(gid)()
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.PrepareTimeout)
 	defer cancel()
+	// Until its statements are done, the prepare is cancelled by its transaction's
+	// rollback (waits.go): a statement blocked on a lock must not hold up the abort.
+	ctx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	base := coordinator
+	if base == "" {
+		base = p.cfg.Coordinator
+	}
+	rp := &runningPrepare{txnID: txnID, coordinator: base, cancel: cancelRun}
+	p.run.add(gid, rp)
+	defer p.run.remove(gid)
 
 	// The usual case, a new transaction: its row is written in one round trip where the
 	// database allows. Otherwise (or on any error) the row is read first.
@@ -371,14 +405,15 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 		}
 		_ = conn.Close()
 	}()
-	abort := func(reason string) participant.Vote {
+	abortVote := func(v participant.Vote) participant.Vote {
 		actx, c := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.StatementTimeout)
 		defer c()
 		if err := p.d.abort(actx, conn, gid); err != nil {
 			discard = true
 		}
-		return nack("%s", reason)
+		return v
 	}
+	abort := func(reason string) participant.Vote { return abortVote(nack("%s", reason)) }
 	sid, err := p.sessionID(ctx, conn)
 	if err != nil {
 		discard = true
@@ -393,9 +428,35 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 	if n != 1 {
 		return abort(fmt.Sprintf("sqlpart: transaction %s was rolled back here before this prepare (fenced)", txnID))
 	}
-	if err := fn(ctx, conn); err != nil {
-		if ctx.Err() != nil {
+	if p.watch {
+		p.run.setPID(rp, backendPID(conn))
+	}
+	var watchers sync.WaitGroup
+	wctx, stopWatch := context.WithCancel(ctx)
+	if p.watch && rp.pid != 0 && rp.coordinator != "" { // no coordinator, nobody to tell
+		watchers.Go(func() { p.watchWaits(wctx, rp) })
+	}
+	err = fn(ctx, conn)
+	stopWatch()
+	watchers.Wait()
+	p.run.remove(gid) // a rollback from now on waits for the prepare's end
+	if err2 := p.d.endStatements(ctx, conn); err2 != nil {
+		discard = true // its session's lock wait timeout is unknown
+		if err == nil {
+			err = fmt.Errorf("sqlpart: restoring the session's lock wait timeout: %w", err2)
+		}
+	}
+	if err != nil {
+		switch {
+		case errors.Is(context.Cause(ctx), errRolledBack):
+			p.wstats.cancelled.Add(1)
+			discard = true
+			return abort(fmt.Sprintf("%v: %v", errRolledBack, err))
+		case ctx.Err() != nil:
 			return abort(fmt.Sprintf("sqlpart: prepare timed out or was cancelled: %v", err))
+		case lockConflict(err):
+			p.wstats.conflicts.Add(1)
+			return abortVote(participant.Vote{Reason: fmt.Sprintf("sqlpart: lock conflict (policy %s): %v", p.cfg.LockPolicy, err), Cause: participant.CauseConflict})
 		}
 		return abort(err.Error())
 	}
@@ -538,6 +599,16 @@ func (p *Participant) Commit(ctx context.Context, txnID string) participant.Resu
 // here is fenced: a row says it aborted, so a late prepare is NACKed. Rollback of a
 // committed transaction is a conflict.
 func (p *Participant) Rollback(ctx context.Context, txnID string) participant.Result {
+	if err := participant.ValidateTxnID(txnID, p.cfg.TxnIDMaxBytes); err == nil && p.d.kind() == PostgreSQL {
+		// A prepare still running its statements (blocked on a lock, perhaps behind a
+		// transaction waiting for this one) is cancelled: it answers NACK, its work is
+		// rolled back, and the rollback below gets the transaction's lock. (Not on
+		// MariaDB/MySQL: there a cancelled statement's session goes on waiting for its
+		// lock, with the transaction's row claimed, until its own timeout.)
+		if p.run.cancel(p.GID(txnID), errRolledBack) {
+			p.log.Debug("sqlpart: rollback cancelled the transaction's running prepare", "txn_id", txnID)
+		}
+	}
 	return p.phase2(ctx, txnID, false)
 }
 

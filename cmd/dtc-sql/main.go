@@ -58,6 +58,18 @@ optional, is the number of rows the statement must affect, else NACK).
 PostgreSQL must have max_prepared_transactions > 0 (and >= --max-prepared):
   psql -c 'ALTER SYSTEM SET max_prepared_transactions = 64', then restart PostgreSQL.
 
+Lock waits (--lock-policy): a prepare's statement that meets a row lock held by
+another transaction
+  wait     waits (up to --statement-timeout). On PostgreSQL, dtc-sql finds in
+           pg_locks which dtc transactions it waits for (other prepares of this
+           dtc-sql, transactions it has prepared) and reports them to the prepare's
+           coordinator (POST /v1/waits), which breaks deadlocks across databases by
+           aborting the youngest; a rollback cancels a prepare still blocked. Blockers
+           that are not dtc transactions of this dtc-sql are not reported. MariaDB/MySQL
+           waits are not reported.
+  no-wait  fails at once (PostgreSQL lock_timeout 1 ms; MariaDB innodb_lock_wait_timeout
+           0, MySQL 1 s): the vote is NACK with cause conflict and the database's message.
+
 Flags:
 `
 
@@ -83,6 +95,7 @@ func run(args []string, stderr io.Writer) error {
 	inDoubtAfter := flags.Duration("in-doubt-after", def.InDoubtAfter, "a transaction prepared this long without phase 2 is asked about")
 	resolveEvery := flags.Duration("resolve-interval", def.ResolveInterval, "how often to look for in-doubt transactions")
 	retain := flags.Duration("retain-decided", def.RetainDecided, "how long the rows of decided transactions are kept (repeated calls and late prepares get the same answer)")
+	lockPolicy := flags.String("lock-policy", string(def.LockPolicy), "what a prepare's statement does on a row lock held by another transaction: wait (reported to the coordinator on PostgreSQL) or no-wait (NACK at once, cause conflict)")
 	logLevel := flags.String("log-level", "info", "debug, info, warn or error")
 	if err := flags.Parse(args); err != nil {
 		return err
@@ -103,6 +116,8 @@ func run(args []string, stderr io.Writer) error {
 	cfg.PreparedMax, cfg.StatementsMax, cfg.PayloadMaxBytes, cfg.PoolConnsMax = *maxPrepared, *maxStatements, *maxPayload, *poolConns
 	cfg.StatementTimeout, cfg.PrepareTimeout = *stmtTimeout, *prepareTimeout
 	cfg.InDoubtAfter, cfg.ResolveInterval, cfg.RetainDecided = *inDoubtAfter, *resolveEvery, *retain
+	cfg.LockPolicy = sqlpart.LockPolicy(*lockPolicy)
+	cfg.ParticipantURL = "http://" + *listen + "/prepare" // how its wait reports name it
 	cfg.Logger = log
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
