@@ -17,6 +17,7 @@ import (
 
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/wal"
 )
@@ -153,7 +154,7 @@ func startCluster(o Options, dir string) (c *cluster, err error) {
 		FS:        c.coordFS,
 		Shards:    shards,
 		Engine:    eng,
-		Transport: httpnet.TransportOptions{AdvertiseURL: c.apiURL, NoBatch: o.NoBatch},
+		Transport: transport.Options{AdvertiseURL: c.apiURL, NoBatch: o.NoBatch},
 		Logger:    o.Logger,
 		OnFatal:   onFatal,
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/locks"
 )
 
@@ -117,7 +118,7 @@ func runPolicy(ctx context.Context, o ContentionOptions, policy string) (Content
 	eng.PrepareTimeout = o.PrepareTimeout
 	rt, err := httpnet.Open(httpnet.Options{
 		DataDir: filepath.Join(dir, "dtc"), Engine: eng, Logger: o.Logger,
-		Transport:           httpnet.TransportOptions{AdvertiseURL: apiURL},
+		Transport:           transport.Options{AdvertiseURL: apiURL},
 		NoDeadlockDetection: policy != PolicyDetection,
 		OnFatal:             func(err error) { o.Logger.Error("fatal", "error", err) },
 	})

@@ -16,6 +16,7 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/wal"
 )
@@ -127,7 +128,7 @@ func cpuPerOp(b *testing.B) func() {
 //	go test -run '^$' -bench TransportExchange -benchmem ./httpnet
 func BenchmarkTransportExchange(b *testing.B) {
 	u := noopParticipant(b)
-	tr := httpnet.NewTransport(httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"})
+	tr := transport.New(transport.Options{AdvertiseURL: "http://127.0.0.1:7070"})
 	defer tr.Close()
 	var seq atomic.Uint64
 	b.SetParallelism(32)
@@ -155,7 +156,7 @@ func BenchmarkTransportExchange(b *testing.B) {
 func openBenchRuntime(b *testing.B) (rt *httpnet.Runtime, p1, p2 string) {
 	p1, p2 = noopParticipant(b), noopParticipant(b)
 	rt, err := httpnet.Open(httpnet.Options{DataDir: "/data", FS: wal.NewMemFS(), Shards: 2, Engine: benchEngineConfig(),
-		Logger: testLogger(nil), Transport: httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"}})
+		Logger: testLogger(nil), Transport: transport.Options{AdvertiseURL: "http://127.0.0.1:7070"}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -287,7 +288,7 @@ func BenchmarkRuntimeSubmitPhase2(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			p1, p2 := libraryParticipant(b, batched), libraryParticipant(b, batched)
 			rt, err := httpnet.Open(httpnet.Options{DataDir: "/data", FS: wal.NewMemFS(), Shards: 2, Engine: benchEngineConfig(),
-				Logger: testLogger(nil), Transport: httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"}})
+				Logger: testLogger(nil), Transport: transport.Options{AdvertiseURL: "http://127.0.0.1:7070"}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -329,7 +330,7 @@ func BenchmarkTransportPhase2(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			u := libraryParticipant(b, batched)
-			tr := httpnet.NewTransport(httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"})
+			tr := transport.New(transport.Options{AdvertiseURL: "http://127.0.0.1:7070"})
 			defer tr.Close()
 			replies := make(chan coordinator.Reply, txns)
 			send := tr.For(func(r coordinator.Reply) { replies <- r })

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dtc-project/dtc/cluster"
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/httpnet/transport"
 )
 
 // ErrNotOwner: the transaction's shard is not owned by this node (another node owns
@@ -113,9 +114,8 @@ func openCluster(o Options) (*Runtime, error) {
 	}
 	cs.slots = make([]atomic.Pointer[clusterShard], shards)
 	r.cl = cs
-	r.transport = NewTransport(o.Transport)
-	r.transport.metrics = r.metrics
-	r.metrics.reg.MustRegister(newStatsCollector(r), newTransportCollector(r.transport))
+	r.transport = transport.New(o.Transport)
+	r.metrics.reg.MustRegister(newStatsCollector(r), r.transport.Collector())
 	r.metrics.reg.MustRegister(cs.metrics.Collectors()...)
 
 	ctx, stop := context.WithCancel(context.Background())

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/httpnet/transport"
 )
 
 // FuzzSubmitBody feeds POST /v1/transactions bodies to the API's decoder and parser
@@ -28,7 +29,7 @@ func FuzzSubmitBody(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	allow, err := NewAllowlist()
+	allow, err := transport.NewAllowlist()
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func FuzzSubmitBody(f *testing.F) {
 		}
 		keys := map[string]bool{}
 		for i, p := range req.Participants {
-			n, err := NormalizeParticipantURL(p.URL)
+			n, err := transport.NormalizeParticipantURL(p.URL)
 			if err != nil || n.URL != p.URL || allow.Check(n) != nil || keys[n.Key] {
 				t.Fatalf("%q: participants[%d] %q accepted: %v, normalised %q, allowed %v, duplicate %v",
 					body, i, p.URL, err, n.URL, allow.Check(n), keys[n.Key])

@@ -22,6 +22,7 @@ import (
 
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/transport"
 )
 
 // countingListener accepts connections on loopback and counts them, answering nothing.
@@ -55,7 +56,7 @@ func TestSubmitToAParticipantNotAllowedMakesNoConnection(t *testing.T) {
 	target, targetAccepts := countingListener(t)
 	allowedURL, allowedCalls := ackParticipant(t)
 	_, allowedPort, _ := net.SplitHostPort(strings.TrimPrefix(strings.TrimSuffix(allowedURL, "/p/prepare"), "http://"))
-	allow, err := httpnet.NewAllowlist("http://127.0.0.1:" + allowedPort)
+	allow, err := transport.NewAllowlist("http://127.0.0.1:" + allowedPort)
 	if err != nil {
 		t.Fatal(err)
 	}

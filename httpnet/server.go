@@ -21,6 +21,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/httpnet/internal/tracing"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/internal/jsonstr"
 )
 
@@ -78,7 +80,7 @@ type ServerOptions struct {
 	// Participants are the participants a transaction may name (dtc serve
 	// --allow-participant); any other is answered 400 participant_not_allowed before
 	// a connection is made. Nil: this machine only (DefaultAllowRules).
-	Participants *Allowlist
+	Participants *transport.Allowlist
 }
 
 func (o *ServerOptions) setDefaults() {
@@ -106,8 +108,8 @@ const listLimitDefault = 100
 type Server struct {
 	rt      *Runtime
 	o       ServerOptions
-	allow   *Allowlist    // o.Participants, or the default
-	slots   chan struct{} // one per POST /v1/transactions being served
+	allow   *transport.Allowlist // o.Participants, or the default
+	slots   chan struct{}        // one per POST /v1/transactions being served
 	metrics http.Handler
 }
 
@@ -118,7 +120,7 @@ func NewServer(rt *Runtime, o ServerOptions) *Server {
 	o.setDefaults()
 	allow := o.Participants
 	if allow == nil {
-		allow, _ = NewAllowlist() // the default rules parse
+		allow, _ = transport.NewAllowlist() // the default rules parse
 	}
 	return &Server{
 		rt:    rt,
@@ -364,12 +366,12 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, who Principal) {
 			v          coordinator.View
 			err        error
 		)
-		ctx, span, remembered = tr.startTxn(r, req.ID)
+		ctx, span, remembered = tr.StartTxn(r, req.ID)
 		defer func() {
-			if remembered && err != nil && beganNot(err) {
-				tr.forget(req.ID)
+			if remembered && err != nil && tracing.BeganNot(err) {
+				tr.Forget(req.ID)
 			}
-			tr.endTxn(span, &v, err)
+			tr.EndTxn(span, &v, err)
 		}()
 		v, err = s.rt.Submit(ctx, req, wait)
 		s.answerSubmit(w, r, &v, err, wait)
@@ -400,7 +402,7 @@ func (s *Server) answerSubmit(w http.ResponseWriter, r *http.Request, v *coordin
 // (NormalizeParticipantURL), checked against allow, and refused when two name the same
 // participant. What it cannot judge (limits) the engine checks, before anything
 // reaches the log.
-func parseSubmit(b *submitBody, allow *Allowlist, lim *coordinator.Config) (req coordinator.Request, status int, code, msg string) {
+func parseSubmit(b *submitBody, allow *transport.Allowlist, lim *coordinator.Config) (req coordinator.Request, status int, code, msg string) {
 	req.ID = b.ID
 	if req.ID == "." || req.ID == ".." {
 		return req, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("id: %q cannot be used in a URL path (/v1/transactions/%s): choose another", req.ID, req.ID)
@@ -468,7 +470,7 @@ const participantsKeysMax = 8
 // checkParticipants normalises every participant's URL in place and refuses a URL
 // that is malformed or not allowed, and two that name the same participant (the same
 // key: dtc would send both's commits to one endpoint).
-func checkParticipants(ps []coordinator.ParticipantSpec, allow *Allowlist, urlMaxBytes int) (status int, code, msg string) {
+func checkParticipants(ps []coordinator.ParticipantSpec, allow *transport.Allowlist, urlMaxBytes int) (status int, code, msg string) {
 	var (
 		small [participantsKeysMax]string
 		keys  = small[:0]
@@ -482,7 +484,7 @@ func checkParticipants(ps []coordinator.ParticipantSpec, allow *Allowlist, urlMa
 			return http.StatusBadRequest, CodeInvalid, fmt.Sprintf("participants[%d].url: %d bytes exceed the limit of %d (URLMaxBytes)",
 				i, len(ps[i].URL), urlMaxBytes)
 		}
-		p, err := NormalizeParticipantURL(ps[i].URL)
+		p, err := transport.NormalizeParticipantURL(ps[i].URL)
 		if err != nil {
 			return http.StatusBadRequest, CodeInvalid, fmt.Sprintf("participants[%d].url: %v", i, err)
 		}

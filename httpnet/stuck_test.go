@@ -10,6 +10,7 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/transport"
 )
 
 // Issue 12: aborted transactions whose participant is gone keep their rollbacks
@@ -104,7 +105,7 @@ func TestPhase2RequestsToOneHostAreCapped(t *testing.T) {
 			c.Close()
 		}
 	}()
-	tr := httpnet.NewTransport(httpnet.TransportOptions{HostRetriesMax: 2, RequestTimeout: time.Minute})
+	tr := transport.New(transport.Options{HostRetriesMax: 2, RequestTimeout: time.Minute})
 	defer tr.Close()
 	replies := make(chan coordinator.Reply, 8)
 	send := tr.For(func(r coordinator.Reply) { replies <- r })
@@ -114,7 +115,7 @@ func TestPhase2RequestsToOneHostAreCapped(t *testing.T) {
 	}
 	select {
 	case r := <-replies:
-		if r.Err == nil || !strings.Contains(httpnet.ReplyErrorDetail(r.Err), "HostRetriesMax") {
+		if r.Err == nil || !strings.Contains(transport.ReplyErrorDetail(r.Err), "HostRetriesMax") {
 			t.Fatalf("the third request: %+v (%v), want a host_busy error", r, r.Err)
 		}
 	case <-time.After(waitDeadline):

@@ -22,6 +22,7 @@ import (
 
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/transport"
 )
 
 // testCA is a certificate authority made for one test, writing PEM files to dir.
@@ -121,7 +122,7 @@ func TestAPIOverTLSWithClientCertificates(t *testing.T) {
 	part, _ := ackParticipant(t)
 
 	newClient := func(certFile, keyFile, token string) *client.Client {
-		ctc, err := httpnet.ClientTLSConfig(ca.file, certFile, keyFile)
+		ctc, err := transport.ClientTLSConfig(ca.file, certFile, keyFile)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +152,7 @@ func TestAPIOverTLSWithClientCertificates(t *testing.T) {
 	if _, err := httpnet.ServerTLSConfig(srvCert, "", ""); err == nil {
 		t.Fatal("a certificate without its key")
 	}
-	if _, err := httpnet.ClientTLSConfig(srvKey, "", ""); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+	if _, err := transport.ClientTLSConfig(srvKey, "", ""); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Fatalf("a CA file without a certificate: %v", err)
 	}
 }
@@ -183,7 +184,7 @@ func TestTransportToParticipantsOverMutualTLS(t *testing.T) {
 	defer psrv.Close()
 	part := psrv.URL + "/prepare"
 
-	dtcTLS, err := httpnet.ClientTLSConfig(ca.file, dtcCert, dtcKey)
+	dtcTLS, err := transport.ClientTLSConfig(ca.file, dtcCert, dtcKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/internal/dirlock"
 	"github.com/dtc-project/dtc/internal/maxprocs"
 	"github.com/dtc-project/dtc/participant"
@@ -184,7 +185,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return usageError(stderr, "serve", "--listen %s is not a loopback address and the API has no authentication: "+
 			"give --tokens (see dtc token), or --insecure to serve it open to anyone who can reach it", *listen)
 	}
-	allow, err := httpnet.NewAllowlist(*allowRules...)
+	allow, err := transport.NewAllowlist(*allowRules...)
 	if err != nil {
 		return usageError(stderr, "serve", "--allow-participant: %v", err)
 	}
@@ -195,7 +196,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	if *participantCA != "" || *participantCert != "" || *participantKey != "" {
-		if participantTLS, err = httpnet.ClientTLSConfig(*participantCA, *participantCert, *participantKey); err != nil {
+		if participantTLS, err = transport.ClientTLSConfig(*participantCA, *participantCert, *participantKey); err != nil {
 			return usageError(stderr, "serve", "--participant-ca, --participant-cert, --participant-key: %v", err)
 		}
 	}
@@ -281,7 +282,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		DataDir:           *dataDir,
 		Shards:            *shards,
 		Engine:            cfg,
-		Transport:         httpnet.TransportOptions{AdvertiseURL: strings.TrimSuffix(*advertise, "/"), RequestTimeout: *requestTimeout, NoBatch: *noBatch, TLS: participantTLS, Signer: signer},
+		Transport:         transport.Options{AdvertiseURL: strings.TrimSuffix(*advertise, "/"), RequestTimeout: *requestTimeout, NoBatch: *noBatch, TLS: participantTLS, Signer: signer},
 		SegmentSizeBytes:  int64(segmentSize),
 		LazyFlushInterval: *lazyFlush,
 		Logger:            lg,

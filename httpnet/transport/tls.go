@@ -1,0 +1,46 @@
+package transport
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+)
+
+// ClientTLSConfig is the TLS configuration of a client of dtc's API or of dtc toward
+// its participants: the CA that signed the server's certificate (PEM file; empty: the
+// system's roots), and optionally a client certificate and key for mTLS.
+func ClientTLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pool, err := loadPool(caFile)
+		if err != nil {
+			return nil, err
+		}
+		c.RootCAs = pool
+	}
+	switch {
+	case certFile != "" && keyFile != "":
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("httpnet: loading the client certificate %s and key %s: %w", certFile, keyFile, err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	case certFile != "" || keyFile != "":
+		return nil, errors.New("httpnet: a client certificate needs both the certificate and its key")
+	}
+	return c, nil
+}
+
+func loadPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("httpnet: reading the CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("httpnet: %s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
