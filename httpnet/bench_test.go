@@ -16,6 +16,7 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/wal"
@@ -35,7 +36,7 @@ func BenchmarkSubmit(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer rt.Close()
-			api := httptest.NewServer(httpnet.NewServer(rt, httpnet.ServerOptions{}))
+			api := httptest.NewServer(apiserver.NewServer(rt, apiserver.ServerOptions{}))
 			defer api.Close()
 			hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 			cli, _ := client.New(api.URL, client.Options{HTTPClient: hc})
@@ -190,22 +191,22 @@ func BenchmarkServerSubmitAuth(b *testing.B) { benchServerSubmit(b, true) }
 
 func benchServerSubmit(b *testing.B, auth bool) {
 	rt, p1, p2 := openBenchRuntime(b)
-	o := httpnet.ServerOptions{Logger: testLogger(nil)}
+	o := apiserver.ServerOptions{Logger: testLogger(nil)}
 	var token string
 	if auth {
 		var file strings.Builder
 		for i := range 100 {
-			tok, cred := httpnet.NewToken()
+			tok, cred := apiserver.NewToken()
 			fmt.Fprintf(&file, "submit c%d %s\n", i, cred)
 			token = tok
 		}
-		creds, err := httpnet.ParseCredentials("bench", strings.NewReader(file.String()))
+		creds, err := apiserver.ParseCredentials("bench", strings.NewReader(file.String()))
 		if err != nil {
 			b.Fatal(err)
 		}
-		o.Auth = httpnet.NewAuth(creds)
+		o.Auth = apiserver.NewAuth(creds)
 	}
-	api := httpnet.NewServer(rt, o)
+	api := apiserver.NewServer(rt, o)
 	body := `{"participants":["` + p1 + `",{"url":"` + p2 + `","payload":{"amount":5}}]}`
 	b.SetParallelism(32)
 	defer cpuPerOp(b)()

@@ -29,8 +29,6 @@ type Metrics struct {
 	logSyncLatency    prometheus.Histogram
 	logRecordsPerSync prometheus.Histogram
 	fsyncLatency      prometheus.Histogram
-	httpRequests      *prometheus.CounterVec // route, code
-	rejected          *prometheus.CounterVec // code
 }
 
 // Reason classes of aborted transactions (label "reason" of dtc_transactions_aborted_total).
@@ -101,14 +99,6 @@ func newMetrics() *Metrics {
 			Help:    "Duration of one fsync (fdatasync) of a log file.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16), // 50µs .. ~1.6s
 		}),
-		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dtc_http_requests_total",
-			Help: "API requests answered, by route and status code.",
-		}, []string{"route", "code"}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dtc_api_errors_total",
-			Help: "API requests answered with an error, by error code.",
-		}, []string{"code"}),
 	}
 	for _, r := range []string{AbortNACK, AbortTimeout, AbortError, AbortRecovery} {
 		m.aborted.WithLabelValues(r)
@@ -118,7 +108,6 @@ func newMetrics() *Metrics {
 	}
 	reg.MustRegister(m.begun, m.committed, m.aborted, m.aborts, m.decisionLatency, m.totalLatency,
 		m.hazards, m.logRefused, m.logSyncLatency, m.logRecordsPerSync, m.fsyncLatency,
-		m.httpRequests, m.rejected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -330,6 +330,18 @@ func (r *Runtime) Metrics() *Metrics { return r.metrics }
 // rollbacks went in batches. Safe from any goroutine, also after Close.
 func (r *Runtime) TransportStats() transport.Stats { return r.transport.Stats() }
 
+// Closed reports whether Close has begun: the runtime answers nothing new (the API's
+// /readyz says it is shutting down).
+func (r *Runtime) Closed() bool { return r.closed.Load() }
+
+// EngineConfig is the engines' configuration (Options.Engine, with its defaults): the
+// limits the API checks a request against before it reaches an engine.
+func (r *Runtime) EngineConfig() coordinator.Config { return r.o.Engine }
+
+// Tracing is the trace registry the API server starts transactions' spans in; nil when
+// tracing is off (no Options.TracerProvider, or a cluster node).
+func (r *Runtime) Tracing() *tracing.Tracing { return r.trace }
+
 // Replayed returns how many records were read from the log at startup.
 func (r *Runtime) Replayed() int { return r.replayed }
 
@@ -364,7 +376,7 @@ func (r *Runtime) Submit(ctx context.Context, req coordinator.Request, wait bool
 		if r.cl != nil {
 			req.ID = r.cl.localID()
 		} else {
-			req.ID = newTxnID()
+			req.ID = NewTxnID()
 		}
 	}
 	if r.closed.Load() {

@@ -210,8 +210,8 @@ func counterValue(c prometheus.Counter) uint64 {
 // latencyBounds are the upper bounds of the decision latency histogram's buckets.
 var latencyBounds = prometheus.ExponentialBuckets(0.0005, 2, 18)
 
-// statsResponse is what GET /v1/stats answers: the history, and a sample of now.
-func (r *Runtime) statsResponse(ctx context.Context) StatsResponse {
+// StatsResponse is what GET /v1/stats answers: the history, and a sample of now.
+func (r *Runtime) StatsResponse(ctx context.Context) StatsResponse {
 	now := r.sample(ctx)
 	samples := r.history.samples()
 	resp := StatsResponse{

@@ -10,6 +10,7 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 	"github.com/dtc-project/dtc/httpnet/transport"
 )
 
@@ -22,7 +23,7 @@ func TestStuckRollbacksDoNotBlockAndCanBeForgotten(t *testing.T) {
 	c := startCoordAPI(t, "", func(o *httpnet.Options) {
 		o.Shards = 1
 		o.Engine.InflightMax = 2
-	}, httpnet.ServerOptions{Auth: httpnet.NewAuth(creds)}, tok["alice"])
+	}, apiserver.ServerOptions{Auth: apiserver.NewAuth(creds)}, tok["alice"])
 	c.waitReady()
 	part, _ := ackParticipant(t)
 	gone := "http://" + freeAddr(t) + "/prepare" // nobody listens there
@@ -47,13 +48,13 @@ func TestStuckRollbacksDoNotBlockAndCanBeForgotten(t *testing.T) {
 		st, code, _, _ := call(t, "POST", c.url+"/v1/transactions/"+id+"/forget", token, body)
 		return st, code
 	}
-	if st, code := forget(tok["alice"], "stuck-1", `{"reason":"gone"}`); st != 403 || code != httpnet.CodeForbidden {
+	if st, code := forget(tok["alice"], "stuck-1", `{"reason":"gone"}`); st != 403 || code != apiserver.CodeForbidden {
 		t.Fatalf("a submit client forgets: %d %s", st, code)
 	}
-	if st, code := forget(tok["ops"], "stuck-1", `{}`); st != 400 || code != httpnet.CodeInvalid {
+	if st, code := forget(tok["ops"], "stuck-1", `{}`); st != 400 || code != apiserver.CodeInvalid {
 		t.Fatalf("forget without a reason: %d %s", st, code)
 	}
-	if st, code := forget(tok["ops"], "nope", `{"reason":"x"}`); st != 404 || code != httpnet.CodeNotFound {
+	if st, code := forget(tok["ops"], "nope", `{"reason":"x"}`); st != 404 || code != apiserver.CodeNotFound {
 		t.Fatalf("forget an unknown id: %d %s", st, code)
 	}
 	admin, err := client.New(c.url, client.Options{Token: tok["ops"]})

@@ -1,4 +1,4 @@
-package httpnet
+package apiserver
 
 import (
 	"encoding/json"
@@ -34,7 +34,7 @@ func FuzzSubmitBody(f *testing.F) {
 		f.Fatal(err)
 	}
 	cfg := coordinator.DefaultConfig()
-	s := &Server{rt: &Runtime{metrics: newMetrics()}, o: ServerOptions{BodyMaxBytes: 1 << 16}, allow: allow}
+	s := &Server{rejected: newRejected(), o: ServerOptions{BodyMaxBytes: 1 << 16}, allow: allow}
 	f.Fuzz(func(t *testing.T, body string) {
 		rec := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodPost, "/v1/transactions", strings.NewReader(body))

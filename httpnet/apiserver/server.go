@@ -1,4 +1,4 @@
-package httpnet
+package apiserver
 
 import (
 	"bytes"
@@ -17,10 +17,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/httpnet"
 	"github.com/dtc-project/dtc/httpnet/internal/tracing"
 	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/internal/jsonstr"
@@ -106,31 +108,68 @@ const listLimitDefault = 100
 
 // Server is the coordinator's HTTP API (DESIGN §4) over a Runtime.
 type Server struct {
-	rt      *Runtime
+	rt      *httpnet.Runtime
 	o       ServerOptions
+	lim     coordinator.Config   // rt's engines' (Runtime.EngineConfig)
 	allow   *transport.Allowlist // o.Participants, or the default
 	slots   chan struct{}        // one per POST /v1/transactions being served
 	metrics http.Handler
+
+	httpRequests *prometheus.CounterVec // dtc_http_requests_total: route, code
+	rejected     *prometheus.CounterVec // dtc_api_errors_total: code
 }
 
 var _ http.Handler = (*Server)(nil)
 
 // NewServer returns the API handler for rt.
-func NewServer(rt *Runtime, o ServerOptions) *Server {
+func NewServer(rt *httpnet.Runtime, o ServerOptions) *Server {
 	o.setDefaults()
 	allow := o.Participants
 	if allow == nil {
 		allow, _ = transport.NewAllowlist() // the default rules parse
 	}
+	reg := rt.Metrics().Registry()
 	return &Server{
 		rt:    rt,
 		o:     o,
+		lim:   rt.EngineConfig(),
 		allow: allow,
 		slots: make(chan struct{}, o.InflightMax),
-		metrics: promhttp.HandlerFor(rt.metrics.reg, promhttp.HandlerOpts{
+		metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorHandling: promhttp.ContinueOnError,
 		}),
+		httpRequests: registered(reg, newHTTPRequests()),
+		rejected:     registered(reg, newRejected()),
 	}
+}
+
+// newHTTPRequests is dtc_http_requests_total, by route and status code.
+func newHTTPRequests() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dtc_http_requests_total",
+		Help: "API requests answered, by route and status code.",
+	}, []string{"route", "code"})
+}
+
+// newRejected is dtc_api_errors_total, by error code.
+func newRejected() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dtc_api_errors_total",
+		Help: "API requests answered with an error, by error code.",
+	}, []string{"code"})
+}
+
+// registered registers c in reg and returns it, or returns the same counter that an
+// earlier Server of the runtime registered: every Server of a runtime counts into one.
+func registered(reg *prometheus.Registry, c *prometheus.CounterVec) *prometheus.CounterVec {
+	if err := reg.Register(c); err != nil {
+		var dup prometheus.AlreadyRegisteredError
+		if errors.As(err, &dup) {
+			return dup.ExistingCollector.(*prometheus.CounterVec)
+		}
+		panic(fmt.Sprintf("apiserver: registering %v", err))
+	}
+	return c
 }
 
 // ErrorBody is the body of every error answer: {"error":{"code","message"}}.
@@ -184,7 +223,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if code == 0 {
 		code = 499 // the client went away before an answer was written
 	}
-	s.rt.metrics.httpRequests.WithLabelValues(route, codeLabel(code)).Inc()
+	s.httpRequests.WithLabelValues(route, codeLabel(code)).Inc()
 }
 
 // codeLabels are the status codes 100..599 as labels, made once.
@@ -283,7 +322,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 		switch {
 		case r.Method != http.MethodGet && r.Method != http.MethodHead:
 			s.methodNotAllowed(w, r, "GET, HEAD")
-		case s.rt.closed.Load():
+		case s.rt.Closed():
 			s.fail(w, http.StatusServiceUnavailable, CodeShuttingDown, "the coordinator is shutting down")
 		case !s.rt.Ready():
 			w.Header().Set("Retry-After", s.retryAfter())
@@ -338,7 +377,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, who Principal) {
 	if !s.decode(w, r, &body) {
 		return
 	}
-	req, status, code, msg := parseSubmit(&body, s.allow, &s.rt.o.Engine)
+	req, status, code, msg := parseSubmit(&body, s.allow, &s.lim)
 	if status != 0 {
 		s.fail(w, status, code, msg)
 		return
@@ -356,9 +395,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, who Principal) {
 		return
 	}
 	ctx := r.Context()
-	if tr := s.rt.trace; tr != nil {
+	if tr := s.rt.Tracing(); tr != nil {
 		if req.ID == "" {
-			req.ID = newTxnID() // as Submit would: the trace's children find it by its id
+			req.ID = httpnet.NewTxnID() // as Submit would: the trace's children find it by its id
 		}
 		var (
 			span       trace.Span
@@ -782,10 +821,10 @@ func (s *Server) failErr(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", s.retryAfter())
 		s.fail(w, http.StatusServiceUnavailable, CodeLogUnavailable,
 			"the coordinator's log refused the write (a full disk?): retry later; the coordinator's log says more")
-	case errors.Is(err, ErrNotOwner): // a cluster node; see cluster.go
+	case errors.Is(err, httpnet.ErrNotOwner): // a cluster node; see cluster.go
 		w.Header().Set("Retry-After", s.retryAfter())
 		s.fail(w, http.StatusServiceUnavailable, CodeNotOwner, err.Error()+": retry")
-	case errors.Is(err, ErrStopped):
+	case errors.Is(err, httpnet.ErrStopped):
 		s.fail(w, http.StatusServiceUnavailable, CodeShuttingDown,
 			"the coordinator is shutting down; a transaction already begun resumes after the restart")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -805,7 +844,7 @@ func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow 
 }
 
 func (s *Server) fail(w http.ResponseWriter, status int, code, msg string) {
-	s.rt.metrics.rejected.WithLabelValues(code).Inc()
+	s.rejected.WithLabelValues(code).Inc()
 	writeJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg}})
 }
 
