@@ -13,8 +13,10 @@ import (
 )
 
 // Metrics are the daemon's Prometheus metrics. Every counter is fed on the goroutine that
-// sees the event (a shard's Observer, a transport goroutine, the log's syncer); the
-// gauges of what the engines hold are gathered from the shards when they are scraped.
+// sees the event (a shard's Observer, the log's syncer); the gauges of what the engines
+// hold are gathered from the shards when they are scraped. Its Registry also holds the
+// Transport's metrics (Transport.Collector) and the API server's, which they count
+// themselves (package apiserver registers its own when a Server is made).
 type Metrics struct {
 	reg *prometheus.Registry
 

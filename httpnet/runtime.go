@@ -60,7 +60,7 @@ type Options struct {
 	// process must not go on. Default: log the error and os.Exit(1). Tests replace it.
 	OnFatal func(error)
 	// TracerProvider, when set, traces every transaction begun through the API
-	// (trace.go): off by default. dtc serve --otlp-endpoint sets it.
+	// (httpnet/internal/tracing): off by default. dtc serve --otlp-endpoint sets it.
 	TracerProvider trace.TracerProvider
 	// NoDeadlockDetection turns the wait-for graph off (dtc serve
 	// --deadlock-detection=false): POST /v1/waits is still answered 202, and ignored.

@@ -9,8 +9,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// GET /v1/stats: the daemon's counts and their recent history, for the admin page
-// (/ui/) and for whoever would rather read JSON than Prometheus text. The history is a
+// GET /v1/stats (served by package apiserver, from Runtime.StatsResponse): the daemon's
+// counts and their recent history, for the admin page (/ui/) and for whoever would rather read JSON than Prometheus text. The history is a
 // bounded ring of per-second samples kept by one goroutine of the Runtime (the
 // sampler), so a page opened late still draws the last minutes.
 
