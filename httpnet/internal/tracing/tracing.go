@@ -25,7 +25,8 @@ import (
 )
 
 // OpenTelemetry traces, made here in the adapters (the coordinator core knows nothing of
-// them). Off unless Options.TracerProvider is set (dtc serve --otlp-endpoint); then:
+// them). Off unless httpnet.Options.TracerProvider is set (dtc serve --otlp-endpoint);
+// then:
 //
 //	dtc.transaction            the API request that begins it (POST /v1/transactions),
 //	│                          child of the client's W3C traceparent when it sent one
@@ -182,9 +183,9 @@ func spanName(k coordinator.MsgKind) string {
 }
 
 // Inject writes sc (if valid) into req's headers as traceparent, on a copy of them:
-// requests share their headers (httpRequest). The copy shares the values, which nobody
-// changes; traceparent is formatted here, without the propagator's generic carrier,
-// unless there is a tracestate to send too.
+// the transport's requests share their headers (its httpRequest). The copy shares the
+// values, which nobody changes; traceparent is formatted here, without the
+// propagator's generic carrier, unless there is a tracestate to send too.
 func (tr *Tracing) Inject(sc trace.SpanContext, req *http.Request) {
 	if !sc.IsValid() {
 		return
