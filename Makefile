@@ -45,9 +45,9 @@ test: lint
 # input is written there, to be committed with its fix. make test runs each for
 # FUZZ_TIME_SHORT, make fuzz for FUZZ_TIME.
 FUZZ_TARGETS := \
-	./httpnet:FuzzSubmitBody \
-	./httpnet:FuzzNormalizeParticipantURL \
-	./httpnet:FuzzParseCredentials \
+	./httpnet/apiserver:FuzzSubmitBody \
+	./httpnet/transport:FuzzNormalizeParticipantURL \
+	./httpnet/apiserver:FuzzParseCredentials \
 	./participant:FuzzDecodePrepareRequest \
 	./participant:FuzzDecodeTxnRequest \
 	./participant:FuzzDecodeBatchRequest \

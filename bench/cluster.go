@@ -17,6 +17,8 @@ import (
 
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/wal"
 )
@@ -27,7 +29,7 @@ type cluster struct {
 	rt      *httpnet.Runtime
 	apiURL  string
 	stopAPI context.CancelFunc
-	served  chan error // httpnet.Serve's result
+	served  chan error // apiserver.Serve's result
 
 	parts   []*httpServer
 	cores   []*participant.Participant // nil entries in ModeNoop
@@ -153,7 +155,7 @@ func startCluster(o Options, dir string) (c *cluster, err error) {
 		FS:        c.coordFS,
 		Shards:    shards,
 		Engine:    eng,
-		Transport: httpnet.TransportOptions{AdvertiseURL: c.apiURL, NoBatch: o.NoBatch},
+		Transport: transport.Options{AdvertiseURL: c.apiURL, NoBatch: o.NoBatch},
 		Logger:    o.Logger,
 		OnFatal:   onFatal,
 	}
@@ -164,11 +166,11 @@ func startCluster(o Options, dir string) (c *cluster, err error) {
 		return nil, fmt.Errorf("bench: starting dtc: %w", err)
 	}
 	c.rt = rt
-	api := httpnet.NewServer(rt, httpnet.ServerOptions{InflightMax: inflightMax, Logger: o.Logger})
+	api := apiserver.NewServer(rt, apiserver.ServerOptions{InflightMax: inflightMax, Logger: o.Logger})
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stopAPI, c.served = cancel, make(chan error, 1)
 	go func() {
-		c.served <- httpnet.Serve(ctx, ln, rt, api, httpnet.ServeOptions{Grace: 5 * time.Second, Logger: o.Logger})
+		c.served <- apiserver.Serve(ctx, ln, rt, api, apiserver.ServeOptions{Grace: 5 * time.Second, Logger: o.Logger})
 	}()
 
 	// A fresh log has nothing to recover: ready as soon as the shards have started.

@@ -22,6 +22,8 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/locks"
 )
 
@@ -117,7 +119,7 @@ func runPolicy(ctx context.Context, o ContentionOptions, policy string) (Content
 	eng.PrepareTimeout = o.PrepareTimeout
 	rt, err := httpnet.Open(httpnet.Options{
 		DataDir: filepath.Join(dir, "dtc"), Engine: eng, Logger: o.Logger,
-		Transport:           httpnet.TransportOptions{AdvertiseURL: apiURL},
+		Transport:           transport.Options{AdvertiseURL: apiURL},
 		NoDeadlockDetection: policy != PolicyDetection,
 		OnFatal:             func(err error) { o.Logger.Error("fatal", "error", err) },
 	})
@@ -125,11 +127,11 @@ func runPolicy(ctx context.Context, o ContentionOptions, policy string) (Content
 		_ = ln.Close()
 		return res, err
 	}
-	api := httpnet.NewServer(rt, httpnet.ServerOptions{Logger: o.Logger})
+	api := apiserver.NewServer(rt, apiserver.ServerOptions{Logger: o.Logger})
 	sctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {
-		served <- httpnet.Serve(sctx, ln, rt, api, httpnet.ServeOptions{Grace: time.Second, Logger: o.Logger})
+		served <- apiserver.Serve(sctx, ln, rt, api, apiserver.ServeOptions{Grace: time.Second, Logger: o.Logger})
 	}()
 	defer func() { stop(); <-served }()
 	for deadline := time.Now().Add(10 * time.Second); !rt.Ready(); time.Sleep(time.Millisecond) {

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 	"github.com/dtc-project/dtc/internal/etcdrun"
 	"github.com/dtc-project/dtc/protocol"
 )
@@ -374,10 +375,10 @@ func startNode(ctx context.Context, o httpnet.Options, ec *clientv3.Client) (*be
 		ln.Close()
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	api := httpnet.NewServer(rt, httpnet.ServerOptions{})
+	api := apiserver.NewServer(rt, apiserver.ServerOptions{})
 	var h http.Handler = api
 	if ec != nil {
-		h = httpnet.NewClusterHandler(rt, api, httpnet.ClusterHandlerOptions{})
+		h = apiserver.NewClusterHandler(rt, api, apiserver.ClusterHandlerOptions{})
 	}
 	n := &benchNode{rt: rt, ec: ec, srv: serveOn(ln, h), url: url}
 	if ec == nil {

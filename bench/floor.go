@@ -202,7 +202,7 @@ func exchange(ctx context.Context, c *http.Client, u string, body []byte, timeou
 	return err == nil && resp.StatusCode == http.StatusOK && len(data) > 0
 }
 
-// newTransportClient is a client with httpnet's Transport settings (httpnet.NewTransport).
+// newTransportClient is a client with httpnet's Transport settings (httpnet/transport.New).
 func newTransportClient() *http.Client {
 	const perHost = 256
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}

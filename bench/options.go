@@ -95,7 +95,7 @@ type Options struct {
 	// DecidedMax is the participants': how many decided transactions each remembers.
 	// Zero: participant.DefaultConfig's.
 	DecidedMax int
-	// NoBatch turns the coordinator's phase-2 batching off (httpnet.TransportOptions.
+	// NoBatch turns the coordinator's phase-2 batching off (httpnet/transport.Options.
 	// NoBatch, dtc serve --no-batch): it never uses POST …/batch, although the
 	// participants offer it, and sends every commit and rollback in a request of its
 	// own. False: batching on, as dtc serve runs by default.

@@ -234,7 +234,7 @@ func TestARealCampaignCatchesABrokenBuild(t *testing.T) {
 		NoProxyFaults:   true,
 		NoFailpoints:    true,
 		Break:           true,
-		CoordFailpoints: "github.com/dtc-project/dtc/httpnet/beforeCommitSend=sleep(150)",
+		CoordFailpoints: "github.com/dtc-project/dtc/httpnet/transport/beforeCommitSend=sleep(150)",
 		HealMax:         10 * time.Second, // a broken coordinator may never settle
 		Binaries:        b,
 		Progress:        testWriter{t},

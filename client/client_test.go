@@ -20,6 +20,7 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 )
 
 // ackParticipant votes ACK and acknowledges phase 2, from memory.
@@ -63,7 +64,7 @@ func coordinatorURL(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpnet.NewServer(rt, httpnet.ServerOptions{}))
+	srv := httptest.NewServer(apiserver.NewServer(rt, apiserver.ServerOptions{}))
 	t.Cleanup(func() {
 		rt.Close()
 		srv.Close()

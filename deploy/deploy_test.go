@@ -22,6 +22,7 @@ import (
 
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 )
 
 const (
@@ -57,7 +58,7 @@ func liveMetrics(t *testing.T) map[string]*dto.MetricFamily {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpnet.NewServer(rt, httpnet.ServerOptions{}))
+	srv := httptest.NewServer(apiserver.NewServer(rt, apiserver.ServerOptions{}))
 	defer func() {
 		srv.Close()
 		rt.Close()

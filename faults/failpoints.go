@@ -66,8 +66,8 @@ var Failpoints = []Failpoint{
 		Doc: "coordlog.ShardLog, the decision record durable, before the engine hears so: panic dies with the decision durable and told to nobody",
 	},
 	{
-		Name: "httpnet/beforeCommitSend", Process: "coord", Actions: []string{ActionPanic, ActionSleep, ActionError},
-		Doc: "httpnet's transport, each commit request before it leaves (after the decision is durable): panic dies between the durable decision and the first commit sent; error loses the request (the engine retries it)",
+		Name: "httpnet/transport/beforeCommitSend", Process: "coord", Actions: []string{ActionPanic, ActionSleep, ActionError},
+		Doc: "the transport (httpnet/transport), each commit request before it leaves (after the decision is durable): panic dies between the durable decision and the first commit sent; error loses the request (the engine retries it)",
 	},
 	{
 		Name: "cluster/beforeLogWrite", Process: "coord", Actions: []string{ActionSleep},

@@ -11,7 +11,7 @@ import (
 // failpoint is a failpoint.Inject marker in its package, and each marker is listed.
 func TestEveryFailpointHasItsMarker(t *testing.T) {
 	markers := map[string]bool{}
-	for _, dir := range []string{"cluster", "coordlog", "httpnet", "participant", "wal", "coordinator", "examples/bank", "cmd/dtc"} {
+	for _, dir := range []string{"cluster", "coordlog", "httpnet", "httpnet/transport", "participant", "wal", "coordinator", "examples/bank", "cmd/dtc"} {
 		files, err := filepath.Glob(filepath.Join("..", dir, "*.go"))
 		if err != nil {
 			t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -131,43 +132,43 @@ func TestBadRequestsAreRefusedAndNeverLogged(t *testing.T) {
 		code              string
 		mentions          string // the message must name this
 	}{
-		{"malformed JSON", "", `{"participants":[`, 400, httpnet.CodeMalformedJSON, "ends in the middle"},
-		{"syntax error", "", `{"participants":[nope]}`, 400, httpnet.CodeMalformedJSON, "invalid JSON"},
-		{"empty body", "", ``, 400, httpnet.CodeMalformedJSON, "empty body"},
-		{"not an object", "", `["` + p1 + `"]`, 400, httpnet.CodeInvalid, "expected a JSON object"},
-		{"trailing data", "", `{"participants":["` + p1 + `"]} {}`, 400, httpnet.CodeMalformedJSON, "after the JSON object"},
-		{"unknown field", "", `{"participants":["` + p1 + `"],"timeout":5}`, 400, httpnet.CodeUnknownField, `"timeout"`},
-		{"unknown participant field", "", `{"participants":[{"url":"` + p1 + `","weight":2}]}`, 400, httpnet.CodeUnknownField, `participants[0]: unknown field "weight"`},
-		{"participant without url", "", `{"participants":[{"payload":{}}]}`, 400, httpnet.CodeInvalid, "participants[0].url: missing"},
-		{"participant is a number", "", `{"participants":[7]}`, 400, httpnet.CodeInvalid, "participants[0]: expected a prepare URL"},
-		{"no participants field", "", `{}`, 400, httpnet.CodeInvalid, "participants: missing"},
-		{"empty participant list", "", `{"participants":[]}`, 400, httpnet.CodeInvalid, "participants: the list is empty"},
-		{"participants not a list", "", `{"participants":"` + p1 + `"}`, 400, httpnet.CodeInvalid, "participants"},
-		{"invalid URL", "", `{"participants":["` + p1 + `","::not a url"]}`, 400, httpnet.CodeInvalid, "participants[1].url"},
-		{"relative URL", "", `{"participants":["/prepare"]}`, 400, httpnet.CodeInvalid, "participants[0].url"},
-		{"non-HTTP URL", "", `{"participants":["ftp://127.0.0.1/prepare"]}`, 400, httpnet.CodeInvalid, "not an http or https URL"},
-		{"URL with query", "", `{"participants":["` + p1 + `?x=1"]}`, 400, httpnet.CodeInvalid, "query"},
-		{"duplicate participants", "", `{"participants":["` + p1 + `","` + p2 + `","` + p1 + `"]}`, 400, httpnet.CodeInvalid, "participants[2].url"},
-		{"payload too large", "", `{"participants":[{"url":"` + p1 + `","payload":"` + strings.Repeat("y", 70<<10) + `"}]}`, 400, httpnet.CodeInvalid, "participants[0].payload"},
-		{"negative timeout", "", `{"participants":["` + p1 + `"],"prepare_timeout_ms":-5}`, 400, httpnet.CodeInvalid, "prepare_timeout_ms"},
-		{"zero timeout", "", `{"participants":["` + p1 + `"],"prepare_timeout_ms":0}`, 400, httpnet.CodeInvalid, "prepare_timeout_ms"},
-		{"timeout over the limit", "", `{"participants":["` + p1 + `"],"prepare_timeout_ms":86400000}`, 400, httpnet.CodeInvalid, "prepare_timeout_ms"},
-		{"absurd timeout", "", `{"participants":["` + p1 + `"],"prepare_timeout_ms":9000000000000000000}`, 400, httpnet.CodeInvalid, "prepare_timeout_ms"},
-		{"timeout overflows", "", `{"participants":["` + p1 + `"],"prepare_timeout_ms":1e30}`, 400, httpnet.CodeInvalid, "prepare_timeout_ms"},
-		{"fractional timeout", "", `{"participants":["` + p1 + `"],"prepare_timeout_ms":1.5}`, 400, httpnet.CodeInvalid, "prepare_timeout_ms"},
-		{"id of the wrong type", "", `{"id":42,"participants":["` + p1 + `"]}`, 400, httpnet.CodeInvalid, "id"},
-		{"id with a space", "", `{"id":"a b","participants":["` + p1 + `"]}`, 400, httpnet.CodeInvalid, "id"},
-		{"id too long", "", `{"id":"` + strings.Repeat("k", 200) + `","participants":["` + p1 + `"]}`, 400, httpnet.CodeInvalid, "id"},
-		{"oversized body", "", big, 413, httpnet.CodeBodyTooLarge, "larger than"},
-		{"bad wait", "?wait=maybe", `{"participants":["` + p1 + `"]}`, 400, httpnet.CodeInvalid, "wait"},
-		{"unknown query parameter", "?sync=1", `{"participants":["` + p1 + `"]}`, 400, httpnet.CodeInvalid, "sync"},
-		{"reused id, other participants", "", `{"id":"taken","participants":["` + p2 + `"]}`, 409, httpnet.CodeConflict, "taken"},
-		{"reused id, other payload", "", `{"id":"taken","participants":[{"url":"` + p1 + `","payload":{"a":1}}]}`, 409, httpnet.CodeConflict, "taken"},
+		{"malformed JSON", "", `{"participants":[`, 400, apiserver.CodeMalformedJSON, "ends in the middle"},
+		{"syntax error", "", `{"participants":[nope]}`, 400, apiserver.CodeMalformedJSON, "invalid JSON"},
+		{"empty body", "", ``, 400, apiserver.CodeMalformedJSON, "empty body"},
+		{"not an object", "", `["` + p1 + `"]`, 400, apiserver.CodeInvalid, "expected a JSON object"},
+		{"trailing data", "", `{"participants":["` + p1 + `"]} {}`, 400, apiserver.CodeMalformedJSON, "after the JSON object"},
+		{"unknown field", "", `{"participants":["` + p1 + `"],"timeout":5}`, 400, apiserver.CodeUnknownField, `"timeout"`},
+		{"unknown participant field", "", `{"participants":[{"url":"` + p1 + `","weight":2}]}`, 400, apiserver.CodeUnknownField, `participants[0]: unknown field "weight"`},
+		{"participant without url", "", `{"participants":[{"payload":{}}]}`, 400, apiserver.CodeInvalid, "participants[0].url: missing"},
+		{"participant is a number", "", `{"participants":[7]}`, 400, apiserver.CodeInvalid, "participants[0]: expected a prepare URL"},
+		{"no participants field", "", `{}`, 400, apiserver.CodeInvalid, "participants: missing"},
+		{"empty participant list", "", `{"participants":[]}`, 400, apiserver.CodeInvalid, "participants: the list is empty"},
+		{"participants not a list", "", `{"participants":"` + p1 + `"}`, 400, apiserver.CodeInvalid, "participants"},
+		{"invalid URL", "", `{"participants":["` + p1 + `","::not a url"]}`, 400, apiserver.CodeInvalid, "participants[1].url"},
+		{"relative URL", "", `{"participants":["/prepare"]}`, 400, apiserver.CodeInvalid, "participants[0].url"},
+		{"non-HTTP URL", "", `{"participants":["ftp://127.0.0.1/prepare"]}`, 400, apiserver.CodeInvalid, "not an http or https URL"},
+		{"URL with query", "", `{"participants":["` + p1 + `?x=1"]}`, 400, apiserver.CodeInvalid, "query"},
+		{"duplicate participants", "", `{"participants":["` + p1 + `","` + p2 + `","` + p1 + `"]}`, 400, apiserver.CodeInvalid, "participants[2].url"},
+		{"payload too large", "", `{"participants":[{"url":"` + p1 + `","payload":"` + strings.Repeat("y", 70<<10) + `"}]}`, 400, apiserver.CodeInvalid, "participants[0].payload"},
+		{"negative timeout", "", `{"participants":["` + p1 + `"],"prepare_timeout_ms":-5}`, 400, apiserver.CodeInvalid, "prepare_timeout_ms"},
+		{"zero timeout", "", `{"participants":["` + p1 + `"],"prepare_timeout_ms":0}`, 400, apiserver.CodeInvalid, "prepare_timeout_ms"},
+		{"timeout over the limit", "", `{"participants":["` + p1 + `"],"prepare_timeout_ms":86400000}`, 400, apiserver.CodeInvalid, "prepare_timeout_ms"},
+		{"absurd timeout", "", `{"participants":["` + p1 + `"],"prepare_timeout_ms":9000000000000000000}`, 400, apiserver.CodeInvalid, "prepare_timeout_ms"},
+		{"timeout overflows", "", `{"participants":["` + p1 + `"],"prepare_timeout_ms":1e30}`, 400, apiserver.CodeInvalid, "prepare_timeout_ms"},
+		{"fractional timeout", "", `{"participants":["` + p1 + `"],"prepare_timeout_ms":1.5}`, 400, apiserver.CodeInvalid, "prepare_timeout_ms"},
+		{"id of the wrong type", "", `{"id":42,"participants":["` + p1 + `"]}`, 400, apiserver.CodeInvalid, "id"},
+		{"id with a space", "", `{"id":"a b","participants":["` + p1 + `"]}`, 400, apiserver.CodeInvalid, "id"},
+		{"id too long", "", `{"id":"` + strings.Repeat("k", 200) + `","participants":["` + p1 + `"]}`, 400, apiserver.CodeInvalid, "id"},
+		{"oversized body", "", big, 413, apiserver.CodeBodyTooLarge, "larger than"},
+		{"bad wait", "?wait=maybe", `{"participants":["` + p1 + `"]}`, 400, apiserver.CodeInvalid, "wait"},
+		{"unknown query parameter", "?sync=1", `{"participants":["` + p1 + `"]}`, 400, apiserver.CodeInvalid, "sync"},
+		{"reused id, other participants", "", `{"id":"taken","participants":["` + p2 + `"]}`, 409, apiserver.CodeConflict, "taken"},
+		{"reused id, other payload", "", `{"id":"taken","participants":[{"url":"` + p1 + `","payload":{"a":1}}]}`, 409, apiserver.CodeConflict, "taken"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			st, body, hdr := c.post(tc.query, tc.body)
-			var e httpnet.ErrorBody
+			var e apiserver.ErrorBody
 			if err := json.Unmarshal([]byte(body), &e); err != nil {
 				t.Fatalf("answer is not a JSON error: %d %q", st, body)
 			}
@@ -186,22 +187,22 @@ func TestBadRequestsAreRefusedAndNeverLogged(t *testing.T) {
 		status       int
 		code         string
 	}{
-		{"PUT", "/v1/transactions", 405, httpnet.CodeMethodNotAllowed},
-		{"DELETE", "/v1/transactions/taken", 405, httpnet.CodeMethodNotAllowed},
-		{"POST", "/metrics", 405, httpnet.CodeMethodNotAllowed},
-		{"GET", "/v1/transactions/never-seen", 404, httpnet.CodeNotFound},
-		{"GET", "/v1/transactions/a/b", 404, httpnet.CodeNoRoute},
-		{"GET", "/v2/anything", 404, httpnet.CodeNoRoute},
-		{"GET", "/v1/transactions?state=bogus", 400, httpnet.CodeInvalid},
-		{"GET", "/v1/transactions?limit=0", 400, httpnet.CodeInvalid},
-		{"GET", "/v1/transactions?status=committed", 400, httpnet.CodeInvalid},
+		{"PUT", "/v1/transactions", 405, apiserver.CodeMethodNotAllowed},
+		{"DELETE", "/v1/transactions/taken", 405, apiserver.CodeMethodNotAllowed},
+		{"POST", "/metrics", 405, apiserver.CodeMethodNotAllowed},
+		{"GET", "/v1/transactions/never-seen", 404, apiserver.CodeNotFound},
+		{"GET", "/v1/transactions/a/b", 404, apiserver.CodeNoRoute},
+		{"GET", "/v2/anything", 404, apiserver.CodeNoRoute},
+		{"GET", "/v1/transactions?state=bogus", 400, apiserver.CodeInvalid},
+		{"GET", "/v1/transactions?limit=0", 400, apiserver.CodeInvalid},
+		{"GET", "/v1/transactions?status=committed", 400, apiserver.CodeInvalid},
 	} {
 		req, _ := http.NewRequest(tc.method, c.url+tc.path, nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var e httpnet.ErrorBody
+		var e apiserver.ErrorBody
 		err = json.NewDecoder(resp.Body).Decode(&e)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != tc.status || e.Error.Code != tc.code || e.Error.Message == "" {
@@ -281,7 +282,7 @@ func TestInflightLimitsAnswer429(t *testing.T) {
 		t.Fatalf("first: %d", first)
 	}
 	st, body, hdr := c.post("", `{"id":"busy-2","participants":["`+f.url()+`"]}`)
-	if st != http.StatusTooManyRequests || !strings.Contains(body, httpnet.CodeBusy) || hdr.Get("Retry-After") == "" {
+	if st != http.StatusTooManyRequests || !strings.Contains(body, apiserver.CodeBusy) || hdr.Get("Retry-After") == "" {
 		t.Errorf("second: %d %s Retry-After %q, want 429 busy with Retry-After", st, body, hdr.Get("Retry-After"))
 	}
 	close(f.holdPrepare)
@@ -297,7 +298,7 @@ func TestServerInflightCapAnswers429(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	srv := httptest.NewServer(httpnet.NewServer(rt, httpnet.ServerOptions{InflightMax: 1}))
+	srv := httptest.NewServer(apiserver.NewServer(rt, apiserver.ServerOptions{InflightMax: 1}))
 	defer srv.Close()
 	eventually(t, "ready", rt.Ready)
 	done := make(chan int)
@@ -489,8 +490,8 @@ func TestGracefulShutdownLetsRequestsFinish(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {
-		served <- httpnet.Serve(ctx, ln, rt, httpnet.NewServer(rt, httpnet.ServerOptions{}),
-			httpnet.ServeOptions{Grace: waitDeadline, Logger: testLogger(t)})
+		served <- apiserver.Serve(ctx, ln, rt, apiserver.NewServer(rt, apiserver.ServerOptions{}),
+			apiserver.ServeOptions{Grace: waitDeadline, Logger: testLogger(t)})
 	}()
 	cli, _ := client.New("http://"+addr, client.Options{})
 	eventually(t, "ready", func() bool { return cli.Ready(context.Background()) == nil })
@@ -601,7 +602,7 @@ func TestDiskFullAnswers503AndFailedSyncIsFatal(t *testing.T) {
 		_ = json.Unmarshal([]byte(resp), &v)
 		begun = append(begun, v.ID)
 	}
-	if st != http.StatusServiceUnavailable || !strings.Contains(resp, httpnet.CodeLogUnavailable) || hdr.Get("Retry-After") == "" {
+	if st != http.StatusServiceUnavailable || !strings.Contains(resp, apiserver.CodeLogUnavailable) || hdr.Get("Retry-After") == "" {
 		t.Fatalf("disk full: %d %s, want 503 log_unavailable with Retry-After", st, resp)
 	}
 	mu.Lock()
@@ -618,7 +619,7 @@ func TestDiskFullAnswers503AndFailedSyncIsFatal(t *testing.T) {
 	syncFail = true
 	mu.Unlock()
 	// Its decision can never be made durable: the waiting request is answered 503.
-	if st, resp, _ = c.post("", body); st != http.StatusServiceUnavailable || !strings.Contains(resp, httpnet.CodeLogUnavailable) {
+	if st, resp, _ = c.post("", body); st != http.StatusServiceUnavailable || !strings.Contains(resp, apiserver.CodeLogUnavailable) {
 		t.Errorf("when the sync fails: %d %s, want 503 log_unavailable", st, resp)
 	}
 	if c.rt.Ready() {
@@ -634,7 +635,7 @@ func TestDiskFullAnswers503AndFailedSyncIsFatal(t *testing.T) {
 		t.Errorf("OnFatal got %v, want one ErrSyncFailed", fatal)
 	}
 	mu.Unlock()
-	if st, resp, _ = c.post("", body); st != http.StatusServiceUnavailable || !strings.Contains(resp, httpnet.CodeLogUnavailable) {
+	if st, resp, _ = c.post("", body); st != http.StatusServiceUnavailable || !strings.Contains(resp, apiserver.CodeLogUnavailable) {
 		t.Errorf("after the log failed: %d %s, want 503 log_unavailable", st, resp)
 	}
 	if err := c.rt.Close(); !errors.Is(err, wal.ErrSyncFailed) {

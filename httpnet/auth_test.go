@@ -3,7 +3,6 @@ package httpnet_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/dtc-project/dtc/client"
-	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 )
 
 // ackParticipant is a participant that votes ACK and acknowledges phase 2, counting the
@@ -41,17 +40,17 @@ func ackParticipant(t *testing.T) (prepareURL string, calls *atomic.Int64) {
 }
 
 // testCreds makes a tokens file's worth of clients and returns it with their tokens.
-func testCreds(t *testing.T, clients ...string) (*httpnet.Credentials, map[string]string) {
+func testCreds(t *testing.T, clients ...string) (*apiserver.Credentials, map[string]string) {
 	t.Helper()
 	var file strings.Builder
 	tokens := map[string]string{}
 	for _, c := range clients { // "role name"
 		role, name, _ := strings.Cut(c, " ")
-		tok, cred := httpnet.NewToken()
+		tok, cred := apiserver.NewToken()
 		tokens[name] = tok
 		file.WriteString(role + " " + name + " " + cred + "  # a comment\n\n")
 	}
-	creds, err := httpnet.ParseCredentials("test", strings.NewReader(file.String()))
+	creds, err := apiserver.ParseCredentials("test", strings.NewReader(file.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,41 +74,17 @@ func call(t *testing.T, method, url, token, body string) (int, string, string, h
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	var e httpnet.ErrorBody
+	var e apiserver.ErrorBody
 	_ = json.Unmarshal(b, &e)
 	return resp.StatusCode, e.Error.Code, string(b), resp.Header
-}
-
-func TestTokensFileErrorsNameTheLine(t *testing.T) {
-	_, cred := httpnet.NewToken()
-	for _, tc := range []struct{ file, want string }{
-		{"submit a " + cred + "\nroot b " + cred, `line 2: role "root"`},
-		{"submit a " + cred + "\nread a cn:x", `line 2: name "a" is used on line 1`},
-		{"submit a sha256:abcd", "line 1: sha256: want 64 hex digits, got 4"},
-		{"submit a sha256:" + strings.Repeat("zz", 32), "line 1: sha256: encoding/hex"},
-		{"submit a " + cred + "\nread b " + cred, "line 2: the same token is listed twice"},
-		{"# ok\nsubmit a", "line 2: want 3 fields"},
-		{"submit a/b cn:x", `line 1: name "a/b"`},
-		{"admin a token:xyz", `credential "token:xyz"`},
-		{"admin a cn:", "cn: empty common name"},
-	} {
-		_, err := httpnet.ParseCredentials("tokens.txt", strings.NewReader(tc.file))
-		if !errors.Is(err, httpnet.ErrTokensFile) || !strings.Contains(err.Error(), "tokens.txt "+tc.want) && !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: got %v, want an ErrTokensFile with %q", tc.file, err, tc.want)
-		}
-	}
-	c, err := httpnet.ParseCredentials("x", strings.NewReader("# nothing\n\n  \nadmin ops "+cred+"\nread ci cn:ci.example\n"))
-	if err != nil || c.Len() != 2 {
-		t.Fatalf("a good file: %v, %d clients", err, c.Len())
-	}
 }
 
 // Each role can do what it is for and nothing else; a transaction belongs to the
 // client that began it.
 func TestAPIAuthorizesByRole(t *testing.T) {
 	creds, tok := testCreds(t, "submit alice", "submit bob", "read audit", "admin ops")
-	auth := httpnet.NewAuth(creds)
-	c := startCoordAPI(t, "", nil, httpnet.ServerOptions{Auth: auth}, tok["alice"])
+	auth := apiserver.NewAuth(creds)
+	c := startCoordAPI(t, "", nil, apiserver.ServerOptions{Auth: auth}, tok["alice"])
 	c.waitReady()
 	part, _ := ackParticipant(t)
 	body := `{"id":"a1","participants":["` + part + `"]}`
@@ -118,7 +93,7 @@ func TestAPIAuthorizesByRole(t *testing.T) {
 	// No credentials, unknown ones, a malformed header: 401 with WWW-Authenticate.
 	for _, token := range []string{"", "dtc_not-a-token"} {
 		st, code, _, h := call(t, "POST", txns, token, body)
-		if st != 401 || code != httpnet.CodeUnauthorized || !strings.HasPrefix(h.Get("WWW-Authenticate"), `Bearer realm="dtc"`) {
+		if st != 401 || code != apiserver.CodeUnauthorized || !strings.HasPrefix(h.Get("WWW-Authenticate"), `Bearer realm="dtc"`) {
 			t.Fatalf("token %q: %d %s %q", token, st, code, h.Get("WWW-Authenticate"))
 		}
 	}
@@ -128,7 +103,7 @@ func TestAPIAuthorizesByRole(t *testing.T) {
 		t.Fatalf("Basic instead of Bearer: %v %v", resp.StatusCode, err)
 	}
 	// read may not begin.
-	if st, code, _, _ := call(t, "POST", txns, tok["audit"], body); st != 403 || code != httpnet.CodeForbidden {
+	if st, code, _, _ := call(t, "POST", txns, tok["audit"], body); st != 403 || code != apiserver.CodeForbidden {
 		t.Fatalf("read client begins: %d %s", st, code)
 	}
 	v, err := c.cli.Submit(context.Background(), client.Request{ID: "a1", Participants: []client.Participant{{URL: part}}})
@@ -148,7 +123,7 @@ func TestAPIAuthorizesByRole(t *testing.T) {
 	// Lists: bob's own only, everything for read.
 	for name, want := range map[string]bool{"bob": false, "audit": true, "alice": true} {
 		st, _, b, _ := call(t, "GET", txns, tok[name], "")
-		var page httpnet.ListResponse
+		var page apiserver.ListResponse
 		if err := json.Unmarshal([]byte(b), &page); st != 200 || err != nil {
 			t.Fatalf("list as %s: %d %v", name, st, err)
 		}
@@ -164,7 +139,7 @@ func TestAPIAuthorizesByRole(t *testing.T) {
 	if err := json.Unmarshal([]byte(b), &got); st != 200 || err != nil || len(got) != 3 || got["state"] != "committed" || got["txn_id"] != v.TxnID {
 		t.Fatalf("participant's query: %d %s", st, b)
 	}
-	if st, code, _, _ := call(t, "GET", txns+"/a1@0000000000000000", "", ""); st != 404 || code != httpnet.CodeNotFound {
+	if st, code, _, _ := call(t, "GET", txns+"/a1@0000000000000000", "", ""); st != 404 || code != apiserver.CodeNotFound {
 		t.Fatalf("wrong nonce: %d %s", st, code)
 	}
 	if st, _, _, _ := call(t, "GET", txns+"/a1", "", ""); st != 401 {
@@ -176,7 +151,7 @@ func TestAPIAuthorizesByRole(t *testing.T) {
 			t.Errorf("%s without a token: %d", p, st)
 		}
 	}
-	strict := httpnet.NewServer(c.rt, httpnet.ServerOptions{Auth: auth, MetricsAuth: true})
+	strict := apiserver.NewServer(c.rt, apiserver.ServerOptions{Auth: auth, MetricsAuth: true})
 	for token, want := range map[string]int{"": 401, tok["alice"]: 403, tok["audit"]: 200} {
 		rec := httptest.NewRecorder()
 		r := httptest.NewRequest("GET", "/metrics", nil)

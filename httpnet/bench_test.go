@@ -16,6 +16,8 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/wal"
 )
@@ -34,7 +36,7 @@ func BenchmarkSubmit(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer rt.Close()
-			api := httptest.NewServer(httpnet.NewServer(rt, httpnet.ServerOptions{}))
+			api := httptest.NewServer(apiserver.NewServer(rt, apiserver.ServerOptions{}))
 			defer api.Close()
 			hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 			cli, _ := client.New(api.URL, client.Options{HTTPClient: hc})
@@ -127,7 +129,7 @@ func cpuPerOp(b *testing.B) func() {
 //	go test -run '^$' -bench TransportExchange -benchmem ./httpnet
 func BenchmarkTransportExchange(b *testing.B) {
 	u := noopParticipant(b)
-	tr := httpnet.NewTransport(httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"})
+	tr := transport.New(transport.Options{AdvertiseURL: "http://127.0.0.1:7070"})
 	defer tr.Close()
 	var seq atomic.Uint64
 	b.SetParallelism(32)
@@ -155,7 +157,7 @@ func BenchmarkTransportExchange(b *testing.B) {
 func openBenchRuntime(b *testing.B) (rt *httpnet.Runtime, p1, p2 string) {
 	p1, p2 = noopParticipant(b), noopParticipant(b)
 	rt, err := httpnet.Open(httpnet.Options{DataDir: "/data", FS: wal.NewMemFS(), Shards: 2, Engine: benchEngineConfig(),
-		Logger: testLogger(nil), Transport: httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"}})
+		Logger: testLogger(nil), Transport: transport.Options{AdvertiseURL: "http://127.0.0.1:7070"}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -189,22 +191,22 @@ func BenchmarkServerSubmitAuth(b *testing.B) { benchServerSubmit(b, true) }
 
 func benchServerSubmit(b *testing.B, auth bool) {
 	rt, p1, p2 := openBenchRuntime(b)
-	o := httpnet.ServerOptions{Logger: testLogger(nil)}
+	o := apiserver.ServerOptions{Logger: testLogger(nil)}
 	var token string
 	if auth {
 		var file strings.Builder
 		for i := range 100 {
-			tok, cred := httpnet.NewToken()
+			tok, cred := apiserver.NewToken()
 			fmt.Fprintf(&file, "submit c%d %s\n", i, cred)
 			token = tok
 		}
-		creds, err := httpnet.ParseCredentials("bench", strings.NewReader(file.String()))
+		creds, err := apiserver.ParseCredentials("bench", strings.NewReader(file.String()))
 		if err != nil {
 			b.Fatal(err)
 		}
-		o.Auth = httpnet.NewAuth(creds)
+		o.Auth = apiserver.NewAuth(creds)
 	}
-	api := httpnet.NewServer(rt, o)
+	api := apiserver.NewServer(rt, o)
 	body := `{"participants":["` + p1 + `",{"url":"` + p2 + `","payload":{"amount":5}}]}`
 	b.SetParallelism(32)
 	defer cpuPerOp(b)()
@@ -287,7 +289,7 @@ func BenchmarkRuntimeSubmitPhase2(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			p1, p2 := libraryParticipant(b, batched), libraryParticipant(b, batched)
 			rt, err := httpnet.Open(httpnet.Options{DataDir: "/data", FS: wal.NewMemFS(), Shards: 2, Engine: benchEngineConfig(),
-				Logger: testLogger(nil), Transport: httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"}})
+				Logger: testLogger(nil), Transport: transport.Options{AdvertiseURL: "http://127.0.0.1:7070"}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -329,7 +331,7 @@ func BenchmarkTransportPhase2(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			u := libraryParticipant(b, batched)
-			tr := httpnet.NewTransport(httpnet.TransportOptions{AdvertiseURL: "http://127.0.0.1:7070"})
+			tr := transport.New(transport.Options{AdvertiseURL: "http://127.0.0.1:7070"})
 			defer tr.Close()
 			replies := make(chan coordinator.Reply, txns)
 			send := tr.For(func(r coordinator.Reply) { replies <- r })

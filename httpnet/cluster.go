@@ -12,6 +12,7 @@ import (
 
 	"github.com/dtc-project/dtc/cluster"
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/httpnet/transport"
 )
 
 // ErrNotOwner: the transaction's shard is not owned by this node (another node owns
@@ -113,9 +114,8 @@ func openCluster(o Options) (*Runtime, error) {
 	}
 	cs.slots = make([]atomic.Pointer[clusterShard], shards)
 	r.cl = cs
-	r.transport = NewTransport(o.Transport)
-	r.transport.metrics = r.metrics
-	r.metrics.reg.MustRegister(newStatsCollector(r), newTransportCollector(r.transport))
+	r.transport = transport.New(o.Transport)
+	r.metrics.reg.MustRegister(newStatsCollector(r), r.transport.Collector())
 	r.metrics.reg.MustRegister(cs.metrics.Collectors()...)
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -149,6 +149,22 @@ func (r *Runtime) ClusterMetrics() *cluster.Metrics {
 	return r.cl.metrics
 }
 
+// NodeID is this node's id in its cluster, "" when the runtime runs the local log.
+func (r *Runtime) NodeID() string {
+	if r.cl == nil {
+		return ""
+	}
+	return r.cl.o.NodeID
+}
+
+// ClusterShardOf is the cluster's shard that transaction id (a client id, or the id its
+// participants were told) routes to. Only for a runtime opened with Options.Cluster.
+func (r *Runtime) ClusterShardOf(id string) int { return r.cl.shardNumber(id) }
+
+// RunsShard reports whether this node runs the cluster's shard n and may answer for
+// it. Only for a runtime opened with Options.Cluster.
+func (r *Runtime) RunsShard(n int) bool { return r.cl.local(n) != nil }
+
 // shardNumber is the shard a transaction id routes to in the cluster.
 func (cs *clusterState) shardNumber(id string) int {
 	client, _, _ := coordinator.SplitTxnID(id)
@@ -171,12 +187,12 @@ func (cs *clusterState) local(n int) *shard {
 func (cs *clusterState) localID() string {
 	const drawsMax = 256
 	for range drawsMax {
-		id := newTxnID()
+		id := NewTxnID()
 		if cs.local(cs.shardNumber(id)) != nil {
 			return id
 		}
 	}
-	return newTxnID()
+	return NewTxnID()
 }
 
 // live returns the shards this node runs.

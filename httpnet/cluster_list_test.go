@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/dtc-project/dtc/client"
-	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 	"github.com/dtc-project/dtc/internal/etcdtest"
 )
 
 // listAll pages through GET /v1/transactions at base, limit ids a page.
-func listAll(t *testing.T, base string, limit int) (ids []string, last httpnet.ListResponse) {
+func listAll(t *testing.T, base string, limit int) (ids []string, last apiserver.ListResponse) {
 	t.Helper()
 	after := ""
 	for range 100 {
@@ -26,7 +26,7 @@ func listAll(t *testing.T, base string, limit int) (ids []string, last httpnet.L
 			q.Set("after", after)
 		}
 		st, body := get(t, base+"/v1/transactions?"+q.Encode())
-		var page httpnet.ListResponse
+		var page apiserver.ListResponse
 		if err := json.Unmarshal([]byte(body), &page); st != 200 || err != nil {
 			t.Fatalf("list %s: %d %v %s", base, st, err, body)
 		}
@@ -51,14 +51,14 @@ func TestClusterListsEveryNode(t *testing.T) {
 	var hold atomic.Bool // n3 keeps listings asked by other nodes waiting
 	holdLists := func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if hold.Load() && r.Method == http.MethodGet && r.URL.Path == "/v1/transactions" && r.Header.Get(httpnet.HeaderForwarded) != "" {
+			if hold.Load() && r.Method == http.MethodGet && r.URL.Path == "/v1/transactions" && r.Header.Get(apiserver.HeaderForwarded) != "" {
 				<-r.Context().Done()
 				return
 			}
 			h.ServeHTTP(w, r)
 		})
 	}
-	ho := httpnet.ClusterHandlerOptions{ListTimeout: 2 * time.Second} // n2 answers well within it, however loaded the machine
+	ho := apiserver.ClusterHandlerOptions{ListTimeout: 2 * time.Second} // n2 answers well within it, however loaded the machine
 	valid := func(h http.Handler) http.Handler { return validated(t, h) }
 	nodes := []*cnode{
 		startClusterNodeWith(t, srv, "lst", "n1", "", ho, valid),
@@ -95,7 +95,7 @@ func TestClusterListsEveryNode(t *testing.T) {
 	var onN3 []string
 	for _, id := range want {
 		req, _ := http.NewRequest(http.MethodGet, nodes[2].url+"/v1/transactions/"+id, nil)
-		req.Header.Set(httpnet.HeaderForwarded, "test") // n3's own shards only
+		req.Header.Set(apiserver.HeaderForwarded, "test") // n3's own shards only
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-package httpnet
+package httpnet_test
 
 import (
 	"fmt"
@@ -14,6 +14,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 	"github.com/dtc-project/dtc/internal/etcdtest"
 )
 
@@ -42,12 +44,12 @@ func TestMeasureClusterTakeover(t *testing.T) {
 	ids := make([]string, shards) // an id of each shard
 	for i, found := 0, 0; found < shards; i++ {
 		id := fmt.Sprintf("probe-%d", i)
-		if n := shardOf(id, shards); ids[n] == "" {
+		if n := httpnet.ShardOf(id, shards); ids[n] == "" {
 			ids[n], found = id, found+1
 		}
 	}
 	type mnode struct {
-		rt  *Runtime
+		rt  *httpnet.Runtime
 		srv *httptest.Server
 		ec  *clientv3.Client
 	}
@@ -59,15 +61,15 @@ func TestMeasureClusterTakeover(t *testing.T) {
 		m := &mnode{ec: ec}
 		m.srv = httptest.NewUnstartedServer(nil)
 		url := "http://" + m.srv.Listener.Addr().String()
-		o := Options{
+		o := httpnet.Options{
 			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Cluster: &ClusterOptions{Client: ec, Name: "measure", NodeID: id, APIAddr: url, Shards: shards, LeaseTTL: ttl},
+			Cluster: &httpnet.ClusterOptions{Client: ec, Name: "measure", NodeID: id, APIAddr: url, Shards: shards, LeaseTTL: ttl},
 		}
 		o.Transport.AdvertiseURL = url
-		if m.rt, err = Open(o); err != nil {
+		if m.rt, err = httpnet.Open(o); err != nil {
 			t.Fatal(err)
 		}
-		m.srv.Config.Handler = NewClusterHandler(m.rt, NewServer(m.rt, ServerOptions{}), ClusterHandlerOptions{})
+		m.srv.Config.Handler = apiserver.NewClusterHandler(m.rt, apiserver.NewServer(m.rt, apiserver.ServerOptions{}), apiserver.ClusterHandlerOptions{})
 		m.srv.Start()
 		return m
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/cluster"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 	"github.com/dtc-project/dtc/internal/etcdtest"
 	"github.com/dtc-project/dtc/participant"
 )
@@ -50,12 +51,12 @@ func startClusterNode(t *testing.T, srv *etcdtest.Server, name, id string) *cnod
 // live node whichever node prepared it.
 func startClusterNodeBehind(t *testing.T, srv *etcdtest.Server, name, id, lb string) *cnode {
 	t.Helper()
-	return startClusterNodeWith(t, srv, name, id, lb, httpnet.ClusterHandlerOptions{}, nil)
+	return startClusterNodeWith(t, srv, name, id, lb, apiserver.ClusterHandlerOptions{}, nil)
 }
 
 // startClusterNodeWith starts a node with handler options ho, its API served through
 // wrap when wrap is not nil.
-func startClusterNodeWith(t *testing.T, srv *etcdtest.Server, name, id, lb string, ho httpnet.ClusterHandlerOptions, wrap func(http.Handler) http.Handler) *cnode {
+func startClusterNodeWith(t *testing.T, srv *etcdtest.Server, name, id, lb string, ho apiserver.ClusterHandlerOptions, wrap func(http.Handler) http.Handler) *cnode {
 	t.Helper()
 	n := &cnode{t: t, id: id}
 	n.proxy = etcdtest.NewProxy(t, srv.Endpoint[len("http://"):])
@@ -86,8 +87,8 @@ func startClusterNodeWith(t *testing.T, srv *etcdtest.Server, name, id, lb strin
 		t.Fatalf("Open %s: %v", id, err)
 	}
 	n.rt = rt
-	api := httpnet.NewServer(rt, httpnet.ServerOptions{Logger: o.Logger})
-	var h http.Handler = httpnet.NewClusterHandler(rt, api, ho)
+	api := apiserver.NewServer(rt, apiserver.ServerOptions{Logger: o.Logger})
+	var h http.Handler = apiserver.NewClusterHandler(rt, api, ho)
 	if wrap != nil {
 		h = wrap(h)
 	}
@@ -181,7 +182,7 @@ func TestClusterForwardsToTheOwner(t *testing.T) {
 			eventually(t, id+" from "+n.id, func() bool {
 				got, err = n.cli.Get(ctx, id)
 				var apiErr *client.Error
-				return !errors.As(err, &apiErr) || apiErr.Code != httpnet.CodeNotOwner
+				return !errors.As(err, &apiErr) || apiErr.Code != apiserver.CodeNotOwner
 			})
 			if err != nil || got.State != client.StateCommitted || got.TxnID != v.TxnID {
 				t.Fatalf("%s from %s: %+v %v", id, n.id, got, err)
@@ -375,7 +376,7 @@ func TestClusterSurvivesKillAndPause(t *testing.T) {
 		eventually(t, "an answer about "+id, func() bool {
 			v, err = survivors[len(id)%2].cli.Get(ctx, id)
 			var apiErr *client.Error
-			return err == nil || (errors.As(err, &apiErr) && apiErr.Code == httpnet.CodeNotFound)
+			return err == nil || (errors.As(err, &apiErr) && apiErr.Code == apiserver.CodeNotFound)
 		})
 		if err != nil { // never begun durably: presumed aborted, nobody may have committed it
 			unknown++
@@ -563,7 +564,7 @@ func TestClusterRidesOutAnEtcdOutage(t *testing.T) {
 		v, err = nodes[0].cli.Get(ctx, "during")
 		var apiErr *client.Error
 		return (err == nil && (v.State == client.StateCommitted || v.State == client.StateAborted)) ||
-			(errors.As(err, &apiErr) && apiErr.Code == httpnet.CodeNotFound)
+			(errors.As(err, &apiErr) && apiErr.Code == apiserver.CodeNotFound)
 	})
 	if err == nil {
 		for _, b := range banks {
@@ -589,7 +590,7 @@ func getPastNotOwner(t *testing.T, n *cnode, id string) (client.View, error) {
 	eventually(t, id+" from "+n.id, func() bool {
 		v, err = n.cli.Get(context.Background(), id)
 		var apiErr *client.Error
-		return !errors.As(err, &apiErr) || apiErr.Code != httpnet.CodeNotOwner
+		return !errors.As(err, &apiErr) || apiErr.Code != apiserver.CodeNotOwner
 	})
 	return v, err
 }

@@ -1,4 +1,4 @@
-package httpnet
+package httpnet_test
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 	"github.com/dtc-project/dtc/internal/etcdtest"
 )
 
@@ -83,13 +85,13 @@ func TestMeasureClusterThroughput(t *testing.T) {
 	{
 		srv := httptest.NewUnstartedServer(nil)
 		url := "http://" + srv.Listener.Addr().String()
-		o := Options{DataDir: t.TempDir(), Logger: quiet}
+		o := httpnet.Options{DataDir: t.TempDir(), Logger: quiet}
 		o.Transport.AdvertiseURL = url
-		rt, err := Open(o)
+		rt, err := httpnet.Open(o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv.Config.Handler = NewServer(rt, ServerOptions{})
+		srv.Config.Handler = apiserver.NewServer(rt, apiserver.ServerOptions{})
 		srv.Start()
 		waitUntil(t, "ready", rt.Ready)
 		t.Logf("local log, 1 node: %.0f txn/s", run([]string{url}))
@@ -102,7 +104,7 @@ func TestMeasureClusterThroughput(t *testing.T) {
 		name := fmt.Sprintf("tp%d", n)
 		var urls []string
 		var stops []func()
-		var rts []*Runtime
+		var rts []*httpnet.Runtime
 		for i := range n {
 			ec, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, DialTimeout: 10 * time.Second})
 			if err != nil {
@@ -110,13 +112,13 @@ func TestMeasureClusterThroughput(t *testing.T) {
 			}
 			srv := httptest.NewUnstartedServer(nil)
 			url := "http://" + srv.Listener.Addr().String()
-			o := Options{Logger: quiet, Cluster: &ClusterOptions{Client: ec, Name: name, NodeID: fmt.Sprintf("n%d", i), APIAddr: url}}
+			o := httpnet.Options{Logger: quiet, Cluster: &httpnet.ClusterOptions{Client: ec, Name: name, NodeID: fmt.Sprintf("n%d", i), APIAddr: url}}
 			o.Transport.AdvertiseURL = url
-			rt, err := Open(o)
+			rt, err := httpnet.Open(o)
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv.Config.Handler = NewClusterHandler(rt, NewServer(rt, ServerOptions{}), ClusterHandlerOptions{})
+			srv.Config.Handler = apiserver.NewClusterHandler(rt, apiserver.NewServer(rt, apiserver.ServerOptions{}), apiserver.ClusterHandlerOptions{})
 			srv.Start()
 			urls = append(urls, url)
 			rts = append(rts, rt)

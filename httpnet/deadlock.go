@@ -35,8 +35,9 @@ type WaitReport struct {
 	Key         string   `json:"key"`
 }
 
-// waitHoldersMax bounds the holders of one report (a shared lock may have many).
-const waitHoldersMax = 256
+// WaitHoldersMax bounds the holders of one report (a shared lock may have many); the
+// API refuses a report with more.
+const WaitHoldersMax = 256
 
 // detector is the wait-for graph of a Runtime and what feeds it.
 type detector struct {
@@ -97,8 +98,23 @@ func (d *detector) decided(id string) {
 	d.mu.Unlock()
 }
 
-// errGraphFull: the report was refused because the graph is at its bound (HTTP 429).
-var errGraphFull = errors.New("httpnet: the wait-for graph is full")
+// ErrGraphFull: ReportWaits refused the report because the graph is at its bound (the
+// API answers 429).
+var ErrGraphFull = errors.New("httpnet: the wait-for graph is full")
+
+// ReportWaits hands a participant's wait report to the wait-for graph (report). on
+// is false when the runtime was opened with NoDeadlockDetection: the report is counted
+// (dtc_wait_reports_total{result="off"}) and ignored. Otherwise it returns the cycles
+// the report closed, each with its victim aborted, or an error: ErrGraphFull, a
+// context's, or a shard's (ErrStopped, coordinator.ErrRecovering, ...).
+func (r *Runtime) ReportWaits(ctx context.Context, rep WaitReport) (on bool, cycles []waitfor.Cycle, err error) {
+	if r.dl == nil {
+		r.waitsOff.Inc()
+		return false, nil, nil
+	}
+	cycles, err = r.dl.report(ctx, rep)
+	return true, cycles, err
+}
 
 // report adds a participant's wait report and aborts the victim of every cycle it
 // closes. It returns once the victims' aborts are decided in memory (their durability is
@@ -130,7 +146,7 @@ func (d *detector) report(ctx context.Context, rep WaitReport) ([]waitfor.Cycle,
 	d.mu.Unlock()
 	if err != nil {
 		d.reports.WithLabelValues("full").Inc()
-		return nil, fmt.Errorf("%w: %v", errGraphFull, err)
+		return nil, fmt.Errorf("%w: %v", ErrGraphFull, err)
 	}
 	d.reports.WithLabelValues("added").Inc()
 	// The waiter may have been decided while its edges were being added, after its

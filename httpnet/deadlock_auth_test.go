@@ -12,6 +12,7 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 )
 
 // Who may abort and report waits with authentication on: the owner (submit) and admin
@@ -19,7 +20,7 @@ import (
 // told (id@nonce), as for its status queries; nobody else.
 func TestAbortAndWaitsAuthorization(t *testing.T) {
 	creds, tok := testCreds(t, "submit alice", "submit bob", "read audit", "admin ops")
-	c := startCoordAPI(t, "", nil, httpnet.ServerOptions{Auth: httpnet.NewAuth(creds)}, tok["alice"])
+	c := startCoordAPI(t, "", nil, apiserver.ServerOptions{Auth: apiserver.NewAuth(creds)}, tok["alice"])
 	c.waitReady()
 	held := make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -51,12 +52,12 @@ func TestAbortAndWaitsAuthorization(t *testing.T) {
 		}
 	}
 	// A wrong nonce is an unknown transaction.
-	if st, code, _, _ := call(t, "POST", txns+"w1@0000000000000000/abort", "", ""); st != 404 || code != httpnet.CodeNotFound {
+	if st, code, _, _ := call(t, "POST", txns+"w1@0000000000000000/abort", "", ""); st != 404 || code != apiserver.CodeNotFound {
 		t.Errorf("wrong nonce: %d %s", st, code)
 	}
 	// A participant wounds it by the id it was told: cause wound.
 	req, _ := http.NewRequest("POST", txns+w1.TxnID+"/abort", strings.NewReader(`{"reason":"older t0 wants key x"}`))
-	req.Header.Set(httpnet.HeaderAbortCause, "wound")
+	req.Header.Set(apiserver.HeaderAbortCause, "wound")
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -75,7 +76,7 @@ func TestAbortAndWaitsAuthorization(t *testing.T) {
 	// An unknown cause is refused.
 	req, _ = http.NewRequest("POST", txns+"w1/abort", nil)
 	req.Header.Set("Authorization", "Bearer "+tok["ops"])
-	req.Header.Set(httpnet.HeaderAbortCause, "deadlock")
+	req.Header.Set(apiserver.HeaderAbortCause, "deadlock")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
 		t.Fatalf("cause deadlock from outside: %v %v", resp.StatusCode, err)
 	}

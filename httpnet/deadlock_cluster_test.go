@@ -12,7 +12,7 @@ import (
 
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
-	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 	"github.com/dtc-project/dtc/internal/etcdtest"
 )
 
@@ -77,7 +77,7 @@ func TestClusterForwardsWaitsAndAborts(t *testing.T) {
 		var err error
 		v3, err = n2.cli.Abort(ctx, t3.ID, "through the other node")
 		var apiErr *client.Error
-		return !errors.As(err, &apiErr) || apiErr.Code != httpnet.CodeNotOwner
+		return !errors.As(err, &apiErr) || apiErr.Code != apiserver.CodeNotOwner
 	})
 	if v3.State != client.StateAborted || v3.AbortCause != coordinator.CauseClient {
 		t.Fatalf("t3: %+v", v3)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -207,7 +208,7 @@ func TestFullDiskRecoversByItself(t *testing.T) {
 		}
 		begun = append(begun, id)
 	}
-	if !refused503 || !strings.Contains(resp, httpnet.CodeLogUnavailable) || hdr.Get("Retry-After") == "" {
+	if !refused503 || !strings.Contains(resp, apiserver.CodeLogUnavailable) || hdr.Get("Retry-After") == "" {
 		t.Fatalf("disk full: %d %s, want 503 log_unavailable with Retry-After", st, resp)
 	}
 	t.Logf("%d transactions begun before the first 503", len(begun))
@@ -332,7 +333,7 @@ func TestFullDiskFreesItsOwnSegments(t *testing.T) {
 	full := false
 	for range 3000 {
 		st, resp, _ := c.post("?wait=false", body)
-		if st == http.StatusServiceUnavailable && strings.Contains(resp, httpnet.CodeLogUnavailable) {
+		if st == http.StatusServiceUnavailable && strings.Contains(resp, apiserver.CodeLogUnavailable) {
 			full = true
 			break
 		}

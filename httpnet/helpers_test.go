@@ -22,6 +22,7 @@ import (
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/examples/bank"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/wal"
 )
@@ -388,7 +389,7 @@ func op(account string, amount int64) json.RawMessage {
 // coord: a Runtime and its API on loopback.
 
 type coord struct {
-	so    httpnet.ServerOptions // the API's; its Logger is set by start
+	so    apiserver.ServerOptions // the API's; its Logger is set by start
 	t     *testing.T
 	dir   string
 	o     httpnet.Options
@@ -415,11 +416,11 @@ func testEngineConfig() coordinator.Config {
 // on a loopback port (the same one on a restart).
 func startCoord(t *testing.T, dir string, mod func(*httpnet.Options)) *coord {
 	t.Helper()
-	return startCoordAPI(t, dir, mod, httpnet.ServerOptions{}, "")
+	return startCoordAPI(t, dir, mod, apiserver.ServerOptions{}, "")
 }
 
 // startCoordAPI is startCoord with the API's options, and the token its client sends.
-func startCoordAPI(t *testing.T, dir string, mod func(*httpnet.Options), so httpnet.ServerOptions, token string) *coord {
+func startCoordAPI(t *testing.T, dir string, mod func(*httpnet.Options), so apiserver.ServerOptions, token string) *coord {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -453,7 +454,7 @@ func (c *coord) start() {
 	}
 	so := c.so
 	so.Logger = c.o.Logger
-	srv := httptest.NewUnstartedServer(validated(c.t, httpnet.NewServer(rt, so)))
+	srv := httptest.NewUnstartedServer(validated(c.t, apiserver.NewServer(rt, so)))
 	srv.Listener.Close()
 	srv.Listener = listen(c.t, c.addr)
 	srv.Start()

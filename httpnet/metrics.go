@@ -9,11 +9,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/httpnet/internal/tracing"
 )
 
 // Metrics are the daemon's Prometheus metrics. Every counter is fed on the goroutine that
-// sees the event (a shard's Observer, a transport goroutine, the log's syncer); the
-// gauges of what the engines hold are gathered from the shards when they are scraped.
+// sees the event (a shard's Observer, the log's syncer); the gauges of what the engines
+// hold are gathered from the shards when they are scraped. Its Registry also holds the
+// Transport's metrics (Transport.Collector) and the API server's, which they count
+// themselves (package apiserver registers its own when a Server is made).
 type Metrics struct {
 	reg *prometheus.Registry
 
@@ -23,14 +26,11 @@ type Metrics struct {
 	aborts            *prometheus.CounterVec // cause: every coordinator.AbortCause
 	decisionLatency   prometheus.Histogram
 	totalLatency      prometheus.Histogram
-	participantErrs   *prometheus.CounterVec // kind, request
 	hazards           prometheus.Counter
 	logRefused        prometheus.Counter
 	logSyncLatency    prometheus.Histogram
 	logRecordsPerSync prometheus.Histogram
 	fsyncLatency      prometheus.Histogram
-	httpRequests      *prometheus.CounterVec // route, code
-	rejected          *prometheus.CounterVec // code
 }
 
 // Reason classes of aborted transactions (label "reason" of dtc_transactions_aborted_total).
@@ -78,10 +78,6 @@ func newMetrics() *Metrics {
 			Help:    "From begin until every participant acknowledged phase 2, for transactions begun by this process.",
 			Buckets: latency,
 		}),
-		participantErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dtc_participant_errors_total",
-			Help: "Requests to participants that got no usable answer, by kind (timeout, connection, status_5xx, status_other, malformed, host_busy: HostRetriesMax requests already in flight to its host) and request (prepare, commit, rollback, status; batch for a batch request that failed as a whole, which fails each of its ops; commit or rollback for an op a batch answer gave an error).",
-		}, []string{"kind", "request"}),
 		hazards: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dtc_heuristic_hazards_total",
 			Help: "Participants that answered phase 2 contradicting the durable decision.",
@@ -105,14 +101,6 @@ func newMetrics() *Metrics {
 			Help:    "Duration of one fsync (fdatasync) of a log file.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16), // 50µs .. ~1.6s
 		}),
-		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dtc_http_requests_total",
-			Help: "API requests answered, by route and status code.",
-		}, []string{"route", "code"}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dtc_api_errors_total",
-			Help: "API requests answered with an error, by error code.",
-		}, []string{"code"}),
 	}
 	for _, r := range []string{AbortNACK, AbortTimeout, AbortError, AbortRecovery} {
 		m.aborted.WithLabelValues(r)
@@ -121,8 +109,7 @@ func newMetrics() *Metrics {
 		m.aborts.WithLabelValues(string(c))
 	}
 	reg.MustRegister(m.begun, m.committed, m.aborted, m.aborts, m.decisionLatency, m.totalLatency,
-		m.participantErrs, m.hazards, m.logRefused, m.logSyncLatency, m.logRecordsPerSync, m.fsyncLatency,
-		m.httpRequests, m.rejected,
+		m.hazards, m.logRefused, m.logSyncLatency, m.logRecordsPerSync, m.fsyncLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -151,8 +138,8 @@ type observer struct {
 	m     *Metrics
 	log   *slog.Logger
 	shard int
-	trace *tracing  // nil when tracing is off
-	dl    *detector // nil when deadlock detection is off
+	trace *tracing.Tracing // nil when tracing is off
+	dl    *detector        // nil when deadlock detection is off
 }
 
 var _ coordinator.Observer = observer{}
@@ -162,7 +149,7 @@ var _ coordinator.Observer = observer{}
 // every transaction).
 func (o observer) Observe(n coordinator.Note) {
 	if o.trace != nil {
-		o.trace.observe(&n)
+		o.trace.Observe(&n)
 	}
 	ctx := context.Background()
 	switch n.Kind {
@@ -295,49 +282,4 @@ func earliest(a, b time.Time) time.Time {
 		return b
 	}
 	return a
-}
-
-// transportCollector reports a Transport's request counters and its batching gauges
-// (Transport.Stats), read when scraped: counting a request costs the Transport an atomic
-// add, nothing more.
-type transportCollector struct {
-	t                                           *Transport
-	requests, batchOps, batchPeers, batchQueued *prometheus.Desc
-}
-
-func newTransportCollector(t *Transport) *transportCollector {
-	return &transportCollector{
-		t: t,
-		requests: prometheus.NewDesc("dtc_participant_requests_total",
-			"HTTP requests begun to participants, answered or not, by kind: prepare, commit, rollback, status (one transaction each) and batch (POST …/batch, the commits and rollbacks of many).",
-			[]string{"kind"}, nil),
-		batchOps: prometheus.NewDesc("dtc_participant_batch_ops_total",
-			"Commits and rollbacks carried by batch requests (dtc_participant_requests_total{kind=\"batch\"}).", nil, nil),
-		batchPeers: prometheus.NewDesc("dtc_participant_batching",
-			"Participants that phase 2 goes to in batch requests now (they offer Dtc-Batch-Max and have not refused a batch lately).", nil, nil),
-		batchQueued: prometheus.NewDesc("dtc_participant_batch_queued",
-			"Commits and rollbacks waiting in the participants' batch queues for a request to carry them: it grows when a participant answers slower than phase 2 comes.", nil, nil),
-	}
-}
-
-func (c *transportCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.requests
-	ch <- c.batchOps
-	ch <- c.batchPeers
-	ch <- c.batchQueued
-}
-
-func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.t.Stats()
-	for _, k := range []struct {
-		kind string
-		n    uint64
-	}{
-		{"prepare", s.Prepare}, {"commit", s.Commit}, {"rollback", s.Rollback}, {"status", s.Status}, {"batch", s.Batch},
-	} {
-		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(k.n), k.kind)
-	}
-	ch <- prometheus.MustNewConstMetric(c.batchOps, prometheus.CounterValue, float64(s.BatchOps))
-	ch <- prometheus.MustNewConstMetric(c.batchPeers, prometheus.GaugeValue, float64(s.BatchParticipants))
-	ch <- prometheus.MustNewConstMetric(c.batchQueued, prometheus.GaugeValue, float64(s.BatchQueued))
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/coordlog"
+	"github.com/dtc-project/dtc/httpnet/internal/tracing"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -37,7 +39,7 @@ type Options struct {
 	// coordinator's DefaultConfig.
 	Engine coordinator.Config
 	// Transport configures the HTTP client that talks to participants.
-	Transport TransportOptions
+	Transport transport.Options
 	// SegmentSizeBytes is the size of new log segments. Default: the wal's (64 MiB).
 	SegmentSizeBytes int64
 	// LazyFlushInterval bounds how long a lazy record (begin, end) waits for a sync.
@@ -58,7 +60,7 @@ type Options struct {
 	// process must not go on. Default: log the error and os.Exit(1). Tests replace it.
 	OnFatal func(error)
 	// TracerProvider, when set, traces every transaction begun through the API
-	// (trace.go): off by default. dtc serve --otlp-endpoint sets it.
+	// (httpnet/internal/tracing): off by default. dtc serve --otlp-endpoint sets it.
 	TracerProvider trace.TracerProvider
 	// NoDeadlockDetection turns the wait-for graph off (dtc serve
 	// --deadlock-detection=false): POST /v1/waits is still answered 202, and ignored.
@@ -134,7 +136,7 @@ type Runtime struct {
 	o         Options
 	lg        *slog.Logger
 	metrics   *Metrics
-	transport *Transport
+	transport *transport.Transport
 	wal       *wal.Log
 	syncer    *wal.GroupSyncer
 	sink      *meteredSink
@@ -164,7 +166,7 @@ type Runtime struct {
 	samplerDone chan struct{}
 	history     history
 	started     time.Time
-	trace       *tracing           // nil when tracing is off
+	trace       *tracing.Tracing   // nil when tracing is off
 	dl          *detector          // nil when deadlock detection is off
 	waitsOff    prometheus.Counter // wait reports ignored because detection is off
 }
@@ -195,15 +197,15 @@ func Open(o Options) (*Runtime, error) {
 	if o.Transport.Logger == nil {
 		o.Transport.Logger = r.lg
 	}
-	r.transport = NewTransport(o.Transport)
-	r.transport.metrics = r.metrics
-	r.trace = newTracing(o.TracerProvider)
-	r.transport.trace = r.trace
+	r.trace = tracing.New(o.TracerProvider)
+	to := o.Transport
+	to.Tracing = r.trace
+	r.transport = transport.New(to)
 	r.fs = wal.NewSyncCountingFS(o.FS, func(_ string, took time.Duration, _ error) {
 		r.metrics.fsyncLatency.Observe(took.Seconds())
 	})
 	r.sink = &meteredSink{m: r.metrics, fs: r.fs}
-	r.metrics.reg.MustRegister(newStatsCollector(r), newTransportCollector(r.transport))
+	r.metrics.reg.MustRegister(newStatsCollector(r), r.transport.Collector())
 	r.dl = r.newDetector()
 
 	for i := 0; i < o.Shards; i++ {
@@ -212,7 +214,7 @@ func Open(o Options) (*Runtime, error) {
 		s.log = log
 		var engLog coordinator.Log = log
 		if r.trace != nil {
-			engLog = tracedLog{Log: log, tr: r.trace}
+			engLog = tracing.Log{Log: log, Tr: r.trace}
 		}
 		eng, err := coordinator.New(o.Engine, coordinator.Env{
 			Clock:     clock{s},
@@ -326,7 +328,19 @@ func (r *Runtime) Metrics() *Metrics { return r.metrics }
 // TransportStats returns the counters of the requests the runtime's Transport has sent
 // to participants (Transport.Stats): how many of each kind, and how many commits and
 // rollbacks went in batches. Safe from any goroutine, also after Close.
-func (r *Runtime) TransportStats() TransportStats { return r.transport.Stats() }
+func (r *Runtime) TransportStats() transport.Stats { return r.transport.Stats() }
+
+// Closed reports whether Close has begun: the runtime answers nothing new (the API's
+// /readyz says it is shutting down).
+func (r *Runtime) Closed() bool { return r.closed.Load() }
+
+// EngineConfig is the engines' configuration (Options.Engine, with its defaults): the
+// limits the API checks a request against before it reaches an engine.
+func (r *Runtime) EngineConfig() coordinator.Config { return r.o.Engine }
+
+// Tracing is the trace registry the API server starts transactions' spans in; nil when
+// tracing is off (no Options.TracerProvider, or a cluster node).
+func (r *Runtime) Tracing() *tracing.Tracing { return r.trace }
 
 // Replayed returns how many records were read from the log at startup.
 func (r *Runtime) Replayed() int { return r.replayed }
@@ -362,7 +376,7 @@ func (r *Runtime) Submit(ctx context.Context, req coordinator.Request, wait bool
 		if r.cl != nil {
 			req.ID = r.cl.localID()
 		} else {
-			req.ID = newTxnID()
+			req.ID = NewTxnID()
 		}
 	}
 	if r.closed.Load() {

@@ -21,7 +21,8 @@ import (
 	"time"
 
 	"github.com/dtc-project/dtc/client"
-	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
+	"github.com/dtc-project/dtc/httpnet/transport"
 )
 
 // countingListener accepts connections on loopback and counts them, answering nothing.
@@ -55,11 +56,11 @@ func TestSubmitToAParticipantNotAllowedMakesNoConnection(t *testing.T) {
 	target, targetAccepts := countingListener(t)
 	allowedURL, allowedCalls := ackParticipant(t)
 	_, allowedPort, _ := net.SplitHostPort(strings.TrimPrefix(strings.TrimSuffix(allowedURL, "/p/prepare"), "http://"))
-	allow, err := httpnet.NewAllowlist("http://127.0.0.1:" + allowedPort)
+	allow, err := transport.NewAllowlist("http://127.0.0.1:" + allowedPort)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := startCoordAPI(t, "", nil, httpnet.ServerOptions{Participants: allow}, "")
+	c := startCoordAPI(t, "", nil, apiserver.ServerOptions{Participants: allow}, "")
 	c.waitReady()
 	for _, body := range []string{
 		`{"participants":["http://` + target + `/admin/secret"]}`,
@@ -68,7 +69,7 @@ func TestSubmitToAParticipantNotAllowedMakesNoConnection(t *testing.T) {
 		`{"participants":["http://169.254.169.254/latest/meta-data"]}`,
 	} {
 		st, b, _ := c.post("", body)
-		if st != 400 || !strings.Contains(b, httpnet.CodeParticipantNotAllowed) || !strings.Contains(b, "http://127.0.0.1:"+allowedPort) {
+		if st != 400 || !strings.Contains(b, apiserver.CodeParticipantNotAllowed) || !strings.Contains(b, "http://127.0.0.1:"+allowedPort) {
 			t.Errorf("%s: %d %s", body, st, b)
 		}
 	}
@@ -221,11 +222,11 @@ func TestSlowBodiesHoldNoSlotsAndAreCutOff(t *testing.T) {
 	c := startCoord(t, "", nil)
 	c.waitReady()
 	var entered atomic.Int64
-	api := httpnet.NewServer(c.rt, httpnet.ServerOptions{InflightMax: 2, Logger: c.o.Logger})
-	hs := httpnet.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	api := apiserver.NewServer(c.rt, apiserver.ServerOptions{InflightMax: 2, Logger: c.o.Logger})
+	hs := apiserver.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		entered.Add(1)
 		api.ServeHTTP(w, r)
-	}), httpnet.ServeOptions{ReadTimeout: time.Second, Logger: c.o.Logger})
+	}), apiserver.ServeOptions{ReadTimeout: time.Second, Logger: c.o.Logger})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -267,7 +268,7 @@ func TestSlowBodiesHoldNoSlotsAndAreCutOff(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(conn) // until the server closes it
-		if !strings.HasPrefix(string(b), "HTTP/1.1 408") || !strings.Contains(string(b), httpnet.CodeRequestTimeout) {
+		if !strings.HasPrefix(string(b), "HTTP/1.1 408") || !strings.Contains(string(b), apiserver.CodeRequestTimeout) {
 			t.Errorf("slow connection %d got %q, want a 408 and the connection closed", i, b)
 		}
 	}

@@ -286,9 +286,9 @@ func newRand() coordinator.Rand {
 	return rand.NewChaCha8(seed)
 }
 
-// newTxnID returns a random transaction id (128 bits, hex), so that a transaction
+// NewTxnID returns a random transaction id (128 bits, hex), so that a transaction
 // without a client-chosen id can be routed to its shard before it begins.
-func newTxnID() string {
+func NewTxnID() string {
 	var b [16]byte
 	_, _ = crand.Read(b[:])
 	const hexdigits = "0123456789abcdef"

@@ -9,8 +9,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// GET /v1/stats: the daemon's counts and their recent history, for the admin page
-// (/ui/) and for whoever would rather read JSON than Prometheus text. The history is a
+// GET /v1/stats (served by package apiserver, from Runtime.StatsResponse): the daemon's
+// counts and their recent history, for the admin page (/ui/) and for whoever would rather read JSON than Prometheus text. The history is a
 // bounded ring of per-second samples kept by one goroutine of the Runtime (the
 // sampler), so a page opened late still draws the last minutes.
 
@@ -210,8 +210,8 @@ func counterValue(c prometheus.Counter) uint64 {
 // latencyBounds are the upper bounds of the decision latency histogram's buckets.
 var latencyBounds = prometheus.ExponentialBuckets(0.0005, 2, 18)
 
-// statsResponse is what GET /v1/stats answers: the history, and a sample of now.
-func (r *Runtime) statsResponse(ctx context.Context) StatsResponse {
+// StatsResponse is what GET /v1/stats answers: the history, and a sample of now.
+func (r *Runtime) StatsResponse(ctx context.Context) StatsResponse {
 	now := r.sample(ctx)
 	samples := r.history.samples()
 	resp := StatsResponse{

@@ -2,14 +2,13 @@ package httpnet_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 )
 
 // Issue 12: aborted transactions whose participant is gone keep their rollbacks
@@ -21,7 +20,7 @@ func TestStuckRollbacksDoNotBlockAndCanBeForgotten(t *testing.T) {
 	c := startCoordAPI(t, "", func(o *httpnet.Options) {
 		o.Shards = 1
 		o.Engine.InflightMax = 2
-	}, httpnet.ServerOptions{Auth: httpnet.NewAuth(creds)}, tok["alice"])
+	}, apiserver.ServerOptions{Auth: apiserver.NewAuth(creds)}, tok["alice"])
 	c.waitReady()
 	part, _ := ackParticipant(t)
 	gone := "http://" + freeAddr(t) + "/prepare" // nobody listens there
@@ -46,13 +45,13 @@ func TestStuckRollbacksDoNotBlockAndCanBeForgotten(t *testing.T) {
 		st, code, _, _ := call(t, "POST", c.url+"/v1/transactions/"+id+"/forget", token, body)
 		return st, code
 	}
-	if st, code := forget(tok["alice"], "stuck-1", `{"reason":"gone"}`); st != 403 || code != httpnet.CodeForbidden {
+	if st, code := forget(tok["alice"], "stuck-1", `{"reason":"gone"}`); st != 403 || code != apiserver.CodeForbidden {
 		t.Fatalf("a submit client forgets: %d %s", st, code)
 	}
-	if st, code := forget(tok["ops"], "stuck-1", `{}`); st != 400 || code != httpnet.CodeInvalid {
+	if st, code := forget(tok["ops"], "stuck-1", `{}`); st != 400 || code != apiserver.CodeInvalid {
 		t.Fatalf("forget without a reason: %d %s", st, code)
 	}
-	if st, code := forget(tok["ops"], "nope", `{"reason":"x"}`); st != 404 || code != httpnet.CodeNotFound {
+	if st, code := forget(tok["ops"], "nope", `{"reason":"x"}`); st != 404 || code != apiserver.CodeNotFound {
 		t.Fatalf("forget an unknown id: %d %s", st, code)
 	}
 	admin, err := client.New(c.url, client.Options{Token: tok["ops"]})
@@ -78,47 +77,4 @@ func TestStuckRollbacksDoNotBlockAndCanBeForgotten(t *testing.T) {
 	if v, err := admin.Get(ctx, "stuck-2"); err != nil || !v.PhaseTwoDone || v.Participants[1].Hazard == "" {
 		t.Fatalf("after a restart: %+v %v", v, err)
 	}
-}
-
-// A participant host that never answers gets at most HostRetriesMax phase-2 requests
-// in flight at once; the rest fail at once, without a connection, and are retried.
-func TestPhase2RequestsToOneHostAreCapped(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted := make(chan net.Conn, 16)
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- conn // held open, never answered: a blackhole
-		}
-	}()
-	defer func() {
-		ln.Close()
-		close(accepted)
-		for c := range accepted {
-			c.Close()
-		}
-	}()
-	tr := httpnet.NewTransport(httpnet.TransportOptions{HostRetriesMax: 2, RequestTimeout: time.Minute})
-	defer tr.Close()
-	replies := make(chan coordinator.Reply, 8)
-	send := tr.For(func(r coordinator.Reply) { replies <- r })
-	u := "http://" + ln.Addr().String() + "/prepare"
-	for i := range 3 {
-		send.Send(coordinator.Message{Kind: coordinator.MsgRollback, Txn: "t" + string(rune('1'+i)), URL: u, Seq: uint64(i + 1)})
-	}
-	select {
-	case r := <-replies:
-		if r.Err == nil || !strings.Contains(httpnet.ReplyErrorDetail(r.Err), "HostRetriesMax") {
-			t.Fatalf("the third request: %+v (%v), want a host_busy error", r, r.Err)
-		}
-	case <-time.After(waitDeadline):
-		t.Fatal("the request over the cap was not failed at once")
-	}
-	eventually(t, "two connections to the blackhole", func() bool { return len(accepted) == 2 })
 }

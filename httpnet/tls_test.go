@@ -22,6 +22,8 @@ import (
 
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
+	"github.com/dtc-project/dtc/httpnet/transport"
 )
 
 // testCA is a certificate authority made for one test, writing PEM files to dir.
@@ -103,25 +105,25 @@ func TestAPIOverTLSWithClientCertificates(t *testing.T) {
 	srvCert, srvKey := ca.issue("dtc-api", true)
 	opsCert, opsKey := ca.issue("ops.example", false)
 	strangerCert, strangerKey := other.issue("ops.example", false)
-	_, audit := httpnet.NewToken()
-	creds, err := httpnet.ParseCredentials("t", strings.NewReader("admin ops cn:ops.example\nread audit "+audit+"\n"))
+	_, audit := apiserver.NewToken()
+	creds, err := apiserver.ParseCredentials("t", strings.NewReader("admin ops cn:ops.example\nread audit "+audit+"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := startCoord(t, "", nil)
 	c.waitReady()
-	tc, err := httpnet.ServerTLSConfig(srvCert, srvKey, ca.file)
+	tc, err := apiserver.ServerTLSConfig(srvCert, srvKey, ca.file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(httpnet.NewServer(c.rt, httpnet.ServerOptions{Auth: httpnet.NewAuth(creds)}))
+	srv := httptest.NewUnstartedServer(apiserver.NewServer(c.rt, apiserver.ServerOptions{Auth: apiserver.NewAuth(creds)}))
 	srv.TLS = tc
 	srv.StartTLS()
 	defer srv.Close()
 	part, _ := ackParticipant(t)
 
 	newClient := func(certFile, keyFile, token string) *client.Client {
-		ctc, err := httpnet.ClientTLSConfig(ca.file, certFile, keyFile)
+		ctc, err := transport.ClientTLSConfig(ca.file, certFile, keyFile)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,10 +150,10 @@ func TestAPIOverTLSWithClientCertificates(t *testing.T) {
 	if err == nil || (strings.Contains(err.Error(), "HTTP") && !strings.Contains(err.Error(), "401")) {
 		t.Fatalf("a certificate of another CA: %v", err)
 	}
-	if _, err := httpnet.ServerTLSConfig(srvCert, "", ""); err == nil {
+	if _, err := apiserver.ServerTLSConfig(srvCert, "", ""); err == nil {
 		t.Fatal("a certificate without its key")
 	}
-	if _, err := httpnet.ClientTLSConfig(srvKey, "", ""); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+	if _, err := transport.ClientTLSConfig(srvKey, "", ""); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Fatalf("a CA file without a certificate: %v", err)
 	}
 }
@@ -163,7 +165,7 @@ func TestTransportToParticipantsOverMutualTLS(t *testing.T) {
 	ca := newTestCA(t, "ca")
 	partCert, partKey := ca.issue("participant", true)
 	dtcCert, dtcKey := ca.issue("dtc", false)
-	ptc, err := httpnet.ServerTLSConfig(partCert, partKey, ca.file)
+	ptc, err := apiserver.ServerTLSConfig(partCert, partKey, ca.file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +185,7 @@ func TestTransportToParticipantsOverMutualTLS(t *testing.T) {
 	defer psrv.Close()
 	part := psrv.URL + "/prepare"
 
-	dtcTLS, err := httpnet.ClientTLSConfig(ca.file, dtcCert, dtcKey)
+	dtcTLS, err := transport.ClientTLSConfig(ca.file, dtcCert, dtcKey)
 	if err != nil {
 		t.Fatal(err)
 	}

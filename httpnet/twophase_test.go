@@ -14,6 +14,7 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 	"github.com/dtc-project/dtc/participant"
 )
 
@@ -274,9 +275,9 @@ func TestRestartDuringPrepareRollsBack(t *testing.T) {
 		code   string
 		do     func() (int, string)
 	}{
-		{"readyz", 503, httpnet.CodeRecovering, func() (int, string) { return get(t, c.url+"/readyz") }},
-		{"get unknown id", 503, httpnet.CodeRecovering, func() (int, string) { return get(t, c.url+"/v1/transactions/nobody-knows") }},
-		{"submit", 503, httpnet.CodeRecovering, func() (int, string) {
+		{"readyz", 503, apiserver.CodeRecovering, func() (int, string) { return get(t, c.url+"/readyz") }},
+		{"get unknown id", 503, apiserver.CodeRecovering, func() (int, string) { return get(t, c.url+"/v1/transactions/nobody-knows") }},
+		{"submit", 503, apiserver.CodeRecovering, func() (int, string) {
 			st, body, _ := c.post("", `{"participants":["`+a.prepareURL()+`"]}`)
 			return st, body
 		}},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 	"github.com/dtc-project/dtc/internal/etcdtest"
 )
 
@@ -46,7 +47,7 @@ func TestClusterAdminPage(t *testing.T) {
 	valid := func(h http.Handler) http.Handler { return validated(t, h) }
 	var nodes []*cnode
 	for _, id := range []string{"n1", "n2", "n3"} {
-		nodes = append(nodes, startClusterNodeWith(t, srv, "ui", id, "", httpnet.ClusterHandlerOptions{}, valid))
+		nodes = append(nodes, startClusterNodeWith(t, srv, "ui", id, "", apiserver.ClusterHandlerOptions{}, valid))
 	}
 	eventually(t, "every shard owned, three ways", func() bool {
 		c, ok := ownedBy(nodes...)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 )
 
 // chromiumPath finds Debian's Chromium (or another Chrome).
@@ -277,7 +278,7 @@ func TestAdminPageInBrowser(t *testing.T) {
 		authMu sync.Mutex
 		auths  []string
 	)
-	api := httpnet.NewServer(c.rt, httpnet.ServerOptions{})
+	api := apiserver.NewServer(c.rt, apiserver.ServerOptions{})
 	authSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/v1/") {
 			authMu.Lock()

@@ -51,7 +51,7 @@ func (w *benchWriter) Write(p []byte) (int, error) { w.last = p; return len(p), 
 
 // BenchmarkHandlerPrepareCommit drives the HTTP handler as the coordinator does for one
 // transaction at one participant: a prepare, then a commit, with the bodies
-// httpnet.Transport sends, over a SyncStore on wal.MemFS. (A GroupSyncStore, the
+// httpnet/transport.Transport sends, over a SyncStore on wal.MemFS. (A GroupSyncStore, the
 // production wiring, holds a commit record, which is not urgent, for its
 // LazyFlushInterval when no prepare comes to share a sync with it: every iteration
 // would wait 50 ms, and that is what it measured from 0b24924 on.) The request and response plumbing is reused, so what is counted

@@ -147,8 +147,9 @@
 //
 // With HandlerOptions.Auth holding keys (NewAuth, AuthOptions.Keys, read from a secret
 // file by ReadKeyFile), the handler acts only on a POST (prepare, commit, rollback,
-// batch) signed by the coordinator with a key it holds; httpnet.Transport signs with
-// TransportOptions.Signer (dtc serve --participant-secret-file). Three headers:
+// batch) signed by the coordinator with a key it holds; the Transport of package
+// httpnet/transport signs with Options.Signer (dtc serve --participant-secret-file).
+// Three headers:
 //
 //	Dtc-Timestamp  time of signing, decimal Unix seconds
 //	Dtc-Signature  "v1=" and the lowercase hex of HMAC-SHA256(secret, message)

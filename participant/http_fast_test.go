@@ -63,7 +63,7 @@ func TestParseTxnRequestAgreesWithDecoder(t *testing.T) {
 // prepareBodies are prepare bodies for the fast path and the strict decoder to agree
 // on: the coordinator's, then near misses of every kind.
 var prepareBodies = []string{
-	// As httpnet's prepareBody writes them.
+	// As httpnet/transport's prepare body is written.
 	`{"txn_id":"t-1@00c0ffee"}`,
 	`{"txn_id":"t-1@00c0ffee","coordinator":"http://127.0.0.1:7070"}`,
 	`{"txn_id":"t-1@00c0ffee","payload":{"a":1},"coordinator":"http://127.0.0.1:7070"}`,

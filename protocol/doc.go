@@ -8,9 +8,9 @@
 //	        ▲                                                               │
 //	coordinator.Reply ◀──Interpret/ParseBatchAnswer── bytes ◀──Append*Response
 //
-// Its users: httpnet (the coordinator's HTTP transport), participant (the handler and
-// the resolver) and simnet (the simulator, which carries these very bytes across its
-// simulated network). None of them encodes or reads a protocol message by itself.
+// Its users: httpnet/transport (the coordinator's HTTP transport), participant (the
+// handler and the resolver) and simnet (the simulator, which carries these very bytes
+// across its simulated network). None of them encodes or reads a protocol message by itself.
 //
 // The encoders write exactly what json.Marshal writes for the message types (held to
 // that by the tests); the fast parsers read exactly the bodies these encoders write and

@@ -10,7 +10,7 @@ import (
 	"github.com/dtc-project/dtc/protocol"
 )
 
-// Phase-2 batching, simulated as httpnet's transport does it (httpnet/batch.go): a
+// Phase-2 batching, simulated as httpnet/transport does it (batch.go there): a
 // participant that offers batching (protocol.HeaderBatchMax on any answer) gets its
 // commits and rollbacks in POST …/batch requests, at most its limit to a request and
 // one request in flight to it at a time; what comes while one is in flight waits and
@@ -27,7 +27,7 @@ import (
 // half-answered: some ops done, the others failed with ErrBusy.
 
 // batchRefuseFor is how long a participant that refused a batch gets its phase 2 one
-// by one (httpnet's batchRefuseFor).
+// by one (httpnet/transport's batchRefuseFor).
 const batchRefuseFor = time.Minute
 
 // batchPeer is the coordinator's view of one participant that offers batching. It
@@ -47,8 +47,8 @@ type queuedOp struct {
 	reply   func(coordinator.Reply)
 }
 
-// noteBatchMax learns, from an answer of p, whether it offers batching (as httpnet's
-// Transport.noteBatchMax).
+// noteBatchMax learns, from an answer of p, whether it offers batching (as
+// httpnet/transport's Transport.noteBatchMax).
 func (c *coordNode) noteBatchMax(p *partNode, a wireAnswer) {
 	if a.batchMax <= 0 {
 		return
@@ -94,7 +94,7 @@ func (c *coordNode) sendBatch(bp *batchPeer) {
 	bp.queue = append(bp.queue[:0], bp.queue[n:]...)
 	bp.inflight = true
 	bops := make([]protocol.BatchOp, len(ops))
-	var timeout time.Duration // the longest of the ops', as httpnet's
+	var timeout time.Duration // the longest of the ops', as httpnet/transport's
 	for i, op := range ops {
 		bops[i] = protocol.BatchOp{Op: protocol.BatchOpCommit, TxnID: op.m.Txn}
 		if op.m.Kind == coordinator.MsgRollback {
@@ -138,7 +138,7 @@ func (c *coordNode) sendBatch(bp *batchPeer) {
 		})
 }
 
-// readBatchAnswer reads a batch's answer into replies, as httpnet's batchExchange
+// readBatchAnswer reads a batch's answer into replies, as httpnet/transport's batchExchange
 // does: an error fails every op.
 func (c *coordNode) readBatchAnswer(bp *batchPeer, a wireAnswer, replies []coordinator.Reply) error {
 	s := c.s

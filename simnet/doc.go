@@ -65,7 +65,7 @@
 // network as the bytes package protocol writes (wire.go): the participant decodes them
 // with protocol's parsers, answers with protocol's encoders and an HTTP status, and the
 // coordinator reads the answer with protocol.Interpret, as httpnet does. Phase 2 goes
-// in batches the way httpnet's transport sends it (batch.go): to participants that
+// in batches the way package httpnet/transport sends it (batch.go): to participants that
 // offer batching, at most their limit to a request, one request in flight each, with
 // participants that offer none, that refuse every batch, or whose limit changes with a
 // restart (a batch refused once); an op a participant cannot do fails alone in its

@@ -31,7 +31,7 @@ type wireAnswer struct {
 	batchMax int  // protocol.HeaderBatchMax; 0: not offered
 }
 
-// encodeRequest is the request of m as httpnet's transport writes it; coordinator is
+// encodeRequest is the request of m as httpnet/transport writes it; coordinator is
 // the coordinator's base URL, sent with every prepare.
 func encodeRequest(m coordinator.Message, coordinatorURL string) wireRequest {
 	r := wireRequest{what: fmt.Sprintf("%s %s #%d", m.Kind, m.Txn, m.Seq)}

@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dtc-project/dtc/client"
-	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/transport"
 )
 
 const defaultCoordinator = "http://127.0.0.1:7070"
@@ -94,7 +94,7 @@ func newClient(stderr io.Writer, cmd string, api *apiFlags) (*client.Client, int
 	}
 	o := client.Options{Token: token}
 	if *api.caCert != "" || *api.cert != "" || *api.key != "" {
-		tc, err := httpnet.ClientTLSConfig(*api.caCert, *api.cert, *api.key)
+		tc, err := transport.ClientTLSConfig(*api.caCert, *api.cert, *api.key)
 		if err != nil {
 			return nil, usageError(stderr, cmd, "%v", err)
 		}

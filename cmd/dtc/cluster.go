@@ -19,6 +19,7 @@ import (
 
 	"github.com/dtc-project/dtc/cluster"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/transport"
 )
 
 // clusterFlags are the flags of dtc serve that make it a node of a cluster.
@@ -62,7 +63,7 @@ func (f etcdTLSFlags) config(endpoints []string) (*tls.Config, error) {
 	case secure == 0:
 		return nil, nil
 	}
-	c, err := httpnet.ClientTLSConfig(*f.ca, *f.cert, *f.key)
+	c, err := transport.ClientTLSConfig(*f.ca, *f.cert, *f.key)
 	if err != nil {
 		return nil, fmt.Errorf("--etcd-ca, --etcd-cert, --etcd-key: %w", err)
 	}

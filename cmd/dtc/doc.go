@@ -18,9 +18,9 @@
 // get: not found, serve and log dump: failure); 2 usage or communication errors.
 //
 // serve is a thin shell over package httpnet: it turns flags into httpnet.Options,
-// listens, and runs httpnet.Serve until SIGTERM or SIGINT, when it shuts down
+// listens, and runs apiserver.Serve until SIGTERM or SIGINT, when it shuts down
 // gracefully (see httpnet's documentation for what is fatal: an fsync error exits 1).
-// With --tokens it authenticates API clients (httpnet.Auth, the file read again on
+// With --tokens it authenticates API clients (apiserver.Auth, the file read again on
 // SIGHUP); without, it serves only on loopback unless --insecure. README "Security"
 // has the threat model.
 package main

@@ -22,6 +22,7 @@ import (
 
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 )
 
 // fakeParticipant answers the participant protocol: prepare with vote (after delay),
@@ -148,7 +149,7 @@ func TestAdminPageAgreesWithGet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpnet.NewServer(rt, httpnet.ServerOptions{}))
+	srv := httptest.NewServer(apiserver.NewServer(rt, apiserver.ServerOptions{}))
 	t.Cleanup(func() { srv.Close(); _ = rt.Close() })
 	cli, err := client.New(srv.URL, client.Options{})
 	if err != nil {

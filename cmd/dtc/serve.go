@@ -20,6 +20,8 @@ import (
 
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/internal/dirlock"
 	"github.com/dtc-project/dtc/internal/maxprocs"
 	"github.com/dtc-project/dtc/participant"
@@ -167,16 +169,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *readHeaderTO <= 0 || *readTO <= 0 || *idleTO <= 0 {
 		return usageError(stderr, "serve", "--read-header-timeout, --read-timeout and --idle-timeout must be positive")
 	}
-	var auth *httpnet.Auth
+	var auth *apiserver.Auth
 	if *tokensFile != "" {
-		creds, err := httpnet.LoadCredentials(*tokensFile)
+		creds, err := apiserver.LoadCredentials(*tokensFile)
 		if err != nil {
 			return usageError(stderr, "serve", "--tokens: %v", err)
 		}
 		if creds.Len() == 0 {
 			return usageError(stderr, "serve", "--tokens %s lists no client: nobody could use the API", *tokensFile)
 		}
-		auth = httpnet.NewAuth(creds)
+		auth = apiserver.NewAuth(creds)
 	} else if *metricsAuth {
 		return usageError(stderr, "serve", "--metrics-auth needs --tokens")
 	}
@@ -184,18 +186,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return usageError(stderr, "serve", "--listen %s is not a loopback address and the API has no authentication: "+
 			"give --tokens (see dtc token), or --insecure to serve it open to anyone who can reach it", *listen)
 	}
-	allow, err := httpnet.NewAllowlist(*allowRules...)
+	allow, err := transport.NewAllowlist(*allowRules...)
 	if err != nil {
 		return usageError(stderr, "serve", "--allow-participant: %v", err)
 	}
 	var serverTLS, participantTLS *tls.Config
 	if *tlsCert != "" || *tlsKey != "" || *clientCA != "" {
-		if serverTLS, err = httpnet.ServerTLSConfig(*tlsCert, *tlsKey, *clientCA); err != nil {
+		if serverTLS, err = apiserver.ServerTLSConfig(*tlsCert, *tlsKey, *clientCA); err != nil {
 			return usageError(stderr, "serve", "--tls-cert, --tls-key, --client-ca: %v", err)
 		}
 	}
 	if *participantCA != "" || *participantCert != "" || *participantKey != "" {
-		if participantTLS, err = httpnet.ClientTLSConfig(*participantCA, *participantCert, *participantKey); err != nil {
+		if participantTLS, err = transport.ClientTLSConfig(*participantCA, *participantCert, *participantKey); err != nil {
 			return usageError(stderr, "serve", "--participant-ca, --participant-cert, --participant-key: %v", err)
 		}
 	}
@@ -281,7 +283,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		DataDir:           *dataDir,
 		Shards:            *shards,
 		Engine:            cfg,
-		Transport:         httpnet.TransportOptions{AdvertiseURL: strings.TrimSuffix(*advertise, "/"), RequestTimeout: *requestTimeout, NoBatch: *noBatch, TLS: participantTLS, Signer: signer},
+		Transport:         transport.Options{AdvertiseURL: strings.TrimSuffix(*advertise, "/"), RequestTimeout: *requestTimeout, NoBatch: *noBatch, TLS: participantTLS, Signer: signer},
 		SegmentSizeBytes:  int64(segmentSize),
 		LazyFlushInterval: *lazyFlush,
 		Logger:            lg,
@@ -295,7 +297,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		lg.Error("cannot start", "error", err)
 		return exitNo
 	}
-	api := httpnet.NewServer(rt, httpnet.ServerOptions{
+	api := apiserver.NewServer(rt, apiserver.ServerOptions{
 		InflightMax:  *maxInflight,
 		BodyMaxBytes: int64(bodyMax),
 		Logger:       lg,
@@ -305,7 +307,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	})
 	var handler http.Handler = api
 	if cf.enabled() {
-		handler = httpnet.NewClusterHandler(rt, api, httpnet.ClusterHandlerOptions{BodyMaxBytes: int64(bodyMax)})
+		handler = apiserver.NewClusterHandler(rt, api, apiserver.ClusterHandlerOptions{BodyMaxBytes: int64(bodyMax)})
 	}
 	if auth == nil {
 		lg.Warn("the API is unauthenticated: anyone who can reach "+addr+" may begin and read transactions; give --tokens to require clients", "listen", addr)
@@ -317,9 +319,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		"max_inflight", *maxInflight, "prepare_timeout", *prepareTimeout, "phase2_batching", !*noBatch, "signed_participant_requests", signer != nil, "deadlock_detection", *deadlocks,
 		"auth", auth != nil, "tls", serverTLS != nil, "mtls", *clientCA != "",
 		"participants_allowed", strings.Join(allow.Rules(), " "), "otlp_endpoint", *otlpEndpoint)
-	so := httpnet.ServeOptions{Grace: *grace, Logger: lg, TLS: serverTLS,
+	so := apiserver.ServeOptions{Grace: *grace, Logger: lg, TLS: serverTLS,
 		ReadHeaderTimeout: *readHeaderTO, ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO}
-	if err := httpnet.Serve(ctx, ln, rt, handler, so); err != nil {
+	if err := apiserver.Serve(ctx, ln, rt, handler, so); err != nil {
 		lg.Error("shutdown", "error", err)
 		return exitNo
 	}
@@ -343,7 +345,7 @@ func loopbackAddr(listen string) bool {
 // reloadOnHUP reads the tokens file again on every SIGHUP and swaps the clients in; a
 // file that does not parse is logged and the clients in use are kept. The returned
 // function stops it and waits for its goroutine.
-func reloadOnHUP(path string, auth *httpnet.Auth, lg *slog.Logger) (stop func()) {
+func reloadOnHUP(path string, auth *apiserver.Auth, lg *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done, exited := make(chan struct{}), make(chan struct{})
@@ -354,7 +356,7 @@ func reloadOnHUP(path string, auth *httpnet.Auth, lg *slog.Logger) (stop func())
 			case <-done:
 				return
 			case <-hup:
-				creds, err := httpnet.LoadCredentials(path)
+				creds, err := apiserver.LoadCredentials(path)
 				switch {
 				case err != nil:
 					lg.Error("SIGHUP: the tokens file does not load; the clients in use are kept", "error", err)

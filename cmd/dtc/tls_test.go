@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/dtc-project/dtc/client"
-	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/transport"
 )
 
 // writeCerts makes a CA, a server certificate for 127.0.0.1 and a client certificate
@@ -87,7 +87,7 @@ func TestServeTLSWithClientCertificates(t *testing.T) {
 	startProc(t, "dtc", "dtc", "serve", "--listen", addr, "--data-dir", t.TempDir(), "--tokens", tokens,
 		"--tls-cert", srvCert, "--tls-key", srvKey, "--client-ca", ca)
 	url := "https://" + addr
-	tc, err := httpnet.ClientTLSConfig(ca, "", "")
+	tc, err := transport.ClientTLSConfig(ca, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}

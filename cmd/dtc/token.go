@@ -7,7 +7,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 )
 
 const tokenHelp = `Usage: dtc token --role ROLE --name NAME [--append FILE]
@@ -48,12 +48,12 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if fs.NArg() > 0 {
 		return usageError(stderr, "token", "unexpected argument %q", fs.Arg(0))
 	}
-	if _, err := httpnet.ParseRole(*role); err != nil {
+	if _, err := apiserver.ParseRole(*role); err != nil {
 		return usageError(stderr, "token", "--role %q: use submit, read or admin", *role)
 	}
-	token, cred := httpnet.NewToken()
+	token, cred := apiserver.NewToken()
 	line := fmt.Sprintf("%s %s %s\n", *role, *name, cred)
-	if _, err := httpnet.ParseCredentials("--name", strings.NewReader(line)); err != nil {
+	if _, err := apiserver.ParseCredentials("--name", strings.NewReader(line)); err != nil {
 		return usageError(stderr, "token", "--name %q: use 1 to 64 letters, digits and . _ - :", *name)
 	}
 	if *appendTo == "" {

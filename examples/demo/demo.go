@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/dtc-project/dtc/client"
-	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
 )
 
 // marker is the file that tells a run directory made by the demo (and so safe to wipe)
@@ -188,7 +188,7 @@ const (
 // makeToken makes a fresh admin token for the demo: its hash goes to the tokens file
 // dtc serves with, the token itself to demo.token (mode 0600), for the hints.
 func makeToken(runDir string) (string, error) {
-	token, cred := httpnet.NewToken()
+	token, cred := apiserver.NewToken()
 	line := "# made by the demo: dtc serve --tokens " + tokensFile + "; the token is in " + tokenFile + "\nadmin demo " + cred + "\n"
 	if err := os.WriteFile(filepath.Join(runDir, tokensFile), []byte(line), 0o600); err != nil {
 		return "", fmt.Errorf("writing the tokens file: %w", err)

@@ -1,4 +1,4 @@
-package httpnet_test
+package transport_test
 
 import (
 	"encoding/json"
@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/dtc-project/dtc/coordinator"
-	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/participant"
 )
 
@@ -58,7 +58,7 @@ func TestTransportMapsAnswers(t *testing.T) {
 		}
 	}
 
-	tr := httpnet.NewTransport(httpnet.TransportOptions{
+	tr := transport.New(transport.Options{
 		AdvertiseURL: "http://coordinator.test:7070", RequestTimeout: 200 * time.Millisecond, ResponseMaxBytes: 1024,
 	})
 	defer tr.Close()
@@ -116,7 +116,7 @@ func TestTransportMapsAnswers(t *testing.T) {
 				if r.Err != nil {
 					t.Fatalf("unexpected error %v", r.Err)
 				}
-			} else if r.Err == nil || !strings.Contains(httpnet.ReplyErrorDetail(r.Err), tc.errHas) {
+			} else if r.Err == nil || !strings.Contains(transport.ReplyErrorDetail(r.Err), tc.errHas) {
 				t.Fatalf("error %v, want one mentioning %q", r.Err, tc.errHas)
 			}
 			if r.Vote != tc.want.Vote || r.Reason != tc.want.Reason || r.State != tc.want.State || r.Conflict != tc.want.Conflict || r.Asks != tc.want.Asks {
@@ -153,7 +153,7 @@ func TestTransportMapsAnswers(t *testing.T) {
 	// Nobody listening: connection refused.
 	m := coordinator.Message{Kind: coordinator.MsgCommit, Txn: "t", URL: "http://" + freeAddr(t) + "/prepare", Seq: 1}
 	send.Send(m)
-	if r := <-replies; r.Err == nil || !strings.Contains(httpnet.ReplyErrorDetail(r.Err), "refused") {
+	if r := <-replies; r.Err == nil || !strings.Contains(transport.ReplyErrorDetail(r.Err), "refused") {
 		t.Errorf("connection refused: %+v", r)
 	}
 }
@@ -168,7 +168,7 @@ func TestTransportCloseCancelsRequests(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	defer srv.Close()
-	tr := httpnet.NewTransport(httpnet.TransportOptions{RequestTimeout: time.Hour})
+	tr := transport.New(transport.Options{RequestTimeout: time.Hour})
 	count := 0
 	send := tr.For(func(coordinator.Reply) { count++ })
 	send.Send(coordinator.Message{Kind: coordinator.MsgCommit, Txn: "t", URL: srv.URL + "/prepare", Seq: 1})
@@ -188,7 +188,7 @@ func TestTransportRepliesOncePerSend(t *testing.T) {
 		fmt.Fprint(w, `{"vote":"ACK"}`)
 	}))
 	defer srv.Close()
-	tr := httpnet.NewTransport(httpnet.TransportOptions{})
+	tr := transport.New(transport.Options{})
 	const (
 		shards = 4
 		rounds = 50
@@ -270,7 +270,7 @@ func TestTransportRequestsOnTheWire(t *testing.T) {
 	defer srv.Close()
 	withUser := strings.Replace(srv.URL, "http://", "http://alice:secret@", 1)
 
-	exchange := func(tr *httpnet.Transport, m coordinator.Message) (coordinator.Reply, seen) {
+	exchange := func(tr *transport.Transport, m coordinator.Message) (coordinator.Reply, seen) {
 		replies := make(chan coordinator.Reply, 1)
 		tr.For(func(r coordinator.Reply) { replies <- r }).Send(m)
 		r := <-replies
@@ -280,9 +280,9 @@ func TestTransportRequestsOnTheWire(t *testing.T) {
 		last = seen{}
 		return r, s
 	}
-	direct := httpnet.NewTransport(httpnet.TransportOptions{AdvertiseURL: "http://coordinator.test:7070"})
+	direct := transport.New(transport.Options{AdvertiseURL: "http://coordinator.test:7070"})
 	defer direct.Close()
-	viaClient := httpnet.NewTransport(httpnet.TransportOptions{AdvertiseURL: "http://coordinator.test:7070",
+	viaClient := transport.New(transport.Options{AdvertiseURL: "http://coordinator.test:7070",
 		Client: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}})
 	defer viaClient.Close()
 
@@ -303,11 +303,11 @@ func TestTransportRequestsOnTheWire(t *testing.T) {
 		}
 		switch {
 		case m.Txn == "moved":
-			if r1.Err == nil || !strings.Contains(httpnet.ReplyErrorDetail(r1.Err), "failed to parse Location header") {
+			if r1.Err == nil || !strings.Contains(transport.ReplyErrorDetail(r1.Err), "failed to parse Location header") {
 				t.Errorf("a redirect to a Location that does not parse: %v", r1.Err)
 			}
 		case m.Txn == "elsewhere":
-			if r1.Err == nil || !strings.Contains(httpnet.ReplyErrorDetail(r1.Err), "HTTP 302") {
+			if r1.Err == nil || !strings.Contains(transport.ReplyErrorDetail(r1.Err), "HTTP 302") {
 				t.Errorf("a redirect: %v, want it not followed", r1.Err)
 			}
 		case strings.Contains(m.URL, "alice"):

@@ -1,4 +1,12 @@
-package httpnet
+// Package tracing makes dtc's OpenTelemetry spans and keeps, by client id, the trace
+// context of each transaction begun through the API until the transaction ends. It is
+// shared by the three parts of the daemon: the API server (package apiserver) starts a
+// transaction's span, the transport (package transport) a span per request to a
+// participant, and the runtime (package httpnet) the decision's sync span, through a
+// decorator of each engine's Log and its Observer. It starts no goroutine: its methods
+// run on their callers' (API handlers, senders, shards), and a mutex guards the map.
+// It is internal to httpnet: its spans and their names are described below.
+package tracing
 
 import (
 	"context"
@@ -17,7 +25,8 @@ import (
 )
 
 // OpenTelemetry traces, made here in the adapters (the coordinator core knows nothing of
-// them). Off unless Options.TracerProvider is set (dtc serve --otlp-endpoint); then:
+// them). Off unless httpnet.Options.TracerProvider is set (dtc serve --otlp-endpoint);
+// then:
 //
 //	dtc.transaction            the API request that begins it (POST /v1/transactions),
 //	│                          child of the client's W3C traceparent when it sent one
@@ -59,9 +68,10 @@ var (
 // tracerName is the instrumentation scope of dtc's spans.
 const tracerName = "github.com/dtc-project/dtc/httpnet"
 
-// tracing holds the tracer and, by client id, the trace of each transaction begun
-// through the API, until it ends.
-type tracing struct {
+// Tracing holds the tracer and, by client id, the trace of each transaction begun
+// through the API, until it ends. A nil *Tracing means tracing is off; its callers
+// check for nil before calling.
+type Tracing struct {
 	tracer trace.Tracer
 	prop   propagation.TraceContext
 
@@ -76,18 +86,19 @@ type txnTrace struct {
 	decisionSet bool
 }
 
-func newTracing(tp trace.TracerProvider) *tracing {
+// New returns the tracing of tp's spans, or nil (tracing off) when tp is nil.
+func New(tp trace.TracerProvider) *Tracing {
 	if tp == nil {
 		return nil
 	}
-	return &tracing{tracer: tp.Tracer(tracerName), txns: make(map[string]*txnTrace)}
+	return &Tracing{tracer: tp.Tracer(tracerName), txns: make(map[string]*txnTrace)}
 }
 
-// startTxn starts the dtc.transaction span of a POST /v1/transactions, under the
+// StartTxn starts the dtc.transaction span of a POST /v1/transactions, under the
 // client's traceparent if it sent one, and remembers its context for id's child spans.
 // forget is true when it was remembered (and must be forgotten if the transaction
 // never begins).
-func (tr *tracing) startTxn(r *http.Request, id string) (ctx context.Context, span trace.Span, remembered bool) {
+func (tr *Tracing) StartTxn(r *http.Request, id string) (ctx context.Context, span trace.Span, remembered bool) {
 	ctx = tr.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	// The participants are its dtc.prepare children: their count is not repeated here.
 	ctx, span = tr.tracer.Start(ctx, "dtc.transaction", serverKind,
@@ -102,8 +113,8 @@ func (tr *tracing) startTxn(r *http.Request, id string) (ctx context.Context, sp
 	return ctx, span, remembered
 }
 
-// endTxn ends the dtc.transaction span with the answer the client got.
-func (tr *tracing) endTxn(span trace.Span, v *coordinator.View, err error) {
+// EndTxn ends the dtc.transaction span with the answer the client got.
+func (tr *Tracing) EndTxn(span trace.Span, v *coordinator.View, err error) {
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, bounded(err.Error()))
@@ -117,7 +128,7 @@ func (tr *tracing) endTxn(span trace.Span, v *coordinator.View, err error) {
 }
 
 // forget drops id's trace context.
-func (tr *tracing) forget(id string) {
+func (tr *Tracing) Forget(id string) {
 	tr.mu.Lock()
 	delete(tr.txns, id)
 	tr.mu.Unlock()
@@ -125,18 +136,18 @@ func (tr *tracing) forget(id string) {
 
 // lookup returns the trace of the transaction that wire id (as participants know it)
 // names, or nil.
-func (tr *tracing) lookup(wire string) *txnTrace {
+func (tr *Tracing) lookup(wire string) *txnTrace {
 	client, _, _ := coordinator.SplitTxnID(wire)
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	return tr.txns[client]
 }
 
-// startSend starts the span of a request to a participant and returns the span context
-// to send with it (inject puts it in the request's headers): the span's, or for a
+// StartSend starts the span of a request to a participant and returns the span context
+// to send with it (Inject puts it in the request's headers): the span's, or for a
 // transaction that is traced but not sampled, its trace's (marked not sampled). span is
 // nil when no span is made, and sc invalid when the transaction is not traced.
-func (tr *tracing) startSend(m *coordinator.Message) (sc trace.SpanContext, span trace.Span) {
+func (tr *Tracing) StartSend(m *coordinator.Message) (sc trace.SpanContext, span trace.Span) {
 	tt := tr.lookup(m.Txn)
 	if tt == nil {
 		return trace.SpanContext{}, nil
@@ -171,11 +182,11 @@ func spanName(k coordinator.MsgKind) string {
 	return "dtc." + k.String()
 }
 
-// inject writes sc (if valid) into req's headers as traceparent, on a copy of them:
-// requests share their headers (httpRequest). The copy shares the values, which nobody
-// changes; traceparent is formatted here, without the propagator's generic carrier,
-// unless there is a tracestate to send too.
-func (tr *tracing) inject(sc trace.SpanContext, req *http.Request) {
+// Inject writes sc (if valid) into req's headers as traceparent, on a copy of them:
+// the transport's requests share their headers (its httpRequest). The copy shares the
+// values, which nobody changes; traceparent is formatted here, without the
+// propagator's generic carrier, unless there is a tracestate to send too.
+func (tr *Tracing) Inject(sc trace.SpanContext, req *http.Request) {
 	if !sc.IsValid() {
 		return
 	}
@@ -207,9 +218,9 @@ func traceparent(sc trace.SpanContext) string {
 	return string(b[:])
 }
 
-// startBatch starts the dtc.batch span of a batch request to participant, a new root
+// StartBatch starts the dtc.batch span of a batch request to participant, a new root
 // linked to the phase-2 span of each traced op (spans, nil where an op is not traced).
-func (tr *tracing) startBatch(ctx context.Context, participant string, spans []trace.Span) trace.Span {
+func (tr *Tracing) StartBatch(ctx context.Context, participant string, spans []trace.Span) trace.Span {
 	links := make([]trace.Link, 0, len(spans))
 	for _, s := range spans {
 		if s != nil {
@@ -222,16 +233,16 @@ func (tr *tracing) startBatch(ctx context.Context, participant string, spans []t
 	return span
 }
 
-// endBatch ends a batch request's span; err is what failed the whole request.
-func endBatch(span trace.Span, err error) {
+// EndBatch ends a batch request's span; err is what failed the whole request.
+func EndBatch(span trace.Span, err error) {
 	if err != nil {
 		span.SetStatus(codes.Error, bounded(err.Error()))
 	}
 	span.End()
 }
 
-// endSend ends a participant request's span with its reply.
-func endSend(span trace.Span, r *coordinator.Reply) {
+// EndSend ends a participant request's span with its reply.
+func EndSend(span trace.Span, r *coordinator.Reply) {
 	if span == nil {
 		return
 	}
@@ -253,28 +264,29 @@ func endSend(span trace.Span, r *coordinator.Reply) {
 	span.End()
 }
 
-// tracedLog is an engine's Log that notes when a traced transaction's decision record
+// Log is an engine's Log that notes when a traced transaction's decision record
 // is appended, for its dtc.decision.sync span.
-type tracedLog struct {
+type Log struct {
 	coordinator.Log
-	tr *tracing
+	Tr *Tracing // not nil
 }
 
-func (l tracedLog) Append(rec *coordinator.Record, sync bool) error {
+// Append appends rec to the Log it decorates, and notes the time of a traced decision.
+func (l Log) Append(rec *coordinator.Record, sync bool) error {
 	err := l.Log.Append(rec, sync)
 	if err == nil && rec.Type == coordinator.RecDecision {
-		l.tr.mu.Lock()
-		if tt := l.tr.txns[rec.Txn]; tt != nil && tt.sampled && !tt.decisionSet {
+		l.Tr.mu.Lock()
+		if tt := l.Tr.txns[rec.Txn]; tt != nil && tt.sampled && !tt.decisionSet {
 			tt.decisionAt, tt.decisionSet = time.Now(), true
 		}
-		l.tr.mu.Unlock()
+		l.Tr.mu.Unlock()
 	}
 	return err
 }
 
-// observe makes the dtc.decision.sync span when a traced decision is durable, and
+// Observe makes the dtc.decision.sync span when a traced decision is durable, and
 // forgets a transaction when it ends. It runs on the shard's goroutine.
-func (tr *tracing) observe(n *coordinator.Note) {
+func (tr *Tracing) Observe(n *coordinator.Note) {
 	switch n.Kind {
 	case coordinator.NoteDecided:
 		tr.mu.Lock()
@@ -301,13 +313,13 @@ func (tr *tracing) observe(n *coordinator.Note) {
 		}
 		span.End()
 	case coordinator.NoteEnded:
-		tr.forget(n.Txn)
+		tr.Forget(n.Txn)
 	}
 }
 
-// beganNot reports whether err from Runtime.Submit means the transaction did not begin,
+// BeganNot reports whether err from Runtime.Submit means the transaction did not begin,
 // so that nothing will end it: its trace context is to be forgotten at once.
-func beganNot(err error) bool {
+func BeganNot(err error) bool {
 	var reqErr *coordinator.RequestError
 	return errors.As(err, &reqErr) || errors.Is(err, coordinator.ErrInvalidRequest) ||
 		errors.Is(err, coordinator.ErrConflict) || errors.Is(err, coordinator.ErrBusy) ||

@@ -1,4 +1,4 @@
-package httpnet
+package apiserver
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package httpnet
+package apiserver
 
 import (
 	"bytes"
@@ -95,15 +95,15 @@ func (h *ClusterHandler) listCluster(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// Every other shard, grouped by its owner as this node last saw the owners.
-	cs := h.rt.cl
+	node := h.rt.Node()
 	byOwner := map[string]*nodePage{}
 	var unowned []int
-	for n := range cs.slots {
-		if cs.local(n) != nil {
+	for n := range node.Shards() {
+		if h.rt.RunsShard(n) {
 			continue
 		}
-		owner, addr, ok := cs.node.OwnerAddr(n)
-		if !ok || owner == cs.o.NodeID {
+		owner, addr, ok := node.OwnerAddr(n)
+		if !ok || owner == h.rt.NodeID() {
 			unowned = append(unowned, n) // no owner, or ours but not running yet
 			continue
 		}
@@ -167,7 +167,7 @@ func (h *ClusterHandler) askList(ctx context.Context, r *http.Request, addr stri
 			req.Header.Set(k, v)
 		}
 	}
-	req.Header.Set(HeaderForwarded, h.rt.cl.o.NodeID)
+	req.Header.Set(HeaderForwarded, h.rt.NodeID())
 	resp, err := h.client.Do(req)
 	if err != nil {
 		return ListResponse{}, err

@@ -1,4 +1,4 @@
-package httpnet
+package apiserver
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/httpnet/transport"
 )
 
 // FuzzSubmitBody feeds POST /v1/transactions bodies to the API's decoder and parser
@@ -28,12 +29,12 @@ func FuzzSubmitBody(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	allow, err := NewAllowlist()
+	allow, err := transport.NewAllowlist()
 	if err != nil {
 		f.Fatal(err)
 	}
 	cfg := coordinator.DefaultConfig()
-	s := &Server{rt: &Runtime{metrics: newMetrics()}, o: ServerOptions{BodyMaxBytes: 1 << 16}, allow: allow}
+	s := &Server{rejected: newRejected(), o: ServerOptions{BodyMaxBytes: 1 << 16}, allow: allow}
 	f.Fuzz(func(t *testing.T, body string) {
 		rec := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodPost, "/v1/transactions", strings.NewReader(body))
@@ -57,7 +58,7 @@ func FuzzSubmitBody(f *testing.F) {
 		}
 		keys := map[string]bool{}
 		for i, p := range req.Participants {
-			n, err := NormalizeParticipantURL(p.URL)
+			n, err := transport.NormalizeParticipantURL(p.URL)
 			if err != nil || n.URL != p.URL || allow.Check(n) != nil || keys[n.Key] {
 				t.Fatalf("%q: participants[%d] %q accepted: %v, normalised %q, allowed %v, duplicate %v",
 					body, i, p.URL, err, n.URL, allow.Check(n), keys[n.Key])

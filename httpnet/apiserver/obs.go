@@ -1,4 +1,4 @@
-package httpnet
+package apiserver
 
 import (
 	"embed"
@@ -42,7 +42,7 @@ func (s *Server) routeObs(w http.ResponseWriter, r *http.Request) (route string,
 		if path == "/v1/stats" {
 			// Counts only, no transaction: any client may read them (not anonymous).
 			if _, ok := s.authorize(w, r, "read the stats", RoleSubmit, RoleRead, RoleAdmin); ok {
-				writeJSON(w, http.StatusOK, s.rt.statsResponse(r.Context()))
+				writeJSON(w, http.StatusOK, s.rt.StatsResponse(r.Context()))
 			}
 		} else {
 			writeBody(w, http.StatusOK, api.OpenAPIJSON)

@@ -1,11 +1,11 @@
-package httpnet_test
+package transport_test
 
 import (
 	"net/url"
 	"strings"
 	"testing"
 
-	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/participant"
 )
 
@@ -23,7 +23,7 @@ func TestNormalizeParticipantURL(t *testing.T) {
 		{"http://[::ffff:127.0.0.1]/p", "http://[::ffff:127.0.0.1]/p", "http://[::ffff:127.0.0.1]/"},
 		{"http://h/%61/prepare", "http://h/a/prepare", "http://h/a/"},
 	} {
-		p, err := httpnet.NormalizeParticipantURL(tc.in)
+		p, err := transport.NormalizeParticipantURL(tc.in)
 		if err != nil || p.URL != tc.url || p.Key != tc.key {
 			t.Errorf("%s: got %q %q %v, want %q %q", tc.in, p.URL, p.Key, err, tc.url, tc.key)
 		}
@@ -42,7 +42,7 @@ func TestNormalizeParticipantURL(t *testing.T) {
 		{"http://./x", "has no host"},
 		{"%", "not a URL"},
 	} {
-		_, err := httpnet.NormalizeParticipantURL(tc.in)
+		_, err := transport.NormalizeParticipantURL(tc.in)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error with %q", tc.in, err, tc.want)
 		}
@@ -58,11 +58,11 @@ func FuzzNormalizeParticipantURL(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		p, err := httpnet.NormalizeParticipantURL(raw)
+		p, err := transport.NormalizeParticipantURL(raw)
 		if err != nil {
 			return
 		}
-		q, err := httpnet.NormalizeParticipantURL(p.URL)
+		q, err := transport.NormalizeParticipantURL(p.URL)
 		if err != nil || q != p {
 			t.Fatalf("%q → %+v, again → %+v %v", raw, p, q, err)
 		}
@@ -77,7 +77,7 @@ func FuzzNormalizeParticipantURL(f *testing.F) {
 		if err != nil {
 			t.Fatalf("%q → %q: %v", raw, p.URL, err)
 		}
-		c, err := httpnet.NormalizeParticipantURL(commit)
+		c, err := transport.NormalizeParticipantURL(commit)
 		if err != nil || c.Key != p.Key {
 			t.Fatalf("%q → %q: its commit endpoint %q has key %q (%v), not %q", raw, p.URL, commit, c.Key, err, p.Key)
 		}
@@ -85,15 +85,15 @@ func FuzzNormalizeParticipantURL(f *testing.F) {
 }
 
 func TestAllowlist(t *testing.T) {
-	check := func(a *httpnet.Allowlist, u string) error {
+	check := func(a *transport.Allowlist, u string) error {
 		t.Helper()
-		p, err := httpnet.NormalizeParticipantURL(u)
+		p, err := transport.NormalizeParticipantURL(u)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return a.Check(p)
 	}
-	def, err := httpnet.NewAllowlist()
+	def, err := transport.NewAllowlist()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestAllowlist(t *testing.T) {
 			t.Errorf("default rules, %s: %v, want allowed %v", u, err, ok)
 		}
 	}
-	a, err := httpnet.NewAllowlist("https://10.0.1.0/24:8443", "*.bank.internal", "http://ledger.example:9000", "[fd00::/8]:*")
+	a, err := transport.NewAllowlist("https://10.0.1.0/24:8443", "*.bank.internal", "http://ledger.example:9000", "[fd00::/8]:*")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,11 +126,11 @@ func TestAllowlist(t *testing.T) {
 		t.Fatalf("the refusal names the host and the rules: %v", err)
 	}
 	for _, bad := range []string{"ftp://h", "h:0", "h:x", "[::1", "[::1]x", "", "http://", "a b", "fe80::1%eth0/64", "*.", "a..b"} {
-		if _, err := httpnet.ParseAllowRule(bad); err == nil {
+		if _, err := transport.ParseAllowRule(bad); err == nil {
 			t.Errorf("rule %q: want an error", bad)
 		}
 	}
-	if r, err := httpnet.ParseAllowRule("10.0.0.9/8"); err != nil || r.String() != "10.0.0.9/8" {
+	if r, err := transport.ParseAllowRule("10.0.0.9/8"); err != nil || r.String() != "10.0.0.9/8" {
 		t.Fatalf("a prefix with host bits: %v", err)
 	}
 }

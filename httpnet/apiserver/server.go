@@ -1,4 +1,4 @@
-package httpnet
+package apiserver
 
 import (
 	"bytes"
@@ -17,10 +17,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/internal/tracing"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/internal/jsonstr"
 	"github.com/dtc-project/dtc/protocol"
 )
@@ -79,7 +83,7 @@ type ServerOptions struct {
 	// Participants are the participants a transaction may name (dtc serve
 	// --allow-participant); any other is answered 400 participant_not_allowed before
 	// a connection is made. Nil: this machine only (DefaultAllowRules).
-	Participants *Allowlist
+	Participants *transport.Allowlist
 }
 
 func (o *ServerOptions) setDefaults() {
@@ -105,31 +109,68 @@ const listLimitDefault = 100
 
 // Server is the coordinator's HTTP API (DESIGN §4) over a Runtime.
 type Server struct {
-	rt      *Runtime
+	rt      *httpnet.Runtime
 	o       ServerOptions
-	allow   *Allowlist    // o.Participants, or the default
-	slots   chan struct{} // one per POST /v1/transactions being served
+	lim     coordinator.Config   // rt's engines' (Runtime.EngineConfig)
+	allow   *transport.Allowlist // o.Participants, or the default
+	slots   chan struct{}        // one per POST /v1/transactions being served
 	metrics http.Handler
+
+	httpRequests *prometheus.CounterVec // dtc_http_requests_total: route, code
+	rejected     *prometheus.CounterVec // dtc_api_errors_total: code
 }
 
 var _ http.Handler = (*Server)(nil)
 
 // NewServer returns the API handler for rt.
-func NewServer(rt *Runtime, o ServerOptions) *Server {
+func NewServer(rt *httpnet.Runtime, o ServerOptions) *Server {
 	o.setDefaults()
 	allow := o.Participants
 	if allow == nil {
-		allow, _ = NewAllowlist() // the default rules parse
+		allow, _ = transport.NewAllowlist() // the default rules parse
 	}
+	reg := rt.Metrics().Registry()
 	return &Server{
 		rt:    rt,
 		o:     o,
+		lim:   rt.EngineConfig(),
 		allow: allow,
 		slots: make(chan struct{}, o.InflightMax),
-		metrics: promhttp.HandlerFor(rt.metrics.reg, promhttp.HandlerOpts{
+		metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorHandling: promhttp.ContinueOnError,
 		}),
+		httpRequests: registered(reg, newHTTPRequests()),
+		rejected:     registered(reg, newRejected()),
 	}
+}
+
+// newHTTPRequests is dtc_http_requests_total, by route and status code.
+func newHTTPRequests() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dtc_http_requests_total",
+		Help: "API requests answered, by route and status code.",
+	}, []string{"route", "code"})
+}
+
+// newRejected is dtc_api_errors_total, by error code.
+func newRejected() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dtc_api_errors_total",
+		Help: "API requests answered with an error, by error code.",
+	}, []string{"code"})
+}
+
+// registered registers c in reg and returns it, or returns the same counter that an
+// earlier Server of the runtime registered: every Server of a runtime counts into one.
+func registered(reg *prometheus.Registry, c *prometheus.CounterVec) *prometheus.CounterVec {
+	if err := reg.Register(c); err != nil {
+		var dup prometheus.AlreadyRegisteredError
+		if errors.As(err, &dup) {
+			return dup.ExistingCollector.(*prometheus.CounterVec)
+		}
+		panic(fmt.Sprintf("apiserver: registering %v", err))
+	}
+	return c
 }
 
 // ErrorBody is the body of every error answer: {"error":{"code","message"}}.
@@ -183,7 +224,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if code == 0 {
 		code = 499 // the client went away before an answer was written
 	}
-	s.rt.metrics.httpRequests.WithLabelValues(route, codeLabel(code)).Inc()
+	s.httpRequests.WithLabelValues(route, codeLabel(code)).Inc()
 }
 
 // codeLabels are the status codes 100..599 as labels, made once.
@@ -282,7 +323,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 		switch {
 		case r.Method != http.MethodGet && r.Method != http.MethodHead:
 			s.methodNotAllowed(w, r, "GET, HEAD")
-		case s.rt.closed.Load():
+		case s.rt.Closed():
 			s.fail(w, http.StatusServiceUnavailable, CodeShuttingDown, "the coordinator is shutting down")
 		case !s.rt.Ready():
 			w.Header().Set("Retry-After", s.retryAfter())
@@ -337,7 +378,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, who Principal) {
 	if !s.decode(w, r, &body) {
 		return
 	}
-	req, status, code, msg := parseSubmit(&body, s.allow, &s.rt.o.Engine)
+	req, status, code, msg := parseSubmit(&body, s.allow, &s.lim)
 	if status != 0 {
 		s.fail(w, status, code, msg)
 		return
@@ -355,9 +396,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, who Principal) {
 		return
 	}
 	ctx := r.Context()
-	if tr := s.rt.trace; tr != nil {
+	if tr := s.rt.Tracing(); tr != nil {
 		if req.ID == "" {
-			req.ID = newTxnID() // as Submit would: the trace's children find it by its id
+			req.ID = httpnet.NewTxnID() // as Submit would: the trace's children find it by its id
 		}
 		var (
 			span       trace.Span
@@ -365,12 +406,12 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, who Principal) {
 			v          coordinator.View
 			err        error
 		)
-		ctx, span, remembered = tr.startTxn(r, req.ID)
+		ctx, span, remembered = tr.StartTxn(r, req.ID)
 		defer func() {
-			if remembered && err != nil && beganNot(err) {
-				tr.forget(req.ID)
+			if remembered && err != nil && tracing.BeganNot(err) {
+				tr.Forget(req.ID)
 			}
-			tr.endTxn(span, &v, err)
+			tr.EndTxn(span, &v, err)
 		}()
 		v, err = s.rt.Submit(ctx, req, wait)
 		s.answerSubmit(w, r, &v, err, wait)
@@ -401,7 +442,7 @@ func (s *Server) answerSubmit(w http.ResponseWriter, r *http.Request, v *coordin
 // (NormalizeParticipantURL), checked against allow, and refused when two name the same
 // participant. What it cannot judge (limits) the engine checks, before anything
 // reaches the log.
-func parseSubmit(b *submitBody, allow *Allowlist, lim *coordinator.Config) (req coordinator.Request, status int, code, msg string) {
+func parseSubmit(b *submitBody, allow *transport.Allowlist, lim *coordinator.Config) (req coordinator.Request, status int, code, msg string) {
 	req.ID = b.ID
 	if req.ID == "." || req.ID == ".." {
 		return req, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("id: %q cannot be used in a URL path (/v1/transactions/%s): choose another", req.ID, req.ID)
@@ -469,7 +510,7 @@ const participantsKeysMax = 8
 // checkParticipants normalises every participant's URL in place and refuses a URL
 // that is malformed or not allowed, and two that name the same participant (the same
 // key: dtc would send both's commits to one endpoint).
-func checkParticipants(ps []coordinator.ParticipantSpec, allow *Allowlist, urlMaxBytes int) (status int, code, msg string) {
+func checkParticipants(ps []coordinator.ParticipantSpec, allow *transport.Allowlist, urlMaxBytes int) (status int, code, msg string) {
 	var (
 		small [participantsKeysMax]string
 		keys  = small[:0]
@@ -483,7 +524,7 @@ func checkParticipants(ps []coordinator.ParticipantSpec, allow *Allowlist, urlMa
 			return http.StatusBadRequest, CodeInvalid, fmt.Sprintf("participants[%d].url: %d bytes exceed the limit of %d (URLMaxBytes)",
 				i, len(ps[i].URL), urlMaxBytes)
 		}
-		p, err := NormalizeParticipantURL(ps[i].URL)
+		p, err := transport.NormalizeParticipantURL(ps[i].URL)
 		if err != nil {
 			return http.StatusBadRequest, CodeInvalid, fmt.Sprintf("participants[%d].url: %v", i, err)
 		}
@@ -781,10 +822,10 @@ func (s *Server) failErr(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", s.retryAfter())
 		s.fail(w, http.StatusServiceUnavailable, CodeLogUnavailable,
 			"the coordinator's log refused the write (a full disk?): retry later; the coordinator's log says more")
-	case errors.Is(err, ErrNotOwner): // a cluster node; see cluster.go
+	case errors.Is(err, httpnet.ErrNotOwner): // a cluster node; see cluster.go
 		w.Header().Set("Retry-After", s.retryAfter())
 		s.fail(w, http.StatusServiceUnavailable, CodeNotOwner, err.Error()+": retry")
-	case errors.Is(err, ErrStopped):
+	case errors.Is(err, httpnet.ErrStopped):
 		s.fail(w, http.StatusServiceUnavailable, CodeShuttingDown,
 			"the coordinator is shutting down; a transaction already begun resumes after the restart")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -804,7 +845,7 @@ func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow 
 }
 
 func (s *Server) fail(w http.ResponseWriter, status int, code, msg string) {
-	s.rt.metrics.rejected.WithLabelValues(code).Inc()
+	s.rejected.WithLabelValues(code).Inc()
 	writeJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg}})
 }
 

@@ -1,4 +1,4 @@
-package httpnet
+package apiserver
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dtc-project/dtc/httpnet"
 )
 
 // HeaderForwarded marks a request one node forwarded to another (its value is the
@@ -42,7 +44,7 @@ type ClusterHandlerOptions struct {
 // runtime draws an id of a local shard) unless the node runs no shard. A listing
 // (GET /v1/transactions) asks every owner and merges their pages (cluster_list.go).
 type ClusterHandler struct {
-	rt        *Runtime
+	rt        *httpnet.Runtime
 	api       *Server
 	o         ClusterHandlerOptions
 	client    *http.Client
@@ -50,8 +52,8 @@ type ClusterHandler struct {
 }
 
 // NewClusterHandler wraps api, the Server of rt, a runtime opened with Options.Cluster.
-func NewClusterHandler(rt *Runtime, api *Server, o ClusterHandlerOptions) *ClusterHandler {
-	if rt.cl == nil {
+func NewClusterHandler(rt *httpnet.Runtime, api *Server, o ClusterHandlerOptions) *ClusterHandler {
+	if rt.Node() == nil {
 		panic("httpnet: NewClusterHandler needs a runtime opened with Options.Cluster")
 	}
 	if o.ForwardTimeout <= 0 {
@@ -71,13 +73,12 @@ func NewClusterHandler(rt *Runtime, api *Server, o ClusterHandlerOptions) *Clust
 			Help: "API requests forwarded to the node that owns their shard, by result: ok (an answer came back), error (the owner did not answer), refused (no owner known, or the request had been forwarded once already). A cluster-wide listing counts once per node it asks.",
 		}, []string{"result"}),
 	}
-	rt.metrics.reg.MustRegister(h.forwarded)
+	rt.Metrics().Registry().MustRegister(h.forwarded)
 	return h
 }
 
 // ServeHTTP routes by the transaction's shard.
 func (h *ClusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	cs := h.rt.cl
 	switch {
 	case r.URL.Path == "/v1/transactions" && r.Method == http.MethodPost:
 		body, err := io.ReadAll(io.LimitReader(r.Body, h.o.BodyMaxBytes+1))
@@ -94,12 +95,12 @@ func (h *ClusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if idOnly.ID == "" {
-			if len(cs.node.Owned()) > 0 || r.Header.Get(HeaderForwarded) != "" {
+			if len(h.rt.Node().Owned()) > 0 || r.Header.Get(HeaderForwarded) != "" {
 				h.api.ServeHTTP(w, r)
 				return
 			}
-			id := newTxnID() // no shard here: forward to the owner of a random one
-			h.forward(w, r, body, cs.shardNumber(id))
+			id := httpnet.NewTxnID() // no shard here: forward to the owner of a random one
+			h.forward(w, r, body, h.rt.ClusterShardOf(id))
 			return
 		}
 		h.route(w, r, body, idOnly.ID)
@@ -114,7 +115,7 @@ func (h *ClusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		var rep WaitReport
+		var rep httpnet.WaitReport
 		if int64(len(body)) > h.o.BodyMaxBytes || json.Unmarshal(body, &rep) != nil || rep.Waiter == "" || len(rep.Waiter) > 1024 {
 			h.api.ServeHTTP(w, r)
 			return
@@ -146,8 +147,8 @@ func (h *ClusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *ClusterHandler) route(w http.ResponseWriter, r *http.Request, body []byte, id string) {
-	n := h.rt.cl.shardNumber(id)
-	if h.rt.cl.local(n) != nil {
+	n := h.rt.ClusterShardOf(id)
+	if h.rt.RunsShard(n) {
 		h.api.ServeHTTP(w, r)
 		return
 	}
@@ -156,18 +157,17 @@ func (h *ClusterHandler) route(w http.ResponseWriter, r *http.Request, body []by
 
 // forward sends r to the owner of shard n and copies its answer back.
 func (h *ClusterHandler) forward(w http.ResponseWriter, r *http.Request, body []byte, n int) {
-	cs := h.rt.cl
 	refuse := func(msg string) {
 		h.forwarded.WithLabelValues("refused").Inc()
 		w.Header().Set("Retry-After", h.api.retryAfter())
 		h.api.fail(w, http.StatusServiceUnavailable, CodeNotOwner, msg)
 	}
 	if by := r.Header.Get(HeaderForwarded); by != "" {
-		refuse(fmt.Sprintf("shard %d is not run by node %s (the request was forwarded by %s, and is not forwarded twice): retry", n, h.rt.cl.o.NodeID, by))
+		refuse(fmt.Sprintf("shard %d is not run by node %s (the request was forwarded by %s, and is not forwarded twice): retry", n, h.rt.NodeID(), by))
 		return
 	}
-	owner, addr, ok := cs.node.OwnerAddr(n)
-	if !ok || owner == cs.o.NodeID {
+	owner, addr, ok := h.rt.Node().OwnerAddr(n)
+	if !ok || owner == h.rt.NodeID() {
 		refuse(fmt.Sprintf("shard %d has no owner that answers right now (its owner died or it is moving): retry", n))
 		return
 	}
@@ -187,7 +187,7 @@ func (h *ClusterHandler) forward(w http.ResponseWriter, r *http.Request, body []
 			req.Header.Set(k, v)
 		}
 	}
-	req.Header.Set(HeaderForwarded, cs.o.NodeID)
+	req.Header.Set(HeaderForwarded, h.rt.NodeID())
 	resp, err := h.client.Do(req)
 	if err != nil {
 		h.forwarded.WithLabelValues("error").Inc()

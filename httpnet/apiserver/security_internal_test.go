@@ -1,4 +1,4 @@
-package httpnet
+package apiserver
 
 import (
 	"errors"
@@ -16,7 +16,7 @@ import (
 // go to the coordinator's log only.
 func TestErrorAnswersShowNoServerPath(t *testing.T) {
 	var logged strings.Builder
-	s := &Server{rt: &Runtime{metrics: newMetrics()}, o: ServerOptions{Logger: slog.New(slog.NewTextHandler(&logged, nil))}}
+	s := &Server{rejected: newRejected(), o: ServerOptions{Logger: slog.New(slog.NewTextHandler(&logged, nil))}}
 	for _, err := range []error{
 		fmt.Errorf("coordinator: %w: wal: write /var/lib/dtc/00000001.log: no space left on device", coordinator.ErrLogUnavailable),
 		errors.New("httpnet: something odd at /var/lib/dtc/00000001.log"),

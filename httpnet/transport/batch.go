@@ -1,4 +1,4 @@
-package httpnet
+package transport
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/httpnet/internal/tracing"
 	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/protocol"
 )
@@ -39,7 +40,7 @@ const batchOpsMax = protocol.BatchOpsMax
 const batchPeersMax = 1024
 
 // batchResultMaxBytes is what a batch answer may have per op beyond
-// TransportOptions.ResponseMaxBytes: a result with an error message.
+// Options.ResponseMaxBytes: a result with an error message.
 const batchResultMaxBytes = 1 << 10
 
 // batchRefuseFor is how long the header of a participant whose …/batch refused a batch
@@ -66,7 +67,7 @@ type batchPeer struct {
 	// participant of a transaction it holds.
 	queue []sendJob
 	// inflight counts the senders running runBatches for this participant, each with
-	// at most one request in flight: at most TransportOptions.BatchInflight.
+	// at most one request in flight: at most Options.BatchInflight.
 	inflight int
 }
 
@@ -89,7 +90,7 @@ func (p *batchPeer) take(ops []sendJob) []sendJob {
 
 // noteBatchMax remembers that the participant of prepareURL offers batching, when h
 // (an answer of it) says so with exactly one well-formed Dtc-Batch-Max. With
-// TransportOptions.NoBatch it remembers nothing: batchPeers stays empty, and every
+// Options.NoBatch it remembers nothing: batchPeers stays empty, and every
 // commit and rollback goes on its own.
 func (t *Transport) noteBatchMax(prepareURL string, h http.Header) {
 	if t.o.NoBatch {
@@ -221,7 +222,7 @@ func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, 
 	var spans []trace.Span // of the traced ops, by index; nil when none is
 	if t.trace != nil {
 		for i := range ops {
-			if _, span := t.trace.startSend(&ops[i].m); span != nil {
+			if _, span := t.trace.StartSend(&ops[i].m); span != nil {
 				if spans == nil {
 					spans = make([]trace.Span, len(ops))
 				}
@@ -232,7 +233,7 @@ func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, 
 	var batchSpan trace.Span
 	var sc trace.SpanContext
 	if spans != nil {
-		batchSpan = t.trace.startBatch(ctx, p.url, spans)
+		batchSpan = t.trace.StartBatch(ctx, p.url, spans)
 		sc = batchSpan.SpanContext()
 	}
 	err := beforeBatchSend(ops)
@@ -240,7 +241,7 @@ func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, 
 		err = t.batchExchange(ctx, p, ops, replies, buf, sc)
 	}
 	if batchSpan != nil {
-		endBatch(batchSpan, err)
+		tracing.EndBatch(batchSpan, err)
 	}
 	if err != nil {
 		if t.ctx.Err() != nil {
@@ -250,24 +251,22 @@ func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, 
 		if !errors.As(err, &se) {
 			se = &sendError{kind: errKindConnection, msg: err.Error()}
 		}
-		if t.metrics != nil {
-			t.metrics.participantErrs.WithLabelValues(se.kind, participant.EndpointBatch).Inc()
-		}
+		t.errs.WithLabelValues(se.kind, participant.EndpointBatch).Inc()
 		for i := range replies {
 			r := &replies[i]
 			r.Err, r.State, r.Conflict = se, "", false
 		}
-	} else if t.metrics != nil {
+	} else {
 		for _, r := range replies {
 			var se *sendError
 			if r.Err != nil && errors.As(r.Err, &se) {
-				t.metrics.participantErrs.WithLabelValues(se.kind, r.Kind.String()).Inc()
+				t.errs.WithLabelValues(se.kind, r.Kind.String()).Inc()
 			}
 		}
 	}
 	for i, j := range ops {
 		if spans != nil {
-			endSend(spans[i], &replies[i])
+			tracing.EndSend(spans[i], &replies[i])
 		}
 		j.deliver(replies[i])
 	}
@@ -298,7 +297,7 @@ func (t *Transport) batchExchange(ctx context.Context, p *batchPeer, ops []sendJ
 	what := fmt.Sprintf("batch of %d", len(ops))
 	req := t.httpRequest(ctx, http.MethodPost, &eps.Batch, appendBatchBody(nil, ops))
 	if t.trace != nil {
-		t.trace.inject(sc, req) // the dtc.batch span, if sendBatch started one
+		t.trace.Inject(sc, req) // the dtc.batch span, if sendBatch started one
 	}
 	t.stats.batch.Add(1)
 	t.stats.batchOps.Add(uint64(len(ops)))
@@ -398,8 +397,8 @@ func (c *transportCounters) count(k coordinator.MsgKind) {
 	}
 }
 
-// TransportStats counts the HTTP requests a Transport has begun to participants since
-// NewTransport, whatever their answer (or its lack): a request is counted when it
+// Stats counts the HTTP requests a Transport has begun to participants since
+// New, whatever their answer (or its lack): a request is counted when it
 // leaves, and a retry is another request. Prepare, Commit, Rollback and Status are the
 // single-transaction requests; Batch the POST …/batch requests, which carried BatchOps
 // commits and rollbacks together. So the phase-2 messages that left are
@@ -407,7 +406,7 @@ func (c *transportCounters) count(k coordinator.MsgKind) {
 //
 // The counters only grow; to measure a run, subtract the Stats taken at its start from
 // those taken at its end.
-type TransportStats struct {
+type Stats struct {
 	Prepare, Commit, Rollback, Status uint64
 	Batch, BatchOps                   uint64
 	// BatchParticipants is how many participants batching is on for now, and
@@ -418,9 +417,9 @@ type TransportStats struct {
 
 // Stats returns the Transport's request counters. It is safe to call at any time, from
 // any goroutine, also after Close.
-func (t *Transport) Stats() TransportStats {
+func (t *Transport) Stats() Stats {
 	c := &t.stats
-	s := TransportStats{
+	s := Stats{
 		Prepare: c.prepare.Load(), Commit: c.commit.Load(), Rollback: c.rollback.Load(), Status: c.status.Load(),
 		Batch: c.batch.Load(), BatchOps: c.batchOps.Load(),
 	}

@@ -1,4 +1,4 @@
-package httpnet
+package apiserver
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/httpnet"
 )
 
 // HeaderAbortCause names the cause of POST /v1/transactions/{id}/abort: "wound" from a
@@ -147,7 +148,7 @@ type deadlockView struct {
 // others to release a key. Role submit or admin, or a participant naming every
 // transaction by its participant id (asParticipant).
 func (s *Server) waits(w http.ResponseWriter, r *http.Request) {
-	var rep WaitReport
+	var rep httpnet.WaitReport
 	if !s.decode(w, r, &rep) {
 		return
 	}
@@ -160,8 +161,8 @@ func (s *Server) waits(w http.ResponseWriter, r *http.Request) {
 	case rep.Waiter == "" || len(rep.Waiter) > 1024:
 		s.fail(w, http.StatusBadRequest, CodeInvalid, "waiter: a transaction id (the one the participant was told), at most 1024 bytes")
 		return
-	case len(rep.Holders) == 0 || len(rep.Holders) > waitHoldersMax:
-		s.fail(w, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("holders: 1 to %d transaction ids", waitHoldersMax))
+	case len(rep.Holders) == 0 || len(rep.Holders) > httpnet.WaitHoldersMax:
+		s.fail(w, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("holders: 1 to %d transaction ids", httpnet.WaitHoldersMax))
 		return
 	case len(rep.Participant) > 2048 || len(rep.Key) > 1024:
 		s.fail(w, http.StatusBadRequest, CodeInvalid, "participant (at most 2048 bytes) or key (at most 1024 bytes) too long")
@@ -173,17 +174,15 @@ func (s *Server) waits(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if s.rt.dl == nil {
-		s.rt.waitsOff.Inc()
+	on, cycles, err := s.rt.ReportWaits(r.Context(), rep)
+	switch {
+	case !on:
 		writeJSON(w, http.StatusAccepted, waitsAnswer{Detection: "off"})
 		return
-	}
-	cycles, err := s.rt.dl.report(r.Context(), rep)
-	switch {
 	case err == nil:
 	case r.Context().Err() != nil:
 		return
-	case errors.Is(err, errGraphFull):
+	case errors.Is(err, httpnet.ErrGraphFull):
 		w.Header().Set("Retry-After", s.retryAfter())
 		s.fail(w, http.StatusTooManyRequests, CodeBusy, strings.TrimPrefix(err.Error(), "httpnet: "))
 		return

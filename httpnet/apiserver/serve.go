@@ -1,4 +1,4 @@
-package httpnet
+package apiserver
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/dtc-project/dtc/httpnet"
 )
 
 // ServeOptions configure Serve.
@@ -78,7 +80,7 @@ func NewHTTPServer(api http.Handler, o ServeOptions) *http.Server {
 // up to Grace (a client waiting for a decision usually gets it), then closes rt: the
 // shards stop and what the log holds pending is made durable. Transactions still in
 // flight resume from the log at the next start. It returns nil after a clean shutdown.
-func Serve(ctx context.Context, ln net.Listener, rt *Runtime, api http.Handler, o ServeOptions) error {
+func Serve(ctx context.Context, ln net.Listener, rt *httpnet.Runtime, api http.Handler, o ServeOptions) error {
 	o.setDefaults()
 	hs := NewHTTPServer(api, o)
 	served := make(chan error, 1)

@@ -1,4 +1,4 @@
-package httpnet
+package transport
 
 import (
 	"bytes"
@@ -16,17 +16,19 @@ import (
 	"time"
 
 	"github.com/pingcap/failpoint"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/httpnet/internal/tracing"
 	"github.com/dtc-project/dtc/internal/fp"
 	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/protocol"
 )
 
-// TransportOptions configure a Transport. Zero values mean the defaults.
-type TransportOptions struct {
+// Options configure a Transport. Zero values mean the defaults.
+type Options struct {
 	// AdvertiseURL is the coordinator's base URL as participants reach it
 	// (http://host:port). It goes with every prepare, so that a participant left in
 	// doubt knows whom to ask. Empty: participants are not told.
@@ -75,9 +77,13 @@ type TransportOptions struct {
 	// participants that offer it. Their Dtc-Batch-Max header is ignored (the capability
 	// is never recorded), and every commit and rollback is a request of its own.
 	NoBatch bool
+	// Tracing, if set, makes a span of each request to a participant of a transaction
+	// it traces, and sends the span's traceparent with the request (package httpnet
+	// sets it from its Options.TracerProvider). Nil: no spans, no traceparent.
+	Tracing *tracing.Tracing
 }
 
-func (o *TransportOptions) setDefaults() {
+func (o *Options) setDefaults() {
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 5 * time.Second
 	}
@@ -118,12 +124,12 @@ func (o *TransportOptions) setDefaults() {
 //
 // The commits and rollbacks for a participant that offers batching are not sent one by
 // one: they wait in that participant's queue, and senders carry them in POST …/batch
-// requests (batch.go), unless TransportOptions.NoBatch is set.
+// requests (batch.go), unless Options.NoBatch is set.
 type Transport struct {
-	o       TransportOptions
-	client  *http.Client
-	direct  *http.Transport // client's, when NewTransport made it: requests skip the Client
-	metrics *Metrics        // nil: not counted
+	o      Options
+	client *http.Client
+	direct *http.Transport        // client's, when New made it: requests skip the Client
+	errs   *prometheus.CounterVec // dtc_participant_errors_total, by kind and request
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -146,7 +152,7 @@ type Transport struct {
 	hostBusy map[string]int // phase-2 and status requests in flight, by host; no zero entries
 
 	stats transportCounters
-	trace *tracing // nil when tracing is off (trace.go)
+	trace *tracing.Tracing // nil when tracing is off (o.Tracing)
 }
 
 // sendersMax bounds the senders that stay after their request to take the next one;
@@ -171,8 +177,8 @@ type sendJob struct {
 // refilled, so that a stream of distinct participant URLs costs parsing, not memory.
 const endpointCacheMax = 1024
 
-// NewTransport returns a Transport with a pooled keep-alive HTTP client.
-func NewTransport(o TransportOptions) *Transport {
+// New returns a Transport with a pooled keep-alive HTTP client.
+func New(o Options) *Transport {
 	o.setDefaults()
 	client := o.Client
 	var direct *http.Transport
@@ -201,6 +207,7 @@ func NewTransport(o TransportOptions) *Transport {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Transport{o: o, client: client, direct: direct, ctx: ctx, cancel: cancel, jobs: make(chan sendJob),
+		errs: newErrorsCounter(), trace: o.Tracing,
 		endpoints: make(map[string]*protocol.Endpoints), batchPeers: make(map[string]*batchPeer)}
 }
 
@@ -317,7 +324,7 @@ func (t *Transport) send(ctx context.Context, j sendJob, buf *[]byte) {
 	m := j.m
 	if m.Kind == coordinator.MsgCommit { // a failpoint marker (faults.Failpoints)
 		failpoint.Inject("beforeCommitSend", func(v failpoint.Value) {
-			if err := fp.Act("httpnet/beforeCommitSend", v); err != nil {
+			if err := fp.Act("httpnet/transport/beforeCommitSend", v); err != nil {
 				j.deliver(coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind, Err: err})
 				failpoint.Return()
 			}
@@ -328,9 +335,7 @@ func (t *Transport) send(ctx context.Context, j sendJob, buf *[]byte) {
 		if !ok {
 			se := &sendError{kind: errKindBusy, msg: fmt.Sprintf("%s to %s: %d phase-2 and status requests already in flight to that host (HostRetriesMax)", m.Kind, host, t.o.HostRetriesMax),
 				public: "too many requests in flight to the participant's host; retried later"}
-			if t.metrics != nil {
-				t.metrics.participantErrs.WithLabelValues(se.kind, m.Kind.String()).Inc()
-			}
+			t.errs.WithLabelValues(se.kind, m.Kind.String()).Inc()
 			j.deliver(coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind, Err: se})
 			return
 		}
@@ -446,8 +451,8 @@ func (t *Transport) do(ctx context.Context, m coordinator.Message, buf *[]byte) 
 		span trace.Span
 	)
 	if t.trace != nil {
-		sc, span = t.trace.startSend(&m)
-		defer endSend(span, &r)
+		sc, span = t.trace.StartSend(&m)
+		defer tracing.EndSend(span, &r)
 	}
 	err := t.exchange(ctx, m, &r, buf, sc)
 	if err != nil {
@@ -455,9 +460,7 @@ func (t *Transport) do(ctx context.Context, m coordinator.Message, buf *[]byte) 
 		if !errors.As(err, &se) {
 			se = &sendError{kind: errKindConnection, msg: err.Error()}
 		}
-		if t.metrics != nil {
-			t.metrics.participantErrs.WithLabelValues(se.kind, m.Kind.String()).Inc()
-		}
+		t.errs.WithLabelValues(se.kind, m.Kind.String()).Inc()
 		if ctx.Err() == nil {
 			t.logFailure(m.Kind, m.Txn, se)
 		}
@@ -490,7 +493,7 @@ func (t *Transport) exchange(ctx context.Context, m coordinator.Message, r *coor
 		return &sendError{kind: errKindMalformed, msg: err.Error()}
 	}
 	if t.trace != nil {
-		t.trace.inject(sc, req)
+		t.trace.Inject(sc, req)
 	}
 	t.stats.count(m.Kind)
 	resp, body, eof, err := t.fetch(req, m.Kind.String(), m.URL, timeout, t.o.ResponseMaxBytes, buf)
@@ -532,7 +535,7 @@ func asksInDoubt(h http.Header) bool {
 }
 
 // roundTrip sends req and returns the answer, as the Client would: through the
-// Client's Transport itself when NewTransport made the Client, so that requests skip
+// Client's Transport itself when New made the Client, so that requests skip
 // what the Client adds for redirects (a copy of the headers); the Client's only other
 // doings for a participant's request are user information in the URL (basic
 // authentication: such a request goes through the Client) and refusing a redirect
@@ -686,7 +689,7 @@ func (t *Transport) request(ctx context.Context, m coordinator.Message) (*http.R
 func (t *Transport) httpRequest(ctx context.Context, method string, u *url.URL, body []byte) *http.Request {
 	// As http.NewRequestWithContext makes it, without parsing a URL again, and with the
 	// headers set once: requests share them, as neither a RoundTripper (it must not
-	// modify its request) nor the Client of NewTransport (it copies the headers before
+	// modify its request) nor the Client of New (it copies the headers before
 	// it adds basic authentication) modifies them. A Client from the options may have a
 	// cookie jar, which adds to the request's headers: it gets a copy.
 	req := (&http.Request{
@@ -801,7 +804,7 @@ func beforeBatchSend(ops []sendJob) (err error) {
 	for _, j := range ops {
 		if j.m.Kind == coordinator.MsgCommit {
 			failpoint.Inject("beforeCommitSend", func(v failpoint.Value) {
-				err = fp.Act("httpnet/beforeCommitSend", v)
+				err = fp.Act("httpnet/transport/beforeCommitSend", v)
 			})
 			return err
 		}

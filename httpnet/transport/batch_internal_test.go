@@ -1,4 +1,4 @@
-package httpnet
+package transport
 
 import (
 	"encoding/json"
@@ -40,7 +40,7 @@ func TestBatchBodyIsJSONMarshal(t *testing.T) {
 // room, but not one that refused a batch lately: it would be believed again, and cost
 // another refused batch.
 func TestBatchPeersFullForgetsIdleButNotRefused(t *testing.T) {
-	tr := NewTransport(TransportOptions{})
+	tr := New(Options{})
 	defer tr.Close()
 	offer := http.Header{participant.HeaderBatchMax: {"8"}}
 	url := func(i int) string { return fmt.Sprintf("http://127.0.0.1:1/p%d/prepare", i) }

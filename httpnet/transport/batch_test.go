@@ -1,4 +1,4 @@
-package httpnet_test
+package transport_test
 
 // Tests of phase-2 batching, the coordinator's side: which participants get POST
 // …/batch, what goes in each request, and how each answer becomes one Reply per message.
@@ -6,7 +6,6 @@ package httpnet_test
 // requests the test holds and releases through channels.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,10 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
-	"github.com/dtc-project/dtc/httpnet"
-	"github.com/dtc-project/dtc/participant"
+	"github.com/dtc-project/dtc/httpnet/transport"
 )
 
 type batchOp struct {
@@ -191,15 +188,15 @@ func msg(kind coordinator.MsgKind, f *batchFake, txn string, seq uint64) coordin
 // learn makes tr see f's answer to a prepare, and with it the header if f sends one.
 // learnedTransport is a Transport with options o that has learnt, from a prepare's
 // answer, whatever f's header offers; the test's cleanup closes it.
-func learnedTransport(t *testing.T, f *batchFake, o httpnet.TransportOptions) *httpnet.Transport {
+func learnedTransport(t *testing.T, f *batchFake, o transport.Options) *transport.Transport {
 	t.Helper()
-	tr := httpnet.NewTransport(o)
+	tr := transport.New(o)
 	t.Cleanup(tr.Close)
 	learn(t, tr, f)
 	return tr
 }
 
-func learn(t *testing.T, tr *httpnet.Transport, f *batchFake) {
+func learn(t *testing.T, tr *transport.Transport, f *batchFake) {
 	t.Helper()
 	l := newReplyLog()
 	tr.For(l.deliver).Send(msg(coordinator.MsgPrepare, f, "learn", 1))
@@ -216,7 +213,7 @@ func checkReply(t *testing.T, r coordinator.Reply, m coordinator.Message, state 
 		t.Errorf("reply %+v does not answer %s %s seq %d", r, m.Kind, m.Txn, m.Seq)
 	}
 	if errHas != "" {
-		if r.Err == nil || !strings.Contains(httpnet.ReplyErrorDetail(r.Err), errHas) || r.State != "" || r.Conflict {
+		if r.Err == nil || !strings.Contains(transport.ReplyErrorDetail(r.Err), errHas) || r.State != "" || r.Conflict {
 			t.Errorf("%s %s: reply %+v, want only an error mentioning %q", m.Kind, m.Txn, r, errHas)
 		}
 		return
@@ -232,7 +229,7 @@ func TestBatchNotWithoutTheHeader(t *testing.T) {
 	for _, header := range []string{"", "0", "-3", "+3", "3.0", "3,4", "0x10", "many"} {
 		t.Run(fmt.Sprintf("header %q", header), func(t *testing.T) {
 			f := newBatchFake(t, header)
-			tr := learnedTransport(t, f, httpnet.TransportOptions{})
+			tr := learnedTransport(t, f, transport.Options{})
 			l := newReplyLog()
 			send := tr.For(l.deliver)
 			var ms []coordinator.Message
@@ -259,7 +256,7 @@ func TestBatchNotWithoutTheHeader(t *testing.T) {
 				t.Errorf("requests %v: a batch to a participant that did not offer it", paths)
 			}
 			s := tr.Stats()
-			if s != (httpnet.TransportStats{Prepare: 1, Commit: 6, Rollback: 2}) {
+			if s != (transport.Stats{Prepare: 1, Commit: 6, Rollback: 2}) {
 				t.Errorf("stats %+v, want 1 prepare, 6 commits, 2 rollbacks", s)
 			}
 		})
@@ -271,7 +268,7 @@ func TestBatchNotWithoutTheHeader(t *testing.T) {
 // offering it.
 func TestBatchOffWithNoBatch(t *testing.T) {
 	f := newBatchFake(t, "16")
-	tr := learnedTransport(t, f, httpnet.TransportOptions{NoBatch: true})
+	tr := learnedTransport(t, f, transport.Options{NoBatch: true})
 	l := newReplyLog()
 	send := tr.For(l.deliver)
 	var ms []coordinator.Message
@@ -302,7 +299,7 @@ func TestBatchOffWithNoBatch(t *testing.T) {
 	if n := len(paths); n != 1+len(ms) {
 		t.Errorf("%d requests, want %d: the prepare and one per message", n, 1+len(ms))
 	}
-	if s := tr.Stats(); s != (httpnet.TransportStats{Prepare: 1, Commit: 12, Rollback: 4}) {
+	if s := tr.Stats(); s != (transport.Stats{Prepare: 1, Commit: 12, Rollback: 4}) {
 		t.Errorf("stats %+v, want 1 prepare, 12 commits, 4 rollbacks, no batch and no participant offering one", s)
 	}
 }
@@ -314,7 +311,7 @@ func TestBatchOffWithNoBatch(t *testing.T) {
 func TestBatchCarriesWhatCameWhileOneWasInFlight(t *testing.T) {
 	f := newBatchFake(t, "1024")
 	f.hold = true
-	tr := learnedTransport(t, f, httpnet.TransportOptions{})
+	tr := learnedTransport(t, f, transport.Options{})
 	l := newReplyLog()
 
 	first := msg(coordinator.MsgCommit, f, "t0", 100)
@@ -375,7 +372,7 @@ func TestBatchCarriesWhatCameWhileOneWasInFlight(t *testing.T) {
 		t.Errorf("requests %v with %d batches, want exactly the two batches for the commits", paths, len(batches))
 	}
 	s := tr.Stats()
-	if s != (httpnet.TransportStats{Prepare: 2, Status: 1, Batch: 2, BatchOps: 13, BatchParticipants: 1}) {
+	if s != (transport.Stats{Prepare: 2, Status: 1, Batch: 2, BatchOps: 13, BatchParticipants: 1}) {
 		t.Errorf("stats %+v, want 2 prepares, 1 status, 2 batches with 13 ops", s)
 	}
 }
@@ -386,7 +383,7 @@ func TestBatchCarriesWhatCameWhileOneWasInFlight(t *testing.T) {
 func TestBatchRespectsTheParticipantsMax(t *testing.T) {
 	f := newBatchFake(t, "3")
 	f.hold = true
-	tr := learnedTransport(t, f, httpnet.TransportOptions{})
+	tr := learnedTransport(t, f, transport.Options{})
 	l := newReplyLog()
 	send := tr.For(l.deliver)
 	send.Send(msg(coordinator.MsgCommit, f, "t0", 1))
@@ -433,7 +430,7 @@ func TestBatchRespectsTheParticipantsMax(t *testing.T) {
 func TestBatchInflightOption(t *testing.T) {
 	f := newBatchFake(t, "1024")
 	f.hold = true
-	tr := learnedTransport(t, f, httpnet.TransportOptions{BatchInflight: 2})
+	tr := learnedTransport(t, f, transport.Options{BatchInflight: 2})
 	l := newReplyLog()
 	send := tr.For(l.deliver)
 	send.Send(msg(coordinator.MsgCommit, f, "a", 1))
@@ -482,7 +479,7 @@ func TestBatchResultsBecomeReplies(t *testing.T) {
 		return http.StatusOK, `{"results":[` + strings.Join(rs, ",") + `]}`
 	}
 	f.hold = true
-	tr := learnedTransport(t, f, httpnet.TransportOptions{})
+	tr := learnedTransport(t, f, transport.Options{})
 	l := newReplyLog()
 	send := tr.For(l.deliver)
 	send.Send(msg(coordinator.MsgCommit, f, "first", 1))
@@ -546,7 +543,7 @@ func TestBatchBadAnswersFailEveryOp(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newBatchFake(t, "8")
-			tr := learnedTransport(t, f, httpnet.TransportOptions{})
+			tr := learnedTransport(t, f, transport.Options{})
 			f.set(func(f *batchFake) {
 				f.hold = true
 				f.answer = func([]batchOp) (int, string) { return tc.status, tc.body }
@@ -564,7 +561,7 @@ func TestBatchBadAnswersFailEveryOp(t *testing.T) {
 			got := l.wait(t, 3)
 			for _, m := range ms {
 				checkReply(t, got[m.Seq], m, "", false, tc.errHas)
-				if e := httpnet.ReplyErrorDetail(got[m.Seq].Err); !strings.Contains(e, "batch of 2 "+f.srv.URL+"/p/batch") {
+				if e := transport.ReplyErrorDetail(got[m.Seq].Err); !strings.Contains(e, "batch of 2 "+f.srv.URL+"/p/batch") {
 					t.Errorf("error %q does not name the request", e)
 				}
 			}
@@ -589,7 +586,7 @@ func TestBatchRefusedGoesOneByOne(t *testing.T) {
 			f := newBatchFake(t, "8")
 			f.answer = func([]batchOp) (int, string) { return status, "no such endpoint" }
 			f.hold = true
-			tr := learnedTransport(t, f, httpnet.TransportOptions{})
+			tr := learnedTransport(t, f, transport.Options{})
 			l := newReplyLog()
 			send := tr.For(l.deliver)
 			first := msg(coordinator.MsgCommit, f, "t1", 1)
@@ -613,7 +610,7 @@ func TestBatchRefusedGoesOneByOne(t *testing.T) {
 			if want := []string{"prepare", "batch", "rollback", "prepare", "commit"}; !slices.Equal(paths, want) || len(batches) != 1 {
 				t.Errorf("requests %v, want %v", paths, want)
 			}
-			if s := tr.Stats(); s != (httpnet.TransportStats{Prepare: 2, Commit: 1, Rollback: 1, Batch: 1, BatchOps: 1}) {
+			if s := tr.Stats(); s != (transport.Stats{Prepare: 2, Commit: 1, Rollback: 1, Batch: 1, BatchOps: 1}) {
 				t.Errorf("stats %+v", s)
 			}
 		})
@@ -626,7 +623,7 @@ func TestBatchRefusedGoesOneByOne(t *testing.T) {
 func TestBatchSmallerMaxIsNotARefusal(t *testing.T) {
 	f := newBatchFake(t, "8")
 	f.hold = true
-	tr := learnedTransport(t, f, httpnet.TransportOptions{})
+	tr := learnedTransport(t, f, transport.Options{})
 	l := newReplyLog()
 	send := tr.For(l.deliver)
 	first := msg(coordinator.MsgCommit, f, "t0", 1)
@@ -654,7 +651,7 @@ func TestBatchSmallerMaxIsNotARefusal(t *testing.T) {
 	checkReply(t, got[1], first, coordinator.PCommitted, false, "")
 	for _, m := range queued {
 		checkReply(t, got[m.Seq], m, "", false, "HTTP 413")
-		if r := got[m.Seq]; r.Err != nil && strings.Contains(httpnet.ReplyErrorDetail(r.Err), "takes no batches") {
+		if r := got[m.Seq]; r.Err != nil && strings.Contains(transport.ReplyErrorDetail(r.Err), "takes no batches") {
 			t.Errorf("%s: %v: taken for a participant without batches", m.Txn, r.Err)
 		}
 	}
@@ -687,7 +684,7 @@ func TestBatchSmallerMaxIsNotARefusal(t *testing.T) {
 func TestBatchTimeout(t *testing.T) {
 	f := newBatchFake(t, "8")
 	f.hold = true
-	tr := learnedTransport(t, f, httpnet.TransportOptions{})
+	tr := learnedTransport(t, f, transport.Options{})
 	l := newReplyLog()
 	m := msg(coordinator.MsgCommit, f, "t", 1)
 	m.Timeout = 50 * time.Millisecond
@@ -701,7 +698,7 @@ func TestBatchTimeout(t *testing.T) {
 func TestBatchCloseCancelsTheBatchInFlight(t *testing.T) {
 	f := newBatchFake(t, "8")
 	f.hold = true
-	tr := httpnet.NewTransport(httpnet.TransportOptions{RequestTimeout: time.Hour})
+	tr := transport.New(transport.Options{RequestTimeout: time.Hour})
 	learn(t, tr, f)
 	l := newReplyLog()
 	send := tr.For(l.deliver)
@@ -728,129 +725,5 @@ func TestBatchCloseCancelsTheBatchInFlight(t *testing.T) {
 	}
 	if s := tr.Stats(); s.BatchParticipants != 0 || s.Batch != 1 {
 		t.Errorf("stats after Close %+v", s)
-	}
-}
-
-// End to end: a Runtime and two banks behind participant.NewHandler, which offers
-// batching. Every commit and rollback travels in batches; the commits of four
-// transactions that come while bob's bank holds one batch reach it together in the
-// next; a participant that does not offer batching still gets its commit alone. The
-// counters agree with what happened, in Runtime.TransportStats and on /metrics.
-func TestBatchEndToEnd(t *testing.T) {
-	a, b := twoBanks(t)
-	plain := newFakeParticipant(t) // no Dtc-Batch-Max
-	c := startCoord(t, "", func(o *httpnet.Options) {
-		o.Engine.RequestTimeout = time.Minute // a held batch is not retried
-	})
-	c.waitReady()
-	ctx := context.Background()
-
-	b.gate.set("commit", hold)
-	var ids []string
-	v, err := c.cli.Submit(ctx, client.Request{ID: "e2e-0", Participants: transfer(a, b, 1)})
-	if err != nil || v.State != client.StateCommitted {
-		t.Fatalf("%+v %v", v, err)
-	}
-	ids = append(ids, v.TxnID)
-	eventually(t, "bob's first batch held", func() bool { return b.gate.heldCount("commit") == 1 })
-	var (
-		wg sync.WaitGroup
-		mu sync.Mutex
-	)
-	for i := 1; i <= 4; i++ {
-		wg.Go(func() {
-			v, err := c.cli.Submit(ctx, client.Request{ID: fmt.Sprintf("e2e-%d", i), Participants: transfer(a, b, 1)})
-			if err != nil || v.State != client.StateCommitted {
-				t.Errorf("%+v %v", v, err)
-				return
-			}
-			mu.Lock()
-			ids = append(ids, v.TxnID)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	for _, id := range ids {
-		a.waitStatus(id, participant.StateCommitted) // alice's bank is not held
-	}
-	eventually(t, "bob's four commits queued behind the held batch", func() bool {
-		return c.rt.TransportStats().BatchQueued == 4
-	})
-	b.gate.release("commit")
-	for i, id := range ids {
-		b.waitStatus(id, participant.StateCommitted)
-		c.waitView(fmt.Sprintf("e2e-%d", i), "phase 2 acknowledged", func(v client.View) bool { return v.PhaseTwoDone })
-	}
-	if n := b.gate.callCount("commit"); n != 2 {
-		t.Errorf("bob's bank got %d batches, want 2: the held one and the four commits together", n)
-	}
-	if a.balance("alice") != 95 || b.balance("bob") != 105 {
-		t.Errorf("balances %d/%d, want 95/105", a.balance("alice"), b.balance("bob"))
-	}
-	s := c.rt.TransportStats()
-	if s.Prepare != 10 || s.Commit != 0 || s.Rollback != 0 || s.BatchOps != 10 || s.Batch < 2+1 || s.Batch > 2+5 ||
-		s.BatchParticipants != 2 || s.BatchQueued != 0 {
-		t.Errorf("stats %+v: want 10 prepares, and the 10 commits in 3 to 7 batches", s)
-	}
-
-	// A NACK: both banks' rollbacks go in batches.
-	v, err = c.cli.Submit(ctx, client.Request{ID: "e2e-nack", Participants: transfer(a, b, 1000)})
-	if err != nil || v.State != client.StateAborted {
-		t.Fatalf("%+v %v", v, err)
-	}
-	c.waitView("e2e-nack", "phase 2 acknowledged", func(v client.View) bool { return v.PhaseTwoDone })
-	b.waitStatus(v.TxnID, participant.StateAborted)
-	before := s
-	s = c.rt.TransportStats()
-	if s.Rollback != 0 || s.Commit != 0 || s.BatchOps <= before.BatchOps || len(b.holds()) != 0 {
-		t.Errorf("stats %+v after the NACK (before %+v), bob's holds %v: want the rollbacks in batches", s, before, b.holds())
-	}
-
-	// A participant without the header gets its commit alone, beside a batched one.
-	v, err = c.cli.Submit(ctx, client.Request{ID: "e2e-plain", Participants: []client.Participant{
-		{URL: plain.url()}, {URL: a.prepareURL(), Payload: op("alice", 1)},
-	}})
-	if err != nil || v.State != client.StateCommitted {
-		t.Fatalf("%+v %v", v, err)
-	}
-	c.waitView("e2e-plain", "phase 2 acknowledged", func(v client.View) bool { return v.PhaseTwoDone })
-	before = s
-	s = c.rt.TransportStats()
-	if s.Commit != 1 || s.BatchOps != before.BatchOps+1 || s.BatchParticipants != 2 {
-		t.Errorf("stats %+v (before %+v): want one commit alone and one in a batch", s, before)
-	}
-
-	// /metrics says the same.
-	mfs, err := c.rt.Metrics().Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			name := mf.GetName()
-			for _, l := range m.GetLabel() {
-				name += "{" + l.GetName() + "=" + l.GetValue() + "}"
-			}
-			got[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue() // one of them is set
-		}
-	}
-	want := map[string]float64{
-		"dtc_participant_batching":                      2,
-		"dtc_participant_batch_queued":                  0,
-		"dtc_participant_requests_total{kind=prepare}":  float64(s.Prepare),
-		"dtc_participant_requests_total{kind=commit}":   1,
-		"dtc_participant_requests_total{kind=rollback}": 0,
-		"dtc_participant_requests_total{kind=status}":   float64(s.Status),
-		"dtc_participant_requests_total{kind=batch}":    float64(s.Batch),
-		"dtc_participant_batch_ops_total":               float64(s.BatchOps),
-	}
-	for name, w := range want {
-		if g, ok := got[name]; !ok || g != w {
-			t.Errorf("%s = %v (present %v), want %v", name, g, ok, w)
-		}
 	}
 }
