@@ -21,6 +21,8 @@ import (
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/participant"
 	"github.com/dtc-project/dtc/sqlpart"
 )
@@ -356,7 +358,7 @@ func startCoordinator(t *testing.T) (string, *client.Client) {
 		Shards:            2,
 		Engine:            eng,
 		LazyFlushInterval: 5 * time.Millisecond,
-		Transport:         httpnet.TransportOptions{AdvertiseURL: u},
+		Transport:         transport.Options{AdvertiseURL: u},
 		Logger:            testLogger(t),
 		OnFatal:           func(err error) { t.Errorf("coordinator fatal: %v", err) },
 	})
@@ -364,7 +366,7 @@ func startCoordinator(t *testing.T) (string, *client.Client) {
 		ln.Close()
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(httpnet.NewServer(rt, httpnet.ServerOptions{Logger: testLogger(t)}))
+	srv := httptest.NewUnstartedServer(apiserver.NewServer(rt, apiserver.ServerOptions{Logger: testLogger(t)}))
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()
