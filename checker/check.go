@@ -17,7 +17,7 @@ const (
 	KindLiveness        = "liveness"
 	KindLinearizability = "linearizability"
 	KindBank            = "bank"
-	// KindDurability: a log refused to start (or lost a record) with no rot injected:
+	// KindDurability: a log refused to start (or lost a record) with no rot or lossy cut injected:
 	// the simulator reports it, the history cannot show it.
 	KindDurability = "durability"
 )

@@ -185,7 +185,7 @@ func TestScenarioABitFlippedInTheCoordinatorsLogStopsItFromStarting(t *testing.T
 		faults.At(100 * time.Millisecond).FlipBit("coord"),
 		faults.At(110 * time.Millisecond).Crash("coord"),
 	}, HealMax: 10 * time.Second}).noViolations()
-	w.noted("refuses to start after rot, as it must: wal: corrupt record in segment 1")
+	w.noted("refuses to start after rot or a cut, as it must: wal: corrupt record in segment 1")
 	w.happened("rot", w.res.Stats.RotFlips).happened("refusals after rot", w.res.Stats.RotRefusals)
 	if !w.res.RotStop {
 		t.Fatal("the run did not stop at the refusal")
@@ -204,7 +204,7 @@ func TestScenarioABitFlippedInTheLastDurableRecordOfAParticipantStopsItFromStart
 			faults.At(10 * time.Millisecond).FlipBit("p1"),
 		},
 	}).noViolations()
-	w.noted("refuses to start after rot, as it must: wal: corrupt record in segment 1 (0000000000000001.wal) at offset")
+	w.noted("refuses to start after rot or a cut, as it must: wal: corrupt record in segment 1 (0000000000000001.wal) at offset")
 	if !w.res.RotStop {
 		t.Fatal("the run did not stop at the refusal")
 	}
