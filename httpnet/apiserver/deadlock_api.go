@@ -13,7 +13,8 @@ import (
 )
 
 // HeaderAbortCause names the cause of POST /v1/transactions/{id}/abort: "wound" from a
-// participant whose older transaction wounds a younger holder (wound-wait), "client"
+// participant whose older transaction wounds a younger holder (wound-wait), "deadlock"
+// from the cluster's deadlock detector aborting a victim another node runs, "client"
 // (the default) otherwise.
 const HeaderAbortCause = "Dtc-Abort-Cause"
 
@@ -70,8 +71,10 @@ func (s *Server) abortTxn(w http.ResponseWriter, r *http.Request, id string) {
 	case "", string(coordinator.CauseClient):
 	case string(coordinator.CauseWound):
 		cause = coordinator.CauseWound
+	case string(coordinator.CauseDeadlock): // the cluster's detector, on another node
+		cause = coordinator.CauseDeadlock
 	default:
-		s.fail(w, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("%s: %q: use wound or client", HeaderAbortCause, h))
+		s.fail(w, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("%s: %q: use wound, deadlock or client", HeaderAbortCause, h))
 		return
 	}
 	var body abortBody
@@ -108,6 +111,8 @@ func (s *Server) abortTxn(w http.ResponseWriter, r *http.Request, id string) {
 		switch {
 		case cause == coordinator.CauseWound:
 			reason = "wounded by an older transaction"
+		case cause == coordinator.CauseDeadlock:
+			reason = "the victim of a deadlock"
 		case who.Name != "":
 			reason = "requested by client " + who.Name
 		default:
