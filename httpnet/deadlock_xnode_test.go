@@ -1,0 +1,151 @@
+package httpnet_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dtc-project/dtc/client"
+	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/apiserver"
+	"github.com/dtc-project/dtc/internal/etcdtest"
+	"github.com/dtc-project/dtc/locks"
+)
+
+// metricValue reads a counter of the node's registry: name with label value (or the
+// unlabelled one when label is ""), 0 if absent.
+func (n *cnode) metricValue(t *testing.T, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := n.rt.Metrics().Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.Metric {
+			if label == "" {
+				return m.Counter.GetValue()
+			}
+			for _, l := range m.Label {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.Counter.GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// idOwnedBy returns a client id with prefix whose shard n runs.
+func idOwnedBy(t *testing.T, n *cnode, prefix string) string {
+	t.Helper()
+	for i := range 1000 {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		if n.rt.RunsShard(n.rt.ClusterShardOf(id)) {
+			return id
+		}
+	}
+	t.Fatalf("no id with prefix %s routes to a shard of %s (it runs %v)", prefix, n.id, n.rt.Node().Owned())
+	return ""
+}
+
+// The deadlock of issue 16 across nodes: T1 lives on a shard of one node, T2 on a shard
+// of the other; two library banks (lock policy wait) report their waits to the node
+// that is NOT the detector (the owner of shard 0), which forwards them to it. The
+// detector looks the other node's transaction up through its owner, finds the cycle,
+// and aborts the younger (T2) with cause deadlock long before the 30s prepare deadline;
+// T1 commits and neither bank is left with a wait or a prepared transaction.
+func TestClusterDeadlockAcrossNodes(t *testing.T) {
+	srv := etcdtest.Start(t)
+	n1, n2 := startClusterNode(t, srv, "xdl", "n1"), startClusterNode(t, srv, "xdl", "n2")
+	eventually(t, "every shard owned, two ways", func() bool {
+		c, ok := ownedBy(n1, n2)
+		return c == clusterShards && ok && len(n1.rt.Node().Owned()) > 0 && len(n2.rt.Node().Owned()) > 0
+	})
+	det, other := n1, n2
+	if n2.rt.RunsShard(httpnet.DetectorShard) {
+		det, other = n2, n1
+	}
+	if !det.rt.RunsShard(httpnet.DetectorShard) {
+		t.Fatalf("nobody runs shard %d", httpnet.DetectorShard)
+	}
+	// The banks report to the node that does not keep the graph.
+	a := newLibBank(t, other.url, locks.PolicyWait, map[string]int64{"x": 1000})
+	b := newLibBank(t, other.url, locks.PolicyWait, map[string]int64{"y": 1000})
+	t1, t2 := idOwnedBy(t, n1, "xt1"), idOwnedBy(t, n2, "xt2")
+	a.order.mu.Lock()
+	a.order.after[t2] = t1
+	a.order.mu.Unlock()
+	b.order.mu.Lock()
+	b.order.after[t1] = t2
+	b.order.mu.Unlock()
+	op := func(account string, amount int) json.RawMessage {
+		return json.RawMessage(fmt.Sprintf(`{"ops":[{"account":%q,"amount":%d}]}`, account, amount))
+	}
+	const prepareTimeout = 30 * time.Second
+	ctx := context.Background()
+	submit := func(n *cnode, id string, parts []client.Participant) {
+		eventually(t, "submitted "+id, func() bool {
+			_, err := n.cli.SubmitAsync(ctx, client.Request{ID: id, PrepareTimeout: prepareTimeout, Participants: parts})
+			var apiErr *client.Error
+			if errors.As(err, &apiErr) && apiErr.Code == apiserver.CodeNotOwner {
+				return false
+			}
+			if err != nil {
+				t.Fatalf("submitting %s: %v", id, err)
+			}
+			return true
+		})
+	}
+	submit(n1, t1, []client.Participant{{URL: a.url(), Payload: op("x", -1)}, {URL: b.url(), Payload: op("y", 1)}})
+	submit(n2, t2, []client.Participant{{URL: b.url(), Payload: op("y", -1)}, {URL: a.url(), Payload: op("x", 1)}})
+	final := func(n *cnode, id string) client.View {
+		var v client.View
+		eventually(t, id+" decided", func() bool {
+			var err error
+			v, err = n.cli.Get(ctx, id)
+			return err == nil && v.Final()
+		})
+		return v
+	}
+	v1, v2 := final(n1, t1), final(n2, t2)
+	if v1.State != client.StateCommitted || v2.State != client.StateAborted || v2.AbortCause != coordinator.CauseDeadlock {
+		t.Fatalf("t1 %s (%s: %s), t2 %s (%s: %s)", v1.State, v1.AbortCause, v1.Reason, v2.State, v2.AbortCause, v2.Reason)
+	}
+	if !strings.Contains(v2.Reason, "victim "+t2) || !strings.Contains(v2.Reason, t1) {
+		t.Fatalf("t2's reason %q does not name the cycle %s, %s with victim %s", v2.Reason, t1, t2, t2)
+	}
+	if v1.Priority >= v2.Priority {
+		t.Fatalf("t1 (begun first) has priority %d, t2 %d", v1.Priority, v2.Priority)
+	}
+	took := v2.DecidedAt.Sub(closedAt(t, a, b, t1, t2))
+	sinceBegin := v2.DecidedAt.Sub(v2.BeganAt)
+	t.Logf("across nodes (t1 on %s, t2 on %s, detector %s): closing prepare in -> victim's abort decided %v; t2 began -> aborted %v (prepare timeout %v)",
+		n1.id, n2.id, det.id, took, sinceBegin, prepareTimeout)
+	if sinceBegin >= 10*time.Second {
+		t.Fatalf("t2 aborted %v after it began: the deadlock was not broken by the detector", sinceBegin)
+	}
+	eventually(t, "no bank has a wait or a prepared transaction", func() bool {
+		sa, sb := a.p.Stats(), b.p.Stats()
+		return sa.LockWaiting == 0 && sa.Prepared == 0 && sb.LockWaiting == 0 && sb.Prepared == 0
+	})
+	if got := det.metricValue(t, "dtc_deadlocks_total", "", ""); got != 1 {
+		t.Errorf("detector %s: dtc_deadlocks_total %v, want 1", det.id, got)
+	}
+	if got := other.metricValue(t, "dtc_deadlocks_total", "", ""); got != 0 {
+		t.Errorf("%s (not the detector): dtc_deadlocks_total %v, want 0", other.id, got)
+	}
+	if det.metricValue(t, "dtc_wait_reports_total", "result", "added") == 0 {
+		t.Errorf("detector %s added no report to its graph", det.id)
+	}
+	if other.fwdOK(t) == 0 {
+		t.Errorf("%s forwarded no report to the detector", other.id)
+	}
+}
