@@ -92,7 +92,7 @@ type detector struct {
 
 	mu        sync.Mutex
 	g         *waitfor.Graph
-	seen      map[string]time.Time // cluster only: when each transaction of g was last reported
+	seen      map[string]seenTxn // cluster only: the transactions of g, as last reported
 	lastSweep time.Time
 
 	deadlocks  prometheus.Counter
@@ -113,7 +113,7 @@ func (rt *Runtime) newDetector() *detector {
 		return nil
 	}
 	d := &detector{
-		rt: rt, lg: rt.lg, g: waitfor.New(rt.o.WaitEdgesMax), seen: map[string]time.Time{},
+		rt: rt, lg: rt.lg, g: waitfor.New(rt.o.WaitEdgesMax), seen: map[string]seenTxn{},
 		deadlocks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dtc_deadlocks_total",
 			Help: "Cycles found in the wait-for graph; each one's youngest transaction is aborted with cause deadlock.",
@@ -156,11 +156,11 @@ func (d *detector) sweep(now time.Time) {
 		return
 	}
 	d.lastSweep = now
-	for id, at := range d.seen {
+	for id, st := range d.seen {
 		switch {
 		case !d.g.Contains(id):
 			delete(d.seen, id)
-		case now.Sub(at) > RemoteWaitTTL && d.rt.shardFor(id) == nil:
+		case now.Sub(st.at) > RemoteWaitTTL && d.rt.shardFor(id) == nil:
 			d.g.Remove(id)
 			delete(d.seen, id)
 		}
@@ -216,9 +216,7 @@ func (d *detector) report(ctx context.Context, rep WaitReport) ([]waitfor.Cycle,
 	cycles, err := d.g.Add(waiter.Txn, txns(holders))
 	if err == nil && d.rt.cl != nil {
 		for _, t := range append(holders, waiter) {
-			if d.g.Contains(t.ID) {
-				d.seen[t.ID] = now
-			}
+			d.seen[t.ID] = seenTxn{at: now, txnID: t.txnID}
 		}
 	}
 	d.mu.Unlock()
@@ -273,7 +271,15 @@ func (d *detector) confirm(ctx context.Context, c waitfor.Cycle) (liveTxn, bool)
 	var victim liveTxn
 	all, remote := true, false
 	for _, t := range c.Txns {
-		lt, ok, err := d.live(ctx, t.ID)
+		// By the id its participants were told when known: a lookup at another node
+		// by that id needs no credentials.
+		id := t.ID
+		d.mu.Lock()
+		if st, ok := d.seen[t.ID]; ok && st.txnID != "" {
+			id = st.txnID
+		}
+		d.mu.Unlock()
+		lt, ok, err := d.live(ctx, id)
 		if err != nil || !ok {
 			all = false
 			if err == nil {
@@ -290,6 +296,13 @@ func (d *detector) confirm(ctx context.Context, c waitfor.Cycle) (liveTxn, bool)
 		d.lg.Info("a cycle's transaction is no longer preparing (or could not be looked up): not a deadlock", "cycle", c.String(), "remote", remote)
 	}
 	return victim, all
+}
+
+// seenTxn is when a transaction was last named in a report, and the id its
+// participants were told.
+type seenTxn struct {
+	at    time.Time
+	txnID string
 }
 
 // liveTxn is a transaction as live found it.
