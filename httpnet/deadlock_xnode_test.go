@@ -57,14 +57,31 @@ func idOwnedBy(t *testing.T, n *cnode, prefix string) string {
 }
 
 // The deadlock of issue 16 across nodes: T1 lives on a shard of one node, T2 on a shard
-// of the other; two library banks (lock policy wait) report their waits to the node
+// of the other (the victim is the detector's own transaction in one run, the other
+// node's in the other); two library banks (lock policy wait) report their waits to the node
 // that is NOT the detector (the owner of shard 0), which forwards them to it. The
 // detector looks the other node's transaction up through its owner, finds the cycle,
 // and aborts the younger (T2) with cause deadlock long before the 30s prepare deadline;
-// T1 commits and neither bank is left with a wait or a prepared transaction.
+// T1 commits and neither bank is left with a wait or a prepared transaction. With
+// authentication on, the banks report without a token (by the ids they were told) and
+// the nodes' calls to each other carry none of their own: the same outcome.
 func TestClusterDeadlockAcrossNodes(t *testing.T) {
+	t.Run("open", func(t *testing.T) { clusterDeadlockAcrossNodes(t, false) })
+	t.Run("auth", func(t *testing.T) { clusterDeadlockAcrossNodes(t, true) })
+}
+
+func clusterDeadlockAcrossNodes(t *testing.T, auth bool) {
 	srv := etcdtest.Start(t)
-	n1, n2 := startClusterNode(t, srv, "xdl", "n1"), startClusterNode(t, srv, "xdl", "n2")
+	var so apiserver.ServerOptions
+	var token string
+	if auth {
+		creds, tok := testCreds(t, "submit alice", "admin ops")
+		so.Auth, token = apiserver.NewAuth(creds), tok["alice"]
+	}
+	start := func(id string) *cnode {
+		return startClusterNodeAPI(t, srv, "xdl", id, "", apiserver.ClusterHandlerOptions{}, nil, so, token)
+	}
+	n1, n2 := start("n1"), start("n2")
 	eventually(t, "every shard owned, two ways", func() bool {
 		c, ok := ownedBy(n1, n2)
 		return c == clusterShards && ok && len(n1.rt.Node().Owned()) > 0 && len(n2.rt.Node().Owned()) > 0
@@ -79,7 +96,13 @@ func TestClusterDeadlockAcrossNodes(t *testing.T) {
 	// The banks report to the node that does not keep the graph.
 	a := newLibBank(t, other.url, locks.PolicyWait, map[string]int64{"x": 1000})
 	b := newLibBank(t, other.url, locks.PolicyWait, map[string]int64{"y": 1000})
-	t1, t2 := idOwnedBy(t, n1, "xt1"), idOwnedBy(t, n2, "xt2")
+	// T2, the victim, lives on the detector's node without authentication and on the
+	// other with it (looked up and aborted through its owner); T1 on the other one.
+	on1, on2 := other, det
+	if auth {
+		on1, on2 = det, other
+	}
+	t1, t2 := idOwnedBy(t, on1, "xt1"), idOwnedBy(t, on2, "xt2")
 	a.order.mu.Lock()
 	a.order.after[t2] = t1
 	a.order.mu.Unlock()
@@ -104,8 +127,8 @@ func TestClusterDeadlockAcrossNodes(t *testing.T) {
 			return true
 		})
 	}
-	submit(n1, t1, []client.Participant{{URL: a.url(), Payload: op("x", -1)}, {URL: b.url(), Payload: op("y", 1)}})
-	submit(n2, t2, []client.Participant{{URL: b.url(), Payload: op("y", -1)}, {URL: a.url(), Payload: op("x", 1)}})
+	submit(on1, t1, []client.Participant{{URL: a.url(), Payload: op("x", -1)}, {URL: b.url(), Payload: op("y", 1)}})
+	submit(on2, t2, []client.Participant{{URL: b.url(), Payload: op("y", -1)}, {URL: a.url(), Payload: op("x", 1)}})
 	final := func(n *cnode, id string) client.View {
 		var v client.View
 		eventually(t, id+" decided", func() bool {
@@ -115,7 +138,7 @@ func TestClusterDeadlockAcrossNodes(t *testing.T) {
 		})
 		return v
 	}
-	v1, v2 := final(n1, t1), final(n2, t2)
+	v1, v2 := final(on1, t1), final(on2, t2)
 	if v1.State != client.StateCommitted || v2.State != client.StateAborted || v2.AbortCause != coordinator.CauseDeadlock {
 		t.Fatalf("t1 %s (%s: %s), t2 %s (%s: %s)", v1.State, v1.AbortCause, v1.Reason, v2.State, v2.AbortCause, v2.Reason)
 	}
@@ -128,7 +151,7 @@ func TestClusterDeadlockAcrossNodes(t *testing.T) {
 	took := v2.DecidedAt.Sub(closedAt(t, a, b, t1, t2))
 	sinceBegin := v2.DecidedAt.Sub(v2.BeganAt)
 	t.Logf("across nodes (t1 on %s, t2 on %s, detector %s): closing prepare in -> victim's abort decided %v; t2 began -> aborted %v (prepare timeout %v)",
-		n1.id, n2.id, det.id, took, sinceBegin, prepareTimeout)
+		on1.id, on2.id, det.id, took, sinceBegin, prepareTimeout)
 	if sinceBegin >= 10*time.Second {
 		t.Fatalf("t2 aborted %v after it began: the deadlock was not broken by the detector", sinceBegin)
 	}
