@@ -156,13 +156,20 @@ func (d *detector) sweep(now time.Time) {
 		return
 	}
 	d.lastSweep = now
-	for id, st := range d.seen {
+	sweepSeen(d.g, d.seen, now, func(id string) bool { return d.rt.shardFor(id) != nil })
+}
+
+// sweepSeen removes from g the transactions that are not local and were last reported
+// more than RemoteWaitTTL before now, and from seen those that g does not hold (any
+// more). A local transaction stays until its decision removes it.
+func sweepSeen(g *waitfor.Graph, seen map[string]seenTxn, now time.Time, local func(id string) bool) {
+	for id, st := range seen {
 		switch {
-		case !d.g.Contains(id):
-			delete(d.seen, id)
-		case now.Sub(st.at) > RemoteWaitTTL && d.rt.shardFor(id) == nil:
-			d.g.Remove(id)
-			delete(d.seen, id)
+		case !g.Contains(id):
+			delete(seen, id)
+		case now.Sub(st.at) > RemoteWaitTTL && !local(id):
+			g.Remove(id)
+			delete(seen, id)
 		}
 	}
 }
