@@ -269,10 +269,11 @@ func (d *detector) report(ctx context.Context, rep WaitReport) ([]waitfor.Cycle,
 
 // confirm looks every transaction of cycle c up again in a cluster, where some may live
 // on another node (whose decisions this detector does not see), or have moved there: the
-// cycle is real only if all are still preparing. Those that are not lose their edges. It returns the victim as
-// looked up (where it lives, the id its participants were told).
+// cycle is real only if all are still preparing. Those that are not lose their edges.
+// It returns the victim as looked up (where it lives, the id its participants were
+// told). Outside a cluster every decision removes its edges: nothing to look up.
 func (d *detector) confirm(ctx context.Context, c waitfor.Cycle) (liveTxn, bool) {
-	if d.rt.cl == nil { // every transaction is here, and its decision removes its edges
+	if d.rt.cl == nil {
 		return liveTxn{Txn: c.Victim, txnID: c.Victim.ID}, true
 	}
 	var victim liveTxn
