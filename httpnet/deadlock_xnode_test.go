@@ -168,7 +168,96 @@ func clusterDeadlockAcrossNodes(t *testing.T, auth bool) {
 	if det.metricValue(t, "dtc_wait_reports_total", "result", "added") == 0 {
 		t.Errorf("detector %s added no report to its graph", det.id)
 	}
-	if other.fwdOK(t) == 0 {
-		t.Errorf("%s forwarded no report to the detector", other.id)
+	if other.fwdOK(t) == 0 || other.metricValue(t, "dtc_wait_reports_total", "result", "added") != 0 {
+		t.Errorf("%s kept reports instead of forwarding them to the detector", other.id)
 	}
+}
+
+// When the detector's node dies, the owner of shard 0 after it starts with an empty
+// graph that the participants' re-told reports fill again: a deadlock across the two
+// surviving nodes, whose first wait was reported to the dead detector and whose closing
+// wait forms after it died, is still broken long before its 30s deadline.
+func TestClusterDeadlockAfterTheDetectorMoves(t *testing.T) {
+	srv := etcdtest.Start(t)
+	nodes := []*cnode{startClusterNode(t, srv, "xmv", "n1"), startClusterNode(t, srv, "xmv", "n2"), startClusterNode(t, srv, "xmv", "n3")}
+	eventually(t, "every shard owned, three ways", func() bool {
+		c, ok := ownedBy(nodes...)
+		return c == clusterShards && ok && len(nodes[0].rt.Node().Owned()) > 0 &&
+			len(nodes[1].rt.Node().Owned()) > 0 && len(nodes[2].rt.Node().Owned()) > 0
+	})
+	var det *cnode
+	var rest []*cnode
+	for _, n := range nodes {
+		if n.rt.RunsShard(httpnet.DetectorShard) {
+			det = n
+		} else {
+			rest = append(rest, n)
+		}
+	}
+	if det == nil || len(rest) != 2 {
+		t.Fatalf("no single owner of shard %d", httpnet.DetectorShard)
+	}
+	on1, on2 := rest[0], rest[1]
+	// The banks report to on1, which survives.
+	a := newLibBank(t, on1.url, locks.PolicyWait, map[string]int64{"x": 1000})
+	b := newLibBank(t, on1.url, locks.PolicyWait, map[string]int64{"y": 1000})
+	t1, t2 := idOwnedBy(t, on1, "mt1"), idOwnedBy(t, on2, "mt2")
+	// T1 takes x at a; T2 takes y at b; T1 then waits for y at b. T2's prepare at a
+	// (which closes the cycle) is held until the test lets it in.
+	const gate = "gate"
+	a.order.mu.Lock()
+	a.order.after[t2] = gate
+	a.order.mu.Unlock()
+	b.order.mu.Lock()
+	b.order.after[t1] = t2
+	b.order.mu.Unlock()
+	op := func(account string, amount int) json.RawMessage {
+		return json.RawMessage(fmt.Sprintf(`{"ops":[{"account":%q,"amount":%d}]}`, account, amount))
+	}
+	ctx := context.Background()
+	for _, s := range []struct {
+		n     *cnode
+		id    string
+		parts []client.Participant
+	}{
+		{on1, t1, []client.Participant{{URL: a.url(), Payload: op("x", -1)}, {URL: b.url(), Payload: op("y", 1)}}},
+		{on2, t2, []client.Participant{{URL: b.url(), Payload: op("y", -1)}, {URL: a.url(), Payload: op("x", 1)}}},
+	} {
+		if _, err := s.n.cli.SubmitAsync(ctx, client.Request{ID: s.id, PrepareTimeout: 30 * time.Second, Participants: s.parts}); err != nil {
+			t.Fatalf("submitting %s: %v", s.id, err)
+		}
+	}
+	eventually(t, "T1's wait at b reported to the detector", func() bool {
+		return b.p.Stats().LockWaiting == 1 && det.metricValue(t, "dtc_wait_reports_total", "result", "added") > 0
+	})
+	det.kill()
+	eventually(t, "shard 0 run by a surviving node", func() bool {
+		return on1.rt.RunsShard(httpnet.DetectorShard) || on2.rt.RunsShard(httpnet.DetectorShard)
+	})
+	opened := time.Now()
+	a.order.mu.Lock()
+	close(a.order.ackedCh(gate))
+	a.order.mu.Unlock()
+	final := func(n *cnode, id string) client.View {
+		var v client.View
+		eventually(t, id+" decided", func() bool {
+			var err error
+			v, err = n.cli.Get(ctx, id)
+			return err == nil && v.Final()
+		})
+		return v
+	}
+	v1, v2 := final(on1, t1), final(on2, t2)
+	if v1.State != client.StateCommitted || v2.State != client.StateAborted || v2.AbortCause != coordinator.CauseDeadlock {
+		t.Fatalf("t1 %s (%s: %s), t2 %s (%s: %s)", v1.State, v1.AbortCause, v1.Reason, v2.State, v2.AbortCause, v2.Reason)
+	}
+	took := v2.DecidedAt.Sub(opened)
+	t.Logf("detector %s killed; the cycle closed after shard 0 moved; closing prepare let in -> victim's abort decided %v", det.id, took)
+	if took >= 10*time.Second {
+		t.Fatalf("t2 aborted %v after the cycle closed: not broken by the new detector", took)
+	}
+	eventually(t, "no bank has a wait or a prepared transaction", func() bool {
+		sa, sb := a.p.Stats(), b.p.Stats()
+		return sa.LockWaiting == 0 && sa.Prepared == 0 && sb.LockWaiting == 0 && sb.Prepared == 0
+	})
 }
