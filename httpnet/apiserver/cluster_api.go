@@ -70,7 +70,7 @@ func NewClusterHandler(rt *httpnet.Runtime, api *Server, o ClusterHandlerOptions
 		client: &http.Client{Timeout: o.ForwardTimeout},
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dtc_cluster_forwarded_requests_total",
-			Help: "API requests forwarded to the node that owns their shard, by result: ok (an answer came back), error (the owner did not answer), refused (no owner known, or the request had been forwarded once already). A cluster-wide listing counts once per node it asks.",
+			Help: "API requests forwarded to the node that owns their shard, by result: ok (an answer came back), error (the owner did not answer), refused (no owner known, or the request had been forwarded once already). A cluster-wide listing counts once per node it asks; the deadlock detector counts each lookup or abort of another node's transaction; a wait report counts when it goes to the detector on another node.",
 		}, []string{"result"}),
 	}
 	rt.Metrics().Registry().MustRegister(h.forwarded)
