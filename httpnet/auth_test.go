@@ -133,10 +133,12 @@ func TestAPIAuthorizesByRole(t *testing.T) {
 		}
 	}
 	// A participant's query by the id it was told needs no token, and gets the state
-	// only; a wrong nonce is an unknown transaction.
+	// and the priority (it was told that with the prepare; a cluster's deadlock detector
+	// reads it) only; a wrong nonce is an unknown transaction.
 	st, _, b, _ := call(t, "GET", txns+"/"+v.TxnID, "", "")
 	var got map[string]any
-	if err := json.Unmarshal([]byte(b), &got); st != 200 || err != nil || len(got) != 3 || got["state"] != "committed" || got["txn_id"] != v.TxnID {
+	if err := json.Unmarshal([]byte(b), &got); st != 200 || err != nil || len(got) != 4 || got["state"] != "committed" || got["txn_id"] != v.TxnID ||
+		got["priority"] != float64(v.Priority) {
 		t.Fatalf("participant's query: %d %s", st, b)
 	}
 	if st, code, _, _ := call(t, "GET", txns+"/a1@0000000000000000", "", ""); st != 404 || code != apiserver.CodeNotFound {

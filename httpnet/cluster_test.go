@@ -58,6 +58,13 @@ func startClusterNodeBehind(t *testing.T, srv *etcdtest.Server, name, id, lb str
 // wrap when wrap is not nil.
 func startClusterNodeWith(t *testing.T, srv *etcdtest.Server, name, id, lb string, ho apiserver.ClusterHandlerOptions, wrap func(http.Handler) http.Handler) *cnode {
 	t.Helper()
+	return startClusterNodeAPI(t, srv, name, id, lb, ho, wrap, apiserver.ServerOptions{}, "")
+}
+
+// startClusterNodeAPI starts a node whose API has options so (its logger the node's),
+// its client sending token.
+func startClusterNodeAPI(t *testing.T, srv *etcdtest.Server, name, id, lb string, ho apiserver.ClusterHandlerOptions, wrap func(http.Handler) http.Handler, so apiserver.ServerOptions, token string) *cnode {
+	t.Helper()
 	n := &cnode{t: t, id: id}
 	n.proxy = etcdtest.NewProxy(t, srv.Endpoint[len("http://"):])
 	ec, err := clientv3.New(clientv3.Config{Endpoints: []string{n.proxy.URL()}, DialTimeout: 10 * time.Second})
@@ -87,7 +94,8 @@ func startClusterNodeWith(t *testing.T, srv *etcdtest.Server, name, id, lb strin
 		t.Fatalf("Open %s: %v", id, err)
 	}
 	n.rt = rt
-	api := apiserver.NewServer(rt, apiserver.ServerOptions{Logger: o.Logger})
+	so.Logger = o.Logger
+	api := apiserver.NewServer(rt, so)
 	var h http.Handler = apiserver.NewClusterHandler(rt, api, ho)
 	if wrap != nil {
 		h = wrap(h)
@@ -96,7 +104,7 @@ func startClusterNodeWith(t *testing.T, srv *etcdtest.Server, name, id, lb strin
 	n.srv.Listener.Close()
 	n.srv.Listener = listen(t, addr)
 	n.srv.Start()
-	n.cli, err = client.New(n.url, client.Options{MaxRetries: -1})
+	n.cli, err = client.New(n.url, client.Options{MaxRetries: -1, Token: token})
 	if err != nil {
 		t.Fatal(err)
 	}

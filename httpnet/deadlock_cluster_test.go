@@ -16,10 +16,11 @@ import (
 	"github.com/dtc-project/dtc/internal/etcdtest"
 )
 
-// In a cluster, wait reports and aborts sent to a node that does not own the
-// transaction are forwarded to the one that does: a deadlock between two transactions
-// of node n1, reported to n2, is broken by n1's detector; an abort sent to n2 aborts a
-// transaction of n1.
+// In a cluster, wait reports go to the detector (the owner of shard 0) and aborts sent
+// to a node that does not own the transaction are forwarded to the one that does: a
+// deadlock between two transactions of node n1, reported to n2, is broken by the
+// cluster's detector, whichever node it is; an abort sent to n2 aborts a transaction
+// of n1.
 func TestClusterForwardsWaitsAndAborts(t *testing.T) {
 	srv := etcdtest.Start(t)
 	n1, n2 := startClusterNode(t, srv, "dl", "n1"), startClusterNode(t, srv, "dl", "n2")

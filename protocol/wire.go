@@ -181,4 +181,8 @@ type CoordinatorTxn struct {
 	ID    string `json:"id"`     // the client's id
 	TxnID string `json:"txn_id"` // the id participants see (the client's id and an incarnation nonce)
 	State string `json:"state"`
+	// Priority orders transactions for deadlock victims (smaller is older); the
+	// participants were told it with the prepare. The cluster's deadlock detector reads
+	// it; a participant in doubt does not.
+	Priority int64 `json:"priority,omitempty"`
 }

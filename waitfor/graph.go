@@ -217,3 +217,9 @@ func (g *Graph) dropIfIsolated(id string) {
 		delete(g.prio, id)
 	}
 }
+
+// Contains reports whether id has an edge (into or out of it).
+func (g *Graph) Contains(id string) bool {
+	_, ok := g.prio[id]
+	return ok
+}

@@ -70,10 +70,11 @@ func NewClusterHandler(rt *httpnet.Runtime, api *Server, o ClusterHandlerOptions
 		client: &http.Client{Timeout: o.ForwardTimeout},
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dtc_cluster_forwarded_requests_total",
-			Help: "API requests forwarded to the node that owns their shard, by result: ok (an answer came back), error (the owner did not answer), refused (no owner known, or the request had been forwarded once already). A cluster-wide listing counts once per node it asks.",
+			Help: "API requests forwarded to the node that owns their shard, by result: ok (an answer came back), error (the owner did not answer), refused (no owner known, or the request had been forwarded once already). A cluster-wide listing counts once per node it asks; the deadlock detector counts each lookup or abort of another node's transaction; a wait report counts when it goes to the detector on another node.",
 		}, []string{"result"}),
 	}
 	rt.Metrics().Registry().MustRegister(h.forwarded)
+	rt.SetRemoteTxns(h)
 	return h
 }
 
@@ -107,8 +108,7 @@ func (h *ClusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/v1/transactions" && r.Method == http.MethodGet && r.Header.Get(HeaderForwarded) == "":
 		h.listCluster(w, r) // a forwarded listing is answered for this node's shards only
 	case r.URL.Path == "/v1/waits" && r.Method == http.MethodPost:
-		// The waiter's owner keeps the edges out of it: a cycle is found when all of its
-		// transactions live on one node (see deadlock.go).
+		// One node keeps the cluster's wait-for graph (cluster_deadlock.go).
 		body, err := io.ReadAll(io.LimitReader(r.Body, h.o.BodyMaxBytes+1))
 		if err != nil {
 			h.api.fail(w, http.StatusBadRequest, CodeMalformedJSON, "reading the body: "+err.Error())
@@ -120,7 +120,7 @@ func (h *ClusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.api.ServeHTTP(w, r)
 			return
 		}
-		h.route(w, r, body, rep.Waiter)
+		h.serveWaits(w, r, body)
 	case strings.HasPrefix(r.URL.Path, "/v1/transactions/") && strings.HasSuffix(r.URL.Path, "/abort") && r.Method == http.MethodPost:
 		id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/transactions/"), "/abort")
 		if id == "" || strings.Contains(id, "/") || len(id) > 1024 {

@@ -14,7 +14,9 @@ import (
 
 // HeaderAbortCause names the cause of POST /v1/transactions/{id}/abort: "wound" from a
 // participant whose older transaction wounds a younger holder (wound-wait), "client"
-// (the default) otherwise.
+// (the default) otherwise. "deadlock" is taken only from the cluster's deadlock detector
+// aborting a victim another node runs: a forwarded request (HeaderForwarded) naming the
+// victim by its participant id.
 const HeaderAbortCause = "Dtc-Abort-Cause"
 
 // abortReasonMaxBytes bounds the reason given with an abort (it goes to the log).
@@ -54,7 +56,8 @@ func (s *Server) asParticipant(r *http.Request, ids ...string) bool {
 // a participant naming it by its participant id (asParticipant).
 func (s *Server) abortTxn(w http.ResponseWriter, r *http.Request, id string) {
 	who := noAuth
-	if !s.asParticipant(r, id) {
+	participant := s.asParticipant(r, id)
+	if !participant {
 		p, ok := s.authorize(w, r, "abort transactions", RoleSubmit, RoleAdmin)
 		if !ok {
 			return
@@ -70,6 +73,15 @@ func (s *Server) abortTxn(w http.ResponseWriter, r *http.Request, id string) {
 	case "", string(coordinator.CauseClient):
 	case string(coordinator.CauseWound):
 		cause = coordinator.CauseWound
+	case string(coordinator.CauseDeadlock):
+		// Only the cluster's detector, on another node, names a victim so: a forwarded
+		// call naming it by its participant id (the trust of a wound: the caller could
+		// abort it as wound anyway). Anyone else is refused, as for an unknown cause.
+		if r.Header.Get(HeaderForwarded) == "" || (s.o.Auth != nil && !participant) {
+			s.fail(w, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("%s: %q: use wound or client", HeaderAbortCause, h))
+			return
+		}
+		cause = coordinator.CauseDeadlock
 	default:
 		s.fail(w, http.StatusBadRequest, CodeInvalid, fmt.Sprintf("%s: %q: use wound or client", HeaderAbortCause, h))
 		return
@@ -108,6 +120,8 @@ func (s *Server) abortTxn(w http.ResponseWriter, r *http.Request, id string) {
 		switch {
 		case cause == coordinator.CauseWound:
 			reason = "wounded by an older transaction"
+		case cause == coordinator.CauseDeadlock:
+			reason = "the victim of a deadlock"
 		case who.Name != "":
 			reason = "requested by client " + who.Name
 		default:

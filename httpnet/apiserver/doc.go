@@ -2,7 +2,8 @@
 // Server that routes and answers it, who may call what (auth.go), the operator's
 // endpoints (/metrics, GET /v1/stats, GET /v1/openapi.json, the admin page under /ui/),
 // wait reports and aborts (deadlock_api.go), a cluster node's forwarding and merged
-// listings (ClusterHandler), and Serve, which runs the http.Server until shutdown and
+// listings (ClusterHandler), the cluster's deadlock detector's calls to other nodes
+// (cluster_deadlock.go: every wait report goes to the owner of shard 0), and Serve, which runs the http.Server until shutdown and
 // then closes the runtime. It depends on the runtime (package httpnet) and the
 // transport's participant allowlist (package httpnet/transport); neither depends on it.
 //
@@ -43,7 +44,10 @@
 // a host the operator did not allow; two URLs with the same key are one participant
 // listed twice. POST /v1/waits and POST /v1/transactions/{id}/abort take the same trust
 // as that query: without credentials, a caller naming every transaction by its
-// participant id is served as a participant (deadlock_api.go, asParticipant).
+// participant id is served as a participant (deadlock_api.go, asParticipant). The
+// cluster's detector holds no credentials: its calls to another node carry the
+// report's, or none when they name transactions by participant id; an abort with cause
+// deadlock is taken only from such a forwarded call.
 //
 // # Tracing
 //

@@ -608,7 +608,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, id string, who Prin
 	}
 	switch {
 	case wireOnly:
-		writeBody(w, http.StatusOK, protocol.MarshalAnswer(protocol.CoordinatorTxn{ID: v.ID, TxnID: v.TxnID, State: v.State}))
+		writeBody(w, http.StatusOK, protocol.MarshalAnswer(protocol.CoordinatorTxn{ID: v.ID, TxnID: v.TxnID, State: v.State, Priority: v.Priority}))
 		return
 	case who.Role == RoleSubmit && v.Owner != who.Name:
 		s.fail(w, http.StatusForbidden, CodeForbidden,
