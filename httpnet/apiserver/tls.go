@@ -2,10 +2,10 @@ package apiserver
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
+
+	"github.com/dtc-project/dtc/httpnet/internal/certs"
 )
 
 // ServerTLSConfig is the API's TLS configuration: its certificate and key (PEM files),
@@ -22,7 +22,7 @@ func ServerTLSConfig(certFile, keyFile, clientCA string) (*tls.Config, error) {
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	if clientCA != "" {
-		pool, err := loadPool(clientCA)
+		pool, err := certs.LoadPool(clientCA)
 		if err != nil {
 			return nil, err
 		}
@@ -30,16 +30,4 @@ func ServerTLSConfig(certFile, keyFile, clientCA string) (*tls.Config, error) {
 		c.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return c, nil
-}
-
-func loadPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("httpnet: reading the CA file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("httpnet: %s holds no PEM certificate", file)
-	}
-	return pool, nil
 }

@@ -2,10 +2,10 @@ package transport
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
+
+	"github.com/dtc-project/dtc/httpnet/internal/certs"
 )
 
 // ClientTLSConfig is the TLS configuration of a client of dtc's API or of dtc toward
@@ -14,7 +14,7 @@ import (
 func ClientTLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
-		pool, err := loadPool(caFile)
+		pool, err := certs.LoadPool(caFile)
 		if err != nil {
 			return nil, err
 		}
@@ -31,16 +31,4 @@ func ClientTLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 		return nil, errors.New("httpnet: a client certificate needs both the certificate and its key")
 	}
 	return c, nil
-}
-
-func loadPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("httpnet: reading the CA file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("httpnet: %s holds no PEM certificate", file)
-	}
-	return pool, nil
 }
