@@ -27,9 +27,11 @@ type SQLOptions struct {
 	// and mysql://root@127.0.0.1:3306/test). Tables of this run's own are created and
 	// dropped there.
 	PostgresDSN, MySQLDSN string
-	// Concurrency is the transfers in flight (default 8), each on an account row of its
-	// own, so that they never wait on each other's row locks. Duration is how long
-	// dtc, then the floor, are measured (default 5s each).
+	// Concurrency is the transfers in flight (default 8). Each worker cycles through
+	// sqlAccountsPerWorker accounts of its own (sqlAccount), so that no transfer waits on
+	// the row locks of another in flight, nor of its own worker's previous ones, whose
+	// commits dtc sends after answering. Duration is how long dtc, then the floor, are
+	// measured (default 5s each).
 	Concurrency int
 	Duration    time.Duration
 	// Progress gets a line per step (nil: none).
@@ -73,6 +75,25 @@ func (o SQLOptions) Validate() error {
 	return nil
 }
 
+// sqlAccountsPerWorker is how many accounts (a row in each database) a worker of
+// RunSQL cycles through. dtc answers a transfer once its decision is durable and sends
+// the commits after, so a worker that moved money on the same rows every time would
+// find its previous transfer's row locks still held (prepared, commit on its way) and
+// wait for them: a contention benchmark for dtc, not for the floor, which commits
+// before it returns. An account comes back to its worker only after
+// sqlAccountsPerWorker-1 other transfers of that worker, long after dtc sent its commit.
+const sqlAccountsPerWorker = 16
+
+// sqlPreparedMax bounds each participant's prepared transactions in RunSQL (a part of
+// PostgreSQL's max_prepared_transactions, which other clients of the server share).
+const sqlPreparedMax = 48
+
+// sqlAccount is the account of worker w's transfer number i (counted from 0), the
+// same for dtc and the floor.
+func sqlAccount(w, i int) string {
+	return fmt.Sprintf("w%da%d", w, i%sqlAccountsPerWorker)
+}
+
 // SQLResult is what RunSQL measured.
 type SQLResult struct {
 	Options SQLOptions `json:"options"`
@@ -86,6 +107,13 @@ type SQLResult struct {
 	// Failed counts transfers that did not commit (dtc) or failed (floor).
 	DtcFailed   int64 `json:"dtc_failed"`
 	FloorFailed int64 `json:"floor_failed"`
+	// AccountsPerWorker is how many accounts each worker cycles through, its own
+	// (sqlAccountsPerWorker).
+	AccountsPerWorker int `json:"accounts_per_worker"`
+	// DtcLockWaits counts dtc's PostgreSQL prepares that found themselves blocked on a
+	// row lock of another dtc transaction (sqlpart's lock-wait watch, which looks after
+	// a statement has run 10 ms): 0 when the workload does what it means to.
+	DtcLockWaits uint64 `json:"dtc_lock_waits"`
 }
 
 // RunSQL measures dtc across a PostgreSQL and a MariaDB table against the floor, in one
@@ -96,7 +124,7 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 		return nil, err
 	}
 	o.setDefaults()
-	res = &SQLResult{Options: o}
+	res = &SQLResult{Options: o, AccountsPerWorker: sqlAccountsPerWorker}
 	progress := func(format string, args ...any) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, format+"\n", args...)
@@ -123,7 +151,13 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 	for _, dsn := range []string{o.PostgresDSN, o.MySQLDSN} {
 		cfg := sqlpart.DefaultConfig()
 		cfg.DSN, cfg.Name, cfg.Table = dsn, "bench-"+tag, "dtc_bench_txns_"+tag
-		cfg.PoolConnsMax, cfg.PreparedMax = 2*o.Concurrency+4, 2*o.Concurrency
+		// A worker's next prepare no longer waits for its previous transfer's commit
+		// (its rows are others), so under load each worker may hold a few decided
+		// transactions whose commits are still on their way: room for 4 each (at most
+		// 48, below PostgreSQL's max_prepared_transactions of 64 shared with others),
+		// and connections to park MariaDB's (half the pool).
+		cfg.PreparedMax = min(4*o.Concurrency+4, sqlPreparedMax)
+		cfg.PoolConnsMax = cfg.PreparedMax
 		cfg.Logger = quiet
 		p, err := sqlpart.Open(ctx, cfg)
 		if err != nil {
@@ -134,10 +168,14 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 		if _, err := p.DB().ExecContext(ctx, "CREATE TABLE "+account+" (id VARCHAR(32) PRIMARY KEY, balance BIGINT NOT NULL)"); err != nil {
 			return nil, fmt.Errorf("bench: creating %s: %w", account, err)
 		}
+		var rows []string
 		for w := range o.Concurrency {
-			if _, err := p.DB().ExecContext(ctx, fmt.Sprintf("INSERT INTO %s VALUES ('w%d', 1000000000)", account, w)); err != nil {
-				return nil, fmt.Errorf("bench: %w", err)
+			for i := range sqlAccountsPerWorker {
+				rows = append(rows, fmt.Sprintf("('%s', 1000000000)", sqlAccount(w, i)))
 			}
+		}
+		if _, err := p.DB().ExecContext(ctx, "INSERT INTO "+account+" VALUES "+strings.Join(rows, ", ")); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
 		}
 		s.update = "UPDATE " + account + " SET balance = balance + ? WHERE id = ?"
 		if s.pg {
@@ -177,12 +215,23 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 		return b
 	}
 	var dtcFailed atomic.Int64
-	res.DtcTPS = closedLoop(ctx, o.Concurrency, o.Duration, func(w int) bool {
-		row := fmt.Sprintf("w%d", w)
+	res.DtcTPS = closedLoop(ctx, o.Concurrency, o.Duration, func(w, i int) bool {
+		row := sqlAccount(w, i)
 		v, err := cl.Submit(ctx, client.Request{Participants: []client.Participant{
 			{URL: pg.url, Payload: payload(pg, -1, row)}, {URL: my.url, Payload: payload(my, 1, row)}}})
 		if err != nil || v.State != client.StateCommitted {
-			dtcFailed.Add(1)
+			if dtcFailed.Add(1) == 1 {
+				if err == nil {
+					var why []string
+					for _, p := range v.Participants {
+						if p.Reason != "" {
+							why = append(why, p.Reason)
+						}
+					}
+					err = fmt.Errorf("%s (%s): %s", v.State, v.AbortCause, strings.Join(why, "; "))
+				}
+				progress("dtc: first transfer not committed: %v", err)
+			}
 			return false
 		}
 		return true
@@ -195,12 +244,13 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	progress("dtc: %.0f transfers/s (%d did not commit)", res.DtcTPS, res.DtcFailed)
+	res.DtcLockWaits = pg.p.LockWaitStats().Blocked
+	progress("dtc: %.0f transfers/s (%d did not commit, %d blocked on a row lock)", res.DtcTPS, res.DtcFailed, res.DtcLockWaits)
 
 	// The floor: the same statements, the databases' own 2PC, no coordinator.
 	var floorFailed, seq atomic.Int64
-	res.FloorTPS = closedLoop(ctx, o.Concurrency, o.Duration, func(w int) bool {
-		row := fmt.Sprintf("w%d", w)
+	res.FloorTPS = closedLoop(ctx, o.Concurrency, o.Duration, func(w, i int) bool {
+		row := sqlAccount(w, i)
 		gid := fmt.Sprintf("dtcbenchfloor_%s_%d", tag, seq.Add(1))
 		if err := floorTransfer(ctx, pg.p.DB(), my.p.DB(), pg.update, my.update, gid, row); err != nil {
 			if floorFailed.Add(1) == 1 {
@@ -218,17 +268,17 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 	return res, nil
 }
 
-// closedLoop runs one(worker) in a loop on c workers for d and returns its successes
-// per second.
-func closedLoop(ctx context.Context, c int, d time.Duration, one func(w int) bool) float64 {
+// closedLoop runs one(worker, i) in a loop on c workers for d, i counting each worker's
+// calls from 0, and returns its successes per second.
+func closedLoop(ctx context.Context, c int, d time.Duration, one func(w, i int) bool) float64 {
 	var ok atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
 	end := start.Add(d)
 	for w := range c {
 		wg.Go(func() {
-			for time.Now().Before(end) && ctx.Err() == nil {
-				if one(w) {
+			for i := 0; time.Now().Before(end) && ctx.Err() == nil; i++ {
+				if one(w, i) {
 					ok.Add(1)
 				}
 			}
