@@ -30,8 +30,8 @@ type SQLOptions struct {
 	// Concurrency is the transfers in flight (default 8). Each worker cycles through
 	// sqlAccountsPerWorker accounts of its own (sqlAccount), so that no transfer waits on
 	// the row locks of another in flight, nor of its own worker's previous ones, whose
-	// commits dtc sends after answering. Duration is how long dtc, then the floor, are
-	// measured (default 5s each).
+	// commits dtc sends after answering. Duration is how long dtc, and the floor, are
+	// measured (default 5s each), in turns (sqlTurns).
 	Concurrency int
 	Duration    time.Duration
 	// Progress gets a line per step (nil: none).
@@ -215,7 +215,7 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 		return b
 	}
 	var dtcFailed atomic.Int64
-	res.DtcTPS = closedLoop(ctx, o.Concurrency, o.Duration, func(w, i int) bool {
+	dtcOne := func(w, i int) bool {
 		row := sqlAccount(w, i)
 		v, err := cl.Submit(ctx, client.Request{Participants: []client.Participant{
 			{URL: pg.url, Payload: payload(pg, -1, row)}, {URL: my.url, Payload: payload(my, 1, row)}}})
@@ -235,21 +235,10 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 			return false
 		}
 		return true
-	})
-	res.DtcFailed = dtcFailed.Load()
-	// A transfer's answer comes once its decision is durable; its commits may still be
-	// on their way.
-	if err := waitFor(ctx, 30*time.Second, "dtc's commits delivered", func() bool {
-		return pg.p.PreparedCount() == 0 && my.p.PreparedCount() == 0
-	}); err != nil {
-		return nil, err
 	}
-	res.DtcLockWaits = pg.p.LockWaitStats().Blocked
-	progress("dtc: %.0f transfers/s (%d did not commit, %d blocked on a row lock)", res.DtcTPS, res.DtcFailed, res.DtcLockWaits)
-
 	// The floor: the same statements, the databases' own 2PC, no coordinator.
 	var floorFailed, seq atomic.Int64
-	res.FloorTPS = closedLoop(ctx, o.Concurrency, o.Duration, func(w, i int) bool {
+	floorOne := func(w, i int) bool {
 		row := sqlAccount(w, i)
 		gid := fmt.Sprintf("dtcbenchfloor_%s_%d", tag, seq.Add(1))
 		if err := floorTransfer(ctx, pg.p.DB(), my.p.DB(), pg.update, my.update, gid, row); err != nil {
@@ -259,8 +248,32 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 			return false
 		}
 		return true
-	})
-	res.FloorFailed = floorFailed.Load()
+	}
+
+	// The two take turns, sqlTurns each (fewer in a short run), so that both see the
+	// same load from the rest of the machine: measured one after the other, the floor
+	// alone moved by a factor of ten between runs. Each worker's transfers are counted
+	// across the turns, so its accounts keep rotating.
+	turns := max(1, min(sqlTurns, int(o.Duration/time.Second)))
+	slice := o.Duration / time.Duration(turns)
+	next := make([]int, o.Concurrency)
+	var dtc, floor loopTally
+	for t := range turns {
+		dtc.add(closedLoop(ctx, o.Concurrency, slice, next, dtcOne))
+		// A transfer's answer comes once its decision is durable; its commits may still
+		// be on their way. The floor's turn starts once they are in (not counted).
+		if err := waitFor(ctx, 30*time.Second, "dtc's commits delivered", func() bool {
+			return pg.p.PreparedCount() == 0 && my.p.PreparedCount() == 0
+		}); err != nil {
+			return nil, err
+		}
+		floor.add(closedLoop(ctx, o.Concurrency, slice, next, floorOne))
+		progress("turn %d/%d: dtc %.0f transfers/s, floor %.0f", t+1, turns, dtc.last, floor.last)
+	}
+	res.DtcTPS, res.FloorTPS = dtc.rate(), floor.rate()
+	res.DtcFailed, res.FloorFailed = dtcFailed.Load(), floorFailed.Load()
+	res.DtcLockWaits = pg.p.LockWaitStats().Blocked
+	progress("dtc: %.0f transfers/s (%d did not commit, %d blocked on a row lock)", res.DtcTPS, res.DtcFailed, res.DtcLockWaits)
 	progress("floor: %.0f transfers/s (%d failed)", res.FloorTPS, res.FloorFailed)
 	if res.FloorTPS > 0 {
 		res.Ratio = res.DtcTPS / res.FloorTPS
@@ -268,16 +281,43 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 	return res, nil
 }
 
-// closedLoop runs one(worker, i) in a loop on c workers for d, i counting each worker's
-// calls from 0, and returns its successes per second.
-func closedLoop(ctx context.Context, c int, d time.Duration, one func(w, i int) bool) float64 {
+// sqlTurns is how many turns dtc and the floor take in RunSQL (each measured for
+// Duration/sqlTurns), at most one a second of Duration.
+const sqlTurns = 5
+
+// loopTally sums closedLoop's turns of one side.
+type loopTally struct {
+	ok      int64
+	elapsed time.Duration
+	last    float64 // the last turn's successes per second
+}
+
+func (t *loopTally) add(ok int64, elapsed time.Duration) {
+	t.ok += ok
+	t.elapsed += elapsed
+	t.last = float64(ok) / elapsed.Seconds()
+}
+
+func (t *loopTally) rate() float64 {
+	if t.elapsed <= 0 {
+		return 0
+	}
+	return float64(t.ok) / t.elapsed.Seconds()
+}
+
+// closedLoop runs one(worker, i) in a loop on c workers for d, i counting worker w's
+// calls in next[w] (carried from call to call), and returns the successes and the time
+// taken (until the last call in flight at d returned).
+func closedLoop(ctx context.Context, c int, d time.Duration, next []int, one func(w, i int) bool) (int64, time.Duration) {
 	var ok atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
 	end := start.Add(d)
 	for w := range c {
 		wg.Go(func() {
-			for i := 0; time.Now().Before(end) && ctx.Err() == nil; i++ {
+			for time.Now().Before(end) && ctx.Err() == nil {
+				i := next[w]
+				next[w]++
 				if one(w, i) {
 					ok.Add(1)
 				}
@@ -285,7 +325,7 @@ func closedLoop(ctx context.Context, c int, d time.Duration, one func(w, i int) 
 		})
 	}
 	wg.Wait()
-	return float64(ok.Load()) / time.Since(start).Seconds()
+	return ok.Load(), time.Since(start)
 }
 
 // floorTransfer moves 1 from row in PostgreSQL to row in MariaDB with the databases'
