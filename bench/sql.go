@@ -27,9 +27,11 @@ type SQLOptions struct {
 	// and mysql://root@127.0.0.1:3306/test). Tables of this run's own are created and
 	// dropped there.
 	PostgresDSN, MySQLDSN string
-	// Concurrency is the transfers in flight (default 8), each on an account row of its
-	// own, so that they never wait on each other's row locks. Duration is how long
-	// dtc, then the floor, are measured (default 5s each).
+	// Concurrency is the transfers in flight (default 8). Each worker cycles through
+	// sqlAccountsPerWorker accounts of its own (sqlAccount), so that no transfer waits on
+	// the row locks of another in flight, nor of its own worker's previous ones, whose
+	// commits dtc sends after answering. Duration is how long dtc, and the floor, are
+	// measured (default 5s each), in turns (sqlTurns).
 	Concurrency int
 	Duration    time.Duration
 	// Progress gets a line per step (nil: none).
@@ -73,6 +75,25 @@ func (o SQLOptions) Validate() error {
 	return nil
 }
 
+// sqlAccountsPerWorker is how many accounts (a row in each database) a worker of
+// RunSQL cycles through. dtc answers a transfer once its decision is durable and sends
+// the commits after, so a worker that moved money on the same rows every time would
+// find its previous transfer's row locks still held (prepared, commit on its way) and
+// wait for them: a contention benchmark for dtc, not for the floor, which commits
+// before it returns. An account comes back to its worker only after
+// sqlAccountsPerWorker-1 other transfers of that worker, long after dtc sent its commit.
+const sqlAccountsPerWorker = 16
+
+// sqlPreparedMax bounds each participant's prepared transactions in RunSQL (a part of
+// PostgreSQL's max_prepared_transactions, which other clients of the server share).
+const sqlPreparedMax = 48
+
+// sqlAccount is the account of worker w's transfer number i (counted from 0), the
+// same for dtc and the floor.
+func sqlAccount(w, i int) string {
+	return fmt.Sprintf("w%da%d", w, i%sqlAccountsPerWorker)
+}
+
 // SQLResult is what RunSQL measured.
 type SQLResult struct {
 	Options SQLOptions `json:"options"`
@@ -86,6 +107,13 @@ type SQLResult struct {
 	// Failed counts transfers that did not commit (dtc) or failed (floor).
 	DtcFailed   int64 `json:"dtc_failed"`
 	FloorFailed int64 `json:"floor_failed"`
+	// AccountsPerWorker is how many accounts each worker cycles through, its own
+	// (sqlAccountsPerWorker).
+	AccountsPerWorker int `json:"accounts_per_worker"`
+	// DtcLockWaits counts dtc's PostgreSQL prepares that found themselves blocked on a
+	// row lock of another dtc transaction (sqlpart's lock-wait watch, which looks after
+	// a statement has run 10 ms): 0 when the workload does what it means to.
+	DtcLockWaits uint64 `json:"dtc_lock_waits"`
 }
 
 // RunSQL measures dtc across a PostgreSQL and a MariaDB table against the floor, in one
@@ -96,7 +124,7 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 		return nil, err
 	}
 	o.setDefaults()
-	res = &SQLResult{Options: o}
+	res = &SQLResult{Options: o, AccountsPerWorker: sqlAccountsPerWorker}
 	progress := func(format string, args ...any) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, format+"\n", args...)
@@ -123,7 +151,13 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 	for _, dsn := range []string{o.PostgresDSN, o.MySQLDSN} {
 		cfg := sqlpart.DefaultConfig()
 		cfg.DSN, cfg.Name, cfg.Table = dsn, "bench-"+tag, "dtc_bench_txns_"+tag
-		cfg.PoolConnsMax, cfg.PreparedMax = 2*o.Concurrency+4, 2*o.Concurrency
+		// A worker's next prepare no longer waits for its previous transfer's commit
+		// (its rows are others), so under load each worker may hold a few decided
+		// transactions whose commits are still on their way: room for 4 each (at most
+		// 48, below PostgreSQL's max_prepared_transactions of 64 shared with others),
+		// and connections to park MariaDB's (half the pool).
+		cfg.PreparedMax = min(4*o.Concurrency+4, sqlPreparedMax)
+		cfg.PoolConnsMax = cfg.PreparedMax
 		cfg.Logger = quiet
 		p, err := sqlpart.Open(ctx, cfg)
 		if err != nil {
@@ -134,10 +168,14 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 		if _, err := p.DB().ExecContext(ctx, "CREATE TABLE "+account+" (id VARCHAR(32) PRIMARY KEY, balance BIGINT NOT NULL)"); err != nil {
 			return nil, fmt.Errorf("bench: creating %s: %w", account, err)
 		}
+		var rows []string
 		for w := range o.Concurrency {
-			if _, err := p.DB().ExecContext(ctx, fmt.Sprintf("INSERT INTO %s VALUES ('w%d', 1000000000)", account, w)); err != nil {
-				return nil, fmt.Errorf("bench: %w", err)
+			for i := range sqlAccountsPerWorker {
+				rows = append(rows, fmt.Sprintf("('%s', 1000000000)", sqlAccount(w, i)))
 			}
+		}
+		if _, err := p.DB().ExecContext(ctx, "INSERT INTO "+account+" VALUES "+strings.Join(rows, ", ")); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
 		}
 		s.update = "UPDATE " + account + " SET balance = balance + ? WHERE id = ?"
 		if s.pg {
@@ -177,30 +215,31 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 		return b
 	}
 	var dtcFailed atomic.Int64
-	res.DtcTPS = closedLoop(ctx, o.Concurrency, o.Duration, func(w int) bool {
-		row := fmt.Sprintf("w%d", w)
+	dtcOne := func(w, i int) bool {
+		row := sqlAccount(w, i)
 		v, err := cl.Submit(ctx, client.Request{Participants: []client.Participant{
 			{URL: pg.url, Payload: payload(pg, -1, row)}, {URL: my.url, Payload: payload(my, 1, row)}}})
 		if err != nil || v.State != client.StateCommitted {
-			dtcFailed.Add(1)
+			if dtcFailed.Add(1) == 1 {
+				if err == nil {
+					var why []string
+					for _, p := range v.Participants {
+						if p.Reason != "" {
+							why = append(why, p.Reason)
+						}
+					}
+					err = fmt.Errorf("%s (%s): %s", v.State, v.AbortCause, strings.Join(why, "; "))
+				}
+				progress("dtc: first transfer not committed: %v", err)
+			}
 			return false
 		}
 		return true
-	})
-	res.DtcFailed = dtcFailed.Load()
-	// A transfer's answer comes once its decision is durable; its commits may still be
-	// on their way.
-	if err := waitFor(ctx, 30*time.Second, "dtc's commits delivered", func() bool {
-		return pg.p.PreparedCount() == 0 && my.p.PreparedCount() == 0
-	}); err != nil {
-		return nil, err
 	}
-	progress("dtc: %.0f transfers/s (%d did not commit)", res.DtcTPS, res.DtcFailed)
-
 	// The floor: the same statements, the databases' own 2PC, no coordinator.
 	var floorFailed, seq atomic.Int64
-	res.FloorTPS = closedLoop(ctx, o.Concurrency, o.Duration, func(w int) bool {
-		row := fmt.Sprintf("w%d", w)
+	floorOne := func(w, i int) bool {
+		row := sqlAccount(w, i)
 		gid := fmt.Sprintf("dtcbenchfloor_%s_%d", tag, seq.Add(1))
 		if err := floorTransfer(ctx, pg.p.DB(), my.p.DB(), pg.update, my.update, gid, row); err != nil {
 			if floorFailed.Add(1) == 1 {
@@ -209,8 +248,32 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 			return false
 		}
 		return true
-	})
-	res.FloorFailed = floorFailed.Load()
+	}
+
+	// The two take turns, sqlTurns each (fewer in a short run), so that both see the
+	// same load from the rest of the machine: measured one after the other, the floor
+	// alone moved by a factor of ten between runs. Each worker's transfers are counted
+	// across the turns, so its accounts keep rotating.
+	turns := max(1, min(sqlTurns, int(o.Duration/time.Second)))
+	slice := o.Duration / time.Duration(turns)
+	next := make([]int, o.Concurrency)
+	var dtc, floor loopTally
+	for t := range turns {
+		dtc.add(closedLoop(ctx, o.Concurrency, slice, next, dtcOne))
+		// A transfer's answer comes once its decision is durable; its commits may still
+		// be on their way. The floor's turn starts once they are in (not counted).
+		if err := waitFor(ctx, 30*time.Second, "dtc's commits delivered", func() bool {
+			return pg.p.PreparedCount() == 0 && my.p.PreparedCount() == 0
+		}); err != nil {
+			return nil, err
+		}
+		floor.add(closedLoop(ctx, o.Concurrency, slice, next, floorOne))
+		progress("turn %d/%d: dtc %.0f transfers/s, floor %.0f", t+1, turns, dtc.last, floor.last)
+	}
+	res.DtcTPS, res.FloorTPS = dtc.rate(), floor.rate()
+	res.DtcFailed, res.FloorFailed = dtcFailed.Load(), floorFailed.Load()
+	res.DtcLockWaits = pg.p.LockWaitStats().Blocked
+	progress("dtc: %.0f transfers/s (%d did not commit, %d blocked on a row lock)", res.DtcTPS, res.DtcFailed, res.DtcLockWaits)
 	progress("floor: %.0f transfers/s (%d failed)", res.FloorTPS, res.FloorFailed)
 	if res.FloorTPS > 0 {
 		res.Ratio = res.DtcTPS / res.FloorTPS
@@ -218,9 +281,34 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 	return res, nil
 }
 
-// closedLoop runs one(worker) in a loop on c workers for d and returns its successes
-// per second.
-func closedLoop(ctx context.Context, c int, d time.Duration, one func(w int) bool) float64 {
+// sqlTurns is how many turns dtc and the floor take in RunSQL (each measured for
+// Duration/sqlTurns), at most one a second of Duration.
+const sqlTurns = 5
+
+// loopTally sums closedLoop's turns of one side.
+type loopTally struct {
+	ok      int64
+	elapsed time.Duration
+	last    float64 // the last turn's successes per second
+}
+
+func (t *loopTally) add(ok int64, elapsed time.Duration) {
+	t.ok += ok
+	t.elapsed += elapsed
+	t.last = float64(ok) / elapsed.Seconds()
+}
+
+func (t *loopTally) rate() float64 {
+	if t.elapsed <= 0 {
+		return 0
+	}
+	return float64(t.ok) / t.elapsed.Seconds()
+}
+
+// closedLoop runs one(worker, i) in a loop on c workers for d, i counting worker w's
+// calls in next[w] (carried from call to call), and returns the successes and the time
+// taken (until the last call in flight at d returned).
+func closedLoop(ctx context.Context, c int, d time.Duration, next []int, one func(w, i int) bool) (int64, time.Duration) {
 	var ok atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -228,14 +316,16 @@ func closedLoop(ctx context.Context, c int, d time.Duration, one func(w int) boo
 	for w := range c {
 		wg.Go(func() {
 			for time.Now().Before(end) && ctx.Err() == nil {
-				if one(w) {
+				i := next[w]
+				next[w]++
+				if one(w, i) {
 					ok.Add(1)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return float64(ok.Load()) / time.Since(start).Seconds()
+	return ok.Load(), time.Since(start)
 }
 
 // floorTransfer moves 1 from row in PostgreSQL to row in MariaDB with the databases'

@@ -134,6 +134,20 @@ type dialect interface {
 	// row already, or it cannot; the caller then reads the row and decides (the slow
 	// path of a repeated prepare). It never waits long on a row lock.
 	insertIntent(ctx context.Context, db *sql.DB, table, gid, name, txnID, coordinator, fp string) (bool, error)
+	// rowInside: a new transaction's row is written inside the transaction itself
+	// (beginInsert), not committed before it (insertIntent, then beginClaim). While the
+	// transaction is prepared its row is then visible to reads of uncommitted data only
+	// (readRowUncommitted). MariaDB: its autocommitted row cost a commit with a log
+	// flush of its own on every prepare.
+	rowInside() bool
+	// beginInsert, on a dedicated connection, starts the transaction to be prepared as
+	// gid and inserts its row in it, already 'committed' (it becomes visible exactly
+	// when the transaction commits). It reports false, with nothing left open on c,
+	// when gid has a row already or is a transaction the database knows (prepared,
+	// perhaps by another session): the caller then goes the way of beginClaim. On an
+	// error the caller closes c, never reuses it: what beginInsert started may still
+	// be open, and ending it by gid from another session could end someone else's.
+	beginInsert(ctx context.Context, c *sql.Conn, table, gid, name, txnID, coordinator, fp string) (bool, error)
 	// SQL of the participant's table, with the dialect's placeholders.
 	intentSQL(table string) string // gid, name, txn_id, coordinator, payload_sha256
 	fenceSQL(table string) string  // gid, name, txn_id
@@ -291,6 +305,14 @@ func (pgDialect) insertIntent(ctx context.Context, db *sql.DB, t, gid, name, txn
 		return br.Close()
 	})
 	return inserted && err == nil, err
+}
+
+// rowInside: PostgreSQL cannot read uncommitted data, and its row costs no log flush
+// of its own (synchronous_commit off).
+func (pgDialect) rowInside() bool { return false }
+
+func (pgDialect) beginInsert(context.Context, *sql.Conn, string, string, string, string, string, string) (bool, error) {
+	panic("sqlpart: beginInsert on PostgreSQL, whose rows are not written inside the transaction")
 }
 
 func (pgDialect) fenceSQL(t string) string {
@@ -487,6 +509,56 @@ func (d myDialect) insertIntent(ctx context.Context, db *sql.DB, t, gid, name, t
 	}
 	n, err := res.RowsAffected()
 	return n == 1 && err == nil, err
+}
+
+// rowInside: on MariaDB, where SET STATEMENT bounds the insert's lock wait (MySQL
+// keeps the row committed first).
+func (d myDialect) rowInside() bool { return d.mariaDB }
+
+// beginInsert sends XA START and the row's INSERT (waiting at most 1 s for a row lock:
+// a row locked by another transaction of the same gid sends the caller the slow way).
+func (d myDialect) beginInsert(ctx context.Context, c *sql.Conn, t, gid, name, txnID, coordinator, fp string) (bool, error) {
+	if err := d.begin(ctx, c, gid); err != nil {
+		if myErrorNumber(err) == 1440 { // XAER_DUPID: gid is a transaction the server knows
+			return false, nil
+		}
+		return false, err
+	}
+	_, err := c.ExecContext(ctx, `SET STATEMENT innodb_lock_wait_timeout = 1 FOR INSERT INTO `+t+
+		` (gid, name, txn_id, coordinator, payload_sha256, state) VALUES (?, ?, ?, ?, ?, 'committed')`,
+		gid, name, txnID, coordinator, fp)
+	if err != nil {
+		// This session started gid's transaction, so ending it by gid ends its own.
+		_, _ = c.ExecContext(ctx, "XA END '"+gid+"'")
+		if _, rerr := c.ExecContext(ctx, "XA ROLLBACK '"+gid+"'"); rerr != nil {
+			return false, errors.Join(err, rerr)
+		}
+		switch myErrorNumber(err) {
+		case 1062, 1205: // a duplicate key: gid has a row; a lock wait timeout: its row is locked
+			return false, nil
+		}
+		return false, err
+	}
+	if d.noWait {
+		// As in beginClaim: for the transaction's statements only.
+		timeout := 1
+		if d.mariaDB {
+			timeout = 0
+		}
+		if _, err := c.ExecContext(ctx, fmt.Sprintf("SET SESSION innodb_lock_wait_timeout = %d", timeout)); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// myErrorNumber is the server's error number in err, 0 if none.
+func myErrorNumber(err error) uint16 {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number
+	}
+	return 0
 }
 
 func (myDialect) fenceSQL(t string) string {

@@ -42,11 +42,19 @@
 //	           asked about. On PostgreSQL it is committed without waiting for the disk:
 //	           the prepare that follows syncs the log past it. A new transaction's row
 //	           is inserted without being read first (on PostgreSQL in one pipelined
-//	           round trip, on MariaDB with a 1 s lock wait); a row that exists, or
-//	           MySQL, takes a lookup first.
+//	           round trip); a row that exists, or MySQL, takes a lookup first. On
+//	           MariaDB a new transaction has no such row: see committed.
 //	committed  set by an UPDATE inside the transaction that is prepared: it becomes
 //	           visible exactly when COMMIT PREPARED / XA COMMIT commits the work, so
-//	           "committed" is never lost and never early.
+//	           "committed" is never lost and never early. On MariaDB a new
+//	           transaction's row is instead inserted inside it, already committed
+//	           (XA START and the INSERT, with a 1 s lock wait: no commit and no log
+//	           flush of its own). While the transaction is prepared that row is
+//	           visible to READ UNCOMMITTED reads only, which is how the resolver, a
+//	           repeated prepare and a commit of a session being torn down find it; if
+//	           the transaction never prepares, the row goes with it. A repeated or
+//	           fenced prepare (the INSERT finds the row, or XA START finds the gid)
+//	           goes the preparing way.
 //	aborted    set after ROLLBACK PREPARED, or by a rollback of a transaction never
 //	           prepared here (a fence): the prepare's UPDATE … WHERE state =
 //	           'preparing' then matches no row, and a late prepare is NACKed.
@@ -60,8 +68,8 @@
 //	committed (row)               ACK (same payload) 200 committed      409 committed     committed
 //	aborted (row)                 NACK (fenced)      409 aborted        200 aborted       aborted
 //
-// (*) On MariaDB/MySQL a commit finding the row "preparing" and the gid not listed
-// retries (and answers 503 after its tries): only an ACKed, so prepared, transaction is
+// (*) On MariaDB/MySQL a commit finding the row "preparing" (or, on MariaDB, an
+// uncommitted row) and the gid not listed retries (and answers 503 after its tries): only an ACKed, so prepared, transaction is
 // committed, and one whose session is being torn down is for a moment not listed.
 //
 // Commit and rollback always look the transaction up in the database's prepared list

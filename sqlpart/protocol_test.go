@@ -3,6 +3,7 @@ package sqlpart_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -291,5 +292,67 @@ func TestInDoubtHeader(t *testing.T) {
 	}
 	if r := f.p.Rollback(context.Background(), "h3"); r.Err != nil {
 		t.Fatal(r.Err)
+	}
+}
+
+// TestMariaDBRowInsideTheTransaction: on MariaDB a new transaction's row is written
+// inside the XA transaction, already 'committed': while prepared, a read of committed
+// data finds no row (nothing was committed before the transaction, so no log flush of
+// its own) and a read of uncommitted data finds it; once committed it is there for
+// everyone; rolled back, it is gone and the rollback's fence says 'aborted'.
+func TestMariaDBRowInsideTheTransaction(t *testing.T) {
+	f := newFixture(t, myDSN, nil)
+	ctx := context.Background()
+	rows := func(isolation sql.IsolationLevel, gid string) []string {
+		t.Helper()
+		tx, err := f.admin.BeginTx(ctx, &sql.TxOptions{Isolation: isolation, ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		r, err := tx.QueryContext(ctx, "SELECT state FROM "+f.table+" WHERE gid = ?", gid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		var out []string
+		for r.Next() {
+			var s string
+			if err := r.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	for _, commit := range []bool{true, false} {
+		id := fmt.Sprintf("inside-%v", commit)
+		gid := f.p.GID(id)
+		if v := f.p.Prepare(ctx, id, "", f.move("alice", -1)); !v.ACK {
+			t.Fatalf("prepare %s: %s", id, v.Reason)
+		}
+		if got := fmt.Sprint(rows(sql.LevelReadCommitted, gid)); got != "[]" {
+			t.Fatalf("%s prepared: committed rows %s, want none", id, got)
+		}
+		if got := fmt.Sprint(rows(sql.LevelReadUncommitted, gid)); got != "[committed]" {
+			t.Fatalf("%s prepared: uncommitted rows %s, want [committed]", id, got)
+		}
+		want := "[committed]"
+		if commit {
+			if r := f.p.Commit(ctx, id); r.Err != nil || r.State != participant.StateCommitted {
+				t.Fatalf("commit %s: %+v", id, r)
+			}
+		} else {
+			want = "[aborted]"
+			if r := f.p.Rollback(ctx, id); r.Err != nil || r.State != participant.StateAborted {
+				t.Fatalf("rollback %s: %+v", id, r)
+			}
+		}
+		if got := fmt.Sprint(rows(sql.LevelReadCommitted, gid)); got != want {
+			t.Fatalf("%s finished: rows %s, want %s", id, got, want)
+		}
+	}
+	if a := f.balance("alice"); a != 99 {
+		t.Fatalf("alice %d, want 99", a)
 	}
 }

@@ -341,93 +341,175 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 	p.run.add(gid, rp)
 	defer p.run.remove(gid)
 
-	// The usual case, a new transaction: its row is written in one round trip where the
-	// database allows. Otherwise (or on any error) the row is read first.
-	fresh, _ := p.d.insertIntent(ctx, p.db, p.cfg.Table, gid, p.cfg.Name, txnID, coordinator, fp)
-	var r *txnRow
-	var err error
-	if !fresh {
-		r, err = p.readRow(ctx, gid)
-		if err != nil {
-			return nack("sqlpart: reading the transaction's state: %v", err)
+	// The usual case, a new transaction. On MariaDB its row is written inside the
+	// transaction itself (beginInsert): no commit of its own, no log flush of its own.
+	if p.d.rowInside() {
+		if v, ok := p.prepareInside(ctx, gid, txnID, coordinator, fp, rp, fn); ok {
+			return v
 		}
+		// The row is there already (a repeated prepare, a fenced one), or the gid is
+		// prepared: the usual way below reads the row and decides.
 	}
-	if r != nil {
-		switch r.state {
-		case rowCommitted:
-			if r.digest != fp {
-				return nack("sqlpart: transaction %s committed here with a different payload", txnID)
-			}
-			return ack
-		case rowAborted:
-			return nack("sqlpart: transaction %s was rolled back here before this prepare (fenced)", txnID)
-		}
-		prepared, err := p.isPrepared(ctx, gid)
-		if err != nil {
-			return nack("sqlpart: looking for the prepared transaction: %v", err)
-		}
-		if prepared {
-			if r.digest != fp {
-				return nack("sqlpart: transaction %s is prepared here with a different payload", txnID)
-			}
-			return ack
+	// Elsewhere its row is written first, in one round trip where the database allows.
+	// Otherwise (or on any error) the row is read first.
+	fresh := false
+	if !p.d.rowInside() {
+		fresh, _ = p.d.insertIntent(ctx, p.db, p.cfg.Table, gid, p.cfg.Name, txnID, coordinator, fp)
+	}
+	if !fresh {
+		if v, decided := p.existing(ctx, gid, txnID, fp); decided {
+			return v
 		}
 	}
 	if !p.reserve() {
 		return nack("sqlpart: too many prepared transactions (at most %d)", p.cfg.PreparedMax)
 	}
-	done := false
-	defer func() {
-		if !done {
-			p.release()
-		}
-	}()
+	pc := &prepConn{}
+	defer p.endPrepare(pc)
 	if !fresh {
 		if err := p.writeIntent(ctx, gid, txnID, coordinator, fp); err != nil {
 			return nack("sqlpart: recording the transaction: %v", err)
 		}
 	}
-
-	conn, err := p.db.Conn(ctx)
-	if err != nil {
+	var err error
+	if pc.conn, err = p.db.Conn(ctx); err != nil {
 		return nack("sqlpart: no database connection: %v", err)
 	}
-	discard, parked := false, false
-	defer func() {
-		if parked {
-			return // held for phase 2 (park.go)
-		}
-		if discard {
-			// The connection's session may still hold the transaction (or, on MariaDB,
-			// holds the prepared one, which another connection can finish only once this
-			// one is gone): close it rather than give it back to the pool.
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-		}
-		_ = conn.Close()
-	}()
-	abortVote := func(v participant.Vote) participant.Vote {
-		actx, c := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.StatementTimeout)
-		defer c()
-		if err := p.d.abort(actx, conn, gid); err != nil {
-			discard = true
-		}
-		return v
-	}
-	abort := func(reason string) participant.Vote { return abortVote(nack("%s", reason)) }
-	sid, err := p.sessionID(ctx, conn)
-	if err != nil {
-		discard = true
+	if pc.sid, err = p.sessionID(ctx, pc.conn); err != nil {
+		pc.discard = true
 		return nack("sqlpart: asking for the session id: %v", err)
 	}
 	sctx, c := context.WithTimeout(ctx, p.cfg.StatementTimeout)
-	n, err := p.d.beginClaim(sctx, conn, p.cfg.Table, gid)
+	n, err := p.d.beginClaim(sctx, pc.conn, p.cfg.Table, gid)
 	c()
 	if err != nil {
-		return abort(fmt.Sprintf("sqlpart: starting the transaction and claiming its row: %v", err))
+		return p.abortPrepare(ctx, pc, gid, nack("sqlpart: starting the transaction and claiming its row: %v", err))
 	}
 	if n != 1 {
-		return abort(fmt.Sprintf("sqlpart: transaction %s was rolled back here before this prepare (fenced)", txnID))
+		return p.abortPrepare(ctx, pc, gid, nack("sqlpart: transaction %s was rolled back here before this prepare (fenced)", txnID))
 	}
+	return p.runPrepare(ctx, pc, gid, txnID, rp, fn)
+}
+
+// existing reads the row of a transaction that has one (a repeated prepare, a fenced
+// one) and decides its vote if it can: ACK when it is committed or prepared here with
+// the same payload, NACK when it was rolled back here first or the payload differs.
+// Not decided (false): prepare it.
+func (p *Participant) existing(ctx context.Context, gid, txnID, fp string) (participant.Vote, bool) {
+	r, err := p.readRow(ctx, gid)
+	if err != nil {
+		return nack("sqlpart: reading the transaction's state: %v", err), true
+	}
+	if r != nil {
+		switch r.state {
+		case rowCommitted:
+			if r.digest != fp {
+				return nack("sqlpart: transaction %s committed here with a different payload", txnID), true
+			}
+			return ack, true
+		case rowAborted:
+			return nack("sqlpart: transaction %s was rolled back here before this prepare (fenced)", txnID), true
+		}
+	}
+	prepared, err := p.isPrepared(ctx, gid)
+	if err != nil {
+		return nack("sqlpart: looking for the prepared transaction: %v", err), true
+	}
+	if !prepared {
+		return participant.Vote{}, false
+	}
+	if r == nil && p.d.rowInside() {
+		// Prepared with its row inside: the row is visible to reads of uncommitted data only.
+		if r, err = p.readRowUncommitted(ctx, gid); err != nil {
+			return nack("sqlpart: reading the prepared transaction's row: %v", err), true
+		}
+	}
+	if r == nil || r.digest != fp {
+		return nack("sqlpart: transaction %s is prepared here with a different payload", txnID), true
+	}
+	return ack, true
+}
+
+// prepareInside is the usual prepare on a dialect that writes the row inside the
+// transaction (rowInside): it starts the transaction, inserts the row as committed
+// (visible once the transaction commits, like the claim elsewhere), runs fn and
+// prepares. Not handled (false): gid has a row already, or is prepared; nothing was
+// reserved and nothing is left open, and the caller goes the usual way.
+func (p *Participant) prepareInside(ctx context.Context, gid, txnID, coordinator, fp string, rp *runningPrepare,
+	fn func(context.Context, Execer) error) (participant.Vote, bool) {
+	if !p.reserve() {
+		return nack("sqlpart: too many prepared transactions (at most %d)", p.cfg.PreparedMax), true
+	}
+	pc := &prepConn{}
+	defer p.endPrepare(pc)
+	var err error
+	if pc.conn, err = p.db.Conn(ctx); err != nil {
+		return nack("sqlpart: no database connection: %v", err), true
+	}
+	if pc.sid, err = p.sessionID(ctx, pc.conn); err != nil {
+		pc.discard = true
+		return nack("sqlpart: asking for the session id: %v", err), true
+	}
+	sctx, c := context.WithTimeout(ctx, p.cfg.StatementTimeout)
+	inserted, err := p.d.beginInsert(sctx, pc.conn, p.cfg.Table, gid, p.cfg.Name, txnID, coordinator, fp)
+	c()
+	if err != nil {
+		// beginInsert rolled back what it started, or could not: the session is
+		// closed either way (never XA ROLLBACK here: the gid may be another
+		// session's prepared transaction).
+		pc.discard = true
+		return nack("sqlpart: starting the transaction and recording it: %v", err), true
+	}
+	if !inserted {
+		return participant.Vote{}, false // endPrepare releases the reservation
+	}
+	return p.runPrepare(ctx, pc, gid, txnID, rp, fn), true
+}
+
+// prepConn is a prepare's connection and what becomes of it at the end (endPrepare).
+type prepConn struct {
+	conn    *sql.Conn // nil until taken
+	sid     int64     // its session id (MariaDB/MySQL)
+	discard bool      // closed, not given back to the pool
+	parked  bool      // held for phase 2 (park.go)
+	done    bool      // prepared: the reservation stays
+}
+
+// endPrepare releases the reservation of a prepare that did not prepare, and gives its
+// connection back, closes it, or leaves it parked.
+func (p *Participant) endPrepare(pc *prepConn) {
+	if !pc.done {
+		p.release()
+	}
+	if pc.conn == nil || pc.parked {
+		return
+	}
+	if pc.discard {
+		// The connection's session may still hold the transaction (or, on MariaDB,
+		// holds the prepared one, which another connection can finish only once this
+		// one is gone): close it rather than give it back to the pool.
+		_ = pc.conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	_ = pc.conn.Close()
+}
+
+// abortPrepare rolls back the unprepared transaction on pc and returns v.
+func (p *Participant) abortPrepare(ctx context.Context, pc *prepConn, gid string, v participant.Vote) participant.Vote {
+	actx, c := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.StatementTimeout)
+	defer c()
+	if err := p.d.abort(actx, pc.conn, gid); err != nil {
+		pc.discard = true
+	}
+	return v
+}
+
+// runPrepare runs fn in the transaction begun on pc (its row written or claimed) and
+// prepares it as gid.
+func (p *Participant) runPrepare(ctx context.Context, pc *prepConn, gid, txnID string, rp *runningPrepare,
+	fn func(context.Context, Execer) error) participant.Vote {
+	conn := pc.conn
+	abortVote := func(v participant.Vote) participant.Vote { return p.abortPrepare(ctx, pc, gid, v) }
+	abort := func(reason string) participant.Vote { return abortVote(nack("%s", reason)) }
 	if p.watch {
 		p.run.setPID(rp, backendPID(conn))
 	}
@@ -436,12 +518,12 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 	if p.watch && rp.pid != 0 && rp.coordinator != "" { // no coordinator, nobody to tell
 		watchers.Go(func() { p.watchWaits(wctx, rp) })
 	}
-	err = fn(ctx, conn)
+	err := fn(ctx, conn)
 	stopWatch()
 	watchers.Wait()
 	p.run.remove(gid) // a rollback from now on waits for the prepare's end
 	if err2 := p.d.endStatements(ctx, conn); err2 != nil {
-		discard = true // its session's lock wait timeout is unknown
+		pc.discard = true // its session's lock wait timeout is unknown
 		if err == nil {
 			err = fmt.Errorf("sqlpart: restoring the session's lock wait timeout: %w", err2)
 		}
@@ -450,7 +532,7 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 		switch {
 		case errors.Is(context.Cause(ctx), errRolledBack):
 			p.wstats.cancelled.Add(1)
-			discard = true
+			pc.discard = true
 			return abort(fmt.Sprintf("%v: %v", errRolledBack, err))
 		case ctx.Err() != nil:
 			return abort(fmt.Sprintf("sqlpart: prepare timed out or was cancelled: %v", err))
@@ -466,16 +548,16 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 		// finds the gid in the prepared list) rolls it back.
 		return abort(fmt.Sprintf("sqlpart: preparing the transaction: %v", err))
 	}
-	if p.d.holdsPrepared() && p.park(gid, conn, sid) {
-		parked, done = true, true
+	if p.d.holdsPrepared() && p.park(gid, conn, pc.sid) {
+		pc.parked, pc.done = true, true
 		return ack
 	}
-	if err := p.d.detach(ctx, p.db, conn, sid); err != nil {
+	if err := p.d.detach(ctx, p.db, conn, pc.sid); err != nil {
 		// Prepared, but perhaps not yet finishable by another connection: NACK, which
 		// is always safe; the coordinator's rollback (or the resolver) finishes it.
 		return nack("sqlpart: waiting for the prepared transaction's session to close: %v", err)
 	}
-	done = true
+	pc.done = true
 	return ack
 }
 
@@ -524,6 +606,32 @@ func (p *Participant) readRow(ctx context.Context, gid string) (*txnRow, error) 
 	found := false
 	err := p.retry(ctx, func(ctx context.Context) error {
 		err := p.db.QueryRowContext(ctx, p.d.rowSQL(p.cfg.Table), gid).Scan(&r.txnID, &r.coordinator, &r.digest, &r.state, &r.ageSeconds)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	if err != nil || !found {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// readRowUncommitted reads gid's row as readRow does, but also when the transaction
+// that wrote it has not committed: on a dialect that writes the row inside the
+// transaction (rowInside), the row of a prepared transaction. Only for a gid that is
+// prepared, or about to be listed as prepared: a row it finds may yet be rolled back.
+func (p *Participant) readRowUncommitted(ctx context.Context, gid string) (*txnRow, error) {
+	var r txnRow
+	found := false
+	err := p.retry(ctx, func(ctx context.Context) error {
+		tx, err := p.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadUncommitted, ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback() }()
+		err = tx.QueryRowContext(ctx, p.d.rowSQL(p.cfg.Table), gid).Scan(&r.txnID, &r.coordinator, &r.digest, &r.state, &r.ageSeconds)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -719,6 +827,17 @@ func (p *Participant) phase2Once(ctx context.Context, txnID, gid string, commit,
 		// moment neither finishable nor listed by XA RECOVER: look again.
 		return participant.Result{}, fmt.Errorf("sqlpart: %s is neither committed nor listed as prepared yet", gid)
 	}
+	if commit && r == nil && p.d.rowInside() {
+		// The same, for a row written inside the transaction: there while the
+		// transaction is, visible to reads of uncommitted data only.
+		u, err := p.readRowUncommitted(ctx, gid)
+		if err != nil {
+			return participant.Result{}, err
+		}
+		if u != nil {
+			return participant.Result{}, fmt.Errorf("sqlpart: %s is neither committed nor listed as prepared yet", gid)
+		}
+	}
 	if commit {
 		return participant.Result{State: state, Conflict: state != participant.StateCommitted}, nil
 	}
@@ -855,6 +974,9 @@ func (p *Participant) ResolveOnce(ctx context.Context, all bool) []participant.R
 
 func (p *Participant) resolve(ctx context.Context, gid string, all bool) participant.Resolution {
 	r, err := p.readRow(ctx, gid)
+	if err == nil && r == nil && p.d.rowInside() {
+		r, err = p.readRowUncommitted(ctx, gid) // its row was written inside it
+	}
 	if err != nil {
 		return participant.Resolution{TxnID: gid, Outcome: participant.ResolvedError, Detail: err.Error()}
 	}
