@@ -1,9 +1,12 @@
 package simnet
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/dtc-project/dtc/coordinator"
+	"github.com/dtc-project/dtc/examples/bank"
+	"github.com/dtc-project/dtc/locks"
 	"github.com/dtc-project/dtc/participant"
 )
 
@@ -99,4 +102,30 @@ func (c *coordNode) everyoneAsks(r *coordinator.Reply) {
 	if c.s.o.Break&BreakBeginAlwaysLazy != 0 && r.Err == nil {
 		r.Asks = true
 	}
+}
+
+// service is the Service a participant runs: its bank or, under BreakOCCSkipsValidation
+// and the occ policy, the bank without the versions its payloads read.
+func (p *partNode) service(b *bank.Bank, policy locks.Policy) participant.Service {
+	if p.s.o.Break&BreakOCCSkipsValidation == 0 || policy != locks.PolicyOCC {
+		return b
+	}
+	return unvalidatedBank{b, p}
+}
+
+// unvalidatedBank is the bank with Keys that drops the versions read (KeySet.
+// ReadVersions): the participant locks the accounts as occ does but validates nothing,
+// so a prepare on a stale read is ACKed.
+type unvalidatedBank struct {
+	*bank.Bank
+	p *partNode
+}
+
+func (u unvalidatedBank) Keys(txn string, payload json.RawMessage) (participant.KeySet, error) {
+	ks, err := u.Bank.Keys(txn, payload)
+	if len(ks.ReadVersions) > 0 {
+		u.p.s.tracef(u.p.id, "BROKEN: %s: the versions read are not validated", txn)
+		ks.ReadVersions = nil
+	}
+	return ks, err
 }

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dtc-project/dtc/checker"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/faults"
+	"github.com/dtc-project/dtc/locks"
 )
 
 // clientNode submits its transfers one at a time, each as a call to the coordinator
@@ -32,6 +34,10 @@ type txnRun struct {
 	firstAt  int64           // when it was first submitted
 	outcome  checker.Outcome // what the client finally learned
 	openOps  []int           // checker ops that ended without an outcome
+	// Under occ (serial.go): the accounts of its legs as the client read them before
+	// its first submit, keyed "p1/a0", and when; the payloads name their versions.
+	reads  map[string]checker.BankRead
+	readAt int64
 }
 
 func (s *sim) setupClients() {
@@ -100,18 +106,39 @@ type payloadOp struct {
 // participant of its legs, in order of first appearance, with its legs as payload.
 func (s *sim) buildRun(t Transfer) *txnRun {
 	run := &txnRun{t: t}
-	ops := map[string][]payloadOp{}
 	for _, l := range t.Legs {
-		if _, seen := ops[l.Participant]; !seen {
+		if !slices.Contains(run.parts, l.Participant) {
 			run.parts = append(run.parts, l.Participant)
 		}
+	}
+	s.buildRequest(run)
+	return run
+}
+
+// buildRequest writes run's coordinator request: each participant's legs as its
+// payload, {"ops":[…]}, and, if the client read them (occ), the versions it read of
+// those accounts, {"reads":{"a0":3}}, as the bank's payload names them.
+func (s *sim) buildRequest(run *txnRun) {
+	t := run.t
+	ops := map[string][]payloadOp{}
+	for _, l := range t.Legs {
 		ops[l.Participant] = append(ops[l.Participant], payloadOp{l.Account, l.Amount})
 	}
 	run.req = coordinator.Request{ID: t.ID, PrepareTimeout: t.PrepareTimeout}
 	for _, name := range run.parts {
+		var reads map[string]uint64
+		for _, op := range ops[name] {
+			if r, ok := run.reads[name+"/"+op.Account]; ok {
+				if reads == nil {
+					reads = map[string]uint64{}
+				}
+				reads[op.Account] = r.Version
+			}
+		}
 		b, err := json.Marshal(struct {
-			Ops []payloadOp `json:"ops"`
-		}{ops[name]})
+			Ops   []payloadOp       `json:"ops"`
+			Reads map[string]uint64 `json:"reads,omitempty"`
+		}{ops[name], reads})
 		if err != nil {
 			panic(err)
 		}
@@ -119,7 +146,6 @@ func (s *sim) buildRun(t Transfer) *txnRun {
 			URL: "http://" + name + ".sim/prepare", Payload: b,
 		})
 	}
-	return run
 }
 
 // schedule starts the client's next transfer after think time d.
@@ -148,6 +174,11 @@ func (c *clientNode) submit(run *txnRun) {
 	run.attempts++
 	if run.attempts == 1 {
 		run.firstAt = s.now
+		if s.partCfg.Locks.Policy == locks.PolicyOCC {
+			// A retry is the same transaction (same id, same request): only the first
+			// submit reads.
+			s.readBeforeSubmit(run)
+		}
 	}
 	op := s.rec.Submit(c.idx, run.t.ID, run.parts, s.now)
 	s.point(c.id, faults.Submit, run.t.ID, coordID)

@@ -79,9 +79,15 @@
 // bytes: only the coordinator-participant protocol goes through package protocol.
 // Two online checks judge them (waitcheck.go): a wound's victim must be younger than
 // its wounder, and with detection on no transaction is aborted at its prepare deadline
-// while on a cycle of the waits the coordinator was told of. Under no-wait, wait and
-// wound-wait the committed transfers must be serializable (serial.go): some serial
-// order explains every account as a participant's first ACK found it, and the end.
+// while on a cycle of the waits the coordinator was told of. Under no-wait, wait,
+// wound-wait and occ the committed transfers must be serializable (serial.go): some
+// serial order explains every account as a participant's first ACK found it, and the
+// end. Under occ each client reads the accounts of its transfer before its first
+// submit, directly from the participants' banks at that event (there is no simulated
+// read path), names their versions in the payloads ("reads"), and the participants
+// validate them at prepare (a stale read is NACK, cause conflict, Stats.StaleReads);
+// the check then uses the client's reads, placed from the read to the first applied
+// commit.
 //
 // Deliberate bugs (Options.Break) are decorators around the real components, to show
 // that the checker catches what they break.

@@ -18,8 +18,13 @@ import (
 // every transaction ends. Detection is off here: under wait a deadlock across
 // participants ends at the prepare deadline; under wound-wait the older wounds the
 // younger (waits.go).
+//
+// Under occ the clients read their accounts before submitting and the participants
+// validate those reads: some prepares are refused for a stale read, and the committed
+// transfers stay serializable (serial.go) with the reads the clients made.
 func TestLockPoliciesKeepTheInvariants(t *testing.T) {
 	calmAborts := map[locks.Policy]int{}
+	staleReads := 0
 	for _, policy := range locks.Policies {
 		for seed := uint64(1); seed <= 4; seed++ {
 			o := Options{Seed: seed, Txns: 60, Accounts: 2, Participants: 2, Clients: 4,
@@ -35,6 +40,11 @@ func TestLockPoliciesKeepTheInvariants(t *testing.T) {
 			if !res.OK() {
 				t.Fatalf("policy %s seed %d: %s", policy, seed, res.Failure())
 			}
+			if policy == locks.PolicyOCC {
+				staleReads += res.Stats.StaleReads
+			} else if res.Stats.StaleReads != 0 {
+				t.Fatalf("policy %s seed %d: %d stale reads refused, but only occ validates reads", policy, seed, res.Stats.StaleReads)
+			}
 			if seed == 1 {
 				calmAborts[policy] = res.Aborted
 				t.Logf("policy %s, calm: %s", policy, res.Summary())
@@ -45,6 +55,9 @@ func TestLockPoliciesKeepTheInvariants(t *testing.T) {
 	// transfers than taking no locks at all.
 	if calmAborts[locks.PolicyNoWait] <= calmAborts[locks.PolicyNone] {
 		t.Fatalf("calm aborts by policy %v: no-wait refused no conflict", calmAborts)
+	}
+	if staleReads == 0 {
+		t.Fatal("occ refused no stale read: the clients' reads were never validated")
 	}
 }
 

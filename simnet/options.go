@@ -139,6 +139,10 @@ const (
 	// BreakLocksNotTaken starts the participants without locks (policy none) whatever
 	// lock policy they were given: prepares of one account overlap.
 	BreakLocksNotTaken
+	// BreakOCCSkipsValidation makes participants under occ skip the version check of
+	// their prepares: they lock the accounts but ACK a prepare whose client read an
+	// account at a version that has changed since (a stale read).
+	BreakOCCSkipsValidation
 )
 
 // Breakages lists every deliberate bug with its name.
@@ -159,6 +163,7 @@ var Breakages = []struct {
 	{"detector-never-aborts", BreakDetectorNeverAborts},
 	{"wound-wait-younger-wounds", BreakWoundWaitYoungerWounds},
 	{"locks-not-taken", BreakLocksNotTaken},
+	{"occ-skips-validation", BreakOCCSkipsValidation},
 }
 
 func (b Breakage) String() string {

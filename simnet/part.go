@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/dtc-project/dtc/checker"
@@ -83,7 +84,7 @@ func (p *partNode) start() error {
 		// beyond them fail (ErrBusy) while others pass, alone or inside a batch.
 		cfg.InflightMax = min(cfg.InflightMax, busyInflightMax)
 	}
-	core, err := participant.New(cfg, b, partClock{s})
+	core, err := participant.New(cfg, p.service(b, cfg.Locks.Policy), partClock{s})
 	if err != nil {
 		return err
 	}
@@ -205,6 +206,12 @@ func (p *partNode) handle(req wireRequest, answer func(any, error)) {
 				s.tracef(p.id, "votes ACK on %s", req.what)
 				p.point(faults.Ack, pr.TxnID)
 			} else {
+				if v.Cause == participant.CauseConflict {
+					s.stats.Conflicts++
+					if strings.Contains(v.Reason, staleReadReason) {
+						s.stats.StaleReads++
+					}
+				}
 				s.tracef(p.id, "votes NACK on %s: %s", req.what, v.Reason)
 				p.point(faults.Nack, pr.TxnID)
 			}
@@ -303,6 +310,10 @@ func (p *partNode) phase2(txn string, want participant.State, what string, done 
 		p.core.Rollback(txn, cb)
 	}
 }
+
+// staleReadReason is in the reason of a NACK for a version conflict
+// (locks.Conflict.Error).
+const staleReadReason = ": read version "
 
 // checkFence checks the participant's promise that a late prepare, after it answered
 // the transaction's rollback, is refused (DESIGN §3: the rollback fences it).

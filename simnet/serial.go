@@ -1,6 +1,7 @@
 package simnet
 
 import (
+	"maps"
 	"time"
 
 	"github.com/dtc-project/dtc/checker"
@@ -9,12 +10,13 @@ import (
 
 // Serializability of committed transfers under the lock policies that hold every
 // account a transfer writes, exclusively, from its prepare to its phase 2 (no-wait,
-// wait, wound-wait; issue 16). The transfers read nothing explicitly, but a prepare
-// decides on the account as it is: so at a participant's first ACK of a transaction
-// the simulator reads each account of its legs there (balance and version, the number
-// of commits that changed it), and checker.CheckBankSerializable looks for a serial
-// order of the committed transactions that explains every such read and the final
-// balances and versions.
+// wait, wound-wait, and occ, which validates the versions read and then locks as
+// no-wait does; issue 16). The transfers read nothing explicitly under the first three,
+// but a prepare decides on the account as it is: so at a participant's first ACK of a
+// transaction the simulator reads each account of its legs there (balance and version,
+// the number of commits that changed it), and checker.CheckBankSerializable looks for a
+// serial order of the committed transactions that explains every such read and the
+// final balances and versions.
 //
 // Each committed transaction is placed between its last first-ACK (from then on it
 // holds all its locks) and its first applied commit (the first lock it lets go): with
@@ -23,6 +25,20 @@ import (
 // made one later, so that equal virtual times overlap rather than order. A transaction
 // whose ACK at some participant was not seen (given before a crash) has no read there,
 // and a call time of 0: the check is weaker for it, never wrong.
+//
+// Under occ the client reads before it writes: at its first submit it reads the
+// accounts of its legs (readBeforeSubmit) and names their versions in each
+// participant's payload ("reads"), which the participant validates at prepare (NACK,
+// cause conflict, on a version that changed since). The simulator has no read path
+// through its network (the bank's GET /accounts is not simulated), so the read is
+// taken directly from each participant's bank at the client's submit event: a read
+// that takes no time and cannot fail, of the participant's current state (a
+// participant that is down at that moment is not read, and its legs go without reads:
+// nothing to validate there). Those reads are what the check uses for the transaction,
+// and its call time is the read: a validated read still holds at the prepare that
+// validated it, and the lock taken there keeps it until the first commit applied, so
+// the serialization point lies between the read and that commit. Accounts the client
+// did not read keep the read at the ACK.
 
 // serialTimeout bounds porcupine's search; a search that runs out is traced, not a
 // violation.
@@ -39,7 +55,7 @@ type serialReads struct {
 // to phase 2.
 func (s *sim) locksHeld() bool {
 	switch s.partCfg.Locks.Policy {
-	case locks.PolicyNoWait, locks.PolicyWait, locks.PolicyWoundWait:
+	case locks.PolicyNoWait, locks.PolicyWait, locks.PolicyWoundWait, locks.PolicyOCC:
 		return true
 	}
 	return false
@@ -71,6 +87,32 @@ func (s *sim) readAtAck(txn string, p *partNode) {
 		a, _ := p.bank.Account(l.Account)
 		sr.reads[p.name+"/"+l.Account] = checker.BankRead{Version: a.Version, Balance: a.Balance}
 	}
+}
+
+// readBeforeSubmit reads, under occ, the accounts of run's legs at each participant
+// that is up, as a client reads before it writes, and rebuilds its request so that
+// each payload names the versions read.
+func (s *sim) readBeforeSubmit(run *txnRun) {
+	run.reads, run.readAt = map[string]checker.BankRead{}, s.now
+	for _, l := range run.t.Legs {
+		p := s.part(l.Participant)
+		if p == nil || !s.up[p.id] || p.bank == nil {
+			continue
+		}
+		a, _ := p.bank.Account(l.Account)
+		run.reads[l.Participant+"/"+l.Account] = checker.BankRead{Version: a.Version, Balance: a.Balance}
+	}
+	s.buildRequest(run)
+}
+
+// part returns the participant named name, or nil.
+func (s *sim) part(name string) *partNode {
+	for _, p := range s.parts {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
 }
 
 // runByID maps every transfer's client id to its run.
@@ -123,6 +165,15 @@ func (s *sim) checkSerializable(h checker.History) []checker.Violation {
 		}
 		if sr := s.serial[id]; sr != nil {
 			t.Call, t.Reads = min(2*sr.lastAck, 2*firstApply[id]), sr.reads
+		}
+		if len(run.reads) > 0 {
+			// occ: what the client read and the participants validated.
+			reads := maps.Clone(t.Reads)
+			if reads == nil {
+				reads = map[string]checker.BankRead{}
+			}
+			maps.Copy(reads, run.reads)
+			t.Call, t.Reads = 2*run.readAt, reads
 		}
 		txns = append(txns, t)
 	}

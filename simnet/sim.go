@@ -130,6 +130,10 @@ type Stats struct {
 	// Lock waits (issue 16): wait reports and wounds sent by participants, cycles the
 	// coordinator's detector found.
 	WaitReports, Wounds, Deadlocks int
+	// Conflicts: NACKs with cause conflict (a lock held under no-wait or occ, a wait
+	// that ended); StaleReads: those of them under occ for a version read that had
+	// changed by the prepare.
+	Conflicts, StaleReads int
 }
 
 var (
