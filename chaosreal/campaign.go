@@ -761,6 +761,9 @@ func (c *campaign) proxyFaults(ctx context.Context, i int) {
 		case <-time.After(wait):
 		}
 		kind, detail := FaultProxyBlackhole, "dtc → "+px.name+" partitioned"
+		if strings.Contains(px.name, "→") { // a node's way to etcd
+			detail = px.name + " partitioned"
+		}
 		switch mode {
 		case Delay:
 			kind, detail = FaultProxyDelay, fmt.Sprintf("every chunk held %v", delay.Round(time.Millisecond))

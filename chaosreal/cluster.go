@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,8 +58,20 @@ func (c *campaign) setupCluster(ctx context.Context, bins Binaries, work string,
 	c.clusterName = fmt.Sprintf("chaos-%d-%d", o.Seed, time.Now().UnixNano()%1_000_000_000)
 	for i, addr := range addrs {
 		name := fmt.Sprintf("n%d", i+1)
+		nodeEps := eps
+		if !o.NoEtcdProxies {
+			// The node's own way to the store, which the proxy faults delay, cut and
+			// reset: a node partitioned from etcd loses its lease and must stop its
+			// shards; another takes them over.
+			px, err := NewProxy(name+"→etcd", hostPort(eps[0]), nil)
+			if err != nil {
+				return err
+			}
+			c.proxies = append(c.proxies, px)
+			nodeEps = []string{"http://" + px.Addr()}
+		}
 		args := append([]string{"serve", "--listen", addr, "--cluster", c.clusterName,
-			"--etcd-endpoints", strings.Join(eps, ","), "--node-id", name,
+			"--etcd-endpoints", strings.Join(nodeEps, ","), "--node-id", name,
 			"--lease-ttl", o.LeaseTTL.String(), "--cluster-shards", strconv.Itoa(o.ClusterShards)}, common...)
 		c.coords = append(c.coords, newProc(name, bins.DTC, append(args, o.CoordArgs...), filepath.Join(work, name+".log")))
 	}
@@ -274,4 +287,12 @@ func (p *proc) signal(f func(*os.Process) error) (int, error) {
 	default:
 	}
 	return p.cmd.Process.Pid, f(p.cmd.Process)
+}
+
+// hostPort is the host:port of an etcd client URL ("http://127.0.0.1:2379").
+func hostPort(endpoint string) string {
+	if u, err := url.Parse(endpoint); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return endpoint
 }

@@ -38,7 +38,9 @@
 // node runs with the failpoint cluster/beforeLogWrite holding each log batch 250ms, so
 // that a pause often lands with a write in hand: sent after the resume, the owner
 // compare must refuse it, which the node's dtc_cluster_fenced_writes_total, read after
-// each resume, shows (Result.Pauses). The heal also waits until every shard has an owner
+// each resume, shows (Result.Pauses). Each node reaches etcd through a Proxy of its own
+// (n1→etcd), hit by the proxy faults like the participants' proxies (no tap: its bytes
+// are etcd's, not the protocol's). The heal also waits until every shard has an owner
 // holding a live lease.
 //
 // SQL participants (Options.SQL, sqldb.go): s1..sN are dtc-sql processes, s1, s3, … over

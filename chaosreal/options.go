@@ -85,7 +85,10 @@ type Options struct {
 	// hits one node, and Pauses nodes are stopped (SIGSTOP) for PauseFor, past their
 	// lease, then resumed (SIGCONT): a zombie that still believes it owns its shards.
 	// After each resume the campaign reads the node's dtc_cluster_fenced_writes_total
-	// (Result.FencedWrites): the writes etcd refused it. Break cannot be combined.
+	// (Result.FencedWrites): the writes etcd refused it. Each node reaches etcd through
+	// a Proxy of its own ("n1→etcd"), which the ProxyFaults hit like the participants'
+	// proxies: a node delayed, cut off from or reset by the store (unless
+	// NoEtcdProxies). Break cannot be combined.
 	Cluster       int
 	ClusterShards int           // dtc serve --cluster-shards (default 8)
 	LeaseTTL      time.Duration // dtc serve --lease-ttl (default 1s)
@@ -97,6 +100,8 @@ type Options struct {
 	PauseFor time.Duration
 	// EtcdEndpoints is an etcd of your own (client URLs); default: an embedded one.
 	EtcdEndpoints []string
+	// NoEtcdProxies connects the nodes to etcd directly, with no fault proxy between.
+	NoEtcdProxies bool
 
 	// ClientTimeout bounds one client call (default 3s); a call that ends without an
 	// answer is tried again with the same id up to ClientRetries times (default 2).

@@ -45,7 +45,10 @@ started inside this process (or --etcd-endpoints): clients spread their calls ov
 node, the coordinator's kill -9s hit one node at a time, and --pauses nodes are stopped
 (SIGSTOP) for --pause-for, past their lease (--lease-ttl), then resumed (SIGCONT). After
 each resume the node's dtc_cluster_fenced_writes_total is read: the writes etcd refused
-the zombie. The heal also waits until every shard has a live owner.
+the zombie. Each node reaches etcd through a proxy of its own (n1→etcd, ...), which the
+--proxy faults hit too: a node delayed, cut off from or reset by the store must lose its
+shards to another node, never write after its lease (--no-etcd-proxies: direct). The
+heal also waits until every shard has a live owner.
 
 Then it heals (proxies pass, every process up without failpoints), waits until every
 transaction is resolved, checks the history with the same checker as the simulator plus
@@ -82,6 +85,7 @@ type realFlags struct {
 	nodes, clusterShards, pauses      int
 	leaseTTL, pauseFor                time.Duration
 	etcdEndpoints                     []string
+	noEtcdProxies                     bool
 }
 
 func runReal(args []string, stdout, stderr io.Writer) int {
@@ -122,6 +126,7 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&f.pauses, "pauses", 0, "with --cluster: SIGSTOPs of a node in the fault phase (default one per 10s; 0 with --pauses=0 given: none)")
 	fs.DurationVar(&f.pauseFor, "pause-for", 0, "with --cluster: how long a node stays stopped (default --lease-ttl + 2s)")
 	fs.StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", nil, "with --cluster: an etcd of your own (client URLs; default: one embedded in this process)")
+	fs.BoolVar(&f.noEtcdProxies, "no-etcd-proxies", false, "with --cluster: connect the nodes to etcd directly, without the fault proxies between")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print every fault as it happens")
 	fs.Usage = func() { fmt.Fprintf(stderr, "%s%s", realUsage, fs.FlagUsages()) }
 	if err := fs.Parse(args); err != nil {
@@ -149,7 +154,7 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 		HealMax: f.healMax, ClientTimeout: f.clientTimeout, PrepareTimeout: f.prepareTimeout, RecoveryTimeout: f.recoveryTimeout,
 		WorkDir: f.work, KeepWork: f.keep,
 		Cluster: f.nodes, ClusterShards: f.clusterShards, LeaseTTL: f.leaseTTL, Pauses: f.pauses,
-		NoPauses: fs.Changed("pauses") && f.pauses == 0, PauseFor: f.pauseFor, EtcdEndpoints: f.etcdEndpoints,
+		NoPauses: fs.Changed("pauses") && f.pauses == 0, PauseFor: f.pauseFor, EtcdEndpoints: f.etcdEndpoints, NoEtcdProxies: f.noEtcdProxies,
 	}
 	if o.CoordKillShare == 0 {
 		o.CoordKillShare = 1e-9 // "0" means the default; a tiny share means none
