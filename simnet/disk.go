@@ -324,13 +324,7 @@ func (d *disk) cutAt(afterRecords bool) error {
 	if err != nil || len(segs) == 0 {
 		return err
 	}
-	i := len(segs) - 1
-	for j := len(segs) - 1; j >= 0; j-- {
-		if len(syncedFrames(contents[j])) > 0 {
-			i = j
-			break
-		}
-	}
+	i := lastWithRecords(contents)
 	last, end := recordsEnd(contents[i])
 	cut := last
 	if afterRecords {
@@ -381,13 +375,7 @@ func (d *disk) loseRenames() error {
 	if err != nil || len(segs) == 0 {
 		return err
 	}
-	from := len(segs) - 1
-	for j := len(segs) - 1; j >= 0; j-- {
-		if len(syncedFrames(contents[j])) > 0 {
-			from = j
-			break
-		}
-	}
+	from := lastWithRecords(contents)
 	for j := from; j < len(segs); j++ {
 		path := d.dir + "/" + segs[j]
 		d.fs.LoseRename(path+".tmp", path)
@@ -395,4 +383,15 @@ func (d *disk) loseRenames() error {
 	}
 	d.s.note(d.node, "disk lie: the renames of %d segment files from %s on are lost while it is down", len(segs)-from, segs[from])
 	return nil
+}
+
+// lastWithRecords is the index of the last of the segment contents that holds a synced
+// record, or of the last one if none does.
+func lastWithRecords(contents [][]byte) int {
+	for j := len(contents) - 1; j >= 0; j-- {
+		if len(syncedFrames(contents[j])) > 0 {
+			return j
+		}
+	}
+	return len(contents) - 1
 }

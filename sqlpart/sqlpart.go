@@ -605,17 +605,25 @@ func (p *Participant) readRow(ctx context.Context, gid string) (*txnRow, error) 
 	var r txnRow
 	found := false
 	err := p.retry(ctx, func(ctx context.Context) error {
-		err := p.db.QueryRowContext(ctx, p.d.rowSQL(p.cfg.Table), gid).Scan(&r.txnID, &r.coordinator, &r.digest, &r.state, &r.ageSeconds)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		}
-		found = err == nil
+		var err error
+		found, err = p.scanRow(ctx, p.db, gid, &r)
 		return err
 	})
 	if err != nil || !found {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// scanRow reads gid's row through q into r; found is false when there is none.
+func (p *Participant) scanRow(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, gid string, r *txnRow) (found bool, err error) {
+	err = q.QueryRowContext(ctx, p.d.rowSQL(p.cfg.Table), gid).Scan(&r.txnID, &r.coordinator, &r.digest, &r.state, &r.ageSeconds)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // readRowUncommitted reads gid's row as readRow does, but also when the transaction
@@ -631,11 +639,7 @@ func (p *Participant) readRowUncommitted(ctx context.Context, gid string) (*txnR
 			return err
 		}
 		defer func() { _ = tx.Rollback() }()
-		err = tx.QueryRowContext(ctx, p.d.rowSQL(p.cfg.Table), gid).Scan(&r.txnID, &r.coordinator, &r.digest, &r.state, &r.ageSeconds)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		}
-		found = err == nil
+		found, err = p.scanRow(ctx, tx, gid, &r)
 		return err
 	})
 	if err != nil || !found {
