@@ -73,7 +73,9 @@ func NormalizeParticipantURL(raw string) (ParticipantURL, error) {
 		}
 		p.Port = uint16(n)
 	}
-	if a, err := netip.ParseAddr(host); err == nil {
+	// A trailing dot ends a fully qualified name; on an IP literal ("10.0.0.1.") the
+	// dialer still reads the IP, so it is one here too, for the allow rules.
+	if a, err := netip.ParseAddr(strings.TrimSuffix(host, ".")); err == nil {
 		if a.Zone() != "" {
 			return p, fmt.Errorf("%q: an IPv6 zone is not allowed", raw)
 		}

@@ -22,6 +22,8 @@ func TestNormalizeParticipantURL(t *testing.T) {
 		{"http://[0:0::1]:8080/p", "http://[::1]:8080/p", "http://[::1]:8080/"},
 		{"http://[::ffff:127.0.0.1]/p", "http://[::ffff:127.0.0.1]/p", "http://[::ffff:127.0.0.1]/"},
 		{"http://h/%61/prepare", "http://h/a/prepare", "http://h/a/"},
+		// An IP literal with a trailing dot is the IP (found by the fuzzer: it was a name).
+		{"http://127.0.0.1./prepare", "http://127.0.0.1/prepare", "http://127.0.0.1/"},
 	} {
 		p, err := transport.NormalizeParticipantURL(tc.in)
 		if err != nil || p.URL != tc.url || p.Key != tc.key {
@@ -102,6 +104,7 @@ func TestAllowlist(t *testing.T) {
 		"http://localhost:8080/p": true, "http://LOCALHOST./p": true, "http://[::ffff:127.0.0.1]/p": true,
 		"http://10.0.0.1/p": false, "http://169.254.169.254/latest": false, "http://example.com/p": false,
 		"http://127.1/p": false, "http://localhost.example.com/p": false, "http://[::2]/p": false,
+		"http://127.0.0.1./p": true, "http://169.254.169.254./latest": false,
 	} {
 		if err := check(def, u); (err == nil) != ok {
 			t.Errorf("default rules, %s: %v, want allowed %v", u, err, ok)
