@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/coordinator"
 	"github.com/dtc-project/dtc/httpnet"
@@ -154,10 +157,10 @@ func BenchmarkTransportExchange(b *testing.B) {
 
 // openBenchRuntime opens a ready Runtime with its log in memory and starts two
 // participants that answer at once; the Runtime is closed when b ends.
-func openBenchRuntime(b *testing.B) (rt *httpnet.Runtime, p1, p2 string) {
+func openBenchRuntime(b *testing.B, tp trace.TracerProvider) (rt *httpnet.Runtime, p1, p2 string) {
 	p1, p2 = noopParticipant(b), noopParticipant(b)
 	rt, err := httpnet.Open(httpnet.Options{DataDir: "/data", FS: wal.NewMemFS(), Shards: 2, Engine: benchEngineConfig(),
-		Logger: testLogger(nil), Transport: transport.Options{AdvertiseURL: "http://127.0.0.1:7070"}})
+		Logger: testLogger(nil), Transport: transport.Options{AdvertiseURL: "http://127.0.0.1:7070"}, TracerProvider: tp})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -172,7 +175,7 @@ func openBenchRuntime(b *testing.B) (rt *httpnet.Runtime, p1, p2 string) {
 //
 //	go test -run '^$' -bench RuntimeSubmit -benchmem ./httpnet
 func BenchmarkRuntimeSubmit(b *testing.B) {
-	rt, p1, p2 := openBenchRuntime(b)
+	rt, p1, p2 := openBenchRuntime(b, nil)
 	req := coordinator.Request{Participants: []coordinator.ParticipantSpec{{URL: p1}, {URL: p2}}}
 	b.SetParallelism(32)
 	defer cpuPerOp(b)()
@@ -189,8 +192,26 @@ func BenchmarkServerSubmit(b *testing.B) { benchServerSubmit(b, false) }
 // every request (ServerOptions.Auth, a tokens file of 100 clients).
 func BenchmarkServerSubmitAuth(b *testing.B) { benchServerSubmit(b, true) }
 
-func benchServerSubmit(b *testing.B, auth bool) {
-	rt, p1, p2 := openBenchRuntime(b)
+// BenchmarkServerSubmitTraced is BenchmarkServerSubmit with every transaction traced:
+// the SDK's batch span processor, its spans handed to an exporter that drops them. What
+// it adds to BenchmarkServerSubmit is dtc's spans and the SDK's work on them, not the
+// encoding (see internal/otlpexport's benchmark).
+func BenchmarkServerSubmitTraced(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(dropSpans{}))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	benchServerSubmitWith(b, false, tp)
+}
+
+// dropSpans is a span exporter that drops what it is given.
+type dropSpans struct{}
+
+func (dropSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (dropSpans) Shutdown(context.Context) error                             { return nil }
+
+func benchServerSubmit(b *testing.B, auth bool) { benchServerSubmitWith(b, auth, nil) }
+
+func benchServerSubmitWith(b *testing.B, auth bool, tp trace.TracerProvider) {
+	rt, p1, p2 := openBenchRuntime(b, tp)
 	o := apiserver.ServerOptions{Logger: testLogger(nil)}
 	var token string
 	if auth {

@@ -65,6 +65,14 @@ var (
 	clientKind = trace.WithSpanKind(trace.SpanKindClient)
 )
 
+// Attributes and options that are always the same, made once.
+var (
+	voteACK        = []attribute.KeyValue{attribute.String("dtc.vote", string(coordinator.VoteACK))}
+	voteNACK       = []attribute.KeyValue{attribute.String("dtc.vote", string(coordinator.VoteNACK))}
+	decisionCommit = trace.WithAttributes(attribute.String("dtc.decision", "commit"))
+	decisionAbort  = trace.WithAttributes(attribute.String("dtc.decision", "abort"))
+)
+
 // tracerName is the instrumentation scope of dtc's spans.
 const tracerName = "github.com/dtc-project/dtc/httpnet"
 
@@ -77,7 +85,15 @@ type Tracing struct {
 
 	mu   sync.Mutex
 	txns map[string]*txnTrace
+	// sendOpts holds, by participant URL, the start options of a request span (its
+	// kind and its dtc.participant attribute), made once: made per request, they were
+	// three allocations each. At most sendOptsMax URLs are kept; others get theirs
+	// made each time.
+	sendOpts map[string][]trace.SpanStartOption
 }
+
+// sendOptsMax bounds Tracing.sendOpts.
+const sendOptsMax = 4096
 
 type txnTrace struct {
 	ctx         context.Context // holds the dtc.transaction span's context
@@ -91,7 +107,7 @@ func New(tp trace.TracerProvider) *Tracing {
 	if tp == nil {
 		return nil
 	}
-	return &Tracing{tracer: tp.Tracer(tracerName), txns: make(map[string]*txnTrace)}
+	return &Tracing{tracer: tp.Tracer(tracerName), txns: make(map[string]*txnTrace), sendOpts: make(map[string][]trace.SpanStartOption)}
 }
 
 // StartTxn starts the dtc.transaction span of a POST /v1/transactions, under the
@@ -135,12 +151,23 @@ func (tr *Tracing) Forget(id string) {
 }
 
 // lookup returns the trace of the transaction that wire id (as participants know it)
-// names, or nil.
-func (tr *Tracing) lookup(wire string) *txnTrace {
+// names, or nil, and the start options of a request span to participant url.
+func (tr *Tracing) lookup(wire, url string) (*txnTrace, []trace.SpanStartOption) {
 	client, _, _ := coordinator.SplitTxnID(wire)
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	return tr.txns[client]
+	tt := tr.txns[client]
+	if tt == nil || !tt.sampled {
+		return tt, nil
+	}
+	opts := tr.sendOpts[url]
+	if opts == nil {
+		opts = []trace.SpanStartOption{clientKind, trace.WithAttributes(attribute.String("dtc.participant", bounded(url)))}
+		if len(tr.sendOpts) < sendOptsMax {
+			tr.sendOpts[url] = opts
+		}
+	}
+	return tt, opts
 }
 
 // StartSend starts the span of a request to a participant and returns the span context
@@ -148,7 +175,7 @@ func (tr *Tracing) lookup(wire string) *txnTrace {
 // transaction that is traced but not sampled, its trace's (marked not sampled). span is
 // nil when no span is made, and sc invalid when the transaction is not traced.
 func (tr *Tracing) StartSend(m *coordinator.Message) (sc trace.SpanContext, span trace.Span) {
-	tt := tr.lookup(m.Txn)
+	tt, opts := tr.lookup(m.Txn, m.URL)
 	if tt == nil {
 		return trace.SpanContext{}, nil
 	}
@@ -162,8 +189,7 @@ func (tr *Tracing) StartSend(m *coordinator.Message) (sc trace.SpanContext, span
 	// it went in a batch, the batch's dtc.batch span says, with a link to it). Every
 	// attribute costs a few allocations when the span is made and more when it is
 	// exported, on every request: measured, they were a good part of tracing's cost.
-	_, span = tr.tracer.Start(tt.ctx, spanName(m.Kind), clientKind,
-		trace.WithAttributes(attribute.String("dtc.participant", bounded(m.URL))))
+	_, span = tr.tracer.Start(tt.ctx, spanName(m.Kind), opts...)
 	return span.SpanContext(), span
 }
 
@@ -250,7 +276,14 @@ func EndSend(span trace.Span, r *coordinator.Reply) {
 	case r.Err != nil:
 		span.SetStatus(codes.Error, bounded(r.Err.Error()))
 	case r.Kind == coordinator.MsgPrepare:
-		span.SetAttributes(attribute.String("dtc.vote", string(r.Vote)))
+		switch r.Vote {
+		case coordinator.VoteACK:
+			span.SetAttributes(voteACK...) // a slice made once: no allocation for the call
+		case coordinator.VoteNACK:
+			span.SetAttributes(voteNACK...)
+		default:
+			span.SetAttributes(attribute.String("dtc.vote", string(r.Vote)))
+		}
 		if r.Reason != "" {
 			span.SetAttributes(attribute.String("dtc.reason", bounded(r.Reason)))
 		}
@@ -302,12 +335,11 @@ func (tr *Tracing) Observe(n *coordinator.Note) {
 		if ctx == nil {
 			return
 		}
-		decision := "abort"
+		decision := decisionAbort
 		if n.Commit {
-			decision = "commit"
+			decision = decisionCommit
 		}
-		_, span := tr.tracer.Start(ctx, "dtc.decision.sync", trace.WithTimestamp(at),
-			trace.WithAttributes(attribute.String("dtc.decision", decision)))
+		_, span := tr.tracer.Start(ctx, "dtc.decision.sync", trace.WithTimestamp(at), decision)
 		if !n.Commit && n.Cause != coordinator.CauseNone {
 			span.SetAttributes(attribute.String("dtc.abort.cause", string(n.Cause)))
 		}
