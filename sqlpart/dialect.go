@@ -129,25 +129,26 @@ type dialect interface {
 	notPrepared(err error) bool
 	// listPrepared returns the gids of the prepared transactions that start with prefix.
 	listPrepared(ctx context.Context, db *sql.DB, prefix string) ([]string, error)
-	// insertIntent writes a new transaction's row ('preparing') in one round trip, if
-	// the dialect can, and reports whether it did: false (or an error) when gid has a
-	// row already, or it cannot; the caller then reads the row and decides (the slow
-	// path of a repeated prepare). It never waits long on a row lock.
-	insertIntent(ctx context.Context, db *sql.DB, table, gid, name, txnID, coordinator, fp string) (bool, error)
 	// rowInside: a new transaction's row is written inside the transaction itself
-	// (beginInsert), not committed before it (insertIntent, then beginClaim). While the
+	// (beginNew), not committed before it (writeIntent, then beginClaim). While the
 	// transaction is prepared its row is then visible to reads of uncommitted data only
 	// (readRowUncommitted). MariaDB: its autocommitted row cost a commit with a log
 	// flush of its own on every prepare.
 	rowInside() bool
-	// beginInsert, on a dedicated connection, starts the transaction to be prepared as
-	// gid and inserts its row in it, already 'committed' (it becomes visible exactly
-	// when the transaction commits). It reports false, with nothing left open on c,
-	// when gid has a row already or is a transaction the database knows (prepared,
-	// perhaps by another session): the caller then goes the way of beginClaim. On an
-	// error the caller closes c, never reuses it: what beginInsert started may still
-	// be open, and ending it by gid from another session could end someone else's.
-	beginInsert(ctx context.Context, c *sql.Conn, table, gid, name, txnID, coordinator, fp string) (bool, error)
+	// beginsNew: the dialect has beginNew, the usual prepare's quick start.
+	beginsNew() bool
+	// beginNew, on a dedicated connection, starts the transaction to be prepared as
+	// gid with its row written, for a new transaction, in as few round trips as the
+	// database allows. MariaDB: the row is inserted inside the transaction, already
+	// 'committed' (it becomes visible exactly when the transaction commits).
+	// PostgreSQL: the row is committed 'preparing' first and claimed inside the
+	// transaction (beginClaim), all in one round trip. It reports false, with nothing
+	// left open on c, when gid has a row already (that it could not claim) or is a
+	// transaction the database knows (prepared, perhaps by another session): the
+	// caller then reads the row and goes the way of beginClaim. On an error the caller
+	// closes c, never reuses it: what beginNew started may still be open, and ending
+	// it by gid from another session could end someone else's.
+	beginNew(ctx context.Context, c *sql.Conn, table, gid, name, txnID, coordinator, fp string) (bool, error)
 	// SQL of the participant's table, with the dialect's placeholders.
 	intentSQL(table string) string // gid, name, txn_id, coordinator, payload_sha256
 	fenceSQL(table string) string  // gid, name, txn_id
@@ -267,19 +268,24 @@ func (pgDialect) intentSQL(t string) string {
 	updated_at = clock_timestamp() WHERE ` + t + `.state = 'preparing'`
 }
 
-// insertIntent sends BEGIN, SET LOCAL synchronous_commit = off (the prepare that
-// follows syncs the log up to and past the row; a transaction that never prepared
-// needs none), SET LOCAL lock_timeout (a row claimed by a prepared transaction is
-// locked until it is finished: the slow path finds it prepared), an INSERT … ON
-// CONFLICT DO NOTHING and COMMIT as one pipelined batch: one round trip.
-func (pgDialect) insertIntent(ctx context.Context, db *sql.DB, t, gid, name, txnID, coordinator, fp string) (bool, error) {
-	c, err := db.Conn(ctx)
-	if err != nil {
-		return false, err
+func (pgDialect) beginsNew() bool { return true }
+
+// beginNew sends, as one pipelined batch (one round trip): the row's own transaction
+// (BEGIN, SET LOCAL synchronous_commit = off: the prepare that follows syncs the log up
+// to and past the row, and a transaction that never prepared needs none; an INSERT …
+// ON CONFLICT DO NOTHING; COMMIT), then the transaction to be prepared: BEGIN, its
+// statement timeout, and the claim (which also sets the row's coordinator and payload
+// digest, for a row left 'preparing' by an earlier try that never prepared). Both the
+// insert and the claim wait at most 100 ms for a row lock: a row claimed by a prepared
+// transaction of the same gid stays locked until it is finished, and the slow way
+// finds it prepared. After the claim the lock timeout is the policy's.
+func (d pgDialect) beginNew(ctx context.Context, c *sql.Conn, t, gid, name, txnID, coordinator, fp string) (bool, error) {
+	lockPolicy := "SET LOCAL lock_timeout TO DEFAULT"
+	if d.noWait {
+		lockPolicy = "SET LOCAL lock_timeout = 1" // PostgreSQL's 0 means no limit
 	}
-	defer c.Close() // a connection left in a transaction is discarded by the pool
-	inserted := false
-	err = c.Raw(func(dc any) error {
+	var claimed int64
+	err := c.Raw(func(dc any) error {
 		sc, ok := dc.(*stdlib.Conn)
 		if !ok {
 			return fmt.Errorf("sqlpart: unexpected driver connection %T", dc)
@@ -291,6 +297,13 @@ func (pgDialect) insertIntent(ctx context.Context, db *sql.DB, t, gid, name, txn
 		b.Queue(`INSERT INTO `+t+` (gid, name, txn_id, coordinator, payload_sha256, state) VALUES ($1, $2, $3, $4, $5, 'preparing')
 	ON CONFLICT (gid) DO NOTHING`, gid, name, txnID, coordinator, fp)
 		b.Queue("COMMIT")
+		b.Queue("BEGIN")
+		b.Queue(fmt.Sprintf("SET LOCAL statement_timeout = %d", max(1, d.statementTimeout.Milliseconds())))
+		b.Queue("SET LOCAL lock_timeout = 100")
+		b.Queue(`UPDATE `+t+` SET state = 'committed', coordinator = $2, payload_sha256 = $3, updated_at = clock_timestamp()
+	WHERE gid = $1 AND state = 'preparing'`, gid, coordinator, fp)
+		b.Queue(lockPolicy)
+		claimAt := b.Len() - 2
 		br := sc.Conn().SendBatch(ctx, b)
 		for i := range b.Len() {
 			tag, err := br.Exec()
@@ -298,22 +311,29 @@ func (pgDialect) insertIntent(ctx context.Context, db *sql.DB, t, gid, name, txn
 				_ = br.Close()
 				return err
 			}
-			if i == 3 {
-				inserted = tag.RowsAffected() == 1
+			if i == claimAt {
+				claimed = tag.RowsAffected()
 			}
 		}
 		return br.Close()
 	})
-	return inserted && err == nil, err
+	if err == nil && claimed == 1 {
+		return true, nil
+	}
+	// Not claimed, or failed: end what is open on c (the second transaction, or a
+	// failed one), so that the slow way may use another connection.
+	if _, rerr := c.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+		return false, errors.Join(err, rerr)
+	}
+	if err != nil && !lockConflict(err) {
+		return false, err
+	}
+	return false, nil // the row is there already, or locked: the slow way decides
 }
 
 // rowInside: PostgreSQL cannot read uncommitted data, and its row costs no log flush
 // of its own (synchronous_commit off).
 func (pgDialect) rowInside() bool { return false }
-
-func (pgDialect) beginInsert(context.Context, *sql.Conn, string, string, string, string, string, string) (bool, error) {
-	panic("sqlpart: beginInsert on PostgreSQL, whose rows are not written inside the transaction")
-}
 
 func (pgDialect) fenceSQL(t string) string {
 	return `INSERT INTO ` + t + ` (gid, name, txn_id, state) VALUES ($1, $2, $3, 'aborted')
@@ -493,31 +513,16 @@ func (myDialect) intentSQL(t string) string {
 	updated_at = IF(state = 'preparing', NOW(6), updated_at)`
 }
 
-// insertIntent inserts the row (autocommitted). An INSERT meeting a row locked by a
-// prepared transaction (a repeated prepare) waits innodb_lock_wait_timeout: on MariaDB
-// the statement sets it to 1 s; MySQL has no SET STATEMENT, so there the row is read
-// first instead (false, nil).
-func (d myDialect) insertIntent(ctx context.Context, db *sql.DB, t, gid, name, txnID, coordinator, fp string) (bool, error) {
-	if !d.mariaDB {
-		return false, nil
-	}
-	res, err := db.ExecContext(ctx, `SET STATEMENT innodb_lock_wait_timeout = 1 FOR INSERT INTO `+t+
-		` (gid, name, txn_id, coordinator, payload_sha256, state) VALUES (?, ?, ?, ?, ?, 'preparing')`,
-		gid, name, txnID, coordinator, fp)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1 && err == nil, err
-}
-
 // rowInside: on MariaDB, where SET STATEMENT bounds the insert's lock wait (MySQL
 // keeps the row committed first).
 func (d myDialect) rowInside() bool { return d.mariaDB }
 
-// beginInsert sends XA START and the row's INSERT (waiting at most 1 s for a row lock:
+// beginsNew: on MariaDB (MySQL keeps the row committed first).
+func (d myDialect) beginsNew() bool { return d.mariaDB }
+
+// beginNew sends XA START and the row's INSERT (waiting at most 1 s for a row lock:
 // a row locked by another transaction of the same gid sends the caller the slow way).
-func (d myDialect) beginInsert(ctx context.Context, c *sql.Conn, t, gid, name, txnID, coordinator, fp string) (bool, error) {
+func (d myDialect) beginNew(ctx context.Context, c *sql.Conn, t, gid, name, txnID, coordinator, fp string) (bool, error) {
 	if err := d.begin(ctx, c, gid); err != nil {
 		if myErrorNumber(err) == 1440 { // XAER_DUPID: gid is a transaction the server knows
 			return false, nil

@@ -341,35 +341,26 @@ func (p *Participant) prepare(ctx context.Context, txnID, coordinator, fp string
 	p.run.add(gid, rp)
 	defer p.run.remove(gid)
 
-	// The usual case, a new transaction. On MariaDB its row is written inside the
-	// transaction itself (beginInsert): no commit of its own, no log flush of its own.
-	if p.d.rowInside() {
-		if v, ok := p.prepareInside(ctx, gid, txnID, coordinator, fp, rp, fn); ok {
+	// The usual case, a new transaction: begun with its row written in one go where
+	// the dialect can (beginNew; on MariaDB the row is inside the transaction itself,
+	// no commit and no log flush of its own).
+	if p.d.beginsNew() {
+		if v, ok := p.prepareNew(ctx, gid, txnID, coordinator, fp, rp, fn); ok {
 			return v
 		}
 		// The row is there already (a repeated prepare, a fenced one), or the gid is
 		// prepared: the usual way below reads the row and decides.
 	}
-	// Elsewhere its row is written first, in one round trip where the database allows.
-	// Otherwise (or on any error) the row is read first.
-	fresh := false
-	if !p.d.rowInside() {
-		fresh, _ = p.d.insertIntent(ctx, p.db, p.cfg.Table, gid, p.cfg.Name, txnID, coordinator, fp)
-	}
-	if !fresh {
-		if v, decided := p.existing(ctx, gid, txnID, fp); decided {
-			return v
-		}
+	if v, decided := p.existing(ctx, gid, txnID, fp); decided {
+		return v
 	}
 	if !p.reserve() {
 		return nack("sqlpart: too many prepared transactions (at most %d)", p.cfg.PreparedMax)
 	}
 	pc := &prepConn{}
 	defer p.endPrepare(pc)
-	if !fresh {
-		if err := p.writeIntent(ctx, gid, txnID, coordinator, fp); err != nil {
-			return nack("sqlpart: recording the transaction: %v", err)
-		}
+	if err := p.writeIntent(ctx, gid, txnID, coordinator, fp); err != nil {
+		return nack("sqlpart: recording the transaction: %v", err)
 	}
 	var err error
 	if pc.conn, err = p.db.Conn(ctx); err != nil {
@@ -430,12 +421,11 @@ func (p *Participant) existing(ctx context.Context, gid, txnID, fp string) (part
 	return ack, true
 }
 
-// prepareInside is the usual prepare on a dialect that writes the row inside the
-// transaction (rowInside): it starts the transaction, inserts the row as committed
-// (visible once the transaction commits, like the claim elsewhere), runs fn and
+// prepareNew is the usual prepare on a dialect that begins a new transaction in one
+// go (beginNew): it starts the transaction with its row written, runs fn and
 // prepares. Not handled (false): gid has a row already, or is prepared; nothing was
 // reserved and nothing is left open, and the caller goes the usual way.
-func (p *Participant) prepareInside(ctx context.Context, gid, txnID, coordinator, fp string, rp *runningPrepare,
+func (p *Participant) prepareNew(ctx context.Context, gid, txnID, coordinator, fp string, rp *runningPrepare,
 	fn func(context.Context, Execer) error) (participant.Vote, bool) {
 	if !p.reserve() {
 		return nack("sqlpart: too many prepared transactions (at most %d)", p.cfg.PreparedMax), true
@@ -451,10 +441,10 @@ func (p *Participant) prepareInside(ctx context.Context, gid, txnID, coordinator
 		return nack("sqlpart: asking for the session id: %v", err), true
 	}
 	sctx, c := context.WithTimeout(ctx, p.cfg.StatementTimeout)
-	inserted, err := p.d.beginInsert(sctx, pc.conn, p.cfg.Table, gid, p.cfg.Name, txnID, coordinator, fp)
+	inserted, err := p.d.beginNew(sctx, pc.conn, p.cfg.Table, gid, p.cfg.Name, txnID, coordinator, fp)
 	c()
 	if err != nil {
-		// beginInsert rolled back what it started, or could not: the session is
+		// beginNew rolled back what it started, or could not: the session is
 		// closed either way (never XA ROLLBACK here: the gid may be another
 		// session's prepared transaction).
 		pc.discard = true
