@@ -411,7 +411,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, who Principal) {
 			if remembered && err != nil && tracing.BeganNot(err) {
 				tr.Forget(req.ID)
 			}
-			tr.EndTxn(span, &v, err)
+			tr.EndTxn(span, req.ID, &v, err)
 		}()
 		v, err = s.rt.Submit(ctx, req, wait)
 		s.answerSubmit(w, r, &v, err, wait)

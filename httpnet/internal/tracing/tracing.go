@@ -59,18 +59,21 @@ const tracedTxnsMax = 65536
 // messages).
 const traceTextMaxBytes = 256
 
-// The span kinds as start options, made once: made per span, each is an allocation.
+// The span kinds as start options, made once, in slices: made per span, or passed one
+// by one (a variadic slice that escapes), each is an allocation.
 var (
-	serverKind = trace.WithSpanKind(trace.SpanKindServer)
-	clientKind = trace.WithSpanKind(trace.SpanKindClient)
+	serverKind = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	clientKind = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
 )
 
-// Attributes and options that are always the same, made once.
+// Attributes that are always the same, made once. A span's attributes are set after it
+// starts (span.SetAttributes), never as start options: the SDK copies those into the
+// start configuration and then again into the span, an allocation more per span.
 var (
 	voteACK        = []attribute.KeyValue{attribute.String("dtc.vote", string(coordinator.VoteACK))}
 	voteNACK       = []attribute.KeyValue{attribute.String("dtc.vote", string(coordinator.VoteNACK))}
-	decisionCommit = trace.WithAttributes(attribute.String("dtc.decision", "commit"))
-	decisionAbort  = trace.WithAttributes(attribute.String("dtc.decision", "abort"))
+	decisionCommit = []attribute.KeyValue{attribute.String("dtc.decision", "commit")}
+	decisionAbort  = []attribute.KeyValue{attribute.String("dtc.decision", "abort")}
 )
 
 // tracerName is the instrumentation scope of dtc's spans.
@@ -85,15 +88,14 @@ type Tracing struct {
 
 	mu   sync.Mutex
 	txns map[string]*txnTrace
-	// sendOpts holds, by participant URL, the start options of a request span (its
-	// kind and its dtc.participant attribute), made once: made per request, they were
-	// three allocations each. At most sendOptsMax URLs are kept; others get theirs
-	// made each time.
-	sendOpts map[string][]trace.SpanStartOption
+	// sendAttrs holds, by participant URL, a request span's dtc.participant
+	// attribute, made once: made per request, it was an allocation or two each. At
+	// most sendAttrsMax URLs are kept; others get theirs made each time.
+	sendAttrs map[string][]attribute.KeyValue
 }
 
-// sendOptsMax bounds Tracing.sendOpts.
-const sendOptsMax = 4096
+// sendAttrsMax bounds Tracing.sendAttrs.
+const sendAttrsMax = 4096
 
 type txnTrace struct {
 	ctx         context.Context // holds the dtc.transaction span's context
@@ -107,18 +109,16 @@ func New(tp trace.TracerProvider) *Tracing {
 	if tp == nil {
 		return nil
 	}
-	return &Tracing{tracer: tp.Tracer(tracerName), txns: make(map[string]*txnTrace), sendOpts: make(map[string][]trace.SpanStartOption)}
+	return &Tracing{tracer: tp.Tracer(tracerName), txns: make(map[string]*txnTrace), sendAttrs: make(map[string][]attribute.KeyValue)}
 }
 
 // StartTxn starts the dtc.transaction span of a POST /v1/transactions, under the
 // client's traceparent if it sent one, and remembers its context for id's child spans.
-// forget is true when it was remembered (and must be forgotten if the transaction
-// never begins).
+// remembered is true when it was remembered (and must be forgotten if the transaction
+// never begins). Its attributes are set when it ends (EndTxn), all at once.
 func (tr *Tracing) StartTxn(r *http.Request, id string) (ctx context.Context, span trace.Span, remembered bool) {
 	ctx = tr.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	// The participants are its dtc.prepare children: their count is not repeated here.
-	ctx, span = tr.tracer.Start(ctx, "dtc.transaction", serverKind,
-		trace.WithAttributes(attribute.String("dtc.txn.id", bounded(id))))
+	ctx, span = tr.tracer.Start(ctx, "dtc.transaction", serverKind...)
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	if _, dup := tr.txns[id]; !dup && len(tr.txns) < tracedTxnsMax {
@@ -129,16 +129,22 @@ func (tr *Tracing) StartTxn(r *http.Request, id string) (ctx context.Context, sp
 	return ctx, span, remembered
 }
 
-// EndTxn ends the dtc.transaction span with the answer the client got.
-func (tr *Tracing) EndTxn(span trace.Span, v *coordinator.View, err error) {
-	if err != nil {
+// EndTxn ends the dtc.transaction span of transaction id (the client's) with the
+// answer the client got. The participants are its dtc.prepare children: their count is
+// not repeated here.
+func (tr *Tracing) EndTxn(span trace.Span, id string, v *coordinator.View, err error) {
+	switch {
+	case !span.IsRecording():
+	case err != nil:
+		span.SetAttributes(attribute.String("dtc.txn.id", bounded(id)))
 		span.RecordError(err)
 		span.SetStatus(codes.Error, bounded(err.Error()))
-	} else {
-		span.SetAttributes(attribute.String("dtc.txn.wire_id", bounded(v.TxnID)), attribute.String("dtc.state", v.State))
-		if v.Reason != "" {
-			span.SetAttributes(attribute.String("dtc.reason", bounded(v.Reason)))
-		}
+	case v.Reason != "":
+		span.SetAttributes(attribute.String("dtc.txn.id", bounded(id)), attribute.String("dtc.txn.wire_id", bounded(v.TxnID)),
+			attribute.String("dtc.state", v.State), attribute.String("dtc.reason", bounded(v.Reason)))
+	default:
+		span.SetAttributes(attribute.String("dtc.txn.id", bounded(id)), attribute.String("dtc.txn.wire_id", bounded(v.TxnID)),
+			attribute.String("dtc.state", v.State))
 	}
 	span.End()
 }
@@ -151,8 +157,8 @@ func (tr *Tracing) Forget(id string) {
 }
 
 // lookup returns the trace of the transaction that wire id (as participants know it)
-// names, or nil, and the start options of a request span to participant url.
-func (tr *Tracing) lookup(wire, url string) (*txnTrace, []trace.SpanStartOption) {
+// names, or nil, and the attributes of a request span to participant url.
+func (tr *Tracing) lookup(wire, url string) (*txnTrace, []attribute.KeyValue) {
 	client, _, _ := coordinator.SplitTxnID(wire)
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
@@ -160,14 +166,14 @@ func (tr *Tracing) lookup(wire, url string) (*txnTrace, []trace.SpanStartOption)
 	if tt == nil || !tt.sampled {
 		return tt, nil
 	}
-	opts := tr.sendOpts[url]
-	if opts == nil {
-		opts = []trace.SpanStartOption{clientKind, trace.WithAttributes(attribute.String("dtc.participant", bounded(url)))}
-		if len(tr.sendOpts) < sendOptsMax {
-			tr.sendOpts[url] = opts
+	attrs := tr.sendAttrs[url]
+	if attrs == nil {
+		attrs = []attribute.KeyValue{attribute.String("dtc.participant", bounded(url))}
+		if len(tr.sendAttrs) < sendAttrsMax {
+			tr.sendAttrs[url] = attrs
 		}
 	}
-	return tt, opts
+	return tt, attrs
 }
 
 // StartSend starts the span of a request to a participant and returns the span context
@@ -175,7 +181,7 @@ func (tr *Tracing) lookup(wire, url string) (*txnTrace, []trace.SpanStartOption)
 // transaction that is traced but not sampled, its trace's (marked not sampled). span is
 // nil when no span is made, and sc invalid when the transaction is not traced.
 func (tr *Tracing) StartSend(m *coordinator.Message) (sc trace.SpanContext, span trace.Span) {
-	tt, opts := tr.lookup(m.Txn, m.URL)
+	tt, attrs := tr.lookup(m.Txn, m.URL)
 	if tt == nil {
 		return trace.SpanContext{}, nil
 	}
@@ -189,7 +195,8 @@ func (tr *Tracing) StartSend(m *coordinator.Message) (sc trace.SpanContext, span
 	// it went in a batch, the batch's dtc.batch span says, with a link to it). Every
 	// attribute costs a few allocations when the span is made and more when it is
 	// exported, on every request: measured, they were a good part of tracing's cost.
-	_, span = tr.tracer.Start(tt.ctx, spanName(m.Kind), opts...)
+	_, span = tr.tracer.Start(tt.ctx, spanName(m.Kind), clientKind...)
+	span.SetAttributes(attrs...)
 	return span.SpanContext(), span
 }
 
@@ -253,7 +260,7 @@ func (tr *Tracing) StartBatch(ctx context.Context, participant string, spans []t
 			links = append(links, trace.Link{SpanContext: s.SpanContext()})
 		}
 	}
-	_, span := tr.tracer.Start(ctx, "dtc.batch", trace.WithNewRoot(), clientKind,
+	_, span := tr.tracer.Start(ctx, "dtc.batch", trace.WithNewRoot(), clientKind[0],
 		trace.WithLinks(links...),
 		trace.WithAttributes(attribute.String("dtc.participant", bounded(participant)), attribute.Int("dtc.batch.ops", len(spans))))
 	return span
@@ -339,9 +346,11 @@ func (tr *Tracing) Observe(n *coordinator.Note) {
 		if n.Commit {
 			decision = decisionCommit
 		}
-		_, span := tr.tracer.Start(ctx, "dtc.decision.sync", trace.WithTimestamp(at), decision)
+		_, span := tr.tracer.Start(ctx, "dtc.decision.sync", trace.WithTimestamp(at))
 		if !n.Commit && n.Cause != coordinator.CauseNone {
-			span.SetAttributes(attribute.String("dtc.abort.cause", string(n.Cause)))
+			span.SetAttributes(decision[0], attribute.String("dtc.abort.cause", string(n.Cause)))
+		} else {
+			span.SetAttributes(decision...)
 		}
 		span.End()
 	case coordinator.NoteEnded:
