@@ -8,16 +8,17 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/dtc-project/dtc/internal/otlpexport"
 )
 
 // tracing is what Options.Tracing adds to a cluster: an OTLP/HTTP collector in this
 // process that reads every export and throws it away, and the TracerProvider dtc
 // exports to it with, as dtc serve --otlp-endpoint sets it up (batched spans over
-// OTLP/HTTP). So the measured cost of tracing is dtc's whole: making the spans,
-// encoding and sending them; the collector's reading shares the machine as a
-// collector on it would.
+// OTLP/HTTP, encoded by internal/otlpexport). So the measured cost of tracing is
+// dtc's whole: making the spans, encoding and sending them; the collector's reading
+// shares the machine as a collector on it would.
 type tracing struct {
 	collector *httpServer
 	tp        *sdktrace.TracerProvider
@@ -40,7 +41,7 @@ func startTracing(ratio float64) (*tracing, error) {
 	if err != nil {
 		return nil, err
 	}
-	exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(col.url+"/v1/traces"))
+	exp, err := otlpexport.New(otlpexport.Options{URL: col.url + "/v1/traces"})
 	if err != nil {
 		col.close()
 		return nil, fmt.Errorf("bench: the OTLP exporter: %w", err)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
@@ -28,6 +29,43 @@ func TestServeExportsTracesOverOTLP(t *testing.T) {
 func TestServeSamplesTraces(t *testing.T) {
 	if all := exportedSpans(t, "0"); bytes.Contains(all, []byte("dtc.")) {
 		t.Errorf("the collector got spans at ratio 0: %q", all)
+	}
+}
+
+// --otlp-endpoint takes host:port (plain HTTP, to /v1/traces) or an http(s) URL (to its
+// path, /v1/traces when it has none), and refuses anything else.
+func TestOTLPEndpoint(t *testing.T) {
+	paths := make(chan string, 1)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		paths <- r.URL.Path
+	}))
+	defer collector.Close()
+	for endpoint, want := range map[string]string{
+		strings.TrimPrefix(collector.URL, "http://"): "/v1/traces",
+		collector.URL + "/":                          "/v1/traces",
+		collector.URL + "/otlp/traces":               "/otlp/traces",
+	} {
+		tp, shutdown, err := newOTLPTracing(endpoint, "test", 1)
+		if err != nil {
+			t.Fatalf("--otlp-endpoint %s: %v", endpoint, err)
+		}
+		_, span := tp.Tracer("test").Start(context.Background(), "dtc.test")
+		span.End()
+		shutdown() // exports the span
+		select {
+		case got := <-paths:
+			if got != want {
+				t.Errorf("--otlp-endpoint %s: posted to %s, want %s", endpoint, got, want)
+			}
+		default:
+			t.Errorf("--otlp-endpoint %s: the collector received nothing", endpoint)
+		}
+	}
+	for _, endpoint := range []string{"collector", "ftp://collector:21", "http://", "http://collector:4318/%zz"} {
+		if _, _, err := newOTLPTracing(endpoint, "test", 1); err == nil {
+			t.Errorf("--otlp-endpoint %s accepted, want an error", endpoint)
+		}
 	}
 }
 
