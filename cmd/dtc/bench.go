@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/dtc-project/dtc/bench"
@@ -64,8 +65,10 @@ abort.
 
 With --tracing on, dtc traces every transaction with OpenTelemetry and exports the
 spans over OTLP/HTTP (as dtc serve --otlp-endpoint) to a collector in the process that
-discards them; --tracing compare runs the benchmark with it off, then on (the floor
-gets 2s of each), and reports the throughput lost.
+discards them; --tracing compare runs the benchmark with it off and on, --tracing-turns
+times each in turns (off, on, on, off, off, on, …: both see the same drift of the
+machine's speed; the floor gets 2s of each run), and reports the throughput lost: all
+the runs of each together, and the median of the pairs'.
 
 With --sql (and --participants 2) it measures transfers across one PostgreSQL and one
 MariaDB table (--pg-dsn, --mysql-dsn; tables of the run's own, dropped after): through
@@ -128,7 +131,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		myDSN        = fs.String("mysql-dsn", "mysql://root@127.0.0.1:3306/test", "with --sql: the MariaDB/MySQL database")
 		contention   = fs.Int("contention", 0, "instead: the contention benchmark with this many hot keys per participant (see above)")
 		contTimeout  = fs.Duration("contention-timeout", 5*time.Second, "--contention: the coordinator's prepare deadline (dtc serve's default)")
-		tracing      = fs.String("tracing", "off", "OpenTelemetry tracing of dtc, exported over OTLP/HTTP to a collector in the process that discards it: off, on, or compare (a run with it off, then one with it on, and the difference)")
+		tracing      = fs.String("tracing", "off", "OpenTelemetry tracing of dtc, exported over OTLP/HTTP to a collector in the process that discards it: off, on, or compare (runs with it off and on, in turns, and the difference)")
+		traceTurns   = fs.Int("tracing-turns", 3, "with --tracing compare: how many runs with tracing off, and as many with it on, taken in turns")
 	)
 	if ok, code := parse(fs, benchHelp, args, []string{}, stdout, stderr); !ok {
 		return code
@@ -205,7 +209,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if *soak > 0 {
 			return usageError(stderr, "bench", "--tracing compare does not go with --soak")
 		}
-		return benchTracingCompare(ctx, o, *jsonOut, stdout, stderr)
+		if *traceTurns < 1 || *traceTurns > tracingTurnsMax {
+			return usageError(stderr, "bench", "--tracing-turns %d: want 1 to %d", *traceTurns, tracingTurnsMax)
+		}
+		return benchTracingCompare(ctx, o, *traceTurns, *jsonOut, stdout, stderr)
 	default:
 		return usageError(stderr, "bench", "--tracing %q: want off, on or compare", *tracing)
 	}
@@ -249,61 +256,156 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitOK
 }
 
-// benchTracingCompare runs the benchmark with tracing off, then on, and reports what
-// tracing costs. The floor, which tracing does not change, gets 2s of each run.
-func benchTracingCompare(ctx context.Context, o bench.Options, jsonOut bool, stdout, stderr io.Writer) int {
+// tracingTurnsMax bounds --tracing-turns.
+const tracingTurnsMax = 50
+
+// benchTracingCompare runs the benchmark turns times with tracing off and as many with
+// it on, in turns (off, on, on, off, …: a drift of the machine's speed during the
+// command weighs on both alike), and reports what tracing costs. The floor, which
+// tracing does not change, gets 2s of each run.
+func benchTracingCompare(ctx context.Context, o bench.Options, turns int, jsonOut bool, stdout, stderr io.Writer) int {
 	if o.FloorDuration == 0 {
 		o.FloorDuration = min(o.Duration, 2*time.Second)
 	}
-	var res [2]*bench.Result
-	for i, on := range []bool{false, true} {
-		o.Tracing = on
-		r, err := bench.Run(ctx, o)
-		if err != nil {
-			fmt.Fprintf(stderr, "dtc bench: tracing %v: %v\n", on, err)
-			return exitNo
+	var runs [2][]*bench.Result // [0] off, [1] on, in the order run
+	for pair := range turns {
+		order := []bool{false, true}
+		if pair%2 == 1 {
+			order = []bool{true, false}
 		}
-		r.Samples = nil
-		res[i] = r
+		for _, on := range order {
+			o.Tracing = on
+			r, err := bench.Run(ctx, o)
+			if err != nil {
+				fmt.Fprintf(stderr, "dtc bench: tracing %v: %v\n", on, err)
+				return exitNo
+			}
+			r.Samples = nil
+			i := 0
+			if on {
+				i = 1
+			}
+			runs[i] = append(runs[i], r)
+			if o.Progress != nil {
+				fmt.Fprintf(o.Progress, "dtc bench: pair %d/%d, tracing %s: %s\n", pair+1, turns, onOff(on), runLine(r))
+			}
+		}
 	}
-	off, on := res[0], res[1]
-	loss := 0.0
-	if off.TPS > 0 {
-		loss = 100 * (off.TPS - on.TPS) / off.TPS
+	off, on := sumRuns(runs[0]), sumRuns(runs[1])
+	pairLosses := make([]float64, turns)
+	for i := range turns {
+		pairLosses[i] = lossPercent(runs[0][i].TPS, runs[1][i].TPS)
 	}
+	slices.Sort(pairLosses)
+	c := tracingCost{Turns: turns, Off: runs[0], On: runs[1],
+		OffTPS: off.tps, OnTPS: on.tps, OffCPUUsPerTxn: off.cpuPerTxn, OnCPUUsPerTxn: on.cpuPerTxn,
+		OffFloorRatio: off.ratio, OnFloorRatio: on.ratio,
+		ThroughputLoss: lossPercent(off.tps, on.tps), PairLossMedian: median(pairLosses),
+		PairLossMin: pairLosses[0], PairLossMax: pairLosses[turns-1], FloorRatioLoss: lossPercent(off.ratio, on.ratio)}
 	if jsonOut {
-		enc := json.NewEncoder(stdout)
-		ratioLoss := 0.0
-		if off.Ratio > 0 {
-			ratioLoss = 100 * (off.Ratio - on.Ratio) / off.Ratio
-		}
-		if err := enc.Encode(map[string]any{"tracing_off": off, "tracing_on": on, "throughput_loss_percent": loss,
-			"floor_ratio_loss_percent": ratioLoss}); err != nil {
+		if err := json.NewEncoder(stdout).Encode(c); err != nil {
 			fmt.Fprintf(stderr, "dtc bench: %v\n", err)
 			return exitNo
 		}
 	} else {
-		for _, r := range res {
-			if err := r.WriteText(stdout); err != nil {
-				fmt.Fprintf(stderr, "dtc bench: %v\n", err)
-				return exitNo
-			}
-			fmt.Fprintln(stdout)
-		}
-		fmt.Fprintf(stdout, "tracing off: %.0f txn/s, p50 %.2f ms, p99 %.2f ms, CPU %.0f µs/txn\n", off.TPS, off.P50Ms, off.P99Ms, off.CPUUsPerTxn)
-		fmt.Fprintf(stdout, "tracing on:  %.0f txn/s, p50 %.2f ms, p99 %.2f ms, CPU %.0f µs/txn\n", on.TPS, on.P50Ms, on.P99Ms, on.CPUUsPerTxn)
-		fmt.Fprintf(stdout, "throughput lost to tracing: %.1f%%\n", loss)
-		// Against the floor measured in the same run: less swayed by what else the
-		// machine was doing during each run.
-		if off.Ratio > 0 {
-			fmt.Fprintf(stdout, "throughput as a fraction of the floor: %.2f off, %.2f on: %.1f%% lost\n",
-				off.Ratio, on.Ratio, 100*(off.Ratio-on.Ratio)/off.Ratio)
-		}
+		c.write(stdout)
 	}
-	if off.Errors > 0 || on.Errors > 0 {
+	if off.errors > 0 || on.errors > 0 {
 		return exitNo
 	}
 	return exitOK
+}
+
+// tracingCost is what dtc bench --tracing compare reports (its JSON with --json).
+type tracingCost struct {
+	Turns  int             `json:"turns"`
+	Off    []*bench.Result `json:"tracing_off"`
+	On     []*bench.Result `json:"tracing_on"`
+	OffTPS float64         `json:"tracing_off_tps"` // all runs' transactions over all runs' time
+	OnTPS  float64         `json:"tracing_on_tps"`
+	// CPU per transaction, all runs together; the floor ratio is the runs' mean.
+	OffCPUUsPerTxn float64 `json:"tracing_off_cpu_us_per_txn"`
+	OnCPUUsPerTxn  float64 `json:"tracing_on_cpu_us_per_txn"`
+	OffFloorRatio  float64 `json:"tracing_off_floor_ratio"`
+	OnFloorRatio   float64 `json:"tracing_on_floor_ratio"`
+	// Throughput lost, in percent: all runs together, each pair's (the median and
+	// range), and against the floor.
+	ThroughputLoss float64 `json:"throughput_loss_percent"`
+	PairLossMedian float64 `json:"pair_loss_median_percent"`
+	PairLossMin    float64 `json:"pair_loss_min_percent"`
+	PairLossMax    float64 `json:"pair_loss_max_percent"`
+	FloorRatioLoss float64 `json:"floor_ratio_loss_percent"`
+}
+
+func (c *tracingCost) write(w io.Writer) {
+	for pair := range c.Turns {
+		fmt.Fprintf(w, "pair %d: off %s\n        on  %s\n", pair+1, runLine(c.Off[pair]), runLine(c.On[pair]))
+	}
+	fmt.Fprintf(w, "tracing off, %d runs: %.0f txn/s, CPU %.0f µs/txn, %.2f of the floor\n", c.Turns, c.OffTPS, c.OffCPUUsPerTxn, c.OffFloorRatio)
+	fmt.Fprintf(w, "tracing on,  %d runs: %.0f txn/s, CPU %.0f µs/txn, %.2f of the floor\n", c.Turns, c.OnTPS, c.OnCPUUsPerTxn, c.OnFloorRatio)
+	fmt.Fprintf(w, "throughput lost to tracing: %.1f%% (each pair: median %.1f%%, %.1f%% to %.1f%%)\n",
+		c.ThroughputLoss, c.PairLossMedian, c.PairLossMin, c.PairLossMax)
+	// Against the floor measured in the same runs: less swayed by what else the
+	// machine was doing during each.
+	fmt.Fprintf(w, "as a fraction of the floor: %.1f%% lost\n", c.FloorRatioLoss)
+}
+
+// runLine sums up one run of the benchmark on a line.
+func runLine(r *bench.Result) string {
+	return fmt.Sprintf("%.0f txn/s, p50 %.2f ms, p99 %.2f ms, CPU %.0f µs/txn, %.2f of the floor, others %.2f cores",
+		r.TPS, r.P50Ms, r.P99Ms, r.CPUUsPerTxn, r.Ratio, r.OtherCPUCores)
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+// runsSum is several runs of the benchmark taken together.
+type runsSum struct {
+	tps, cpuPerTxn, ratio float64
+	errors                int64
+}
+
+func sumRuns(rs []*bench.Result) runsSum {
+	var txns, elapsed, cpu, ratio float64
+	var sum runsSum
+	for _, r := range rs {
+		txns += float64(r.Txns)
+		elapsed += r.ElapsedS
+		cpu += r.CPUUsPerTxn * float64(r.Txns)
+		ratio += r.Ratio
+		sum.errors += r.Errors
+	}
+	if elapsed > 0 {
+		sum.tps = txns / elapsed
+	}
+	if txns > 0 {
+		sum.cpuPerTxn = cpu / txns
+	}
+	if len(rs) > 0 {
+		sum.ratio = ratio / float64(len(rs))
+	}
+	return sum
+}
+
+// lossPercent is how much less on is than off, in percent of off (0 when off is 0).
+func lossPercent(off, on float64) float64 {
+	if off <= 0 {
+		return 0
+	}
+	return 100 * (off - on) / off
+}
+
+// median of sorted xs (not empty).
+func median(xs []float64) float64 {
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 // benchCluster runs dtc bench --cluster: throughput of the local log and of clusters of

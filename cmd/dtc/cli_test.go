@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -40,6 +41,8 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		{args: []string{"bench", "--contention", "-1"}, code: 2, stderr: []string{"--contention takes a positive number"}},
 		{args: []string{"bench", "--soak", "2"}, code: 2, stderr: []string{"--soak is a fraction"}},
 		{args: []string{"bench", "--mode", "fast"}, code: 2, stderr: []string{`"fast"`}},
+		{args: []string{"bench", "--tracing", "compare", "--tracing-turns", "0"}, code: 2, stderr: []string{"--tracing-turns 0: want 1 to 50"}},
+		{args: []string{"bench", "--tracing", "sometimes"}, code: 2, stderr: []string{`--tracing "sometimes": want off, on or compare`}},
 		{args: nil, code: 2, stderr: []string{"Usage:"}, noStdout: true},
 		{args: []string{"frobnicate"}, code: 2, stderr: []string{`unknown command "frobnicate"`, "Usage:"}, noStdout: true},
 		{args: []string{"serve", "--bogus"}, code: 2, stderr: []string{"unknown flag: --bogus", "Usage: dtc serve"}, noStdout: true},
@@ -170,5 +173,52 @@ func TestListPartial(t *testing.T) {
 	code, out, errs := runCLI(t, "list", "--coordinator", srv.URL)
 	if code != 3 || !strings.Contains(out, "a") || !strings.Contains(errs, "incomplete: n3 [3 6]: context deadline exceeded") {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+}
+
+// TestBenchTracingCompare runs dtc bench --tracing compare, briefly, and checks that its
+// JSON holds each run, in turns, and the sums (their values are measurements: only
+// their being there and consistent is checked).
+func TestBenchTracingCompare(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the benchmark four times")
+	}
+	code, out, errs := runCLI(t, "bench", "--tracing", "compare", "--tracing-turns", "2", "--duration", "100ms",
+		"--concurrency", "2", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\nstderr: %s", code, errs)
+	}
+	type run struct {
+		Options struct {
+			Tracing bool `json:"tracing"`
+		} `json:"options"`
+		Txns int64 `json:"txns"`
+	}
+	var c struct {
+		Turns          int     `json:"turns"`
+		Off            []run   `json:"tracing_off"`
+		On             []run   `json:"tracing_on"`
+		OffTPS         float64 `json:"tracing_off_tps"`
+		OnTPS          float64 `json:"tracing_on_tps"`
+		PairLossMedian float64 `json:"pair_loss_median_percent"`
+		PairLossMin    float64 `json:"pair_loss_min_percent"`
+		PairLossMax    float64 `json:"pair_loss_max_percent"`
+	}
+	if err := json.Unmarshal([]byte(out), &c); err != nil {
+		t.Fatalf("%v in %s", err, out)
+	}
+	if c.Turns != 2 || len(c.Off) != 2 || len(c.On) != 2 {
+		t.Fatalf("turns %d, %d runs off and %d on; want 2 of each", c.Turns, len(c.Off), len(c.On))
+	}
+	for i := range 2 {
+		if c.Off[i].Options.Tracing || !c.On[i].Options.Tracing {
+			t.Errorf("pair %d: tracing %v off, %v on", i+1, c.Off[i].Options.Tracing, c.On[i].Options.Tracing)
+		}
+		if c.Off[i].Txns == 0 || c.On[i].Txns == 0 {
+			t.Errorf("pair %d: %d and %d transactions", i+1, c.Off[i].Txns, c.On[i].Txns)
+		}
+	}
+	if c.OffTPS <= 0 || c.OnTPS <= 0 || c.PairLossMin > c.PairLossMedian || c.PairLossMedian > c.PairLossMax {
+		t.Errorf("sums: %+v", c)
 	}
 }
