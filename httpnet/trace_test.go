@@ -99,6 +99,9 @@ func TestTracesFollowTheTransaction(t *testing.T) {
 			if s.Parent.SpanID() != root.SpanContext.SpanID() || s.SpanContext.TraceID() != root.SpanContext.TraceID() {
 				t.Errorf("%s is not a child of dtc.transaction: parent %v", name, s.Parent)
 			}
+			if name != "dtc.decision.sync" && !strings.HasPrefix(attr(s, "dtc.participant"), "http://") {
+				t.Errorf("%s names no participant: %v", name, s.Attributes)
+			}
 			if name == "dtc.prepare" {
 				prepareIDs[s.SpanContext.SpanID()] = true
 				if attr(s, "dtc.vote") != "ACK" {

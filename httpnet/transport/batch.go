@@ -219,21 +219,21 @@ func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, 
 		m := j.m
 		replies = append(replies, coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind})
 	}
-	var spans []trace.Span // of the traced ops, by index; nil when none is
+	var sends []tracing.Send // of the traced ops, by index; nil when none is
 	if t.trace != nil {
 		for i := range ops {
-			if _, span := t.trace.StartSend(&ops[i].m); span != nil {
-				if spans == nil {
-					spans = make([]trace.Span, len(ops))
+			if _, s := t.trace.StartSend(&ops[i].m); s.Span != nil {
+				if sends == nil {
+					sends = make([]tracing.Send, len(ops))
 				}
-				spans[i] = span
+				sends[i] = s
 			}
 		}
 	}
 	var batchSpan trace.Span
 	var sc trace.SpanContext
-	if spans != nil {
-		batchSpan = t.trace.StartBatch(ctx, p.url, spans)
+	if sends != nil {
+		batchSpan = t.trace.StartBatch(ctx, p.url, sends)
 		sc = batchSpan.SpanContext()
 	}
 	err := beforeBatchSend(ops)
@@ -265,8 +265,8 @@ func (t *Transport) sendBatch(ctx context.Context, p *batchPeer, ops []sendJob, 
 		}
 	}
 	for i, j := range ops {
-		if spans != nil {
-			tracing.EndSend(spans[i], &replies[i])
+		if sends != nil {
+			tracing.EndSend(sends[i], &replies[i])
 		}
 		j.deliver(replies[i])
 	}

@@ -448,11 +448,11 @@ func (t *Transport) do(ctx context.Context, m coordinator.Message, buf *[]byte) 
 	r := coordinator.Reply{Txn: m.Txn, Participant: m.Participant, Seq: m.Seq, Kind: m.Kind}
 	var (
 		sc   trace.SpanContext
-		span trace.Span
+		send tracing.Send
 	)
 	if t.trace != nil {
-		sc, span = t.trace.StartSend(&m)
-		defer tracing.EndSend(span, &r)
+		sc, send = t.trace.StartSend(&m)
+		defer tracing.EndSend(send, &r)
 	}
 	err := t.exchange(ctx, m, &r, buf, sc)
 	if err != nil {

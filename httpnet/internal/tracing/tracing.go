@@ -70,8 +70,6 @@ var (
 // starts (span.SetAttributes), never as start options: the SDK copies those into the
 // start configuration and then again into the span, an allocation more per span.
 var (
-	voteACK        = []attribute.KeyValue{attribute.String("dtc.vote", string(coordinator.VoteACK))}
-	voteNACK       = []attribute.KeyValue{attribute.String("dtc.vote", string(coordinator.VoteNACK))}
 	decisionCommit = []attribute.KeyValue{attribute.String("dtc.decision", "commit")}
 	decisionAbort  = []attribute.KeyValue{attribute.String("dtc.decision", "abort")}
 )
@@ -88,10 +86,30 @@ type Tracing struct {
 
 	mu   sync.Mutex
 	txns map[string]*txnTrace
-	// sendAttrs holds, by participant URL, a request span's dtc.participant
-	// attribute, made once: made per request, it was an allocation or two each. At
-	// most sendAttrsMax URLs are kept; others get theirs made each time.
-	sendAttrs map[string][]attribute.KeyValue
+	// sendAttrs holds, by participant URL, a request span's attributes, made once:
+	// made per request, they were an allocation or two each. At most sendAttrsMax URLs
+	// are kept; others get theirs made each time.
+	sendAttrs map[string]*sendAttrs
+}
+
+// sendAttrs are the attributes of a request span to one participant, made once: all
+// of a span's are set in one call when it ends (EndSend), so that the span's slice of
+// them is allocated once.
+type sendAttrs struct {
+	plain []attribute.KeyValue // dtc.participant
+	ack   []attribute.KeyValue // dtc.participant and dtc.vote ACK, the usual prepare's
+}
+
+func newSendAttrs(url string) *sendAttrs {
+	p := attribute.String("dtc.participant", bounded(url))
+	return &sendAttrs{plain: []attribute.KeyValue{p}, ack: []attribute.KeyValue{p, attribute.String("dtc.vote", string(coordinator.VoteACK))}}
+}
+
+// Send is a participant request's span, from StartSend to EndSend; its zero value is
+// no span.
+type Send struct {
+	Span  trace.Span // nil when no span is made
+	attrs *sendAttrs
 }
 
 // sendAttrsMax bounds Tracing.sendAttrs.
@@ -109,7 +127,7 @@ func New(tp trace.TracerProvider) *Tracing {
 	if tp == nil {
 		return nil
 	}
-	return &Tracing{tracer: tp.Tracer(tracerName), txns: make(map[string]*txnTrace), sendAttrs: make(map[string][]attribute.KeyValue)}
+	return &Tracing{tracer: tp.Tracer(tracerName), txns: make(map[string]*txnTrace), sendAttrs: make(map[string]*sendAttrs)}
 }
 
 // StartTxn starts the dtc.transaction span of a POST /v1/transactions, under the
@@ -158,7 +176,7 @@ func (tr *Tracing) Forget(id string) {
 
 // lookup returns the trace of the transaction that wire id (as participants know it)
 // names, or nil, and the attributes of a request span to participant url.
-func (tr *Tracing) lookup(wire, url string) (*txnTrace, []attribute.KeyValue) {
+func (tr *Tracing) lookup(wire, url string) (*txnTrace, *sendAttrs) {
 	client, _, _ := coordinator.SplitTxnID(wire)
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
@@ -168,7 +186,7 @@ func (tr *Tracing) lookup(wire, url string) (*txnTrace, []attribute.KeyValue) {
 	}
 	attrs := tr.sendAttrs[url]
 	if attrs == nil {
-		attrs = []attribute.KeyValue{attribute.String("dtc.participant", bounded(url))}
+		attrs = newSendAttrs(url)
 		if len(tr.sendAttrs) < sendAttrsMax {
 			tr.sendAttrs[url] = attrs
 		}
@@ -178,26 +196,25 @@ func (tr *Tracing) lookup(wire, url string) (*txnTrace, []attribute.KeyValue) {
 
 // StartSend starts the span of a request to a participant and returns the span context
 // to send with it (Inject puts it in the request's headers): the span's, or for a
-// transaction that is traced but not sampled, its trace's (marked not sampled). span is
-// nil when no span is made, and sc invalid when the transaction is not traced.
-func (tr *Tracing) StartSend(m *coordinator.Message) (sc trace.SpanContext, span trace.Span) {
+// transaction that is traced but not sampled, its trace's (marked not sampled). s.Span
+// is nil when no span is made, and sc invalid when the transaction is not traced.
+func (tr *Tracing) StartSend(m *coordinator.Message) (sc trace.SpanContext, s Send) {
 	tt, attrs := tr.lookup(m.Txn, m.URL)
 	if tt == nil {
-		return trace.SpanContext{}, nil
+		return trace.SpanContext{}, Send{}
 	}
 	if !tt.sampled {
 		// Not recorded: no span, but the participant still learns the trace (and that
 		// it is not sampled), as W3C trace context asks.
-		return trace.SpanContextFromContext(tt.ctx), nil
+		return trace.SpanContextFromContext(tt.ctx), Send{}
 	}
 	// The transaction's ids are on its dtc.transaction span; a child names the
 	// participant only (by URL: its index in the transaction would say it again; that
 	// it went in a batch, the batch's dtc.batch span says, with a link to it). Every
 	// attribute costs a few allocations when the span is made and more when it is
 	// exported, on every request: measured, they were a good part of tracing's cost.
-	_, span = tr.tracer.Start(tt.ctx, spanName(m.Kind), clientKind...)
-	span.SetAttributes(attrs...)
-	return span.SpanContext(), span
+	_, span := tr.tracer.Start(tt.ctx, spanName(m.Kind), clientKind...)
+	return span.SpanContext(), Send{Span: span, attrs: attrs}
 }
 
 // spanName is the name of a participant request's span, without building it each time.
@@ -252,17 +269,18 @@ func traceparent(sc trace.SpanContext) string {
 }
 
 // StartBatch starts the dtc.batch span of a batch request to participant, a new root
-// linked to the phase-2 span of each traced op (spans, nil where an op is not traced).
-func (tr *Tracing) StartBatch(ctx context.Context, participant string, spans []trace.Span) trace.Span {
-	links := make([]trace.Link, 0, len(spans))
-	for _, s := range spans {
-		if s != nil {
-			links = append(links, trace.Link{SpanContext: s.SpanContext()})
+// linked to the phase-2 span of each traced op (sends, without a span where an op is
+// not traced).
+func (tr *Tracing) StartBatch(ctx context.Context, participant string, sends []Send) trace.Span {
+	links := make([]trace.Link, 0, len(sends))
+	for _, s := range sends {
+		if s.Span != nil {
+			links = append(links, trace.Link{SpanContext: s.Span.SpanContext()})
 		}
 	}
 	_, span := tr.tracer.Start(ctx, "dtc.batch", trace.WithNewRoot(), clientKind[0],
 		trace.WithLinks(links...),
-		trace.WithAttributes(attribute.String("dtc.participant", bounded(participant)), attribute.Int("dtc.batch.ops", len(spans))))
+		trace.WithAttributes(attribute.String("dtc.participant", bounded(participant)), attribute.Int("dtc.batch.ops", len(sends))))
 	return span
 }
 
@@ -274,32 +292,33 @@ func EndBatch(span trace.Span, err error) {
 	span.End()
 }
 
-// EndSend ends a participant request's span with its reply.
-func EndSend(span trace.Span, r *coordinator.Reply) {
+// EndSend ends a participant request's span with its reply, and sets its attributes,
+// all in one call.
+func EndSend(s Send, r *coordinator.Reply) {
+	span, a := s.Span, s.attrs
 	if span == nil {
 		return
 	}
 	switch {
 	case r.Err != nil:
+		span.SetAttributes(a.plain...)
 		span.SetStatus(codes.Error, bounded(r.Err.Error()))
 	case r.Kind == coordinator.MsgPrepare:
-		switch r.Vote {
-		case coordinator.VoteACK:
-			span.SetAttributes(voteACK...) // a slice made once: no allocation for the call
-		case coordinator.VoteNACK:
-			span.SetAttributes(voteNACK...)
+		vote := attribute.String("dtc.vote", string(r.Vote))
+		switch {
+		case r.Reason != "":
+			span.SetAttributes(a.plain[0], vote, attribute.String("dtc.reason", bounded(r.Reason)))
+		case r.Vote == coordinator.VoteACK:
+			span.SetAttributes(a.ack...) // a slice made once: no allocation for the call
 		default:
-			span.SetAttributes(attribute.String("dtc.vote", string(r.Vote)))
+			span.SetAttributes(a.plain[0], vote)
 		}
-		if r.Reason != "" {
-			span.SetAttributes(attribute.String("dtc.reason", bounded(r.Reason)))
-		}
-	default:
+	case r.Conflict:
 		// The state a participant answers phase 2 with is the expected one but for a
 		// conflict (a heuristic hazard): only then is it worth an attribute.
-		if r.Conflict {
-			span.SetAttributes(attribute.String("dtc.participant.state", string(r.State)), attribute.Bool("dtc.conflict", true))
-		}
+		span.SetAttributes(a.plain[0], attribute.String("dtc.participant.state", string(r.State)), attribute.Bool("dtc.conflict", true))
+	default:
+		span.SetAttributes(a.plain...)
 	}
 	span.End()
 }
