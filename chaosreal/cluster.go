@@ -191,8 +191,11 @@ func (c *campaign) pause(i int, p *proc, base string) {
 	if _, err := p.signal(resumeProcess); err != nil {
 		c.logf("%s: SIGCONT: %v", p.name, err)
 	}
-	// Until a refused write shows, or a second after the node found its lease lost (a
-	// write it had in hand is answered by then), or LeaseTTL + 3s.
+	// Until the node has found its lease lost and, then, a refused write shows or a
+	// second has passed (a write it had in hand is answered by then); or LeaseTTL + 3s.
+	// A refused write alone does not end the wait: the node may write (and be refused)
+	// before its keepalive finds the lease gone, and the count read then would say no
+	// lease was lost.
 	deadline := time.Now().Add(o.LeaseTTL + 3*time.Second)
 	var lostAt time.Time
 	for r.Error == "" {
@@ -204,7 +207,7 @@ func (c *campaign) pause(i int, p *proc, base string) {
 				lostAt = time.Now()
 			}
 		}
-		if err == nil && (r.FencedWrites > 0 || (!lostAt.IsZero() && time.Since(lostAt) > time.Second)) {
+		if err == nil && !lostAt.IsZero() && (r.FencedWrites > 0 || time.Since(lostAt) > time.Second) {
 			break
 		}
 		if time.Now().After(deadline) {
