@@ -16,8 +16,8 @@
 // link, which it leaves out. What it does differently: it is configured only by its
 // Options (no OTEL_EXPORTER_OTLP_* environment variables); it does not read the body of
 // a successful answer, so a partial success is not reported; it retries a 429, 502, 503
-// or 504 answer, and nothing else, until Options.Timeout, which bounds the whole
-// export.
+// or 504 answer and a request that got no answer (the collector restarting, say), and
+// nothing else, until Options.Timeout, which bounds the whole export.
 package otlpexport
 
 import (
@@ -126,8 +126,9 @@ func newTransport() *http.Transport {
 
 // ExportSpans posts spans to the collector, in one request, and returns once the
 // collector has accepted them (a 2xx answer), refused them, or ctx or the exporter's
-// timeout ended; a 429, 502, 503 or 504 answer is tried again in the meantime, after a
-// wait that grows with each attempt and is at least what the answer's Retry-After asks.
+// timeout ended; a 429, 502, 503 or 504 answer, or none (the collector could not be
+// reached, the connection broke), is tried again in the meantime, after a wait that
+// grows with each attempt and is at least what an answer's Retry-After asks.
 // A batch of nil spans only is not sent.
 func (e *Exporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	if e.stopped.Err() != nil {

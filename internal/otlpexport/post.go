@@ -43,6 +43,13 @@ func (e *statusError) Error() string {
 	return fmt.Sprintf("otlpexport: POST %s: %s: %q", e.url, e.status, e.body)
 }
 
+// requestError is a request that got no answer: the collector could not be reached
+// (it may be restarting), or the connection broke.
+type requestError struct{ err error }
+
+func (e *requestError) Error() string { return "otlpexport: " + e.err.Error() }
+func (e *requestError) Unwrap() error { return e.err }
+
 // retryable says whether an answer with the status code is tried again: the collector
 // is overloaded (429, 503), or a proxy in front of it could not reach it (502, 504).
 func retryable(code int) bool {
@@ -55,19 +62,37 @@ func retryable(code int) bool {
 	}
 }
 
-// post sends payload until the collector accepts or refuses it, trying the retryable
-// answers again while ctx lasts.
+// post sends payload until the collector accepts or refuses it, trying again, while
+// ctx lasts, after a retryable answer or none.
 func (e *Exporter) post(ctx context.Context, payload []byte) error {
 	for attempt := 1; ; attempt++ {
 		err := e.postOnce(ctx, payload)
-		var se *statusError
-		if !errors.As(err, &se) || !retryable(se.code) {
+		wait, again := retryWait(ctx, err, attempt)
+		if !again {
 			return err
 		}
-		if serr := sleep(ctx, max(se.retryAfter, backoff(attempt))); serr != nil {
+		if serr := sleep(ctx, wait); serr != nil {
 			return fmt.Errorf("%w (gave up after attempt %d: %w)", err, attempt, serr)
 		}
 	}
+}
+
+// retryWait says whether err, what attempt came to, is worth another try, and after
+// what wait: a retryable answer (after at least what its Retry-After asks), or a
+// request that got no answer while ctx lasts (one that ended with ctx is not tried
+// again).
+func retryWait(ctx context.Context, err error, attempt int) (time.Duration, bool) {
+	var (
+		se *statusError
+		re *requestError
+	)
+	switch {
+	case errors.As(err, &se):
+		return max(se.retryAfter, backoff(attempt)), retryable(se.code)
+	case errors.As(err, &re):
+		return backoff(attempt), ctx.Err() == nil
+	}
+	return 0, false
 }
 
 // postOnce posts payload once, and returns nil if the collector accepted it, else what
@@ -84,7 +109,7 @@ func (e *Exporter) postOnce(ctx context.Context, payload []byte) error {
 	req.GetBody = b.open
 	resp, err := e.client.Do(req)
 	if err != nil {
-		err = fmt.Errorf("otlpexport: %w", err)
+		err = &requestError{err}
 	} else {
 		err = e.answer(resp)
 	}

@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -83,6 +86,53 @@ func TestRetriesWhenOverloaded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A request that gets no answer (the collector restarting: connection refused) is tried
+// again, until the collector takes the spans; the transport closes every body it got.
+func TestRetriesWhenTheCollectorIsUnreachable(t *testing.T) {
+	col := newCollector(t, func(http.ResponseWriter, int) {})
+	rt := &refusing{fails: 2, next: http.DefaultTransport}
+	spans, _ := everyField(t)
+	export(t, newExporter(t, Options{URL: col.url(), Client: &http.Client{Transport: rt}}), spans)
+	if n := rt.tries.Load(); n != 3 {
+		t.Errorf("%d tries, want 3 (2 refused)", n)
+	}
+	if n := len(col.all()); n != 1 {
+		t.Errorf("the collector received %d requests, want 1", n)
+	}
+}
+
+// A collector that stays unreachable: the export ends with its timeout, and says why.
+func TestUnreachableCollectorGivesUpAtTheTimeout(t *testing.T) {
+	rt := &refusing{fails: 1 << 30}
+	spans, _ := everyField(t)
+	exp := newExporter(t, Options{URL: "http://collector.invalid:4318/v1/traces", Timeout: time.Second, Client: &http.Client{Transport: rt}})
+	err := exp.ExportSpans(context.Background(), spans)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "gave up after attempt") {
+		t.Errorf("error %v, want the refusal and that the retries gave up", err)
+	}
+	if n := rt.tries.Load(); n < 2 {
+		t.Errorf("%d tries, want the refused request tried again", n)
+	}
+}
+
+// refusing is a RoundTripper that refuses the first fails requests as a collector that
+// is not listening would (connection refused), then hands them to next.
+type refusing struct {
+	fails int32
+	next  http.RoundTripper
+	tries atomic.Int32
+}
+
+func (r *refusing) RoundTrip(req *http.Request) (*http.Response, error) {
+	if r.tries.Add(1) <= r.fails {
+		if req.Body != nil {
+			_ = req.Body.Close() // as a RoundTripper must, even on an error
+		}
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	}
+	return r.next.RoundTrip(req)
 }
 
 // The retries end with the context: when it is cancelled, or when the next wait would
