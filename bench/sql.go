@@ -257,14 +257,27 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 	turns := max(1, min(sqlTurns, int(o.Duration/time.Second)))
 	slice := o.Duration / time.Duration(turns)
 	next := make([]int, o.Concurrency)
+	// A transfer's answer comes once its decision is durable; its commits may still be
+	// on their way. The floor's turn starts once they are in (not counted).
+	commitsIn := func() error {
+		return waitFor(ctx, 30*time.Second, "dtc's commits delivered", func() bool {
+			return pg.p.PreparedCount() == 0 && my.p.PreparedCount() == 0
+		})
+	}
+	// First a warm-up of each, not measured (its failures are counted all the same):
+	// the first transfers open the connections (the client's to dtc, dtc's to the
+	// participants, the participants' pools to the databases, PostgreSQL's over TLS) and
+	// grow the heaps. Without it dtc's first turn ran at about two thirds of the later
+	// ones, while the floor, which shares the participants' pools, found them open.
+	closedLoop(ctx, o.Concurrency, min(slice, sqlWarmup), next, dtcOne)
+	if err := commitsIn(); err != nil {
+		return nil, err
+	}
+	closedLoop(ctx, o.Concurrency, min(slice, sqlWarmup), next, floorOne)
 	var dtc, floor loopTally
 	for t := range turns {
 		dtc.add(closedLoop(ctx, o.Concurrency, slice, next, dtcOne))
-		// A transfer's answer comes once its decision is durable; its commits may still
-		// be on their way. The floor's turn starts once they are in (not counted).
-		if err := waitFor(ctx, 30*time.Second, "dtc's commits delivered", func() bool {
-			return pg.p.PreparedCount() == 0 && my.p.PreparedCount() == 0
-		}); err != nil {
+		if err := commitsIn(); err != nil {
 			return nil, err
 		}
 		floor.add(closedLoop(ctx, o.Concurrency, slice, next, floorOne))
@@ -284,6 +297,10 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 // sqlTurns is how many turns dtc and the floor take in RunSQL (each measured for
 // Duration/sqlTurns), at most one a second of Duration.
 const sqlTurns = 5
+
+// sqlWarmup is how long each of dtc and the floor runs, unmeasured, before RunSQL's
+// turns (at most a turn's time).
+const sqlWarmup = time.Second
 
 // loopTally sums closedLoop's turns of one side.
 type loopTally struct {
