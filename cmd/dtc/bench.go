@@ -76,10 +76,11 @@ dtc (its API and log, in this process) and two sqlpart participants over HTTP, a
 floor: the same statements with PREPARE TRANSACTION / XA PREPARE and COMMIT PREPARED /
 XA COMMIT driven directly, no coordinator (--concurrency default 8; --duration default
 5s each, in 5 turns each, dtc's and the floor's taking turns, so that both see the same
-load from the rest of the machine). Both run the same workload: each worker cycles through 16 accounts of its
-own, so that a transfer never waits on the rows of one still in flight or committing
-(dtc answers at the decision and commits after). It checks that nothing is left
-prepared.
+load from the rest of the machine, after a second of each unmeasured, which opens the
+connections). Both run the same workload: each worker cycles through 16 accounts of
+its own, so that a transfer never waits on the rows of one still in flight or
+committing (dtc answers at the decision and commits after). It checks that nothing is
+left prepared.
 
 With --cluster N it measures cluster mode instead (in this process: an embedded etcd,
 the nodes, two participants that answer without a disk, the clients): the throughput of
