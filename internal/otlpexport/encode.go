@@ -347,35 +347,15 @@ func (e *encoder) value(num protowire.Number, v attribute.Value) {
 		e.tag(anyValueBytes, protowire.BytesType)
 		e.buf = protowire.AppendBytes(e.buf, v.AsByteSlice())
 	case attribute.BOOLSLICE:
-		a := e.begin(anyValueArray, 1)
-		for _, b := range v.AsBoolSlice() {
-			e.value(arrayValueValues, attribute.BoolValue(b))
-		}
-		e.end(a)
+		array(e, 1, v.AsBoolSlice(), attribute.BoolValue)
 	case attribute.INT64SLICE:
-		a := e.begin(anyValueArray, 1)
-		for _, n := range v.AsInt64Slice() {
-			e.value(arrayValueValues, attribute.Int64Value(n))
-		}
-		e.end(a)
+		array(e, 1, v.AsInt64Slice(), attribute.Int64Value)
 	case attribute.FLOAT64SLICE:
-		a := e.begin(anyValueArray, 1)
-		for _, f := range v.AsFloat64Slice() {
-			e.value(arrayValueValues, attribute.Float64Value(f))
-		}
-		e.end(a)
+		array(e, 1, v.AsFloat64Slice(), attribute.Float64Value)
 	case attribute.STRINGSLICE:
-		a := e.begin(anyValueArray, 2)
-		for _, s := range v.AsStringSlice() {
-			e.value(arrayValueValues, attribute.StringValue(s))
-		}
-		e.end(a)
+		array(e, 2, v.AsStringSlice(), attribute.StringValue)
 	case attribute.SLICE:
-		a := e.begin(anyValueArray, 2)
-		for _, x := range v.AsSlice() {
-			e.value(arrayValueValues, x)
-		}
-		e.end(a)
+		array(e, 2, v.AsSlice(), func(x attribute.Value) attribute.Value { return x })
 	case attribute.MAP:
 		l := e.begin(anyValueKvlist, 2)
 		e.keyValues(keyValueListValues, v.AsMap())
@@ -385,6 +365,16 @@ func (e *encoder) value(num protowire.Number, v attribute.Value) {
 		e.buf = protowire.AppendString(e.buf, "INVALID")
 	}
 	e.end(m)
+}
+
+// array writes xs as the ArrayValue of an AnyValue, each element made a Value by of;
+// width is begin's guess of the size of its length.
+func array[T any](e *encoder, width int, xs []T, of func(T) attribute.Value) {
+	a := e.begin(anyValueArray, width)
+	for _, x := range xs {
+		e.value(arrayValueValues, of(x))
+	}
+	e.end(a)
 }
 
 // mark is where a length-delimited field's message begins in the buffer, and how many
