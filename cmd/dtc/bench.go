@@ -278,7 +278,7 @@ func benchTracingCompare(ctx context.Context, o bench.Options, turns int, jsonOu
 			o.Tracing = on
 			r, err := bench.Run(ctx, o)
 			if err != nil {
-				fmt.Fprintf(stderr, "dtc bench: tracing %v: %v\n", on, err)
+				fmt.Fprintf(stderr, "dtc bench: tracing %s: %v\n", onOff(on), err)
 				return exitNo
 			}
 			r.Samples = nil

@@ -92,6 +92,9 @@ type Tracing struct {
 	sendAttrs map[string]*sendAttrs
 }
 
+// sendAttrsMax bounds Tracing.sendAttrs.
+const sendAttrsMax = 4096
+
 // sendAttrs are the attributes of a request span to one participant, made once: all
 // of a span's are set in one call when it ends (EndSend), so that the span's slice of
 // them is allocated once.
@@ -111,9 +114,6 @@ type Send struct {
 	Span  trace.Span // nil when no span is made
 	attrs *sendAttrs
 }
-
-// sendAttrsMax bounds Tracing.sendAttrs.
-const sendAttrsMax = 4096
 
 type txnTrace struct {
 	ctx         context.Context // holds the dtc.transaction span's context
@@ -157,12 +157,13 @@ func (tr *Tracing) EndTxn(span trace.Span, id string, v *coordinator.View, err e
 		span.SetAttributes(attribute.String("dtc.txn.id", bounded(id)))
 		span.RecordError(err)
 		span.SetStatus(codes.Error, bounded(err.Error()))
-	case v.Reason != "":
-		span.SetAttributes(attribute.String("dtc.txn.id", bounded(id)), attribute.String("dtc.txn.wire_id", bounded(v.TxnID)),
-			attribute.String("dtc.state", v.State), attribute.String("dtc.reason", bounded(v.Reason)))
 	default:
-		span.SetAttributes(attribute.String("dtc.txn.id", bounded(id)), attribute.String("dtc.txn.wire_id", bounded(v.TxnID)),
-			attribute.String("dtc.state", v.State))
+		attrs := []attribute.KeyValue{attribute.String("dtc.txn.id", bounded(id)),
+			attribute.String("dtc.txn.wire_id", bounded(v.TxnID)), attribute.String("dtc.state", v.State)}
+		if v.Reason != "" {
+			attrs = append(attrs, attribute.String("dtc.reason", bounded(v.Reason)))
+		}
+		span.SetAttributes(attrs...)
 	}
 	span.End()
 }
