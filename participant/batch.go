@@ -10,17 +10,9 @@ import (
 	"github.com/dtc-project/dtc/protocol"
 )
 
-// batchBodyMaxBytes is the bound of a batch body for at most maxOps ops with txn ids of
-// at most txnIDMaxBytes: 64 bytes for {"ops":[ ]}, and per op 48 for
-// {"op":"rollback","txn_id":""}, (31 bytes) with some white space, and 6 per byte of
-// the id, which the longest escapes (\u00XX for one byte) need.
-func batchBodyMaxBytes(maxOps, txnIDMaxBytes int) int64 {
-	return 64 + int64(maxOps)*(48+6*int64(txnIDMaxBytes))
-}
-
 // batchBodyMax is the bound of a batch body at h.
 func (h *handler) batchBodyMax() int64 {
-	return batchBodyMaxBytes(h.batchMax, h.p.cfg.TxnIDMaxBytes)
+	return protocol.BatchBodyMaxBytes(h.batchMax, h.p.cfg.TxnIDMaxBytes)
 }
 
 // batchCall is the state of one batch request, reused (batchPool) by later ones.
@@ -136,27 +128,11 @@ func (h *handler) decodeBatchRequest(w http.ResponseWriter, r *http.Request, sh 
 }
 
 // checkBatchOps refuses a batch that is empty, longer than h.batchMax or has an op
-// that is neither commit nor rollback, answering 400.
+// that is neither commit nor rollback, answering 400 (protocol.CheckBatchOps).
 func (h *handler) checkBatchOps(w http.ResponseWriter, r *http.Request, ops []BatchOp) bool {
-	if len(ops) == 0 {
-		h.fail(w, r, http.StatusBadRequest, CodeInvalidField, "ops is empty: a batch needs at least one op")
+	if code, msg := protocol.CheckBatchOps(ops, h.batchMax); code != "" {
+		h.fail(w, r, http.StatusBadRequest, code, msg)
 		return false
-	}
-	if len(ops) > h.batchMax {
-		h.fail(w, r, http.StatusBadRequest, CodeInvalidField, fmt.Sprintf("ops: %d ops, at most %d (%s)", len(ops), h.batchMax, HeaderBatchMax))
-		return false
-	}
-	for i, op := range ops {
-		switch op.Op {
-		case BatchOpCommit, BatchOpRollback:
-		case "":
-			h.fail(w, r, http.StatusBadRequest, CodeMissingField, fmt.Sprintf("ops[%d].op is required", i))
-			return false
-		default:
-			h.fail(w, r, http.StatusBadRequest, CodeInvalidField,
-				fmt.Sprintf("ops[%d].op: unknown op %q, want %q or %q", i, op.Op, BatchOpCommit, BatchOpRollback))
-			return false
-		}
 	}
 	return true
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dtc-project/dtc/protocol"
 	"github.com/dtc-project/dtc/wal"
 )
 
@@ -147,7 +148,7 @@ func TestBatchRefusedWhole(t *testing.T) {
 	}
 	// Every body commits p1 and rolls back (fences) f1 first, if it gets that far.
 	const good = `{"op":"commit","txn_id":"p1"},{"op":"rollback","txn_id":"f1"}`
-	limit := batchBodyMaxBytes(3, testConfig().TxnIDMaxBytes)
+	limit := protocol.BatchBodyMaxBytes(3, testConfig().TxnIDMaxBytes)
 	for _, tt := range []struct {
 		name, body string
 		wantCode   int

@@ -1,6 +1,9 @@
 package protocol
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"fmt"
+)
 
 // PrepareRequest is the body of POST …/prepare.
 type PrepareRequest struct {
@@ -185,4 +188,35 @@ type CoordinatorTxn struct {
 	// participants were told it with the prepare. The cluster's deadlock detector reads
 	// it; a participant in doubt does not.
 	Priority int64 `json:"priority,omitempty"`
+}
+
+// BatchBodyMaxBytes bounds the body of a POST …/batch to a participant that takes at
+// most maxOps ops with txn ids of at most txnIDMaxBytes: 64 bytes for {"ops":[ ]}, and
+// per op 48 for {"op":"rollback","txn_id":""}, (31 bytes) with some white space, and 6
+// per byte of the id, which the longest escapes (\u00XX for one byte) need.
+func BatchBodyMaxBytes(maxOps, txnIDMaxBytes int) int64 {
+	return 64 + int64(maxOps)*(48+6*int64(txnIDMaxBytes))
+}
+
+// CheckBatchOps says what is wrong, if anything, with the ops of a batch request to a
+// participant that takes at most maxOps: empty, too long, or an op that is neither
+// commit nor rollback. code is "" when nothing is; otherwise code and msg are the
+// error of the 400 that answers the request, which then changes nothing.
+func CheckBatchOps(ops []BatchOp, maxOps int) (code, msg string) {
+	if len(ops) == 0 {
+		return CodeInvalidField, "ops is empty: a batch needs at least one op"
+	}
+	if len(ops) > maxOps {
+		return CodeInvalidField, fmt.Sprintf("ops: %d ops, at most %d (%s)", len(ops), maxOps, HeaderBatchMax)
+	}
+	for i, op := range ops {
+		switch op.Op {
+		case BatchOpCommit, BatchOpRollback:
+		case "":
+			return CodeMissingField, fmt.Sprintf("ops[%d].op is required", i)
+		default:
+			return CodeInvalidField, fmt.Sprintf("ops[%d].op: unknown op %q, want %q or %q", i, op.Op, BatchOpCommit, BatchOpRollback)
+		}
+	}
+	return "", ""
 }
