@@ -7,7 +7,8 @@
 //
 // # How the parts connect
 //
-//	HTTP (NewHandler)      Go code (PrepareFunc)      Run: resolver + GC rounds
+//	HTTP (NewHandler,      Go code (PrepareFunc)      Run: resolver + GC rounds
+//	 phase 2 in batches)
 //	        │                      │                         │
 //	        └──────────┬───────────┴─────────────────────────┘
 //	                   ▼
@@ -71,6 +72,17 @@
 // (*) On MariaDB/MySQL a commit finding the row "preparing" (or, on MariaDB, an
 // uncommitted row) and the gid not listed retries (and answers 503 after its tries): only an ACKed, so prepared, transaction is
 // committed, and one whose session is being torn down is for a moment not listed.
+//
+// # Phase 2 in batches
+//
+// NewHandler also serves POST …/batch (HandlerOptions.BatchMaxOps, default 64) and
+// offers it on every answer in the Dtc-Batch-Max header. dtc then sends a busy
+// participant its commits and rollbacks many to a request, as those of the
+// participant library are: one HTTP exchange where there were many. Each op does what
+// …/commit or …/rollback does. Up to PoolConnsMax/2 transactions of a batch run at
+// once, each on a connection of its own (the ops of one transaction in the order
+// given), and the answer comes once each op has its result; a database error is that
+// op's result (unavailable: dtc retries it), never the others'.
 //
 // Commit and rollback always look the transaction up in the database's prepared list
 // and Table; they never guess. A database error in phase 2 is answered 503 (the

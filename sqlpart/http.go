@@ -2,12 +2,13 @@ package sqlpart
 
 import (
 	"bytes"
-
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/dtc-project/dtc/participant"
@@ -22,20 +23,33 @@ type HandlerOptions struct {
 	// BodyMaxBytes bounds a request body; a larger one is answered 413. Default: the
 	// participant's PayloadMaxBytes plus 4 KiB.
 	BodyMaxBytes int64
+	// BatchMaxOps bounds the ops of one POST …/batch, the commits and rollbacks of many
+	// transactions in one request; every answer offers it in the Dtc-Batch-Max header,
+	// so that a coordinator sends phase 2 that way. Default DefaultBatchMaxOps; negative:
+	// no batch endpoint, and the header is not sent (a coordinator then sends each
+	// commit and rollback on its own).
+	BatchMaxOps int
 	// Logger: default slog.Default().
 	Logger *slog.Logger
 }
 
+// DefaultBatchMaxOps is HandlerOptions.BatchMaxOps when it is not set. Each op is a
+// statement on the database (batchParallel of them at once), so a batch of this many
+// is answered in well under a coordinator's request timeout.
+const DefaultBatchMaxOps = 64
+
 type handler struct {
-	p       *Participant
-	base    string
-	bodyMax int64
-	log     *slog.Logger
+	p           *Participant
+	base        string
+	bodyMax     int64
+	batchMax    int      // 0: no batch endpoint
+	batchHeader []string // the value of Dtc-Batch-Max, shared by every answer (net/http only reads it)
+	log         *slog.Logger
 }
 
-// NewHandler serves the participant protocol (DESIGN §3) for p: POST prepare, commit and
-// rollback, GET status, with the wire types and error codes of package participant. It
-// offers no batch endpoint: a coordinator sends this participant single phase-2 calls.
+// NewHandler serves the participant protocol (DESIGN §3) for p: POST prepare, commit,
+// rollback and batch, GET status, with the wire types and error codes of package
+// participant.
 func NewHandler(p *Participant, o HandlerOptions) http.Handler {
 	base := o.BasePath
 	if base == "" {
@@ -53,7 +67,17 @@ func NewHandler(p *Participant, o HandlerOptions) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &handler{p: p, base: base, bodyMax: o.BodyMaxBytes, log: o.Logger}
+	h := &handler{p: p, base: base, bodyMax: o.BodyMaxBytes, log: o.Logger}
+	switch {
+	case o.BatchMaxOps == 0:
+		h.batchMax = DefaultBatchMaxOps
+	case o.BatchMaxOps > 0:
+		h.batchMax = min(o.BatchMaxOps, protocol.BatchOpsMax)
+	}
+	if h.batchMax > 0 {
+		h.batchHeader = []string{strconv.Itoa(h.batchMax)}
+	}
+	return h
 }
 
 // inDoubtAskHeader is participant.HeaderInDoubt's value (net/http only reads it).
@@ -67,6 +91,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if asks {
 		w.Header()[participant.HeaderInDoubt] = inDoubtAskHeader
 	}
+	if h.batchHeader != nil {
+		w.Header()[participant.HeaderBatchMax] = h.batchHeader
+	}
 	name, ok := strings.CutPrefix(r.URL.Path, h.base)
 	if !ok || strings.Contains(name, "/") {
 		h.fail(w, r, http.StatusNotFound, participant.CodeNotFound, fmt.Sprintf("no endpoint %s", r.URL.Path))
@@ -77,6 +104,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case participant.EndpointStatus:
 		method = http.MethodGet
 	case participant.EndpointPrepare, participant.EndpointCommit, participant.EndpointRollback:
+	case participant.EndpointBatch:
+		if h.batchMax == 0 {
+			h.fail(w, r, http.StatusNotFound, participant.CodeNotFound, fmt.Sprintf("no endpoint %s (batches are off)", r.URL.Path))
+			return
+		}
 	default:
 		h.fail(w, r, http.StatusNotFound, participant.CodeNotFound, fmt.Sprintf("no endpoint %s", r.URL.Path))
 		return
@@ -111,22 +143,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !h.decode(w, r, &req) || !h.checkTxnID(w, r, req.TxnID) {
 			return
 		}
-		var res participant.Result
-		if name == participant.EndpointCommit {
-			res = h.p.Commit(r.Context(), req.TxnID)
-		} else {
-			res = h.p.Rollback(r.Context(), req.TxnID)
-		}
+		res := h.phase2(r.Context(), name == participant.EndpointCommit, req.TxnID)
 		switch {
 		case res.Err != nil:
 			w.Header().Set("Retry-After", "1")
 			h.fail(w, r, http.StatusServiceUnavailable, participant.CodeUnavailable, res.Err.Error())
 		case res.Conflict:
-			h.log.Error("sqlpart: phase 2 contradicts the database's state (heuristic hazard)", "txn_id", req.TxnID, "call", name, "state", res.State)
 			writeRaw(w, http.StatusConflict, protocol.StateAnswer(res.State))
 		default:
 			writeRaw(w, http.StatusOK, protocol.StateAnswer(res.State))
 		}
+	case participant.EndpointBatch:
+		h.batch(w, r)
 	case participant.EndpointStatus:
 		id := protocol.StatusTxnID(r.URL.RawQuery)
 		if id == "" {
@@ -146,6 +174,21 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// phase2 commits (or rolls back) txnID, and logs a result that contradicts the
+// database's state.
+func (h *handler) phase2(ctx context.Context, commit bool, txnID string) participant.Result {
+	call, res := participant.EndpointRollback, participant.Result{}
+	if commit {
+		call, res = participant.EndpointCommit, h.p.Commit(ctx, txnID)
+	} else {
+		res = h.p.Rollback(ctx, txnID)
+	}
+	if res.Err == nil && res.Conflict {
+		h.log.Error("sqlpart: phase 2 contradicts the database's state (heuristic hazard)", "txn_id", txnID, "call", call, "state", res.State)
+	}
+	return res
+}
+
 func (h *handler) checkTxnID(w http.ResponseWriter, r *http.Request, id string) bool {
 	if err := participant.ValidateTxnID(id, h.p.cfg.TxnIDMaxBytes); err != nil {
 		code := participant.CodeInvalidField
@@ -159,15 +202,26 @@ func (h *handler) checkTxnID(w http.ResponseWriter, r *http.Request, id string) 
 }
 
 func (h *handler) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
-	body, err := io.ReadAll(io.LimitReader(r.Body, h.bodyMax+1))
+	body, ok := h.readBody(w, r, h.bodyMax)
+	return ok && h.decodeBody(w, r, body, dst)
+}
+
+// readBody reads r's body, at most max bytes: a larger one is answered 413.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, bool) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
 	if err != nil {
 		h.fail(w, r, http.StatusBadRequest, participant.CodeMalformedJSON, fmt.Sprintf("reading body: %v", err))
-		return false
+		return nil, false
 	}
-	if int64(len(body)) > h.bodyMax {
-		h.fail(w, r, http.StatusRequestEntityTooLarge, participant.CodeBodyTooLarge, fmt.Sprintf("body over %d bytes", h.bodyMax))
-		return false
+	if int64(len(body)) > max {
+		h.fail(w, r, http.StatusRequestEntityTooLarge, participant.CodeBodyTooLarge, fmt.Sprintf("body over %d bytes", max))
+		return nil, false
 	}
+	return body, true
+}
+
+// decodeBody decodes body into dst strictly, answering 400 if it cannot.
+func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, body []byte, dst any) bool {
 	if err := protocol.DecodeStrict(bytes.NewReader(body), dst); err != nil {
 		switch {
 		case errors.Is(err, protocol.ErrTrailing):

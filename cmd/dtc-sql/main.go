@@ -6,7 +6,9 @@
 //	dtc-sql --listen 127.0.0.1:9101 --dsn 'postgres://postgres@127.0.0.1:5432/test'
 //	dtc-sql --listen 127.0.0.1:9102 --dsn 'mysql://root@127.0.0.1:3306/test'
 //
-// A prepare's payload lists the transaction's statements (sqlpart.Payload):
+// It offers dtc the batch endpoint (POST /batch, the commits and rollbacks of many
+// transactions in one request; --batch-max-ops). A prepare's payload lists the
+// transaction's statements (sqlpart.Payload):
 //
 //	{"statements":[{"sql":"UPDATE accounts SET balance = balance - $1 WHERE id = $2","args":[10,"alice"],"rows":1}]}
 //
@@ -96,6 +98,7 @@ func run(args []string, stderr io.Writer) error {
 	resolveEvery := flags.Duration("resolve-interval", def.ResolveInterval, "how often to look for in-doubt transactions")
 	retain := flags.Duration("retain-decided", def.RetainDecided, "how long the rows of decided transactions are kept (repeated calls and late prepares get the same answer)")
 	lockPolicy := flags.String("lock-policy", string(def.LockPolicy), "what a prepare's statement does on a row lock held by another transaction: wait (reported to the coordinator on PostgreSQL) or no-wait (NACK at once, cause conflict)")
+	batchMax := flags.Int("batch-max-ops", sqlpart.DefaultBatchMaxOps, "commits and rollbacks in one POST /batch, at most (offered to dtc in the Dtc-Batch-Max header; dtc then sends phase 2 in batches); 0 turns batches off")
 	logLevel := flags.String("log-level", "info", "debug, info, warn or error")
 	if err := flags.Parse(args); err != nil {
 		return err
@@ -105,6 +108,9 @@ func run(args []string, stderr io.Writer) error {
 	}
 	if *dsn == "" {
 		return errors.New("--dsn is required (postgres://… or mysql://…); see --help")
+	}
+	if *batchMax < 0 {
+		return fmt.Errorf("--batch-max-ops %d: want 0 (no batches) or more", *batchMax)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -141,7 +147,11 @@ func run(args []string, stderr io.Writer) error {
 		}
 		fmt.Fprintf(w, "ok %s prepared=%d\n", p.Kind(), p.PreparedCount())
 	})
-	mux.Handle("/", sqlpart.NewHandler(p, sqlpart.HandlerOptions{Logger: log}))
+	ho := sqlpart.HandlerOptions{Logger: log, BatchMaxOps: *batchMax}
+	if *batchMax == 0 {
+		ho.BatchMaxOps = -1 // off
+	}
+	mux.Handle("/", sqlpart.NewHandler(p, ho))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	var wg sync.WaitGroup

@@ -465,7 +465,9 @@ func newGate(target string) *gate {
 	rp.ErrorLog = log.New(io.Discard, "", 0) // a held commit whose caller gave up is not news
 	g := &gate{open: make(chan struct{})}
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/commit") {
+		// dtc sends phase 2 to a participant that offers batches (dtc-sql does) as
+		// POST …/batch: a commit comes either way.
+		if strings.HasSuffix(r.URL.Path, "/commit") || strings.HasSuffix(r.URL.Path, "/batch") {
 			g.mu.Lock()
 			hold, open := g.hold, g.open
 			if hold {
