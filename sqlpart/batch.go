@@ -83,9 +83,11 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
 	writeRaw(w, http.StatusOK, protocol.AppendBatchResponse(nil, results))
 }
 
-// batchParallel is how many transactions of one batch run at once: half the pool, so
-// that prepares (and a second batch) find connections too. On MariaDB/MySQL a commit
-// mostly runs on the session that prepared it, held apart from the pool (park.go).
+// batchParallel is how many transactions of one batch run at once: as many as the pool
+// has connections. A commit needs one (on MariaDB/MySQL it mostly runs on the session
+// that prepared it, held apart from the pool: park.go), so more would only wait for the
+// pool; and a batch's commits free prepared transactions, which the prepares waiting
+// for the pool beside them need more than a connection.
 func (h *handler) batchParallel() int {
-	return max(1, h.p.cfg.PoolConnsMax/2)
+	return max(1, h.p.cfg.PoolConnsMax)
 }

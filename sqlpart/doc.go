@@ -79,7 +79,7 @@
 // offers it on every answer in the Dtc-Batch-Max header. dtc then sends a busy
 // participant its commits and rollbacks many to a request, as those of the
 // participant library are: one HTTP exchange where there were many. Each op does what
-// …/commit or …/rollback does. Up to PoolConnsMax/2 transactions of a batch run at
+// …/commit or …/rollback does. Up to PoolConnsMax transactions of a batch run at
 // once, each on a connection of its own (the ops of one transaction in the order
 // given), and the answer comes once each op has its result; a database error is that
 // op's result (unavailable: dtc retries it), never the others'.
