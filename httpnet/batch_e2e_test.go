@@ -25,6 +25,9 @@ func TestBatchEndToEnd(t *testing.T) {
 	plain := newFakeParticipant(t) // no Dtc-Batch-Max
 	c := startCoord(t, "", func(o *httpnet.Options) {
 		o.Engine.RequestTimeout = time.Minute // a held batch is not retried
+		// The commits that come while bob's batch is held wait for it, however long
+		// it is held: no second sender beside a slow batch.
+		o.Transport.BatchSlowAfter = -1
 	})
 	c.waitReady()
 	ctx := context.Background()

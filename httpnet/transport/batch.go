@@ -28,10 +28,18 @@ import (
 //
 // There is no timer: a message for an idle participant leaves at once, as a batch of
 // one; those that come while BatchInflight requests are in flight wait and leave
-// together in the next, as records wait for the next fsync in a group commit.
+// together in the next, as records wait for the next fsync in a group commit. But when
+// the newest request in flight left BatchSlowAfter ago or more, a message that comes
+// starts one more sender (at most batchSlowSendersMax more): a participant slow to
+// answer one batch (a SQL participant's database flushing its log) would otherwise
+// hold back every later commit, and its prepared transactions would pile up.
 
 // batchOpsMax bounds the ops of one batch request, whatever a participant offers.
 const batchOpsMax = protocol.BatchOpsMax
+
+// batchSlowSendersMax bounds the senders that Options.BatchSlowAfter starts for one
+// participant beyond Options.BatchInflight.
+const batchSlowSendersMax = 3
 
 // batchPeersMax bounds Transport.batchPeers. When it is full, the participants with
 // nothing queued and nothing in flight are forgotten, but not those that refused a batch
@@ -67,8 +75,11 @@ type batchPeer struct {
 	// participant of a transaction it holds.
 	queue []sendJob
 	// inflight counts the senders running runBatches for this participant, each with
-	// at most one request in flight: at most Options.BatchInflight.
+	// at most one request in flight: at most Options.BatchInflight, and
+	// batchSlowSendersMax more while it is slow (Options.BatchSlowAfter).
 	inflight int
+	// lastTaken is when a sender last took a batch from queue.
+	lastTaken time.Time
 }
 
 // idle reports whether nothing is queued for p and no sender works for it.
@@ -168,7 +179,8 @@ func (t *Transport) enqueueBatch(j sendJob) bool {
 		return true // dropped, as every Send after Close
 	}
 	p.queue = append(p.queue, j)
-	start := p.inflight < t.o.BatchInflight
+	start := p.inflight < t.o.BatchInflight ||
+		t.o.BatchSlowAfter > 0 && p.inflight < t.o.BatchInflight+batchSlowSendersMax && time.Since(p.lastTaken) >= t.o.BatchSlowAfter
 	if start {
 		p.inflight++
 	}
@@ -205,6 +217,7 @@ func (t *Transport) runBatches(ctx context.Context, p *batchPeer, buf *[]byte) {
 			return
 		}
 		ops = p.take(ops[:0])
+		p.lastTaken = time.Now()
 		t.batchMu.Unlock()
 		replies = t.sendBatch(ctx, p, ops, replies[:0], buf)
 		clear(ops)

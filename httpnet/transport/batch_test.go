@@ -190,6 +190,11 @@ func msg(kind coordinator.MsgKind, f *batchFake, txn string, seq uint64) coordin
 // answer, whatever f's header offers; the test's cleanup closes it.
 func learnedTransport(t *testing.T, f *batchFake, o transport.Options) *transport.Transport {
 	t.Helper()
+	if o.BatchSlowAfter == 0 {
+		// The tests that hold a batch count on at most BatchInflight in flight, however
+		// long they take; TestBatchSlowStartsAnotherSender sets its own.
+		o.BatchSlowAfter = -1
+	}
 	tr := transport.New(o)
 	t.Cleanup(tr.Close)
 	learn(t, tr, f)
@@ -449,6 +454,47 @@ func TestBatchInflightOption(t *testing.T) {
 	f.release <- struct{}{}
 	f.release <- struct{}{}
 	l.wait(t, 7)
+}
+
+// With BatchSlowAfter, a commit that comes when the batch in flight left that long ago
+// leaves at once in a batch of its own, beside it; one that comes before does not; and
+// the senders so started stop at batchSlowSendersMax (3) more than BatchInflight.
+func TestBatchSlowStartsAnotherSender(t *testing.T) {
+	f := newBatchFake(t, "1024")
+	f.hold = true
+	tr := learnedTransport(t, f, transport.Options{BatchSlowAfter: time.Hour})
+	l := newReplyLog()
+	send := tr.For(l.deliver)
+	send.Send(msg(coordinator.MsgCommit, f, "a", 1))
+	f.next()
+	send.Send(msg(coordinator.MsgCommit, f, "b", 2)) // within the hour: waits
+	f.release <- struct{}{}
+	if ops := f.next(); !slices.Equal(ops, []batchOp{{"commit", "b"}}) {
+		t.Fatalf("second batch %v, want b, sent after a was answered", ops)
+	}
+	f.release <- struct{}{}
+	l.wait(t, 2)
+
+	slow := learnedTransport(t, f, transport.Options{BatchSlowAfter: time.Millisecond})
+	send = slow.For(l.deliver)
+	for i := range 4 { // 1 + 3 in flight at once, each left a millisecond after the one before
+		send.Send(msg(coordinator.MsgCommit, f, fmt.Sprintf("s%d", i), uint64(10+i)))
+		if ops := f.next(); !slices.Equal(ops, []batchOp{{"commit", fmt.Sprintf("s%d", i)}}) {
+			t.Fatalf("batch %d: %v, want s%d alone, beside the ones in flight", i, ops, i)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	for i := range 3 { // no fifth sender: these wait for one of the four
+		send.Send(msg(coordinator.MsgRollback, f, fmt.Sprintf("w%d", i), uint64(20+i)))
+	}
+	f.release <- struct{}{}
+	if ops := f.next(); len(ops) != 3 {
+		t.Fatalf("batch after the four: %v, want the three rollbacks that waited", ops)
+	}
+	for range 4 {
+		f.release <- struct{}{}
+	}
+	l.wait(t, 4+3)
 }
 
 // Each op's result becomes the Reply its single endpoint's answer would: a state, a

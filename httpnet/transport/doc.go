@@ -25,8 +25,9 @@
 //     pool, handed the queue instead of one message) sends what is queued, at most the
 //     participant's maximum (and 1024) per request, again and again until the queue is
 //     empty. At most Options.BatchInflight senders work for one participant; what
-//     comes while they are busy waits for the next request. No timer: a message for an
-//     idle participant leaves at once. A queued message's reply may come later than its
+//     comes while they are busy waits for the next request, unless the newest request
+//     left Options.BatchSlowAfter ago or more: then it starts one more sender (at most
+//     3 more). No timer: a message for an idle participant leaves at once. A queued message's reply may come later than its
 //     Timeout (each request it waits for is bounded by its own), but it comes; the
 //     engine sends no retry while a reply is due. Each op gets its own reply, as the
 //     single endpoint's answer would have made it; a batch without a usable answer

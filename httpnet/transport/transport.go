@@ -63,6 +63,13 @@ type Options struct {
 	// participant's queue and leave together in the next request, up to the
 	// participant's maximum: the more in flight, the smaller the batches. Default 1.
 	BatchInflight int
+	// BatchSlowAfter: when BatchInflight batches are in flight to a participant and
+	// the newest of them left at least this long ago, a commit or rollback that comes
+	// starts one more sender, up to batchSlowSendersMax more, so that what comes while
+	// a participant is slow to answer a batch (a database flushing its log) does not
+	// wait for it. Each of them then carries what is queued, as the first does.
+	// Default 10ms; negative: never (at most BatchInflight, always).
+	BatchSlowAfter time.Duration
 	// Signer, if set, signs every request to a participant (prepare, commit, rollback,
 	// status, batch) with the secret it shares with them (participant.Auth verifies).
 	Signer *participant.Signer
@@ -104,6 +111,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.BatchInflight <= 0 {
 		o.BatchInflight = 1
+	}
+	if o.BatchSlowAfter == 0 {
+		o.BatchSlowAfter = 10 * time.Millisecond
 	}
 	if o.HostRetriesMax <= 0 {
 		o.HostRetriesMax = 64
