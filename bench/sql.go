@@ -114,6 +114,12 @@ type SQLResult struct {
 	// row lock of another dtc transaction (sqlpart's lock-wait watch, which looks after
 	// a statement has run 10 ms): 0 when the workload does what it means to.
 	DtcLockWaits uint64 `json:"dtc_lock_waits"`
+	// DtcRequestsPerTransfer is dtc's HTTP requests to the participants per transfer
+	// in its measured turns: two prepares, and phase 2 (4 in all without batches);
+	// DtcBatchOps is how many commits and rollbacks a POST …/batch carried on average
+	// (0: none went in batches).
+	DtcRequestsPerTransfer float64 `json:"dtc_requests_per_transfer"`
+	DtcBatchOps            float64 `json:"dtc_batch_ops"`
 }
 
 // RunSQL measures dtc across a PostgreSQL and a MariaDB table against the floor, in one
@@ -214,8 +220,9 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 			Args: []json.RawMessage{json.RawMessage(fmt.Sprint(amount)), json.RawMessage(fmt.Sprintf("%q", row))}, Rows: &one}}})
 		return b
 	}
-	var dtcFailed atomic.Int64
+	var dtcFailed, dtcTried atomic.Int64
 	dtcOne := func(w, i int) bool {
+		dtcTried.Add(1)
 		row := sqlAccount(w, i)
 		v, err := cl.Submit(ctx, client.Request{Participants: []client.Participant{
 			{URL: pg.url, Payload: payload(pg, -1, row)}, {URL: my.url, Payload: payload(my, 1, row)}}})
@@ -275,6 +282,7 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 	}
 	closedLoop(ctx, o.Concurrency, min(slice, sqlWarmup), next, floorOne)
 	var dtc, floor loopTally
+	sent, tried := node.rt.TransportStats(), dtcTried.Load() // after the warm-up
 	for t := range turns {
 		dtc.add(closedLoop(ctx, o.Concurrency, slice, next, dtcOne))
 		if err := commitsIn(); err != nil {
@@ -286,6 +294,14 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 	res.DtcTPS, res.FloorTPS = dtc.rate(), floor.rate()
 	res.DtcFailed, res.FloorFailed = dtcFailed.Load(), floorFailed.Load()
 	res.DtcLockWaits = pg.p.LockWaitStats().Blocked
+	if now, n := node.rt.TransportStats(), dtcTried.Load()-tried; n > 0 {
+		requests := now.Prepare + now.Commit + now.Rollback + now.Status + now.Batch -
+			(sent.Prepare + sent.Commit + sent.Rollback + sent.Status + sent.Batch)
+		res.DtcRequestsPerTransfer = float64(requests) / float64(n)
+		if b := now.Batch - sent.Batch; b > 0 {
+			res.DtcBatchOps = float64(now.BatchOps-sent.BatchOps) / float64(b)
+		}
+	}
 	progress("dtc: %.0f transfers/s (%d did not commit, %d blocked on a row lock)", res.DtcTPS, res.DtcFailed, res.DtcLockWaits)
 	progress("floor: %.0f transfers/s (%d failed)", res.FloorTPS, res.FloorFailed)
 	if res.FloorTPS > 0 {

@@ -24,4 +24,9 @@ func TestRunSQLMeasuresDtcAndTheFloor(t *testing.T) {
 	if res.Ratio != res.DtcTPS/res.FloorTPS {
 		t.Errorf("ratio %v, want %v", res.Ratio, res.DtcTPS/res.FloorTPS)
 	}
+	// Two prepares a transfer, and phase 2: the participants offer batches, so it went
+	// in them (of one op at least; how many is the load's).
+	if res.DtcRequestsPerTransfer < 2 || res.DtcBatchOps < 1 {
+		t.Errorf("%.2f requests per transfer, batches of %.1f ops: want 2 or more, and batches", res.DtcRequestsPerTransfer, res.DtcBatchOps)
+	}
 }

@@ -475,6 +475,11 @@ func benchSQL(ctx context.Context, o bench.SQLOptions, jsonOut bool, stdout, std
 			"  touches the rows of one in flight or still committing (dtc commits after answering)\n", res.AccountsPerWorker)
 		fmt.Fprintf(stdout, "  dtc (HTTP API, its log, two sqlpart participants): %7.0f transfers/s (%d did not commit; %d PostgreSQL prepares blocked on a row lock)\n", res.DtcTPS, res.DtcFailed, res.DtcLockWaits)
 		fmt.Fprintf(stdout, "  floor (the databases' own 2PC, driven directly):   %7.0f transfers/s (%d failed)\n", res.FloorTPS, res.FloorFailed)
+		fmt.Fprintf(stdout, "  dtc's requests to the participants: %.2f per transfer (4 without batches)", res.DtcRequestsPerTransfer)
+		if res.DtcBatchOps > 0 {
+			fmt.Fprintf(stdout, "; phase 2 in batches of %.1f on average", res.DtcBatchOps)
+		}
+		fmt.Fprintln(stdout)
 		fmt.Fprintf(stdout, "  dtc / floor: %.2f\n", res.Ratio)
 	}
 	if res.DtcFailed > 0 || res.FloorFailed > 0 {
