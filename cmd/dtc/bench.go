@@ -80,7 +80,8 @@ load from the rest of the machine, after a second of each unmeasured, which open
 connections). Both run the same workload: each worker cycles through 16 accounts of
 its own, so that a transfer never waits on the rows of one still in flight or
 committing (dtc answers at the decision and commits after). It checks that nothing is
-left prepared.
+left prepared, and says how many requests dtc sent the participants per transfer: they
+offer batches, so phase 2 goes in POST …/batch, several transfers to a request.
 
 With --cluster N it measures cluster mode instead (in this process: an embedded etcd,
 the nodes, two participants that answer without a disk, the clients): the throughput of
