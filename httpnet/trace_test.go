@@ -218,7 +218,8 @@ func TestBatchRequestsCarryTheirOwnTrace(t *testing.T) {
 	c := startCoord(t, "", func(o *httpnet.Options) {
 		o.TracerProvider = tp
 		o.Shards = 1
-		o.Transport.BatchInflight = 1 // what comes while a batch is held waits for the next
+		o.Transport.BatchInflight = 1   // what comes while a batch is held waits for the next,
+		o.Transport.BatchSlowAfter = -1 // however long it is held
 	})
 	c.waitReady()
 	body := func(id string) string { return `{"id":"` + id + `","participants":["` + f.url + `"]}` }
