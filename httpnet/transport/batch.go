@@ -78,7 +78,8 @@ type batchPeer struct {
 	// at most one request in flight: at most Options.BatchInflight, and
 	// batchSlowSendersMax more while it is slow (Options.BatchSlowAfter).
 	inflight int
-	// lastTaken is when a sender last took a batch from queue.
+	// lastTaken is when a sender last started for p or took a batch from queue: the
+	// newest batch in flight left then, or is about to leave.
 	lastTaken time.Time
 }
 
@@ -183,6 +184,10 @@ func (t *Transport) enqueueBatch(j sendJob) bool {
 		t.o.BatchSlowAfter > 0 && p.inflight < t.o.BatchInflight+batchSlowSendersMax && time.Since(p.lastTaken) >= t.o.BatchSlowAfter
 	if start {
 		p.inflight++
+		// Not slow yet: the sender has its batch to take. Without this, the messages of
+		// a burst to a participant idle for a while would each start a sender before
+		// the first took its batch.
+		p.lastTaken = time.Now()
 	}
 	t.batchMu.Unlock()
 	if start && !t.dispatch(sendJob{peer: p}) {
