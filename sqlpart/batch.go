@@ -10,8 +10,8 @@ import (
 )
 
 // batch serves POST …/batch: the commits and rollbacks of many transactions in one
-// request, so that a coordinator under load sends one request where it would send
-// many (DESIGN §3; what each op does is what …/commit or …/rollback does). The whole
+// request (protocol.BatchRequest), so that a coordinator under load sends one request
+// where it would send many; each op does what …/commit or …/rollback does. The whole
 // request is read and checked first: a bad one is answered 400 or 413 and nothing is
 // done. Then the ops run, batchParallel transactions at once, each on a connection of
 // its own, and all the results are written in one answer once every op has one. The

@@ -177,12 +177,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // phase2 commits (or rolls back) txnID, and logs a result that contradicts the
 // database's state.
 func (h *handler) phase2(ctx context.Context, commit bool, txnID string) participant.Result {
-	call, res := participant.EndpointRollback, participant.Result{}
+	call, do := participant.EndpointRollback, h.p.Rollback
 	if commit {
-		call, res = participant.EndpointCommit, h.p.Commit(ctx, txnID)
-	} else {
-		res = h.p.Rollback(ctx, txnID)
+		call, do = participant.EndpointCommit, h.p.Commit
 	}
+	res := do(ctx, txnID)
 	if res.Err == nil && res.Conflict {
 		h.log.Error("sqlpart: phase 2 contradicts the database's state (heuristic hazard)", "txn_id", txnID, "call", call, "state", res.State)
 	}
