@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path"
@@ -174,6 +175,14 @@ func (p *lockPart) report(waiter, holder, key string) {
 		return
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		// Retry later, as the protocol says: in a cluster, the detector's shard may be
+		// moving between nodes (not_owner). The next report, reportEvery later, goes
+		// again, as the participant library's would.
+		body, _ := io.ReadAll(resp.Body)
+		p.t.Logf("wait report answered 503 (%s); the next one retries", bytes.TrimSpace(body))
+		return
+	}
 	if resp.StatusCode != http.StatusAccepted {
 		p.t.Errorf("wait report answered %d", resp.StatusCode)
 		return
