@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -306,6 +308,9 @@ func TestClusterSurvivesKillAndPause(t *testing.T) {
 		// pausedOwned is how many shards the paused node owned when it was paused.
 		pausedOwned atomic.Int64
 	)
+	// A write of the paused node's that is surely in flight across the pause, whatever
+	// the load does then: see fencedTxn.
+	fenced := newFencedTxn(t)
 	live := func(i int) bool { return !(i == 1 && isClosed(killed)) }
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -345,7 +350,9 @@ func TestClusterSurvivesKillAndPause(t *testing.T) {
 				case n == pauseAfter:
 					pausOnce.Do(func() {
 						pausedOwned.Store(int64(len(nodes[2].rt.Node().Owned())))
+						fence := fenced.begin(nodes[2])
 						nodes[2].proxy.Pause()
+						fence.release()
 						close(paused)
 					})
 				}
@@ -416,13 +423,13 @@ func TestClusterSurvivesKillAndPause(t *testing.T) {
 	if after := total(); after != before {
 		t.Errorf("money not conserved: %d before, %d after", before, after)
 	}
-	fenced := counterValue(t, nodes[2].rt.ClusterMetrics().FencedWrites)
+	fencedWrites := counterValue(t, nodes[2].rt.ClusterMetrics().FencedWrites)
 	t.Logf("%d transactions: %d committed, %d aborted, %d unknown to the cluster; paused node: %v fenced writes",
-		len(ids), committed, aborted, unknown, fenced)
+		len(ids), committed, aborted, unknown, fencedWrites)
 	if committed == 0 {
 		t.Error("nothing committed: the load did not run")
 	}
-	if fenced < 1 {
+	if fencedWrites < 1 {
 		t.Error("the paused node had no write refused by etcd: nothing shows it was fenced")
 	}
 	// The same counter, as /metrics exports it.
@@ -432,10 +439,83 @@ func TestClusterSurvivesKillAndPause(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if want := fmt.Sprintf("dtc_cluster_fenced_writes_total %v\n", fenced); !bytes.Contains(body, []byte(want)) {
+	if want := fmt.Sprintf("dtc_cluster_fenced_writes_total %v\n", fencedWrites); !bytes.Contains(body, []byte(want)) {
 		t.Errorf("/metrics of the paused node lacks %q", want)
 	}
 }
+
+// fencedTxn is a transaction begun at a node on a shard it owns, whose one participant
+// holds its prepare until release: called just after the node's etcd traffic is
+// paused, its decision's log write then waits at the proxy until the node is let back,
+// past its lease, and etcd refuses it (FencedWrites). Without it, the load alone left
+// the paused node no write in flight in one of five CI runs on 2026-12-06 (0 fenced
+// writes: as it seems, its submits during the pause all came after it found its
+// lease lost). Its participant answers
+// every later call (the new owner's status question, then its commit or rollback), and
+// holds no money.
+type fencedTxn struct {
+	t        *testing.T
+	srv      *httptest.Server
+	got      chan struct{} // the prepare arrived
+	hold     chan struct{} // closed by release
+	holdOnce sync.Once
+}
+
+func newFencedTxn(t *testing.T) *fencedTxn {
+	f := &fencedTxn{t: t, got: make(chan struct{}, 1), hold: make(chan struct{})}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/prepare"):
+			select {
+			case f.got <- struct{}{}:
+			default:
+			}
+			select {
+			case <-f.hold:
+			case <-r.Context().Done():
+			}
+			fmt.Fprint(w, `{"vote":"ACK"}`)
+		case strings.HasSuffix(r.URL.Path, "/commit"):
+			fmt.Fprint(w, `{"state":"committed"}`)
+		case strings.HasSuffix(r.URL.Path, "/rollback"):
+			fmt.Fprint(w, `{"state":"aborted"}`)
+		default: // status
+			fmt.Fprint(w, `{"state":"prepared"}`)
+		}
+	}))
+	t.Cleanup(func() { f.release(); f.srv.Close() })
+	return f
+}
+
+// begin submits the transaction to n, on a shard n runs, and returns once its prepare
+// is held (its begin record durable: the participant does not say it asks).
+func (f *fencedTxn) begin(n *cnode) *fencedTxn {
+	owned := n.rt.Node().Owned()
+	var id string
+	for i := 0; id == "" && i < 10_000; i++ {
+		if c := fmt.Sprintf("fence-%d", i); slices.Contains(owned, n.rt.ClusterShardOf(c)) {
+			id = c
+		}
+	}
+	if id == "" {
+		f.t.Errorf("no transaction id of the %d shards %s runs", len(owned), n.id)
+		return f
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, _ = n.cli.SubmitAsync(ctx, client.Request{ID: id, PrepareTimeout: time.Minute,
+			Participants: []client.Participant{{URL: f.srv.URL + "/prepare"}}})
+	}()
+	select {
+	case <-f.got:
+	case <-time.After(30 * time.Second):
+		f.t.Errorf("the prepare of %s did not reach its participant", id)
+	}
+	return f
+}
+
+func (f *fencedTxn) release() { f.holdOnce.Do(func() { close(f.hold) }) }
 
 func isClosed(c chan struct{}) bool {
 	select {
