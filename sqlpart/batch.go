@@ -47,12 +47,8 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
 	var order []string
 	byTxn := make(map[string][]int, len(ops))
 	for i, op := range ops {
-		if err := participant.ValidateTxnID(op.TxnID, h.p.cfg.TxnIDMaxBytes); err != nil {
-			code := participant.CodeInvalidField
-			if op.TxnID == "" {
-				code = participant.CodeMissingField
-			}
-			results[i].Error = &protocol.ErrorBody{Code: code, Message: "txn_id: " + err.Error()}
+		if code, msg := h.txnIDProblem(op.TxnID); code != "" {
+			results[i].Error = &protocol.ErrorBody{Code: code, Message: msg}
 			continue
 		}
 		if _, seen := byTxn[op.TxnID]; !seen {

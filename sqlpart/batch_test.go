@@ -153,3 +153,30 @@ func TestBatchRefusals(t *testing.T) {
 		t.Fatalf("batches off: %d %s %q, want 404 and no offer", code, body, offer)
 	}
 }
+
+// TestTxnIDRefusals: a missing or invalid transaction id gets the same code and
+// message from a single call (its 400) and from a batch op (its result's error), and
+// the batch's other ops are done.
+func TestTxnIDRefusals(t *testing.T) {
+	f := newFixture(t, pgDSN, nil)
+	h := serve(t, f.p)
+	long := strings.Repeat("x", f.cfg.TxnIDMaxBytes+1)
+	for _, c := range []struct{ id, code string }{{"", "missing_field"}, {long, "invalid_field"}} {
+		code, body := h.post("commit", participant.TxnRequest{TxnID: c.id})
+		var single protocol.ErrorResponse
+		if err := json.Unmarshal([]byte(body), &single); err != nil || code != http.StatusBadRequest || single.Error.Code != c.code {
+			t.Fatalf("commit of %q: %d %s, want 400 %s", c.id, code, body, c.code)
+		}
+		code, _, body = postBatch(t, h.srv.URL, batchOf("commit:"+c.id, "rollback:ok"))
+		var res protocol.BatchResponse
+		if err := json.Unmarshal([]byte(body), &res); err != nil || code != http.StatusOK || len(res.Results) != 2 {
+			t.Fatalf("batch with %q: %d %s", c.id, code, body)
+		}
+		if e := res.Results[0].Error; e == nil || *e != single.Error {
+			t.Errorf("batch op %q: %+v, want the single call's %+v", c.id, e, single.Error)
+		}
+		if res.Results[1].State != participant.StateAborted {
+			t.Errorf("the batch's other op: %+v, want aborted", res.Results[1])
+		}
+	}
+}

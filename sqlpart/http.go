@@ -189,15 +189,25 @@ func (h *handler) phase2(ctx context.Context, commit bool, txnID string) partici
 }
 
 func (h *handler) checkTxnID(w http.ResponseWriter, r *http.Request, id string) bool {
-	if err := participant.ValidateTxnID(id, h.p.cfg.TxnIDMaxBytes); err != nil {
-		code := participant.CodeInvalidField
-		if id == "" {
-			code = participant.CodeMissingField
-		}
-		h.fail(w, r, http.StatusBadRequest, code, "txn_id: "+err.Error())
+	if code, msg := h.txnIDProblem(id); code != "" {
+		h.fail(w, r, http.StatusBadRequest, code, msg)
 		return false
 	}
 	return true
+}
+
+// txnIDProblem says what is wrong with a transaction id, if anything: the error code
+// and message of a single call's 400, and of a batch op's result. code is "" when
+// nothing is.
+func (h *handler) txnIDProblem(id string) (code, msg string) {
+	err := participant.ValidateTxnID(id, h.p.cfg.TxnIDMaxBytes)
+	switch {
+	case err == nil:
+		return "", ""
+	case id == "":
+		return participant.CodeMissingField, "txn_id: " + err.Error()
+	}
+	return participant.CodeInvalidField, "txn_id: " + err.Error()
 }
 
 func (h *handler) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
