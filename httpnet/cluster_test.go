@@ -459,6 +459,7 @@ type fencedTxn struct {
 	got      chan struct{} // the prepare arrived
 	hold     chan struct{} // closed by release
 	holdOnce sync.Once
+	submit   sync.WaitGroup // the submit begin sent, awaited at cleanup
 }
 
 func newFencedTxn(t *testing.T) *fencedTxn {
@@ -483,7 +484,7 @@ func newFencedTxn(t *testing.T) *fencedTxn {
 			fmt.Fprint(w, `{"state":"prepared"}`)
 		}
 	}))
-	t.Cleanup(func() { f.release(); f.srv.Close() })
+	t.Cleanup(func() { f.release(); f.submit.Wait(); f.srv.Close() })
 	return f
 }
 
@@ -501,12 +502,12 @@ func (f *fencedTxn) begin(n *cnode) *fencedTxn {
 		f.t.Errorf("no transaction id of the %d shards %s runs", len(owned), n.id)
 		return f
 	}
-	go func() {
+	f.submit.Go(func() { // answered once begun: its prepare is held, not its answer
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		_, _ = n.cli.SubmitAsync(ctx, client.Request{ID: id, PrepareTimeout: time.Minute,
 			Participants: []client.Participant{{URL: f.srv.URL + "/prepare"}}})
-	}()
+	})
 	select {
 	case <-f.got:
 	case <-time.After(30 * time.Second):
