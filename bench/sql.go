@@ -16,6 +16,7 @@ import (
 
 	"github.com/dtc-project/dtc/client"
 	"github.com/dtc-project/dtc/httpnet"
+	"github.com/dtc-project/dtc/httpnet/transport"
 	"github.com/dtc-project/dtc/sqlpart"
 )
 
@@ -295,9 +296,8 @@ func RunSQL(ctx context.Context, o SQLOptions) (res *SQLResult, err error) {
 	res.DtcFailed, res.FloorFailed = dtcFailed.Load(), floorFailed.Load()
 	res.DtcLockWaits = pg.p.LockWaitStats().Blocked
 	if now, n := node.rt.TransportStats(), dtcTried.Load()-tried; n > 0 {
-		requests := now.Prepare + now.Commit + now.Rollback + now.Status + now.Batch -
-			(sent.Prepare + sent.Commit + sent.Rollback + sent.Status + sent.Batch)
-		res.DtcRequestsPerTransfer = float64(requests) / float64(n)
+		requests := func(s transport.Stats) uint64 { return s.Prepare + s.Commit + s.Rollback + s.Status + s.Batch }
+		res.DtcRequestsPerTransfer = float64(requests(now)-requests(sent)) / float64(n)
 		if b := now.Batch - sent.Batch; b > 0 {
 			res.DtcBatchOps = float64(now.BatchOps-sent.BatchOps) / float64(b)
 		}
